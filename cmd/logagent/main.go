@@ -1,0 +1,60 @@
+// Command logagent tails the log files an operator lists in etcd and ships
+// every line to Kafka, resuming exactly where Kafka last acknowledged.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/logpipe/logpipe/internal/agent"
+	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/logging"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	cfgPath := flag.String("config", "conf/logagent.ini", "path of the ini config file")
+	ip := flag.String("ip", "", "IP this agent's etcd key is named after (overrides [agent] ip and detection)")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println("logagent", version)
+		return 0
+	}
+
+	cfg, err := config.LoadAgent(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logagent: invalid config:\n%v\n", err)
+		return 2
+	}
+	if *ip != "" {
+		cfg.Agent.IP = *ip
+	}
+	log, err := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format, "logagent")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logagent: %v\n", err)
+		return 2
+	}
+	a, err := agent.New(cfg, agent.Options{Version: version}, log)
+	if err != nil {
+		log.WithError(err).Error("cannot start")
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		log.WithError(err).Error("exited with error")
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,396 @@
+// Package agent assembles logagent: registry, Kafka producer, tail
+// collector, etcd config watcher and HTTP endpoints, started in dependency
+// order and stopped in reverse, so that at exit reading stops first, the
+// producer then flushes what is in flight, and the registry is saved last.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/collector"
+	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/confwatch"
+	"github.com/logpipe/logpipe/internal/fsutil"
+	"github.com/logpipe/logpipe/internal/httpserver"
+	"github.com/logpipe/logpipe/internal/producer"
+	"github.com/logpipe/logpipe/internal/registry"
+)
+
+// Options are settings that come from flags rather than the ini file.
+type Options struct {
+	// Version is reported in logs and the inventory.
+	Version string
+}
+
+// Agent is a configured logagent.
+type Agent struct {
+	cfg  *config.AgentConfig
+	opts Options
+	log  *logrus.Entry
+	prom *prometheus.Registry
+
+	host, ip string
+	key      string
+
+	reg   *registry.Registry
+	prod  *producer.Producer
+	coll  *collector.Collector
+	cli   *clientv3.Client
+	watch *confwatch.Watcher
+	http  *httpserver.Server
+
+	reloads      *prometheus.CounterVec
+	lastOK       prometheus.Gauge
+	lastOKTime   prometheus.Gauge
+	revision     prometheus.Gauge
+	mu         sync.Mutex
+	seenRev    int64 // mod revision of the last config handled (-1: none, 0: absent)
+	appliedRev int64 // mod revision of the config in force
+	lastErr    string
+}
+
+// New validates the environment (data dir lock, HTTP port) and builds the
+// components without starting them.
+func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, error) {
+	a := &Agent{cfg: cfg, opts: opts, log: log, prom: prometheus.NewRegistry(), seenRev: -1}
+	a.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	a.host = cfg.Agent.Hostname
+	if a.host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("getting hostname: %w", err)
+		}
+		a.host = h
+	}
+	a.ip = cfg.Agent.IP
+	if a.ip == "" {
+		ip, err := DetectIP(cfg.Etcd.Endpoints)
+		if err != nil {
+			return nil, err
+		}
+		a.ip = ip
+	}
+	a.key = cfg.Etcd.CollectKeyFor(a.ip)
+
+	reg, err := registry.Open(cfg.Agent.DataDir, log, a.prom)
+	if err != nil {
+		return nil, err
+	}
+	a.reg = reg
+	a.prod = producer.New(producer.Config{
+		Kafka:           cfg.Kafka,
+		MaxRecordBytes:  cfg.Agent.MaxRecordBytes(),
+		ShutdownTimeout: cfg.Agent.ShutdownTimeout,
+	}, log, a.prom)
+	a.coll = collector.New(collector.Config{
+		Host: a.host, IP: a.ip,
+		MaxLineBytes: cfg.Agent.MaxLineBytes,
+		PollInterval: cfg.Agent.PollInterval,
+		ScanInterval: cfg.Agent.ScanInterval,
+	}, reg, a.prod, log, a.prom)
+
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Etcd.Endpoints,
+		DialTimeout: cfg.Etcd.Timeout,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("creating etcd client: %w", err)
+	}
+	a.cli = cli
+	a.watch = confwatch.New(cli, a.key, false, cfg.Etcd.Timeout, log, a.prom, "logagent")
+
+	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logagent_config_reloads_total", Help: "Collect configs received from etcd, by result."}, []string{"result"})
+	a.lastOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_config_last_reload_successful", Help: "1 if the last collect config received was valid and applied."})
+	a.lastOKTime = prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_config_last_reload_success_timestamp_seconds", Help: "When a collect config was last applied."})
+	a.revision = prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_config_revision", Help: "etcd mod revision of the applied collect config (0: deleted or none)."})
+	a.prom.MustRegister(a.reloads, a.lastOK, a.lastOKTime, a.revision)
+	a.reloads.WithLabelValues("success")
+	a.reloads.WithLabelValues("failure")
+
+	if cfg.HTTP.Addr != "" {
+		a.http = httpserver.New(cfg.HTTP.Addr, a.prom, []httpserver.Check{
+			{Name: "etcd", Fn: func() error { return boolErr(a.watch.Up(), "etcd watch not established") }},
+			{Name: "kafka", Fn: func() error { return boolErr(a.prod.Ready(), "no recent successful Kafka send") }},
+		}, log)
+		a.http.Handle("/status", http.HandlerFunc(a.serveStatus))
+		if err := a.http.Listen(); err != nil {
+			cli.Close()
+			reg.Close()
+			return nil, err
+		}
+	}
+	log.WithFields(logrus.Fields{"host": a.host, "ip": a.ip, "key": a.key, "data_dir": cfg.Agent.DataDir, "version": opts.Version}).Info("logagent configured")
+	return a, nil
+}
+
+func boolErr(ok bool, msg string) error {
+	if ok {
+		return nil
+	}
+	return errors.New(msg)
+}
+
+// IP is the address this agent's config key is named after.
+func (a *Agent) IP() string { return a.ip }
+
+// Key is the etcd key of this agent's collect config.
+func (a *Agent) Key() string { return a.key }
+
+// Registry exposes the offset registry (for status and tests).
+func (a *Agent) Registry() *registry.Registry { return a.reg }
+
+// Prometheus is the agent's metrics registry.
+func (a *Agent) Prometheus() *prometheus.Registry { return a.prom }
+
+// HTTPAddr is where the HTTP endpoints listen ("" if disabled).
+func (a *Agent) HTTPAddr() string {
+	if a.http == nil {
+		return ""
+	}
+	return a.http.Addr()
+}
+
+// Run runs the agent until ctx ends, then shuts down in order.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.reg.Close()
+	defer a.cli.Close()
+
+	regCtx, stopReg := context.WithCancel(context.Background())
+	prodCtx, stopProd := context.WithCancel(context.Background())
+	readCtx, stopRead := context.WithCancel(context.Background())
+	defer stopReg()
+	defer stopProd()
+	defer stopRead()
+
+	var regWG, prodWG, readWG sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(wg *sync.WaitGroup, name string, fn func(context.Context) error, c context.Context) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(c); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run(&regWG, "registry", func(c context.Context) error { return a.reg.Run(c, time.Second) }, regCtx)
+	run(&prodWG, "producer", a.prod.Run, prodCtx)
+	if a.http != nil {
+		run(&regWG, "http", a.http.Run, regCtx)
+	}
+	if cached, ok := a.loadCache(); ok {
+		a.log.WithField("entries", len(cached)).Info("collecting with the cached collect config until etcd answers")
+		a.coll.Apply(cached)
+	}
+	run(&readWG, "collector", a.coll.Run, readCtx)
+	run(&readWG, "etcd watch", a.watch.Run, readCtx)
+	run(&readWG, "config", a.configLoop, readCtx)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		a.log.WithError(err).Error("component failed; shutting down")
+	}
+	a.log.Info("shutting down: stopping readers")
+	stopRead()
+	readWG.Wait()
+	a.log.Info("flushing events in flight")
+	stopProd()
+	prodWG.Wait()
+	stopReg()
+	regWG.Wait()
+	if serr := a.reg.Save(); serr != nil && err == nil {
+		err = fmt.Errorf("saving registry: %w", serr)
+	}
+	a.log.Info("stopped")
+	return err
+}
+
+// configLoop validates every new collect config and applies the good ones.
+func (a *Agent) configLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.watch.Changed():
+			a.handleSnapshot(a.watch.Latest())
+		}
+	}
+}
+
+func (a *Agent) handleSnapshot(s *confwatch.Snapshot) {
+	if s == nil {
+		return
+	}
+	kv, exists := s.KVs[a.key]
+	a.mu.Lock()
+	dup := a.seenRev == kv.ModRevision // 0 when absent
+	a.seenRev = kv.ModRevision
+	a.mu.Unlock()
+	if dup {
+		return
+	}
+	log := a.log.WithField("key", a.key)
+	if !exists {
+		log.Info("collect config key is absent: no files are collected")
+		a.coll.Apply(nil)
+		a.removeCache()
+		a.applied(0)
+		return
+	}
+	entries, err := collectconf.Parse(kv.Value)
+	if err != nil {
+		a.reloads.WithLabelValues("failure").Inc()
+		a.lastOK.Set(0)
+		a.mu.Lock()
+		a.lastErr = err.Error()
+		a.mu.Unlock()
+		log.WithField("revision", kv.ModRevision).WithError(err).Error("invalid collect config rejected; the running config stays in force")
+		return
+	}
+	a.coll.Apply(entries)
+	a.saveCache(kv.Value, kv.ModRevision)
+	a.applied(kv.ModRevision)
+	log.WithFields(logrus.Fields{"revision": kv.ModRevision, "entries": len(entries)}).Info("collect config accepted")
+}
+
+func (a *Agent) applied(rev int64) {
+	a.reloads.WithLabelValues("success").Inc()
+	a.lastOK.Set(1)
+	a.lastOKTime.SetToCurrentTime()
+	a.revision.Set(float64(rev))
+	a.mu.Lock()
+	a.appliedRev, a.lastErr = rev, ""
+	a.mu.Unlock()
+}
+
+// The cache keeps the last good config in data_dir so an agent restarted
+// while etcd is down collects at once.
+type cacheFile struct {
+	Key      string          `json:"key"`
+	Revision int64           `json:"revision"`
+	Value    json.RawMessage `json:"value"`
+}
+
+func (a *Agent) cachePath() string { return filepath.Join(a.cfg.Agent.DataDir, "collect_config.json") }
+
+func (a *Agent) loadCache() ([]collectconf.Entry, bool) {
+	data, err := os.ReadFile(a.cachePath())
+	if err != nil {
+		return nil, false
+	}
+	var c cacheFile
+	if err := json.Unmarshal(data, &c); err != nil || c.Key != a.key {
+		a.log.WithError(err).Warn("ignoring unreadable or foreign collect config cache")
+		return nil, false
+	}
+	entries, err := collectconf.Parse(c.Value)
+	if err != nil {
+		a.log.WithError(err).Warn("ignoring invalid collect config cache")
+		return nil, false
+	}
+	return entries, true
+}
+
+func (a *Agent) saveCache(value []byte, rev int64) {
+	data, err := json.Marshal(cacheFile{Key: a.key, Revision: rev, Value: json.RawMessage(value)})
+	if err == nil {
+		err = fsutil.WriteAtomic(a.cachePath(), data, 0o644)
+	}
+	if err != nil {
+		a.log.WithError(err).Warn("saving collect config cache")
+	}
+}
+
+func (a *Agent) removeCache() {
+	if err := os.Remove(a.cachePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.WithError(err).Warn("removing collect config cache")
+	}
+}
+
+// Status is the agent's self-description, served at /status.
+type Status struct {
+	Host        string                 `json:"host"`
+	IP          string                 `json:"ip"`
+	Key         string                 `json:"key"`
+	Revision    int64                  `json:"config_revision"`
+	ConfigError string                 `json:"config_error,omitempty"`
+	Tasks       []collector.TaskStatus `json:"tasks"`
+}
+
+// Status reports what the agent is doing.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	rev, lastErr := a.appliedRev, a.lastErr
+	a.mu.Unlock()
+	return Status{Host: a.host, IP: a.ip, Key: a.key, Revision: rev, ConfigError: lastErr, Tasks: a.coll.Status()}
+}
+
+func (a *Agent) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(a.Status())
+}
+
+// DetectIP finds the address this host is known by without sending
+// anything: the local address of the route to the first etcd endpoint
+// (a UDP "connect" only consults the routing table), else the first
+// non-loopback interface address.
+func DetectIP(endpoints []string) (string, error) {
+	if len(endpoints) > 0 {
+		ep := endpoints[0]
+		if i := strings.Index(ep, "://"); i >= 0 {
+			ep = ep[i+3:]
+		}
+		if c, err := net.Dial("udp", ep); err == nil {
+			ip := c.LocalAddr().(*net.UDPAddr).IP
+			c.Close()
+			if !ip.IsUnspecified() {
+				return ip.String(), nil
+			}
+		}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("listing interface addresses: %w", err)
+	}
+	var v6 string
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		if n.IP.To4() != nil {
+			return n.IP.String(), nil
+		}
+		if v6 == "" {
+			v6 = n.IP.String()
+		}
+	}
+	if v6 != "" {
+		return v6, nil
+	}
+	return "", errors.New("cannot determine this host's IP; set [agent] ip or -ip")
+}

@@ -1,0 +1,297 @@
+// Package collectconf is the schema of an agent's collect config, the JSON
+// list an operator puts at /logagent/<ip>/collect_config, and its
+// validation. The agent, the transfer's topic discovery and logctl all parse
+// it here, so they accept and reject exactly the same documents.
+package collectconf
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Limits on one document, so a bad put cannot make an agent allocate
+// without bound.
+const (
+	MaxEntries       = 10000
+	MaxFields        = 64
+	MaxFieldValueLen = 1024
+	DefaultMaxLines  = 500
+	DefaultTimeout   = time.Second
+	maxTopicLen      = 249
+)
+
+// From values.
+const (
+	FromBeginning = "beginning"
+	FromEnd       = "end"
+)
+
+// Entry is one file (or glob) to collect into one topic.
+type Entry struct {
+	// Path is an absolute file path or glob (*, ?, [...]).
+	Path  string `json:"path"`
+	Topic string `json:"topic"`
+	// From says where to start in a file this agent has never read for
+	// this entry: "beginning" (default) or "end". Files that appear while
+	// the entry is active are always read from their start.
+	From string `json:"from,omitempty"`
+	// Multiline joins continuation lines to the line that starts an event.
+	Multiline *Multiline `json:"multiline,omitempty"`
+	// Fields are static key/values attached to every event.
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+// Multiline configures event joining. In JSON it is either a pattern
+// string or an object with the fields below.
+type Multiline struct {
+	// Pattern matches the first line of an event; lines that do not match
+	// are appended to the current event.
+	Pattern string `json:"pattern"`
+	// MaxLines and MaxBytes bound one event; when reached the event is
+	// sent and the next line starts a new one. MaxBytes 0 means the
+	// agent's max_line_bytes.
+	MaxLines int `json:"max_lines,omitempty"`
+	MaxBytes int `json:"max_bytes,omitempty"`
+	// Timeout sends a pending event when no line followed it in time.
+	Timeout Duration `json:"timeout,omitempty"`
+
+	re *regexp.Regexp
+}
+
+// Regexp returns the compiled pattern (set by Parse).
+func (m *Multiline) Regexp() *regexp.Regexp { return m.re }
+
+// UnmarshalJSON accepts "pattern" or {"pattern": ..., ...}.
+func (m *Multiline) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &m.Pattern)
+	}
+	type plain Multiline
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode((*plain)(m))
+}
+
+// Duration is a time.Duration written as a Go duration string ("2s").
+type Duration time.Duration
+
+// UnmarshalJSON parses "250ms"-style strings.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`duration must be a string such as "2s"`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Key identifies an entry: one path into one topic.
+func (e *Entry) Key() string { return e.Topic + "\x00" + e.Path }
+
+// IsGlob reports whether Path has glob metacharacters.
+func (e *Entry) IsGlob() bool { return strings.ContainsAny(e.Path, "*?[") }
+
+// FromEnd reports whether unseen files start at their end.
+func (e *Entry) FromEnd() bool { return e.From == FromEnd }
+
+// Equal reports whether two entries collect the same way; an entry that
+// changed in any field must be restarted.
+func (e *Entry) Equal(o *Entry) bool {
+	a, _ := json.Marshal(e)
+	b, _ := json.Marshal(o)
+	return bytes.Equal(a, b)
+}
+
+// Parse decodes and validates a whole collect config. It returns every
+// problem found, each naming the entry, so an invalid document is rejected
+// whole with a message that says what to fix.
+func Parse(data []byte) ([]Entry, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("collect config is empty; want a JSON list such as [{\"path\":\"/var/log/app.log\",\"topic\":\"app_log\"}]")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var raw []json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("collect config is not a JSON list of entries: %w", jsonErr(data, err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("collect config has trailing data after the JSON list")
+	}
+	if raw == nil {
+		return nil, errors.New("collect config is null; want a JSON list (use [] for no files)")
+	}
+	if len(raw) > MaxEntries {
+		return nil, fmt.Errorf("collect config has %d entries, more than the limit of %d", len(raw), MaxEntries)
+	}
+	entries := make([]Entry, len(raw))
+	var errs []error
+	seen := make(map[string]int, len(raw))
+	for i, r := range raw {
+		e := &entries[i]
+		d := json.NewDecoder(bytes.NewReader(r))
+		d.DisallowUnknownFields()
+		if err := d.Decode(e); err != nil {
+			errs = append(errs, fmt.Errorf("entry %d: %w", i, jsonErr(r, err)))
+			continue
+		}
+		if err := e.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("entry %d (path %q, topic %q): %w", i, e.Path, e.Topic, err))
+			continue
+		}
+		if j, dup := seen[e.Key()]; dup {
+			errs = append(errs, fmt.Errorf("entry %d (path %q, topic %q): duplicates entry %d", i, e.Path, e.Topic, j))
+			continue
+		}
+		seen[e.Key()] = i
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return entries, nil
+}
+
+// jsonErr adds the byte offset to syntax errors, which json leaves out of
+// its message.
+func jsonErr(data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte %d: %w", se.Offset, err)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			return fmt.Errorf("field %q: want %s, got JSON %s", te.Field, te.Type, te.Value)
+		}
+		return fmt.Errorf("want %s, got JSON %s", te.Type, te.Value)
+	}
+	return err
+}
+
+var (
+	topicRE    = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+	fieldKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
+)
+
+// reservedFields are document fields the pipeline sets itself.
+var reservedFields = []string{"@timestamp", "message", "host", "log", "kafka", "event"}
+
+// ValidTopic reports why name is not a legal Kafka topic name, or nil.
+func ValidTopic(name string) error {
+	switch {
+	case name == "":
+		return errors.New("topic is required")
+	case name == "." || name == "..":
+		return fmt.Errorf("topic %q is not a legal Kafka topic name", name)
+	case len(name) > maxTopicLen:
+		return fmt.Errorf("topic is %d characters, Kafka allows at most %d", len(name), maxTopicLen)
+	case !topicRE.MatchString(name):
+		return fmt.Errorf("topic %q is not a legal Kafka topic name (letters, digits, '.', '_', '-')", name)
+	}
+	return nil
+}
+
+func (e *Entry) validate() error {
+	var errs []error
+	switch {
+	case e.Path == "":
+		errs = append(errs, errors.New("path is required"))
+	case !filepath.IsAbs(e.Path):
+		errs = append(errs, fmt.Errorf("path %q is not absolute", e.Path))
+	case strings.ContainsRune(e.Path, 0):
+		errs = append(errs, errors.New("path contains a NUL byte"))
+	default:
+		if _, err := filepath.Match(e.Path, ""); err != nil {
+			errs = append(errs, fmt.Errorf("path %q is not a valid glob: %w", e.Path, err))
+		}
+		if strings.HasSuffix(e.Path, "/") {
+			errs = append(errs, fmt.Errorf("path %q names a directory; use a file or a glob such as %s*.log", e.Path, e.Path))
+		}
+		e.Path = filepath.Clean(e.Path)
+	}
+	if err := ValidTopic(e.Topic); err != nil {
+		errs = append(errs, err)
+	}
+	switch e.From {
+	case "", FromBeginning:
+		e.From = ""
+	case FromEnd:
+	default:
+		errs = append(errs, fmt.Errorf("from %q must be %q or %q", e.From, FromBeginning, FromEnd))
+	}
+	if m := e.Multiline; m != nil {
+		if err := m.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("multiline: %w", err))
+		}
+	}
+	if len(e.Fields) > MaxFields {
+		errs = append(errs, fmt.Errorf("fields has %d keys, at most %d allowed", len(e.Fields), MaxFields))
+	}
+	for k, v := range e.Fields {
+		if !fieldKeyRE.MatchString(k) {
+			errs = append(errs, fmt.Errorf("field name %q must start with a letter or _ and hold only letters, digits, _ . -", k))
+			continue
+		}
+		for _, r := range reservedFields {
+			if k == r || strings.HasPrefix(k, r+".") {
+				errs = append(errs, fmt.Errorf("field name %q is reserved: the pipeline sets %q itself", k, r))
+			}
+		}
+		if len(v) > MaxFieldValueLen {
+			errs = append(errs, fmt.Errorf("field %q value is %d bytes, at most %d allowed", k, len(v), MaxFieldValueLen))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Multiline) validate() error {
+	if m.Pattern == "" {
+		return errors.New("pattern is required")
+	}
+	re, err := regexp.Compile(m.Pattern)
+	if err != nil {
+		return fmt.Errorf("pattern %q: %w", m.Pattern, err)
+	}
+	m.re = re
+	if m.MaxLines < 0 || m.MaxBytes < 0 || m.Timeout < 0 {
+		return errors.New("max_lines, max_bytes and timeout must not be negative")
+	}
+	if m.MaxLines == 0 {
+		m.MaxLines = DefaultMaxLines
+	}
+	if m.Timeout == 0 {
+		m.Timeout = Duration(DefaultTimeout)
+	}
+	if time.Duration(m.Timeout) > time.Minute {
+		return fmt.Errorf("timeout %s is longer than 1m", time.Duration(m.Timeout))
+	}
+	return nil
+}
+
+// Topics returns the distinct topics of entries, in order of first use.
+func Topics(entries []Entry) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if !seen[e.Topic] {
+			seen[e.Topic] = true
+			out = append(out, e.Topic)
+		}
+	}
+	return out
+}

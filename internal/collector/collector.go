@@ -1,0 +1,288 @@
+// Package collector reconciles the wanted collect entries with the running
+// tail tasks: it starts tasks for new entries, stops removed ones (their
+// files are closed before Apply's reconcile moves on), restarts changed
+// ones and leaves unchanged ones alone. A glob entry runs one tailer per
+// matching file and rescans for new matches.
+package collector
+
+import (
+	"context"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/registry"
+	"github.com/logpipe/logpipe/internal/tailer"
+)
+
+// Config is what every task shares.
+type Config struct {
+	Host         string
+	IP           string
+	MaxLineBytes int
+	PollInterval time.Duration
+	ScanInterval time.Duration
+	RotateWait   time.Duration
+}
+
+// Collector runs tail tasks for the latest applied entries.
+type Collector struct {
+	cfg  Config
+	reg  *registry.Registry
+	sink tailer.Sink
+	log  *logrus.Entry
+	tm   *tailer.Metrics
+
+	mu      sync.Mutex
+	wanted  []collectconf.Entry
+	applied bool
+	notify  chan struct{}
+
+	tasksMu sync.Mutex
+	tasks   map[string]*task
+
+	tasksGauge prometheus.GaugeFunc
+}
+
+// New returns a collector; call Run and Apply.
+func New(cfg Config, reg *registry.Registry, sink tailer.Sink, log *logrus.Entry, prom prometheus.Registerer) *Collector {
+	c := &Collector{
+		cfg: cfg, reg: reg, sink: sink,
+		log:    log.WithField("component", "collector"),
+		tm:     tailer.NewMetrics(prom),
+		notify: make(chan struct{}, 1),
+		tasks:  map[string]*task{},
+	}
+	c.tasksGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_tasks", Help: "Collect entries running."},
+		func() float64 { c.tasksMu.Lock(); defer c.tasksMu.Unlock(); return float64(len(c.tasks)) })
+	if prom != nil {
+		prom.MustRegister(c.tasksGauge)
+	}
+	return c
+}
+
+// Apply hands over a new validated set of entries. It does not block;
+// bursts collapse to the latest.
+func (c *Collector) Apply(entries []collectconf.Entry) {
+	c.mu.Lock()
+	c.wanted, c.applied = entries, true
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles on every Apply until ctx ends, then stops every task.
+func (c *Collector) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			c.reconcile(ctx, nil, false)
+			return nil
+		case <-c.notify:
+			c.mu.Lock()
+			wanted := c.wanted
+			c.mu.Unlock()
+			c.reconcile(ctx, wanted, true)
+		}
+	}
+}
+
+func (c *Collector) reconcile(ctx context.Context, wanted []collectconf.Entry, record bool) {
+	want := make(map[string]collectconf.Entry, len(wanted))
+	for _, e := range wanted {
+		want[e.Key()] = e
+	}
+	c.tasksMu.Lock()
+	current := c.tasks
+	c.tasksMu.Unlock()
+
+	next := make(map[string]*task, len(want))
+	var stopping []*task
+	started, stopped, restarted := 0, 0, 0
+	for k, t := range current {
+		e, ok := want[k]
+		switch {
+		case !ok:
+			stopping = append(stopping, t)
+			stopped++
+		case !e.Equal(&t.entry):
+			stopping = append(stopping, t)
+			restarted++
+		default:
+			next[k] = t
+		}
+	}
+	// Stop first, so a restarted entry's new tailers can take over the
+	// files the old ones release.
+	for _, t := range stopping {
+		t.stop()
+	}
+	if ctx.Err() == nil {
+		for k, e := range want {
+			if _, ok := next[k]; ok {
+				continue
+			}
+			if _, ok := current[k]; !ok {
+				started++
+			}
+			fromEnd := e.FromEnd() && !c.reg.EntrySeen(k)
+			next[k] = c.start(ctx, e, fromEnd)
+		}
+	}
+	c.tasksMu.Lock()
+	c.tasks = next
+	c.tasksMu.Unlock()
+	if record {
+		keys := make([]string, 0, len(want))
+		for k := range want {
+			keys = append(keys, k)
+		}
+		c.reg.SetEntries(keys)
+		c.log.WithFields(logrus.Fields{"entries": len(want), "started": started, "stopped": stopped, "restarted": restarted}).Info("collect config applied")
+	}
+}
+
+// task runs one entry.
+type task struct {
+	entry  collectconf.Entry
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	tailers map[string]*tailer.Tailer
+}
+
+func (t *task) stop() {
+	t.cancel()
+	<-t.done
+}
+
+func (c *Collector) start(ctx context.Context, e collectconf.Entry, fromEnd bool) *task {
+	tctx, cancel := context.WithCancel(ctx)
+	t := &task{entry: e, cancel: cancel, done: make(chan struct{}), tailers: map[string]*tailer.Tailer{}}
+	log := c.log.WithFields(logrus.Fields{"entry": e.Path, "topic": e.Topic})
+	go func() {
+		defer close(t.done)
+		if !e.IsGlob() {
+			tl := c.newTailer(e, e.Path, fromEnd, false, log)
+			t.add(e.Path, tl)
+			_ = tl.Run(tctx)
+			return
+		}
+		c.runGlob(tctx, t, fromEnd, log)
+	}()
+	return t
+}
+
+func (t *task) add(path string, tl *tailer.Tailer) {
+	t.mu.Lock()
+	t.tailers[path] = tl
+	t.mu.Unlock()
+}
+
+func (t *task) remove(path string) {
+	t.mu.Lock()
+	delete(t.tailers, path)
+	t.mu.Unlock()
+}
+
+func (c *Collector) newTailer(e collectconf.Entry, path string, fromEnd, glob bool, log *logrus.Entry) *tailer.Tailer {
+	src := record.NewSource(e.Topic, path, c.cfg.Host, c.cfg.IP, e.Fields)
+	return tailer.New(tailer.Config{
+		Path:         path,
+		Source:       src,
+		FromEnd:      fromEnd,
+		Multiline:    e.Multiline,
+		MaxLineBytes: c.cfg.MaxLineBytes,
+		PollInterval: c.cfg.PollInterval,
+		RotateWait:   c.cfg.RotateWait,
+		GlobMember:   glob,
+	}, c.reg, c.sink, log, c.tm)
+}
+
+// runGlob starts a tailer for every file matching the entry's pattern and
+// rescans every ScanInterval. Only files present at the first scan honour
+// `from`; later ones appeared while the entry was active and are read from
+// their start.
+func (c *Collector) runGlob(ctx context.Context, t *task, fromEnd bool, log *logrus.Entry) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	running := map[string]chan struct{}{}
+	first := true
+	tick := time.NewTicker(c.cfg.ScanInterval)
+	defer tick.Stop()
+	for {
+		matches, err := filepath.Glob(t.entry.Path)
+		if err != nil { // validated already; only a bad pattern errors
+			log.WithError(err).Error("expanding glob")
+			return
+		}
+		sort.Strings(matches)
+		for p, done := range running {
+			select {
+			case <-done:
+				delete(running, p)
+				t.remove(p)
+			default:
+			}
+		}
+		for _, p := range matches {
+			if _, ok := running[p]; ok {
+				continue
+			}
+			tl := c.newTailer(t.entry, p, first && fromEnd, true, log)
+			done := make(chan struct{})
+			running[p] = done
+			t.add(p, tl)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(done)
+				_ = tl.Run(ctx)
+			}()
+		}
+		first = false
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// TaskStatus describes one entry and its files.
+type TaskStatus struct {
+	Entry collectconf.Entry
+	Files []tailer.Status
+}
+
+// Status lists the running entries and the state of each of their files.
+func (c *Collector) Status() []TaskStatus {
+	c.tasksMu.Lock()
+	tasks := make([]*task, 0, len(c.tasks))
+	for _, t := range c.tasks {
+		tasks = append(tasks, t)
+	}
+	c.tasksMu.Unlock()
+	out := make([]TaskStatus, 0, len(tasks))
+	for _, t := range tasks {
+		ts := TaskStatus{Entry: t.entry}
+		t.mu.Lock()
+		for _, tl := range t.tailers {
+			ts.Files = append(ts.Files, tl.Status())
+		}
+		t.mu.Unlock()
+		sort.Slice(ts.Files, func(i, j int) bool { return ts.Files[i].Path < ts.Files[j].Path })
+		out = append(out, ts)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Entry.Key() < out[j].Entry.Key() })
+	return out
+}

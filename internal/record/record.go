@@ -1,0 +1,232 @@
+// Package record is the contract between logagent and logtransfer: what a
+// Kafka record carries besides the raw line. The value is the line itself
+// (or a joined multiline event), so `kcat -C` shows the real log; the
+// metadata travels in headers named here, and the event id that the
+// transfer uses as the Elasticsearch _id is computed here. Both daemons
+// import this package, so they cannot disagree about it.
+package record
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Header names. They follow ECS field names, so the document the transfer
+// builds is a direct mapping.
+const (
+	HeaderHostName = "host.name"
+	HeaderHostIP   = "host.ip"
+	HeaderPath     = "log.file.path"
+	HeaderOffset   = "log.offset"
+	HeaderEventID  = "event.id"
+	// HeaderFlags is a comma separated list of FlagMultiline, FlagSplit.
+	HeaderFlags = "log.flags"
+	// HeaderFields is the collect entry's static fields as a JSON object.
+	HeaderFields = "fields"
+)
+
+// Flag values carried in HeaderFlags.
+const (
+	// FlagMultiline marks an event joined from several lines.
+	FlagMultiline = "multiline"
+	// FlagSplit marks a piece of a line longer than max_line_bytes.
+	FlagSplit = "split"
+)
+
+// Flags is a bit set of per-event flags.
+type Flags uint8
+
+// Flag bits.
+const (
+	Multiline Flags = 1 << iota
+	Split
+)
+
+// String renders flags as the HeaderFlags value.
+func (f Flags) String() string {
+	switch f {
+	case 0:
+		return ""
+	case Multiline:
+		return FlagMultiline
+	case Split:
+		return FlagSplit
+	}
+	return FlagMultiline + "," + FlagSplit
+}
+
+// Instance identifies one generation of one file: it is drawn at random
+// when the agent first sees a file (device+inode) and drawn again when the
+// file is truncated, and it is persisted in the agent's registry before any
+// event of it is sent. Event ids are derived from it, so the same line
+// keeps its id across agent restarts while a truncated or re-created file
+// (even one that reuses an inode) never reuses an old id.
+type Instance [16]byte
+
+// NewInstance draws a fresh instance.
+func NewInstance() Instance {
+	var i Instance
+	if _, err := rand.Read(i[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return i
+}
+
+// String is the 32-digit hex form.
+func (i Instance) String() string { return hex.EncodeToString(i[:]) }
+
+// IsZero reports whether i is unset.
+func (i Instance) IsZero() bool { return i == Instance{} }
+
+// ParseInstance parses the hex form.
+func ParseInstance(s string) (Instance, error) {
+	var i Instance
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(i) {
+		return i, errors.New("instance must be 32 hex digits")
+	}
+	copy(i[:], b)
+	return i, nil
+}
+
+// AppendEventID appends the event id of the event starting at offset in
+// instance: "<instance hex>-<offset>". It is a pure function of the file
+// generation and the byte offset, so re-sending a line yields the same id.
+func AppendEventID(dst []byte, inst Instance, offset int64) []byte {
+	dst = hex.AppendEncode(dst, inst[:])
+	dst = append(dst, '-')
+	return strconv.AppendInt(dst, offset, 10)
+}
+
+// EventID is AppendEventID as a string.
+func EventID(inst Instance, offset int64) string {
+	return string(AppendEventID(make([]byte, 0, 48), inst, offset))
+}
+
+// Source is what all events of one tailed file into one topic share. Its
+// headers are encoded once.
+type Source struct {
+	Topic  string
+	Path   string
+	Host   string
+	IP     string
+	Fields map[string]string
+
+	key    []byte
+	static []sarama.RecordHeader
+}
+
+// NewSource builds a Source and pre-encodes its constant headers.
+func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
+	s := &Source{Topic: topic, Path: path, Host: host, IP: ip, Fields: fields, key: []byte(path)}
+	s.static = []sarama.RecordHeader{
+		{Key: []byte(HeaderHostName), Value: []byte(host)},
+		{Key: []byte(HeaderHostIP), Value: []byte(ip)},
+		{Key: []byte(HeaderPath), Value: []byte(path)},
+	}
+	if len(fields) > 0 {
+		b, _ := json.Marshal(fields) // map[string]string always marshals
+		s.static = append(s.static, sarama.RecordHeader{Key: []byte(HeaderFields), Value: b})
+	}
+	return s
+}
+
+// Key is the record key: the file path, so one file's lines stay in order
+// in one partition.
+func (s *Source) Key() []byte { return s.key }
+
+// Acker is told when the event with a given sequence number is durably in
+// Kafka. The agent's registry implements it.
+type Acker interface {
+	Ack(seq uint64)
+}
+
+// Event is one line (or joined multiline event, or piece of a long line)
+// on its way from a file to Kafka.
+type Event struct {
+	Source *Source
+	Value  []byte
+	// Offset is the byte offset of the event's first byte in its file.
+	Offset   int64
+	Instance Instance
+	Flags    Flags
+	// Time is when the line was read; it becomes the record timestamp.
+	Time time.Time
+
+	Acker Acker
+	Seq   uint64
+}
+
+// Headers encodes the record headers of e.
+func (e *Event) Headers() []sarama.RecordHeader {
+	st := e.Source.static
+	h := make([]sarama.RecordHeader, len(st), len(st)+3)
+	copy(h, st)
+	buf := make([]byte, 0, 72)
+	buf = strconv.AppendInt(buf, e.Offset, 10)
+	n := len(buf)
+	buf = AppendEventID(buf, e.Instance, e.Offset)
+	h = append(h,
+		sarama.RecordHeader{Key: []byte(HeaderOffset), Value: buf[:n:n]},
+		sarama.RecordHeader{Key: []byte(HeaderEventID), Value: buf[n:]},
+	)
+	if e.Flags != 0 {
+		h = append(h, sarama.RecordHeader{Key: []byte(HeaderFlags), Value: []byte(e.Flags.String())})
+	}
+	return h
+}
+
+// Meta is what the transfer reads back from a record's headers. Fields
+// absent from the record (a producer other than logagent) are zero.
+type Meta struct {
+	HostName  string
+	HostIP    string
+	Path      string
+	Offset    int64
+	HasOffset bool
+	EventID   string
+	Flags     []string
+	Fields    map[string]string
+}
+
+// Decode reads Meta from record headers. Malformed values are ignored
+// rather than failing the record: the line itself is what matters.
+func Decode(headers []*sarama.RecordHeader) Meta {
+	var m Meta
+	for _, h := range headers {
+		if h == nil {
+			continue
+		}
+		switch string(h.Key) {
+		case HeaderHostName:
+			m.HostName = string(h.Value)
+		case HeaderHostIP:
+			m.HostIP = string(h.Value)
+		case HeaderPath:
+			m.Path = string(h.Value)
+		case HeaderOffset:
+			if n, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
+				m.Offset, m.HasOffset = n, true
+			}
+		case HeaderEventID:
+			m.EventID = string(h.Value)
+		case HeaderFlags:
+			if len(h.Value) > 0 {
+				m.Flags = strings.Split(string(h.Value), ",")
+			}
+		case HeaderFields:
+			var f map[string]string
+			if json.Unmarshal(h.Value, &f) == nil {
+				m.Fields = f
+			}
+		}
+	}
+	return m
+}

@@ -1,0 +1,504 @@
+// Package registry is the agent's offset store. Per file identity
+// (device+inode) and topic it records the file generation (its
+// record.Instance) and the offset up to which every event has been
+// acknowledged by Kafka. It is written atomically (temp file, fsync,
+// rename) every second and at shutdown, and synchronously whenever a new
+// generation starts, so event ids never change across a crash.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/record"
+)
+
+const (
+	fileName = "registry.json"
+	prevName = "registry.json.prev"
+	lockName = "LOCK"
+	version  = 1
+	// unclaimedTTL is how long the entry of a file nobody tails is kept:
+	// long enough for a restart or a rotated file to be picked up again.
+	unclaimedTTL = 24 * time.Hour
+	seenGranularity = time.Hour
+)
+
+// Key identifies a stream: one file identity read into one topic.
+type Key struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Topic string `json:"topic"`
+}
+
+func (k Key) String() string { return fmt.Sprintf("%d:%d:%s", k.Dev, k.Ino, k.Topic) }
+
+// fileState is one stream. Fields other than tr are guarded by
+// Registry.mu; tr has its own lock because acks arrive on the producer's
+// goroutine at line rate.
+type fileState struct {
+	key      Key
+	path     string
+	inst     record.Instance
+	fpLen    int
+	fp       uint64
+	seen     time.Time
+	claimed  bool
+	tr       *tracker
+	restored int64 // acked offset loaded from disk, until tr exists
+}
+
+func (s *fileState) offsets() (acked, read int64, inflight int) {
+	if s.tr == nil {
+		return s.restored, s.restored, 0
+	}
+	return s.tr.state()
+}
+
+// Registry holds every stream's state. It is safe for concurrent use.
+type Registry struct {
+	dir  string
+	log  *logrus.Entry
+	lock *os.File
+
+	mu      sync.Mutex
+	files   map[Key]*fileState
+	entries map[string]bool // collect entries that have been active
+
+	saveMu    sync.Mutex // serialises disk writes; taken before mu
+	lastSaved []byte
+
+	saves      prometheus.Counter
+	saveErrors prometheus.Counter
+	corrupt    prometheus.Counter
+	streams    prometheus.GaugeFunc
+}
+
+type diskFile struct {
+	Version int         `json:"version"`
+	Entries []string    `json:"entries"`
+	Files   []diskEntry `json:"files"`
+}
+
+type diskEntry struct {
+	Key
+	Path     string    `json:"path"`
+	Instance string    `json:"instance"`
+	Offset   int64     `json:"offset"`
+	FPLen    int       `json:"fp_len"`
+	FP       uint64    `json:"fp"`
+	Seen     time.Time `json:"seen"`
+}
+
+// Open loads the registry in dir, creating dir if needed, and takes an
+// exclusive lock on it so two agents cannot share one registry. A corrupt
+// registry file falls back to the previous one; if both are unreadable the
+// agent starts empty, and says so loudly.
+func Open(dir string, log *logrus.Entry, reg prometheus.Registerer) (*Registry, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening registry lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("locking data dir %s (is another logagent using it?): %w", dir, err)
+	}
+	r := &Registry{
+		dir:     dir,
+		log:     log.WithField("component", "registry"),
+		lock:    lock,
+		files:   map[Key]*fileState{},
+		entries: map[string]bool{},
+		saves: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_registry_saves_total", Help: "Registry files written.",
+		}),
+		saveErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_registry_save_errors_total", Help: "Failed registry writes.",
+		}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_registry_corrupt_total", Help: "Registry files found unreadable at start.",
+		}),
+	}
+	r.streams = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "logagent_registry_streams", Help: "File streams known to the registry.",
+	}, func() float64 { r.mu.Lock(); defer r.mu.Unlock(); return float64(len(r.files)) })
+	if reg != nil {
+		reg.MustRegister(r.saves, r.saveErrors, r.corrupt, r.streams)
+	}
+	if err := r.load(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Registry) load() error {
+	var lastErr error
+	for _, name := range []string{fileName, prevName} {
+		p := filepath.Join(r.dir, name)
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = r.decode(data)
+		}
+		if err == nil {
+			if name != fileName {
+				r.log.WithField("file", p).Warn("registry file missing or corrupt; resumed from the previous one")
+			}
+			r.log.WithField("streams", len(r.files)).Info("registry loaded")
+			return nil
+		}
+		r.corrupt.Inc()
+		lastErr = fmt.Errorf("reading registry %s: %w", p, err)
+		bad := p + ".corrupt-" + time.Now().UTC().Format("20060102T150405")
+		if rerr := os.Rename(p, bad); rerr == nil {
+			r.log.WithError(lastErr).WithField("moved_to", bad).Error("registry file is corrupt; kept it aside")
+		} else {
+			r.log.WithError(lastErr).Error("registry file is corrupt")
+		}
+	}
+	if lastErr != nil {
+		r.log.WithError(lastErr).Error("no readable registry: every file is treated as new (its collect entry's `from` applies)")
+	}
+	return nil
+}
+
+func (r *Registry) decode(data []byte) error {
+	var d diskFile
+	if err := json.Unmarshal(data, &d); err != nil {
+		return err
+	}
+	if d.Version != version {
+		return fmt.Errorf("unsupported registry version %d", d.Version)
+	}
+	files := make(map[Key]*fileState, len(d.Files))
+	for _, e := range d.Files {
+		inst, err := record.ParseInstance(e.Instance)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", e.Key, err)
+		}
+		if e.Offset < 0 || e.FPLen < 0 {
+			return fmt.Errorf("stream %s: negative offset", e.Key)
+		}
+		files[e.Key] = &fileState{key: e.Key, path: e.Path, inst: inst, restored: e.Offset, fpLen: e.FPLen, fp: e.FP, seen: e.Seen}
+	}
+	r.files = files
+	r.entries = map[string]bool{}
+	for _, k := range d.Entries {
+		r.entries[k] = true
+	}
+	return nil
+}
+
+// Run saves the registry every interval until ctx ends, then once more.
+func (r *Registry) Run(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return r.Save()
+		case <-t.C:
+			if err := r.Save(); err != nil {
+				r.log.WithError(err).Warn("saving registry")
+			}
+		}
+	}
+}
+
+// Close releases the data dir lock. Call after the last Save.
+func (r *Registry) Close() error { return r.lock.Close() }
+
+// Save writes the registry atomically if it changed since the last write.
+func (r *Registry) Save() error {
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
+	data := r.snapshot()
+	if string(data) == string(r.lastSaved) {
+		return nil
+	}
+	if err := writeAtomic(r.dir, data); err != nil {
+		r.saveErrors.Inc()
+		return err
+	}
+	r.saves.Inc()
+	r.lastSaved = data
+	return nil
+}
+
+func (r *Registry) snapshot() []byte {
+	now := time.Now().UTC().Truncate(seenGranularity)
+	r.mu.Lock()
+	d := diskFile{Version: version, Files: make([]diskEntry, 0, len(r.files))}
+	for k, s := range r.files {
+		if s.inst.IsZero() {
+			continue // claimed but never started: nothing to remember
+		}
+		if s.claimed {
+			s.seen = now
+		} else if time.Since(s.seen) > unclaimedTTL {
+			delete(r.files, k)
+			continue
+		}
+		acked, _, _ := s.offsets()
+		d.Files = append(d.Files, diskEntry{Key: k, Path: s.path, Instance: s.inst.String(), Offset: acked, FPLen: s.fpLen, FP: s.fp, Seen: s.seen})
+	}
+	for k := range r.entries {
+		d.Entries = append(d.Entries, k)
+	}
+	r.mu.Unlock()
+	sort.Slice(d.Files, func(i, j int) bool {
+		a, b := d.Files[i].Key, d.Files[j].Key
+		if a.Dev != b.Dev {
+			return a.Dev < b.Dev
+		}
+		if a.Ino != b.Ino {
+			return a.Ino < b.Ino
+		}
+		return a.Topic < b.Topic
+	})
+	sort.Strings(d.Entries)
+	data, _ := json.MarshalIndent(d, "", " ") // plain types always marshal
+	return data
+}
+
+// writeAtomic replaces dir/registry.json so that at every instant either
+// registry.json or registry.json.prev is a complete, fsynced file.
+func writeAtomic(dir string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, fileName+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("creating temp registry: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing temp registry: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("syncing temp registry: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("closing temp registry: %w", err)
+	}
+	cur := filepath.Join(dir, fileName)
+	if err := os.Rename(cur, filepath.Join(dir, prevName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("keeping previous registry: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), cur); err != nil {
+		return fmt.Errorf("installing registry: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening data dir to sync: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing data dir: %w", err)
+	}
+	return nil
+}
+
+// EntrySeen reports whether the collect entry with key has been active on
+// this host before (so files unknown to the registry appeared while it was
+// active and must be read from their start).
+func (r *Registry) EntrySeen(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.entries[key]
+}
+
+// SetEntries records the set of active collect entries.
+func (r *Registry) SetEntries(keys []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.entries = make(map[string]bool, len(keys))
+	for _, k := range keys {
+		r.entries[k] = true
+	}
+}
+
+// Claim takes exclusive ownership of a stream for one reader. It returns
+// false if another reader holds it (for example the tailer of the path a
+// rotated file had before it was renamed to a name another glob matches).
+func (r *Registry) Claim(k Key, path string) (*Handle, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.files[k]
+	if ok && s.claimed {
+		return nil, false
+	}
+	if !ok {
+		s = &fileState{key: k}
+		r.files[k] = s
+	}
+	s.claimed = true
+	s.path = path
+	if !s.inst.IsZero() && s.tr == nil {
+		s.tr = newTracker(s.restored)
+	}
+	return &Handle{r: r, s: s}, true
+}
+
+// Rotated returns streams of topic last read at path, other than except,
+// that nobody is reading: candidates for files rotated away while the agent
+// was not running, whose unread tail must still be sent.
+func (r *Registry) Rotated(topic, path string, except Key) []Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Stream
+	for k, s := range r.files {
+		if k == except || k.Topic != topic || s.path != path || s.claimed || s.inst.IsZero() {
+			continue
+		}
+		acked, _, _ := s.offsets()
+		out = append(out, Stream{Key: k, Path: s.path, Offset: acked})
+	}
+	return out
+}
+
+// Stream is a read-only view of one stream, for status reports.
+type Stream struct {
+	Key      Key
+	Path     string
+	Instance record.Instance
+	Offset   int64 // acked
+	Read     int64
+	InFlight int
+	Claimed  bool
+}
+
+// Streams lists every known stream.
+func (r *Registry) Streams() []Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Stream, 0, len(r.files))
+	for k, s := range r.files {
+		acked, read, n := s.offsets()
+		out = append(out, Stream{Key: k, Path: s.path, Instance: s.inst, Offset: acked, Read: read, InFlight: n, Claimed: s.claimed})
+	}
+	return out
+}
+
+// Handle is a reader's exclusive hold on one stream.
+type Handle struct {
+	r *Registry
+	s *fileState
+}
+
+// Known reports whether the stream has a generation (was read before).
+func (h *Handle) Known() bool {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	return !h.s.inst.IsZero()
+}
+
+// Instance returns the current generation.
+func (h *Handle) Instance() record.Instance {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	return h.s.inst
+}
+
+// Resume returns where reading continues: the end of the last event handed
+// to the producer by an earlier holder in this process, or the acked
+// offset after a restart.
+func (h *Handle) Resume() int64 {
+	_, read, _ := h.s.offsets()
+	return read
+}
+
+// Acked returns the acknowledged offset.
+func (h *Handle) Acked() int64 {
+	acked, _, _ := h.s.offsets()
+	return acked
+}
+
+// Fingerprint returns the length and hash of the file's first bytes as
+// last recorded.
+func (h *Handle) Fingerprint() (int, uint64) {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	return h.s.fpLen, h.s.fp
+}
+
+// SetFingerprint records a longer fingerprint of the same generation.
+func (h *Handle) SetFingerprint(n int, fp uint64) {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	h.s.fpLen, h.s.fp = n, fp
+}
+
+// Start begins a new generation at offset (a file seen for the first time,
+// or one that was truncated or replaced) and persists it before returning,
+// so no event of the generation is sent before its instance is on disk.
+func (h *Handle) Start(offset int64, fpLen int, fp uint64) error {
+	h.r.mu.Lock()
+	if h.s.tr != nil {
+		h.s.tr.kill()
+	}
+	h.s.inst = record.NewInstance()
+	h.s.tr = newTracker(offset)
+	h.s.fpLen, h.s.fp = fpLen, fp
+	h.s.seen = time.Now().UTC().Truncate(seenGranularity)
+	h.r.mu.Unlock()
+	if err := h.r.Save(); err != nil {
+		return fmt.Errorf("persisting new file generation: %w", err)
+	}
+	return nil
+}
+
+// Emit registers an event ending at end and returns the acker and sequence
+// number the producer reports back with.
+func (h *Handle) Emit(end int64) (record.Acker, uint64) {
+	tr := h.s.tr
+	return tr, tr.emit(end, false)
+}
+
+// Skip advances past bytes that produce no event (blank lines).
+func (h *Handle) Skip(end int64) { h.s.tr.emit(end, true) }
+
+// Release gives the stream up; in-flight events still acknowledge into it.
+func (h *Handle) Release() {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	h.s.claimed = false
+}
+
+// Forget drops the stream (its file is gone for good and fully read).
+func (h *Handle) Forget() {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	h.s.claimed = false
+	if h.r.files[h.s.key] == h.s {
+		if _, _, n := h.s.offsets(); n == 0 {
+			delete(h.r.files, h.s.key)
+		}
+	}
+}
+
+// Retract undoes the last Emit, for an event that was never handed to the
+// producer.
+func (h *Handle) Retract(seq uint64) { h.s.tr.retract(seq) }
+
+// InFlight returns the number of events sent but not yet acknowledged.
+func (h *Handle) InFlight() int {
+	_, _, n := h.s.offsets()
+	return n
+}

@@ -1,0 +1,258 @@
+package tailer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/registry"
+)
+
+const (
+	// fpMax is how many leading bytes identify a file generation.
+	fpMax = 1024
+	// minChunk and maxChunk bound one read.
+	minChunk = 4 << 10
+	maxChunk = 256 << 10
+)
+
+// reader reads one open file generation: it splits lines, cuts long ones,
+// joins multiline events and hands events to the sink. It is not safe for
+// concurrent use; the tailer owns it, then possibly a drainer.
+type reader struct {
+	t    *Tailer
+	f    *os.File
+	key  registry.Key
+	h    *registry.Handle
+	inst record.Instance
+	pos  int64  // file offset of the next byte to read
+	// carry is the partial line read before pos; it starts at
+	// pos-len(carry). carrySplit says earlier pieces of it were sent.
+	carry      []byte
+	carrySplit bool
+	ml         *joiner
+}
+
+// fileKey returns the identity of an open file.
+func fileKey(fi os.FileInfo, topic string) (registry.Key, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return registry.Key{}, false
+	}
+	return registry.Key{Dev: uint64(st.Dev), Ino: st.Ino, Topic: topic}, true
+}
+
+// fingerprint hashes the first n bytes of f.
+func fingerprint(f *os.File, n int) (uint64, error) {
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, 0); err != nil && !(errors.Is(err, io.EOF)) {
+		return 0, err
+	} else if err != nil {
+		return 0, errShort
+	}
+	h := fnv.New64a()
+	h.Write(buf)
+	return h.Sum64(), nil
+}
+
+var errShort = errors.New("file shorter than its fingerprint")
+
+// sameGeneration reports whether the file still starts with the bytes the
+// registry fingerprinted, and extends the fingerprint if the file has grown
+// past it.
+func (r *reader) sameGeneration(size int64) (bool, error) {
+	n, fp := r.h.Fingerprint()
+	if int64(n) > size {
+		return false, nil
+	}
+	if n > 0 {
+		got, err := fingerprint(r.f, n)
+		if errors.Is(err, errShort) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if got != fp {
+			return false, nil
+		}
+	}
+	if n < fpMax && size > int64(n) {
+		m := int(min(size, fpMax))
+		got, err := fingerprint(r.f, m)
+		if err == nil {
+			r.h.SetFingerprint(m, got)
+		}
+	}
+	return true, nil
+}
+
+// readAvailable reads until pos reaches size (or ctx ends). now stamps the
+// events of this pass.
+func (r *reader) readAvailable(ctx context.Context, size int64) error {
+	for r.pos < size {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		want := min(size-r.pos, maxChunk)
+		want = max(want, minChunk)
+		chunk := make([]byte, len(r.carry)+int(want))
+		copy(chunk, r.carry)
+		n, err := r.f.ReadAt(chunk[len(r.carry):], r.pos)
+		if n == 0 {
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("reading %s: %w", r.t.cfg.Path, err)
+			}
+			return nil // shrank under us; the caller re-checks
+		}
+		r.t.m.BytesRead.Add(float64(n))
+		data := chunk[:len(r.carry)+n]
+		base := r.pos - int64(len(r.carry))
+		r.pos += int64(n)
+		if err := r.process(data, base, time.Now()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// process splits data (file bytes from base) into lines; the unterminated
+// tail becomes the carry.
+func (r *reader) process(data []byte, base int64, now time.Time) error {
+	i := 0
+	for {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			break
+		}
+		if err := r.line(data[i:i+j], base+int64(i), base+int64(i+j+1), now); err != nil {
+			return err // the reader is abandoned; its successor resumes at the registry's offset
+		}
+		r.carrySplit = false
+		i += j + 1
+	}
+	rest := data[i:]
+	max := r.t.cfg.MaxLineBytes
+	for len(rest) > max {
+		cut := runeCut(rest, max)
+		if err := r.piece(rest[:cut], base+int64(i), base+int64(i+cut), now); err != nil {
+			return err
+		}
+		r.carrySplit = true
+		i += cut
+		rest = rest[cut:]
+	}
+	r.carry = rest
+	return nil
+}
+
+// line handles one complete line [start, end) where end includes "\n".
+func (r *reader) line(b []byte, start, end int64, now time.Time) error {
+	r.t.m.Lines.Inc()
+	max := r.t.cfg.MaxLineBytes
+	if len(b) > max || r.carrySplit {
+		// Long line: pieces of at most max bytes, each marked.
+		for len(b) > max {
+			cut := runeCut(b, max)
+			if err := r.piece(b[:cut], start, start+int64(cut), now); err != nil {
+				return err
+			}
+			r.carrySplit = true
+			b = b[cut:]
+			start += int64(cut)
+		}
+		return r.piece(trimCR(b), start, end, now)
+	}
+	b = trimCR(b)
+	if r.ml != nil {
+		return r.ml.add(b, start, end, now, r.emitter(now))
+	}
+	return r.emit(b, start, end, 0, now)
+}
+
+// piece sends one piece of a split line, after any pending multiline event.
+func (r *reader) piece(b []byte, start, end int64, now time.Time) error {
+	r.t.m.Split.Inc()
+	if r.ml != nil {
+		if err := r.ml.flush(r.emitter(now)); err != nil {
+			return err
+		}
+	}
+	return r.emit(b, start, end, record.Split, now)
+}
+
+func (r *reader) emitter(now time.Time) emitFunc {
+	return func(val []byte, start, end int64, f record.Flags) error {
+		return r.emit(val, start, end, f, now)
+	}
+}
+
+// emit registers the event with the registry and hands it to the sink. An
+// empty line produces no event but still moves the offset.
+func (r *reader) emit(val []byte, start, end int64, f record.Flags, now time.Time) error {
+	if len(val) == 0 {
+		r.h.Skip(end)
+		return nil
+	}
+	acker, seq := r.h.Emit(end)
+	ev := &record.Event{
+		Source:   r.t.cfg.Source,
+		Value:    val,
+		Offset:   start,
+		Instance: r.inst,
+		Flags:    f,
+		Time:     now,
+		Acker:    acker,
+		Seq:      seq,
+	}
+	if err := r.t.sink.Send(r.t.ctx, ev); err != nil {
+		r.h.Retract(seq)
+		return err
+	}
+	if f&record.Multiline != 0 {
+		r.t.m.Multiline.Inc()
+	}
+	return nil
+}
+
+// finish sends what is left of a file that will not grow any more: the
+// pending multiline event and an unterminated last line.
+func (r *reader) finish(now time.Time) error {
+	if len(r.carry) > 0 {
+		start := r.pos - int64(len(r.carry))
+		if err := r.line(r.carry, start, r.pos, now); err != nil {
+			return err
+		}
+		r.carry = nil
+	}
+	if r.ml != nil {
+		return r.ml.flush(r.emitter(now))
+	}
+	return nil
+}
+
+func trimCR(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		return b[:n-1]
+	}
+	return b
+}
+
+// runeCut returns a cut point ≤ max that does not split a UTF-8 sequence
+// (unless the bytes are not UTF-8 anyway). len(b) > max.
+func runeCut(b []byte, max int) int {
+	for cut := max; cut > max-utf8.UTFMax && cut > 0; cut-- {
+		if utf8.RuneStart(b[cut]) {
+			return cut
+		}
+	}
+	return max
+}

@@ -1,0 +1,558 @@
+// Package tailer follows one file path: it reads lines from the file the
+// path names, survives rename+create rotation (the old file is read to its
+// end), copytruncate (the unread rest is taken from the rotated copy and
+// reading restarts at 0) and deletion, and hands every line to a Sink. It
+// knows nothing of Kafka or etcd; where to resume comes from the registry.
+//
+// Why not nxadm/tail: its events carry no byte offset of their own line
+// start and no device+inode, so the registry could not key or resume
+// exactly; its reopen-on-rename selects between "modified" and "deleted"
+// notifications at random, so lines written just before a rotation can be
+// skipped; it detects truncation only by size, so a file truncated and
+// refilled past the old offset is silently read from the middle; and it
+// splits long lines without marking them. This reader polls with fstat and
+// pread, which is also what lets it batch reads of 256 KiB.
+package tailer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/backoff"
+	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/logging"
+	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/registry"
+)
+
+// Sink takes events; Send blocks while the pipeline is full (that is the
+// backpressure that pauses reading) and fails only when ctx ends.
+type Sink interface {
+	Send(ctx context.Context, ev *record.Event) error
+}
+
+// Config is one tailer's job.
+type Config struct {
+	Path   string
+	Source *record.Source
+	// FromEnd starts a file the registry has never seen at its last
+	// complete line, on the first open only.
+	FromEnd      bool
+	Multiline    *collectconf.Multiline
+	MaxLineBytes int
+	PollInterval time.Duration
+	// RotateWait is how long a rotated-away or deleted file is still
+	// read after it stopped growing, for writers that reopen late.
+	RotateWait time.Duration
+	// GlobMember makes the tailer stop once its file is gone (the glob
+	// scan starts a new tailer if the path matches again).
+	GlobMember bool
+}
+
+// Status is what the tailer is doing, for inventories and logs.
+type Status struct {
+	Path   string
+	State  string // "running", "waiting", "error"
+	Reason string
+	Since  time.Time
+}
+
+// Tailer states.
+const (
+	StateRunning = "running"
+	StateWaiting = "waiting for file"
+	StateError   = "error"
+)
+
+// Tailer follows one path.
+type Tailer struct {
+	cfg  Config
+	reg  *registry.Registry
+	sink Sink
+	log  *logrus.Entry
+	m    *Metrics
+	thr  *logging.Throttle
+
+	ctx    context.Context
+	wg     sync.WaitGroup // drainers
+	status atomic.Pointer[Status]
+}
+
+// New returns a tailer; call Run.
+func New(cfg Config, reg *registry.Registry, sink Sink, log *logrus.Entry, m *Metrics) *Tailer {
+	if cfg.RotateWait == 0 {
+		cfg.RotateWait = 5 * time.Second
+	}
+	t := &Tailer{cfg: cfg, reg: reg, sink: sink, m: m, thr: logging.NewThrottle(time.Minute),
+		log: log.WithFields(logrus.Fields{"path": cfg.Path, "topic": cfg.Source.Topic})}
+	t.setStatus(StateWaiting, "")
+	return t
+}
+
+// Status returns the current status.
+func (t *Tailer) Status() Status { return *t.status.Load() }
+
+func (t *Tailer) setStatus(state, reason string) {
+	if s := t.status.Load(); s != nil && s.State == state && s.Reason == reason {
+		return
+	}
+	t.status.Store(&Status{Path: t.cfg.Path, State: state, Reason: reason, Since: time.Now()})
+}
+
+// Run follows the path until ctx ends. Files handed to drainers are
+// released before Run returns.
+func (t *Tailer) Run(ctx context.Context) error {
+	t.ctx = ctx
+	defer t.wg.Wait()
+	first := true
+	bo := backoff.Backoff{Min: t.cfg.PollInterval, Max: 30 * time.Second}
+	for ctx.Err() == nil {
+		r, err := t.open(first)
+		if err != nil {
+			t.setStatus(StateError, err.Error())
+			t.m.OpenErrors.Inc()
+			t.thr.Log("open", t.log.WithError(err), logrus.WarnLevel, "cannot read file; retrying")
+			backoff.Sleep(ctx, bo.Next())
+			continue
+		}
+		if r == nil {
+			if t.cfg.GlobMember && !first {
+				return nil
+			}
+			first = false
+			t.setStatus(StateWaiting, "")
+			backoff.Sleep(ctx, t.cfg.PollInterval)
+			continue
+		}
+		first = false
+		bo.Reset()
+		t.setStatus(StateRunning, "")
+		t.m.Files.Inc()
+		gone, err := t.follow(r)
+		t.m.Files.Dec()
+		if err != nil && ctx.Err() == nil {
+			t.setStatus(StateError, err.Error())
+			t.thr.Log("read", t.log.WithError(err), logrus.WarnLevel, "reading file failed; reopening")
+			backoff.Sleep(ctx, bo.Next())
+		}
+		if gone && t.cfg.GlobMember {
+			return nil
+		}
+	}
+	return nil
+}
+
+// open opens the path and positions a reader on it. It returns nil, nil if
+// there is no file (or another reader holds it).
+func (t *Tailer) open(first bool) (*reader, error) {
+	f, err := os.Open(t.cfg.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening: %w", err)
+	}
+	r, err := t.position(f, first)
+	if r == nil {
+		f.Close()
+	}
+	return r, err
+}
+
+func (t *Tailer) position(f *os.File, first bool) (*reader, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", t.cfg.Path)
+	}
+	key, ok := fileKey(fi, t.cfg.Source.Topic)
+	if !ok {
+		return nil, errors.New("no device/inode for file")
+	}
+	h, ok := t.reg.Claim(key, t.cfg.Path)
+	if !ok {
+		return nil, nil // a drainer or another glob's tailer still reads it
+	}
+	if first {
+		t.recoverRotated(key)
+	}
+	r := t.newReader(f, key, h)
+	r.inst = h.Instance()
+	size := fi.Size()
+	if h.Known() {
+		same, err := r.sameGeneration(size)
+		if err != nil {
+			h.Release()
+			return nil, err
+		}
+		if same && size >= h.Resume() {
+			r.pos = h.Resume()
+			t.log.WithFields(logrus.Fields{"offset": r.pos, "size": size}).Info("resuming file")
+			return r, nil
+		}
+		// Truncated or replaced (inode reuse) while we were not reading.
+		if err := t.truncated(r); err != nil {
+			h.Release()
+			return nil, err
+		}
+		return r, nil
+	}
+	off := int64(0)
+	if first && t.cfg.FromEnd {
+		off = lastLineStart(f, size, t.cfg.MaxLineBytes)
+	}
+	if err := t.startGeneration(r, off); err != nil {
+		h.Release()
+		return nil, err
+	}
+	t.log.WithFields(logrus.Fields{"offset": off, "size": size}).Info("reading new file")
+	return r, nil
+}
+
+func (t *Tailer) newReader(f *os.File, key registry.Key, h *registry.Handle) *reader {
+	r := &reader{t: t, f: f, key: key, h: h}
+	if m := t.cfg.Multiline; m != nil {
+		maxBytes := m.MaxBytes
+		if maxBytes == 0 || maxBytes > t.cfg.MaxLineBytes {
+			maxBytes = t.cfg.MaxLineBytes
+		}
+		r.ml = &joiner{re: m.Regexp(), maxLines: m.MaxLines, maxBytes: maxBytes, timeout: time.Duration(m.Timeout)}
+	}
+	return r
+}
+
+// startGeneration begins a new file generation at off and persists it.
+func (t *Tailer) startGeneration(r *reader, off int64) error {
+	fi, err := r.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat: %w", err)
+	}
+	n := int(min(fi.Size(), fpMax))
+	var fp uint64
+	if n > 0 {
+		if fp, err = fingerprint(r.f, n); err != nil {
+			if !errors.Is(err, errShort) {
+				return fmt.Errorf("fingerprinting: %w", err)
+			}
+			n = 0
+		}
+	}
+	if err := r.h.Start(off, n, fp); err != nil {
+		return err
+	}
+	r.inst = r.h.Instance()
+	r.pos, r.carry, r.carrySplit = off, nil, false
+	if r.ml != nil {
+		r.ml.reset()
+	}
+	return nil
+}
+
+// follow reads r until its file is rotated away or deleted (then it hands
+// r to a drainer and reports gone when nothing replaced it) or ctx ends.
+func (t *Tailer) follow(r *reader) (gone bool, err error) {
+	ctx := t.ctx
+	handed := false
+	defer func() {
+		if !handed {
+			r.f.Close()
+			r.h.Release()
+		}
+	}()
+	for {
+		fi, err := r.f.Stat()
+		if err != nil {
+			return false, fmt.Errorf("stat: %w", err)
+		}
+		size := fi.Size()
+		if size < r.pos {
+			if err := t.truncated(r); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if size > r.pos {
+			same, err := r.sameGeneration(size)
+			if err != nil {
+				return false, err
+			}
+			if !same {
+				if err := t.truncated(r); err != nil {
+					return false, err
+				}
+				continue
+			}
+			if err := r.readAvailable(ctx, size); err != nil {
+				return false, err
+			}
+			continue
+		}
+		now := time.Now()
+		if r.ml != nil && r.ml.expired(now) {
+			if err := r.ml.flush(r.emitter(now)); err != nil {
+				return false, err
+			}
+		}
+		pfi, err := os.Stat(t.cfg.Path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			t.m.Rotations.Inc()
+			t.log.Info("file removed or renamed away; reading what is left")
+			handed = true
+			t.handOff(r)
+			return true, nil
+		case err == nil && !os.SameFile(pfi, fi):
+			t.m.Rotations.Inc()
+			t.log.Debug("file rotated; reading the old one to its end, then the new one from its start")
+			handed = true
+			t.handOff(r)
+			return false, nil
+		}
+		if !backoff.Sleep(ctx, t.cfg.PollInterval) {
+			return false, nil
+		}
+	}
+}
+
+// handOff gives a rotated-away file to a drainer goroutine, which reads it
+// to its end and keeps reading while it still grows (a writer that has not
+// reopened yet), then releases it.
+func (t *Tailer) handOff(r *reader) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		t.drain(r)
+	}()
+}
+
+func (t *Tailer) drain(r *reader) {
+	defer r.f.Close()
+	ctx := t.ctx
+	idle := time.Now()
+	for ctx.Err() == nil {
+		fi, err := r.f.Stat()
+		if err != nil || fi.Size() < r.pos {
+			break // truncated after rotation: nothing sane left to read
+		}
+		if fi.Size() > r.pos {
+			if err := r.readAvailable(ctx, fi.Size()); err != nil {
+				break
+			}
+			idle = time.Now()
+			continue
+		}
+		if time.Since(idle) >= t.cfg.RotateWait {
+			break
+		}
+		backoff.Sleep(ctx, t.cfg.PollInterval)
+	}
+	if ctx.Err() == nil {
+		if err := r.finish(time.Now()); err != nil {
+			t.log.WithError(err).Warn("sending the end of a rotated file")
+		}
+	}
+	if fi, err := r.f.Stat(); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+			r.h.Forget()
+			return
+		}
+	}
+	r.h.Release()
+}
+
+// truncated handles a file that shrank or was rewritten in place
+// (copytruncate). Lines of the old generation that were not yet sent are
+// read from the rotated copy when one is found next to the file; then the
+// new generation starts at 0 once every event of the old one is acked.
+func (t *Tailer) truncated(r *reader) error {
+	t.m.Truncations.Inc()
+	resume := r.h.Resume()
+	n, fp := r.h.Fingerprint()
+	now := time.Now()
+	if c, size := t.findCopy(r, n, fp, resume); c != nil {
+		cr := t.newReader(c, r.key, r.h)
+		cr.inst, cr.pos = r.inst, resume
+		err := cr.readAvailable(t.ctx, size)
+		if err == nil {
+			err = cr.finish(now)
+		}
+		c.Close()
+		if err != nil {
+			return err
+		}
+		t.log.WithFields(logrus.Fields{"copy": c.Name(), "from": resume, "to": size}).Info("file truncated; read the rest of the old content from its rotated copy")
+	} else {
+		// The bytes in memory are all that is left of the old content.
+		if err := r.finish(now); err != nil {
+			return err
+		}
+		t.log.WithField("offset", r.pos).Info("file truncated or replaced; reading it from the start")
+	}
+	for r.h.InFlight() > 0 {
+		if !backoff.Sleep(t.ctx, 20*time.Millisecond) {
+			return t.ctx.Err()
+		}
+	}
+	return t.startGeneration(r, 0)
+}
+
+// findCopy looks next to the file for a copy of the old generation (same
+// leading bytes, at least resume bytes long), as left by copytruncate.
+func (t *Tailer) findCopy(r *reader, n int, fp uint64, resume int64) (*os.File, int64) {
+	if n == 0 || resume == 0 {
+		return nil, 0
+	}
+	dir := filepath.Dir(t.cfg.Path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0
+	}
+	var best *os.File
+	var bestSize int64
+	for i, e := range ents {
+		if i > 10000 || !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		keep := false
+		if err == nil && fi.Size() >= resume && fi.Size() > bestSize {
+			if k, ok := fileKey(fi, r.key.Topic); ok && k != r.key {
+				if got, err := fingerprint(f, n); err == nil && got == fp {
+					keep = true
+				}
+			}
+		}
+		if keep {
+			if best != nil {
+				best.Close()
+			}
+			best, bestSize = f, fi.Size()
+		} else {
+			f.Close()
+		}
+	}
+	return best, bestSize
+}
+
+// recoverRotated finds files this path had before it was rotated while the
+// agent was not running (their registry entry still names this path) and
+// drains their unread rest.
+func (t *Tailer) recoverRotated(current registry.Key) {
+	streams := t.reg.Rotated(t.cfg.Source.Topic, t.cfg.Path, current)
+	if len(streams) == 0 {
+		return
+	}
+	want := map[registry.Key]registry.Stream{}
+	for _, s := range streams {
+		want[s.Key] = s
+	}
+	dir := filepath.Dir(t.cfg.Path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		k, ok := fileKey(fi, current.Topic)
+		s, wanted := want[k]
+		if !ok || !wanted || fi.Size() <= s.Offset {
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		h, ok := t.reg.Claim(k, t.cfg.Path)
+		if !ok {
+			f.Close()
+			continue
+		}
+		r := t.newReader(f, k, h)
+		if same, err := r.sameGeneration(fi.Size()); err != nil || !same {
+			h.Release()
+			f.Close()
+			continue
+		}
+		r.inst, r.pos = h.Instance(), h.Resume()
+		t.log.WithFields(logrus.Fields{"rotated": p, "offset": r.pos, "size": fi.Size()}).Info("reading the rest of a file rotated while the agent was down")
+		t.handOff(r)
+	}
+}
+
+// lastLineStart returns the offset just after the last newline before
+// size, looking back at most maxBack bytes; size if there is none.
+func lastLineStart(f *os.File, size int64, maxBack int) int64 {
+	const block = 64 << 10
+	buf := make([]byte, block)
+	end := size
+	for end > 0 && size-end < int64(maxBack)+1 {
+		start := max(end-block, 0)
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return size
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return start + int64(i) + 1
+		}
+		end = start
+	}
+	if end == 0 {
+		return 0
+	}
+	return size
+}
+
+// Metrics are the tailers' shared counters.
+type Metrics struct {
+	Lines       prometheus.Counter
+	BytesRead   prometheus.Counter
+	Split       prometheus.Counter
+	Multiline   prometheus.Counter
+	Rotations   prometheus.Counter
+	Truncations prometheus.Counter
+	OpenErrors  prometheus.Counter
+	Files       prometheus.Gauge
+}
+
+// NewMetrics creates and registers the tailer metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Lines:       prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_lines_read_total", Help: "Complete lines read from files."}),
+		BytesRead:   prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_bytes_read_total", Help: "Bytes read from files."}),
+		Split:       prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_line_pieces_split_total", Help: "Pieces sent for lines longer than max_line_bytes."}),
+		Multiline:   prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_multiline_events_total", Help: "Events joined from several lines."}),
+		Rotations:   prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_rotations_total", Help: "Files rotated away (renamed or removed) while tailed."}),
+		Truncations: prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_truncations_total", Help: "Files truncated or replaced in place."}),
+		OpenErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_file_errors_total", Help: "Failures to open or read a file."}),
+		Files:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_files_open", Help: "Files being followed (not counting drains of rotated files)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Lines, m.BytesRead, m.Split, m.Multiline, m.Rotations, m.Truncations, m.OpenErrors, m.Files)
+	}
+	return m
+}

@@ -1,0 +1,313 @@
+// Package testutil starts the real things tests talk to: an embedded etcd
+// server, a kfake Kafka broker over TCP, a Kafka consumer that records
+// everything it reads, and the daemons as subprocesses. It is imported
+// only by tests.
+package testutil
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Eventually polls cond every 20ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", timeout, fmt.Sprintf(format, args...))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FreePort returns a TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Etcd is an embedded single-node etcd that can be stopped and restarted
+// on the same ports and data.
+type Etcd struct {
+	t          testing.TB
+	cfg        *embed.Config
+	mu         sync.Mutex
+	e          *embed.Etcd
+	clientPort int
+}
+
+// StartEtcd starts etcd in t.TempDir(); it stops at test cleanup.
+func StartEtcd(t testing.TB) *Etcd {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Dir = filepath.Join(t.TempDir(), "etcd")
+	cfg.Name = "test"
+	cfg.LogLevel = "error"
+	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cp, pp := FreePort(t), FreePort(t)
+	cu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(cp))
+	pu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(pp))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e := &Etcd{t: t, cfg: cfg, clientPort: cp}
+	e.Start()
+	t.Cleanup(e.Stop)
+	return e
+}
+
+// Start (re)starts the server.
+func (e *Etcd) Start() {
+	e.t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.e != nil {
+		return
+	}
+	var err error
+	for i := 0; i < 50; i++ { // the port may linger briefly after a stop
+		e.e, err = embed.StartEtcd(e.cfg)
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		e.t.Fatalf("starting etcd: %v", err)
+	}
+	select {
+	case <-e.e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.t.Fatal("etcd did not become ready")
+	}
+}
+
+// Stop stops the server (data is kept).
+func (e *Etcd) Stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.e != nil {
+		e.e.Close()
+		e.e = nil
+	}
+}
+
+// Endpoint is host:port of the client listener.
+func (e *Etcd) Endpoint() string { return "127.0.0.1:" + strconv.Itoa(e.clientPort) }
+
+// Client returns a client; it is closed at cleanup.
+func (e *Etcd) Client() *clientv3.Client {
+	e.t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Put writes key=value, failing the test on error.
+func (e *Etcd) Put(key, value string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.Client().Put(ctx, key, value); err != nil {
+		e.t.Fatalf("etcd put %s: %v", key, err)
+	}
+}
+
+// Delete removes key.
+func (e *Etcd) Delete(key string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.Client().Delete(ctx, key); err != nil {
+		e.t.Fatalf("etcd delete %s: %v", key, err)
+	}
+}
+
+// Kafka is a kfake broker on a fixed port that persists to a directory,
+// so it can be stopped and restarted with its data.
+type Kafka struct {
+	t    testing.TB
+	port int
+	opts []kfake.Opt
+	mu   sync.Mutex
+	c    *kfake.Cluster
+}
+
+// StartKafka starts a one-broker kfake cluster that auto-creates topics
+// with partitions partitions.
+func StartKafka(t testing.TB, partitions int, extra ...kfake.Opt) *Kafka {
+	t.Helper()
+	k := &Kafka{t: t, port: FreePort(t)}
+	k.opts = append([]kfake.Opt{
+		kfake.Ports(k.port),
+		kfake.DataDir(filepath.Join(t.TempDir(), "kafka")),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(partitions),
+	}, extra...)
+	k.Start()
+	t.Cleanup(k.Stop)
+	return k
+}
+
+// Start (re)starts the broker.
+func (k *Kafka) Start() {
+	k.t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.c != nil {
+		return
+	}
+	var err error
+	for i := 0; i < 50; i++ {
+		k.c, err = kfake.NewCluster(k.opts...)
+		if err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	k.t.Fatalf("starting kfake: %v", err)
+}
+
+// Stop stops the broker, keeping its data.
+func (k *Kafka) Stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.c != nil {
+		k.c.Close()
+		k.c = nil
+	}
+}
+
+// Addr is the broker's host:port.
+func (k *Kafka) Addr() string { return "127.0.0.1:" + strconv.Itoa(k.port) }
+
+// Record is a consumed Kafka record.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   map[string]string
+	Timestamp time.Time
+}
+
+// Consumer reads topics from the start in the background and keeps every
+// record.
+type Consumer struct {
+	cl     *kgo.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	recs   []Record
+}
+
+// Consume starts a consumer of topics on addr; it stops at cleanup.
+func Consume(t testing.TB, addr string, topics ...string) *Consumer {
+	t.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(addr),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Consumer{cl: cl, cancel: cancel, done: make(chan struct{})}
+	go c.loop(ctx)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (c *Consumer) loop(ctx context.Context) {
+	defer close(c.done)
+	for ctx.Err() == nil {
+		fs := c.cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			h := make(map[string]string, len(r.Headers))
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			c.mu.Lock()
+			c.recs = append(c.recs, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: h, Timestamp: r.Timestamp})
+			c.mu.Unlock()
+		})
+	}
+}
+
+// Close stops the consumer.
+func (c *Consumer) Close() {
+	c.cancel()
+	<-c.done
+	c.cl.Close()
+}
+
+// Records returns a copy of everything consumed so far.
+func (c *Consumer) Records() []Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Record(nil), c.recs...)
+}
+
+// Len is the number of records consumed so far.
+func (c *Consumer) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.recs)
+}
+
+// BuildBinary builds a main package (e.g. "./cmd/logagent", relative to
+// the module root) into dir and returns the path.
+func BuildBinary(pkg, dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+func moduleRoot() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	mod := strings.TrimSpace(string(b))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not in a module")
+	}
+	return filepath.Dir(mod), nil
+}
