@@ -56,10 +56,10 @@ type Agent struct {
 	watch *confwatch.Watcher
 	http  *httpserver.Server
 
-	reloads      *prometheus.CounterVec
-	lastOK       prometheus.Gauge
-	lastOKTime   prometheus.Gauge
-	revision     prometheus.Gauge
+	reloads    *prometheus.CounterVec
+	lastOK     prometheus.Gauge
+	lastOKTime prometheus.Gauge
+	revision   prometheus.Gauge
 	mu         sync.Mutex
 	seenRev    int64 // mod revision of the last config handled (-1: none, 0: absent)
 	appliedRev int64 // mod revision of the config in force

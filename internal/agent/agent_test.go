@@ -112,7 +112,7 @@ func TestTwoFilesTwoTopics(t *testing.T) {
 	e.etcd.Put(a.Key(), fmt.Sprintf(`[{"path":%q,"topic":"web_log"},{"path":%q,"topic":"app_log","fields":{"service":"shop"}}]`, web, app))
 	cons := testutil.Consume(t, e.kafka.Addr(), "web_log", "app_log")
 	appendLines(t, web, "web", 50, 50)
-	testutil.Eventually(t, 20*time.Second, func() bool { return cons.Len() >= 130 }, "130 records, have %d", cons.Len())
+	testutil.Eventually(t, 20*time.Second, func() bool { return cons.Len() >= 130 }, func() string { return fmt.Sprintf("130 records, have %d", cons.Len()) })
 	byTopic := map[string]int{}
 	for _, r := range cons.Records() {
 		byTopic[r.Topic]++

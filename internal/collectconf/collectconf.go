@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -73,6 +75,9 @@ func (m *Multiline) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
 		return json.Unmarshal(b, &m.Pattern)
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return fmt.Errorf(`multiline must be a pattern string or an object such as {"pattern": "^\\S", "max_lines": 500}, got %.20s`, b)
 	}
 	type plain Multiline
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -216,13 +221,20 @@ func (e *Entry) validate() error {
 	case strings.ContainsRune(e.Path, 0):
 		errs = append(errs, errors.New("path contains a NUL byte"))
 	default:
+		// Check the cleaned path too: it is what is stored, and what a
+		// re-parse of the stored entry sees ("/a\\/." cleans to the bad
+		// glob "/a\\", "/var/.." to the directory "/").
+		clean := filepath.Clean(e.Path)
 		if _, err := filepath.Match(e.Path, ""); err != nil {
 			errs = append(errs, fmt.Errorf("path %q is not a valid glob: %w", e.Path, err))
+		} else if _, err := filepath.Match(clean, ""); err != nil {
+			errs = append(errs, fmt.Errorf("path %q is not a valid glob once cleaned to %q: %w", e.Path, clean, err))
 		}
-		if strings.HasSuffix(e.Path, "/") {
-			errs = append(errs, fmt.Errorf("path %q names a directory; use a file or a glob such as %s*.log", e.Path, e.Path))
+		if strings.HasSuffix(e.Path, "/") || clean == "/" {
+			dir := strings.TrimSuffix(clean, "/") + "/"
+			errs = append(errs, fmt.Errorf("path %q names a directory; use a file or a glob such as %s*.log", e.Path, dir))
 		}
-		e.Path = filepath.Clean(e.Path)
+		e.Path = clean
 	}
 	if err := ValidTopic(e.Topic); err != nil {
 		errs = append(errs, err)
@@ -242,15 +254,21 @@ func (e *Entry) validate() error {
 	if len(e.Fields) > MaxFields {
 		errs = append(errs, fmt.Errorf("fields has %d keys, at most %d allowed", len(e.Fields), MaxFields))
 	}
-	for k, v := range e.Fields {
-		if !fieldKeyRE.MatchString(k) {
-			errs = append(errs, fmt.Errorf("field name %q must start with a letter or _ and hold only letters, digits, _ . -", k))
-			continue
-		}
+	// Sorted, so the same document always gives the same message.
+	for _, k := range slices.Sorted(maps.Keys(e.Fields)) {
+		v := e.Fields[k]
+		// Reserved names first: "@timestamp" would otherwise only be
+		// told that it starts with the wrong character.
+		reserved := false
 		for _, r := range reservedFields {
 			if k == r || strings.HasPrefix(k, r+".") {
 				errs = append(errs, fmt.Errorf("field name %q is reserved: the pipeline sets %q itself", k, r))
+				reserved = true
 			}
+		}
+		if !reserved && !fieldKeyRE.MatchString(k) {
+			errs = append(errs, fmt.Errorf("field name %q must start with a letter or _ and hold only letters, digits, _ . -", k))
+			continue
 		}
 		if len(v) > MaxFieldValueLen {
 			errs = append(errs, fmt.Errorf("field %q value is %d bytes, at most %d allowed", k, len(v), MaxFieldValueLen))

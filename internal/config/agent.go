@@ -188,7 +188,13 @@ func requiredAcks(c *iniFile, section, key, def string) sarama.RequiredAcks {
 // event metadata, need the v2 message format.
 func kafkaVersion(c *iniFile, section, key, def string) sarama.KafkaVersion {
 	v := c.Str(section, key, def)
-	kv, err := sarama.ParseKafkaVersion(v)
+	pv := v
+	if strings.HasPrefix(pv, "0.") && strings.Count(pv, ".") == 2 {
+		// sarama wants four parts before 1.0 (0.11.0.0); accept the
+		// three-part name operators write (0.11.0) as well.
+		pv += ".0"
+	}
+	kv, err := sarama.ParseKafkaVersion(pv)
 	if err != nil {
 		c.Fail(section, key, "%q is not a Kafka version (e.g. 2.8.0)", v)
 		return sarama.V2_8_0_0

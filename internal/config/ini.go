@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -60,6 +61,9 @@ func parseINI(path string, data []byte) (*iniFile, error) {
 // scanLines records the line of every section and key, and rejects keys
 // given twice in one section (ini.v1 would silently keep the last one).
 func (c *iniFile) scanLines(data []byte) error {
+	// ini.v1 drops a UTF-8 byte order mark; so must we, or the first
+	// section header would not be recognised.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	section := ini.DefaultSection
@@ -71,8 +75,10 @@ func (c *iniFile) scanLines(data []byte) error {
 			continue
 		}
 		if line[0] == '[' {
-			if end := strings.IndexByte(line, ']'); end > 0 {
-				section = strings.TrimSpace(line[1:end])
+			// Name the section as ini.v1 does: up to the last ']',
+			// untrimmed.
+			if end := strings.LastIndexByte(line, ']'); end > 0 {
+				section = line[1:end]
 				if _, ok := c.lines[section]; !ok {
 					c.lines[section] = n
 				}
@@ -97,20 +103,25 @@ func (c *iniFile) scanLines(data []byte) error {
 }
 
 // syntaxError prefixes an ini.v1 parse error with the line it is about;
-// ini.v1 quotes the offending text but not its line number.
+// ini.v1 quotes the offending line ("unclosed section: [etcd") but not its
+// line number. A line equal to the quoted text wins over one that merely
+// contains it (say, a comment quoting the same text further up).
 func (c *iniFile) syntaxError(data []byte, err error) error {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
+	msg := strings.TrimSpace(err.Error())
+	if i := strings.Index(msg, ": "); i >= 0 {
 		frag := strings.TrimSpace(msg[i+2:])
 		if frag != "" {
-			for n, l := range strings.Split(string(data), "\n") {
-				if strings.Contains(l, frag) {
-					return fmt.Errorf("%s:%d: %s", c.path, n+1, strings.TrimSpace(msg))
+			lines := strings.Split(string(data), "\n")
+			for _, exact := range []bool{true, false} {
+				for n, l := range lines {
+					if l = strings.TrimSpace(l); l == frag || !exact && strings.Contains(l, frag) {
+						return fmt.Errorf("%s:%d: %s", c.path, n+1, msg)
+					}
 				}
 			}
 		}
 	}
-	return fmt.Errorf("%s: %s", c.path, strings.TrimSpace(msg))
+	return fmt.Errorf("%s: %s", c.path, msg)
 }
 
 func (c *iniFile) where(section, key string) string {
@@ -151,6 +162,10 @@ func (c *iniFile) Int(section, key string, def, min, max int) int {
 		return def
 	}
 	n, err := parseSize(v)
+	if errors.Is(err, strconv.ErrRange) {
+		c.errorf(section, key, "%q is out of range [%d, %d]", v, min, max)
+		return def
+	}
 	if err != nil {
 		c.errorf(section, key, "%q is not an integer", v)
 		return def
@@ -181,6 +196,9 @@ func parseSize(v string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if n > math.MaxInt64/mult || n < math.MinInt64/mult {
+		return 0, &strconv.NumError{Func: "parseSize", Num: v, Err: strconv.ErrRange}
+	}
 	return n * mult, nil
 }
 
@@ -193,9 +211,14 @@ func (c *iniFile) Duration(section, key string, def, min, max time.Duration) tim
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		n, nerr := strconv.Atoi(v)
-		if nerr != nil {
+		n, nerr := strconv.ParseInt(v, 10, 64)
+		if nerr != nil && !errors.Is(nerr, strconv.ErrRange) {
 			c.errorf(section, key, "%q is not a duration (e.g. 5s, 250ms)", v)
+			return def
+		}
+		// Seconds that overflow a Duration must not wrap into range.
+		if nerr != nil || n > int64(math.MaxInt64/time.Second) || n < int64(math.MinInt64/time.Second) {
+			c.errorf(section, key, "%q is out of range [%s, %s]", v, min, max)
 			return def
 		}
 		d = time.Duration(n) * time.Second
@@ -325,8 +348,13 @@ func (c *iniFile) finish() error {
 		}
 		if !known {
 			if name == ini.DefaultSection {
+				// Not "[DEFAULT] key": the file has no such section.
 				for _, k := range s.Keys() {
-					unknown = append(unknown, fmt.Errorf("%s: key outside any section", c.where(name, k.Name())))
+					where := c.path
+					if n, ok := c.lines[lineKey(name, k.Name())]; ok {
+						where = fmt.Sprintf("%s:%d", c.path, n)
+					}
+					unknown = append(unknown, fmt.Errorf("%s: %s: key outside any section", where, k.Name()))
 				}
 				continue
 			}

@@ -31,7 +31,7 @@ const (
 	version  = 1
 	// unclaimedTTL is how long the entry of a file nobody tails is kept:
 	// long enough for a restart or a rotated file to be picked up again.
-	unclaimedTTL = 24 * time.Hour
+	unclaimedTTL    = 24 * time.Hour
 	seenGranularity = time.Hour
 )
 
@@ -501,4 +501,12 @@ func (h *Handle) Retract(seq uint64) { h.s.tr.retract(seq) }
 func (h *Handle) InFlight() int {
 	_, _, n := h.s.offsets()
 	return n
+}
+
+// Has reports whether the stream is known (has or had a generation).
+func (r *Registry) Has(k Key) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.files[k]
+	return ok && !s.inst.IsZero()
 }

@@ -33,7 +33,7 @@ type reader struct {
 	key  registry.Key
 	h    *registry.Handle
 	inst record.Instance
-	pos  int64  // file offset of the next byte to read
+	pos  int64 // file offset of the next byte to read
 	// carry is the partial line read before pos; it starts at
 	// pos-len(carry). carrySplit says earlier pieces of it were sent.
 	carry      []byte

@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -71,9 +72,10 @@ type Status struct {
 
 // Tailer states.
 const (
-	StateRunning = "running"
-	StateWaiting = "waiting for file"
-	StateError   = "error"
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StateWaiting  = "waiting for file"
+	StateError    = "error"
 )
 
 // Tailer follows one path.
@@ -97,7 +99,7 @@ func New(cfg Config, reg *registry.Registry, sink Sink, log *logrus.Entry, m *Me
 	}
 	t := &Tailer{cfg: cfg, reg: reg, sink: sink, m: m, thr: logging.NewThrottle(time.Minute),
 		log: log.WithFields(logrus.Fields{"path": cfg.Path, "topic": cfg.Source.Topic})}
-	t.setStatus(StateWaiting, "")
+	t.setStatus(StateStarting, "")
 	return t
 }
 
@@ -117,8 +119,10 @@ func (t *Tailer) Run(ctx context.Context) error {
 	t.ctx = ctx
 	defer t.wg.Wait()
 	first := true
+	var rotatedSince time.Time // set after a rotation: look for files rotated past us
 	bo := backoff.Backoff{Min: t.cfg.PollInterval, Max: 30 * time.Second}
 	for ctx.Err() == nil {
+		opened := time.Now()
 		r, err := t.open(first)
 		if err != nil {
 			t.setStatus(StateError, err.Error())
@@ -138,10 +142,17 @@ func (t *Tailer) Run(ctx context.Context) error {
 		}
 		first = false
 		bo.Reset()
+		if !rotatedSince.IsZero() {
+			t.recoverSkipped(rotatedSince, r.key)
+		}
 		t.setStatus(StateRunning, "")
 		t.m.Files.Inc()
-		gone, err := t.follow(r)
+		gone, rotated, err := t.follow(r)
 		t.m.Files.Dec()
+		if rotated {
+			rotatedSince = opened
+			t.recoverSkipped(rotatedSince, r.key)
+		}
 		if err != nil && ctx.Err() == nil {
 			t.setStatus(StateError, err.Error())
 			t.thr.Log("read", t.log.WithError(err), logrus.WarnLevel, "reading file failed; reopening")
@@ -263,8 +274,9 @@ func (t *Tailer) startGeneration(r *reader, off int64) error {
 }
 
 // follow reads r until its file is rotated away or deleted (then it hands
-// r to a drainer and reports gone when nothing replaced it) or ctx ends.
-func (t *Tailer) follow(r *reader) (gone bool, err error) {
+// r to a drainer, reports rotated, and gone when nothing replaced it) or
+// ctx ends.
+func (t *Tailer) follow(r *reader) (gone, rotated bool, err error) {
 	ctx := t.ctx
 	handed := false
 	defer func() {
@@ -276,35 +288,35 @@ func (t *Tailer) follow(r *reader) (gone bool, err error) {
 	for {
 		fi, err := r.f.Stat()
 		if err != nil {
-			return false, fmt.Errorf("stat: %w", err)
+			return false, false, fmt.Errorf("stat: %w", err)
 		}
 		size := fi.Size()
 		if size < r.pos {
 			if err := t.truncated(r); err != nil {
-				return false, err
+				return false, false, err
 			}
 			continue
 		}
 		if size > r.pos {
 			same, err := r.sameGeneration(size)
 			if err != nil {
-				return false, err
+				return false, false, err
 			}
 			if !same {
 				if err := t.truncated(r); err != nil {
-					return false, err
+					return false, false, err
 				}
 				continue
 			}
 			if err := r.readAvailable(ctx, size); err != nil {
-				return false, err
+				return false, false, err
 			}
 			continue
 		}
 		now := time.Now()
 		if r.ml != nil && r.ml.expired(now) {
 			if err := r.ml.flush(r.emitter(now)); err != nil {
-				return false, err
+				return false, false, err
 			}
 		}
 		pfi, err := os.Stat(t.cfg.Path)
@@ -314,16 +326,16 @@ func (t *Tailer) follow(r *reader) (gone bool, err error) {
 			t.log.Info("file removed or renamed away; reading what is left")
 			handed = true
 			t.handOff(r)
-			return true, nil
+			return true, true, nil
 		case err == nil && !os.SameFile(pfi, fi):
 			t.m.Rotations.Inc()
 			t.log.Debug("file rotated; reading the old one to its end, then the new one from its start")
 			handed = true
 			t.handOff(r)
-			return false, nil
+			return false, true, nil
 		}
 		if !backoff.Sleep(ctx, t.cfg.PollInterval) {
-			return false, nil
+			return false, false, nil
 		}
 	}
 }
@@ -502,6 +514,76 @@ func (t *Tailer) recoverRotated(current registry.Key) {
 		t.log.WithFields(logrus.Fields{"rotated": p, "offset": r.pos, "size": fi.Size()}).Info("reading the rest of a file rotated while the agent was down")
 		t.handOff(r)
 	}
+}
+
+// recoverSkipped finds files that were rotated away from the path while
+// the tailer was not looking (several rotations between two checks, or
+// while reading was paused by backpressure): siblings named <base>.*,
+// <base>-* or <base>_*, modified since the previous file was opened and
+// unknown to the registry. Each is read from its start by a drainer.
+func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
+	dir, base := filepath.Split(t.cfg.Path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	since = since.Add(-time.Second) // file times come from a coarse clock
+	for _, e := range ents {
+		name := e.Name()
+		if !rotatedName(base, name) || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		fi, err := os.Stat(p)
+		if err != nil || fi.ModTime().Before(since) {
+			continue
+		}
+		k, ok := fileKey(fi, current.Topic)
+		if !ok || k == current || t.reg.Has(k) {
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		h, ok := t.reg.Claim(k, t.cfg.Path)
+		if !ok {
+			f.Close()
+			continue
+		}
+		r := t.newReader(f, k, h)
+		if h.Known() {
+			h.Release()
+			f.Close()
+			continue
+		}
+		if err := t.startGeneration(r, 0); err != nil {
+			h.Release()
+			f.Close()
+			continue
+		}
+		t.log.WithField("rotated", p).Info("reading a file that was rotated away before it was opened")
+		t.handOff(r)
+	}
+}
+
+// rotatedName reports whether name looks like a rotated copy of base
+// (base.1, base-20260101, base_old) and is not compressed.
+func rotatedName(base, name string) bool {
+	if len(name) <= len(base)+1 || !strings.HasPrefix(name, base) {
+		return false
+	}
+	switch name[len(base)] {
+	case '.', '-', '_':
+	default:
+		return false
+	}
+	for _, ext := range []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".Z", ".tmp"} {
+		if strings.HasSuffix(name, ext) {
+			return false
+		}
+	}
+	return true
 }
 
 // lastLineStart returns the offset just after the last newline before

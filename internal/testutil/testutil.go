@@ -25,16 +25,23 @@ import (
 	"go.uber.org/zap"
 )
 
-// Eventually polls cond every 20ms until it holds or timeout passes.
-func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+// Eventually polls cond every 20ms until it holds or timeout passes; then
+// it fails the test with what(), evaluated at the deadline so it can show
+// the state that was not reached.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", timeout, fmt.Sprintf(format, args...))
+			t.Fatalf("timed out after %s waiting for: %s", timeout, what())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Msg is a what() for Eventually from a format, evaluated at the deadline.
+func Msg(format string, args ...any) func() string {
+	return func() string { return fmt.Sprintf(format, args...) }
 }
 
 // FreePort returns a TCP port that was free a moment ago.

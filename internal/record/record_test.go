@@ -1,0 +1,318 @@
+package record
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// fixedInstance is 00 01 02 ... 0f.
+func fixedInstance() Instance {
+	var i Instance
+	for k := range i {
+		i[k] = byte(k)
+	}
+	return i
+}
+
+var eventIDFormat = regexp.MustCompile(`^[0-9a-f]{32}-(0|[1-9][0-9]*)$`)
+
+func TestEventIDFormat(t *testing.T) {
+	fixed := fixedInstance()
+	var ones Instance
+	for k := range ones {
+		ones[k] = 0xff
+	}
+	tests := []struct {
+		inst   Instance
+		offset int64
+		want   string
+	}{
+		{fixed, 0, "000102030405060708090a0b0c0d0e0f-0"},
+		{fixed, 42, "000102030405060708090a0b0c0d0e0f-42"},
+		{fixed, 1 << 40, "000102030405060708090a0b0c0d0e0f-1099511627776"},
+		{fixed, math.MaxInt64, "000102030405060708090a0b0c0d0e0f-9223372036854775807"},
+		{Instance{}, 7, "00000000000000000000000000000000-7"},
+		{ones, 1, "ffffffffffffffffffffffffffffffff-1"},
+	}
+	for _, tc := range tests {
+		got := EventID(tc.inst, tc.offset)
+		if got != tc.want {
+			t.Errorf("EventID(%s, %d) = %q, want %q", tc.inst, tc.offset, got, tc.want)
+		}
+		if !eventIDFormat.MatchString(got) {
+			t.Errorf("EventID(%s, %d) = %q does not match %s", tc.inst, tc.offset, got, eventIDFormat)
+		}
+		// Same inputs, same id, every time and both ways.
+		if again := EventID(tc.inst, tc.offset); again != got {
+			t.Errorf("EventID not stable: %q then %q", got, again)
+		}
+		if app := AppendEventID(nil, tc.inst, tc.offset); string(app) != got {
+			t.Errorf("AppendEventID(nil) = %q, EventID = %q", app, got)
+		}
+		// Appending keeps what is already in dst.
+		if app := AppendEventID([]byte("id:"), tc.inst, tc.offset); string(app) != "id:"+got {
+			t.Errorf("AppendEventID(prefix) = %q, want %q", app, "id:"+got)
+		}
+		want := fmt.Sprintf("%x-%d", tc.inst[:], tc.offset)
+		if got != want {
+			t.Errorf("EventID = %q, documented format gives %q", got, want)
+		}
+	}
+}
+
+func TestEventIDUnique(t *testing.T) {
+	insts := []Instance{{}, fixedInstance(), NewInstance(), NewInstance()}
+	// Offsets whose decimal forms are prefixes of each other.
+	offsets := []int64{0, 1, 10, 11, 100, 101, 110, 1 << 32, math.MaxInt64}
+	seen := map[string]string{}
+	for _, inst := range insts {
+		for _, off := range offsets {
+			id := EventID(inst, off)
+			what := fmt.Sprintf("(%s, %d)", inst, off)
+			if prev, dup := seen[id]; dup {
+				t.Errorf("EventID%s = EventID%s = %q", what, prev, id)
+			}
+			seen[id] = what
+		}
+	}
+}
+
+func TestNewInstance(t *testing.T) {
+	seen := map[Instance]bool{}
+	for range 1000 {
+		i := NewInstance()
+		if i.IsZero() {
+			t.Fatal("NewInstance returned the zero instance")
+		}
+		if seen[i] {
+			t.Fatalf("NewInstance repeated %s", i)
+		}
+		seen[i] = true
+	}
+	if !(Instance{}).IsZero() {
+		t.Fatal("zero Instance is not IsZero")
+	}
+}
+
+func TestParseInstance(t *testing.T) {
+	for _, i := range []Instance{{}, fixedInstance(), NewInstance(), NewInstance()} {
+		s := i.String()
+		if len(s) != 32 || strings.ToLower(s) != s {
+			t.Errorf("String() = %q, want 32 lower-case hex digits", s)
+		}
+		got, err := ParseInstance(s)
+		if err != nil || got != i {
+			t.Errorf("ParseInstance(%q) = %v, %v; want %v", s, got, err, i)
+		}
+	}
+	good := fixedInstance().String()
+	for _, bad := range []string{
+		"",
+		"00",
+		good[:31],
+		good[:30],
+		good + "0",
+		good + "00",
+		"0x" + good[2:],
+		"g" + good[1:],
+		" " + good[1:],
+		good[:16] + "-" + good[17:],
+		"000102030405060708090a0b0c0d0e0f-42", // an event id is not an instance
+	} {
+		got, err := ParseInstance(bad)
+		if err == nil {
+			t.Errorf("ParseInstance(%q) = %v, want an error", bad, got)
+		}
+		if !got.IsZero() {
+			t.Errorf("ParseInstance(%q) returned non-zero %v with its error", bad, got)
+		}
+	}
+}
+
+func TestFlagsString(t *testing.T) {
+	tests := []struct {
+		f    Flags
+		want string
+	}{
+		{0, ""},
+		{Multiline, FlagMultiline},
+		{Split, FlagSplit},
+		{Multiline | Split, FlagMultiline + "," + FlagSplit},
+	}
+	for _, tc := range tests {
+		if got := tc.f.String(); got != tc.want {
+			t.Errorf("Flags(%d).String() = %q, want %q", tc.f, got, tc.want)
+		}
+	}
+	if FlagMultiline != "multiline" || FlagSplit != "split" {
+		t.Errorf("flag names changed: %q, %q", FlagMultiline, FlagSplit)
+	}
+}
+
+func ptrs(hs []sarama.RecordHeader) []*sarama.RecordHeader {
+	out := make([]*sarama.RecordHeader, len(hs))
+	for i := range hs {
+		out[i] = &hs[i]
+	}
+	return out
+}
+
+func headerMap(t *testing.T, hs []sarama.RecordHeader) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, h := range hs {
+		if _, dup := m[string(h.Key)]; dup {
+			t.Errorf("header %q appears twice", h.Key)
+		}
+		m[string(h.Key)] = string(h.Value)
+	}
+	return m
+}
+
+func TestHeadersRoundTrip(t *testing.T) {
+	inst := NewInstance()
+	tests := []struct {
+		name   string
+		fields map[string]string
+		offset int64
+		flags  Flags
+		want   Meta // EventID is filled in below
+	}{
+		{
+			name:   "all",
+			fields: map[string]string{"env": "prod"},
+			offset: 12345,
+			flags:  Multiline | Split,
+			want: Meta{
+				Offset: 12345, HasOffset: true,
+				Flags:  []string{FlagMultiline, FlagSplit},
+				Fields: map[string]string{"env": "prod"},
+			},
+		},
+		{
+			name:   "plain line",
+			offset: 0,
+			want:   Meta{Offset: 0, HasOffset: true},
+		},
+		{
+			name:   "multiline only, several fields",
+			fields: map[string]string{"env": "prod", "team": "pay\"ments", "dc": "ä"},
+			offset: 1 << 40,
+			flags:  Multiline,
+			want: Meta{
+				Offset: 1 << 40, HasOffset: true,
+				Flags:  []string{FlagMultiline},
+				Fields: map[string]string{"env": "prod", "team": "pay\"ments", "dc": "ä"},
+			},
+		},
+		{
+			name:   "split, largest offset",
+			fields: map[string]string{},
+			offset: math.MaxInt64,
+			flags:  Split,
+			want:   Meta{Offset: math.MaxInt64, HasOffset: true, Flags: []string{FlagSplit}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := NewSource("logs", "/var/log/app.log", "web-1", "10.0.0.7", tc.fields)
+			if string(src.Key()) != "/var/log/app.log" {
+				t.Errorf("Key() = %q, want the path", src.Key())
+			}
+			ev := &Event{Source: src, Value: []byte("line"), Offset: tc.offset, Instance: inst, Flags: tc.flags, Time: time.Now()}
+			hs := ev.Headers()
+
+			want := tc.want
+			want.HostName, want.HostIP, want.Path = "web-1", "10.0.0.7", "/var/log/app.log"
+			want.EventID = EventID(inst, tc.offset)
+			if got := Decode(ptrs(hs)); !reflect.DeepEqual(got, want) {
+				t.Errorf("Decode(Headers()) =\n%+v\nwant\n%+v", got, want)
+			}
+
+			// The raw values, as another consumer (kcat) sees them.
+			m := headerMap(t, hs)
+			if got, want := m[HeaderOffset], fmt.Sprint(tc.offset); got != want {
+				t.Errorf("%s = %q, want %q", HeaderOffset, got, want)
+			}
+			if got, want := m[HeaderEventID], EventID(inst, tc.offset); got != want {
+				t.Errorf("%s = %q, want %q", HeaderEventID, got, want)
+			}
+			if _, ok := m[HeaderFlags]; ok != (tc.flags != 0) {
+				t.Errorf("%s present = %v with flags %v", HeaderFlags, ok, tc.flags)
+			}
+			if _, ok := m[HeaderFields]; ok != (len(tc.fields) > 0) {
+				t.Errorf("%s present = %v with fields %v", HeaderFields, ok, tc.fields)
+			}
+
+			// Encoding again, or another event of the same source, does
+			// not disturb the first encoding or the shared static headers.
+			before := headerMap(t, hs)
+			ev2 := &Event{Source: src, Offset: tc.offset + 1, Instance: NewInstance(), Flags: Multiline}
+			hs2 := ev2.Headers()
+			ev.Headers()
+			if after := headerMap(t, hs); !reflect.DeepEqual(before, after) {
+				t.Errorf("headers changed after more encodings:\n%v\n%v", before, after)
+			}
+			if got := Decode(ptrs(hs2)); got.EventID != EventID(ev2.Instance, ev2.Offset) || got.HostName != "web-1" {
+				t.Errorf("second event decodes to %+v", got)
+			}
+			if n := len(src.static); n != 3+min(len(tc.fields), 1) {
+				t.Errorf("source has %d static headers after encoding", n)
+			}
+		})
+	}
+}
+
+func TestDecodeForeign(t *testing.T) {
+	h := func(k, v string) *sarama.RecordHeader {
+		return &sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}
+	}
+	tests := []struct {
+		name    string
+		headers []*sarama.RecordHeader
+		want    Meta
+	}{
+		{name: "nil"},
+		{name: "empty", headers: []*sarama.RecordHeader{}},
+		{name: "nil header", headers: []*sarama.RecordHeader{nil, nil}},
+		{name: "unrelated", headers: []*sarama.RecordHeader{h("traceparent", "00-abc"), h("content-type", "json"), {}}},
+		{name: "garbage offset", headers: []*sarama.RecordHeader{h(HeaderOffset, "twelve")}},
+		{name: "empty offset", headers: []*sarama.RecordHeader{h(HeaderOffset, "")}},
+		{name: "overflowing offset", headers: []*sarama.RecordHeader{h(HeaderOffset, "99999999999999999999")}},
+		{name: "nil value offset", headers: []*sarama.RecordHeader{{Key: []byte(HeaderOffset)}}},
+		{name: "garbage fields", headers: []*sarama.RecordHeader{h(HeaderFields, "{not json")}},
+		{name: "fields not strings", headers: []*sarama.RecordHeader{h(HeaderFields, `{"n": 1}`)}},
+		{name: "empty flags", headers: []*sarama.RecordHeader{h(HeaderFlags, "")}},
+		{
+			name:    "partly ours",
+			headers: []*sarama.RecordHeader{nil, h(HeaderHostName, "h"), h(HeaderOffset, "x1"), h(HeaderFlags, "split"), h("other", "y")},
+			want:    Meta{HostName: "h", Flags: []string{"split"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Decode(tc.headers); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Decode = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func BenchmarkHeaders(b *testing.B) {
+	src := NewSource("logs", "/var/log/app/application.log", "web-1.example.com", "10.0.0.7", map[string]string{"env": "prod", "team": "payments"})
+	ev := &Event{Source: src, Value: []byte("a log line"), Offset: 123456789, Instance: NewInstance(), Flags: Multiline}
+	b.ReportAllocs()
+	for b.Loop() {
+		ev.Offset++
+		if hs := ev.Headers(); len(hs) != 7 {
+			b.Fatalf("%d headers", len(hs))
+		}
+	}
+}

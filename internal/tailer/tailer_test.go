@@ -1,0 +1,492 @@
+package tailer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/registry"
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+// sink records events and acknowledges them at once.
+type sink struct {
+	mu  sync.Mutex
+	evs []*record.Event
+}
+
+func (s *sink) Send(_ context.Context, ev *record.Event) error {
+	s.mu.Lock()
+	s.evs = append(s.evs, ev)
+	s.mu.Unlock()
+	ev.Acker.Ack(ev.Seq)
+	return nil
+}
+
+func (s *sink) events() []*record.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*record.Event(nil), s.evs...)
+}
+
+func (s *sink) values() []string {
+	var out []string
+	for _, e := range s.events() {
+		out = append(out, string(e.Value))
+	}
+	return out
+}
+
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+type harness struct {
+	last *Tailer // the most recently started tailer
+	t    *testing.T
+	dir  string
+	reg  *registry.Registry
+	sink *sink
+	m    *Metrics
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	reg, err := registry.Open(t.TempDir(), quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	return &harness{t: t, dir: t.TempDir(), reg: reg, sink: &sink{}, m: NewMetrics(nil)}
+}
+
+// run starts a tailer on path; the returned stop waits for it.
+func (h *harness) run(cfg Config) (stop func()) {
+	h.t.Helper()
+	if cfg.Source == nil {
+		cfg.Source = record.NewSource("t", cfg.Path, "host", "1.2.3.4", nil)
+	}
+	if cfg.MaxLineBytes == 0 {
+		cfg.MaxLineBytes = 64 << 10
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 5 * time.Millisecond
+	}
+	if cfg.RotateWait == 0 {
+		cfg.RotateWait = 100 * time.Millisecond
+	}
+	tl := New(cfg, h.reg, h.sink, quietLog(), h.m)
+	h.last = tl
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = tl.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				h.t.Fatal("tailer did not stop")
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return stop
+}
+
+// waitState waits until the last tailer reports state.
+func (h *harness) waitState(state string) {
+	h.t.Helper()
+	testutil.Eventually(h.t, 10*time.Second, func() bool { return h.last.Status().State == state },
+		func() string { return fmt.Sprintf("state %q, have %+v", state, h.last.Status()) })
+}
+
+func (h *harness) waitN(n int) []string {
+	h.t.Helper()
+	testutil.Eventually(h.t, 10*time.Second, func() bool { return len(h.sink.events()) >= n }, func() string { return fmt.Sprintf("%d events, have %d", n, len(h.sink.events())) })
+	return h.sink.values()
+}
+
+func write(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func numbered(prefix string, from, n int) string {
+	var b strings.Builder
+	for i := from; i < from+n; i++ {
+		fmt.Fprintf(&b, "%s %d\n", prefix, i)
+	}
+	return b.String()
+}
+
+// checkExactlyOnce asserts that values are prefix 0..n-1, each once.
+func checkExactlyOnce(t *testing.T, values []string, prefix string, n int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, v := range values {
+		seen[v]++
+	}
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("%s %d", prefix, i)
+		if seen[k] != 1 {
+			t.Fatalf("%q seen %d times (of %d values)", k, seen[k], len(values))
+		}
+	}
+	if len(values) != n {
+		t.Fatalf("got %d values, want %d", len(values), n)
+	}
+}
+
+func TestLinesAndOffsets(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, "one\r\n\ntwo\nthr")
+	h.run(Config{Path: p})
+	h.waitN(2)
+	write(t, p, "ee\n")
+	got := h.waitN(3)
+	if strings.Join(got, "|") != "one|two|three" {
+		t.Fatalf("got %q", got)
+	}
+	evs := h.sink.events()
+	// Offsets point at each event's first byte; the blank line is skipped.
+	for i, want := range []int64{0, 6, 10} {
+		if evs[i].Offset != want {
+			t.Fatalf("event %d offset %d, want %d", i, evs[i].Offset, want)
+		}
+		if evs[i].Flags != 0 {
+			t.Fatalf("event %d flags %v", i, evs[i].Flags)
+		}
+	}
+	if evs[0].Instance != evs[2].Instance || evs[0].Instance.IsZero() {
+		t.Fatal("one file generation must keep one instance")
+	}
+}
+
+func TestLongLineSplit(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	long := strings.Repeat("x", 2500)
+	write(t, p, long+"\nshort\n")
+	h.run(Config{Path: p, MaxLineBytes: 1024})
+	got := h.waitN(4)
+	evs := h.sink.events()
+	wantLen := []int{1024, 1024, 452, 5}
+	wantOff := []int64{0, 1024, 2048, 2501}
+	for i := range wantLen {
+		if len(got[i]) != wantLen[i] || evs[i].Offset != wantOff[i] {
+			t.Fatalf("event %d: len %d off %d, want %d %d", i, len(got[i]), evs[i].Offset, wantLen[i], wantOff[i])
+		}
+		split := evs[i].Flags&record.Split != 0
+		if split != (i < 3) {
+			t.Fatalf("event %d split flag %v", i, split)
+		}
+	}
+	if strings.Join(got[:3], "") != long {
+		t.Fatal("pieces do not reassemble the line")
+	}
+}
+
+func TestLongLineSplitWhileBeingWritten(t *testing.T) {
+	// A line longer than the limit arriving in pieces without a newline
+	// is still cut (memory stays bounded) and the rest is marked.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	h.run(Config{Path: p, MaxLineBytes: 1024})
+	write(t, p, strings.Repeat("y", 1500))
+	h.waitN(1)
+	write(t, p, strings.Repeat("y", 100)+"\nnext\n")
+	got := h.waitN(3)
+	evs := h.sink.events()
+	if len(got[0]) != 1024 || len(got[1]) != 576 || got[2] != "next" {
+		t.Fatalf("got lens %d %d %q", len(got[0]), len(got[1]), got[2])
+	}
+	if evs[1].Flags&record.Split == 0 || evs[2].Flags != 0 {
+		t.Fatalf("flags %v %v", evs[1].Flags, evs[2].Flags)
+	}
+}
+
+func TestSplitKeepsRunesWhole(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	// 1023 ASCII bytes then a 3-byte rune across the 1024 boundary.
+	line := strings.Repeat("a", 1023) + "€" + "tail"
+	write(t, p, line+"\n")
+	h.run(Config{Path: p, MaxLineBytes: 1024})
+	got := h.waitN(2)
+	if got[0] != strings.Repeat("a", 1023) || got[1] != "€tail" {
+		t.Fatalf("cut inside a rune: %q / %q", got[0][1020:], got[1])
+	}
+}
+
+func multiline(t *testing.T, pattern string, maxLines int, timeout time.Duration) *collectconf.Multiline {
+	t.Helper()
+	doc := fmt.Sprintf(`[{"path":"/x","topic":"t","multiline":{"pattern":%q,"max_lines":%d,"timeout":%q}}]`, pattern, maxLines, timeout)
+	es, err := collectconf.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es[0].Multiline
+}
+
+func TestMultilineJoin(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, "cont-before-first\n2026-01-01 boom\njava.lang.Error\n\tat a.b(C.java:1)\n\n2026-01-01 ok\n2026-01-02 last\n  more\n")
+	h.run(Config{Path: p, Multiline: multiline(t, `^\d{4}-`, 10, 50*time.Millisecond)})
+	got := h.waitN(4)
+	want := []string{
+		"cont-before-first",
+		"2026-01-01 boom\njava.lang.Error\n\tat a.b(C.java:1)\n",
+		"2026-01-01 ok",
+		"2026-01-02 last\n  more", // sent by the flush timeout
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	evs := h.sink.events()
+	if evs[1].Flags != record.Multiline || evs[2].Flags != 0 || evs[1].Offset != 18 {
+		t.Fatalf("flags/offset: %v %v %d", evs[1].Flags, evs[2].Flags, evs[1].Offset)
+	}
+}
+
+func TestMultilineMaxLines(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, "START\na\nb\nc\nd\ne\nSTART\n")
+	h.run(Config{Path: p, Multiline: multiline(t, `^START`, 3, time.Minute)})
+	got := h.waitN(2)
+	if got[0] != "START\na\nb" || got[1] != "c\nd\ne" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestRenameRotation(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 100))
+	h.run(Config{Path: p})
+	h.waitN(100)
+	n := 100
+	for r := 0; r < 5; r++ {
+		write(t, p, numbered("l", n, 50)) // written just before the rename
+		n += 50
+		if err := os.Rename(p, fmt.Sprintf("%s.%d", p, r)); err != nil {
+			t.Fatal(err)
+		}
+		write(t, p, numbered("l", n, 50))
+		n += 50
+	}
+	checkExactlyOnce(t, h.waitN(n), "l", n)
+}
+
+func TestLateWriteToRotatedFile(t *testing.T) {
+	// A writer that keeps its descriptor after the rename (nginx before
+	// USR1) still has its lines read within RotateWait.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("before\n")
+	h.run(Config{Path: p, RotateWait: 2 * time.Second})
+	h.waitN(1)
+	os.Rename(p, p+".1")
+	write(t, p, "new file\n")
+	h.waitN(2)
+	f.WriteString("late\n")
+	got := h.waitN(3)
+	if got[2] != "late" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestCopyTruncate(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 100))
+	stop := h.run(Config{Path: p})
+	h.waitN(100)
+	stop()
+	// While nobody reads, more lines arrive and logrotate copies and
+	// truncates: the unread ones exist only in the copy.
+	write(t, p, numbered("l", 100, 100))
+	data, _ := os.ReadFile(p)
+	os.WriteFile(p+".1", data, 0o644)
+	os.Truncate(p, 0)
+	write(t, p, numbered("l", 200, 10))
+	h.run(Config{Path: p})
+	got := h.waitN(210)
+	checkExactlyOnce(t, got, "l", 210)
+	evs := h.sink.events()
+	if evs[150].Instance != evs[0].Instance {
+		t.Fatal("lines from the copy must keep the old generation's instance (same ids)")
+	}
+	if evs[205].Instance == evs[0].Instance {
+		t.Fatal("the truncated file must start a new generation")
+	}
+	if evs[205].Offset != evs[5].Offset-evs[0].Offset && evs[200].Offset != 0 {
+		t.Fatalf("new generation should restart at offset 0, got %d", evs[200].Offset)
+	}
+}
+
+func TestTruncateWhileFollowing(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 50))
+	h.run(Config{Path: p})
+	h.waitN(50)
+	os.Truncate(p, 0)
+	write(t, p, numbered("l", 50, 5))
+	got := h.waitN(55)
+	checkExactlyOnce(t, got, "l", 55)
+}
+
+func TestRefilledPastOffsetIsDetected(t *testing.T) {
+	// Truncated and rewritten with more bytes than were read: size alone
+	// cannot tell, the fingerprint of the first bytes does.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, "old first line\n")
+	stop := h.run(Config{Path: p})
+	h.waitN(1)
+	stop()
+	os.WriteFile(p, []byte(numbered("new", 0, 20)), 0o644) // same inode
+	h.run(Config{Path: p})
+	got := h.waitN(21)
+	checkExactlyOnce(t, got[1:], "new", 20)
+}
+
+func TestResumeAfterRestart(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 10))
+	stop := h.run(Config{Path: p})
+	h.waitN(10)
+	stop()
+	write(t, p, numbered("l", 10, 10))
+	h.run(Config{Path: p, FromEnd: true}) // known file: from is ignored
+	checkExactlyOnce(t, h.waitN(20), "l", 20)
+}
+
+func TestFromEnd(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("old", 0, 10)+"partial")
+	h.run(Config{Path: p, FromEnd: true})
+	h.waitState(StateRunning)
+	// The partial last line is read whole once completed.
+	write(t, p, " line\n")
+	got := h.waitN(1)
+	if got[0] != "partial line" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestFileAppearsLater(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "later.log")
+	h.run(Config{Path: p, FromEnd: true})
+	h.waitState(StateWaiting)
+	write(t, p, "first\n")
+	got := h.waitN(1)
+	if got[0] != "first" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func openFDsTo(t *testing.T, path string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, path) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDeletedFileIsReleased(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "gone.log")
+	write(t, p, "a\n")
+	h.run(Config{Path: p})
+	h.waitN(1)
+	if openFDsTo(t, p) != 1 {
+		t.Fatalf("want the file open once, have %d", openFDsTo(t, p))
+	}
+	os.Remove(p)
+	testutil.Eventually(t, 5*time.Second, func() bool { return openFDsTo(t, p) == 0 }, testutil.Msg("deleted file closed"))
+}
+
+func TestStopClosesFile(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, "a\n")
+	stop := h.run(Config{Path: p})
+	h.waitN(1)
+	stop()
+	if n := openFDsTo(t, p); n != 0 {
+		t.Fatalf("%d descriptors still open after stop", n)
+	}
+}
+
+func TestRotatedWhileStopped(t *testing.T) {
+	// The agent was down while the file was rotated: the rest of the old
+	// file is still read, from where it stopped, before or beside the new.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 10))
+	stop := h.run(Config{Path: p})
+	h.waitN(10)
+	stop()
+	write(t, p, numbered("l", 10, 10))
+	os.Rename(p, p+".1")
+	write(t, p, numbered("l", 20, 10))
+	h.run(Config{Path: p})
+	checkExactlyOnce(t, h.waitN(30), "l", 30)
+}
+
+func TestRotatedNameFilter(t *testing.T) {
+	f := func(base, name string, want bool) {
+		t.Helper()
+		if got := rotatedName(base, name); got != want {
+			t.Errorf("rotatedName(%q, %q) = %v, want %v", base, name, got, want)
+		}
+	}
+	f("app.log", "app.log.1", true)
+	f("app.log", "app.log-20260101", true)
+	f("app.log", "app.log_old", true)
+	f("app.log", "app.log", false)
+	f("app.log", "app.log.", false)
+	f("app.log", "app.log.2.gz", false)
+	f("app.log", "app.logger", false)
+	f("app.log", "other.log.1", false)
+}
