@@ -127,3 +127,216 @@ func TestTwoFilesTwoTopics(t *testing.T) {
 		t.Fatalf("per topic %v", byTopic)
 	}
 }
+
+// lines returns the consumed values of topic that start with prefix.
+func lines(cons *testutil.Consumer, topic, prefix string) []testutil.Record {
+	var out []testutil.Record
+	for _, r := range cons.Records() {
+		if r.Topic == topic && strings.HasPrefix(string(r.Value), prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func waitLines(t *testing.T, cons *testutil.Consumer, topic, prefix string, n int) []testutil.Record {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() bool { return len(lines(cons, topic, prefix)) >= n },
+		func() string {
+			return fmt.Sprintf("%d %s lines in %s, have %d", n, prefix, topic, len(lines(cons, topic, prefix)))
+		})
+	return lines(cons, topic, prefix)
+}
+
+func entryJSON(path, topic, extra string) string {
+	return fmt.Sprintf(`{"path":%q,"topic":%q%s}`, path, topic, extra)
+}
+
+func TestConfigUpdateReconciles(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.start(e.config(""))
+	keep, drop, change, add := filepath.Join(e.dir, "keep.log"), filepath.Join(e.dir, "drop.log"), filepath.Join(e.dir, "change.log"), filepath.Join(e.dir, "add.log")
+	for _, p := range []string{keep, drop, change} {
+		appendLines(t, p, filepath.Base(p), 0, 10)
+	}
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1", "t2", "t3", "t4")
+	e.etcd.Put(a.Key(), "["+strings.Join([]string{entryJSON(keep, "t1", ""), entryJSON(drop, "t2", ""), entryJSON(change, "t3", "")}, ",")+"]")
+	waitLines(t, cons, "t1", "keep.log", 10)
+	waitLines(t, cons, "t2", "drop.log", 10)
+	waitLines(t, cons, "t3", "change.log", 10)
+	if n := testutil.OpenFDs(t, drop); n != 1 {
+		t.Fatalf("drop.log open %d times, want 1", n)
+	}
+
+	// One entry removed, one changed (fields added), one added, one kept.
+	appendLines(t, add, "add.log", 0, 5)
+	e.etcd.Put(a.Key(), "["+strings.Join([]string{entryJSON(keep, "t1", ""), entryJSON(change, "t3", `,"fields":{"v":"2"}`), entryJSON(add, "t4", "")}, ",")+"]")
+	waitLines(t, cons, "t4", "add.log", 5)
+	testutil.Eventually(t, 10*time.Second, func() bool { return testutil.OpenFDs(t, drop) == 0 }, testutil.Msg("removed entry's file closed"))
+
+	appendLines(t, drop, "drop.log", 10, 10)
+	appendLines(t, keep, "keep.log", 10, 10)
+	appendLines(t, change, "change.log", 10, 10)
+	appendLines(t, add, "add.log", 5, 5)
+	waitLines(t, cons, "t4", "add.log", 10)
+	kept := waitLines(t, cons, "t1", "keep.log", 20)
+	changed := waitLines(t, cons, "t3", "change.log", 20)
+	if n := len(lines(cons, "t2", "drop.log")); n != 10 {
+		t.Fatalf("removed entry still shipped: %d lines", n)
+	}
+	// Neither the kept nor the restarted entry re-read or skipped a line.
+	for name, recs := range map[string][]testutil.Record{"keep.log": kept, "change.log": changed} {
+		seen := map[string]bool{}
+		for _, r := range recs {
+			if seen[string(r.Value)] {
+				t.Fatalf("%s: line %q sent twice", name, r.Value)
+			}
+			seen[string(r.Value)] = true
+		}
+		if len(seen) != 20 {
+			t.Fatalf("%s: %d distinct lines, want 20", name, len(seen))
+		}
+	}
+	for _, r := range changed {
+		var n int
+		fmt.Sscanf(string(r.Value), "change.log %d", &n)
+		if want := n >= 10; (r.Headers["fields"] == `{"v":"2"}`) != want {
+			t.Fatalf("line %q fields header %q", r.Value, r.Headers["fields"])
+		}
+	}
+	if st := a.Status(); len(st.Tasks) != 3 {
+		t.Fatalf("status lists %d tasks, want 3", len(st.Tasks))
+	}
+}
+
+func TestInvalidConfigKeepsRunningConfig(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.start(e.config(""))
+	p := filepath.Join(e.dir, "a.log")
+	appendLines(t, p, "a", 0, 5)
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
+	e.etcd.Put(a.Key(), "["+entryJSON(p, "t1", "")+"]")
+	waitLines(t, cons, "t1", "a", 5)
+
+	failures := func() float64 {
+		return testutil.MetricValue(a.Prometheus(), "logagent_config_reloads_total", map[string]string{"result": "failure"})
+	}
+	for i, bad := range []string{`[{"path":"/x","topic":"t1"`, `[{"path":"relative.log","topic":"t1"}]`, `[{"path":"/x","topic":"bad topic"}]`} {
+		e.etcd.Put(a.Key(), bad)
+		testutil.Eventually(t, 10*time.Second, func() bool { return failures() == float64(i+1) },
+			func() string { return fmt.Sprintf("failure count %d, have %v", i+1, failures()) })
+	}
+	if ok := testutil.MetricValue(a.Prometheus(), "logagent_config_last_reload_successful", nil); ok != 0 {
+		t.Fatalf("last_reload_successful = %v", ok)
+	}
+	if st := a.Status(); !strings.Contains(st.ConfigError, "bad topic") || len(st.Tasks) != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	appendLines(t, p, "a", 5, 5)
+	waitLines(t, cons, "t1", "a", 10)
+}
+
+func TestKeyDeletedStopsAll(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.start(e.config(""))
+	p1, p2 := filepath.Join(e.dir, "a.log"), filepath.Join(e.dir, "b.log")
+	appendLines(t, p1, "a", 0, 1)
+	appendLines(t, p2, "b", 0, 1)
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
+	e.etcd.Put(a.Key(), "["+entryJSON(p1, "t1", "")+","+entryJSON(p2, "t1", "")+"]")
+	waitLines(t, cons, "t1", "b", 1)
+	e.etcd.Delete(a.Key())
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(a.Status().Tasks) == 0 && testutil.OpenFDs(t, e.dir) == 0 },
+		func() string { return fmt.Sprintf("all tasks stopped, have %+v", a.Status().Tasks) })
+	if _, err := os.Stat(filepath.Join(e.data, "collect_config.json")); !os.IsNotExist(err) {
+		t.Fatalf("cached config should be removed with the key: %v", err)
+	}
+}
+
+func TestEtcdRestartChangeApplied(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.start(e.config(""))
+	p1, p2 := filepath.Join(e.dir, "a.log"), filepath.Join(e.dir, "b.log")
+	appendLines(t, p1, "a", 0, 5)
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
+	e.etcd.Put(a.Key(), "["+entryJSON(p1, "t1", "")+"]")
+	waitLines(t, cons, "t1", "a", 5)
+
+	e.etcd.Stop()
+	testutil.Eventually(t, 20*time.Second, func() bool { return testutil.MetricValue(a.Prometheus(), "logagent_etcd_up", nil) == 0 },
+		testutil.Msg("agent notices etcd is down"))
+	appendLines(t, p1, "a", 5, 5) // collection goes on without etcd
+	waitLines(t, cons, "t1", "a", 10)
+	e.etcd.Start()
+	appendLines(t, p2, "b", 0, 5)
+	e.etcd.Put(a.Key(), "["+entryJSON(p1, "t1", "")+","+entryJSON(p2, "t1", "")+"]")
+	waitLines(t, cons, "t1", "b", 5)
+}
+
+func TestCachedConfigWhenEtcdDownAtStart(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config("")
+	a, stop := e.start(cfg)
+	p := filepath.Join(e.dir, "a.log")
+	appendLines(t, p, "a", 0, 5)
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
+	e.etcd.Put(a.Key(), "["+entryJSON(p, "t1", "")+"]")
+	waitLines(t, cons, "t1", "a", 5)
+	stop()
+
+	e.etcd.Stop()
+	appendLines(t, p, "a", 5, 5)
+	e.start(cfg)
+	recs := waitLines(t, cons, "t1", "a", 10)
+	if len(recs) != 10 {
+		t.Fatalf("%d records, want exactly 10 (resumed at the acked offset)", len(recs))
+	}
+}
+
+func TestGlobPicksUpNewFiles(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.start(e.config(""))
+	appendLines(t, filepath.Join(e.dir, "x1.log"), "x1", 0, 3)
+	appendLines(t, filepath.Join(e.dir, "ignored.txt"), "ignored", 0, 3)
+	cons := testutil.Consume(t, e.kafka.Addr(), "g")
+	e.etcd.Put(a.Key(), "["+entryJSON(filepath.Join(e.dir, "*.log"), "g", `,"from":"end"`)+"]")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		st := a.Status()
+		return len(st.Tasks) == 1 && len(st.Tasks[0].Files) == 1 && st.Tasks[0].Files[0].State == "running"
+	}, func() string { return fmt.Sprintf("glob task running x1.log: %+v", a.Status()) })
+	appendLines(t, filepath.Join(e.dir, "x1.log"), "x1", 3, 2)
+	appendLines(t, filepath.Join(e.dir, "x2.log"), "x2", 0, 4) // appears later: read from its start
+	waitLines(t, cons, "g", "x1", 2)
+	waitLines(t, cons, "g", "x2", 4)
+	recs := cons.Records()
+	for _, r := range recs {
+		if strings.HasPrefix(string(r.Value), "ignored") {
+			t.Fatal("file outside the glob shipped")
+		}
+		if v := string(r.Value); v == "x1 0" || v == "x1 1" || v == "x1 2" {
+			t.Fatalf("from=end entry re-read existing line %q", v)
+		}
+	}
+}
+
+func TestMultilineAndFieldsEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.start(e.config(""))
+	p := filepath.Join(e.dir, "app.log")
+	os.WriteFile(p, []byte("2026-01-01 ERROR boom\njava.lang.RuntimeException: x\n\tat A.b(A.java:1)\n2026-01-01 INFO ok\n"), 0o644)
+	cons := testutil.Consume(t, e.kafka.Addr(), "app")
+	e.etcd.Put(a.Key(), "["+entryJSON(p, "app", `,"multiline":{"pattern":"^\\d{4}-","timeout":"100ms"},"fields":{"service":"shop"}`)+"]")
+	recs := waitLines(t, cons, "app", "2026", 2)
+	if string(recs[0].Value) != "2026-01-01 ERROR boom\njava.lang.RuntimeException: x\n\tat A.b(A.java:1)" || recs[0].Headers["log.flags"] != "multiline" {
+		t.Fatalf("first event %q flags %q", recs[0].Value, recs[0].Headers["log.flags"])
+	}
+	if recs[1].Headers["log.offset"] != "70" || recs[0].Headers["log.offset"] != "0" || recs[0].Headers["fields"] != `{"service":"shop"}` {
+		t.Fatalf("headers %v / %v", recs[0].Headers, recs[1].Headers)
+	}
+	if recs[0].Headers["event.id"] == recs[1].Headers["event.id"] || !strings.HasSuffix(recs[1].Headers["event.id"], "-70") {
+		t.Fatalf("event ids %q %q", recs[0].Headers["event.id"], recs[1].Headers["event.id"])
+	}
+	if string(recs[0].Key) != p {
+		t.Fatalf("record key %q, want the path", recs[0].Key)
+	}
+}

@@ -145,10 +145,17 @@ func (w *Watcher) get(ctx context.Context) (*Snapshot, error) {
 
 var errCompacted = errors.New("watch revision compacted")
 
+// probeInterval is how often an established watch checks that etcd still
+// answers. The client library silently reconnects a broken watch, which
+// would leave "up" true and readiness green while etcd is gone; a failed
+// probe instead ends the watch, and the get+watch cycle starts over.
+const probeInterval = 3 * time.Second
+
 // watch applies changes after snap until the watch ends.
 func (w *Watcher) watch(ctx context.Context, snap *Snapshot) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
+	wctx, cancel := context.WithCancelCause(clientv3.WithRequireLeader(ctx))
+	defer cancel(nil)
+	go w.probe(wctx, cancel)
 	opts := append(w.opts(), clientv3.WithRev(snap.Revision+1))
 	for resp := range w.cli.Watch(wctx, w.key, opts...) {
 		if resp.CompactRevision != 0 {
@@ -175,5 +182,27 @@ func (w *Watcher) watch(ctx context.Context, snap *Snapshot) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if err := context.Cause(wctx); err != nil {
+		return err
+	}
 	return errors.New("watch channel closed")
+}
+
+func (w *Watcher) probe(ctx context.Context, stop context.CancelCauseFunc) {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.timeout)
+		_, err := w.cli.Get(pctx, w.key, clientv3.WithCountOnly())
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			stop(fmt.Errorf("etcd stopped answering: %w", err))
+			return
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -317,4 +318,56 @@ func moduleRoot() (string, error) {
 		return "", fmt.Errorf("not in a module")
 	}
 	return filepath.Dir(mod), nil
+}
+
+// MetricValue returns the value of the counter or gauge name whose labels
+// include labels, or -1 if there is none.
+func MetricValue(g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				return m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// OpenFDs counts this process's open descriptors whose target starts with
+// prefix (Linux /proc).
+func OpenFDs(t testing.TB, prefix string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, prefix) {
+			n++
+		}
+	}
+	return n
 }
