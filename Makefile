@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test vet fmt clean
+.PHONY: all build test vet fmt clean demo demo-stop
 
 all: build
 
@@ -26,3 +26,10 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# Run the pipeline locally (see README). demo-stop stops what it started.
+demo: build
+	scripts/demo.sh
+
+demo-stop:
+	scripts/demo-stop.sh

@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -38,6 +39,10 @@ func run() int {
 		return 2
 	}
 	if *ip != "" {
+		if net.ParseIP(*ip) == nil {
+			fmt.Fprintf(os.Stderr, "logagent: -ip %q is not an IP address\n", *ip)
+			return 2
+		}
 		cfg.Agent.IP = *ip
 	}
 	log, err := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format, "logagent")

@@ -340,3 +340,35 @@ func TestMultilineAndFieldsEndToEnd(t *testing.T) {
 		t.Fatalf("record key %q, want the path", recs[0].Key)
 	}
 }
+
+func TestKafkaDownAtStart(t *testing.T) {
+	e := newEnv(t)
+	e.kafka.Stop()
+	a, _ := e.start(e.config(""))
+	p := filepath.Join(e.dir, "a.log")
+	appendLines(t, p, "a", 0, 100)
+	e.etcd.Put(a.Key(), "["+entryJSON(p, "t1", "")+"]")
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(a.Status().Tasks) == 1 }, testutil.Msg("config applied"))
+	e.kafka.Start()
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
+	if recs := waitLines(t, cons, "t1", "a", 100); len(recs) != 100 {
+		t.Fatalf("%d records, want 100", len(recs))
+	}
+}
+
+func TestDetectIP(t *testing.T) {
+	ip, err := DetectIP([]string{"127.0.0.1:2379"})
+	if err != nil || ip != "127.0.0.1" {
+		t.Fatalf("route to loopback etcd: %q, %v", ip, err)
+	}
+	ip, err = DetectIP([]string{"http://127.0.0.1:2379"})
+	if err != nil || ip != "127.0.0.1" {
+		t.Fatalf("endpoint with scheme: %q, %v", ip, err)
+	}
+	// No usable endpoint: the first non-loopback interface address, if
+	// this machine has one.
+	ip, err = DetectIP([]string{"not-an-endpoint"})
+	if err == nil && (ip == "" || ip == "127.0.0.1") {
+		t.Fatalf("fallback returned %q", ip)
+	}
+}

@@ -39,10 +39,9 @@ type Collector struct {
 	log  *logrus.Entry
 	tm   *tailer.Metrics
 
-	mu      sync.Mutex
-	wanted  []collectconf.Entry
-	applied bool
-	notify  chan struct{}
+	mu     sync.Mutex
+	wanted []collectconf.Entry
+	notify chan struct{}
 
 	tasksMu sync.Mutex
 	tasks   map[string]*task
@@ -71,7 +70,7 @@ func New(cfg Config, reg *registry.Registry, sink tailer.Sink, log *logrus.Entry
 // bursts collapse to the latest.
 func (c *Collector) Apply(entries []collectconf.Entry) {
 	c.mu.Lock()
-	c.wanted, c.applied = entries, true
+	c.wanted = entries
 	c.mu.Unlock()
 	select {
 	case c.notify <- struct{}{}:
@@ -260,8 +259,8 @@ func (c *Collector) runGlob(ctx context.Context, t *task, fromEnd bool, log *log
 
 // TaskStatus describes one entry and its files.
 type TaskStatus struct {
-	Entry collectconf.Entry
-	Files []tailer.Status
+	Entry collectconf.Entry `json:"entry"`
+	Files []tailer.Status   `json:"files"`
 }
 
 // Status lists the running entries and the state of each of their files.

@@ -407,3 +407,13 @@ func TestSplitList(t *testing.T) {
 		}
 	}
 }
+
+func TestShippedAgentConfigLoads(t *testing.T) {
+	cfg, err := LoadAgent("../../conf/logagent.ini")
+	if err != nil {
+		t.Fatalf("conf/logagent.ini must stay valid: %v", err)
+	}
+	if cfg.Kafka.ChanMaxSize != 10000 || cfg.HTTP.Addr != "127.0.0.1:9731" {
+		t.Fatalf("shipped config drifted from the documented defaults: %+v", cfg)
+	}
+}

@@ -64,10 +64,10 @@ type Config struct {
 
 // Status is what the tailer is doing, for inventories and logs.
 type Status struct {
-	Path   string
-	State  string // "running", "waiting", "error"
-	Reason string
-	Since  time.Time
+	Path   string    `json:"path"`
+	State  string    `json:"state"` // one of the State constants
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
 }
 
 // Tailer states.

@@ -1,0 +1,210 @@
+// Package ctl implements logctl, the operator's command line for the
+// pipeline's etcd state. `config put` validates with the agent's own
+// parser before writing, so it refuses exactly what an agent would reject,
+// with the same message. etcdctl keeps working as the plain alternative.
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/config"
+)
+
+const usage = `usage: logctl [flags] <command>
+
+commands:
+  config get <ip>              print the collect config of the agent at <ip>
+  config put <ip> [file|-]     validate a collect config (file or stdin) and write it
+  config validate <ip> [file]  validate a file, or the config stored for <ip>
+
+flags:
+`
+
+// Run executes logctl with args and returns the exit code.
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("logctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	endpoints := fs.String("endpoints", envOr("ETCDCTL_ENDPOINTS", "127.0.0.1:2379"), "etcd endpoints, comma separated (like etcdctl)")
+	keyPattern := fs.String("key-pattern", "/logagent/%s/collect_config", "collect config key; %s is the agent IP")
+	timeout := fs.Duration("timeout", 5*time.Second, "etcd request timeout")
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) < 2 || rest[0] != "config" {
+		fs.Usage()
+		return 2
+	}
+	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr}
+	var err error
+	switch sub, args := rest[1], rest[2:]; sub {
+	case "get":
+		err = c.get(args)
+	case "put":
+		err = c.put(args)
+	case "validate":
+		err = c.validate(args)
+	default:
+		fs.Usage()
+		return 2
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "logctl:", err)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "logctl:", err)
+		return 1
+	}
+	return 0
+}
+
+type usageError string
+
+func (u usageError) Error() string { return string(u) }
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+type cmd struct {
+	endpoints      []string
+	keyPattern     string
+	timeout        time.Duration
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func (c *cmd) key(ip string) string { return fmt.Sprintf(c.keyPattern, ip) }
+
+func (c *cmd) client() (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.endpoints, DialTimeout: c.timeout, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to etcd: %w", err)
+	}
+	return cli, nil
+}
+
+func (c *cmd) fetch(ip string) ([]byte, bool, error) {
+	cli, err := c.client()
+	if err != nil {
+		return nil, false, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	resp, err := cli.Get(ctx, c.key(ip))
+	if err != nil {
+		return nil, false, fmt.Errorf("getting %s: %w", c.key(ip), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, false, nil
+	}
+	return resp.Kvs[0].Value, true, nil
+}
+
+func (c *cmd) get(args []string) error {
+	if len(args) != 1 {
+		return usageError("config get <ip>")
+	}
+	v, ok, err := c.fetch(args[0])
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s is not set", c.key(args[0]))
+	}
+	var out bytes.Buffer
+	if json.Indent(&out, v, "", "  ") != nil {
+		out.Reset()
+		out.Write(v)
+	}
+	fmt.Fprintln(c.stdout, strings.TrimSpace(out.String()))
+	return nil
+}
+
+func (c *cmd) read(args []string) ([]byte, error) {
+	if len(args) == 0 || args[0] == "-" {
+		b, err := io.ReadAll(c.stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading stdin: %w", err)
+		}
+		return b, nil
+	}
+	b, err := os.ReadFile(args[0])
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return b, nil
+}
+
+func (c *cmd) put(args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return usageError("config put <ip> [file|-]")
+	}
+	data, err := c.read(args[1:])
+	if err != nil {
+		return err
+	}
+	entries, err := collectconf.Parse(data)
+	if err != nil {
+		return fmt.Errorf("refusing invalid collect config (nothing written):\n%w", err)
+	}
+	cli, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	resp, err := cli.Put(ctx, c.key(args[0]), string(bytes.TrimSpace(data)))
+	if err != nil {
+		return fmt.Errorf("putting %s: %w", c.key(args[0]), err)
+	}
+	fmt.Fprintf(c.stdout, "OK %s: %d entries, revision %d\n", c.key(args[0]), len(entries), resp.Header.Revision)
+	return nil
+}
+
+func (c *cmd) validate(args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return usageError("config validate <ip> [file]")
+	}
+	var data []byte
+	var err error
+	if len(args) == 2 {
+		data, err = c.read(args[1:])
+	} else {
+		var ok bool
+		data, ok, err = c.fetch(args[0])
+		if err == nil && !ok {
+			err = fmt.Errorf("%s is not set", c.key(args[0]))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	entries, err := collectconf.Parse(data)
+	if err != nil {
+		return fmt.Errorf("invalid collect config:\n%w", err)
+	}
+	fmt.Fprintf(c.stdout, "valid: %d entries, topics %s\n", len(entries), strings.Join(collectconf.Topics(entries), ", "))
+	return nil
+}
