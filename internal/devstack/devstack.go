@@ -81,7 +81,9 @@ func Start(cfg Config, log *logrus.Entry) (*Stack, error) {
 func (s *Stack) EtcdEndpoint() string { return s.cfg.EtcdClient }
 
 // KafkaAddr is the broker's address.
-func (s *Stack) KafkaAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.cfg.KafkaPort)) }
+func (s *Stack) KafkaAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.cfg.KafkaPort))
+}
 
 // Run blocks until ctx ends, then stops the broker (persisting its data)
 // and etcd.
