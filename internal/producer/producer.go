@@ -71,7 +71,7 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		bufBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_buffer_bytes", Help: "Bytes of events between read and Kafka ack."}),
 		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_queue_length", Help: "Events waiting in the channel to the producer."},
 			func() float64 { return float64(len(p.ch)) }),
-		up: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_kafka_up", Help: "1 when the last Kafka send succeeded."},
+		up: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_kafka_up", Help: "1 while connected to Kafka and the last send succeeded."},
 			func() float64 {
 				if p.ready.Load() {
 					return 1
@@ -85,7 +85,8 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 	return p
 }
 
-// Ready reports whether Kafka accepted the most recent send.
+// Ready reports whether the producer is connected and its most recent send
+// (if any) succeeded.
 func (p *Producer) Ready() bool { return p.ready.Load() }
 
 func (p *Producer) cost(ev *record.Event) int64 {
@@ -163,6 +164,8 @@ func (p *Producer) Run(ctx context.Context) error {
 		}
 	}
 	p.log.WithField("brokers", p.cfg.Kafka.Brokers).Info("connected to Kafka")
+	p.ready.Store(true)
+	defer p.ready.Store(false)
 	return p.loop(ctx, ap)
 }
 
