@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/acktrack"
 	"github.com/logpipe/logpipe/internal/record"
 )
 
@@ -55,7 +56,7 @@ type fileState struct {
 	fp       uint64
 	seen     time.Time
 	claimed  bool
-	tr       *tracker
+	tr       *acktrack.Tracker
 	restored int64 // acked offset loaded from disk, until tr exists
 }
 
@@ -63,7 +64,7 @@ func (s *fileState) offsets() (acked, read int64, inflight int) {
 	if s.tr == nil {
 		return s.restored, s.restored, 0
 	}
-	return s.tr.state()
+	return s.tr.State()
 }
 
 // Registry holds every stream's state. It is safe for concurrent use.
@@ -351,7 +352,7 @@ func (r *Registry) Claim(k Key, path string) (*Handle, bool) {
 	s.claimed = true
 	s.path = path
 	if !s.inst.IsZero() && s.tr == nil {
-		s.tr = newTracker(s.restored)
+		s.tr = acktrack.New(s.restored)
 	}
 	return &Handle{r: r, s: s}, true
 }
@@ -451,10 +452,10 @@ func (h *Handle) SetFingerprint(n int, fp uint64) {
 func (h *Handle) Start(offset int64, fpLen int, fp uint64) error {
 	h.r.mu.Lock()
 	if h.s.tr != nil {
-		h.s.tr.kill()
+		h.s.tr.Kill()
 	}
 	h.s.inst = record.NewInstance()
-	h.s.tr = newTracker(offset)
+	h.s.tr = acktrack.New(offset)
 	h.s.fpLen, h.s.fp = fpLen, fp
 	h.s.seen = time.Now().UTC().Truncate(seenGranularity)
 	h.r.mu.Unlock()
@@ -468,11 +469,11 @@ func (h *Handle) Start(offset int64, fpLen int, fp uint64) error {
 // number the producer reports back with.
 func (h *Handle) Emit(end int64) (record.Acker, uint64) {
 	tr := h.s.tr
-	return tr, tr.emit(end, false)
+	return tr, tr.Emit(end, false)
 }
 
 // Skip advances past bytes that produce no event (blank lines).
-func (h *Handle) Skip(end int64) { h.s.tr.emit(end, true) }
+func (h *Handle) Skip(end int64) { h.s.tr.Emit(end, true) }
 
 // Release gives the stream up; in-flight events still acknowledge into it.
 func (h *Handle) Release() {
@@ -495,7 +496,7 @@ func (h *Handle) Forget() {
 
 // Retract undoes the last Emit, for an event that was never handed to the
 // producer.
-func (h *Handle) Retract(seq uint64) { h.s.tr.retract(seq) }
+func (h *Handle) Retract(seq uint64) { h.s.tr.Retract(seq) }
 
 // InFlight returns the number of events sent but not yet acknowledged.
 func (h *Handle) InFlight() int {

@@ -1,4 +1,4 @@
-package registry
+package acktrack
 
 import (
 	"math/rand"
@@ -8,20 +8,20 @@ import (
 
 // checkState fails t unless tr reports the wanted acked, read and in-flight
 // values.
-func checkState(t *testing.T, tr *tracker, acked, read int64, inflight int) {
+func checkState(t *testing.T, tr *Tracker, acked, read int64, inflight int) {
 	t.Helper()
-	a, r, n := tr.state()
+	a, r, n := tr.State()
 	if a != acked || r != read || n != inflight {
 		t.Fatalf("state = (acked %d, read %d, inflight %d), want (%d, %d, %d)", a, r, n, acked, read, inflight)
 	}
 }
 
 func TestTrackerInOrder(t *testing.T) {
-	tr := newTracker(100)
+	tr := New(100)
 	checkState(t, tr, 100, 100, 0)
 	var seqs []uint64
 	for _, end := range []int64{110, 125, 130} {
-		seqs = append(seqs, tr.emit(end, false))
+		seqs = append(seqs, tr.Emit(end, false))
 	}
 	for i, s := range seqs {
 		if s != uint64(i) {
@@ -38,10 +38,10 @@ func TestTrackerInOrder(t *testing.T) {
 }
 
 func TestTrackerOutOfOrder(t *testing.T) {
-	tr := newTracker(0)
-	s1 := tr.emit(10, false)
-	s2 := tr.emit(20, false)
-	s3 := tr.emit(30, false)
+	tr := New(0)
+	s1 := tr.Emit(10, false)
+	s2 := tr.Emit(20, false)
+	s3 := tr.Emit(30, false)
 
 	tr.Ack(s3)
 	checkState(t, tr, 0, 30, 3) // 3 acked, but 1 and 2 are not: no progress
@@ -52,10 +52,10 @@ func TestTrackerOutOfOrder(t *testing.T) {
 }
 
 func TestTrackerDuplicateAndStaleAcks(t *testing.T) {
-	tr := newTracker(0)
-	s1 := tr.emit(10, false)
-	s2 := tr.emit(20, false)
-	s3 := tr.emit(30, false)
+	tr := New(0)
+	s1 := tr.Emit(10, false)
+	s2 := tr.Emit(20, false)
+	s3 := tr.Emit(30, false)
 
 	tr.Ack(s1)
 	tr.Ack(s1) // duplicate of an acked, already popped event
@@ -72,7 +72,7 @@ func TestTrackerDuplicateAndStaleAcks(t *testing.T) {
 
 	// A seq that is not emitted yet must not be remembered as acked when
 	// it later is emitted.
-	s4 := tr.emit(40, false)
+	s4 := tr.Emit(40, false)
 	if s4 != s3+1 {
 		t.Fatalf("s4 = %d, want %d", s4, s3+1)
 	}
@@ -89,27 +89,27 @@ func TestTrackerDuplicateAndStaleAcks(t *testing.T) {
 
 	// A future seq that shares a ring slot with a pending event must not
 	// mark that event acked.
-	tr = newTracker(0)
-	p0 := tr.emit(10, false)
-	tr.emit(20, false)
+	tr = New(0)
+	p0 := tr.Emit(10, false)
+	tr.Emit(20, false)
 	tr.Ack(p0 + uint64(len(tr.ring)))
-	tr.emit(21, true) // a skip runs advance
+	tr.Emit(21, true) // a skip runs advance
 	checkState(t, tr, 0, 21, 3)
 }
 
 func TestTrackerSkip(t *testing.T) {
 	t.Run("empty tracker advances at once", func(t *testing.T) {
-		tr := newTracker(5)
-		tr.emit(6, true)
+		tr := New(5)
+		tr.Emit(6, true)
 		checkState(t, tr, 6, 6, 0)
 	})
 	t.Run("waits for earlier events", func(t *testing.T) {
-		tr := newTracker(0)
-		s1 := tr.emit(10, false)
-		tr.emit(11, true) // blank line
-		s3 := tr.emit(20, false)
-		tr.emit(21, true)
-		tr.emit(22, true)
+		tr := New(0)
+		s1 := tr.Emit(10, false)
+		tr.Emit(11, true) // blank line
+		s3 := tr.Emit(20, false)
+		tr.Emit(21, true)
+		tr.Emit(22, true)
 		checkState(t, tr, 0, 22, 5)
 
 		tr.Ack(s3)
@@ -118,11 +118,11 @@ func TestTrackerSkip(t *testing.T) {
 		checkState(t, tr, 22, 22, 0)
 	})
 	t.Run("stops at an unacked event", func(t *testing.T) {
-		tr := newTracker(0)
-		s1 := tr.emit(10, false)
-		tr.emit(11, true)
-		s3 := tr.emit(20, false)
-		tr.emit(21, true)
+		tr := New(0)
+		s1 := tr.Emit(10, false)
+		tr.Emit(11, true)
+		s3 := tr.Emit(20, false)
+		tr.Emit(21, true)
 
 		tr.Ack(s1)
 		checkState(t, tr, 11, 21, 2) // through the skip, not past s3
@@ -130,10 +130,10 @@ func TestTrackerSkip(t *testing.T) {
 		checkState(t, tr, 21, 21, 0)
 	})
 	t.Run("skip after everything acked", func(t *testing.T) {
-		tr := newTracker(0)
-		s1 := tr.emit(10, false)
+		tr := New(0)
+		s1 := tr.Emit(10, false)
 		tr.Ack(s1)
-		tr.emit(12, true)
+		tr.Emit(12, true)
 		checkState(t, tr, 12, 12, 0)
 	})
 }
@@ -170,10 +170,10 @@ func (m *model) state() (acked, read int64, inflight int) {
 	return acked, read, len(m.ends) - i
 }
 
-func (m *model) check(t *testing.T, tr *tracker, what string) {
+func (m *model) check(t *testing.T, tr *Tracker, what string) {
 	t.Helper()
 	wa, wr, wn := m.state()
-	a, r, n := tr.state()
+	a, r, n := tr.State()
 	if a != wa || r != wr || n != wn {
 		t.Fatalf("%s: state = (acked %d, read %d, inflight %d), model says (%d, %d, %d)", what, a, r, n, wa, wr, wn)
 	}
@@ -182,14 +182,14 @@ func (m *model) check(t *testing.T, tr *tracker, what string) {
 func TestTrackerRandomAckOrder(t *testing.T) {
 	for _, total := range []int{1, 63, 64, 65, 129, 1000, 5000} {
 		rng := rand.New(rand.NewSource(int64(total)))
-		tr := newTracker(1000)
+		tr := New(1000)
 		m := &model{start: 1000}
 		end := int64(1000)
 		var events []uint64
 		for i := 0; i < total; i++ {
 			end += 1 + rng.Int63n(200)
 			skip := rng.Intn(10) == 0 // a blank line now and then
-			s := tr.emit(end, skip)
+			s := tr.Emit(end, skip)
 			if ms := m.emit(end, skip); s != ms {
 				t.Fatalf("total %d: emit %d returned seq %d, want %d", total, i, s, ms)
 			}
@@ -198,7 +198,7 @@ func TestTrackerRandomAckOrder(t *testing.T) {
 			}
 		}
 		m.check(t, tr, "after emitting")
-		if _, _, n := tr.state(); len(tr.ring) < n {
+		if _, _, n := tr.State(); len(tr.ring) < n {
 			t.Fatalf("total %d: ring of %d slots holds %d pending entries", total, len(tr.ring), n)
 		}
 		rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
@@ -222,7 +222,7 @@ func TestTrackerRandomAckOrder(t *testing.T) {
 // around and grows while its head is not at slot 0.
 func TestTrackerInterleaved(t *testing.T) {
 	rng := rand.New(rand.NewSource(42))
-	tr := newTracker(0)
+	tr := New(0)
 	m := &model{}
 	var pending []uint64 // emitted, not yet acked
 	end := int64(0)
@@ -238,7 +238,7 @@ func TestTrackerInterleaved(t *testing.T) {
 		case r < emitBias || len(pending) == 0:
 			end += 1 + rng.Int63n(100)
 			skip := rng.Intn(8) == 0
-			s := tr.emit(end, skip)
+			s := tr.Emit(end, skip)
 			if ms := m.emit(end, skip); s != ms {
 				t.Fatalf("step %d: seq %d, want %d", step, s, ms)
 			}
@@ -271,10 +271,10 @@ func TestTrackerInterleaved(t *testing.T) {
 }
 
 func TestTrackerRingShrinksAfterBurst(t *testing.T) {
-	tr := newTracker(0)
+	tr := New(0)
 	var seqs []uint64
 	for i := 1; i <= 10000; i++ {
-		seqs = append(seqs, tr.emit(int64(i), false))
+		seqs = append(seqs, tr.Emit(int64(i), false))
 	}
 	if len(tr.ring) < 10000 {
 		t.Fatalf("ring has %d slots for 10000 pending entries", len(tr.ring))
@@ -287,7 +287,7 @@ func TestTrackerRingShrinksAfterBurst(t *testing.T) {
 		t.Fatalf("ring has %d slots after the burst, want 64", len(tr.ring))
 	}
 	// The tracker keeps working with the small ring and the old head.
-	s := tr.emit(10010, false)
+	s := tr.Emit(10010, false)
 	if s != 10000 {
 		t.Fatalf("seq after shrink = %d, want 10000", s)
 	}
@@ -297,19 +297,19 @@ func TestTrackerRingShrinksAfterBurst(t *testing.T) {
 
 func TestTrackerRetract(t *testing.T) {
 	t.Run("last of several", func(t *testing.T) {
-		tr := newTracker(0)
-		s1 := tr.emit(10, false)
-		s2 := tr.emit(20, false)
-		s3 := tr.emit(30, false)
-		tr.retract(s3)
+		tr := New(0)
+		s1 := tr.Emit(10, false)
+		s2 := tr.Emit(20, false)
+		s3 := tr.Emit(30, false)
+		tr.Retract(s3)
 		checkState(t, tr, 0, 20, 2)
-		tr.retract(s1) // not the last: ignored
+		tr.Retract(s1) // not the last: ignored
 		checkState(t, tr, 0, 20, 2)
-		tr.retract(s3) // already retracted: ignored
+		tr.Retract(s3) // already retracted: ignored
 		checkState(t, tr, 0, 20, 2)
 
 		// The seq is reused by the next event, and acks apply to it.
-		s3b := tr.emit(35, false)
+		s3b := tr.Emit(35, false)
 		if s3b != s3 {
 			t.Fatalf("seq after retract = %d, want %d", s3b, s3)
 		}
@@ -320,46 +320,46 @@ func TestTrackerRetract(t *testing.T) {
 		checkState(t, tr, 35, 35, 0)
 	})
 	t.Run("only event restores acked", func(t *testing.T) {
-		tr := newTracker(0)
-		s1 := tr.emit(10, false)
+		tr := New(0)
+		s1 := tr.Emit(10, false)
 		tr.Ack(s1)
-		s2 := tr.emit(20, false)
-		tr.retract(s2)
+		s2 := tr.Emit(20, false)
+		tr.Retract(s2)
 		checkState(t, tr, 10, 10, 0)
 	})
 	t.Run("restores end of a preceding skip", func(t *testing.T) {
-		tr := newTracker(0)
-		tr.emit(10, false)
-		tr.emit(11, true)
-		s3 := tr.emit(20, false)
-		tr.retract(s3)
+		tr := New(0)
+		tr.Emit(10, false)
+		tr.Emit(11, true)
+		s3 := tr.Emit(20, false)
+		tr.Retract(s3)
 		checkState(t, tr, 0, 11, 2)
 	})
 	t.Run("after ring growth and wrap", func(t *testing.T) {
-		tr := newTracker(0)
+		tr := New(0)
 		for i := int64(1); i <= 50; i++ {
-			tr.Ack(tr.emit(i, false))
+			tr.Ack(tr.Emit(i, false))
 		}
 		var last uint64
 		for i := int64(51); i <= 200; i++ {
-			last = tr.emit(i*10, false)
+			last = tr.Emit(i*10, false)
 		}
-		tr.retract(last)
+		tr.Retract(last)
 		checkState(t, tr, 50, 1990, 149)
 	})
 	t.Run("empty tracker", func(t *testing.T) {
-		tr := newTracker(7)
-		tr.retract(0)
+		tr := New(7)
+		tr.Retract(0)
 		checkState(t, tr, 7, 7, 0)
 	})
 }
 
 func TestTrackerKill(t *testing.T) {
-	tr := newTracker(0)
-	s1 := tr.emit(10, false)
-	s2 := tr.emit(20, false)
+	tr := New(0)
+	s1 := tr.Emit(10, false)
+	s2 := tr.Emit(20, false)
 	tr.Ack(s1)
-	tr.kill()
+	tr.Kill()
 	tr.Ack(s2)
 	checkState(t, tr, 10, 20, 1)
 }
@@ -372,7 +372,7 @@ func TestTrackerConcurrent(t *testing.T) {
 		ackers  = 4
 		batchSz = 97
 	)
-	tr := newTracker(0)
+	tr := New(0)
 	work := make([]chan uint64, ackers)
 	for i := range work {
 		work[i] = make(chan uint64, 256)
@@ -399,7 +399,7 @@ func TestTrackerConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			a, r, _ := tr.state()
+			a, r, _ := tr.State()
 			if a < last || a > r {
 				watchErr <- "acked went backwards or past read"
 				return
@@ -423,10 +423,10 @@ func TestTrackerConcurrent(t *testing.T) {
 		for i := 0; i < n; i++ {
 			end += 1 + rng.Int63n(300)
 			if rng.Intn(20) == 0 {
-				tr.emit(end, true)
+				tr.Emit(end, true)
 				continue
 			}
-			batch = append(batch, tr.emit(end, false))
+			batch = append(batch, tr.Emit(end, false))
 			if len(batch) == batchSz {
 				flush()
 			}

@@ -1,19 +1,23 @@
-package registry
+// Package acktrack turns out-of-order acknowledgements into a contiguous
+// acknowledged prefix. The agent uses it per file (byte offsets acked by
+// Kafka), the transfer per partition (message offsets acked by
+// Elasticsearch): a position is only ever recorded as done when everything
+// before it is, so a crash can re-send but never skip.
+package acktrack
 
 import "sync"
 
-// tracker turns out-of-order acknowledgements into the contiguous acked
-// prefix of one file generation. Events are registered in file order with
-// the offset just past them; acked only moves when every event before a
-// point is acknowledged, so a crash can only ever re-send, never skip.
-type tracker struct {
+// Tracker tracks one ordered stream. Events are registered in stream order
+// with the position just past them; Acked only moves when every event
+// before a point is acknowledged. It is safe for concurrent use.
+type Tracker struct {
 	mu    sync.Mutex
 	acked int64 // every byte before acked is in Kafka (or carried no event)
 	read  int64 // end of the last registered event: where reading resumes
 	head  uint64
 	n     int
 	ring  []pending // len is a power of two; seq s lives at ring[s&mask]
-	dead  bool      // the generation was replaced; late acks are ignored
+	dead  bool      // the stream was replaced; late acks are ignored
 }
 
 type pending struct {
@@ -21,14 +25,15 @@ type pending struct {
 	done bool
 }
 
-func newTracker(offset int64) *tracker {
-	return &tracker{acked: offset, read: offset, ring: make([]pending, 64)}
+// New returns a tracker whose acked prefix starts at offset.
+func New(offset int64) *Tracker {
+	return &Tracker{acked: offset, read: offset, ring: make([]pending, 64)}
 }
 
-// emit registers an event that ends at end and returns its sequence
-// number. done marks bytes that produce no event (they count as acked as
-// soon as everything before them is).
-func (t *tracker) emit(end int64, done bool) uint64 {
+// Emit registers an event that ends at end and returns its sequence
+// number. done marks a span that produces no event (it counts as acked as
+// soon as everything before it is).
+func (t *Tracker) Emit(end int64, done bool) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.n == len(t.ring) {
@@ -45,7 +50,7 @@ func (t *tracker) emit(end int64, done bool) uint64 {
 }
 
 // grow doubles the ring. Caller holds mu.
-func (t *tracker) grow() {
+func (t *Tracker) grow() {
 	nr := make([]pending, 2*len(t.ring))
 	om, nm := uint64(len(t.ring)-1), uint64(len(nr)-1)
 	for i := 0; i < t.n; i++ {
@@ -56,7 +61,7 @@ func (t *tracker) grow() {
 }
 
 // Ack marks event seq as durable. Duplicate and stale acks are ignored.
-func (t *tracker) Ack(seq uint64) {
+func (t *Tracker) Ack(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.dead || seq < t.head || seq >= t.head+uint64(t.n) {
@@ -69,7 +74,7 @@ func (t *tracker) Ack(seq uint64) {
 }
 
 // advance pops acknowledged events from the head. Caller holds mu.
-func (t *tracker) advance() {
+func (t *Tracker) advance() {
 	mask := uint64(len(t.ring) - 1)
 	for t.n > 0 && t.ring[t.head&mask].done {
 		t.acked = t.ring[t.head&mask].end
@@ -82,24 +87,25 @@ func (t *tracker) advance() {
 	}
 }
 
-// state returns the acked offset, the resume offset and the number of
-// events in flight.
-func (t *tracker) state() (acked, read int64, inflight int) {
+// State returns the acked prefix, the end of the last registered event
+// (where reading resumes) and the number of events in flight.
+func (t *Tracker) State() (acked, read int64, inflight int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.acked, t.read, t.n
 }
 
-// kill detaches the tracker from its file after a truncation.
-func (t *tracker) kill() {
+// Kill makes the tracker ignore further acks (its stream was replaced,
+// e.g. a truncated file).
+func (t *Tracker) Kill() {
 	t.mu.Lock()
 	t.dead = true
 	t.mu.Unlock()
 }
 
-// retract removes the last registered event, which the tailer could not
-// hand over (it was stopping), so the resume offset does not skip it.
-func (t *tracker) retract(seq uint64) {
+// Retract removes the last registered event, which could not be handed
+// on (its sender was stopping), so the resume position does not skip it.
+func (t *Tracker) Retract(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.n == 0 || seq != t.head+uint64(t.n)-1 {
