@@ -1,0 +1,279 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/logpipe/logpipe/internal/collectconf"
+)
+
+// Consumer is logtransfer's [kafka].
+type Consumer struct {
+	Brokers []string
+	GroupID string
+	// Topics are always consumed; discovery adds to them.
+	Topics        []string
+	Version       sarama.KafkaVersion
+	InitialOffset int64 // sarama.OffsetOldest or sarama.OffsetNewest
+	// DLQSuffix names the dead-letter topic: <topic><suffix>.
+	DLQSuffix string
+	// SessionTimeout is how long the group waits for a silent member
+	// (e.g. a killed instance) before giving its partitions to others.
+	SessionTimeout time.Duration
+}
+
+// Discovery is logtransfer's [etcd].
+type Discovery struct {
+	Endpoints []string
+	Timeout   time.Duration
+	Enabled   bool
+	// CollectKey is the agents' key pattern; only keys matching it are
+	// read as collect configs.
+	CollectKey string
+}
+
+// ES is logtransfer's [es].
+type ES struct {
+	URLs            []string
+	Username        string
+	Password        string
+	APIKey          string
+	Workers         int
+	BulkActions     int
+	BulkBytes       int
+	FlushInterval   time.Duration
+	Index           string
+	ManageTemplates bool
+	// Headers are extra HTTP headers on every request (ES-compatible
+	// stores such as VictoriaLogs take their options this way).
+	Headers         map[string]string
+	RetryBackoffMax time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// TransferConfig is the whole of logtransfer.ini.
+type TransferConfig struct {
+	Path      string
+	Kafka     Consumer
+	Discovery Discovery
+	ES        ES
+	Log       Log
+	HTTP      HTTP
+}
+
+// LoadTransfer reads and validates a logtransfer ini file.
+func LoadTransfer(path string) (*TransferConfig, error) {
+	c, err := loadINI(path)
+	if err != nil {
+		return nil, err
+	}
+	return decodeTransfer(c)
+}
+
+// ParseTransfer is LoadTransfer on bytes; name is used in error messages.
+func ParseTransfer(name string, data []byte) (*TransferConfig, error) {
+	c, err := parseINI(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return decodeTransfer(c)
+}
+
+// DefaultIndex is the index name pattern: the topic and the event's day.
+const DefaultIndex = "%{topic}-%{+2006.01.02}"
+
+func decodeTransfer(c *iniFile) (*TransferConfig, error) {
+	cfg := &TransferConfig{Path: c.path}
+	k := &cfg.Kafka
+	k.Brokers = c.HostPorts("kafka", "address", []string{"127.0.0.1:9092"})
+	k.GroupID = c.Str("kafka", "group_id", "logtransfer")
+	if k.GroupID == "" {
+		c.Fail("kafka", "group_id", "must not be empty")
+	}
+	if _, ok := c.raw("kafka", "topics"); ok {
+		k.Topics = c.List("kafka", "topics", nil)
+	}
+	for _, t := range k.Topics {
+		if err := collectconf.ValidTopic(t); err != nil {
+			c.Fail("kafka", "topics", "%v", err)
+		}
+	}
+	k.Version = kafkaVersion(c, "kafka", "version", "2.8.0")
+	switch c.Enum("kafka", "initial_offset", "oldest", "oldest", "newest") {
+	case "newest":
+		k.InitialOffset = sarama.OffsetNewest
+	default:
+		k.InitialOffset = sarama.OffsetOldest
+	}
+	k.SessionTimeout = c.Duration("kafka", "session_timeout", 10*time.Second, 6*time.Second, 5*time.Minute)
+	k.DLQSuffix = c.Str("kafka", "dlq_suffix", ".dlq")
+	if k.DLQSuffix == "" || collectconf.ValidTopic("x"+k.DLQSuffix) != nil {
+		c.Fail("kafka", "dlq_suffix", "%q must be non-empty and legal in a topic name", k.DLQSuffix)
+	}
+
+	d := &cfg.Discovery
+	d.Enabled = c.Bool("etcd", "discover_topics", false)
+	d.Endpoints = c.HostPorts("etcd", "address", []string{"127.0.0.1:2379"})
+	d.Timeout = c.Duration("etcd", "timeout", 5*time.Second, 100*time.Millisecond, time.Minute)
+	d.CollectKey = c.Str("etcd", "collect_log_key", "/logagent/%s/collect_config")
+	if strings.Count(d.CollectKey, "%s") != 1 || strings.Count(d.CollectKey, "%") != 1 || !strings.HasPrefix(d.CollectKey, "/") || strings.HasPrefix(d.CollectKey, "/%s") {
+		c.Fail("etcd", "collect_log_key", "%q must start with a /-prefix and contain exactly one %%s (the agent's IP)", d.CollectKey)
+	}
+	if !d.Enabled && len(k.Topics) == 0 {
+		c.Fail("kafka", "topics", "no topics to consume: list them here or set [etcd] discover_topics = true")
+	}
+
+	e := &cfg.ES
+	e.URLs = c.List("es", "address", []string{"http://127.0.0.1:9200"})
+	for i, u := range e.URLs {
+		if !strings.Contains(u, "://") {
+			u = "http://" + u
+			e.URLs[i] = u
+		}
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
+			c.Fail("es", "address", "%q is not an http(s) URL", u)
+		}
+	}
+	e.Username = c.Str("es", "username", "")
+	e.Password = c.Str("es", "password", "")
+	e.APIKey = c.Str("es", "api_key", "")
+	if e.APIKey != "" && e.Username != "" {
+		c.Fail("es", "api_key", "set either username/password or api_key, not both")
+	}
+	if (e.Username == "") != (e.Password == "") {
+		c.Fail("es", "username", "username and password go together")
+	}
+	e.Workers = c.Int("es", "workers", 16, 1, 1024)
+	e.BulkActions = c.Int("es", "bulk_actions", 1000, 1, 100000)
+	e.BulkBytes = c.Int("es", "bulk_bytes", 5<<20, 1<<10, 100<<20)
+	e.FlushInterval = c.Duration("es", "flush_interval", time.Second, time.Millisecond, time.Minute)
+	e.Index = c.Str("es", "index", DefaultIndex)
+	if _, err := ParseIndex(e.Index); err != nil {
+		c.Fail("es", "index", "%v", err)
+	}
+	e.ManageTemplates = c.Bool("es", "manage_templates", true)
+	e.Headers = map[string]string{}
+	if v, ok := c.raw("es", "headers"); ok {
+		for _, part := range strings.Split(v, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			name, val, found := strings.Cut(part, ":")
+			name = strings.TrimSpace(name)
+			if !found || name == "" || strings.ContainsAny(name, " \t") {
+				c.Fail("es", "headers", "%q: want Name: value; Name2: value2", part)
+				continue
+			}
+			e.Headers[name] = strings.TrimSpace(val)
+		}
+	}
+	e.RetryBackoffMax = c.Duration("es", "retry_backoff_max", 30*time.Second, 10*time.Millisecond, 10*time.Minute)
+	e.ShutdownTimeout = c.Duration("es", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
+
+	cfg.Log = decodeLog(c)
+	cfg.HTTP.Addr = c.Str("http", "addr", "127.0.0.1:9732")
+	if cfg.HTTP.Addr != "" {
+		if err := checkListenAddr(cfg.HTTP.Addr); err != nil {
+			c.Fail("http", "addr", "%q: %v", cfg.HTTP.Addr, err)
+		}
+	}
+	if err := c.finish(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// IndexName is a parsed [es] index pattern: literal text with %{topic}
+// and %{+<Go time layout>} (the event's @timestamp in UTC).
+type IndexName struct {
+	parts []indexPart
+}
+
+type indexPart struct {
+	lit    string
+	topic  bool
+	layout string
+}
+
+// ParseIndex parses an index pattern such as "%{topic}-%{+2006.01.02}".
+func ParseIndex(s string) (*IndexName, error) {
+	if s == "" {
+		return nil, fmt.Errorf("index pattern is empty")
+	}
+	n := &IndexName{}
+	rest := s
+	for rest != "" {
+		i := strings.Index(rest, "%{")
+		if i < 0 {
+			n.parts = append(n.parts, indexPart{lit: rest})
+			break
+		}
+		if i > 0 {
+			n.parts = append(n.parts, indexPart{lit: rest[:i]})
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return nil, fmt.Errorf("index pattern %q: unclosed %%{", s)
+		}
+		tok := rest[i+2 : i+j]
+		switch {
+		case tok == "topic":
+			n.parts = append(n.parts, indexPart{topic: true})
+		case strings.HasPrefix(tok, "+") && len(tok) > 1:
+			n.parts = append(n.parts, indexPart{layout: tok[1:]})
+		default:
+			return nil, fmt.Errorf("index pattern %q: unknown %%{%s}; use %%{topic} or %%{+2006.01.02}", s, tok)
+		}
+		rest = rest[i+j+1:]
+	}
+	// Elasticsearch index names are lower case and cannot start with _ - +.
+	sample := n.Name("topic", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if strings.ToLower(sample) != sample {
+		return nil, fmt.Errorf("index pattern %q: Elasticsearch index names must be lower case", s)
+	}
+	if strings.ContainsAny(sample, ` "*\<|,>/?#:`) || strings.HasPrefix(sample, "_") || strings.HasPrefix(sample, "-") || strings.HasPrefix(sample, "+") {
+		return nil, fmt.Errorf("index pattern %q gives the invalid index name %q", s, sample)
+	}
+	return n, nil
+}
+
+// Name returns the index for an event of topic at t. Topics are lower-cased
+// because Elasticsearch index names must be.
+func (n *IndexName) Name(topic string, t time.Time) string {
+	var b strings.Builder
+	t = t.UTC()
+	for _, p := range n.parts {
+		switch {
+		case p.topic:
+			b.WriteString(strings.ToLower(topic))
+		case p.layout != "":
+			b.WriteString(t.Format(p.layout))
+		default:
+			b.WriteString(p.lit)
+		}
+	}
+	return b.String()
+}
+
+// Pattern returns the index pattern (for templates and Kibana data views)
+// covering every index of topic: the date parts become *.
+func (n *IndexName) Pattern(topic string) string {
+	var b strings.Builder
+	for _, p := range n.parts {
+		switch {
+		case p.topic:
+			b.WriteString(strings.ToLower(topic))
+		case p.layout != "":
+			b.WriteString("*")
+		default:
+			b.WriteString(p.lit)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,75 @@
+package eswriter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/backoff"
+)
+
+// TemplateName is the composable index template logtransfer manages for
+// a topic.
+func TemplateName(topic string) string { return "logpipe-" + strings.ToLower(topic) }
+
+// TemplateBody is the composable index template for indices matching
+// pattern: @timestamp as date, message as text, the pipeline's host, log
+// and kafka fields as keyword/long, and other strings (the agents' static
+// fields) as keyword, so a Kibana data view "<topic>-*" works at once.
+func TemplateBody(pattern string) []byte {
+	kw := map[string]any{"type": "keyword"}
+	long := map[string]any{"type": "long"}
+	t := map[string]any{
+		"index_patterns": []string{pattern},
+		"priority":       200,
+		"_meta":          map[string]any{"managed_by": "logtransfer"},
+		"template": map[string]any{
+			"mappings": map[string]any{
+				"dynamic_templates": []any{
+					map[string]any{"strings_as_keyword": map[string]any{
+						"match_mapping_type": "string",
+						"mapping":            map[string]any{"type": "keyword", "ignore_above": 1024},
+					}},
+				},
+				"properties": map[string]any{
+					"@timestamp": map[string]any{"type": "date", "format": "strict_date_optional_time_nanos||strict_date_optional_time"},
+					"message":    map[string]any{"type": "text"},
+					"host":       map[string]any{"properties": map[string]any{"name": kw, "ip": kw}},
+					"log": map[string]any{"properties": map[string]any{
+						"file":   map[string]any{"properties": map[string]any{"path": kw}},
+						"offset": long,
+						"flags":  kw,
+					}},
+					"kafka": map[string]any{"properties": map[string]any{"topic": kw, "partition": long, "offset": long}},
+				},
+			},
+		},
+	}
+	b, _ := json.Marshal(t) // static shape: always marshals
+	return b
+}
+
+// EnsureTemplate installs (or updates) the template named name for
+// pattern, retrying until Elasticsearch accepts it or ctx ends.
+func (w *Writer) EnsureTemplate(ctx context.Context, name, pattern string) error {
+	body := string(TemplateBody(pattern))
+	bo := backoff.Backoff{Min: 200 * time.Millisecond, Max: w.cfg.RetryBackoffMax}
+	for {
+		_, err := w.client.IndexPutIndexTemplate(name).BodyString(body).Do(ctx)
+		if err == nil {
+			w.log.WithFields(logrus.Fields{"template": name, "pattern": pattern}).Info("index template installed")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.thr.Log("template", w.log.WithError(err).WithField("template", name), logrus.WarnLevel, "installing index template failed; retrying")
+		if !backoff.Sleep(ctx, bo.Next()) {
+			return fmt.Errorf("installing template %s: %w", name, ctx.Err())
+		}
+	}
+}

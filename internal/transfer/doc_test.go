@@ -1,0 +1,99 @@
+package transfer
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/logpipe/logpipe/internal/record"
+)
+
+func hdrs(kv ...string) []*sarama.RecordHeader {
+	var out []*sarama.RecordHeader
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, &sarama.RecordHeader{Key: []byte(kv[i]), Value: []byte(kv[i+1])})
+	}
+	return out
+}
+
+func TestDocuments(t *testing.T) {
+	ts := time.Date(2026, 11, 23, 10, 11, 12, 345000000, time.UTC)
+	f := func(name string, msg *sarama.ConsumerMessage, wantID string, want map[string]any) {
+		t.Helper()
+		meta := record.Decode(msg.Headers)
+		body := appendDoc(nil, msg, &meta, eventTime(msg))
+		var got map[string]any
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("%s: body is not valid JSON: %v\n%s", name, err, body)
+		}
+		if id := docID(msg, &meta); id != wantID {
+			t.Errorf("%s: _id %q, want %q", name, id, wantID)
+		}
+		gj, _ := json.Marshal(got)
+		wj, _ := json.Marshal(want)
+		if string(gj) != string(wj) {
+			t.Errorf("%s:\n got %s\nwant %s", name, gj, wj)
+		}
+	}
+	kafka := func(topic string, p, o float64) map[string]any {
+		return map[string]any{"topic": topic, "partition": p, "offset": o}
+	}
+	f("agent record", &sarama.ConsumerMessage{
+		Topic: "web_log", Partition: 3, Offset: 42, Timestamp: ts, Value: []byte(`GET /x "q" 200`),
+		Headers: hdrs("host.name", "web-1", "host.ip", "10.0.0.1", "log.file.path", "/var/log/a.log", "log.offset", "1024",
+			"event.id", "abc-1024", "log.flags", "multiline,split", "fields", `{"service":"shop","env":"prod"}`),
+	}, "abc-1024", map[string]any{
+		"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": `GET /x "q" 200`,
+		"host": map[string]any{"name": "web-1", "ip": "10.0.0.1"},
+		"log":  map[string]any{"file": map[string]any{"path": "/var/log/a.log"}, "offset": 1024.0, "flags": []any{"multiline", "split"}},
+		"kafka": kafka("web_log", 3, 42), "service": "shop", "env": "prod",
+	})
+	f("foreign producer: no headers", &sarama.ConsumerMessage{Topic: "t", Partition: 0, Offset: 7, Timestamp: ts, Value: []byte("plain")},
+		"t-0-7", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "plain", "kafka": kafka("t", 0, 7)})
+	f("invalid UTF-8 and control characters", &sarama.ConsumerMessage{Topic: "t", Offset: 1, Timestamp: ts,
+		Value: []byte("bad \xff\xfe utf8\ttab\x01\u2028 é"), Headers: hdrs("log.offset", "not-a-number", "host.ip", "1.2.3.4")},
+		"t-0-1", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "bad \ufffd\ufffd utf8\ttab\x01\u2028 é",
+			"host": map[string]any{"ip": "1.2.3.4"}, "kafka": kafka("t", 0, 1)})
+	f("reserved static fields are not overwritten", &sarama.ConsumerMessage{Topic: "t", Offset: 2, Timestamp: ts, Value: []byte("x"),
+		Headers: hdrs("fields", `{"message":"evil","host.name":"evil","ok":"yes"}`)},
+		"t-0-2", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "x", "kafka": kafka("t", 0, 2), "ok": "yes"})
+	f("empty value", &sarama.ConsumerMessage{Topic: "t", Offset: 3, Timestamp: ts},
+		"t-0-3", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "", "kafka": kafka("t", 0, 3)})
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `quote " backslash \ slash /`, "nl\ncr\rtab\t", "\x00\x1f\x7f", "€ 日本語 😀", "<html>&amp;", "\u2028\u2029"} {
+		got := appendString(nil, []byte(s))
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil || back != s {
+			t.Errorf("appendString(%q) = %s, decodes to %q (%v)", s, got, back, err)
+		}
+	}
+}
+
+func TestEventTimeFallback(t *testing.T) {
+	block := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got := eventTime(&sarama.ConsumerMessage{BlockTimestamp: block}); !got.Equal(block) {
+		t.Fatalf("block timestamp not used: %v", got)
+	}
+	if got := eventTime(&sarama.ConsumerMessage{}); time.Since(got) > time.Minute {
+		t.Fatalf("no timestamp should fall back to now, got %v", got)
+	}
+}
+
+func BenchmarkDocument(b *testing.B) {
+	msg := &sarama.ConsumerMessage{Topic: "web_log", Partition: 3, Offset: 42, Timestamp: time.Now(),
+		Value: []byte(strings.Repeat("10.0.0.1 - - [23/Nov/2026:10:11:12 +0000] \"GET /api/items HTTP/1.1\" 200 512 ", 2)),
+		Headers: hdrs("host.name", "web-1", "host.ip", "10.0.0.1", "log.file.path", "/var/log/nginx/access.log", "log.offset", "1024",
+			"event.id", "9f8e7d6c5b4a39281706f5e4d3c2b1a0-1024", "fields", `{"service":"nginx"}`)}
+	b.ReportAllocs()
+	var buf []byte
+	for i := 0; i < b.N; i++ {
+		meta := record.Decode(msg.Headers)
+		buf = appendDoc(buf[:0], msg, &meta, msg.Timestamp)
+	}
+	b.SetBytes(int64(len(buf)))
+}

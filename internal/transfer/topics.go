@@ -1,0 +1,125 @@
+package transfer
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/confwatch"
+)
+
+// Topics is the set of topics to consume: the configured ones plus every
+// topic named in an agent's collect config. It only grows while the
+// process runs: a topic an agent stops naming may still hold records not
+// yet consumed, so it is dropped only at the next restart. An invalid
+// collect config never removes topics; the key's last valid topics stay.
+type Topics struct {
+	log    *logrus.Entry
+	keyRE  *regexp.Regexp
+	mu     sync.Mutex
+	static []string
+	perKey map[string][]string // last valid topics per agent key
+	revs   map[string]int64    // mod revision last parsed per key
+	set    map[string]bool
+	notify chan struct{}
+
+	invalid prometheus.Counter
+}
+
+// NewTopics starts with the static topics. collectKey is the agents' key
+// pattern ("/logagent/%s/collect_config"); only matching keys are read.
+func NewTopics(static []string, collectKey string, log *logrus.Entry, reg prometheus.Registerer) *Topics {
+	prefix, suffix, _ := strings.Cut(collectKey, "%s")
+	t := &Topics{
+		log:    log.WithField("component", "topics"),
+		keyRE:  regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + "([^/]+)" + regexp.QuoteMeta(suffix) + "$"),
+		static: static, perKey: map[string][]string{}, revs: map[string]int64{}, set: map[string]bool{},
+		notify: make(chan struct{}, 1),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_discovery_invalid_configs_total",
+			Help: "Agent collect configs seen in etcd that did not parse (their topics were kept)."}),
+	}
+	for _, s := range static {
+		t.set[s] = true
+	}
+	if reg != nil {
+		reg.MustRegister(t.invalid)
+	}
+	return t
+}
+
+// WatchPrefix is the etcd prefix that holds every agent's key.
+func WatchPrefix(collectKey string) string {
+	prefix, _, _ := strings.Cut(collectKey, "%s")
+	return prefix
+}
+
+// Changed is signalled when topics were added.
+func (t *Topics) Changed() <-chan struct{} { return t.notify }
+
+// List returns the topics, sorted.
+func (t *Topics) List() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.set))
+	for k := range t.set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Update applies a snapshot of the agents' prefix.
+func (t *Topics) Update(s *confwatch.Snapshot) {
+	if s == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	seen := map[string]bool{}
+	for key, kv := range s.KVs {
+		if !t.keyRE.MatchString(key) {
+			continue // not an agent's collect config (inventory keys, …)
+		}
+		seen[key] = true
+		if t.revs[key] == kv.ModRevision {
+			continue // unchanged since last parsed
+		}
+		t.revs[key] = kv.ModRevision
+		entries, err := collectconf.Parse(kv.Value)
+		if err != nil {
+			t.invalid.Inc()
+			t.log.WithError(err).WithField("key", key).Warn("ignoring an invalid collect config; its previous topics stay")
+			continue
+		}
+		t.perKey[key] = collectconf.Topics(entries)
+	}
+	for key := range t.revs {
+		if !seen[key] {
+			delete(t.perKey, key)
+			delete(t.revs, key)
+		}
+	}
+	var added []string
+	for _, topics := range t.perKey {
+		for _, tp := range topics {
+			if !t.set[tp] {
+				t.set[tp] = true
+				added = append(added, tp)
+			}
+		}
+	}
+	if len(added) > 0 {
+		sort.Strings(added)
+		t.log.WithField("added", fmt.Sprint(added)).Info("discovered topics")
+		select {
+		case t.notify <- struct{}{}:
+		default:
+		}
+	}
+}

@@ -1,0 +1,347 @@
+// Package transfer consumes the agents' topics with a sarama consumer
+// group and hands one document per record to the Elasticsearch writer. A
+// partition's offset is marked only up to the contiguous prefix of records
+// whose documents Elasticsearch acknowledged (or that went to the dead-letter
+// topic), so a crash or a rebalance re-delivers, never skips; re-delivered
+// documents carry the same _id and overwrite their earlier copy.
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/acktrack"
+	"github.com/logpipe/logpipe/internal/backoff"
+	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/eswriter"
+	"github.com/logpipe/logpipe/internal/logging"
+	"github.com/logpipe/logpipe/internal/record"
+)
+
+// Submitter takes documents; it blocks while the writer is full.
+type Submitter interface {
+	Submit(ctx context.Context, d *eswriter.Doc) error
+}
+
+// Options configure a Consumer.
+type Options struct {
+	Kafka    config.Consumer
+	Sarama   *sarama.Config
+	Index    *config.IndexName
+	Topics   *Topics
+	Out      Submitter
+	// Prepare runs once per topic before it is first consumed (template
+	// installation); it retries internally and fails only when ctx ends.
+	Prepare func(ctx context.Context, topic string) error
+	// DrainTimeout bounds the wait, when a partition is revoked or at
+	// shutdown, for its in-flight documents to be acknowledged.
+	DrainTimeout time.Duration
+}
+
+// Consumer runs the consumer group.
+type Consumer struct {
+	opt      Options
+	log      *logrus.Entry
+	thr      *logging.Throttle
+	prepared map[string]bool
+
+	mu     sync.Mutex
+	group  sarama.ConsumerGroup
+	claims map[string]int // topic/partition -> 1 while claimed
+	joined bool
+
+	consumed prometheus.Counter
+	lag      *prometheus.GaugeVec
+}
+
+// NewConsumer returns a consumer; call Run.
+func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Consumer {
+	c := &Consumer{
+		opt: opt, log: log.WithField("component", "consumer"), thr: logging.NewThrottle(10 * time.Second),
+		prepared: map[string]bool{}, claims: map[string]int{},
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_messages_consumed_total", Help: "Kafka records consumed (re-deliveries included)."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logtransfer_consumer_lag",
+			Help: "Records in the partition after the last one consumed (high watermark - offset - 1)."}, []string{"topic", "partition"}),
+	}
+	if reg != nil {
+		reg.MustRegister(c.consumed, c.lag)
+	}
+	return c
+}
+
+// SaramaConfig is the consumer group configuration for cfg.
+func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
+	c := sarama.NewConfig()
+	c.ClientID = clientID
+	c.Version = cfg.Version
+	c.Consumer.Offsets.Initial = cfg.InitialOffset
+	c.Consumer.Offsets.AutoCommit.Enable = true
+	c.Consumer.Offsets.AutoCommit.Interval = time.Second
+	c.Consumer.Return.Errors = true
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
+	c.Consumer.Group.Session.Timeout = cfg.SessionTimeout
+	c.Consumer.Group.Heartbeat.Interval = cfg.SessionTimeout / 3
+	c.Consumer.Fetch.Default = 1 << 20
+	c.Consumer.MaxProcessingTime = time.Second
+	c.Metadata.Retry.Max = 3
+	c.Metadata.Retry.Backoff = 250 * time.Millisecond
+	c.Net.DialTimeout = 5 * time.Second
+	c.ChannelBufferSize = 512
+	return c
+}
+
+// Joined reports whether the consumer is a member of its group.
+func (c *Consumer) Joined() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.joined
+}
+
+// Claims lists the partitions this instance holds ("topic/partition").
+func (c *Consumer) Claims() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.claims))
+	for k := range c.claims {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Run consumes until ctx ends. At the end every claim waits (up to
+// DrainTimeout) for its documents to be acknowledged, marks and commits.
+func (c *Consumer) Run(ctx context.Context) error {
+	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	for ctx.Err() == nil {
+		g, err := sarama.NewConsumerGroup(c.opt.Kafka.Brokers, c.opt.Kafka.GroupID, c.opt.Sarama)
+		if err == nil {
+			c.mu.Lock()
+			c.group = g
+			c.mu.Unlock()
+			break
+		}
+		c.thr.Log("connect", c.log.WithError(err), logrus.WarnLevel, "cannot reach Kafka; retrying")
+		backoff.Sleep(ctx, bo.Next())
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	defer c.group.Close()
+	go func() {
+		for err := range c.group.Errors() {
+			c.thr.Log("group", c.log.WithError(err), logrus.WarnLevel, "consumer group error")
+		}
+	}()
+	bo.Reset()
+	for ctx.Err() == nil {
+		topics := c.opt.Topics.List()
+		if len(topics) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-c.opt.Topics.Changed():
+			}
+			continue
+		}
+		for _, t := range topics {
+			if c.prepared[t] || c.opt.Prepare == nil {
+				continue
+			}
+			if err := c.opt.Prepare(ctx, t); err != nil {
+				return nil // ctx ended
+			}
+			c.prepared[t] = true
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-c.opt.Topics.Changed():
+				c.log.WithField("topics", c.opt.Topics.List()).Info("topic set changed; rejoining the group")
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+		err := c.group.Consume(cctx, topics, c)
+		cancel()
+		if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+			return nil
+		}
+		if err != nil && ctx.Err() == nil {
+			c.thr.Log("consume", c.log.WithError(err), logrus.WarnLevel, "consume failed; retrying")
+			backoff.Sleep(ctx, bo.Next())
+			continue
+		}
+		bo.Reset()
+	}
+	return nil
+}
+
+// Setup is called at the start of a session (after every rebalance).
+func (c *Consumer) Setup(s sarama.ConsumerGroupSession) error {
+	c.mu.Lock()
+	c.joined = true
+	c.mu.Unlock()
+	c.log.WithFields(logrus.Fields{"member": s.MemberID(), "generation": s.GenerationID(), "claims": s.Claims()}).Info("joined consumer group")
+	return nil
+}
+
+// Cleanup commits the offsets marked during the session.
+func (c *Consumer) Cleanup(s sarama.ConsumerGroupSession) error {
+	s.Commit()
+	c.mu.Lock()
+	c.joined = false
+	c.mu.Unlock()
+	return nil
+}
+
+// ConsumeClaim turns one partition's records into documents and marks the
+// acknowledged prefix every 100ms and at the end.
+func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	topic, part := claim.Topic(), claim.Partition()
+	key := topic + "/" + strconv.Itoa(int(part))
+	c.mu.Lock()
+	c.claims[key] = 1
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.claims, key)
+		c.mu.Unlock()
+	}()
+	lag := c.lag.WithLabelValues(topic, strconv.Itoa(int(part)))
+	tr := acktrack.New(claim.InitialOffset())
+	marked := int64(-1)
+	mark := func() {
+		if acked, _, _ := tr.State(); acked > marked && acked >= 0 {
+			s.MarkOffset(topic, part, acked, "")
+			marked = acked
+		}
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	ctx := s.Context()
+loop:
+	for {
+		select {
+		case msg, ok := <-claim.Messages():
+			if !ok {
+				break loop
+			}
+			c.consumed.Inc()
+			lag.Set(float64(claim.HighWaterMarkOffset() - msg.Offset - 1))
+			d := c.document(msg)
+			d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, false)
+			if err := c.opt.Out.Submit(ctx, d); err != nil {
+				tr.Retract(d.Seq)
+				break loop
+			}
+		case <-tick.C:
+			mark()
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	// Give in-flight documents a bounded time to be acknowledged, so the
+	// commit at Cleanup covers them and the next owner does not index them
+	// again.
+	deadline := time.Now().Add(c.opt.DrainTimeout)
+	for {
+		mark()
+		if _, _, n := tr.State(); n == 0 || time.Now().After(deadline) {
+			if n > 0 {
+				c.log.WithFields(logrus.Fields{"topic": topic, "partition": part, "inflight": n}).Warn("leaving partition with unacknowledged documents; they will be delivered again")
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tr.Kill()
+	return nil
+}
+
+func (c *Consumer) document(msg *sarama.ConsumerMessage) *eswriter.Doc {
+	meta := record.Decode(msg.Headers)
+	ts := eventTime(msg)
+	return &eswriter.Doc{
+		Index:  c.opt.Index.Name(msg.Topic, ts),
+		ID:     docID(msg, &meta),
+		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320), msg, &meta, ts),
+		Time:   ts,
+		Origin: msg,
+	}
+}
+
+// DeadLetter publishes rejected documents' source records to
+// <topic><suffix> with the reason in the "dlq.reason" header.
+type DeadLetter struct {
+	brokers []string
+	cfg     *sarama.Config
+	suffix  string
+	mu      sync.Mutex
+	p       sarama.SyncProducer
+}
+
+// NewDeadLetter returns a dead-letter target; it connects on first use.
+func NewDeadLetter(brokers []string, version sarama.KafkaVersion, suffix string) *DeadLetter {
+	c := sarama.NewConfig()
+	c.ClientID = "logtransfer-dlq"
+	c.Version = version
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Return.Successes = true
+	c.Producer.Retry.Max = 3
+	c.Net.DialTimeout = 5 * time.Second
+	return &DeadLetter{brokers: brokers, cfg: c, suffix: suffix}
+}
+
+// Send implements eswriter.DeadLetter.
+func (d *DeadLetter) Send(_ context.Context, doc *eswriter.Doc, reason string) error {
+	msg, ok := doc.Origin.(*sarama.ConsumerMessage)
+	if !ok {
+		return fmt.Errorf("document %s has no source record", doc.ID)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.p == nil {
+		p, err := sarama.NewSyncProducer(d.brokers, d.cfg)
+		if err != nil {
+			return fmt.Errorf("connecting dead-letter producer: %w", err)
+		}
+		d.p = p
+	}
+	headers := make([]sarama.RecordHeader, 0, len(msg.Headers)+4)
+	for _, h := range msg.Headers {
+		if h != nil {
+			headers = append(headers, *h)
+		}
+	}
+	headers = append(headers,
+		sarama.RecordHeader{Key: []byte("dlq.reason"), Value: []byte(reason)},
+		sarama.RecordHeader{Key: []byte("dlq.index"), Value: []byte(doc.Index)},
+		sarama.RecordHeader{Key: []byte("dlq.id"), Value: []byte(doc.ID)},
+		sarama.RecordHeader{Key: []byte("dlq.source"), Value: []byte(fmt.Sprintf("%s/%d/%d", msg.Topic, msg.Partition, msg.Offset))},
+	)
+	_, _, err := d.p.SendMessage(&sarama.ProducerMessage{
+		Topic: msg.Topic + d.suffix, Key: sarama.ByteEncoder(msg.Key), Value: sarama.ByteEncoder(msg.Value),
+		Headers: headers, Timestamp: msg.Timestamp,
+	})
+	if err != nil {
+		return fmt.Errorf("producing to %s%s: %w", msg.Topic, d.suffix, err)
+	}
+	return nil
+}
+
+// Close closes the producer.
+func (d *DeadLetter) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.p == nil {
+		return nil
+	}
+	return d.p.Close()
+}

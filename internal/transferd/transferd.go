@@ -1,0 +1,242 @@
+// Package transferd assembles logtransfer: Elasticsearch client and bulk
+// writer, dead-letter producer, topic discovery from etcd, the consumer
+// group and the HTTP endpoints. At shutdown fetching stops first, claims
+// wait for their documents to be acknowledged and commit, then the writer
+// stops.
+package transferd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/olivere/elastic/v7"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/confwatch"
+	"github.com/logpipe/logpipe/internal/eswriter"
+	"github.com/logpipe/logpipe/internal/httpserver"
+	"github.com/logpipe/logpipe/internal/transfer"
+)
+
+// Options come from flags.
+type Options struct {
+	Version string
+}
+
+// Daemon is a configured logtransfer.
+type Daemon struct {
+	cfg  *config.TransferConfig
+	log  *logrus.Entry
+	prom *prometheus.Registry
+
+	writer   *eswriter.Writer
+	dlq      *transfer.DeadLetter
+	topics   *transfer.Topics
+	consumer *transfer.Consumer
+	cli      *clientv3.Client
+	watch    *confwatch.Watcher
+	http     *httpserver.Server
+}
+
+// New builds the daemon without starting it.
+func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, error) {
+	d := &Daemon{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
+	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	idx, err := config.ParseIndex(cfg.ES.Index)
+	if err != nil {
+		return nil, err
+	}
+	es, err := newESClient(cfg.ES)
+	if err != nil {
+		return nil, err
+	}
+	d.dlq = transfer.NewDeadLetter(cfg.Kafka.Brokers, cfg.Kafka.Version, cfg.Kafka.DLQSuffix)
+	d.writer = eswriter.New(eswriter.Config{
+		Workers:         cfg.ES.Workers,
+		BulkActions:     cfg.ES.BulkActions,
+		BulkBytes:       cfg.ES.BulkBytes,
+		FlushInterval:   cfg.ES.FlushInterval,
+		RetryBackoffMax: cfg.ES.RetryBackoffMax,
+		ShutdownTimeout: cfg.ES.ShutdownTimeout,
+	}, es, d.dlq, log, d.prom)
+	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, log, d.prom)
+
+	var prepare func(context.Context, string) error
+	if cfg.ES.ManageTemplates {
+		prepare = func(ctx context.Context, topic string) error {
+			return d.writer.EnsureTemplate(ctx, eswriter.TemplateName(topic), idx.Pattern(topic))
+		}
+	}
+	d.consumer = transfer.NewConsumer(transfer.Options{
+		Kafka:        cfg.Kafka,
+		Sarama:       transfer.SaramaConfig(cfg.Kafka, "logtransfer"),
+		Index:        idx,
+		Topics:       d.topics,
+		Out:          d.writer,
+		Prepare:      prepare,
+		DrainTimeout: cfg.ES.ShutdownTimeout,
+	}, log, d.prom)
+
+	if cfg.Discovery.Enabled {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Discovery.Endpoints, DialTimeout: cfg.Discovery.Timeout, Logger: zap.NewNop()})
+		if err != nil {
+			return nil, fmt.Errorf("creating etcd client: %w", err)
+		}
+		d.cli = cli
+		d.watch = confwatch.New(cli, transfer.WatchPrefix(cfg.Discovery.CollectKey), true, cfg.Discovery.Timeout, log, d.prom, "logtransfer")
+	}
+
+	if cfg.HTTP.Addr != "" {
+		checks := []httpserver.Check{
+			{Name: "kafka", Fn: func() error { return boolErr(d.consumer.Joined(), "not a member of the consumer group") }},
+			{Name: "elasticsearch", Fn: func() error { return boolErr(d.writer.Up(), "last bulk request did not reach Elasticsearch") }},
+		}
+		d.http = httpserver.New(cfg.HTTP.Addr, d.prom, checks, log)
+		d.http.Handle("/status", http.HandlerFunc(d.serveStatus))
+		if err := d.http.Listen(); err != nil {
+			d.close()
+			return nil, err
+		}
+	}
+	log.WithFields(logrus.Fields{"group": cfg.Kafka.GroupID, "topics": cfg.Kafka.Topics, "discover": cfg.Discovery.Enabled,
+		"es": cfg.ES.URLs, "workers": cfg.ES.Workers, "index": cfg.ES.Index, "version": opts.Version}).Info("logtransfer configured")
+	return d, nil
+}
+
+func boolErr(ok bool, msg string) error {
+	if ok {
+		return nil
+	}
+	return errors.New(msg)
+}
+
+// newESClient builds the olivere client: no sniffing and no health checks
+// (ES-compatible stores and proxies do not answer them; failures are
+// handled per request), credentials and extra headers on every request.
+func newESClient(cfg config.ES) (*elastic.Client, error) {
+	h := http.Header{}
+	for k, v := range cfg.Headers {
+		h.Set(k, v)
+	}
+	if cfg.APIKey != "" {
+		h.Set("Authorization", "ApiKey "+cfg.APIKey)
+	}
+	opts := []elastic.ClientOptionFunc{
+		elastic.SetURL(cfg.URLs...),
+		elastic.SetSniff(false),
+		elastic.SetHealthcheck(false),
+		elastic.SetHttpClient(&http.Client{Timeout: 2 * time.Minute}),
+		elastic.SetHeaders(h),
+	}
+	if cfg.Username != "" {
+		opts = append(opts, elastic.SetBasicAuth(cfg.Username, cfg.Password))
+	}
+	c, err := elastic.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating Elasticsearch client: %w", err)
+	}
+	return c, nil
+}
+
+// Prometheus is the metrics registry.
+func (d *Daemon) Prometheus() *prometheus.Registry { return d.prom }
+
+// Consumer exposes the consumer (status, tests).
+func (d *Daemon) Consumer() *transfer.Consumer { return d.consumer }
+
+// Topics exposes the topic set.
+func (d *Daemon) Topics() *transfer.Topics { return d.topics }
+
+// HTTPAddr is the bound HTTP address ("" if disabled).
+func (d *Daemon) HTTPAddr() string {
+	if d.http == nil {
+		return ""
+	}
+	return d.http.Addr()
+}
+
+func (d *Daemon) close() {
+	if d.cli != nil {
+		d.cli.Close()
+	}
+	d.dlq.Close()
+}
+
+// Run runs until ctx ends, then shuts down in order.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.close()
+	writeCtx, stopWrite := context.WithCancel(context.Background())
+	readCtx, stopRead := context.WithCancel(context.Background())
+	httpCtx, stopHTTP := context.WithCancel(context.Background())
+	defer stopWrite()
+	defer stopRead()
+	defer stopHTTP()
+	var writeWG, readWG, httpWG sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(wg *sync.WaitGroup, name string, fn func(context.Context) error, c context.Context) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(c); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run(&writeWG, "es writer", d.writer.Run, writeCtx)
+	if d.http != nil {
+		run(&httpWG, "http", d.http.Run, httpCtx)
+	}
+	if d.watch != nil {
+		run(&readWG, "etcd watch", d.watch.Run, readCtx)
+		run(&readWG, "discovery", d.discover, readCtx)
+	}
+	run(&readWG, "consumer", d.consumer.Run, readCtx)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		d.log.WithError(err).Error("component failed; shutting down")
+	}
+	d.log.Info("shutting down: stopping consumption, waiting for in-flight documents")
+	stopRead()
+	readWG.Wait()
+	stopWrite()
+	writeWG.Wait()
+	stopHTTP()
+	httpWG.Wait()
+	d.log.Info("stopped")
+	return err
+}
+
+func (d *Daemon) discover(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.watch.Changed():
+			d.topics.Update(d.watch.Latest())
+		}
+	}
+}
+
+func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	claims := d.consumer.Claims()
+	sort.Strings(claims)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "claims": claims, "joined": d.consumer.Joined()})
+}
