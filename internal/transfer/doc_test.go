@@ -47,8 +47,8 @@ func TestDocuments(t *testing.T) {
 			"event.id", "abc-1024", "log.flags", "multiline,split", "fields", `{"service":"shop","env":"prod"}`),
 	}, "abc-1024", map[string]any{
 		"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": `GET /x "q" 200`,
-		"host": map[string]any{"name": "web-1", "ip": "10.0.0.1"},
-		"log":  map[string]any{"file": map[string]any{"path": "/var/log/a.log"}, "offset": 1024.0, "flags": []any{"multiline", "split"}},
+		"host":  map[string]any{"name": "web-1", "ip": "10.0.0.1"},
+		"log":   map[string]any{"file": map[string]any{"path": "/var/log/a.log"}, "offset": 1024.0, "flags": []any{"multiline", "split"}},
 		"kafka": kafka("web_log", 3, 42), "service": "shop", "env": "prod",
 	})
 	f("foreign producer: no headers", &sarama.ConsumerMessage{Topic: "t", Partition: 0, Offset: 7, Timestamp: ts, Value: []byte("plain")},

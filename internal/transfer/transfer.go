@@ -33,11 +33,11 @@ type Submitter interface {
 
 // Options configure a Consumer.
 type Options struct {
-	Kafka    config.Consumer
-	Sarama   *sarama.Config
-	Index    *config.IndexName
-	Topics   *Topics
-	Out      Submitter
+	Kafka  config.Consumer
+	Sarama *sarama.Config
+	Index  *config.IndexName
+	Topics *Topics
+	Out    Submitter
 	// Prepare runs once per topic before it is first consumed (template
 	// installation); it retries internally and fails only when ctx ends.
 	Prepare func(ctx context.Context, topic string) error
