@@ -84,7 +84,7 @@ func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
 	c.Version = cfg.Version
 	c.Consumer.Offsets.Initial = cfg.InitialOffset
 	c.Consumer.Offsets.AutoCommit.Enable = true
-	c.Consumer.Offsets.AutoCommit.Interval = time.Second
+	c.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
 	c.Consumer.Return.Errors = true
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
 	c.Consumer.Group.Session.Timeout = cfg.SessionTimeout

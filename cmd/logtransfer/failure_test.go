@@ -1,0 +1,192 @@
+package main
+
+// Failure test: the real logtransfer binary runs as a subprocess against a
+// kfake broker and the fake Elasticsearch while records keep arriving; it
+// is killed with SIGKILL mid-stream and restarted. Every record must end up
+// in the store exactly once (re-deliveries overwrite the same _id).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logpipe/logpipe/internal/fakees"
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+var transferBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "logtransfer-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	transferBin, err = testutil.BuildBinary("./cmd/logtransfer", dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func logLevel() string {
+	if os.Getenv("DEBUG_LOGS") != "" {
+		return "debug"
+	}
+	return "info"
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+func start(t *testing.T, ini string, n int) *proc {
+	t.Helper()
+	logPath := filepath.Join(filepath.Dir(ini), fmt.Sprintf("transfer-%d.log", n))
+	lf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(transferBin, "-config", ini)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() { cmd.Wait(); lf.Close(); close(p.done) }()
+	t.Cleanup(func() { p.signal(syscall.SIGKILL) })
+	return p
+}
+
+func (p *proc) signal(s syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(s)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+	}
+}
+
+func TestSIGKILLMidStreamExactlyOnceInStore(t *testing.T) {
+	kafka := testutil.StartKafka(t, 8)
+	es := fakees.New(t)
+	dir := t.TempDir()
+	ini := filepath.Join(dir, "logtransfer.ini")
+	os.WriteFile(ini, []byte(fmt.Sprintf(`[kafka]
+address = %s
+topics = stream
+session_timeout = 6s
+[es]
+address = %s
+workers = 4
+bulk_actions = 300
+flush_interval = 50ms
+shutdown_timeout = 5s
+[http]
+addr = 127.0.0.1:0
+[log]
+level = %s
+`, kafka.Addr(), es.URL(), logLevel())), 0o644)
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(kafka.Addr()), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	// A steady stream of 5k records/s in the background.
+	var (
+		mu       sync.Mutex
+		produced int
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			<-tick.C
+			mu.Lock()
+			from := produced
+			mu.Unlock()
+			var recs []*kgo.Record
+			for i := from; i < from+50; i++ {
+				recs = append(recs, &kgo.Record{Topic: "stream", Value: []byte(fmt.Sprintf("line %d", i)),
+					Headers: []kgo.RecordHeader{{Key: "event.id", Value: []byte(fmt.Sprintf("id-%d", i))}}})
+			}
+			if err := prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				t.Errorf("produce: %v", err)
+				return
+			}
+			mu.Lock()
+			produced += len(recs)
+			mu.Unlock()
+		}
+	}()
+
+	for i := 0; i < 3; i++ {
+		p := start(t, ini, i)
+		before := es.Count()
+		testutil.Eventually(t, 60*time.Second, func() bool { return es.Count() >= before+2000 },
+			func() string { return fmt.Sprintf("run %d indexing (have %d)", i, es.Count()) })
+		time.Sleep(time.Duration(700+400*i) * time.Millisecond) // kill at varying points mid-stream
+		p.signal(syscall.SIGKILL)
+		if os.Getenv("DEBUG_LOGS") != "" {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("run %d log:\n%s", i, b)
+		}
+	}
+	cancel()
+	<-stopped
+	p := start(t, ini, 3)
+	mu.Lock()
+	total := produced
+	mu.Unlock()
+	testutil.Eventually(t, 120*time.Second, func() bool { return es.Count() >= total },
+		func() string { return fmt.Sprintf("%d documents, have %d", total, es.Count()) })
+	p.signal(syscall.SIGTERM)
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		b, _ := os.ReadFile(p.log)
+		t.Errorf("exit code %d after SIGTERM\n%s", code, b)
+	}
+	docs := es.Docs()
+	stored := 0
+	for _, m := range docs {
+		stored += len(m)
+	}
+	missing := 0
+	for i := 0; i < total; i++ {
+		found := false
+		for _, m := range docs {
+			if _, ok := m[fmt.Sprintf("id-%d", i)]; ok {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing++
+		}
+	}
+	st := es.Stats()
+	t.Logf("RESULT %-28s produced=%d stored=%d lost=%d overwrites=%d", "transfer sigkill x3", total, stored, missing, st.Updated)
+	if stored != total || missing != 0 {
+		t.Fatalf("store holds %d documents for %d records, %d missing", stored, total, missing)
+	}
+}

@@ -1,0 +1,381 @@
+package transferd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/fakees"
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+type env struct {
+	t     *testing.T
+	kafka *testutil.Kafka
+	es    *fakees.Server
+	prod  *kgo.Client
+}
+
+func newEnv(t *testing.T, partitions int) *env {
+	e := &env{t: t, kafka: testutil.StartKafka(t, partitions), es: fakees.New(t)}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka.Addr()), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("unused"),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	e.prod = cl
+	return e
+}
+
+func (e *env) config(extra string) *config.TransferConfig {
+	e.t.Helper()
+	ini := fmt.Sprintf(`[kafka]
+address = %s
+session_timeout = 6s
+[es]
+address = %s
+workers = 4
+bulk_actions = 500
+flush_interval = 50ms
+retry_backoff_max = 500ms
+shutdown_timeout = 5s
+[http]
+addr = 127.0.0.1:0
+[log]
+level = warn
+%s`, e.kafka.Addr(), e.es.URL(), extra)
+	cfg, err := config.ParseTransfer("test.ini", []byte(ini))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cfg
+}
+
+// start runs a daemon in-process; stop waits for a clean shutdown.
+func (e *env) start(cfg *config.TransferConfig) (*Daemon, func()) {
+	e.t.Helper()
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	d, err := New(cfg, Options{Version: "test"}, logrus.NewEntry(l))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var stopped atomic.Bool
+	stop := func() {
+		if stopped.Swap(true) {
+			return
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("Run: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			e.t.Fatal("transfer did not stop")
+		}
+	}
+	e.t.Cleanup(stop)
+	return d, stop
+}
+
+// produce writes n agent-style records numbered from..from+n-1 to topic.
+func (e *env) produce(topic string, from, n int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	recs := make([]*kgo.Record, 0, n)
+	for i := from; i < from+n; i++ {
+		recs = append(recs, &kgo.Record{
+			Topic: topic,
+			Value: []byte(fmt.Sprintf("line %d of %s", i, topic)),
+			Headers: []kgo.RecordHeader{
+				{Key: "host.name", Value: []byte("web-1")},
+				{Key: "host.ip", Value: []byte("10.0.0.1")},
+				{Key: "log.file.path", Value: []byte("/var/log/" + topic + ".log")},
+				{Key: "log.offset", Value: []byte(fmt.Sprint(i * 100))},
+				{Key: "event.id", Value: []byte(fmt.Sprintf("gen-%s-%d", topic, i))},
+				{Key: "fields", Value: []byte(`{"service":"shop"}`)},
+			},
+			Timestamp: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond),
+		})
+	}
+	if err := e.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		e.t.Fatalf("producing: %v", err)
+	}
+}
+
+func (e *env) waitDocs(n int, timeout time.Duration) {
+	e.t.Helper()
+	testutil.Eventually(e.t, timeout, func() bool { return e.es.Count() >= n },
+		func() string { return fmt.Sprintf("%d documents, have %d (stats %+v)", n, e.es.Count(), e.es.Stats()) })
+}
+
+// checkDocs asserts the store holds exactly the records of topic numbered
+// 0..n-1 except skip, each once, with the expected id and fields.
+func (e *env) checkDocs(topic string, n int, skip map[int]bool) {
+	e.t.Helper()
+	docs := e.es.Docs()
+	index := topic + "-2026.11.23"
+	got := docs[index]
+	want := n - len(skip)
+	if len(got) != want {
+		e.t.Fatalf("index %s holds %d documents, want %d (indices %v)", index, len(got), want, keys(docs))
+	}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("gen-%s-%d", topic, i)
+		raw, ok := got[id]
+		if skip[i] {
+			if ok {
+				e.t.Fatalf("document %s should have been dead-lettered", id)
+			}
+			continue
+		}
+		if !ok {
+			e.t.Fatalf("document %s missing", id)
+		}
+		var d struct {
+			Message string `json:"message"`
+			Host    struct{ Name, IP string }
+			Log     struct {
+				File   struct{ Path string }
+				Offset int64
+			}
+			Kafka struct {
+				Topic string
+			}
+			Service string `json:"service"`
+			TS      string `json:"@timestamp"`
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			e.t.Fatalf("%s: %v", id, err)
+		}
+		if d.Message != fmt.Sprintf("line %d of %s", i, topic) || d.Host.Name != "web-1" || d.Host.IP != "10.0.0.1" ||
+			d.Log.File.Path != "/var/log/"+topic+".log" || d.Log.Offset != int64(i*100) || d.Kafka.Topic != topic || d.Service != "shop" ||
+			!strings.HasPrefix(d.TS, "2026-11-23T12:") {
+			e.t.Fatalf("%s: unexpected document %s", id, raw)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func report(t *testing.T, name string, produced int, s *fakees.Server, dlq int) {
+	st := s.Stats()
+	t.Logf("RESULT %-28s produced=%d stored=%d overwrites=%d dlq=%d rejected429=%d rejected400=%d unavailable503=%d",
+		name, produced, s.Count(), st.Updated, dlq, st.Rejected429, st.Rejected400, st.Rejected503Requests)
+}
+
+func TestHundredThousandOverEightPartitions(t *testing.T) {
+	e := newEnv(t, 8)
+	const n = 100_000
+	e.produce("big", 0, n)
+	e.start(e.config("[kafka]\ntopics = big\n"))
+	e.waitDocs(n, 120*time.Second)
+	e.checkDocs("big", n, nil)
+	if st := e.es.Stats(); st.Updated != 0 {
+		t.Fatalf("%d overwrites without any failure", st.Updated)
+	}
+	report(t, "100k over 8 partitions", n, e.es, 0)
+}
+
+func TestItem429OnTenPercentAllArriveOnce(t *testing.T) {
+	e := newEnv(t, 4)
+	const n = 20_000
+	var calls atomic.Int64
+	e.es.SetItemFault(func(index, id string, _ []byte) int {
+		if calls.Add(1)%10 == 0 { // every tenth item sent, retries included
+			return 429
+		}
+		return 0
+	})
+	e.produce("t429", 0, n)
+	e.start(e.config("[kafka]\ntopics = t429\n"))
+	e.waitDocs(n, 120*time.Second)
+	e.checkDocs("t429", n, nil)
+	st := e.es.Stats()
+	if st.Rejected429 < n/20 {
+		t.Fatalf("only %d items were rejected with 429: the fault did not bite", st.Rejected429)
+	}
+	if st.Updated != 0 {
+		t.Fatalf("%d documents indexed twice", st.Updated)
+	}
+	report(t, "per-item 429 on 10%", n, e.es, 0)
+}
+
+func TestPermanentRejectionGoesToDLQ(t *testing.T) {
+	e := newEnv(t, 4)
+	const n = 5_000
+	bad := map[int]bool{}
+	for i := 7; i < n; i += 997 {
+		bad[i] = true
+	}
+	e.es.SetItemFault(func(index, id string, _ []byte) int {
+		var i int
+		if _, err := fmt.Sscanf(id, "gen-tdlq-%d", &i); err == nil && bad[i] {
+			return 400
+		}
+		return 0
+	})
+	dlq := testutil.Consume(t, e.kafka.Addr(), "tdlq.dlq")
+	e.produce("tdlq", 0, n)
+	e.start(e.config("[kafka]\ntopics = tdlq\n"))
+	e.waitDocs(n-len(bad), 60*time.Second)
+	testutil.Eventually(t, 30*time.Second, func() bool { return dlq.Len() >= len(bad) },
+		func() string { return fmt.Sprintf("%d dead letters, have %d", len(bad), dlq.Len()) })
+	e.checkDocs("tdlq", n, bad)
+	for _, r := range dlq.Records() {
+		var i int
+		if _, err := fmt.Sscanf(string(r.Value), "line %d of tdlq", &i); err != nil || !bad[i] {
+			t.Fatalf("unexpected dead letter %q", r.Value)
+		}
+		if !strings.Contains(r.Headers["dlq.reason"], "400 mapper_parsing_exception") || r.Headers["event.id"] != fmt.Sprintf("gen-tdlq-%d", i) ||
+			r.Headers["dlq.index"] != "tdlq-2026.11.23" {
+			t.Fatalf("dead letter headers %v", r.Headers)
+		}
+	}
+	if dlq.Len() != len(bad) {
+		t.Fatalf("%d dead letters, want %d", dlq.Len(), len(bad))
+	}
+	report(t, "400 on a few items", n, e.es, dlq.Len())
+}
+
+func TestUnavailableForTenSeconds(t *testing.T) {
+	e := newEnv(t, 4)
+	const n = 20_000
+	d, _ := e.start(e.config("[kafka]\ntopics = t503\n"))
+	e.produce("t503", 0, n/4)
+	e.waitDocs(n/4, 60*time.Second)
+	e.es.SetUnavailable(true)
+	start := time.Now()
+	e.produce("t503", n/4, n/2)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_bulk_requests_total", map[string]string{"outcome": "error"}) > 0
+	}, testutil.Msg("bulk requests failing"))
+	stored := e.es.Count()
+	time.Sleep(10*time.Second - time.Since(start)) // the outage lasts 10 s: the scenario, not synchronisation
+	if e.es.Count() != stored {
+		t.Fatal("documents stored while Elasticsearch was unavailable")
+	}
+	e.es.SetUnavailable(false)
+	e.produce("t503", 3*n/4, n/4)
+	e.waitDocs(n, 120*time.Second)
+	e.checkDocs("t503", n, nil)
+	report(t, "503 for 10s", n, e.es, 0)
+}
+
+func TestTemplatesManaged(t *testing.T) {
+	e := newEnv(t, 1)
+	e.produce("tpl", 0, 10)
+	e.start(e.config("[kafka]\ntopics = tpl\n"))
+	e.waitDocs(10, 30*time.Second)
+	tmpl, ok := e.es.Templates()["logpipe-tpl"]
+	if !ok {
+		t.Fatalf("no template installed: %v", keys(e.es.Templates()))
+	}
+	var body struct {
+		IndexPatterns []string `json:"index_patterns"`
+		Template      struct {
+			Mappings struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"mappings"`
+		} `json:"template"`
+	}
+	if err := json.Unmarshal(tmpl, &body); err != nil || len(body.IndexPatterns) != 1 || body.IndexPatterns[0] != "tpl-*" {
+		t.Fatalf("template %s (%v)", tmpl, err)
+	}
+	for _, f := range []string{"@timestamp", "message", "host", "log", "kafka"} {
+		if _, ok := body.Template.Mappings.Properties[f]; !ok {
+			t.Fatalf("template maps no %s: %s", f, tmpl)
+		}
+	}
+}
+
+func TestNoIndexAPIsWhenTemplatesUnmanaged(t *testing.T) {
+	e := newEnv(t, 1)
+	e.produce("vl", 0, 10)
+	e.start(e.config("[kafka]\ntopics = vl\n[es]\nmanage_templates = false\nheaders = VL-Msg-Field: message; VL-Time-Field: @timestamp\n"))
+	e.waitDocs(10, 30*time.Second)
+	for _, r := range e.es.Requests() {
+		if !strings.HasSuffix(strings.SplitN(r, "?", 2)[0], "/_bulk") {
+			t.Fatalf("manage_templates=false must only call the bulk API, saw %q", r)
+		}
+	}
+}
+
+func TestTwoInstancesSplitAndRebalance(t *testing.T) {
+	e := newEnv(t, 8)
+	const n = 40_000
+	cfg := e.config("[kafka]\ntopics = shared\n")
+	a, stopA := e.start(cfg)
+	b, _ := e.start(cfg)
+	e.produce("shared", 0, n/2)
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		ca, cb := a.Consumer().Claims(), b.Consumer().Claims()
+		return len(ca) > 0 && len(cb) > 0 && len(ca)+len(cb) == 8
+	}, func() string {
+		return fmt.Sprintf("8 partitions split between two instances: %v / %v", a.Consumer().Claims(), b.Consumer().Claims())
+	})
+	e.waitDocs(n/2, 60*time.Second)
+	t.Logf("claims before rebalance: %v / %v", a.Consumer().Claims(), b.Consumer().Claims())
+	// One instance leaves while records keep coming: the other takes over
+	// its partitions from the committed offsets.
+	go e.produce("shared", n/2, n/2)
+	stopA()
+	testutil.Eventually(t, 60*time.Second, func() bool { return len(b.Consumer().Claims()) == 8 },
+		func() string { return fmt.Sprintf("survivor owns all 8 partitions: %v", b.Consumer().Claims()) })
+	e.waitDocs(n, 120*time.Second)
+	e.checkDocs("shared", n, nil)
+	report(t, "two instances, one leaves", n, e.es, 0)
+}
+
+func TestTopicAddedInEtcdIsConsumed(t *testing.T) {
+	e := newEnv(t, 2)
+	etcd := testutil.StartEtcd(t)
+	etcd.Put("/logagent/10.0.0.1/collect_config", `[{"path":"/var/log/a.log","topic":"disc_a"}]`)
+	etcd.Put("/logagent/agents/10.0.0.1", `{"not":"a collect config"}`)
+	d, _ := e.start(e.config(fmt.Sprintf("[etcd]\ndiscover_topics = true\naddress = %s\ntimeout = 2s\n", etcd.Endpoint())))
+	e.produce("disc_a", 0, 100)
+	e.waitDocs(100, 60*time.Second)
+
+	// A second agent names a new topic: consumed without a restart.
+	etcd.Put("/logagent/10.0.0.2/collect_config", `[{"path":"/var/log/b.log","topic":"disc_b"}]`)
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(strings.Join(d.Topics().List(), ","), "disc_b") },
+		func() string { return fmt.Sprintf("disc_b discovered: %v", d.Topics().List()) })
+	e.produce("disc_b", 0, 100)
+	e.waitDocs(200, 60*time.Second)
+	e.checkDocs("disc_b", 100, nil)
+
+	// An invalid config never removes topics.
+	etcd.Put("/logagent/10.0.0.1/collect_config", `[{"path":"relative","topic":"disc_a"}]`)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_discovery_invalid_configs_total", nil) == 1
+	}, testutil.Msg("invalid config counted"))
+	if got := strings.Join(d.Topics().List(), ","); got != "disc_a,disc_b" {
+		t.Fatalf("topics %s", got)
+	}
+	e.produce("disc_a", 100, 100)
+	e.waitDocs(300, 60*time.Second)
+	e.checkDocs("disc_a", 200, nil)
+}
