@@ -379,3 +379,27 @@ func TestTopicAddedInEtcdIsConsumed(t *testing.T) {
 	e.waitDocs(300, 60*time.Second)
 	e.checkDocs("disc_a", 200, nil)
 }
+
+func TestConnectionDropsAndLostResponses(t *testing.T) {
+	// Connections dropped before ES read the request, then responses lost
+	// after ES stored the documents: every document arrives, the second
+	// kind shows up as overwrites of the same _id, never as a duplicate.
+	e := newEnv(t, 4)
+	const n = 10_000
+	e.start(e.config("[kafka]\ntopics = tdrop\n"))
+	e.es.SetDropConnections(true)
+	e.produce("tdrop", 0, n/2)
+	testutil.Eventually(t, 20*time.Second, func() bool { return e.es.Stats().Dropped >= 3 }, testutil.Msg("connections dropped"))
+	e.es.SetDropConnections(false)
+	e.waitDocs(n/2, 60*time.Second)
+	e.es.SetDropResponses(true)
+	e.produce("tdrop", n/2, n/2)
+	testutil.Eventually(t, 20*time.Second, func() bool { return e.es.Stats().Dropped >= 6 }, testutil.Msg("responses dropped"))
+	e.es.SetDropResponses(false)
+	e.waitDocs(n, 60*time.Second)
+	e.checkDocs("tdrop", n, nil)
+	if e.es.Stats().Updated == 0 {
+		t.Fatal("lost responses should have caused re-sends that overwrite")
+	}
+	report(t, "dropped connections/responses", n, e.es, 0)
+}
