@@ -22,9 +22,9 @@ func main() {
 func run() int {
 	var cfg devstack.Config
 	flag.StringVar(&cfg.DataDir, "data", "./.demo/devstack", "directory for etcd and broker data (kept across restarts)")
-	flag.StringVar(&cfg.EtcdClient, "etcd", "127.0.0.1:2379", "etcd client address")
+	flag.StringVar(&cfg.EtcdClient, "etcd", "127.0.0.1:2379", "etcd client address (empty: run no etcd)")
 	flag.StringVar(&cfg.EtcdPeer, "etcd-peer", "127.0.0.1:2380", "etcd peer address")
-	flag.IntVar(&cfg.KafkaPort, "kafka-port", 9092, "broker port on 127.0.0.1")
+	flag.IntVar(&cfg.KafkaPort, "kafka-port", 9092, "broker port on 127.0.0.1 (0: run no broker)")
 	flag.IntVar(&cfg.Partitions, "partitions", 3, "partitions of auto-created topics")
 	flag.Parse()
 	log, _ := logging.New(os.Stderr, "info", "text", "devstack")
@@ -33,8 +33,12 @@ func run() int {
 		log.WithError(err).Error("cannot start")
 		return 1
 	}
-	fmt.Printf("etcd:  %s   (ETCDCTL_API=3 etcdctl --endpoints=%s ...)\n", s.EtcdEndpoint(), s.EtcdEndpoint())
-	fmt.Printf("kafka: %s   (kcat -b %s -L)\n", s.KafkaAddr(), s.KafkaAddr())
+	if cfg.EtcdClient != "" {
+		fmt.Printf("etcd:  %s   (ETCDCTL_API=3 etcdctl --endpoints=%s ...)\n", s.EtcdEndpoint(), s.EtcdEndpoint())
+	}
+	if cfg.KafkaPort != 0 {
+		fmt.Printf("kafka: %s   (kcat -b %s -L)\n", s.KafkaAddr(), s.KafkaAddr())
+	}
 	fmt.Printf("data:  %s\n", cfg.DataDir)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

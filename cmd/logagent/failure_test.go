@@ -6,17 +6,10 @@ package main
 // consumed from Kafka: lost must be 0.
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,14 +32,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// proc is one logagent subprocess.
-type proc struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	done chan error
-	log  string
 }
 
 type stack struct {
@@ -88,194 +73,10 @@ level = info
 
 func (s *stack) key() string { return "/logagent/" + s.ip + "/collect_config" }
 
-func (s *stack) start() *proc {
+func (s *stack) start() *testutil.Proc {
 	s.t.Helper()
 	s.runs++
-	logPath := filepath.Join(s.data, fmt.Sprintf("agent-%d.log", s.runs))
-	lf, err := os.Create(logPath)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	cmd := exec.Command(agentBin, "-config", s.ini)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	p := &proc{t: s.t, cmd: cmd, done: make(chan error, 1), log: logPath}
-	go func() { p.done <- cmd.Wait(); lf.Close() }()
-	s.t.Cleanup(func() { p.kill() })
-	return p
-}
-
-func (p *proc) kill() {
-	if p.cmd.ProcessState == nil {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-		}
-	}
-}
-
-// term sends SIGTERM and returns the exit code.
-func (p *proc) term() int {
-	p.t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		p.t.Fatal("logagent did not exit after SIGTERM")
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-// peakRSS returns the process's peak resident set (VmHWM) in bytes.
-func (p *proc) peakRSS() int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-func (p *proc) logText() string {
-	b, _ := os.ReadFile(p.log)
-	return string(b)
-}
-
-// writer appends numbered lines to files at a steady rate, and performs
-// rotations between writes the way a well-behaved application and
-// logrotate would.
-type writer struct {
-	dir     string
-	names   []string
-	perTick int // lines per file per 10 ms tick
-	mu      sync.Mutex
-	fds     map[string]*os.File
-	next    map[string]int
-	rotated int
-	pad     string
-	stopped chan struct{}
-	cancel  context.CancelFunc
-}
-
-func startWriter(t *testing.T, dir string, names []string, linesPerSec int) *writer {
-	w := &writer{dir: dir, names: names, perTick: max(linesPerSec/100/len(names), 1), fds: map[string]*os.File{}, next: map[string]int{},
-		pad: strings.Repeat("x", 80), stopped: make(chan struct{})}
-	for _, n := range names {
-		w.open(t, n)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	go w.run(ctx)
-	t.Cleanup(w.stop)
-	return w
-}
-
-func (w *writer) path(name string) string { return filepath.Join(w.dir, name) }
-
-func (w *writer) open(t *testing.T, name string) {
-	f, err := os.OpenFile(w.path(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.fds[name] = f
-}
-
-func (w *writer) run(ctx context.Context) {
-	defer close(w.stopped)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	var b []byte
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		w.mu.Lock()
-		for _, n := range w.names {
-			b = b[:0]
-			for i := 0; i < w.perTick; i++ {
-				b = fmt.Appendf(b, "%s %08d %s\n", n, w.next[n], w.pad)
-				w.next[n]++
-			}
-			if _, err := w.fds[n].Write(b); err != nil {
-				panic(err)
-			}
-		}
-		w.mu.Unlock()
-	}
-}
-
-func (w *writer) stop() {
-	w.cancel()
-	<-w.stopped
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, f := range w.fds {
-		f.Close()
-	}
-	w.fds = map[string]*os.File{}
-}
-
-func (w *writer) total() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, v := range w.next {
-		n += v
-	}
-	return n
-}
-
-// renameRotate moves name to name.<k> and reopens a fresh name, as
-// logrotate's `create` plus an application reopen do.
-func (w *writer) renameRotate(t *testing.T, name string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.rotated++
-	w.fds[name].Close()
-	if err := os.Rename(w.path(name), fmt.Sprintf("%s.%d", w.path(name), w.rotated)); err != nil {
-		t.Fatal(err)
-	}
-	w.open(t, name)
-}
-
-// copyTruncate shifts name.1..name.3, copies name to name.1 and truncates
-// name, as logrotate's `copytruncate` does (with the writer paused, so no
-// line falls between the copy and the truncation).
-func (w *writer) copyTruncate(t *testing.T, name string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	p := w.path(name)
-	for i := 3; i >= 1; i-- {
-		os.Rename(fmt.Sprintf("%s.%d", p, i), fmt.Sprintf("%s.%d", p, i+1))
-	}
-	src, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := os.Create(p + ".1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	src.Close()
-	dst.Close()
-	if err := w.fds[name].Truncate(0); err != nil {
-		t.Fatal(err)
-	}
+	return testutil.StartProc(s.t, filepath.Join(s.data, fmt.Sprintf("agent-%d.log", s.runs)), agentBin, "-config", s.ini)
 }
 
 type result struct {
@@ -284,16 +85,13 @@ type result struct {
 
 // verify waits until every written line was consumed, then checks each
 // line's headers and that duplicates carry the same event id.
-func verify(t *testing.T, s *stack, cons *testutil.Consumer, w *writer, timeout time.Duration) result {
+func verify(t *testing.T, s *stack, cons *testutil.Consumer, w *testutil.LineWriter, timeout time.Duration) result {
 	t.Helper()
-	total := w.total()
+	total := w.Total()
 	distinct := func() map[string][]testutil.Record {
 		m := map[string][]testutil.Record{}
 		for _, r := range cons.Records() {
-			v := string(r.Value)
-			if i := strings.LastIndexByte(v, ' '); i > 0 {
-				v = v[:i]
-			}
+			v := testutil.LineKey(string(r.Value))
 			m[v] = append(m[v], r)
 		}
 		return m
@@ -309,9 +107,9 @@ func verify(t *testing.T, s *stack, cons *testutil.Consumer, w *writer, timeout 
 	}
 	res := result{written: total, consumed: cons.Len(), distinct: len(got)}
 	var missing []string
-	for _, n := range w.names {
-		for i := 0; i < w.next[n]; i++ {
-			k := fmt.Sprintf("%s %08d", n, i)
+	for n, written := range w.Written() {
+		for i := 0; i < written; i++ {
+			k := testutil.Line(n, i)
 			recs, ok := got[k]
 			if !ok {
 				res.lost++
@@ -360,22 +158,22 @@ func TestSIGKILLRestartLosesNothing(t *testing.T) {
 	s := newStack(t, "")
 	s.putConfig("a.log", "b.log")
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
-	w := startWriter(t, s.dir, []string{"a.log", "b.log"}, 4000)
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log", "b.log"}, 4000)
 	var rss int64
 	for i := 0; i < 5; i++ {
 		p := s.start()
 		before := cons.Len()
 		waitForLines(t, cons, before+500) // it is really shipping
 		time.Sleep(time.Duration(200+100*i) * time.Millisecond)
-		rss = max(rss, p.peakRSS())
-		p.kill()
+		rss = max(rss, p.PeakRSS())
+		p.Kill()
 	}
-	w.stop()
+	w.Stop()
 	p := s.start()
 	res := verify(t, s, cons, w, 60*time.Second)
-	rss = max(rss, p.peakRSS())
-	if code := p.term(); code != 0 {
-		t.Errorf("exit code %d after SIGTERM\n%s", code, p.logText())
+	rss = max(rss, p.PeakRSS())
+	if code := p.Term(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM\n%s", code, p.LogText())
 	}
 	report(t, "sigkill x5", res, rss)
 }
@@ -384,18 +182,18 @@ func TestSIGTERMFlushesAndResumesExactly(t *testing.T) {
 	s := newStack(t, "")
 	s.putConfig("a.log")
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
-	w := startWriter(t, s.dir, []string{"a.log"}, 2000)
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log"}, 2000)
 	for i := 0; i < 3; i++ {
 		p := s.start()
 		waitForLines(t, cons, cons.Len()+300)
-		if code := p.term(); code != 0 {
-			t.Fatalf("exit code %d after SIGTERM\n%s", code, p.logText())
+		if code := p.Term(); code != 0 {
+			t.Fatalf("exit code %d after SIGTERM\n%s", code, p.LogText())
 		}
 	}
-	w.stop()
+	w.Stop()
 	p := s.start()
 	res := verify(t, s, cons, w, 60*time.Second)
-	p.term()
+	p.Term()
 	if res.dups != 0 {
 		t.Errorf("a graceful stop must flush and persist: %d duplicates", res.dups)
 	}
@@ -406,17 +204,17 @@ func TestRenameRotationUnderLoad(t *testing.T) {
 	s := newStack(t, "")
 	s.putConfig("a.log")
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
-	w := startWriter(t, s.dir, []string{"a.log"}, 5000)
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log"}, 5000)
 	p := s.start()
 	waitForLines(t, cons, 500)
 	for i := 0; i < 25; i++ { // every 200 ms for 5 s
 		time.Sleep(200 * time.Millisecond)
-		w.renameRotate(t, "a.log")
+		w.RenameRotate("a.log")
 	}
-	w.stop()
+	w.Stop()
 	res := verify(t, s, cons, w, 60*time.Second)
-	rss := p.peakRSS()
-	p.term()
+	rss := p.PeakRSS()
+	p.Term()
 	report(t, "rename+create every 200ms", res, rss)
 }
 
@@ -424,17 +222,17 @@ func TestCopyTruncateUnderLoad(t *testing.T) {
 	s := newStack(t, "")
 	s.putConfig("a.log")
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
-	w := startWriter(t, s.dir, []string{"a.log"}, 5000)
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log"}, 5000)
 	p := s.start()
 	waitForLines(t, cons, 500)
 	for i := 0; i < 10; i++ { // every 500 ms for 5 s
 		time.Sleep(500 * time.Millisecond)
-		w.copyTruncate(t, "a.log")
+		w.CopyTruncate("a.log")
 	}
-	w.stop()
+	w.Stop()
 	res := verify(t, s, cons, w, 60*time.Second)
-	rss := p.peakRSS()
-	p.term()
+	rss := p.PeakRSS()
+	p.Term()
 	report(t, "copytruncate every 500ms", res, rss)
 }
 
@@ -444,17 +242,17 @@ func TestGlobMatchingRotatedNames(t *testing.T) {
 	s := newStack(t, "")
 	s.etcd.Put(s.key(), fmt.Sprintf(`[{"path":%q,"topic":"failure_test"}]`, filepath.Join(s.dir, "a.log*")))
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
-	w := startWriter(t, s.dir, []string{"a.log"}, 3000)
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log"}, 3000)
 	p := s.start()
 	waitForLines(t, cons, 300)
 	for i := 0; i < 10; i++ {
 		time.Sleep(300 * time.Millisecond)
-		w.renameRotate(t, "a.log")
+		w.RenameRotate("a.log")
 	}
-	w.stop()
+	w.Stop()
 	res := verify(t, s, cons, w, 60*time.Second)
-	rss := p.peakRSS()
-	p.term()
+	rss := p.PeakRSS()
+	p.Term()
 	report(t, "glob a.log*, rotate 300ms", res, rss)
 	if res.dups != 0 {
 		t.Errorf("%d duplicates: a rotated file was read twice", res.dups)
@@ -465,7 +263,7 @@ func TestBrokerOutage(t *testing.T) {
 	s := newStack(t, "")
 	s.putConfig("a.log", "b.log")
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
-	w := startWriter(t, s.dir, []string{"a.log", "b.log"}, 5000)
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log", "b.log"}, 5000)
 	p := s.start()
 	waitForLines(t, cons, 1000)
 	s.kafka.Stop()
@@ -473,15 +271,15 @@ func TestBrokerOutage(t *testing.T) {
 	var rss int64
 	for time.Since(outage) < 10*time.Second {
 		time.Sleep(500 * time.Millisecond)
-		rss = max(rss, p.peakRSS())
+		rss = max(rss, p.PeakRSS())
 	}
 	s.kafka.Start()
 	time.Sleep(2 * time.Second) // keep writing after the broker is back
-	w.stop()
+	w.Stop()
 	res := verify(t, s, cons, w, 90*time.Second)
-	rss = max(rss, p.peakRSS())
-	if code := p.term(); code != 0 {
-		t.Errorf("exit code %d\n%s", code, p.logText())
+	rss = max(rss, p.PeakRSS())
+	if code := p.Term(); code != 0 {
+		t.Errorf("exit code %d\n%s", code, p.LogText())
 	}
 	report(t, "broker down 10s", res, rss)
 	if rss > 200<<20 {

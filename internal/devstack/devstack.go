@@ -21,9 +21,9 @@ import (
 // Config says where to listen and keep data.
 type Config struct {
 	DataDir    string
-	EtcdClient string // host:port
+	EtcdClient string // host:port; empty: no etcd
 	EtcdPeer   string // host:port
-	KafkaPort  int    // kfake listens on 127.0.0.1
+	KafkaPort  int    // kfake listens on 127.0.0.1; 0: no broker
 	Partitions int    // for auto-created topics
 }
 
@@ -35,9 +35,35 @@ type Stack struct {
 	kafka *kfake.Cluster
 }
 
-// Start starts etcd, then the broker.
+// Start starts etcd, then the broker (either may be disabled, so a test
+// can stop one without the other).
 func Start(cfg Config, log *logrus.Entry) (*Stack, error) {
 	s := &Stack{cfg: cfg, log: log}
+	if cfg.EtcdClient != "" {
+		if err := s.startEtcd(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.KafkaPort != 0 {
+		var err error
+		s.kafka, err = kfake.NewCluster(
+			kfake.Ports(cfg.KafkaPort),
+			kfake.DataDir(filepath.Join(cfg.DataDir, "kafka")),
+			kfake.AllowAutoTopicCreation(),
+			kfake.DefaultNumPartitions(cfg.Partitions),
+		)
+		if err != nil {
+			if s.etcd != nil {
+				s.etcd.Close()
+			}
+			return nil, fmt.Errorf("starting kafka broker: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Stack) startEtcd() error {
+	cfg := s.cfg
 	ec := embed.NewConfig()
 	ec.Name = "devstack"
 	ec.Dir = filepath.Join(cfg.DataDir, "etcd")
@@ -45,36 +71,26 @@ func Start(cfg Config, log *logrus.Entry) (*Stack, error) {
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cu, err := url.Parse("http://" + cfg.EtcdClient)
 	if err != nil {
-		return nil, fmt.Errorf("etcd client address: %w", err)
+		return fmt.Errorf("etcd client address: %w", err)
 	}
 	pu, err := url.Parse("http://" + cfg.EtcdPeer)
 	if err != nil {
-		return nil, fmt.Errorf("etcd peer address: %w", err)
+		return fmt.Errorf("etcd peer address: %w", err)
 	}
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
 	s.etcd, err = embed.StartEtcd(ec)
 	if err != nil {
-		return nil, fmt.Errorf("starting etcd: %w", err)
+		return fmt.Errorf("starting etcd: %w", err)
 	}
 	select {
 	case <-s.etcd.Server.ReadyNotify():
+		return nil
 	case <-time.After(60 * time.Second):
 		s.etcd.Close()
-		return nil, fmt.Errorf("etcd did not become ready in 60s")
+		return fmt.Errorf("etcd did not become ready in 60s")
 	}
-	s.kafka, err = kfake.NewCluster(
-		kfake.Ports(cfg.KafkaPort),
-		kfake.DataDir(filepath.Join(cfg.DataDir, "kafka")),
-		kfake.AllowAutoTopicCreation(),
-		kfake.DefaultNumPartitions(cfg.Partitions),
-	)
-	if err != nil {
-		s.etcd.Close()
-		return nil, fmt.Errorf("starting kafka broker: %w", err)
-	}
-	return s, nil
 }
 
 // EtcdEndpoint is etcd's client address.
@@ -88,14 +104,21 @@ func (s *Stack) KafkaAddr() string {
 // Run blocks until ctx ends, then stops the broker (persisting its data)
 // and etcd.
 func (s *Stack) Run(ctx context.Context) error {
+	var etcdErr <-chan error
+	if s.etcd != nil {
+		etcdErr = s.etcd.Err()
+	}
+	var err error
 	select {
 	case <-ctx.Done():
-	case err := <-s.etcd.Err():
-		s.kafka.Close()
-		s.etcd.Close()
-		return fmt.Errorf("etcd failed: %w", err)
+	case err = <-etcdErr:
+		err = fmt.Errorf("etcd failed: %w", err)
 	}
-	s.kafka.Close()
-	s.etcd.Close()
-	return nil
+	if s.kafka != nil {
+		s.kafka.Close()
+	}
+	if s.etcd != nil {
+		s.etcd.Close()
+	}
+	return err
 }
