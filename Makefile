@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test vet fmt clean demo demo-stop
+.PHONY: all build test test-e2e vet fmt clean demo demo-stop
 
 all: build
 
@@ -12,11 +12,18 @@ build:
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
-# Every test, race detector on. Integration and failure tests start embedded
-# etcd and kfake in-process and run the daemons as subprocesses.
+# Every test. Unit, integration and failure tests run with the race detector;
+# they start embedded etcd and kfake in-process and run the daemons as
+# subprocesses. Then the process-level fault suite (test-e2e) prints its table.
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 25m ./...
+	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/e2e)
+	$(MAKE) test-e2e
+
+# The process-level fault suite: real binaries, devstack processes, fake ES.
+# (No race detector: the daemons under test are separate processes.)
+test-e2e:
+	$(GO) test -count=1 -timeout 20m -v -run TestFaultSuite ./internal/e2e/
 
 vet:
 	$(GO) vet ./...

@@ -24,6 +24,10 @@ type Consumer struct {
 	// SessionTimeout is how long the group waits for a silent member
 	// (e.g. a killed instance) before giving its partitions to others.
 	SessionTimeout time.Duration
+	// InstanceID enables static group membership: an instance restarted
+	// with the same id takes its partitions back at once, without a
+	// rebalance or waiting out the session timeout.
+	InstanceID string
 }
 
 // Discovery is logtransfer's [etcd].
@@ -110,6 +114,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 		k.InitialOffset = sarama.OffsetOldest
 	}
 	k.SessionTimeout = c.Duration("kafka", "session_timeout", 10*time.Second, 6*time.Second, 5*time.Minute)
+	k.InstanceID = c.Str("kafka", "instance_id", "")
 	k.DLQSuffix = c.Str("kafka", "dlq_suffix", ".dlq")
 	if k.DLQSuffix == "" || collectconf.ValidTopic("x"+k.DLQSuffix) != nil {
 		c.Fail("kafka", "dlq_suffix", "%q must be non-empty and legal in a topic name", k.DLQSuffix)

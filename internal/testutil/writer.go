@@ -174,3 +174,32 @@ func LineKey(v string) string {
 	}
 	return v
 }
+
+// WriteRaw appends data (not a numbered line) to name between two ticks.
+func (w *LineWriter) WriteRaw(name string, data []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, err := w.fds[name].Write(data); err != nil {
+		w.t.Errorf("writing %s: %v", name, err)
+	}
+}
+
+// Remove deletes name while the writer keeps appending to its open file,
+// as an application does until it reopens its log.
+func (w *LineWriter) Remove(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := os.Remove(w.Path(name)); err != nil {
+		w.t.Errorf("removing %s: %v", name, err)
+	}
+}
+
+// Close stops writing to name (its lines so far stay counted).
+func (w *LineWriter) Close(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if f := w.fds[name]; f != nil {
+		f.Close()
+		w.fds[name] = nil
+	}
+}

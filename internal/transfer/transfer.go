@@ -89,6 +89,7 @@ func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
 	c.Consumer.Group.Session.Timeout = cfg.SessionTimeout
 	c.Consumer.Group.Heartbeat.Interval = cfg.SessionTimeout / 3
+	c.Consumer.Group.InstanceId = cfg.InstanceID
 	c.Consumer.Fetch.Default = 1 << 20
 	c.Consumer.MaxProcessingTime = time.Second
 	c.Metadata.Retry.Max = 3

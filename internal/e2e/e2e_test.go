@@ -1,0 +1,544 @@
+// Package e2e is the process-level fault suite: the real devstack (etcd and
+// the broker as separate processes, so each can be stopped alone),
+// logagent and logtransfer binaries run as subprocesses against the fake
+// Elasticsearch of this test process, while a writer appends numbered lines
+// to several files. Each scenario injects one kind of failure; at the end
+// every line must be stored exactly once (by _id), and the suite prints a
+// table of lines written, stored, lost, duplicated and overwritten.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/logpipe/logpipe/internal/fakees"
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+var bins = map[string]string{}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, c := range []string{"logagent", "logtransfer", "devstack"} {
+		p, err := testutil.BuildBinary("./cmd/"+c, dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		bins[c] = p
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	rate  = 3000 // lines per second over all files
+	topic = "e2e_log"
+)
+
+// row is one line of the result table.
+type row struct {
+	scenario                                string
+	written, stored, lost, dups, overwrites int
+	agentRSS                                int64
+}
+
+var (
+	tableMu sync.Mutex
+	table   []row
+)
+
+func printTable(t *testing.T) {
+	tableMu.Lock()
+	defer tableMu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-34s %9s %9s %5s %11s %11s %13s\n", "scenario", "written", "stored", "lost", "duplicated", "overwrites", "agent RSS MB")
+	for _, r := range table {
+		fmt.Fprintf(&b, "%-34s %9d %9d %5d %11d %11d %13.1f\n", r.scenario, r.written, r.stored, r.lost, r.dups, r.overwrites, float64(r.agentRSS)/(1<<20))
+	}
+	t.Log(b.String())
+	fmt.Print("E2E RESULTS" + b.String())
+}
+
+// sys is one running pipeline.
+type sys struct {
+	t          *testing.T
+	dir        string
+	logs       string
+	etcdAddr   string
+	etcdPeer   string
+	kafkaPort  int
+	agentHTTP  string
+	es         *fakees.Server
+	etcd       *testutil.Proc
+	kafka      *testutil.Proc
+	agent      *testutil.Proc
+	transfer   *testutil.Proc
+	agentIni   string
+	transIni   string
+	runs       int
+	rssMu      sync.Mutex
+	rss        int64
+	stopSample chan struct{}
+	cli        *clientv3.Client
+}
+
+func newSys(t *testing.T, transferExtra string) *sys {
+	s := &sys{t: t, dir: t.TempDir(), es: fakees.New(t), stopSample: make(chan struct{})}
+	s.logs = filepath.Join(s.dir, "logs")
+	os.MkdirAll(s.logs, 0o755)
+	s.etcdAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	s.etcdPeer = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	s.kafkaPort = testutil.FreePort(t)
+	s.agentHTTP = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	s.agentIni = filepath.Join(s.dir, "logagent.ini")
+	os.WriteFile(s.agentIni, []byte(fmt.Sprintf(`[kafka]
+address = 127.0.0.1:%d
+[etcd]
+address = %s
+timeout = 2s
+[agent]
+ip = 10.20.30.40
+data_dir = %s
+poll_interval = 100ms
+scan_interval = 500ms
+shutdown_timeout = 5s
+[http]
+addr = %s
+`, s.kafkaPort, s.etcdAddr, filepath.Join(s.dir, "agent-data"), s.agentHTTP)), 0o644)
+	s.transIni = filepath.Join(s.dir, "logtransfer.ini")
+	os.WriteFile(s.transIni, []byte(fmt.Sprintf(`[kafka]
+address = 127.0.0.1:%d
+session_timeout = 6s
+[etcd]
+discover_topics = true
+address = %s
+timeout = 2s
+[es]
+address = %s
+workers = 4
+bulk_actions = 500
+flush_interval = 100ms
+retry_backoff_max = 1s
+shutdown_timeout = 5s
+[http]
+addr = 127.0.0.1:0
+%s`, s.kafkaPort, s.etcdAddr, s.es.URL(), transferExtra)), 0o644)
+	s.startEtcd()
+	s.startKafka()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.etcdAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cli = cli
+	t.Cleanup(func() { close(s.stopSample); cli.Close() })
+	go s.sampleRSS()
+	return s
+}
+
+func (s *sys) logPath(name string) string {
+	s.runs++
+	return filepath.Join(s.dir, fmt.Sprintf("%02d-%s.log", s.runs, name))
+}
+
+func waitPort(t *testing.T, addr string) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, testutil.Msg("%s listening", addr))
+}
+
+func (s *sys) startEtcd() {
+	s.etcd = testutil.StartProc(s.t, s.logPath("etcd"), bins["devstack"], "-data", filepath.Join(s.dir, "etcd"), "-etcd", s.etcdAddr, "-etcd-peer", s.etcdPeer, "-kafka-port", "0")
+	waitPort(s.t, s.etcdAddr)
+}
+
+func (s *sys) startKafka() {
+	s.kafka = testutil.StartProc(s.t, s.logPath("kafka"), bins["devstack"], "-data", filepath.Join(s.dir, "kafka"), "-etcd", "", "-kafka-port", strconv.Itoa(s.kafkaPort), "-partitions", "4")
+	waitPort(s.t, fmt.Sprintf("127.0.0.1:%d", s.kafkaPort))
+}
+
+func (s *sys) startAgent() {
+	s.agent = testutil.StartProc(s.t, s.logPath("agent"), bins["logagent"], "-config", s.agentIni)
+}
+
+func (s *sys) startTransfer() {
+	s.transfer = testutil.StartProc(s.t, s.logPath("transfer"), bins["logtransfer"], "-config", s.transIni)
+}
+
+// sampleRSS keeps the agent's peak RSS across restarts.
+func (s *sys) sampleRSS() {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stopSample:
+			return
+		case <-tick.C:
+		}
+		s.rssMu.Lock()
+		if a := s.agent; a != nil {
+			s.rss = max(s.rss, a.PeakRSS())
+		}
+		s.rssMu.Unlock()
+	}
+}
+
+func (s *sys) killAgent() {
+	s.rssMu.Lock()
+	s.rss = max(s.rss, s.agent.PeakRSS())
+	s.rssMu.Unlock()
+	s.agent.Kill()
+}
+
+func (s *sys) put(value string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.cli.Put(ctx, "/logagent/10.20.30.40/collect_config", value); err != nil {
+		s.t.Fatalf("etcd put: %v", err)
+	}
+}
+
+func (s *sys) config(names ...string) string {
+	var es []string
+	for _, n := range names {
+		es = append(es, fmt.Sprintf(`{"path":%q,"topic":%q}`, filepath.Join(s.logs, n), topic))
+	}
+	return "[" + strings.Join(es, ",") + "]"
+}
+
+// agentMetric reads one value from the agent's /metrics.
+func (s *sys) agentMetric(name string) float64 {
+	resp, err := http.Get("http://" + s.agentHTTP + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimPrefix(line, name+" "), 64)
+			return v
+		}
+	}
+	return -1
+}
+
+// start brings the daemons up with files collected and a writer running,
+// and waits until lines are flowing end to end.
+func (s *sys) start(names ...string) *testutil.LineWriter {
+	s.t.Helper()
+	s.put(s.config(names...))
+	s.startTransfer()
+	s.startAgent()
+	w := testutil.StartLineWriter(s.t, s.logs, names, rate)
+	testutil.Eventually(s.t, 60*time.Second, func() bool { return s.es.Count() >= 500 },
+		func() string {
+			return fmt.Sprintf("lines flowing end to end (stored %d)\n%s", s.es.Count(), s.agent.LogText())
+		})
+	return w
+}
+
+// finish stops the writer, waits for every line, verifies and records a
+// table row.
+func (s *sys) finish(name string, w *testutil.LineWriter, extra func(docs map[string]json.RawMessage)) {
+	s.t.Helper()
+	w.Stop()
+	written := w.Written()
+	total := w.Total()
+	var r row
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		if s.es.Count() >= total {
+			r = s.verify(written)
+			if r.lost == 0 || time.Now().After(deadline) {
+				break
+			}
+		} else if time.Now().After(deadline) {
+			r = s.verify(written)
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	s.rssMu.Lock()
+	if s.agent != nil {
+		s.rss = max(s.rss, s.agent.PeakRSS())
+	}
+	r.agentRSS = s.rss
+	s.rssMu.Unlock()
+	r.scenario, r.written = name, total
+	r.overwrites = int(s.es.Stats().Updated)
+	tableMu.Lock()
+	table = append(table, r)
+	tableMu.Unlock()
+	if r.lost != 0 || r.dups != 0 {
+		s.t.Errorf("%s: lost %d, duplicated %d of %d lines\nagent log:\n%s", name, r.lost, r.dups, total, tail(s.agent.LogText(), 40))
+	}
+	if extra != nil {
+		all := map[string]json.RawMessage{}
+		for _, docs := range s.es.Docs() {
+			for id, d := range docs {
+				all[id] = d
+			}
+		}
+		extra(all)
+	}
+	if code := s.agent.Term(); code != 0 {
+		s.t.Errorf("agent exit code %d", code)
+	}
+	if code := s.transfer.Term(); code != 0 {
+		s.t.Errorf("transfer exit code %d", code)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// verify counts each written line among the stored documents.
+func (s *sys) verify(written map[string]int) row {
+	seen := map[string]int{}
+	stored := 0
+	for _, docs := range s.es.Docs() {
+		for _, raw := range docs {
+			stored++
+			var d struct {
+				Message string `json:"message"`
+			}
+			if json.Unmarshal(raw, &d) == nil {
+				seen[testutil.LineKey(d.Message)]++
+			}
+		}
+	}
+	r := row{stored: stored}
+	for n, c := range written {
+		for i := 0; i < c; i++ {
+			switch k := seen[testutil.Line(n, i)]; {
+			case k == 0:
+				r.lost++
+			case k > 1:
+				r.dups += k - 1
+			}
+		}
+	}
+	return r
+}
+
+func TestFaultSuite(t *testing.T) {
+	defer printTable(t)
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"agent SIGKILL+restart x10", agentKill},
+		{"transfer SIGKILL+restart x10", transferKill},
+		{"broker down 10s", brokerDown},
+		{"ES 503 5s, then 429 on 20% 5s", esFaults},
+		{"rename+create rotation every 1s", renameRotation},
+		{"copytruncate every 1s", copyTruncate},
+		{"collect config changed every 1s", configChurn},
+		{"etcd down 10s", etcdDown},
+		{"bad inputs while running", badInputs},
+	}
+	for _, sc := range scenarios {
+		t.Run(strings.ReplaceAll(sc.name, " ", "_"), sc.run)
+	}
+}
+
+func agentKill(t *testing.T) {
+	s := newSys(t, "")
+	w := s.start("a.log", "b.log", "c.log")
+	for i := 0; i < 10; i++ {
+		time.Sleep(2 * time.Second)
+		s.killAgent()
+		s.startAgent()
+	}
+	s.finish("agent SIGKILL+restart x10", w, nil)
+}
+
+func transferKill(t *testing.T) {
+	// Static membership lets each restarted instance take its
+	// partitions back at once instead of waiting out the session.
+	s := newSys(t, "[kafka]\ninstance_id = e2e-transfer\n")
+	w := s.start("a.log", "b.log", "c.log")
+	for i := 0; i < 10; i++ {
+		time.Sleep(1500 * time.Millisecond)
+		s.transfer.Kill()
+		s.startTransfer()
+	}
+	s.finish("transfer SIGKILL+restart x10", w, nil)
+}
+
+func brokerDown(t *testing.T) {
+	s := newSys(t, "")
+	w := s.start("a.log", "b.log", "c.log")
+	if code := s.kafka.Term(); code != 0 {
+		t.Fatalf("broker exit %d", code)
+	}
+	time.Sleep(10 * time.Second) // the outage
+	s.startKafka()
+	time.Sleep(2 * time.Second)
+	s.finish("broker down 10s", w, nil)
+}
+
+func esFaults(t *testing.T) {
+	s := newSys(t, "")
+	w := s.start("a.log", "b.log", "c.log")
+	s.es.SetUnavailable(true)
+	time.Sleep(5 * time.Second)
+	s.es.SetUnavailable(false)
+	var n int64
+	var mu sync.Mutex
+	s.es.SetItemFault(func(_, _ string, _ []byte) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n%5 == 0 {
+			return 429
+		}
+		return 0
+	})
+	time.Sleep(5 * time.Second)
+	s.es.SetItemFault(nil)
+	s.finish("ES 503 5s, then 429 on 20% 5s", w, nil)
+	if st := s.es.Stats(); st.Rejected503Requests == 0 || st.Rejected429 == 0 {
+		t.Errorf("faults did not bite: %+v", st)
+	}
+}
+
+func renameRotation(t *testing.T) {
+	s := newSys(t, "")
+	w := s.start("a.log", "b.log")
+	for i := 0; i < 10; i++ {
+		time.Sleep(time.Second)
+		w.RenameRotate("a.log")
+		w.RenameRotate("b.log")
+	}
+	s.finish("rename+create rotation every 1s", w, nil)
+}
+
+func copyTruncate(t *testing.T) {
+	s := newSys(t, "")
+	w := s.start("a.log", "b.log")
+	for i := 0; i < 10; i++ {
+		time.Sleep(time.Second)
+		w.CopyTruncate("a.log")
+		w.CopyTruncate("b.log")
+	}
+	s.finish("copytruncate every 1s", w, nil)
+}
+
+func configChurn(t *testing.T) {
+	s := newSys(t, "")
+	w := s.start("a.log", "b.log", "c.log")
+	p := func(n string) string { return filepath.Join(s.logs, n) }
+	variants := []string{
+		fmt.Sprintf(`[{"path":%q,"topic":%q},{"path":%q,"topic":%q}]`, p("a.log"), topic, p("b.log"), topic),                                                              // c removed
+		fmt.Sprintf(`[{"path":%q,"topic":%q},{"path":%q,"topic":%q},{"path":%q,"topic":%q,"fields":{"v":"2"}}]`, p("a.log"), topic, p("b.log"), topic, p("c.log"), topic), // c back, changed
+		fmt.Sprintf(`[{"path":%q,"topic":%q,"fields":{"v":"3"}},{"path":%q,"topic":%q,"fields":{"v":"2"}}]`, p("a.log"), topic, p("c.log"), topic),                        // a changed, b removed
+		fmt.Sprintf(`[{"path":%q,"topic":%q},{"path":%q,"topic":%q},{"path":%q,"topic":%q}]`, p("a.log"), topic, p("b.log"), topic, p("c.log"), topic),                    // all back
+		fmt.Sprintf(`[{"path":%q,"topic":%q},{"path":%q,"topic":%q,"from":"end"},{"path":%q,"topic":%q}]`, p("a.log"), topic, p("b.log"), topic, p("c.log"), topic),       // b changed (from)
+	}
+	for i := 0; i < 10; i++ {
+		time.Sleep(time.Second)
+		s.put(variants[i%len(variants)])
+	}
+	s.put(s.config("a.log", "b.log", "c.log"))
+	s.finish("collect config changed every 1s", w, nil)
+}
+
+func etcdDown(t *testing.T) {
+	s := newSys(t, "")
+	w := s.start("a.log", "b.log", "d.log") // d.log is written but not yet collected
+	s.put(s.config("a.log", "b.log"))
+	if code := s.etcd.Term(); code != 0 {
+		t.Fatalf("etcd exit %d", code)
+	}
+	time.Sleep(10 * time.Second) // the outage: collection goes on
+	s.startEtcd()
+	s.put(s.config("a.log", "b.log", "d.log")) // a change after the restart is applied
+	s.finish("etcd down 10s", w, nil)
+}
+
+func badInputs(t *testing.T) {
+	s := newSys(t, "")
+	w := s.start("a.log", "b.log", "c.log", "d.log")
+	os.Mkdir(filepath.Join(s.logs, "dir.log"), 0o755) // not a file: cannot be read
+	// Invalid JSON and an illegal topic are rejected whole; the running
+	// config stays.
+	s.put(`[{"path": "/x", "topic": `)
+	s.put(fmt.Sprintf(`[{"path":%q,"topic":"bad topic"}]`, filepath.Join(s.logs, "a.log")))
+	testutil.Eventually(t, 20*time.Second, func() bool { return s.agentMetric(`logagent_config_reloads_total{result="failure"}`) >= 2 },
+		testutil.Msg("two rejected configs counted"))
+	s.put(s.config("a.log", "b.log", "c.log", "d.log", "dir.log"))
+	testutil.Eventually(t, 20*time.Second, func() bool { return s.agentMetric("logagent_file_errors_total") >= 1 },
+		testutil.Msg("unreadable path counted"))
+	big := strings.Repeat("0123456789abcdef", 10<<20/16) // a 10 MB line
+	w.WriteRaw("b.log", []byte("BIG "+big+"\n"))
+	w.WriteRaw("c.log", []byte("NONUTF8 \xff\xfe bytes\n"))
+	time.Sleep(time.Second)
+	w.Remove("d.log") // deleted while tailed; the writer keeps appending for a while
+	time.Sleep(2 * time.Second)
+	w.Close("d.log")
+	time.Sleep(time.Second)
+	s.finish("bad inputs while running", w, func(docs map[string]json.RawMessage) {
+		bigBytes, pieces, nonUTF8 := 0, 0, false
+		for _, raw := range docs {
+			var d struct {
+				Message string
+				Log     struct{ Flags []string }
+			}
+			json.Unmarshal(raw, &d)
+			if strings.HasPrefix(d.Message, "BIG ") || (len(d.Log.Flags) > 0 && strings.Trim(d.Message, "0123456789abcdef") == "") {
+				bigBytes += len(d.Message)
+				pieces++
+			}
+			if strings.HasPrefix(d.Message, "NONUTF8") {
+				nonUTF8 = d.Message == "NONUTF8 \ufffd\ufffd bytes"
+			}
+		}
+		if bigBytes != len(big)+4 {
+			t.Errorf("10 MB line stored as %d pieces of %d bytes in all, want %d", pieces, bigBytes, len(big)+4)
+		}
+		if !nonUTF8 {
+			t.Error("non-UTF-8 line missing or not replaced with U+FFFD")
+		}
+		if n := s.agentMetric("logagent_line_pieces_split_total"); n < 40 {
+			t.Errorf("split pieces counted: %v", n)
+		}
+		for _, want := range []string{"invalid collect config rejected", "is not a regular file", "file removed or renamed away"} {
+			if !strings.Contains(s.agent.LogText(), want) {
+				t.Errorf("agent log lacks %q", want)
+			}
+		}
+	})
+}
