@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-e2e vet fmt clean demo demo-stop
+.PHONY: all build test test-e2e test-ui deps vet fmt clean demo demo-stop
 
 all: build
 
@@ -19,6 +19,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/e2e)
 	$(MAKE) test-e2e
+	$(MAKE) test-ui
 
 # The process-level fault suite: real binaries, devstack processes, fake ES.
 # (No race detector: the daemons under test are separate processes.)
@@ -33,6 +34,15 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# Headless Chromium opens the demo's log UI and checks a known line is shown;
+# screenshot at .ci/artifacts/demo-ui.png.
+test-ui: build
+	scripts/ui-test.sh
+
+# Install test and demo prerequisites (Chromium, kcat, etcdctl, VictoriaLogs).
+deps:
+	scripts/deps.sh
 
 # Run the pipeline locally (see README). demo-stop stops what it started.
 demo: build

@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# make demo: run the pipeline locally. Starts devstack (etcd + Kafka-protocol
-# broker), logagent with conf/logagent.ini, writes sample logs, puts the
-# collect config with logctl and shows lines written vs acknowledged by Kafka.
-# Everything started is recorded by PID in .demo/pids; `make demo-stop` (or
-# Ctrl-C while this runs) stops it.
+# make demo: run the whole pipeline locally.
+#   devstack (etcd + Kafka-protocol broker) -> logagent -> Kafka -> logtransfer
+#   -> VictoriaLogs (its Elasticsearch bulk endpoint; web UI for browsing logs)
+# It writes sample logs, puts the collect config with logctl, and shows lines
+# written vs lines searchable until they match. Everything it starts is
+# recorded by PID in .demo/pids; `make demo-stop` (or Ctrl-C while this runs)
+# stops it. Running it again starts from a clean slate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=.demo
+VL_VERSION=v1.108.1
 mkdir -p "$DEMO"
 
-stop_all() { scripts/demo-stop.sh; }
-trap 'echo; echo "interrupted: stopping"; stop_all; exit 130' INT TERM
+trap 'echo; echo "interrupted: stopping"; scripts/demo-stop.sh; exit 130' INT TERM
 
-# A second run starts from a clean slate.
 scripts/demo-stop.sh >/dev/null 2>&1 || true
-rm -rf "$DEMO/logs" "$DEMO/devstack" data/logagent
+rm -rf "$DEMO/logs" "$DEMO/devstack" "$DEMO/victoria-logs" data/logagent
 mkdir -p "$DEMO/logs"
 
-for port in 2379 2380 9092 9731; do
+VL=$(command -v victoria-logs || true)
+[ -n "$VL" ] || VL="$(go env GOPATH)/bin/victoria-logs"
+if [ ! -x "$VL" ]; then
+  echo "installing VictoriaLogs $VL_VERSION (go install, once) ..."
+  go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-logs@$VL_VERSION"
+fi
+
+for port in 2379 2380 9092 9428 9731 9732; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is already in use; stop what uses it (or run make demo-stop) and retry" >&2
     exit 1
@@ -36,43 +44,54 @@ wait_port() { # port, what
     sleep 0.1
   done
   echo "$2 did not start; see $DEMO/*.log" >&2
-  stop_all
+  scripts/demo-stop.sh
   exit 1
 }
 
 start devstack bin/devstack -data "$DEMO/devstack"
+start victoria-logs "$VL" -storageDataPath "$DEMO/victoria-logs" -httpListenAddr 127.0.0.1:9428 -retentionPeriod 100y
 wait_port 2379 etcd
 wait_port 9092 "kafka broker"
+wait_port 9428 VictoriaLogs
+start logtransfer bin/logtransfer -config conf/logtransfer-victorialogs.ini
 start logagent bin/logagent -config conf/logagent.ini -ip 127.0.0.1
+wait_port 9732 logtransfer
 wait_port 9731 logagent
 
 LOGS=$(cd "$DEMO/logs" && pwd)
-CONFIG=$(cat <<JSON
+bin/logctl --endpoints 127.0.0.1:2379 config put 127.0.0.1 - <<JSON
 [{"path":"$LOGS/access.log","topic":"web_log","fields":{"service":"nginx"}},
  {"path":"$LOGS/app.log","topic":"app_log","multiline":"^\\\\d{4}-\\\\d{2}-\\\\d{2}T","fields":{"service":"shop"}}]
 JSON
-)
-echo "$CONFIG" | bin/logctl --endpoints 127.0.0.1:2379 config put 127.0.0.1 -
 
 echo "writing sample logs to $LOGS ..."
 go run ./scripts/demowriter -dir "$DEMO/logs" -n 3000 -rate 600 >"$DEMO/written.txt"
 written=$(awk '{s+=$2} END {print s}' "$DEMO/written.txt")
 
-acked() { curl -s 127.0.0.1:9731/metrics | awk '/^logagent_events_acked_total /{print int($2)}'; }
-for _ in $(seq 1 120); do
-  a=$(acked); a=${a:-0}
-  printf '\revents written: %d   acknowledged by Kafka: %d ' "$written" "$a"
-  [ "$a" -ge "$written" ] && break
+searchable() {
+  curl -s http://127.0.0.1:9428/select/logsql/query --data-urlencode 'query=* | stats count() n' |
+    sed -n 's/.*"n":"\([0-9]*\)".*/\1/p'
+}
+n=0
+for _ in $(seq 1 240); do
+  n=$(searchable); n=${n:-0}
+  printf '\rlines written: %d   searchable in VictoriaLogs: %d ' "$written" "$n"
+  [ "$n" -ge "$written" ] && break
   sleep 0.5
 done
 echo
+if [ "$n" -lt "$written" ]; then
+  echo "not every line became searchable; see $DEMO/*.log" >&2
+  exit 1
+fi
 cat <<MSG
 
 The pipeline is running (PIDs in $DEMO/pids, logs in $DEMO/*.log).
-  agent status:     curl -s 127.0.0.1:9731/status
-  agent metrics:    curl -s 127.0.0.1:9731/metrics | grep ^logagent_
-  collect another file (or use etcdctl put with the same key and JSON):
-    echo '[{"path":"$LOGS/access.log","topic":"web_log"},{"path":"$LOGS/other.log","topic":"other_log"}]' | bin/logctl config put 127.0.0.1 -
-  read a topic:     kcat -b 127.0.0.1:9092 -C -t web_log -e -f '%h %s\n'
-  stop everything:  make demo-stop
+  browse the logs:   http://127.0.0.1:9428/select/vmui/   (query e.g.: service:shop AND ERROR)
+  collect another file with etcdctl (or bin/logctl config put 127.0.0.1 -):
+    ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 put /logagent/127.0.0.1/collect_config '[{"path":"$LOGS/access.log","topic":"web_log"},{"path":"$LOGS/app.log","topic":"app_log","multiline":"^\\\\d{4}-"},{"path":"$LOGS/other.log","topic":"other_log"}]'
+  agent status:      curl -s 127.0.0.1:9731/status
+  metrics:           curl -s 127.0.0.1:9731/metrics | grep ^logagent_ ; curl -s 127.0.0.1:9732/metrics | grep ^logtransfer_
+  read a topic:      kcat -b 127.0.0.1:9092 -C -t web_log -e -f '%h %s\\n'
+  stop everything:   make demo-stop
 MSG

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine with Go:
+# Chromium (UI test), kcat and etcdctl (to look at Kafka and etcd by hand),
+# and VictoriaLogs (the demo's log store, built with go install).
+set -euo pipefail
+VL_VERSION=v1.108.1
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v kcat >/dev/null || missing+=(kcat)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v victoria-logs >/dev/null && [ ! -x "$(go env GOPATH)/bin/victoria-logs" ]; then
+  go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-logs@$VL_VERSION"
+fi
+echo "deps: chromium, kcat, etcdctl, victoria-logs ready"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# UI test: run the demo, open VictoriaLogs' log UI in headless Chromium and
+# check that a known line written by the demo is visible. The screenshot is
+# kept at .ci/artifacts/demo-ui.png (and the rendered page next to it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ART=.ci/artifacts
+mkdir -p "$ART"
+CHROME=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$CHROME" ]; then
+  echo "ui-test: Chromium is not installed (run scripts/deps.sh, or: apt-get install chromium)" >&2
+  exit 1
+fi
+trap 'scripts/demo-stop.sh >/dev/null 2>&1 || true' EXIT
+scripts/demo.sh
+
+# The demo's first application event is an error with a stack trace.
+KNOWN='ERROR request failed seq=0'
+URL='http://127.0.0.1:9428/select/vmui/#/?query=%22request%20failed%20seq%3D0%22&g0.range_input=1d'
+flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking
+       --disable-component-update --disable-sync --hide-scrollbars --window-size=1400,900 --virtual-time-budget=15000)
+found=
+for attempt in 1 2 3 4 5; do
+  profile=$(mktemp -d)
+  "$CHROME" "${flags[@]}" --user-data-dir="$profile" --dump-dom "$URL" >"$ART/demo-ui.html" 2>/dev/null || true
+  rm -rf "$profile"
+  # The line must be in a rendered log row, not just echoed in the query box.
+  if grep -q "vm-group-logs-row-content__msg\">[^<]*$KNOWN" "$ART/demo-ui.html" &&
+     grep -q 'IllegalStateException: cart is empty' "$ART/demo-ui.html"; then
+    found=1
+    break
+  fi
+  sleep 1
+done
+profile=$(mktemp -d)
+"$CHROME" "${flags[@]}" --user-data-dir="$profile" --screenshot="$ART/demo-ui.png" "$URL" >/dev/null 2>&1 || true
+rm -rf "$profile"
+if [ -z "$found" ]; then
+  echo "ui-test: FAIL: \"$KNOWN\" is not shown by the log UI (page saved in $ART/demo-ui.html)" >&2
+  exit 1
+fi
+echo "ui-test: OK: the log UI shows \"$KNOWN\" (screenshot: $ART/demo-ui.png)"
