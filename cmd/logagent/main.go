@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/logpipe/logpipe/internal/agent"
@@ -50,6 +51,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "logagent: %v\n", err)
 		return 2
 	}
+	tuneGC(cfg.Agent.MemoryLimit)
 	a, err := agent.New(cfg, agent.Options{Version: version}, log)
 	if err != nil {
 		log.WithError(err).Error("cannot start")
@@ -62,4 +64,18 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// tuneGC lets the heap grow to a soft limit below memory_limit before the
+// garbage collector works hard: at full speed most of the agent's memory is
+// short-lived events, and collecting them at the default pace costs a
+// quarter of its CPU. GOGC and GOMEMLIMIT in the environment still win.
+func tuneGC(limit int) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Leave room for what the runtime does not count (binary, stacks).
+		debug.SetMemoryLimit(int64(limit) * 3 / 4)
+	}
 }

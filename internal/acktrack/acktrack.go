@@ -49,6 +49,42 @@ func (t *Tracker) Emit(end int64, done bool) uint64 {
 	return seq
 }
 
+// EmitBatch registers several spans at once (one lock) and returns the
+// sequence number of the first; span i gets first+i. done[i] marks a span
+// without an event, as in Emit.
+func (t *Tracker) EmitBatch(ends []int64, done []bool) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	first := t.head + uint64(t.n)
+	for i, end := range ends {
+		if t.n == len(t.ring) {
+			t.grow()
+		}
+		seq := t.head + uint64(t.n)
+		t.ring[seq&uint64(len(t.ring)-1)] = pending{end: end, done: done[i]}
+		t.n++
+		t.read = end
+	}
+	t.advance()
+	return first
+}
+
+// AckBatch is Ack for several sequence numbers under one lock.
+func (t *Tracker) AckBatch(seqs []uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dead {
+		return
+	}
+	mask := uint64(len(t.ring) - 1)
+	for _, seq := range seqs {
+		if seq >= t.head && seq < t.head+uint64(t.n) {
+			t.ring[seq&mask].done = true
+		}
+	}
+	t.advance()
+}
+
 // grow doubles the ring. Caller holds mu.
 func (t *Tracker) grow() {
 	nr := make([]pending, 2*len(t.ring))
@@ -103,15 +139,17 @@ func (t *Tracker) Kill() {
 	t.mu.Unlock()
 }
 
-// Retract removes the last registered event, which could not be handed
-// on (its sender was stopping), so the resume position does not skip it.
+// Retract removes event seq and every event registered after it: they
+// could not be handed on (the sender was stopping), so the resume position
+// must not skip them. Sequence numbers already acknowledged and popped, or
+// not yet issued, are ignored.
 func (t *Tracker) Retract(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.n == 0 || seq != t.head+uint64(t.n)-1 {
+	if t.n == 0 || seq < t.head || seq >= t.head+uint64(t.n) {
 		return
 	}
-	t.n--
+	t.n = int(seq - t.head)
 	if t.n == 0 {
 		t.read = t.acked
 	} else {

@@ -303,8 +303,6 @@ func TestTrackerRetract(t *testing.T) {
 		s3 := tr.Emit(30, false)
 		tr.Retract(s3)
 		checkState(t, tr, 0, 20, 2)
-		tr.Retract(s1) // not the last: ignored
-		checkState(t, tr, 0, 20, 2)
 		tr.Retract(s3) // already retracted: ignored
 		checkState(t, tr, 0, 20, 2)
 
@@ -318,6 +316,18 @@ func TestTrackerRetract(t *testing.T) {
 		checkState(t, tr, 20, 35, 1)
 		tr.Ack(s3b)
 		checkState(t, tr, 35, 35, 0)
+	})
+	t.Run("from the middle drops the rest", func(t *testing.T) {
+		tr := New(0)
+		tr.Emit(10, false)
+		s2 := tr.Emit(20, false)
+		tr.Emit(21, true)
+		tr.Emit(30, false)
+		tr.Retract(s2)
+		checkState(t, tr, 0, 10, 1)
+		if s := tr.Emit(25, false); s != s2 {
+			t.Fatalf("seq after retract = %d, want %d", s, s2)
+		}
 	})
 	t.Run("only event restores acked", func(t *testing.T) {
 		tr := New(0)
@@ -445,4 +455,25 @@ func TestTrackerConcurrent(t *testing.T) {
 		t.Fatal(msg)
 	}
 	checkState(t, tr, last, last, 0)
+}
+
+func TestEmitAndAckBatch(t *testing.T) {
+	tr := New(100)
+	first := tr.EmitBatch([]int64{110, 111, 120, 130}, []bool{false, true, false, false})
+	if first != 0 {
+		t.Fatalf("first seq %d", first)
+	}
+	checkState(t, tr, 100, 130, 4)
+	tr.AckBatch([]uint64{first + 2, first + 3}) // out of order: prefix stays
+	checkState(t, tr, 100, 130, 4)
+	tr.AckBatch([]uint64{first, first + 99}) // unknown seq ignored
+	checkState(t, tr, 130, 130, 0)
+	next := tr.EmitBatch([]int64{140}, []bool{false})
+	if next != first+4 {
+		t.Fatalf("next seq %d", next)
+	}
+	// A batch of only spans without events advances at once.
+	tr.Ack(next)
+	tr.EmitBatch([]int64{141, 142}, []bool{true, true})
+	checkState(t, tr, 142, 142, 0)
 }

@@ -49,6 +49,9 @@ type Agent struct {
 	ScanInterval time.Duration
 	// ShutdownTimeout bounds the wait for in-flight events at exit.
 	ShutdownTimeout time.Duration
+	// MemoryLimit is the memory the agent aims to stay under (a soft limit
+	// for the Go runtime; the garbage collector works harder near it).
+	MemoryLimit int
 }
 
 // Log is [log].
@@ -130,6 +133,10 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	a.PollInterval = c.Duration("agent", "poll_interval", 250*time.Millisecond, 10*time.Millisecond, 10*time.Second)
 	a.ScanInterval = c.Duration("agent", "scan_interval", 2*time.Second, 100*time.Millisecond, 5*time.Minute)
 	a.ShutdownTimeout = c.Duration("agent", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
+	a.MemoryLimit = c.Int("agent", "memory_limit", 64<<20, 16<<20, 1<<40)
+	if k.BufferBytes > a.MemoryLimit/3 {
+		c.Fail("kafka", "buffer_bytes", "%d is more than a third of [agent] memory_limit (%d): raise memory_limit too", k.BufferBytes, a.MemoryLimit)
+	}
 	if a.IP != "" && !validIP(a.IP) {
 		c.Fail("agent", "ip", "%q is not an IP address", a.IP)
 	}

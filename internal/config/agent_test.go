@@ -165,6 +165,7 @@ func TestLoadAgentGood(t *testing.T) {
 			PollInterval:    100 * time.Millisecond,
 			ScanInterval:    5 * time.Second,
 			ShutdownTimeout: 20 * time.Second,
+			MemoryLimit:     256 << 20,
 		},
 		Log:  Log{Level: "debug", Format: "json"},
 		HTTP: HTTP{Addr: ":9732"},
@@ -236,6 +237,7 @@ func TestLoadAgentDefaults(t *testing.T) {
 				PollInterval:    250 * time.Millisecond,
 				ScanInterval:    2 * time.Second,
 				ShutdownTimeout: 10 * time.Second,
+				MemoryLimit:     64 << 20,
 			},
 			Log:  Log{Level: "info", Format: "text"},
 			HTTP: HTTP{Addr: "127.0.0.1:9731"},
@@ -278,7 +280,7 @@ func TestLoadAgentValues(t *testing.T) {
 		{"32MiB", 32 << 20}, {"32MB", 32 << 20}, {"32M", 32 << 20}, {"32 mib", 32 << 20},
 		{"65536", 64 << 10}, {"64KiB", 64 << 10}, {"64k", 64 << 10}, {"1GiB", 1 << 30}, {"1G", 1 << 30},
 	} {
-		f("[kafka]\nbuffer_bytes = "+tc.v+"\n", func(c *AgentConfig) (any, any) { return c.Kafka.BufferBytes, tc.want })
+		f("[kafka]\nbuffer_bytes = "+tc.v+"\n[agent]\nmemory_limit = 4GiB\n", func(c *AgentConfig) (any, any) { return c.Kafka.BufferBytes, tc.want })
 	}
 
 	for v, want := range map[string]sarama.CompressionCodec{

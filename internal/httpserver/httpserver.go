@@ -1,6 +1,7 @@
 // Package httpserver serves a daemon's operational endpoints: /metrics
-// from its own Prometheus registry, /healthz (the process is alive) and
-// /readyz (its dependencies are reachable), plus any extra handlers.
+// from its own Prometheus registry, /healthz (the process is alive),
+// /readyz (its dependencies are reachable), /debug/pprof, plus any extra
+// handlers.
 package httpserver
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -38,6 +40,12 @@ func New(addr string, gatherer prometheus.Gatherer, checks []Check, log *logrus.
 	s.mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	s.mux.HandleFunc("/readyz", s.ready)
+	// Profiles for operators (the listener is loopback by default).
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return s
 }
 

@@ -1,14 +1,22 @@
 // Package producer moves events from the tailers into Kafka with a sarama
 // AsyncProducer and reports every acknowledgement back to the event's
-// Acker. Memory is bounded twice: the channel by count (chan_max_size) and
-// everything between read and ack by bytes (buffer_bytes). A failed send is
-// retried with backoff until it succeeds; while Kafka is down the bounds
-// fill up and Send blocks, which pauses the tailers. Nothing is dropped.
+// Acker. Memory is bounded twice: the number of events queued or in flight
+// (chan_max_size) and their bytes (buffer_bytes), from read to ack. A
+// failed send is retried with backoff until it succeeds; while Kafka is
+// down the bounds fill up and Send blocks, which pauses the tailers.
+// Nothing is dropped.
+//
+// Events arrive in batches (one read of a file); the producer builds the
+// sarama messages, their headers and encoders for a whole batch in a few
+// allocations, and three goroutines keep the hot path free of selects: a
+// feeder that pushes messages into sarama, one that takes acknowledgements
+// and one that schedules retries.
 package producer
 
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,17 +44,23 @@ type Producer struct {
 	cfg    Config
 	log    *logrus.Entry
 	thr    *logging.Throttle
-	ch     chan *record.Event
-	budget *semaphore.Weighted
+	ch     chan *record.Batch
+	bytes  *semaphore.Weighted // event value bytes, read to ack
+	events *semaphore.Weighted // events, read to ack
 	max    int64
 	ready  atomic.Bool
 	m      *metrics
+
+	inflight atomic.Int64 // messages handed to sarama, not yet acked
 }
 
 type metrics struct {
 	sent, acked, failed, retried prometheus.Counter
-	inflight, bufBytes           prometheus.Gauge
-	queue, up                    prometheus.GaugeFunc
+	inflight, bufBytes, queue    prometheus.GaugeFunc
+	up                           prometheus.GaugeFunc
+	latency                      prometheus.Histogram
+	queued                       atomic.Int64 // events in the channel
+	buffered                     atomic.Int64 // bytes between read and ack
 }
 
 // New returns a producer; call Run, and Send from the tailers.
@@ -58,29 +72,32 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		cfg:    cfg,
 		log:    log.WithField("component", "producer"),
 		thr:    logging.NewThrottle(10 * time.Second),
-		ch:     make(chan *record.Event, cfg.Kafka.ChanMaxSize),
-		budget: semaphore.NewWeighted(int64(cfg.Kafka.BufferBytes)),
+		ch:     make(chan *record.Batch, max(cfg.Kafka.ChanMaxSize/16, 16)),
+		bytes:  semaphore.NewWeighted(int64(cfg.Kafka.BufferBytes)),
+		events: semaphore.NewWeighted(int64(cfg.Kafka.ChanMaxSize)),
 		max:    int64(cfg.Kafka.BufferBytes),
+		m:      &metrics{},
 	}
-	p.m = &metrics{
-		sent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_sent_total", Help: "Events handed to the Kafka producer (re-sends included)."}),
-		acked:    prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_acked_total", Help: "Events acknowledged by Kafka."}),
-		failed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_failed_total", Help: "Send attempts that failed (each is retried)."}),
-		retried:  prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_retried_total", Help: "Events re-sent after a failure."}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_events_inflight", Help: "Events sent to Kafka and not yet acknowledged."}),
-		bufBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_buffer_bytes", Help: "Bytes of events between read and Kafka ack."}),
-		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_queue_length", Help: "Events waiting in the channel to the producer."},
-			func() float64 { return float64(len(p.ch)) }),
-		up: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_kafka_up", Help: "1 while connected to Kafka and the last send succeeded."},
-			func() float64 {
-				if p.ready.Load() {
-					return 1
-				}
-				return 0
-			}),
+	gauge := func(name, help string, f func() float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
+	p.m.sent = prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_sent_total", Help: "Events handed to the Kafka producer (re-sends included)."})
+	p.m.acked = prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_acked_total", Help: "Events acknowledged by Kafka."})
+	p.m.failed = prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_failed_total", Help: "Send attempts that failed (each is retried)."})
+	p.m.retried = prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_retried_total", Help: "Events re-sent after a failure."})
+	p.m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "logagent_ack_latency_seconds",
+		Help: "From a line being read to Kafka acknowledging it (one ack in 8 is timed).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)})
+	p.m.inflight = gauge("logagent_events_inflight", "Events sent to Kafka and not yet acknowledged.", func() float64 { return float64(p.inflight.Load()) })
+	p.m.bufBytes = gauge("logagent_buffer_bytes", "Bytes of events between read and Kafka ack.", func() float64 { return float64(p.m.buffered.Load()) })
+	p.m.queue = gauge("logagent_queue_length", "Events waiting in the channel to the producer.", func() float64 { return float64(p.m.queued.Load()) })
+	p.m.up = gauge("logagent_kafka_up", "1 while connected to Kafka and the last send succeeded.", func() float64 {
+		if p.ready.Load() {
+			return 1
+		}
+		return 0
+	})
 	if reg != nil {
-		reg.MustRegister(p.m.sent, p.m.acked, p.m.failed, p.m.retried, p.m.inflight, p.m.bufBytes, p.m.queue, p.m.up)
+		reg.MustRegister(p.m.sent, p.m.acked, p.m.failed, p.m.retried, p.m.inflight, p.m.bufBytes, p.m.queue, p.m.up, p.m.latency)
 	}
 	return p
 }
@@ -89,22 +106,32 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 // (if any) succeeded.
 func (p *Producer) Ready() bool { return p.ready.Load() }
 
-func (p *Producer) cost(ev *record.Event) int64 {
-	return min(int64(len(ev.Value))+64, p.max)
+func (p *Producer) cost(b *record.Batch) int64 {
+	return min(int64(b.Bytes)+64*int64(len(b.Events)), p.max)
 }
 
-// Send queues ev, blocking while the channel or the byte budget is full.
-func (p *Producer) Send(ctx context.Context, ev *record.Event) error {
-	n := p.cost(ev)
-	if err := p.budget.Acquire(ctx, n); err != nil {
+func (p *Producer) eventCost(b *record.Batch) int64 {
+	return min(int64(len(b.Events)), int64(p.cfg.Kafka.ChanMaxSize))
+}
+
+// Send queues a batch, blocking while the event or byte bound is reached.
+func (p *Producer) Send(ctx context.Context, b *record.Batch) error {
+	n, e := p.cost(b), p.eventCost(b)
+	if err := p.events.Acquire(ctx, e); err != nil {
+		return err
+	}
+	if err := p.bytes.Acquire(ctx, n); err != nil {
+		p.events.Release(e)
 		return err
 	}
 	select {
-	case p.ch <- ev:
-		p.m.bufBytes.Add(float64(n))
+	case p.ch <- b:
+		p.m.buffered.Add(n)
+		p.m.queued.Add(int64(len(b.Events)))
 		return nil
 	case <-ctx.Done():
-		p.budget.Release(n)
+		p.bytes.Release(n)
+		p.events.Release(e)
 		return ctx.Err()
 	}
 }
@@ -118,7 +145,7 @@ func (p *Producer) saramaConfig() *sarama.Config {
 	c.Producer.Compression = k.Compression
 	c.Producer.Return.Successes = true
 	c.Producer.Return.Errors = true
-	c.Producer.Partitioner = sarama.NewHashPartitioner
+	c.Producer.Partitioner = newPathPartitioner
 	c.Producer.Flush.Frequency = k.FlushInterval
 	c.Producer.Flush.Bytes = k.FlushBytes
 	c.Producer.MaxMessageBytes = max(p.cfg.MaxRecordBytes, 1<<20)
@@ -131,15 +158,24 @@ func (p *Producer) saramaConfig() *sarama.Config {
 	c.Net.DialTimeout = 5 * time.Second
 	c.Net.ReadTimeout = 15 * time.Second
 	c.Net.WriteTimeout = 15 * time.Second
-	c.ChannelBufferSize = 1024
+	c.Net.MaxOpenRequests = 5
+	c.ChannelBufferSize = 4096
 	return c
 }
 
-// retry is a failed message waiting for its next attempt.
-type retry struct {
+// flight is what sarama carries for one message: the event, and the batch
+// it came from (the bounds are released per batch, when its last event is
+// acknowledged).
+type flight struct {
 	ev       *record.Event
+	batch    *batchState
 	attempts int
-	due      time.Time
+}
+
+type batchState struct {
+	left   atomic.Int64
+	bytes  int64
+	events int64
 }
 
 // Run sends until ctx ends, then waits up to ShutdownTimeout for events in
@@ -166,152 +202,286 @@ func (p *Producer) Run(ctx context.Context) error {
 	p.log.WithField("brokers", p.cfg.Kafka.Brokers).Info("connected to Kafka")
 	p.ready.Store(true)
 	defer p.ready.Store(false)
-	return p.loop(ctx, ap)
-}
 
-func (p *Producer) loop(ctx context.Context, ap sarama.AsyncProducer) error {
-	var (
-		inflight    int
-		maxInflight = p.cfg.Kafka.ChanMaxSize
-		attempts    = map[*record.Event]int{}
-		retries     []retry         // failed, waiting for their due time
-		due         []*record.Event // failed and due: sent before new events
-		next        *sarama.ProducerMessage
-		timer       = time.NewTimer(time.Hour)
-		draining    bool
-		deadline    <-chan time.Time
-		in          = p.ch
-	)
-	defer timer.Stop()
-	armTimer := func() {
-		if len(retries) == 0 {
-			return
-		}
-		timer.Reset(max(time.Until(retries[0].due), 0))
-	}
-	done := func(ev *record.Event) {
-		inflight--
-		p.m.inflight.Dec()
-		n := p.cost(ev)
-		p.budget.Release(n)
-		p.m.bufBytes.Sub(float64(n))
-	}
-	for {
-		if draining && inflight == 0 {
-			break
-		}
-		if next == nil && len(due) > 0 {
-			next = message(due[0])
-			due[0] = nil
-			due = due[1:]
-			p.m.retried.Inc()
-		}
-		// Take a new event only when nothing waits to go into sarama.
-		var input chan<- *sarama.ProducerMessage
-		var take <-chan *record.Event
-		if next != nil {
-			input = ap.Input()
-		} else if !draining && inflight < maxInflight {
-			take = in
-		}
-		select {
-		case ev := <-take:
-			inflight++
-			p.m.inflight.Inc()
-			next = message(ev)
-		case input <- next:
-			p.m.sent.Inc()
-			next = nil
-		case msg := <-ap.Successes():
-			ev := msg.Metadata.(*record.Event)
-			ev.Acker.Ack(ev.Seq)
-			if len(attempts) > 0 {
-				delete(attempts, ev)
+	retries := make(chan *sarama.ProducerMessage, 1024)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.acks(ap) }()
+	go func() { defer wg.Done(); p.failures(ap, retries) }()
+	p.feed(ctx, ap, retries)
+
+	// Drain: wait for what is in flight, bounded.
+	if n := p.inflight.Load(); n > 0 {
+		p.log.WithField("inflight", n).Info("waiting for Kafka to acknowledge in-flight events")
+		deadline := time.Now().Add(p.cfg.ShutdownTimeout)
+		for p.inflight.Load() > 0 && time.Now().Before(deadline) {
+			// Keep re-sending retries that come due meanwhile.
+			select {
+			case m := <-retries:
+				p.m.retried.Inc()
+				select {
+				case ap.Input() <- m:
+				case <-time.After(time.Until(deadline)):
+				}
+			case <-time.After(10 * time.Millisecond):
 			}
-			p.m.acked.Inc()
-			p.ready.Store(true)
-			done(ev)
-		case perr := <-ap.Errors():
-			ev := perr.Msg.Metadata.(*record.Event)
-			p.m.failed.Inc()
-			p.ready.Store(false)
-			n := attempts[ev] + 1
-			attempts[ev] = n
-			b := backoff.Backoff{Min: 200 * time.Millisecond, Max: p.cfg.Kafka.RetryBackoffMax}
-			for i := 1; i < n; i++ {
-				b.Next()
-			}
-			retries = insertRetry(retries, retry{ev: ev, attempts: n, due: time.Now().Add(b.Next())})
-			armTimer()
-			p.thr.Log("send", p.log.WithError(perr.Err).WithField("topic", ev.Source.Topic), logrus.WarnLevel, "sending to Kafka failed; retrying with backoff")
-		case <-timer.C:
-			now := time.Now()
-			for len(retries) > 0 && !retries[0].due.After(now) {
-				due = append(due, retries[0].ev)
-				retries = retries[1:]
-			}
-			armTimer()
-		case <-ctx.Done():
-			ctx = context.Background() // only once
-			draining = true
-			deadline = time.After(p.cfg.ShutdownTimeout)
-			if inflight > 0 {
-				p.log.WithField("inflight", inflight).Info("waiting for Kafka to acknowledge in-flight events")
-			}
-		case <-deadline:
-			p.log.WithField("inflight", inflight).Warn("shutdown timeout: in-flight events not acknowledged; they will be read again after restart")
-			draining, inflight = true, 0
+		}
+		if n := p.inflight.Load(); n > 0 {
+			p.log.WithField("inflight", n).Warn("shutdown timeout: in-flight events not acknowledged; they will be read again after restart")
 		}
 	}
-	p.close(ap)
+	ap.AsyncClose()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.log.Warn("Kafka producer did not close in time")
+	}
 	return nil
 }
 
-func insertRetry(rs []retry, r retry) []retry {
-	i := len(rs)
-	for i > 0 && rs[i-1].due.After(r.due) {
-		i--
-	}
-	rs = append(rs, retry{})
-	copy(rs[i+1:], rs[i:])
-	rs[i] = r
-	return rs
-}
-
-// close shuts sarama down without waiting for retries that can no longer
-// matter: everything unacknowledged is re-read after restart.
-func (p *Producer) close(ap sarama.AsyncProducer) {
-	ap.AsyncClose()
-	timeout := time.After(5 * time.Second)
-	succ, errs := ap.Successes(), ap.Errors()
-	for succ != nil || errs != nil {
+// feed turns batches into sarama messages until ctx ends. Retries go in
+// before new batches.
+func (p *Producer) feed(ctx context.Context, ap sarama.AsyncProducer, retries <-chan *sarama.ProducerMessage) {
+	input := ap.Input()
+	for {
 		select {
-		case msg, ok := <-succ:
-			if !ok {
-				succ = nil
-				continue
-			}
-			ev := msg.Metadata.(*record.Event)
-			ev.Acker.Ack(ev.Seq)
-			p.m.acked.Inc()
-		case _, ok := <-errs:
-			if !ok {
-				errs = nil
-			}
-		case <-timeout:
-			p.log.Warn("Kafka producer did not close in time")
+		case <-ctx.Done():
 			return
+		case m := <-retries:
+			p.m.retried.Inc()
+			select {
+			case input <- m:
+			case <-ctx.Done():
+				return
+			}
+		case b := <-p.ch:
+			p.m.queued.Add(-int64(len(b.Events)))
+			msgs := p.messages(b)
+			p.inflight.Add(int64(len(msgs)))
+			for i := range msgs {
+				select { // fast path: sarama has room (no full select per message)
+				case input <- &msgs[i]:
+					continue
+				default:
+				}
+				select {
+				case input <- &msgs[i]:
+				case <-ctx.Done():
+					// Never handed over: not in flight, never acked.
+					p.inflight.Add(-int64(len(msgs) - i))
+					return
+				}
+			}
+			p.m.sent.Add(float64(len(msgs)))
 		}
 	}
 }
 
-func message(ev *record.Event) *sarama.ProducerMessage {
-	return &sarama.ProducerMessage{
-		Topic:     ev.Source.Topic,
-		Key:       sarama.ByteEncoder(ev.Source.Key()),
-		Value:     sarama.ByteEncoder(ev.Value),
-		Headers:   ev.Headers(),
-		Timestamp: ev.Time,
-		Metadata:  ev,
+// messages builds the sarama messages of a batch in a handful of
+// allocations.
+func (p *Producer) messages(b *record.Batch) []sarama.ProducerMessage {
+	n := len(b.Events)
+	st := &batchState{bytes: p.cost(b), events: p.eventCost(b)}
+	st.left.Store(int64(n))
+	msgs := make([]sarama.ProducerMessage, n)
+	flights := make([]flight, n)
+	vals := make([]sarama.ByteEncoder, n)
+	hdrs := make([]sarama.RecordHeader, 0, n*record.MaxHeaders)
+	buf := make([]byte, 0, n*56)
+	for i := range b.Events {
+		ev := &b.Events[i]
+		start := len(hdrs)
+		hdrs, buf = ev.AppendHeaders(hdrs, buf)
+		vals[i] = ev.Value
+		flights[i] = flight{ev: ev, batch: st}
+		msgs[i] = sarama.ProducerMessage{
+			Topic:     ev.Source.Topic,
+			Key:       ev.Source.KeyEncoder(),
+			Value:     &vals[i],
+			Headers:   hdrs[start:len(hdrs):len(hdrs)],
+			Timestamp: ev.Time,
+			Metadata:  &flights[i],
+		}
+	}
+	return msgs
+}
+
+// latencySample is how often an ack is timed for the latency histogram.
+const latencySample = 8
+
+// batchAcker is an Acker that takes several acknowledgements at once.
+type batchAcker interface {
+	AckBatch(seqs []uint64)
+}
+
+// acks reports acknowledgements to the trackers and releases the bounds.
+// Consecutive acks for one file are handed over together.
+func (p *Producer) acks(ap sarama.AsyncProducer) {
+	var (
+		acked, n int
+		cur      record.Acker
+		seqs     = make([]uint64, 0, 256)
+	)
+	flushAcks := func() {
+		switch a := cur.(type) {
+		case nil:
+		case batchAcker:
+			a.AckBatch(seqs)
+		default:
+			for _, s := range seqs {
+				a.Ack(s)
+			}
+		}
+		seqs = seqs[:0]
+	}
+	for m := range ap.Successes() {
+		f := m.Metadata.(*flight)
+		if f.ev.Acker != cur || len(seqs) == cap(seqs) {
+			flushAcks()
+			cur = f.ev.Acker
+		}
+		seqs = append(seqs, f.ev.Seq)
+		if len(ap.Successes()) == 0 {
+			flushAcks()
+		}
+		if n++; n%latencySample == 0 {
+			p.m.latency.Observe(time.Since(f.ev.Time).Seconds())
+		}
+		p.inflight.Add(-1)
+		if f.batch.left.Add(-1) == 0 {
+			p.bytes.Release(f.batch.bytes)
+			p.events.Release(f.batch.events)
+			p.m.buffered.Add(-f.batch.bytes)
+		}
+		acked++
+		if len(ap.Successes()) == 0 || acked >= 1024 {
+			p.m.acked.Add(float64(acked))
+			acked = 0
+			p.ready.Store(true)
+		}
+	}
+	flushAcks()
+	p.m.acked.Add(float64(acked))
+}
+
+// failures schedules each failed message for a re-send after a backoff
+// that grows with its attempts. It never blocks on the retry channel (the
+// feeder may itself be waiting on sarama, which waits for this loop to read
+// its errors); due messages that do not fit wait for the next tick.
+func (p *Producer) failures(ap sarama.AsyncProducer, retries chan<- *sarama.ProducerMessage) {
+	var q dueQueue
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	arm := func() {
+		if len(q) > 0 {
+			timer.Reset(max(time.Until(q[0].due), 0))
+		}
+	}
+	errs := ap.Errors()
+	for {
+		select {
+		case perr, ok := <-errs:
+			if !ok {
+				return // closing: what is queued was never acked and is read again after restart
+			}
+			f := perr.Msg.Metadata.(*flight)
+			f.attempts++
+			p.m.failed.Inc()
+			p.ready.Store(false)
+			p.thr.Log("send", p.log.WithError(perr.Err).WithField("topic", f.ev.Source.Topic), logrus.WarnLevel, "sending to Kafka failed; retrying with backoff")
+			b := backoff.Backoff{Min: 200 * time.Millisecond, Max: p.cfg.Kafka.RetryBackoffMax}
+			for i := 1; i < f.attempts; i++ {
+				b.Next()
+			}
+			q.push(dueMsg{due: time.Now().Add(b.Next()), m: resend(perr.Msg)})
+			arm()
+		case <-timer.C:
+			now := time.Now()
+		move:
+			for len(q) > 0 && !q[0].due.After(now) {
+				select {
+				case retries <- q[0].m:
+					q.pop()
+				default:
+					timer.Reset(10 * time.Millisecond)
+					break move
+				}
+			}
+			if len(q) > 0 && q[0].due.After(now) {
+				arm()
+			}
+		}
 	}
 }
+
+type dueMsg struct {
+	due time.Time
+	m   *sarama.ProducerMessage
+}
+
+// dueQueue is a min-heap by due time.
+type dueQueue []dueMsg
+
+func (q *dueQueue) push(d dueMsg) {
+	*q = append(*q, d)
+	h := *q
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h[i].due.Before(h[parent].due) {
+			break
+		}
+		h[i], h[parent] = h[parent], h[i]
+		i = parent
+	}
+}
+
+func (q *dueQueue) pop() {
+	h := *q
+	n := len(h) - 1
+	h[0] = h[n]
+	h[n] = dueMsg{}
+	h = h[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && h[l].due.Before(h[m].due) {
+			m = l
+		}
+		if r < n && h[r].due.Before(h[m].due) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	*q = h
+}
+
+// resend copies a failed message; sarama's own bookkeeping in the old one
+// must not be reused.
+func resend(m *sarama.ProducerMessage) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Timestamp: m.Timestamp, Metadata: m.Metadata}
+}
+
+// pathPartitioner sends every line of a file to one partition (so a file
+// stays in order) like sarama's hash partitioner on the key, but hashes
+// each file's path once instead of once per message.
+type pathPartitioner struct {
+	fallback sarama.Partitioner
+}
+
+func newPathPartitioner(topic string) sarama.Partitioner {
+	return &pathPartitioner{fallback: sarama.NewHashPartitioner(topic)}
+}
+
+func (p *pathPartitioner) Partition(m *sarama.ProducerMessage, n int32) (int32, error) {
+	if f, ok := m.Metadata.(*flight); ok {
+		return int32(f.ev.Source.KeyHash() % uint32(n)), nil
+	}
+	return p.fallback.Partition(m, n)
+}
+
+func (p *pathPartitioner) RequiresConsistency() bool { return true }

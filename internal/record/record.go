@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -120,12 +121,21 @@ type Source struct {
 	Fields map[string]string
 
 	key    []byte
+	keyEnc sarama.Encoder
+	hash   uint32
 	static []sarama.RecordHeader
+	// names of the per-event headers, allocated once per source
+	offKey, idKey, flagKey []byte
 }
 
 // NewSource builds a Source and pre-encodes its constant headers.
 func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
-	s := &Source{Topic: topic, Path: path, Host: host, IP: ip, Fields: fields, key: []byte(path)}
+	s := &Source{Topic: topic, Path: path, Host: host, IP: ip, Fields: fields, key: []byte(path),
+		offKey: []byte(HeaderOffset), idKey: []byte(HeaderEventID), flagKey: []byte(HeaderFlags)}
+	s.keyEnc = sarama.ByteEncoder(s.key)
+	h := fnv.New32a()
+	h.Write(s.key)
+	s.hash = h.Sum32()
 	s.static = []sarama.RecordHeader{
 		{Key: []byte(HeaderHostName), Value: []byte(host)},
 		{Key: []byte(HeaderHostIP), Value: []byte(ip)},
@@ -141,6 +151,13 @@ func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
 // Key is the record key: the file path, so one file's lines stay in order
 // in one partition.
 func (s *Source) Key() []byte { return s.key }
+
+// KeyHash is the FNV-1a hash of Key, as sarama's hash partitioner uses
+// it, computed once.
+func (s *Source) KeyHash() uint32 { return s.hash }
+
+// KeyEncoder is Key as a sarama.Encoder, built once.
+func (s *Source) KeyEncoder() sarama.Encoder { return s.keyEnc }
 
 // Acker is told when the event with a given sequence number is durably in
 // Kafka. The agent's registry implements it.
@@ -166,21 +183,40 @@ type Event struct {
 
 // Headers encodes the record headers of e.
 func (e *Event) Headers() []sarama.RecordHeader {
-	st := e.Source.static
-	h := make([]sarama.RecordHeader, len(st), len(st)+3)
-	copy(h, st)
-	buf := make([]byte, 0, 72)
+	h, _ := e.AppendHeaders(nil, nil)
+	return h
+}
+
+// MaxHeaders is the most headers AppendHeaders adds for one event.
+const MaxHeaders = 7
+
+// AppendHeaders appends e's record headers to dst, their variable values
+// to buf, and returns both, so a batch of events can share two
+// allocations. Earlier headers stay valid if buf grows.
+func (e *Event) AppendHeaders(dst []sarama.RecordHeader, buf []byte) ([]sarama.RecordHeader, []byte) {
+	s := e.Source
+	dst = append(dst, s.static...)
+	start := len(buf)
 	buf = strconv.AppendInt(buf, e.Offset, 10)
-	n := len(buf)
+	mid := len(buf)
 	buf = AppendEventID(buf, e.Instance, e.Offset)
-	h = append(h,
-		sarama.RecordHeader{Key: []byte(HeaderOffset), Value: buf[:n:n]},
-		sarama.RecordHeader{Key: []byte(HeaderEventID), Value: buf[n:]},
+	end := len(buf)
+	dst = append(dst,
+		sarama.RecordHeader{Key: s.offKey, Value: buf[start:mid:mid]},
+		sarama.RecordHeader{Key: s.idKey, Value: buf[mid:end:end]},
 	)
 	if e.Flags != 0 {
-		h = append(h, sarama.RecordHeader{Key: []byte(HeaderFlags), Value: []byte(e.Flags.String())})
+		dst = append(dst, sarama.RecordHeader{Key: s.flagKey, Value: []byte(e.Flags.String())})
 	}
-	return h
+	return dst, buf
+}
+
+// Batch is events read together from one file, handed to the producer in
+// one go. Its slices belong to the producer once sent.
+type Batch struct {
+	Events []Event
+	// Bytes is the sum of the values' lengths.
+	Bytes int
 }
 
 // Meta is what the transfer reads back from a record's headers. Fields

@@ -472,6 +472,13 @@ func (h *Handle) Emit(end int64) (record.Acker, uint64) {
 	return tr, tr.Emit(end, false)
 }
 
+// EmitBatch registers several spans (see acktrack.Tracker.EmitBatch) and
+// returns the acker and the first sequence number.
+func (h *Handle) EmitBatch(ends []int64, done []bool) (record.Acker, uint64) {
+	tr := h.s.tr
+	return tr, tr.EmitBatch(ends, done)
+}
+
 // Skip advances past bytes that produce no event (blank lines).
 func (h *Handle) Skip(end int64) { h.s.tr.Emit(end, true) }
 

@@ -39,7 +39,16 @@ type reader struct {
 	carry      []byte
 	carrySplit bool
 	ml         *joiner
+	// batch collects events until the end of a read (or maxBatch), then
+	// goes to the sink in one Send.
+	batch    *record.Batch
+	ends     []int64 // end offset of every span read since the last flush
+	dones    []bool  // whether the span has no event (blank line)
+	batchCap int     // estimated events in the current read
 }
+
+// maxBatch bounds the events handed to the sink at once.
+const maxBatch = 1024
 
 // fileKey returns the identity of an open file.
 func fileKey(fi os.FileInfo, topic string) (registry.Key, bool) {
@@ -114,14 +123,26 @@ func (r *reader) readAvailable(ctx context.Context, size int64) error {
 			return nil // shrank under us; the caller re-checks
 		}
 		r.t.m.BytesRead.Add(float64(n))
+		r.batchCap = min(maxBatch, max(8, n/r.avgLine()))
 		data := chunk[:len(r.carry)+n]
 		base := r.pos - int64(len(r.carry))
 		r.pos += int64(n)
 		if err := r.process(data, base, time.Now()); err != nil {
 			return err
 		}
+		if err := r.flush(); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// avgLine guesses the line length of this file for sizing batches.
+func (r *reader) avgLine() int {
+	if r.ml != nil {
+		return 256
+	}
+	return 128
 }
 
 // process splits data (file bytes from base) into lines; the unterminated
@@ -195,32 +216,70 @@ func (r *reader) emitter(now time.Time) emitFunc {
 	}
 }
 
-// emit registers the event with the registry and hands it to the sink. An
-// empty line produces no event but still moves the offset.
+// emit adds an event for file bytes [start, end) to the batch; a full
+// batch goes to the sink. An empty line produces no event but its bytes
+// still count as done.
 func (r *reader) emit(val []byte, start, end int64, f record.Flags, now time.Time) error {
 	if len(val) == 0 {
-		r.h.Skip(end)
+		r.ends = append(r.ends, end)
+		r.dones = append(r.dones, true)
 		return nil
 	}
-	acker, seq := r.h.Emit(end)
-	ev := &record.Event{
+	if r.batch == nil {
+		r.batch = &record.Batch{Events: make([]record.Event, 0, r.batchCap)}
+	}
+	r.batch.Events = append(r.batch.Events, record.Event{
 		Source:   r.t.cfg.Source,
 		Value:    val,
 		Offset:   start,
 		Instance: r.inst,
 		Flags:    f,
 		Time:     now,
-		Acker:    acker,
-		Seq:      seq,
-	}
-	if err := r.t.sink.Send(r.t.ctx, ev); err != nil {
-		r.h.Retract(seq)
-		return err
-	}
+		Seq:      uint64(len(r.ends)), // position; made absolute at flush
+	})
+	r.ends = append(r.ends, end)
+	r.dones = append(r.dones, false)
+	r.batch.Bytes += len(val)
 	if f&record.Multiline != 0 {
 		r.t.m.Multiline.Inc()
 	}
+	if len(r.batch.Events) >= maxBatch {
+		return r.flush()
+	}
 	return nil
+}
+
+// flush registers what was read with the registry (in one call) and hands
+// the batch to the sink. If the sink refuses (the tailer is stopping), the
+// batch is retracted from the registry so that whoever resumes the file
+// reads it again. Until flush, nothing read counts as read.
+func (r *reader) flush() error {
+	if len(r.ends) == 0 {
+		return nil
+	}
+	acker, first := r.h.EmitBatch(r.ends, r.dones)
+	r.ends, r.dones = r.ends[:0], r.dones[:0]
+	b := r.batch
+	r.batch = nil
+	if b == nil {
+		return nil // only blank lines
+	}
+	for i := range b.Events {
+		b.Events[i].Acker = acker
+		b.Events[i].Seq += first
+	}
+	if err := r.t.sink.Send(r.t.ctx, b); err != nil {
+		r.h.Retract(first)
+		return err
+	}
+	return nil
+}
+
+// discard drops what was read but not flushed (the reader is being
+// abandoned; it was never registered, so a successor reads it again).
+func (r *reader) discard() {
+	r.batch = nil
+	r.ends, r.dones = r.ends[:0], r.dones[:0]
 }
 
 // finish sends what is left of a file that will not grow any more: the
@@ -234,9 +293,11 @@ func (r *reader) finish(now time.Time) error {
 		r.carry = nil
 	}
 	if r.ml != nil {
-		return r.ml.flush(r.emitter(now))
+		if err := r.ml.flush(r.emitter(now)); err != nil {
+			return err
+		}
 	}
-	return nil
+	return r.flush()
 }
 
 func trimCR(b []byte) []byte {

@@ -38,10 +38,11 @@ import (
 	"github.com/logpipe/logpipe/internal/registry"
 )
 
-// Sink takes events; Send blocks while the pipeline is full (that is the
-// backpressure that pauses reading) and fails only when ctx ends.
+// Sink takes batches of events; Send blocks while the pipeline is full
+// (that is the backpressure that pauses reading) and fails only when ctx
+// ends.
 type Sink interface {
-	Send(ctx context.Context, ev *record.Event) error
+	Send(ctx context.Context, b *record.Batch) error
 }
 
 // Config is one tailer's job.
@@ -262,6 +263,7 @@ func (t *Tailer) startGeneration(r *reader, off int64) error {
 			n = 0
 		}
 	}
+	r.discard() // events of the old generation never sent (normally none)
 	if err := r.h.Start(off, n, fp); err != nil {
 		return err
 	}
@@ -281,6 +283,7 @@ func (t *Tailer) follow(r *reader) (gone, rotated bool, err error) {
 	handed := false
 	defer func() {
 		if !handed {
+			r.discard()
 			r.f.Close()
 			r.h.Release()
 		}
@@ -316,6 +319,9 @@ func (t *Tailer) follow(r *reader) (gone, rotated bool, err error) {
 		now := time.Now()
 		if r.ml != nil && r.ml.expired(now) {
 			if err := r.ml.flush(r.emitter(now)); err != nil {
+				return false, false, err
+			}
+			if err := r.flush(); err != nil {
 				return false, false, err
 			}
 		}
@@ -377,6 +383,7 @@ func (t *Tailer) drain(r *reader) {
 			t.log.WithError(err).Warn("sending the end of a rotated file")
 		}
 	}
+	r.discard()
 	if fi, err := r.f.Stat(); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
 			r.h.Forget()

@@ -25,11 +25,14 @@ type sink struct {
 	evs []*record.Event
 }
 
-func (s *sink) Send(_ context.Context, ev *record.Event) error {
-	s.mu.Lock()
-	s.evs = append(s.evs, ev)
-	s.mu.Unlock()
-	ev.Acker.Ack(ev.Seq)
+func (s *sink) Send(_ context.Context, b *record.Batch) error {
+	for i := range b.Events {
+		ev := &b.Events[i]
+		s.mu.Lock()
+		s.evs = append(s.evs, ev)
+		s.mu.Unlock()
+		ev.Acker.Ack(ev.Seq)
+	}
 	return nil
 }
 

@@ -1,0 +1,790 @@
+// Command bench measures the pipeline the way an operator would judge it:
+// the real logagent and logtransfer binaries run as processes against an
+// in-process Kafka-protocol broker (kfake) and a minimal bulk sink that
+// only parses and acknowledges, with the shipped default settings. It
+// prints one table (medians of -runs runs) and writes it to -out.
+//
+//	go run ./scripts/bench            # or: make bench
+//
+// Scenarios:
+//
+//	kcat -P          the generated file into the broker with librdkafka (reference)
+//	agent file→kafka the same file through logagent (acks=all, registry on)
+//	agent 1000 idle  CPU and RSS with 1,000 tailed files that do not grow
+//	agent 100 files  100 files written at 1k lines/s each: keeps up? p99 read→ack
+//	transfer         records from the broker into the sink, offsets committed after ack
+//	end to end       10k lines/s appended → documents acknowledged by the sink
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+var (
+	runs      = flag.Int("runs", 3, "runs per scenario (the table shows medians)")
+	lines     = flag.Int("lines", 5_000_000, "lines in the generated file")
+	lineSize  = flag.Int("size", 200, "bytes per line, newline included")
+	out       = flag.String("out", "scripts/bench/RESULTS.md", "where to write the table")
+	only      = flag.String("only", "", "comma-separated scenario names to run (kcat,agent,idle,many,transfer,e2e); empty: all")
+	binDir    = flag.String("bin", "bin", "directory with logagent and logtransfer (built by make build)")
+	transferN = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
+	keep      = flag.Bool("keep", false, "keep the work directory")
+	agentEnv  = flag.String("agent-env", "", "extra environment for logagent, e.g. GOGC=200 (experiments; the table is meant for defaults)")
+)
+
+type result struct {
+	name       string
+	seconds    float64 // wall time of the measured part
+	bytes      float64
+	lines      float64
+	cpu        float64 // CPU seconds of the measured process
+	rss        float64 // peak RSS bytes
+	p50, p99   float64 // seconds; NaN if not measured
+	cpuPercent float64 // for idle: % of one core; NaN otherwise
+	note       string
+}
+
+func main() {
+	flag.Parse()
+	work, err := os.MkdirTemp("", "logpipe-bench")
+	check(err)
+	if !*keep {
+		defer os.RemoveAll(work)
+	}
+	want := func(s string) bool { return *only == "" || strings.Contains(","+*only+",", ","+s+",") }
+	b := &bench{work: work}
+	b.startEtcd()
+	defer b.etcd.Close()
+
+	var rows [][]result
+	var kcat []result
+	if want("kcat") || want("agent") {
+		b.genFile()
+	}
+	if want("kcat") {
+		kcat = repeat("kcat -P (librdkafka)", b.kcat)
+		rows = append(rows, kcat)
+	}
+	if want("agent") {
+		rows = append(rows, repeat("agent file→kafka", b.agentFile))
+	}
+	if want("idle") {
+		rows = append(rows, repeat("agent 1000 idle files", b.agentIdle))
+	}
+	if want("many") {
+		rows = append(rows, repeat("agent 100 files × 1k/s", b.agentMany))
+	}
+	if want("transfer") {
+		rows = append(rows, repeat("transfer kafka→bulk sink", b.transfer))
+	}
+	if want("e2e") {
+		rows = append(rows, repeat("end to end 10k lines/s", b.endToEnd))
+	}
+	table := render(rows, kcat)
+	fmt.Print(table)
+	if *out != "" {
+		check(os.WriteFile(*out, []byte(table), 0o644))
+		fmt.Println("written to", *out)
+	}
+}
+
+func repeat(name string, f func(run int) result) []result {
+	var rs []result
+	for i := 0; i < *runs; i++ {
+		r := f(i)
+		r.name = name
+		fmt.Fprintf(os.Stderr, "  %-28s run %d: %.2fs %.1f MB/s %.0f lines/s cpu %.2fs rss %.1f MB %s\n", name, i+1, r.seconds,
+			r.bytes/r.seconds/1e6, r.lines/r.seconds, r.cpu, r.rss/(1<<20), r.note)
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	var v []float64
+	for _, r := range rs {
+		if x := f(r); !math.IsNaN(x) {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func render(rows [][]result, kcat []result) string {
+	var w strings.Builder
+	fmt.Fprintf(&w, "# Benchmark results\n\n")
+	fmt.Fprintf(&w, "`make bench` on %s, %d CPUs, %s; medians of %d runs; %d lines × %d bytes; shipped default settings.\n\n",
+		hostname(), numCPU(), time.Now().UTC().Format("2006-01-02 15:04 MST"), *runs, *lines, *lineSize)
+	fmt.Fprintf(&w, "| scenario | MB/s | lines/s | CPU s/GB | peak RSS MB | latency p50 / p99 | vs kcat -P | note |\n|---|---|---|---|---|---|---|---|\n")
+	kmbs := math.NaN()
+	if len(kcat) > 0 {
+		kmbs = median(kcat, func(r result) float64 { return r.bytes / r.seconds / 1e6 })
+	}
+	for _, rs := range rows {
+		if len(rs) == 0 {
+			continue
+		}
+		mbs := median(rs, func(r result) float64 { return r.bytes / r.seconds / 1e6 })
+		lps := median(rs, func(r result) float64 { return r.lines / r.seconds })
+		cpg := median(rs, func(r result) float64 {
+			if r.bytes == 0 {
+				return math.NaN()
+			}
+			return r.cpu / (r.bytes / 1e9)
+		})
+		rss := median(rs, func(r result) float64 { return r.rss / (1 << 20) })
+		p50 := median(rs, func(r result) float64 { return r.p50 })
+		p99 := median(rs, func(r result) float64 { return r.p99 })
+		cpuPct := median(rs, func(r result) float64 { return r.cpuPercent })
+		lat := "–"
+		if !math.IsNaN(p99) {
+			lat = fmt.Sprintf("%s / %s", dur(p50), dur(p99))
+		}
+		ratio := "–"
+		if !math.IsNaN(kmbs) && !math.IsNaN(mbs) && mbs > 0 && strings.Contains(rs[0].name, "file→kafka") {
+			ratio = fmt.Sprintf("%.2f×", mbs/kmbs)
+		}
+		note := rs[len(rs)/2].note
+		if !math.IsNaN(cpuPct) {
+			note = fmt.Sprintf("%.2f %% of one core; %s", cpuPct, note)
+		}
+		fmt.Fprintf(&w, "| %s | %s | %s | %s | %.1f | %s | %s | %s |\n", rs[0].name, num(mbs, 1), num(lps, 0), num(cpg, 2), rss, lat, ratio, note)
+	}
+	return w.String()
+}
+
+func num(v float64, prec int) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v == 0 {
+		return "–"
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
+}
+
+func dur(s float64) string {
+	if math.IsNaN(s) {
+		return "–"
+	}
+	if s < 1 {
+		return fmt.Sprintf("%.0f ms", s*1000)
+	}
+	return fmt.Sprintf("%.2f s", s)
+}
+
+func hostname() string { h, _ := os.Hostname(); return h }
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	work string
+	etcd *embed.Etcd
+	cli  *clientv3.Client
+	ep   string
+	file string
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (b *bench) startEtcd() {
+	cfg := embed.NewConfig()
+	cfg.Dir = filepath.Join(b.work, "etcd")
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort()))
+	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort()))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	check(err)
+	<-e.Server.ReadyNotify()
+	b.etcd, b.ep = e, cu.Host
+	b.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{b.ep}, Logger: zap.NewNop()})
+	check(err)
+}
+
+func (b *bench) put(key, value string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := b.cli.Put(ctx, key, value)
+	check(err)
+}
+
+// genFile writes lines of lineSize bytes that look like access logs.
+func (b *bench) genFile() {
+	b.file = filepath.Join(b.work, "big.log")
+	f, err := os.Create(b.file)
+	check(err)
+	w := bufio.NewWriterSize(f, 1<<20)
+	pad := strings.Repeat("x", *lineSize)
+	for i := 0; i < *lines; i++ {
+		head := fmt.Sprintf("10.%d.%d.%d - - [23/Nov/2026:10:00:00 +0000] \"GET /api/items/%d HTTP/1.1\" 200 %d \"-\" \"bench\" ", i%256, (i/256)%256, i%7, i, i%5000)
+		if len(head) > *lineSize-1 {
+			head = head[:*lineSize-1]
+		}
+		w.WriteString(head)
+		w.WriteString(pad[:*lineSize-1-len(head)])
+		w.WriteByte('\n')
+	}
+	check(w.Flush())
+	check(f.Close())
+	// Warm the page cache: the measure is from page cache.
+	f, _ = os.Open(b.file)
+	io.Copy(io.Discard, f)
+	f.Close()
+}
+
+func newBroker(partitions int32, topics ...string) *kfake.Cluster {
+	c, err := kfake.NewCluster(kfake.Ports(freePort()), kfake.SeedTopics(partitions, topics...), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(int(partitions)))
+	check(err)
+	return c
+}
+
+// usage returns the CPU seconds of a finished process. (Its rusage
+// ru_maxrss is not used for memory: on Linux it includes the parent's RSS
+// at fork time, i.e. this benchmark's in-process broker.)
+func usage(ps *os.ProcessState) float64 {
+	ru, ok := ps.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return math.NaN()
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// peak samples a running process's VmHWM (its own peak RSS) until stop is
+// closed and returns the largest value seen.
+func peak(pid int, stop <-chan struct{}) <-chan float64 {
+	out := make(chan float64, 1)
+	go func() {
+		var m float64
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := procStatus(pid, "VmHWM:"); !math.IsNaN(v) {
+				m = math.Max(m, v)
+			}
+			select {
+			case <-stop:
+				out <- m
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return out
+}
+
+func (b *bench) kcat(int) result {
+	broker := newBroker(4, "bench")
+	defer broker.Close()
+	start := time.Now()
+	cmd := exec.Command("kcat", "-P", "-b", broker.ListenAddrs()[0], "-t", "bench", "-l", b.file)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		check(fmt.Errorf("kcat: %v (install it: apt-get install kcat)", err))
+	}
+	stop := make(chan struct{})
+	peakc := peak(cmd.Process.Pid, stop)
+	err := cmd.Wait()
+	close(stop)
+	if err != nil {
+		check(fmt.Errorf("kcat: %v: %s", err, stderr.String()))
+	}
+	secs := time.Since(start).Seconds()
+	cpu, rss := usage(cmd.ProcessState), <-peakc
+	return result{seconds: secs, bytes: float64(*lines * *lineSize), lines: float64(*lines), cpu: cpu, rss: rss, p50: math.NaN(), p99: math.NaN(), cpuPercent: math.NaN()}
+}
+
+// agent is a logagent subprocess.
+type agent struct {
+	cmd   *exec.Cmd
+	http  string
+	key   string
+	stopc chan struct{}
+	peakc <-chan float64
+}
+
+func (b *bench) startAgent(run int, brokerAddr, name string) *agent {
+	dir := filepath.Join(b.work, fmt.Sprintf("%s-%d", name, run))
+	check(os.MkdirAll(dir, 0o755))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	ip := fmt.Sprintf("10.99.%d.%d", run, len(name))
+	ini := filepath.Join(dir, "logagent.ini")
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\n[etcd]\naddress = %s\n[agent]\nip = %s\ndata_dir = %s\n[http]\naddr = %s\n[log]\nlevel = warn\n",
+		brokerAddr, b.ep, ip, filepath.Join(dir, "data"), httpAddr)), 0o644))
+	cmd := exec.Command(filepath.Join(*binDir, "logagent"), "-config", ini)
+	if *agentEnv != "" {
+		cmd.Env = append(os.Environ(), strings.Fields(*agentEnv)...)
+	}
+	lf, err := os.Create(filepath.Join(dir, "agent.log"))
+	check(err)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	check(cmd.Start())
+	a := &agent{cmd: cmd, http: httpAddr, key: "/logagent/" + ip + "/collect_config", stopc: make(chan struct{})}
+	a.peakc = peak(cmd.Process.Pid, a.stopc)
+	waitHTTP(httpAddr)
+	return a
+}
+
+func (a *agent) stop() (cpu, rss float64) {
+	close(a.stopc)
+	rss = <-a.peakc
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.cmd.Wait()
+	return usage(a.cmd.ProcessState), rss
+}
+
+func waitHTTP(addr string) {
+	for i := 0; i < 300; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check(fmt.Errorf("%s did not start", addr))
+}
+
+// plainHTTP does not ask for gzip: compressing /metrics at every poll
+// would cost the measured process CPU of its own.
+var plainHTTP = &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 10 * time.Second}
+
+// metrics fetches a Prometheus text page into name{labels} -> value.
+func metrics(addr string) map[string]float64 {
+	resp, err := plainHTTP.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if err == nil {
+			m[l[:i]] = v
+		}
+	}
+	return m
+}
+
+// quantile estimates a quantile from a Prometheus histogram in m.
+func quantile(m map[string]float64, name string, q float64) float64 {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for k, v := range m {
+		if !strings.HasPrefix(k, name+"_bucket{") {
+			continue
+		}
+		i := strings.Index(k, `le="`)
+		s := k[i+4 : len(k)-2]
+		le, err := strconv.ParseFloat(s, 64)
+		if s == "+Inf" {
+			le, err = math.Inf(1), nil
+		}
+		if err == nil {
+			bs = append(bs, bucket{le, v})
+		}
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
+		return math.NaN()
+	}
+	total := bs[len(bs)-1].n
+	rank := q * total
+	prevLe, prevN := 0.0, 0.0
+	for _, b := range bs {
+		if b.n >= rank {
+			if math.IsInf(b.le, 1) {
+				return prevLe
+			}
+			return prevLe + (b.le-prevLe)*(rank-prevN)/math.Max(b.n-prevN, 1)
+		}
+		prevLe, prevN = b.le, b.n
+	}
+	return prevLe
+}
+
+func (b *bench) agentFile(run int) result {
+	broker := newBroker(4, "bench")
+	defer broker.Close()
+	a := b.startAgent(run, broker.ListenAddrs()[0], "file")
+	start := time.Now()
+	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"bench"}]`, b.file))
+	for {
+		m := metrics(a.http)
+		if m["logagent_events_acked_total"] >= float64(*lines) {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			check(fmt.Errorf("agent did not ship the file in 10 minutes"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	secs := time.Since(start).Seconds()
+	m := metrics(a.http)
+	cpu, rss := a.stop()
+	return result{seconds: secs, bytes: float64(*lines * *lineSize), lines: float64(*lines), cpu: cpu, rss: rss,
+		p50: quantile(m, "logagent_ack_latency_seconds", 0.5), p99: quantile(m, "logagent_ack_latency_seconds", 0.99), cpuPercent: math.NaN()}
+}
+
+// procCPU returns utime+stime of pid in seconds.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return math.NaN()
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// procStatus reads a "kB" field of /proc/<pid>/status in bytes.
+func procStatus(pid int, field string) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return math.NaN()
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	return math.NaN()
+}
+
+func (b *bench) agentIdle(run int) result {
+	broker := newBroker(4, "idle")
+	defer broker.Close()
+	dir := filepath.Join(b.work, fmt.Sprintf("idle-%d", run))
+	check(os.MkdirAll(dir, 0o755))
+	const n = 1000
+	for i := 0; i < n; i++ {
+		check(os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.log", i)), []byte("one line\n"), 0o644))
+	}
+	a := b.startAgent(run, broker.ListenAddrs()[0], "idle")
+	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"idle"}]`, filepath.Join(dir, "*.log")))
+	for metrics(a.http)["logagent_events_acked_total"] < n {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // settle
+	pid := a.cmd.Process.Pid
+	c0, t0 := procCPU(pid), time.Now()
+	time.Sleep(20 * time.Second)
+	c1, t1 := procCPU(pid), time.Now()
+	rssNow := procStatus(pid, "VmRSS:")
+	_, rss := a.stop()
+	return result{seconds: t1.Sub(t0).Seconds(), cpu: c1 - c0, rss: math.Max(rss, rssNow), p50: math.NaN(), p99: math.NaN(),
+		cpuPercent: 100 * (c1 - c0) / t1.Sub(t0).Seconds(), note: "1,000 files, 20 s"}
+}
+
+func (b *bench) agentMany(run int) result {
+	broker := newBroker(4, "many")
+	defer broker.Close()
+	dir := filepath.Join(b.work, fmt.Sprintf("many-%d", run))
+	check(os.MkdirAll(dir, 0o755))
+	const files, perSec, seconds = 100, 1000, 20
+	fds := make([]*os.File, files)
+	for i := range fds {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("m%03d.log", i)))
+		check(err)
+		fds[i] = f
+	}
+	a := b.startAgent(run, broker.ListenAddrs()[0], "many")
+	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"many"}]`, filepath.Join(dir, "*.log")))
+	time.Sleep(2 * time.Second) // the glob scan finds the files
+	line := []byte(strings.Repeat("y", *lineSize-1) + "\n")
+	start := time.Now()
+	written := 0
+	tick := time.NewTicker(10 * time.Millisecond)
+	buf := bytes.Repeat(line, perSec/100)
+	for time.Since(start) < seconds*time.Second {
+		<-tick.C
+		for _, f := range fds {
+			f.Write(buf)
+			written += perSec / 100
+		}
+	}
+	tick.Stop()
+	for _, f := range fds {
+		f.Close()
+	}
+	secs := time.Since(start).Seconds()
+	deadline := time.Now().Add(60 * time.Second)
+	var m map[string]float64
+	for {
+		m = metrics(a.http)
+		if m["logagent_events_acked_total"] >= float64(written) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	behind := time.Since(start).Seconds() - secs
+	cpu, rss := a.stop()
+	note := fmt.Sprintf("all %d lines acked %.1f s after the writer stopped", written, behind)
+	if m["logagent_events_acked_total"] < float64(written) {
+		note = fmt.Sprintf("FELL BEHIND: %0.f of %d acked", m["logagent_events_acked_total"], written)
+	}
+	return result{seconds: secs, bytes: float64(written * *lineSize), lines: float64(written), cpu: cpu, rss: rss,
+		p50: quantile(m, "logagent_ack_latency_seconds", 0.5), p99: quantile(m, "logagent_ack_latency_seconds", 0.99), cpuPercent: math.NaN(), note: note}
+}
+
+// sink is a minimal bulk endpoint: it parses the NDJSON body and answers
+// with per-item results, nothing else, so the measure is logtransfer's own
+// cost. For latency it reads the write time embedded in the message.
+type sink struct {
+	docs    atomic.Int64
+	mu      sync.Mutex
+	lats    []float64
+	measure bool
+	srv     *http.Server
+	addr    string
+}
+
+func newSink() *sink {
+	s := &sink{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	s.addr = l.Addr().String()
+	s.srv = &http.Server{Handler: s}
+	go s.srv.Serve(l)
+	return s
+}
+
+var tsKey = []byte(`"message":"T`)
+
+func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(r.URL.Path, "/_bulk") {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"acknowledged":true,"version":{"number":"8.13.0"}}`)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	now := time.Now().UnixNano()
+	n := 0
+	for len(body) > 0 {
+		i := bytes.IndexByte(body, '\n')
+		if i < 0 {
+			break
+		}
+		n++
+		if s.measure && n%2 == 0 {
+			if j := bytes.Index(body[:i], tsKey); j >= 0 {
+				rest := body[j+len(tsKey) : i]
+				if k := bytes.IndexByte(rest, ' '); k > 0 {
+					if ts, err := strconv.ParseInt(string(rest[:k]), 10, 64); err == nil {
+						s.mu.Lock()
+						s.lats = append(s.lats, float64(now-ts)/1e9)
+						s.mu.Unlock()
+					}
+				}
+			}
+		}
+		body = body[i+1:]
+	}
+	items := n / 2
+	var out bytes.Buffer
+	out.Grow(40 + items*32)
+	out.WriteString(`{"took":1,"errors":false,"items":[`)
+	for i := 0; i < items; i++ {
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.WriteString(`{"index":{"status":201,"result":"created"}}`)
+	}
+	out.WriteString("]}")
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(out.Bytes())
+	s.docs.Add(int64(items))
+}
+
+type transferProc struct {
+	cmd   *exec.Cmd
+	http  string
+	stopc chan struct{}
+	peakc <-chan float64
+}
+
+func (b *bench) startTransfer(run int, brokerAddr, sinkAddr, topic, name string) *transferProc {
+	dir := filepath.Join(b.work, fmt.Sprintf("%s-%d", name, run))
+	check(os.MkdirAll(dir, 0o755))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	ini := filepath.Join(dir, "logtransfer.ini")
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ntopics = %s\ngroup_id = bench-%s-%d\n[es]\naddress = http://%s\nmanage_templates = false\n[http]\naddr = %s\n[log]\nlevel = warn\n",
+		brokerAddr, topic, name, run, sinkAddr, httpAddr)), 0o644))
+	cmd := exec.Command(filepath.Join(*binDir, "logtransfer"), "-config", ini)
+	lf, err := os.Create(filepath.Join(dir, "transfer.log"))
+	check(err)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	check(cmd.Start())
+	t := &transferProc{cmd: cmd, http: httpAddr, stopc: make(chan struct{})}
+	t.peakc = peak(cmd.Process.Pid, t.stopc)
+	waitHTTP(httpAddr)
+	return t
+}
+
+func (t *transferProc) stop() (cpu, rss float64) {
+	close(t.stopc)
+	rss = <-t.peakc
+	t.cmd.Process.Signal(syscall.SIGTERM)
+	t.cmd.Wait()
+	return usage(t.cmd.ProcessState), rss
+}
+
+// fill produces n agent-style records of lineSize bytes into topic.
+func fill(addr, topic string, n int) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	check(err)
+	defer cl.Close()
+	val := []byte(strings.Repeat("z", *lineSize-1))
+	hdr := func(i int) []kgo.RecordHeader {
+		return []kgo.RecordHeader{
+			{Key: "host.name", Value: []byte("bench-host")}, {Key: "host.ip", Value: []byte("10.0.0.1")},
+			{Key: "log.file.path", Value: []byte("/var/log/bench.log")}, {Key: "log.offset", Value: []byte(strconv.Itoa(i * *lineSize))},
+			{Key: "event.id", Value: []byte(fmt.Sprintf("0123456789abcdef0123456789abcdef-%d", i * *lineSize))},
+		}
+	}
+	var wg sync.WaitGroup
+	var ferr atomic.Value
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Value: val, Headers: hdr(i)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				ferr.Store(err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if err, _ := ferr.Load().(error); err != nil {
+		check(err)
+	}
+}
+
+func (b *bench) transfer(run int) result {
+	broker := newBroker(8, "tbench")
+	defer broker.Close()
+	n := *transferN
+	fill(broker.ListenAddrs()[0], "tbench", n)
+	s := newSink()
+	defer s.srv.Close()
+	start := time.Now()
+	t := b.startTransfer(run, broker.ListenAddrs()[0], s.addr, "tbench", "transfer")
+	for s.docs.Load() < int64(n) {
+		if time.Since(start) > 10*time.Minute {
+			check(fmt.Errorf("transfer did not index %d records in 10 minutes (%d)", n, s.docs.Load()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	secs := time.Since(start).Seconds()
+	cpu, rss := t.stop()
+	return result{seconds: secs, lines: float64(n), bytes: float64(n * *lineSize), cpu: cpu, rss: rss, p50: math.NaN(), p99: math.NaN(), cpuPercent: math.NaN(),
+		note: fmt.Sprintf("%d records over 8 partitions, 16 workers", n)}
+}
+
+func (b *bench) endToEnd(run int) result {
+	broker := newBroker(4, "e2e")
+	defer broker.Close()
+	s := newSink()
+	defer s.srv.Close()
+	s.measure = true
+	dir := filepath.Join(b.work, fmt.Sprintf("e2e-%d", run))
+	check(os.MkdirAll(dir, 0o755))
+	p := filepath.Join(dir, "app.log")
+	f, err := os.Create(p)
+	check(err)
+	t := b.startTransfer(run, broker.ListenAddrs()[0], s.addr, "e2e", "e2e")
+	a := b.startAgent(run, broker.ListenAddrs()[0], "e2e")
+	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"e2e"}]`, p))
+	time.Sleep(2 * time.Second)
+	const rate, seconds = 10000, 20
+	pad := strings.Repeat("p", *lineSize-30)
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	written := 0
+	var buf []byte
+	for time.Since(start) < seconds*time.Second {
+		<-tick.C
+		buf = buf[:0]
+		now := time.Now().UnixNano()
+		for i := 0; i < rate/100; i++ {
+			buf = fmt.Appendf(buf, "T%d %s\n", now, pad)
+		}
+		f.Write(buf)
+		written += rate / 100
+	}
+	tick.Stop()
+	f.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for s.docs.Load() < int64(written) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.stop()
+	cpu, rss := a.stop()
+	s.mu.Lock()
+	lats := append([]float64(nil), s.lats...)
+	s.mu.Unlock()
+	sort.Float64s(lats)
+	q := func(x float64) float64 {
+		if len(lats) == 0 {
+			return math.NaN()
+		}
+		return lats[min(int(x*float64(len(lats))), len(lats)-1)]
+	}
+	return result{seconds: seconds, lines: float64(written), bytes: float64(written * *lineSize), cpu: cpu, rss: rss, p50: q(0.5), p99: q(0.99), cpuPercent: math.NaN(),
+		note: fmt.Sprintf("%d of %d lines in the sink; CPU/RSS are the agent's", s.docs.Load(), written)}
+}
