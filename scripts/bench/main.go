@@ -695,7 +695,7 @@ func fill(addr, topic string, n int) {
 		return []kgo.RecordHeader{
 			{Key: "host.name", Value: []byte("bench-host")}, {Key: "host.ip", Value: []byte("10.0.0.1")},
 			{Key: "log.file.path", Value: []byte("/var/log/bench.log")}, {Key: "log.offset", Value: []byte(strconv.Itoa(i * *lineSize))},
-			{Key: "event.id", Value: []byte(fmt.Sprintf("0123456789abcdef0123456789abcdef-%d", i * *lineSize))},
+			{Key: "event.id", Value: []byte(fmt.Sprintf("0123456789abcdef0123456789abcdef-%d", i**lineSize))},
 		}
 	}
 	var wg sync.WaitGroup
