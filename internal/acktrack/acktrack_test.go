@@ -477,3 +477,29 @@ func TestEmitAndAckBatch(t *testing.T) {
 	tr.EmitBatch([]int64{141, 142}, []bool{true, true})
 	checkState(t, tr, 142, 142, 0)
 }
+
+// BenchmarkEmitAckBatch registers and acknowledges batches of 1024 spans,
+// as the agent does per read and per run of acks. One op is one line.
+func BenchmarkEmitAckBatch(b *testing.B) {
+	tr := New(0)
+	const n = 1024
+	ends := make([]int64, n)
+	done := make([]bool, n)
+	seqs := make([]uint64, n)
+	var off int64
+	b.ReportAllocs()
+	for i := 0; i < b.N; i += n {
+		for j := range ends {
+			off += 200
+			ends[j] = off
+		}
+		first := tr.EmitBatch(ends, done)
+		for j := range seqs {
+			seqs[j] = first + uint64(j)
+		}
+		tr.AckBatch(seqs)
+	}
+	if a, _, _ := tr.State(); a != off {
+		b.Fatalf("acked %d, want %d", a, off)
+	}
+}

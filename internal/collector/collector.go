@@ -38,6 +38,7 @@ type Collector struct {
 	sink tailer.Sink
 	log  *logrus.Entry
 	tm   *tailer.Metrics
+	ntf  *tailer.Notifier // nil: poll only
 
 	mu     sync.Mutex
 	wanted []collectconf.Entry
@@ -58,6 +59,7 @@ func New(cfg Config, reg *registry.Registry, sink tailer.Sink, log *logrus.Entry
 		notify: make(chan struct{}, 1),
 		tasks:  map[string]*task{},
 	}
+	c.ntf = tailer.NewNotifier(c.log)
 	c.tasksGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_tasks", Help: "Collect entries running."},
 		func() float64 { c.tasksMu.Lock(); defer c.tasksMu.Unlock(); return float64(len(c.tasks)) })
 	if prom != nil {
@@ -80,6 +82,12 @@ func (c *Collector) Apply(entries []collectconf.Entry) {
 
 // Run reconciles on every Apply until ctx ends, then stops every task.
 func (c *Collector) Run(ctx context.Context) error {
+	if c.ntf != nil {
+		nctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); c.ntf.Run(nctx) }()
+		defer func() { cancel(); <-done }()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,6 +212,7 @@ func (c *Collector) newTailer(e collectconf.Entry, path string, fromEnd, glob bo
 		PollInterval: c.cfg.PollInterval,
 		RotateWait:   c.cfg.RotateWait,
 		GlobMember:   glob,
+		Notifier:     c.ntf,
 	}, c.reg, c.sink, log, c.tm)
 }
 

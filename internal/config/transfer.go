@@ -231,6 +231,9 @@ func ParseIndex(s string) (*IndexName, error) {
 		case tok == "topic":
 			n.parts = append(n.parts, indexPart{topic: true})
 		case strings.HasPrefix(tok, "+") && len(tok) > 1:
+			if strings.Contains(tok, "05.0") || strings.Contains(tok, "05.9") || strings.Contains(tok, "05,0") || strings.Contains(tok, "05,9") {
+				return nil, fmt.Errorf("index pattern %q: fractional seconds are not supported in index names", s)
+			}
 			n.parts = append(n.parts, indexPart{layout: tok[1:]})
 		default:
 			return nil, fmt.Errorf("index pattern %q: unknown %%{%s}; use %%{topic} or %%{+2006.01.02}", s, tok)

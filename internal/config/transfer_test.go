@@ -118,7 +118,7 @@ func TestIndexNames(t *testing.T) {
 	f("logs-%{topic}-%{+2006.01}", "App_Log", "logs-app_log-2026.11", "logs-app_log-*")
 	f("static", "t", "static", "static")
 	f("%{topic}", "t", "t", "t")
-	for _, bad := range []string{"", "%{topic", "%{nope}", "UPPER-%{topic}", "_x-%{topic}", "a b", "a*b"} {
+	for _, bad := range []string{"", "%{topic", "%{nope}", "UPPER-%{topic}", "_x-%{topic}", "a b", "a*b", "%{topic}-%{+15:04:05.000}"} {
 		if _, err := ParseIndex(bad); err == nil {
 			t.Errorf("ParseIndex(%q) accepted", bad)
 		}

@@ -8,6 +8,7 @@ package registry
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +80,7 @@ type Registry struct {
 
 	saveMu    sync.Mutex // serialises disk writes; taken before mu
 	lastSaved []byte
+	lastSum   uint64 // stateSum of lastSaved, to skip encoding when idle
 
 	saves      prometheus.Counter
 	saveErrors prometheus.Counter
@@ -230,7 +232,12 @@ func (r *Registry) Close() error { return r.lock.Close() }
 func (r *Registry) Save() error {
 	r.saveMu.Lock()
 	defer r.saveMu.Unlock()
+	sum := r.stateSum()
+	if r.lastSaved != nil && sum == r.lastSum {
+		return nil // nothing moved: skip encoding (an idle agent saves nothing)
+	}
 	data := r.snapshot()
+	r.lastSum = sum
 	if string(data) == string(r.lastSaved) {
 		return nil
 	}
@@ -241,6 +248,43 @@ func (r *Registry) Save() error {
 	r.saves.Inc()
 	r.lastSaved = data
 	return nil
+}
+
+// stateSum hashes everything snapshot writes, cheaply (no encoding). Map
+// order is random, so per-entry hashes are added, not chained.
+func (r *Registry) stateSum() uint64 {
+	const prime = 1099511628211
+	hash := func(vs ...uint64) uint64 {
+		h := uint64(14695981039346656037)
+		for _, v := range vs {
+			h = (h ^ v) * prime
+		}
+		return h
+	}
+	str := func(s string) uint64 {
+		h := uint64(14695981039346656037)
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint64(s[i])) * prime
+		}
+		return h
+	}
+	now := time.Now().UTC().Truncate(seenGranularity)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sum := hash(uint64(len(r.files)), uint64(len(r.entries)))
+	for k := range r.entries {
+		sum += str(k)
+	}
+	for k, s := range r.files {
+		acked, _, _ := s.offsets()
+		seen := s.seen
+		if s.claimed {
+			seen = now
+		}
+		sum += hash(k.Dev, k.Ino, str(k.Topic), uint64(acked), uint64(s.fpLen), s.fp,
+			binary.LittleEndian.Uint64(s.inst[:8]), binary.LittleEndian.Uint64(s.inst[8:]), uint64(seen.Unix()), str(s.path))
+	}
+	return sum
 }
 
 func (r *Registry) snapshot() []byte {

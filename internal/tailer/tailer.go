@@ -61,6 +61,10 @@ type Config struct {
 	// GlobMember makes the tailer stop once its file is gone (the glob
 	// scan starts a new tailer if the path matches again).
 	GlobMember bool
+	// Notifier, if set, wakes the tailer on file system events; it then
+	// polls an idle file only every IdlePoll.
+	Notifier *Notifier
+	IdlePoll time.Duration
 }
 
 // Status is what the tailer is doing, for inventories and logs.
@@ -91,12 +95,19 @@ type Tailer struct {
 	ctx    context.Context
 	wg     sync.WaitGroup // drainers
 	status atomic.Pointer[Status]
+
+	wake   <-chan struct{} // file system events (nil: poll only)
+	unsub  func()
+	idleTm *time.Timer
 }
 
 // New returns a tailer; call Run.
 func New(cfg Config, reg *registry.Registry, sink Sink, log *logrus.Entry, m *Metrics) *Tailer {
 	if cfg.RotateWait == 0 {
 		cfg.RotateWait = 5 * time.Second
+	}
+	if cfg.IdlePoll == 0 {
+		cfg.IdlePoll = 5 * time.Second
 	}
 	t := &Tailer{cfg: cfg, reg: reg, sink: sink, m: m, thr: logging.NewThrottle(time.Minute),
 		log: log.WithFields(logrus.Fields{"path": cfg.Path, "topic": cfg.Source.Topic})}
@@ -118,6 +129,13 @@ func (t *Tailer) setStatus(state, reason string) {
 // released before Run returns.
 func (t *Tailer) Run(ctx context.Context) error {
 	t.ctx = ctx
+	t.idleTm = time.NewTimer(time.Hour)
+	defer t.idleTm.Stop()
+	defer func() {
+		if t.unsub != nil {
+			t.unsub()
+		}
+	}()
 	defer t.wg.Wait()
 	first := true
 	var rotatedSince time.Time // set after a rotation: look for files rotated past us
@@ -138,7 +156,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 			}
 			first = false
 			t.setStatus(StateWaiting, "")
-			backoff.Sleep(ctx, t.cfg.PollInterval)
+			t.idle(ctx, nil)
 			continue
 		}
 		first = false
@@ -340,9 +358,37 @@ func (t *Tailer) follow(r *reader) (gone, rotated bool, err error) {
 			t.handOff(r)
 			return false, true, nil
 		}
-		if !backoff.Sleep(ctx, t.cfg.PollInterval) {
+		if !t.idle(ctx, r) {
 			return false, false, nil
 		}
+	}
+}
+
+// idle waits for a file system event, the poll interval, or the flush
+// time of a pending multiline event, whichever comes first. It reports
+// false when ctx ended.
+func (t *Tailer) idle(ctx context.Context, r *reader) bool {
+	if t.wake == nil && t.cfg.Notifier != nil {
+		// (Re)try: the directory may not have existed before.
+		if wake, unsub, ok := t.cfg.Notifier.Subscribe(t.cfg.Path); ok {
+			t.wake, t.unsub = wake, unsub
+		}
+	}
+	d := t.cfg.PollInterval
+	if t.wake != nil {
+		d = t.cfg.IdlePoll
+	}
+	if r != nil && r.ml != nil && r.ml.pending() {
+		d = min(d, max(time.Until(r.ml.last.Add(r.ml.timeout)), 0)+time.Millisecond)
+	}
+	t.idleTm.Reset(d)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.wake:
+		return true
+	case <-t.idleTm.C:
+		return true
 	}
 }
 

@@ -493,3 +493,30 @@ func TestRotatedNameFilter(t *testing.T) {
 	f("app.log", "app.logger", false)
 	f("app.log", "other.log.1", false)
 }
+
+func TestNotifierWakesIdleTailer(t *testing.T) {
+	// With polling effectively off, only inotify events can make the
+	// tailer notice growth, a file appearing and a rotation.
+	h := newHarness(t)
+	n := NewNotifier(quietLog())
+	if n == nil {
+		t.Skip("no inotify")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	p := filepath.Join(h.dir, "a.log")
+	h.run(Config{Path: p, PollInterval: time.Hour, IdlePoll: time.Hour, Notifier: n})
+	h.waitState(StateWaiting)
+	write(t, p, "first\n")
+	h.waitN(1)
+	write(t, p, "second\n")
+	h.waitN(2)
+	os.Rename(p, p+".1")
+	write(t, p, "after rotation\n")
+	got := h.waitN(3)
+	if got[2] != "after rotation" {
+		t.Fatalf("got %q", got)
+	}
+}

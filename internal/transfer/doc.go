@@ -1,14 +1,15 @@
 package transfer
 
 import (
+	"encoding/json"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/IBM/sarama"
 
+	"github.com/logpipe/logpipe/internal/jsonenc"
 	"github.com/logpipe/logpipe/internal/record"
 )
 
@@ -24,12 +25,49 @@ func reservedField(k string) bool {
 	return k == ""
 }
 
+// docMeta is what a document needs from a record's headers, read without
+// copying (the slices point into the headers). Header names are those of
+// package record, the contract with the agent.
+type docMeta struct {
+	host, ip, path, eventID, flags, fields []byte
+	offset                                 int64
+	hasOffset                              bool
+}
+
+func parseMeta(headers []*sarama.RecordHeader) docMeta {
+	var m docMeta
+	for _, h := range headers {
+		if h == nil {
+			continue
+		}
+		switch string(h.Key) {
+		case record.HeaderHostName:
+			m.host = h.Value
+		case record.HeaderHostIP:
+			m.ip = h.Value
+		case record.HeaderPath:
+			m.path = h.Value
+		case record.HeaderOffset:
+			if n, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
+				m.offset, m.hasOffset = n, true
+			}
+		case record.HeaderEventID:
+			m.eventID = h.Value
+		case record.HeaderFlags:
+			m.flags = h.Value
+		case record.HeaderFields:
+			m.fields = h.Value
+		}
+	}
+	return m
+}
+
 // docID is the Elasticsearch _id of a record: the agent's event id, so a
 // re-delivered line overwrites its earlier copy, or topic-partition-offset
 // for records from other producers (equally stable across re-delivery).
-func docID(msg *sarama.ConsumerMessage, meta *record.Meta) string {
-	if meta.EventID != "" {
-		return meta.EventID
+func docID(msg *sarama.ConsumerMessage, meta *docMeta) string {
+	if len(meta.eventID) > 0 {
+		return string(meta.eventID)
 	}
 	return msg.Topic + "-" + strconv.Itoa(int(msg.Partition)) + "-" + strconv.FormatInt(msg.Offset, 10)
 }
@@ -45,6 +83,46 @@ func eventTime(msg *sarama.ConsumerMessage) time.Time {
 	return time.Now()
 }
 
+// fieldsCache renders a "fields" header (a JSON object of the collect
+// entry's static fields) into the document fragment it becomes
+// (`,"k":"v",…`, reserved names dropped), once per distinct header value:
+// every record of one file carries the same one. Not safe for concurrent
+// use; each claim has its own.
+type fieldsCache struct {
+	m map[string][]byte
+}
+
+func (c *fieldsCache) fragment(raw []byte) []byte {
+	if len(raw) == 0 {
+		return nil
+	}
+	if f, ok := c.m[string(raw)]; ok {
+		return f
+	}
+	var fields map[string]string
+	var frag []byte
+	if json.Unmarshal(raw, &fields) == nil {
+		keys := make([]string, 0, len(fields))
+		for k := range fields {
+			if !reservedField(k) {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			frag = append(frag, ',')
+			frag = jsonenc.AppendString(frag, k)
+			frag = append(frag, ':')
+			frag = jsonenc.AppendString(frag, fields[k])
+		}
+	}
+	if c.m == nil || len(c.m) >= 1024 {
+		c.m = map[string][]byte{}
+	}
+	c.m[string(raw)] = frag
+	return frag
+}
+
 // appendDoc appends the ECS-shaped JSON document of msg to dst:
 //
 //	{"@timestamp":…,"message":…,"host":{"name":…,"ip":…},
@@ -52,134 +130,85 @@ func eventTime(msg *sarama.ConsumerMessage) time.Time {
 //	 "kafka":{"topic":…,"partition":…,"offset":…}, <fields>…}
 //
 // Absent headers leave their fields out. The message has invalid UTF-8
-// replaced by U+FFFD, so the body is always valid JSON.
-func appendDoc(dst []byte, msg *sarama.ConsumerMessage, meta *record.Meta, ts time.Time) []byte {
+// replaced by U+FFFD, so the body is always valid JSON. fields is the
+// fragment from fieldsCache.
+func appendDoc(dst []byte, msg *sarama.ConsumerMessage, meta *docMeta, ts time.Time, fields []byte) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = ts.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z07:00")
 	dst = append(dst, `","message":`...)
-	dst = appendString(dst, msg.Value)
-	if meta.HostName != "" || meta.HostIP != "" {
+	dst = jsonenc.AppendString(dst, msg.Value)
+	if len(meta.host) > 0 || len(meta.ip) > 0 {
 		dst = append(dst, `,"host":{`...)
 		sep := false
-		if meta.HostName != "" {
+		if len(meta.host) > 0 {
 			dst = append(dst, `"name":`...)
-			dst = appendString(dst, []byte(meta.HostName))
+			dst = jsonenc.AppendString(dst, meta.host)
 			sep = true
 		}
-		if meta.HostIP != "" {
+		if len(meta.ip) > 0 {
 			if sep {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"ip":`...)
-			dst = appendString(dst, []byte(meta.HostIP))
+			dst = jsonenc.AppendString(dst, meta.ip)
 		}
 		dst = append(dst, '}')
 	}
-	if meta.Path != "" || meta.HasOffset || len(meta.Flags) > 0 {
+	if len(meta.path) > 0 || meta.hasOffset || len(meta.flags) > 0 {
 		dst = append(dst, `,"log":{`...)
 		sep := false
-		if meta.Path != "" {
+		if len(meta.path) > 0 {
 			dst = append(dst, `"file":{"path":`...)
-			dst = appendString(dst, []byte(meta.Path))
+			dst = jsonenc.AppendString(dst, meta.path)
 			dst = append(dst, '}')
 			sep = true
 		}
-		if meta.HasOffset {
+		if meta.hasOffset {
 			if sep {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"offset":`...)
-			dst = strconv.AppendInt(dst, meta.Offset, 10)
+			dst = strconv.AppendInt(dst, meta.offset, 10)
 			sep = true
 		}
-		if len(meta.Flags) > 0 {
+		if len(meta.flags) > 0 {
 			if sep {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"flags":[`...)
-			for i, f := range meta.Flags {
+			rest := meta.flags
+			for i := 0; len(rest) > 0 || i == 0; i++ {
+				f := rest
+				if j := indexByte(rest, ','); j >= 0 {
+					f, rest = rest[:j], rest[j+1:]
+				} else {
+					rest = nil
+				}
 				if i > 0 {
 					dst = append(dst, ',')
 				}
-				dst = appendString(dst, []byte(f))
+				dst = jsonenc.AppendString(dst, f)
 			}
 			dst = append(dst, ']')
 		}
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `,"kafka":{"topic":`...)
-	dst = appendString(dst, []byte(msg.Topic))
+	dst = jsonenc.AppendString(dst, msg.Topic)
 	dst = append(dst, `,"partition":`...)
 	dst = strconv.AppendInt(dst, int64(msg.Partition), 10)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, msg.Offset, 10)
 	dst = append(dst, '}')
-	if len(meta.Fields) > 0 {
-		keys := make([]string, 0, len(meta.Fields))
-		for k := range meta.Fields {
-			if !reservedField(k) {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			dst = append(dst, ',')
-			dst = appendString(dst, []byte(k))
-			dst = append(dst, ':')
-			dst = appendString(dst, []byte(meta.Fields[k]))
-		}
-	}
+	dst = append(dst, fields...)
 	return append(dst, '}')
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaping control characters, quotes and backslashes
-// and replacing invalid UTF-8 with U+FFFD.
-func appendString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
-			}
-			i++
-			start = i
-			continue
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
 		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return -1
 }

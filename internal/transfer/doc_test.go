@@ -8,7 +8,7 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/jsonenc"
 )
 
 func hdrs(kv ...string) []*sarama.RecordHeader {
@@ -23,8 +23,9 @@ func TestDocuments(t *testing.T) {
 	ts := time.Date(2026, 11, 23, 10, 11, 12, 345000000, time.UTC)
 	f := func(name string, msg *sarama.ConsumerMessage, wantID string, want map[string]any) {
 		t.Helper()
-		meta := record.Decode(msg.Headers)
-		body := appendDoc(nil, msg, &meta, eventTime(msg))
+		meta := parseMeta(msg.Headers)
+		var fc fieldsCache
+		body := appendDoc(nil, msg, &meta, eventTime(msg), fc.fragment(meta.fields))
 		var got map[string]any
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("%s: body is not valid JSON: %v\n%s", name, err, body)
@@ -66,7 +67,7 @@ func TestDocuments(t *testing.T) {
 
 func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{"", "plain", `quote " backslash \ slash /`, "nl\ncr\rtab\t", "\x00\x1f\x7f", "€ 日本語 😀", "<html>&amp;", "\u2028\u2029"} {
-		got := appendString(nil, []byte(s))
+		got := jsonenc.AppendString(nil, []byte(s))
 		var back string
 		if err := json.Unmarshal(got, &back); err != nil || back != s {
 			t.Errorf("appendString(%q) = %s, decodes to %q (%v)", s, got, back, err)
@@ -91,9 +92,10 @@ func BenchmarkDocument(b *testing.B) {
 			"event.id", "9f8e7d6c5b4a39281706f5e4d3c2b1a0-1024", "fields", `{"service":"nginx"}`)}
 	b.ReportAllocs()
 	var buf []byte
+	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
-		meta := record.Decode(msg.Headers)
-		buf = appendDoc(buf[:0], msg, &meta, msg.Timestamp)
+		meta := parseMeta(msg.Headers)
+		buf = appendDoc(buf[:0], msg, &meta, msg.Timestamp, fc.fragment(meta.fields))
 	}
 	b.SetBytes(int64(len(buf)))
 }

@@ -23,7 +23,6 @@ import (
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/logging"
-	"github.com/logpipe/logpipe/internal/record"
 )
 
 // Submitter takes documents; it blocks while the writer is full.
@@ -90,12 +89,14 @@ func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
 	c.Consumer.Group.Session.Timeout = cfg.SessionTimeout
 	c.Consumer.Group.Heartbeat.Interval = cfg.SessionTimeout / 3
 	c.Consumer.Group.InstanceId = cfg.InstanceID
-	c.Consumer.Fetch.Default = 1 << 20
+	// Fetches are sized in compressed bytes and decoded whole: keep them
+	// modest so memory stays bounded even for highly compressible logs.
+	c.Consumer.Fetch.Default = 256 << 10
 	c.Consumer.MaxProcessingTime = time.Second
 	c.Metadata.Retry.Max = 3
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
 	c.Net.DialTimeout = 5 * time.Second
-	c.ChannelBufferSize = 512
+	c.ChannelBufferSize = 256
 	return c
 }
 
@@ -227,6 +228,7 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	ctx := s.Context()
+	var st claimState
 loop:
 	for {
 		select {
@@ -236,7 +238,7 @@ loop:
 			}
 			c.consumed.Inc()
 			lag.Set(float64(claim.HighWaterMarkOffset() - msg.Offset - 1))
-			d := c.document(msg)
+			d := c.document(msg, &st)
 			d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, false)
 			if err := c.opt.Out.Submit(ctx, d); err != nil {
 				tr.Retract(d.Seq)
@@ -266,13 +268,23 @@ loop:
 	return nil
 }
 
-func (c *Consumer) document(msg *sarama.ConsumerMessage) *eswriter.Doc {
-	meta := record.Decode(msg.Headers)
+// claimState is per-partition scratch state for building documents.
+type claimState struct {
+	fields    fieldsCache
+	indexSec  int64 // the second indexName was computed for
+	indexName string
+}
+
+func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
+	meta := parseMeta(msg.Headers)
 	ts := eventTime(msg)
+	if sec := ts.Unix(); sec != st.indexSec || st.indexName == "" {
+		st.indexSec, st.indexName = sec, c.opt.Index.Name(msg.Topic, ts)
+	}
 	return &eswriter.Doc{
-		Index:  c.opt.Index.Name(msg.Topic, ts),
+		Index:  st.indexName,
 		ID:     docID(msg, &meta),
-		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320), msg, &meta, ts),
+		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320), msg, &meta, ts, st.fields.fragment(meta.fields)),
 		Time:   ts,
 		Origin: msg,
 	}

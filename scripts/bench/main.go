@@ -460,6 +460,7 @@ func (b *bench) agentFile(run int) result {
 	broker := newBroker(4, "bench")
 	defer broker.Close()
 	a := b.startAgent(run, broker.ListenAddrs()[0], "file")
+	mallocs0 := metrics(a.http)["go_memstats_mallocs_total"]
 	start := time.Now()
 	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"bench"}]`, b.file))
 	for {
@@ -475,8 +476,10 @@ func (b *bench) agentFile(run int) result {
 	secs := time.Since(start).Seconds()
 	m := metrics(a.http)
 	cpu, rss := a.stop()
+	allocs := (m["go_memstats_mallocs_total"] - mallocs0) / float64(*lines)
 	return result{seconds: secs, bytes: float64(*lines * *lineSize), lines: float64(*lines), cpu: cpu, rss: rss,
-		p50: quantile(m, "logagent_ack_latency_seconds", 0.5), p99: quantile(m, "logagent_ack_latency_seconds", 0.99), cpuPercent: math.NaN()}
+		p50: quantile(m, "logagent_ack_latency_seconds", 0.5), p99: quantile(m, "logagent_ack_latency_seconds", 0.99), cpuPercent: math.NaN(),
+		note: fmt.Sprintf("%.1f heap allocations per line (whole process)", allocs)}
 }
 
 // procCPU returns utime+stime of pid in seconds.
@@ -690,7 +693,16 @@ func fill(addr, topic string, n int) {
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	check(err)
 	defer cl.Close()
-	val := []byte(strings.Repeat("z", *lineSize-1))
+	// Values like the generated access log, so compression ratios (and
+	// with them the consumer's memory) are realistic.
+	val := func(i int) []byte {
+		v := fmt.Appendf(nil, "10.%d.%d.%d - - [23/Nov/2026:10:00:%02d +0000] \"GET /api/items/%d HTTP/1.1\" %d %d \"-\" \"Mozilla/5.0 (X11; Linux x86_64) bench/%d\" rt=0.%03d ",
+			i%256, (i/256)%256, i%7, i%60, i, 200+(i%5)*100, i%5000, i%97, i%1000)
+		for len(v) < *lineSize-1 {
+			v = append(v, "abcdefghijklmnopqrstuvwxyz0123456789"[len(v)%36])
+		}
+		return v[:*lineSize-1]
+	}
 	hdr := func(i int) []kgo.RecordHeader {
 		return []kgo.RecordHeader{
 			{Key: "host.name", Value: []byte("bench-host")}, {Key: "host.ip", Value: []byte("10.0.0.1")},
@@ -702,7 +714,7 @@ func fill(addr, topic string, n int) {
 	var ferr atomic.Value
 	for i := 0; i < n; i++ {
 		wg.Add(1)
-		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Value: val, Headers: hdr(i)}, func(_ *kgo.Record, err error) {
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Value: val(i), Headers: hdr(i)}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				ferr.Store(err)
 			}

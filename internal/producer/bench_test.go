@@ -1,0 +1,42 @@
+package producer
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/record"
+)
+
+type nopAcker struct{}
+
+func (nopAcker) Ack(uint64) {}
+
+// BenchmarkMessages measures building sarama messages (headers, event id,
+// encoders) for a batch. One op is one line.
+func BenchmarkMessages(b *testing.B) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}}, logrus.NewEntry(l), nil)
+	src := record.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
+	const n = 1024
+	batch := &record.Batch{Events: make([]record.Event, n)}
+	val := []byte(strings.Repeat("x", 199))
+	inst := record.NewInstance()
+	for i := range batch.Events {
+		batch.Events[i] = record.Event{Source: src, Value: val, Offset: int64(i * 200), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
+		batch.Bytes += len(val)
+	}
+	b.ReportAllocs()
+	b.SetBytes(200)
+	for i := 0; i < b.N; i += n {
+		msgs := p.messages(batch)
+		if len(msgs) != n {
+			b.Fatal(len(msgs))
+		}
+	}
+}
