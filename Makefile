@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-e2e test-ui deps vet fmt clean demo demo-stop
+.PHONY: all build test test-e2e test-ui bench deps vet fmt clean demo demo-stop
 
 all: build
 
@@ -39,6 +39,11 @@ clean:
 # screenshot at .ci/artifacts/demo-ui.png.
 test-ui: build
 	scripts/ui-test.sh
+
+# Benchmark the real binaries against an in-process broker and a minimal
+# bulk sink; writes scripts/bench/RESULTS.md (medians of 3 runs).
+bench: build
+	$(GO) run ./scripts/bench -out scripts/bench/RESULTS.md
 
 # Install test and demo prerequisites (Chromium, kcat, etcdctl, VictoriaLogs).
 deps:

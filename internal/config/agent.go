@@ -114,7 +114,7 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	k.RequiredAcks = requiredAcks(c, "kafka", "required_acks", "all")
 	k.Version = kafkaVersion(c, "kafka", "version", "2.8.0")
 	k.FlushInterval = c.Duration("kafka", "flush_interval", 10*time.Millisecond, 0, time.Minute)
-	k.FlushBytes = c.Int("kafka", "flush_bytes", 512<<10, 0, 64<<20)
+	k.FlushBytes = c.Int("kafka", "flush_bytes", 1<<20, 0, 64<<20)
 	k.RetryBackoffMax = c.Duration("kafka", "retry_backoff_max", 10*time.Second, 10*time.Millisecond, 10*time.Minute)
 
 	e := &cfg.Etcd

@@ -223,7 +223,7 @@ func TestLoadAgentDefaults(t *testing.T) {
 				RequiredAcks:    sarama.WaitForAll,
 				Version:         sarama.V2_8_0_0,
 				FlushInterval:   10 * time.Millisecond,
-				FlushBytes:      512 << 10,
+				FlushBytes:      1 << 20,
 				RetryBackoffMax: 10 * time.Second,
 			},
 			Etcd: Etcd{
