@@ -54,7 +54,7 @@ wait_port 2379 etcd
 wait_port 9092 "kafka broker"
 wait_port 9428 VictoriaLogs
 start logtransfer bin/logtransfer -config conf/logtransfer-victorialogs.ini
-start logagent bin/logagent -config conf/logagent.ini -ip 127.0.0.1
+start logagent bin/logagent -config conf/logagent-demo.ini -ip 127.0.0.1
 wait_port 9732 logtransfer
 wait_port 9731 logagent
 

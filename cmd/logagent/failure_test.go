@@ -55,6 +55,8 @@ chan_max_size = 2000
 address = %s
 timeout = 2s
 [agent]
+; tests read files under temp dirs
+allowed_paths = /**
 ip = %s
 data_dir = %s
 poll_interval = 50ms

@@ -29,6 +29,8 @@ import (
 	"github.com/logpipe/logpipe/internal/confwatch"
 	"github.com/logpipe/logpipe/internal/fsutil"
 	"github.com/logpipe/logpipe/internal/httpserver"
+	"github.com/logpipe/logpipe/internal/inventory"
+	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/producer"
 	"github.com/logpipe/logpipe/internal/registry"
 )
@@ -47,6 +49,9 @@ type Agent struct {
 	prom *prometheus.Registry
 
 	host, ip string
+	started  time.Time
+	guard    *pathguard.Guard
+	inv      *inventory.Publisher
 	key      string
 
 	reg   *registry.Registry
@@ -69,7 +74,12 @@ type Agent struct {
 // New validates the environment (data dir lock, HTTP port) and builds the
 // components without starting them.
 func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, error) {
-	a := &Agent{cfg: cfg, opts: opts, log: log, prom: prometheus.NewRegistry(), seenRev: -1}
+	a := &Agent{cfg: cfg, opts: opts, log: log, prom: prometheus.NewRegistry(), seenRev: -1, started: time.Now().UTC()}
+	guard, err := pathguard.New(cfg.Agent.AllowedPaths)
+	if err != nil {
+		return nil, fmt.Errorf("[agent] allowed_paths: %w", err)
+	}
+	a.guard = guard
 	a.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	a.host = cfg.Agent.Hostname
@@ -105,19 +115,18 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		MaxLineBytes: cfg.Agent.MaxLineBytes,
 		PollInterval: cfg.Agent.PollInterval,
 		ScanInterval: cfg.Agent.ScanInterval,
+		Guard:        guard,
 	}, reg, a.prod, log, a.prom)
 
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.Etcd.Endpoints,
-		DialTimeout: cfg.Etcd.Timeout,
-		Logger:      zap.NewNop(),
-	})
+	cli, err := clientv3.New(cfg.Etcd.ClientConfig(zap.NewNop()))
 	if err != nil {
 		reg.Close()
 		return nil, fmt.Errorf("creating etcd client: %w", err)
 	}
 	a.cli = cli
 	a.watch = confwatch.New(cli, a.key, false, cfg.Etcd.Timeout, log, a.prom, "logagent")
+	a.inv = inventory.New(cli, inventory.Options{Key: fmt.Sprintf(cfg.Etcd.InventoryKey, a.ip)}, a.report, log)
+	a.prom.MustRegister(newFileCollector(a))
 
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logagent_config_reloads_total", Help: "Collect configs received from etcd, by result."}, []string{"result"})
 	a.lastOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_config_last_reload_successful", Help: "1 if the last collect config received was valid and applied."})
@@ -205,6 +214,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run(&readWG, "collector", a.coll.Run, readCtx)
 	run(&readWG, "etcd watch", a.watch.Run, readCtx)
 	run(&readWG, "config", a.configLoop, readCtx)
+	run(&readWG, "inventory", a.inv.Run, readCtx)
 
 	var err error
 	select {
@@ -259,7 +269,7 @@ func (a *Agent) handleSnapshot(s *confwatch.Snapshot) {
 		a.applied(0)
 		return
 	}
-	entries, err := collectconf.Parse(kv.Value)
+	entries, err := a.parse(kv.Value)
 	if err != nil {
 		a.reloads.WithLabelValues("failure").Inc()
 		a.lastOK.Set(0)
@@ -285,6 +295,26 @@ func (a *Agent) applied(rev int64) {
 	a.mu.Unlock()
 }
 
+// parse validates a collect config whole: the schema, then the allowlist
+// (an entry that could name a file outside [agent] allowed_paths rejects
+// the config, like any other error).
+func (a *Agent) parse(data []byte) ([]collectconf.Entry, error) {
+	entries, err := collectconf.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for i, e := range entries {
+		if err := a.guard.CheckEntry(e.Path); err != nil {
+			errs = append(errs, fmt.Errorf("entry %d (path %q, topic %q): %w", i, e.Path, e.Topic, err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return entries, nil
+}
+
 // The cache keeps the last good config in data_dir so an agent restarted
 // while etcd is down collects at once.
 type cacheFile struct {
@@ -305,7 +335,7 @@ func (a *Agent) loadCache() ([]collectconf.Entry, bool) {
 		a.log.WithError(err).Warn("ignoring unreadable or foreign collect config cache")
 		return nil, false
 	}
-	entries, err := collectconf.Parse(c.Value)
+	entries, err := a.parse(c.Value)
 	if err != nil {
 		a.log.WithError(err).Warn("ignoring invalid collect config cache")
 		return nil, false

@@ -12,10 +12,12 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/ctl"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
 type env struct {
+	allow string // [agent] allowed_paths; default /**
 	t     *testing.T
 	etcd  *testutil.Etcd
 	kafka *testutil.Kafka
@@ -38,6 +40,8 @@ flush_interval = 5ms
 address = %s
 timeout = 2s
 [agent]
+; tests read files under temp dirs
+allowed_paths = %s
 ip = 10.1.2.3
 hostname = testhost
 data_dir = %s
@@ -47,7 +51,7 @@ scan_interval = 200ms
 addr = 127.0.0.1:0
 [log]
 level = warn
-%s`, e.kafka.Addr(), e.etcd.Endpoint(), e.data, extra)
+%s`, e.kafka.Addr(), e.etcd.Endpoint(), cmpOr(e.allow, "/**"), e.data, extra)
 	cfg, err := config.ParseAgent("test.ini", []byte(ini))
 	if err != nil {
 		e.t.Fatal(err)
@@ -371,4 +375,130 @@ func TestDetectIP(t *testing.T) {
 	if err == nil && (ip == "" || ip == "127.0.0.1") {
 		t.Fatalf("fallback returned %q", ip)
 	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func TestAllowlist(t *testing.T) {
+	e := newEnv(t)
+	allowed := filepath.Join(e.dir, "allowed")
+	os.Mkdir(allowed, 0o755)
+	e.allow = allowed + "/**"
+	a, _ := e.start(e.config(""))
+	ok := filepath.Join(allowed, "ok.log")
+	appendLines(t, ok, "ok", 0, 3)
+	secret := filepath.Join(e.dir, "secret.txt")
+	os.WriteFile(secret, []byte("secret line\n"), 0o600)
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
+
+	// An entry outside the allowlist (also via "..") rejects the config.
+	for _, p := range []string{secret, allowed + "/../secret.txt"} {
+		e.etcd.Put(a.Key(), "["+entryJSON(ok, "t1", "")+","+entryJSON(p, "t1", "")+"]")
+		testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(a.Status().ConfigError, "outside [agent] allowed_paths") },
+			func() string { return fmt.Sprintf("config with %s rejected: %+v", p, a.Status()) })
+		if len(a.Status().Tasks) != 0 {
+			t.Fatal("rejected config started tasks")
+		}
+		e.etcd.Put(a.Key(), "[]") // reset the rejection for the next round
+		testutil.Eventually(t, 10*time.Second, func() bool { return a.Status().ConfigError == "" }, testutil.Msg("reset"))
+	}
+
+	// A symlink inside the allowed directory that points outside is
+	// refused when opened; the other file keeps flowing.
+	link := filepath.Join(allowed, "evil.log")
+	os.Symlink(secret, link)
+	e.etcd.Put(a.Key(), "["+entryJSON(ok, "t1", "")+","+entryJSON(link, "t1", "")+"]")
+	waitLines(t, cons, "t1", "ok", 3)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for _, ts := range a.Status().Tasks {
+			for _, f := range ts.Files {
+				if f.Path == link && strings.Contains(f.Reason, "resolves to "+secret) {
+					return true
+				}
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("symlink refused: %+v", a.Status().Tasks) })
+	if n := len(lines(cons, "t1", "secret")); n != 0 {
+		t.Fatalf("%d lines shipped from a file outside the allowlist", n)
+	}
+}
+
+func TestInventoryAndFileMetrics(t *testing.T) {
+	e := newEnv(t)
+	a, stop := e.start(e.config(""))
+	p := filepath.Join(e.dir, "inv.log")
+	appendLines(t, p, "inv", 0, 100)
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
+	e.etcd.Put(a.Key(), "["+entryJSON(p, "t1", "")+","+entryJSON(filepath.Join(e.dir, "missing.log"), "t1", "")+"]")
+	waitLines(t, cons, "t1", "inv", 100)
+	size := fileSize(t, p)
+	behind := func() float64 {
+		return testutil.MetricValue(a.Prometheus(), "logagent_file_bytes_behind", map[string]string{"path": p, "topic": "t1"})
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return behind() == 0 && testutil.MetricValue(a.Prometheus(), "logagent_file_acked_offset", map[string]string{"path": p}) == float64(size)
+	}, func() string { return fmt.Sprintf("bytes behind 0, have %v", behind()) })
+
+	run := func(args ...string) string {
+		var out, errOut strings.Builder
+		if code := ctl.Run(append([]string{"--endpoints", e.etcd.Endpoint()}, args...), strings.NewReader(""), &out, &errOut); code != 0 {
+			t.Fatalf("logctl %v: exit %d: %s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	var agents, status string
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		agents, status = run("agents"), run("status", a.IP())
+		for _, line := range strings.Split(status, "\n") {
+			if f := strings.Fields(line); len(f) >= 5 && f[0] == p {
+				return f[1] == "t1" && f[2] == "running" && f[3] == fmt.Sprint(size) && f[4] == "0"
+			}
+		}
+		return false
+	}, func() string { return "inventory shows the file running and acked:\n" + agents + status })
+	if !strings.Contains(agents, "10.1.2.3") || !strings.Contains(agents, "testhost") || !strings.Contains(status, "waiting for file") {
+		t.Fatalf("agents:\n%s\nstatus:\n%s", agents, status)
+	}
+	t.Logf("logctl agents:\n%s\nlogctl status %s:\n%s", agents, a.IP(), status)
+
+	// While Kafka is down new lines pile up as bytes behind.
+	e.kafka.Stop()
+	appendLines(t, p, "inv", 100, 50)
+	testutil.Eventually(t, 15*time.Second, func() bool { return behind() > 0 }, testutil.Msg("bytes behind grow while Kafka is down"))
+	e.kafka.Start()
+	testutil.Eventually(t, 30*time.Second, func() bool { return behind() == 0 }, testutil.Msg("caught up"))
+
+	// A clean stop removes the inventory entry at once.
+	stop()
+	if out := run("agents"); !strings.Contains(out, "no live agents") {
+		t.Fatalf("entry left after stop:\n%s", out)
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestDashboardMetricsExist checks that every logagent_* metric the
+// Grafana dashboard uses (deploy/grafana/metrics.txt) is exported.
+func TestDashboardMetricsExist(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.start(e.config(""))
+	p := filepath.Join(e.dir, "m.log")
+	appendLines(t, p, "m", 0, 10)
+	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
+	e.etcd.Put(a.Key(), "["+entryJSON(p, "t1", "")+"]")
+	waitLines(t, cons, "t1", "m", 10)
+	testutil.CheckMetricsListed(t, a.Prometheus(), "../../deploy/grafana/metrics.txt", "logagent_")
 }

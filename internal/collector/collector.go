@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/registry"
 	"github.com/logpipe/logpipe/internal/tailer"
@@ -29,6 +30,8 @@ type Config struct {
 	PollInterval time.Duration
 	ScanInterval time.Duration
 	RotateWait   time.Duration
+	// Guard refuses files outside the allowlist (nil: no allowlist).
+	Guard *pathguard.Guard
 }
 
 // Collector runs tail tasks for the latest applied entries.
@@ -213,6 +216,7 @@ func (c *Collector) newTailer(e collectconf.Entry, path string, fromEnd, glob bo
 		RotateWait:   c.cfg.RotateWait,
 		GlobMember:   glob,
 		Notifier:     c.ntf,
+		Guard:        c.cfg.Guard,
 	}, c.reg, c.sink, log, c.tm)
 }
 

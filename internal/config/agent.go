@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/logpipe/logpipe/internal/pathguard"
 )
 
 // Kafka holds the producer side of [kafka].
@@ -26,6 +28,8 @@ type Kafka struct {
 	FlushBytes    int
 	// RetryBackoffMax caps the backoff between re-sends of a failed event.
 	RetryBackoffMax time.Duration
+	// Security is TLS and SASL towards the brokers.
+	Security KafkaSecurity
 }
 
 // Etcd is [etcd].
@@ -34,6 +38,11 @@ type Etcd struct {
 	Timeout   time.Duration
 	// CollectKey is a fmt pattern with one %s for the agent's IP.
 	CollectKey string
+	// InventoryKey is where the agent keeps its status alive under a
+	// lease (a fmt pattern with one %s for the agent's IP).
+	InventoryKey string
+	// Security is TLS and user/password towards etcd.
+	Security EtcdSecurity
 }
 
 // Agent is [agent].
@@ -52,6 +61,9 @@ type Agent struct {
 	// MemoryLimit is the memory the agent aims to stay under (a soft limit
 	// for the Go runtime; the garbage collector works harder near it).
 	MemoryLimit int
+	// AllowedPaths are the globs (** for any depth) a collect entry, and
+	// the real path of every file opened, must match.
+	AllowedPaths []string
 }
 
 // Log is [log].
@@ -116,6 +128,7 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	k.FlushInterval = c.Duration("kafka", "flush_interval", 10*time.Millisecond, 0, time.Minute)
 	k.FlushBytes = c.Int("kafka", "flush_bytes", 1<<20, 0, 64<<20)
 	k.RetryBackoffMax = c.Duration("kafka", "retry_backoff_max", 10*time.Second, 10*time.Millisecond, 10*time.Minute)
+	k.Security = kafkaSecurity(c)
 
 	e := &cfg.Etcd
 	e.Endpoints = c.HostPorts("etcd", "address", []string{"127.0.0.1:2379"})
@@ -124,6 +137,11 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	if strings.Count(e.CollectKey, "%s") != 1 || strings.Count(e.CollectKey, "%") != 1 || !strings.HasPrefix(e.CollectKey, "/") {
 		c.Fail("etcd", "collect_log_key", "%q must start with / and contain exactly one %%s (the agent's IP)", e.CollectKey)
 	}
+	e.InventoryKey = c.Str("etcd", "inventory_key", "/logagent/agents/%s")
+	if strings.Count(e.InventoryKey, "%s") != 1 || strings.Count(e.InventoryKey, "%") != 1 || !strings.HasPrefix(e.InventoryKey, "/") {
+		c.Fail("etcd", "inventory_key", "%q must start with / and contain exactly one %%s (the agent's IP)", e.InventoryKey)
+	}
+	e.Security = etcdSecurity(c, e.Endpoints)
 
 	a := &cfg.Agent
 	a.IP = c.Str("agent", "ip", "")
@@ -139,6 +157,10 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	}
 	if a.IP != "" && !validIP(a.IP) {
 		c.Fail("agent", "ip", "%q is not an IP address", a.IP)
+	}
+	a.AllowedPaths = c.List("agent", "allowed_paths", []string{"/var/log/**"})
+	if _, err := pathguard.New(a.AllowedPaths); err != nil {
+		c.Fail("agent", "allowed_paths", "%v", err)
 	}
 	if a.DataDir == "" {
 		c.Fail("agent", "data_dir", "must not be empty")

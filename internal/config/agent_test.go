@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"io/fs"
 	"os"
@@ -12,13 +13,16 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/logpipe/logpipe/internal/security"
 )
 
 // badFiles maps every testdata/*.bad.ini to the exact error LoadAgent must
 // return for it. The file is loaded as "testdata/<name>", so that is how
 // the messages name it.
 var badFiles = map[string]string{
-	"unknown_key.bad.ini": `testdata/unknown_key.bad.ini:3: [kafka] adress: unknown key`,
+	"bad_allowed_paths.bad.ini": `testdata/bad_allowed_paths.bad.ini:2: [agent] allowed_paths: allowed path "/var/log/[a" is not a valid glob`,
+	"unknown_key.bad.ini":       `testdata/unknown_key.bad.ini:3: [kafka] adress: unknown key`,
 
 	"unknown_section.bad.ini": `testdata/unknown_section.bad.ini:4: unknown section [kafak]`,
 
@@ -84,6 +88,43 @@ var badFiles = map[string]string{
 
 	"missing_delimiter.bad.ini": `testdata/missing_delimiter.bad.ini:3: key-value delimiter not found: localhost`,
 
+	// Transport security and secrets: bad combinations, unreadable or
+	// malformed files, unresolvable secrets. Secret values never appear.
+	"sasl_no_user.bad.ini": `testdata/sasl_no_user.bad.ini:2: [kafka] sasl_mechanism: scram-sha-256 needs sasl_user`,
+
+	"sasl_user_without_mechanism.bad.ini": strings.Join([]string{
+		`testdata/sasl_user_without_mechanism.bad.ini:2: [kafka] sasl_user: is set but sasl_mechanism is none`,
+		`testdata/sasl_user_without_mechanism.bad.ini:3: [kafka] sasl_password: is set but sasl_mechanism is none`,
+	}, "\n"),
+
+	"bad_sasl_mechanism.bad.ini": `testdata/bad_sasl_mechanism.bad.ini:2: [kafka] sasl_mechanism: "gssapi" is not one of none, plain, scram-sha-256, scram-sha-512`,
+
+	"tls_cert_without_key.bad.ini": `testdata/tls_cert_without_key.bad.ini:3: [kafka] tls_cert: needs tls_key (the client certificate's private key)`,
+
+	"tls_ca_missing.bad.ini": `testdata/tls_ca_missing.bad.ini:3: [kafka] tls_ca: reading CA bundle: open testdata/tls/no-such-ca.pem: no such file or directory`,
+
+	"tls_ca_not_pem.bad.ini": `testdata/tls_ca_not_pem.bad.ini:3: [kafka] tls_ca: testdata/good.ini holds no PEM certificate`,
+
+	"tls_ca_without_tls.bad.ini": `testdata/tls_ca_without_tls.bad.ini:2: [kafka] tls_ca: is set but TLS is off (set tls = true)`,
+
+	"tls_key_is_cert.bad.ini": `testdata/tls_key_is_cert.bad.ini:4: [kafka] tls_key: testdata/tls/client.pem and testdata/tls/ca.pem: tls: found a certificate rather than a key in the PEM for the private key`,
+
+	"tls_insecure_with_ca.bad.ini": `testdata/tls_insecure_with_ca.bad.ini:4: [kafka] tls_insecure_skip_verify: true ignores tls_ca: set one or the other`,
+
+	"etcd_http_with_tls.bad.ini": `testdata/etcd_http_with_tls.bad.ini:2: [etcd] address: "http://etcd1:2379" is plain http but tls = true: use https:// or no scheme`,
+
+	"etcd_https_tls_off.bad.ini": `testdata/etcd_https_tls_off.bad.ini:3: [etcd] tls: is false but address "https://etcd1:2379" uses https`,
+
+	"etcd_tls_key_without_cert.bad.ini": `testdata/etcd_tls_key_without_cert.bad.ini:3: [etcd] tls_key: needs tls_cert (the client certificate)`,
+
+	"etcd_user_without_password.bad.ini": `testdata/etcd_user_without_password.bad.ini:2: [etcd] username: needs password`,
+
+	"secret_env_unset.bad.ini": `testdata/secret_env_unset.bad.ini:3: [etcd] password: environment variable LOGPIPE_TEST_SURELY_UNSET is not set`,
+
+	"secret_file_missing.bad.ini": `testdata/secret_file_missing.bad.ini:4: [kafka] sasl_password: reading secret: open testdata/tls/no-such-secret: no such file or directory`,
+
+	"address_with_credentials.bad.ini": `testdata/address_with_credentials.bad.ini:2: [etcd] address: "http://xxxxx@etcd1:2379": credentials in an address are not allowed (use the username and password keys)`,
+
 	// Unknown sections and keys come first, in file order, then every
 	// value error in the order the keys are decoded.
 	"several_errors.bad.ini": strings.Join([]string{
@@ -108,6 +149,9 @@ func TestLoadAgentBadFiles(t *testing.T) {
 			}
 			if got := err.Error(); got != want {
 				t.Errorf("LoadAgent(%s) error:\n got: %s\nwant: %s", name, got, want)
+			}
+			if strings.Contains(err.Error(), "not-printed") {
+				t.Errorf("LoadAgent(%s) error quotes a secret: %s", name, err)
 			}
 		})
 	}
@@ -135,9 +179,20 @@ func TestBadFilesListed(t *testing.T) {
 }
 
 func TestLoadAgentGood(t *testing.T) {
+	t.Setenv("LOGPIPE_TEST_ETCD_PASSWORD", "etcd-secret")
 	cfg, err := LoadAgent("testdata/good.ini")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The TLS configurations were built from the files at load time.
+	for name, tc := range map[string]*tls.Config{"kafka": cfg.Kafka.Security.TLS.Config(), "etcd": cfg.Etcd.Security.TLS.Config()} {
+		if tc == nil || tc.RootCAs == nil || len(tc.Certificates) != 1 || tc.ServerName != name+".internal" || tc.InsecureSkipVerify {
+			t.Errorf("%s TLS config %+v", name, tc)
+		}
+	}
+	cfg.Kafka.Security.TLS.config, cfg.Etcd.Security.TLS.config = nil, nil
+	files := func(serverName string) security.Files {
+		return security.Files{CA: "testdata/tls/ca.pem", Cert: "testdata/tls/client.pem", Key: "testdata/tls/client-key.pem", ServerName: serverName}
 	}
 	want := &AgentConfig{
 		Path: "testdata/good.ini",
@@ -151,11 +206,21 @@ func TestLoadAgentGood(t *testing.T) {
 			FlushInterval:   50 * time.Millisecond,
 			FlushBytes:      1 << 20,
 			RetryBackoffMax: 30 * time.Second,
+			Security: KafkaSecurity{
+				TLS:  TLS{Enabled: true, Files: files("kafka.internal")},
+				SASL: SASL{Mechanism: "scram-sha-512", User: "logagent", Password: NewSecret("kafka-secret")},
+			},
 		},
 		Etcd: Etcd{
-			Endpoints:  []string{"etcd1:2379", "http://etcd2:2379"},
-			Timeout:    3 * time.Second,
-			CollectKey: "/agents/%s/collect",
+			Endpoints:    []string{"etcd1:2379", "https://etcd2:2379"},
+			Timeout:      3 * time.Second,
+			CollectKey:   "/agents/%s/collect",
+			InventoryKey: "/agents/live/%s",
+			Security: EtcdSecurity{
+				TLS:      TLS{Enabled: true, Files: files("etcd.internal")},
+				Username: "logagent",
+				Password: NewSecret("etcd-secret"),
+			},
 		},
 		Agent: Agent{
 			IP:              "10.0.0.7",
@@ -166,6 +231,7 @@ func TestLoadAgentGood(t *testing.T) {
 			ScanInterval:    5 * time.Second,
 			ShutdownTimeout: 20 * time.Second,
 			MemoryLimit:     256 << 20,
+			AllowedPaths:    []string{"/var/log/**", "/srv/*/logs/*.log"},
 		},
 		Log:  Log{Level: "debug", Format: "json"},
 		HTTP: HTTP{Addr: ":9732"},
@@ -227,9 +293,10 @@ func TestLoadAgentDefaults(t *testing.T) {
 				RetryBackoffMax: 10 * time.Second,
 			},
 			Etcd: Etcd{
-				Endpoints:  []string{"127.0.0.1:2379"},
-				Timeout:    5 * time.Second,
-				CollectKey: "/logagent/%s/collect_config",
+				Endpoints:    []string{"127.0.0.1:2379"},
+				Timeout:      5 * time.Second,
+				CollectKey:   "/logagent/%s/collect_config",
+				InventoryKey: "/logagent/agents/%s",
 			},
 			Agent: Agent{
 				DataDir:         "data/logagent",
@@ -238,6 +305,7 @@ func TestLoadAgentDefaults(t *testing.T) {
 				ScanInterval:    2 * time.Second,
 				ShutdownTimeout: 10 * time.Second,
 				MemoryLimit:     64 << 20,
+				AllowedPaths:    []string{"/var/log/**"},
 			},
 			Log:  Log{Level: "info", Format: "text"},
 			HTTP: HTTP{Addr: "127.0.0.1:9731"},

@@ -291,6 +291,11 @@ func SplitList(v string) []string {
 func (c *iniFile) HostPorts(section, key string, def []string) []string {
 	list := c.List(section, key, def)
 	for _, a := range list {
+		if strings.Contains(a, "@") {
+			// Do not echo it: the part before @ may be a password.
+			c.errorf(section, key, "%q: credentials in an address are not allowed (use the username and password keys)", redactURL(a))
+			continue
+		}
 		if err := checkHostPort(a); err != nil {
 			c.errorf(section, key, "%q: %v", a, err)
 		}

@@ -28,6 +28,9 @@ type Consumer struct {
 	// with the same id takes its partitions back at once, without a
 	// rebalance or waiting out the session timeout.
 	InstanceID string
+	// Security is TLS and SASL towards the brokers, for the consumer
+	// group and the dead-letter producer alike.
+	Security KafkaSecurity
 }
 
 // Discovery is logtransfer's [etcd].
@@ -38,14 +41,18 @@ type Discovery struct {
 	// CollectKey is the agents' key pattern; only keys matching it are
 	// read as collect configs.
 	CollectKey string
+	// Security is TLS and user/password towards etcd.
+	Security EtcdSecurity
 }
 
 // ES is logtransfer's [es].
 type ES struct {
-	URLs            []string
-	Username        string
-	Password        string
-	APIKey          string
+	URLs     []string
+	Username string
+	Password Secret
+	APIKey   Secret
+	// TLS applies to the https:// URLs.
+	TLS             TLS
 	Workers         int
 	BulkActions     int
 	BulkBytes       int
@@ -119,6 +126,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	if k.DLQSuffix == "" || collectconf.ValidTopic("x"+k.DLQSuffix) != nil {
 		c.Fail("kafka", "dlq_suffix", "%q must be non-empty and legal in a topic name", k.DLQSuffix)
 	}
+	k.Security = kafkaSecurity(c)
 
 	d := &cfg.Discovery
 	d.Enabled = c.Bool("etcd", "discover_topics", false)
@@ -128,12 +136,14 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	if strings.Count(d.CollectKey, "%s") != 1 || strings.Count(d.CollectKey, "%") != 1 || !strings.HasPrefix(d.CollectKey, "/") || strings.HasPrefix(d.CollectKey, "/%s") {
 		c.Fail("etcd", "collect_log_key", "%q must start with a /-prefix and contain exactly one %%s (the agent's IP)", d.CollectKey)
 	}
+	d.Security = etcdSecurity(c, d.Endpoints)
 	if !d.Enabled && len(k.Topics) == 0 {
 		c.Fail("kafka", "topics", "no topics to consume: list them here or set [etcd] discover_topics = true")
 	}
 
 	e := &cfg.ES
 	e.URLs = c.List("es", "address", []string{"http://127.0.0.1:9200"})
+	https := false
 	for i, u := range e.URLs {
 		if !strings.Contains(u, "://") {
 			u = "http://" + u
@@ -141,17 +151,27 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 		}
 		pu, err := url.Parse(u)
 		if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
-			c.Fail("es", "address", "%q is not an http(s) URL", u)
+			c.Fail("es", "address", "%q is not an http(s) URL", redactURL(u))
+			continue
 		}
+		if pu.User != nil {
+			c.Fail("es", "address", "%q: credentials in the URL are not allowed (use username/password or api_key)", redactURL(u))
+		}
+		https = https || pu.Scheme == "https"
 	}
+	e.TLS = c.TLS("es", https, "no address is https://")
 	e.Username = c.Str("es", "username", "")
-	e.Password = c.Str("es", "password", "")
-	e.APIKey = c.Str("es", "api_key", "")
-	if e.APIKey != "" && e.Username != "" {
+	e.Password = c.Secret("es", "password")
+	e.APIKey = c.Secret("es", "api_key")
+	passSet, keySet := c.nonEmpty("es", "password"), c.nonEmpty("es", "api_key")
+	if keySet && e.Username != "" {
 		c.Fail("es", "api_key", "set either username/password or api_key, not both")
 	}
-	if (e.Username == "") != (e.Password == "") {
-		c.Fail("es", "username", "username and password go together")
+	if e.Username != "" && !passSet {
+		c.Fail("es", "username", "needs password")
+	}
+	if e.Username == "" && passSet {
+		c.Fail("es", "password", "needs username")
 	}
 	e.Workers = c.Int("es", "workers", 16, 1, 1024)
 	e.BulkActions = c.Int("es", "bulk_actions", 1000, 1, 100000)

@@ -25,6 +25,16 @@ var transferBadFiles = map[string]string{
 	"bad_bool.bad.ini":           `testdata/transfer/bad_bool.bad.ini:4: [etcd] discover_topics: "maybe" is not a boolean (true or false)`,
 	"short_session.bad.ini":      `testdata/transfer/short_session.bad.ini:3: [kafka] session_timeout: 1s is out of range [6s, 5m0s]`,
 	"bad_flush.bad.ini":          `testdata/transfer/bad_flush.bad.ini:5: [es] flush_interval: "soon" is not a duration (e.g. 5s, 250ms)`,
+
+	"es_tls_ca_http.bad.ini":             `testdata/transfer/es_tls_ca_http.bad.ini:5: [es] tls_ca: is set but TLS is off (no address is https://)`,
+	"es_tls_ca_not_pem.bad.ini":          `testdata/transfer/es_tls_ca_not_pem.bad.ini:5: [es] tls_ca: testdata/transfer/auth_both.bad.ini holds no PEM certificate`,
+	"es_url_credentials.bad.ini":         `testdata/transfer/es_url_credentials.bad.ini:4: [es] address: "https://xxxxx@es:9200": credentials in the URL are not allowed (use username/password or api_key)`,
+	"es_api_key_env_unset.bad.ini":       `testdata/transfer/es_api_key_env_unset.bad.ini:5: [es] api_key: environment variable LOGPIPE_TEST_SURELY_UNSET is not set`,
+	"es_password_without_user.bad.ini":   `testdata/transfer/es_password_without_user.bad.ini:4: [es] password: needs username`,
+	"scram_no_password.bad.ini":          `testdata/transfer/scram_no_password.bad.ini:3: [kafka] sasl_mechanism: scram-sha-512 needs sasl_password`,
+	"kafka_tls_key_without_cert.bad.ini": `testdata/transfer/kafka_tls_key_without_cert.bad.ini:4: [kafka] tls_key: needs tls_cert (the client certificate)`,
+	"etcd_password_without_user.bad.ini": `testdata/transfer/etcd_password_without_user.bad.ini:4: [etcd] password: needs username`,
+	"etcd_tls_ca_missing.bad.ini":        `testdata/transfer/etcd_tls_ca_missing.bad.ini:4: [etcd] tls_ca: reading CA bundle: open testdata/tls/missing-ca.pem: no such file or directory`,
 }
 
 func TestTransferBadConfigs(t *testing.T) {
@@ -45,6 +55,9 @@ func TestTransferBadConfigs(t *testing.T) {
 		}
 		if err.Error() != want {
 			t.Errorf("%s:\n got %s\nwant %s", p, err, want)
+		}
+		if strings.Contains(err.Error(), "not-printed") {
+			t.Errorf("%s: error quotes a secret: %s", p, err)
 		}
 	}
 	if len(files) != len(transferBadFiles) {

@@ -26,6 +26,8 @@ import (
 const usage = `usage: logctl [flags] <command>
 
 commands:
+  agents                       list live agents (from their inventory leases)
+  status <ip>                  the files one agent follows: state, acked offset, bytes behind
   config get <ip>              print the collect config of the agent at <ip>
   config put <ip> [file|-]     validate a collect config (file or stdin) and write it
   config validate <ip> [file]  validate a file, or the config stored for <ip>
@@ -40,24 +42,48 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	endpoints := fs.String("endpoints", envOr("ETCDCTL_ENDPOINTS", "127.0.0.1:2379"), "etcd endpoints, comma separated (like etcdctl)")
 	keyPattern := fs.String("key-pattern", "/logagent/%s/collect_config", "collect config key; %s is the agent IP")
 	timeout := fs.Duration("timeout", 5*time.Second, "etcd request timeout")
+	agentsPrefix := fs.String("agents-prefix", "/logagent/agents/", "where agents keep their inventory entries")
+	jsonOut := fs.Bool("json", false, "print agents and status as JSON")
+	etcdSec := etcdFlags{
+		cacert: fs.String("cacert", "", "verify etcd's certificate with this CA bundle; enables TLS (or ETCDCTL_CACERT)"),
+		cert:   fs.String("cert", "", "client certificate for etcd TLS (or ETCDCTL_CERT)"),
+		key:    fs.String("key", "", "client key for etcd TLS (or ETCDCTL_KEY)"),
+		user:   fs.String("user", "", "etcd user as name:password, or name with the password in ETCDCTL_PASSWORD (or ETCDCTL_USER)"),
+	}
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	rest := fs.Args()
-	if len(rest) < 2 || rest[0] != "config" {
+	if len(rest) == 0 {
 		fs.Usage()
 		return 2
 	}
-	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr,
+		agentsPrefix: *agentsPrefix, json: *jsonOut}
+	c.etcd = etcdSec
 	var err error
-	switch sub, args := rest[1], rest[2:]; sub {
-	case "get":
-		err = c.get(args)
-	case "put":
-		err = c.put(args)
-	case "validate":
-		err = c.validate(args)
+	switch rest[0] {
+	case "agents":
+		err = c.agents(rest[1:])
+	case "status":
+		err = c.status(rest[1:])
+	case "config":
+		if len(rest) < 2 {
+			fs.Usage()
+			return 2
+		}
+		switch sub, args := rest[1], rest[2:]; sub {
+		case "get":
+			err = c.get(args)
+		case "put":
+			err = c.put(args)
+		case "validate":
+			err = c.validate(args)
+		default:
+			fs.Usage()
+			return 2
+		}
 	default:
 		fs.Usage()
 		return 2
@@ -91,12 +117,19 @@ type cmd struct {
 	timeout        time.Duration
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	etcd           etcdFlags
+	agentsPrefix   string
+	json           bool
 }
 
 func (c *cmd) key(ip string) string { return fmt.Sprintf(c.keyPattern, ip) }
 
 func (c *cmd) client() (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.endpoints, DialTimeout: c.timeout, Logger: zap.NewNop()})
+	cfg, err := c.etcd.clientConfig(c.endpoints, c.timeout, zap.NewNop())
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd: %w", err)
 	}

@@ -117,6 +117,8 @@ address = 127.0.0.1:%d
 address = %s
 timeout = 2s
 [agent]
+; tests read files under temp dirs
+allowed_paths = /**
 ip = 10.20.30.40
 data_dir = %s
 poll_interval = 100ms

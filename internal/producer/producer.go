@@ -160,6 +160,7 @@ func (p *Producer) saramaConfig() *sarama.Config {
 	c.Net.WriteTimeout = 15 * time.Second
 	c.Net.MaxOpenRequests = 5
 	c.ChannelBufferSize = 4096
+	k.Security.Apply(c)
 	return c
 }
 

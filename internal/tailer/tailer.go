@@ -34,6 +34,7 @@ import (
 	"github.com/logpipe/logpipe/internal/backoff"
 	"github.com/logpipe/logpipe/internal/collectconf"
 	"github.com/logpipe/logpipe/internal/logging"
+	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/registry"
 )
@@ -65,6 +66,8 @@ type Config struct {
 	// polls an idle file only every IdlePoll.
 	Notifier *Notifier
 	IdlePoll time.Duration
+	// Guard, if set, refuses files that resolve outside the allowlist.
+	Guard *pathguard.Guard
 }
 
 // Status is what the tailer is doing, for inventories and logs.
@@ -193,6 +196,12 @@ func (t *Tailer) open(first bool) (*reader, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening: %w", err)
+	}
+	if g := t.cfg.Guard; g != nil {
+		if err := g.CheckOpen(f); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	r, err := t.position(f, first)
 	if r == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/registry"
 	"github.com/logpipe/logpipe/internal/testutil"
@@ -518,5 +519,29 @@ func TestNotifierWakesIdleTailer(t *testing.T) {
 	got := h.waitN(3)
 	if got[2] != "after rotation" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestGuardRefusesSymlinkEscape(t *testing.T) {
+	h := newHarness(t)
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "secret")
+	os.WriteFile(secret, []byte("do not ship\n"), 0o600)
+	p := filepath.Join(h.dir, "evil.log")
+	os.Symlink(secret, p)
+	g, err := pathguard.New([]string{h.dir + "/**"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.run(Config{Path: p, Guard: g})
+	h.waitState(StateError)
+	if st := h.last.Status(); !strings.Contains(st.Reason, "outside [agent] allowed_paths") {
+		t.Fatalf("status %+v", st)
+	}
+	if n := len(h.sink.events()); n != 0 {
+		t.Fatalf("%d events shipped from a file outside the allowlist", n)
+	}
+	if openFDsTo(t, secret) != 0 {
+		t.Fatal("refused file left open")
 	}
 }

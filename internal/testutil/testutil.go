@@ -371,3 +371,35 @@ func OpenFDs(t testing.TB, prefix string) int {
 	}
 	return n
 }
+
+// CheckMetricsListed fails the test unless every metric in listFile (one
+// name per line, # comments) that starts with prefix is exported by g.
+func CheckMetricsListed(t testing.TB, g prometheus.Gatherer, listFile, prefix string) {
+	t.Helper()
+	data, err := os.ReadFile(listFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = true
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		name := strings.TrimSpace(line)
+		if name == "" || strings.HasPrefix(name, "#") || !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		n++
+		if !have[name] {
+			t.Errorf("%s lists %s, which is not exported", listFile, name)
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s lists no %s* metrics", listFile, prefix)
+	}
+}

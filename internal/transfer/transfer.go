@@ -97,6 +97,7 @@ func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
 	c.Net.DialTimeout = 5 * time.Second
 	c.ChannelBufferSize = 256
+	cfg.Security.Apply(c)
 	return c
 }
 
@@ -300,16 +301,19 @@ type DeadLetter struct {
 	p       sarama.SyncProducer
 }
 
-// NewDeadLetter returns a dead-letter target; it connects on first use.
-func NewDeadLetter(brokers []string, version sarama.KafkaVersion, suffix string) *DeadLetter {
+// NewDeadLetter returns a dead-letter target for the brokers, version,
+// dead-letter suffix and security (TLS, SASL) of cfg; it connects on first
+// use.
+func NewDeadLetter(cfg config.Consumer) *DeadLetter {
 	c := sarama.NewConfig()
 	c.ClientID = "logtransfer-dlq"
-	c.Version = version
+	c.Version = cfg.Version
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Return.Successes = true
 	c.Producer.Retry.Max = 3
 	c.Net.DialTimeout = 5 * time.Second
-	return &DeadLetter{brokers: brokers, cfg: c, suffix: suffix}
+	cfg.Security.Apply(c)
+	return &DeadLetter{brokers: cfg.Brokers, cfg: c, suffix: cfg.DLQSuffix}
 }
 
 // Send implements eswriter.DeadLetter.

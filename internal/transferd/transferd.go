@@ -62,7 +62,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	if err != nil {
 		return nil, err
 	}
-	d.dlq = transfer.NewDeadLetter(cfg.Kafka.Brokers, cfg.Kafka.Version, cfg.Kafka.DLQSuffix)
+	d.dlq = transfer.NewDeadLetter(cfg.Kafka)
 	d.writer = eswriter.New(eswriter.Config{
 		Workers:         cfg.ES.Workers,
 		BulkActions:     cfg.ES.BulkActions,
@@ -90,7 +90,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	}, log, d.prom)
 
 	if cfg.Discovery.Enabled {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Discovery.Endpoints, DialTimeout: cfg.Discovery.Timeout, Logger: zap.NewNop()})
+		cli, err := clientv3.New(cfg.Discovery.ClientConfig(zap.NewNop()))
 		if err != nil {
 			return nil, fmt.Errorf("creating etcd client: %w", err)
 		}
@@ -124,24 +124,31 @@ func boolErr(ok bool, msg string) error {
 
 // newESClient builds the olivere client: no sniffing and no health checks
 // (ES-compatible stores and proxies do not answer them; failures are
-// handled per request), credentials and extra headers on every request.
+// handled per request), credentials and extra headers on every request,
+// and the [es] tls_* setup (custom CA, client certificate) for https URLs.
 func newESClient(cfg config.ES) (*elastic.Client, error) {
 	h := http.Header{}
 	for k, v := range cfg.Headers {
 		h.Set(k, v)
 	}
-	if cfg.APIKey != "" {
-		h.Set("Authorization", "ApiKey "+cfg.APIKey)
+	if !cfg.APIKey.IsZero() {
+		h.Set("Authorization", "ApiKey "+cfg.APIKey.Reveal())
+	}
+	hc := &http.Client{Timeout: 2 * time.Minute}
+	if tc := cfg.TLS.Config(); tc != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc.Transport = tr
 	}
 	opts := []elastic.ClientOptionFunc{
 		elastic.SetURL(cfg.URLs...),
 		elastic.SetSniff(false),
 		elastic.SetHealthcheck(false),
-		elastic.SetHttpClient(&http.Client{Timeout: 2 * time.Minute}),
+		elastic.SetHttpClient(hc),
 		elastic.SetHeaders(h),
 	}
 	if cfg.Username != "" {
-		opts = append(opts, elastic.SetBasicAuth(cfg.Username, cfg.Password))
+		opts = append(opts, elastic.SetBasicAuth(cfg.Username, cfg.Password.Reveal()))
 	}
 	c, err := elastic.NewClient(opts...)
 	if err != nil {

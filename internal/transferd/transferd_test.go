@@ -403,3 +403,15 @@ func TestConnectionDropsAndLostResponses(t *testing.T) {
 	}
 	report(t, "dropped connections/responses", n, e.es, 0)
 }
+
+// TestDashboardMetricsExist checks that every logtransfer_* metric the
+// Grafana dashboard uses (deploy/grafana/metrics.txt) is exported.
+func TestDashboardMetricsExist(t *testing.T) {
+	e := newEnv(t, 2)
+	etcd := testutil.StartEtcd(t)
+	etcd.Put("/logagent/10.0.0.1/collect_config", `[{"path":"/var/log/a.log","topic":"mtr"}]`)
+	d, _ := e.start(e.config(fmt.Sprintf("[etcd]\ndiscover_topics = true\naddress = %s\n", etcd.Endpoint())))
+	e.produce("mtr", 0, 20)
+	e.waitDocs(20, 30*time.Second)
+	testutil.CheckMetricsListed(t, d.Prometheus(), "../../deploy/grafana/metrics.txt", "logtransfer_")
+}

@@ -354,7 +354,7 @@ func (b *bench) startAgent(run int, brokerAddr, name string) *agent {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	ip := fmt.Sprintf("10.99.%d.%d", run, len(name))
 	ini := filepath.Join(dir, "logagent.ini")
-	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\n[etcd]\naddress = %s\n[agent]\nip = %s\ndata_dir = %s\n[http]\naddr = %s\n[log]\nlevel = warn\n",
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\n[etcd]\naddress = %s\n[agent]\nip = %s\ndata_dir = %s\nallowed_paths = /**\n[http]\naddr = %s\n[log]\nlevel = warn\n",
 		brokerAddr, b.ep, ip, filepath.Join(dir, "data"), httpAddr)), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logagent"), "-config", ini)
 	if *agentEnv != "" {

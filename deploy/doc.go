@@ -1,0 +1,2 @@
+// Package deploy holds deployment files; its test validates them.
+package deploy

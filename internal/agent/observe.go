@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"os"
+	"sort"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logpipe/logpipe/internal/inventory"
+	"github.com/logpipe/logpipe/internal/registry"
+)
+
+// fileTasks describes every followed file: its state, the offset Kafka
+// acknowledged and how far that is behind the file's size.
+func (a *Agent) fileTasks() []inventory.Task {
+	streams := map[registry.Key]registry.Stream{}
+	for _, s := range a.reg.Streams() {
+		streams[s.Key] = s
+	}
+	var out []inventory.Task
+	for _, ts := range a.coll.Status() {
+		for _, f := range ts.Files {
+			t := inventory.Task{Path: f.Path, Topic: ts.Entry.Topic, State: f.State, Reason: f.Reason}
+			if fi, err := os.Stat(f.Path); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					s, known := streams[registry.Key{Dev: uint64(st.Dev), Ino: st.Ino, Topic: ts.Entry.Topic}]
+					if known {
+						t.AckedOffset = s.Offset
+					}
+					t.BytesBehind = max(fi.Size()-t.AckedOffset, 0)
+				}
+			}
+			out = append(out, t)
+		}
+		if len(ts.Files) == 0 { // a glob that matches nothing yet
+			out = append(out, inventory.Task{Path: ts.Entry.Path, Topic: ts.Entry.Topic, State: "no matching files"})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Topic < out[j].Topic
+	})
+	return out
+}
+
+// report is the agent's inventory entry.
+func (a *Agent) report() inventory.Report {
+	st := a.Status()
+	return inventory.Report{
+		Host: a.host, IP: a.ip, Version: a.opts.Version, Started: a.started,
+		ConfigRevision: st.Revision, ConfigError: st.ConfigError, Tasks: a.fileTasks(),
+	}
+}
+
+// fileCollector exports per-file gauges at scrape time (one stat per file
+// per scrape, nothing per line).
+type fileCollector struct {
+	a      *Agent
+	behind *prometheus.Desc
+	acked  *prometheus.Desc
+}
+
+func newFileCollector(a *Agent) *fileCollector {
+	return &fileCollector{a: a,
+		behind: prometheus.NewDesc("logagent_file_bytes_behind", "File size minus the offset Kafka acknowledged.", []string{"path", "topic"}, nil),
+		acked:  prometheus.NewDesc("logagent_file_acked_offset", "Offset up to which Kafka acknowledged every line of the file.", []string{"path", "topic"}, nil),
+	}
+}
+
+func (c *fileCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.behind
+	ch <- c.acked
+}
+
+func (c *fileCollector) Collect(ch chan<- prometheus.Metric) {
+	seen := map[[2]string]bool{}
+	for _, t := range c.a.fileTasks() {
+		k := [2]string{t.Path, t.Topic}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(t.BytesBehind), t.Path, t.Topic)
+		ch <- prometheus.MustNewConstMetric(c.acked, prometheus.GaugeValue, float64(t.AckedOffset), t.Path, t.Topic)
+	}
+}
