@@ -10,6 +10,8 @@ import (
 
 	"github.com/IBM/sarama"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/internal/security"
@@ -131,6 +133,8 @@ type EtcdSecurity struct {
 }
 
 // ClientConfig is the etcd client configuration for endpoints with s.
+// Reconnects back off to at most 2 s (gRPC's default grows to 2 minutes),
+// so a daemon is back on etcd within seconds of an outage ending.
 func (s EtcdSecurity) ClientConfig(endpoints []string, timeout time.Duration, log *zap.Logger) clientv3.Config {
 	return clientv3.Config{
 		Endpoints:   endpoints,
@@ -139,6 +143,10 @@ func (s EtcdSecurity) ClientConfig(endpoints []string, timeout time.Duration, lo
 		Username:    s.Username,
 		Password:    s.Password.Reveal(),
 		Logger:      log,
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: timeout,
+		})},
 	}
 }
 

@@ -24,6 +24,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/logpipe/logpipe/internal/fakees"
 	"github.com/logpipe/logpipe/internal/testutil"
@@ -147,7 +149,8 @@ addr = 127.0.0.1:0
 %s`, s.kafkaPort, s.etcdAddr, s.es.URL(), transferExtra)), 0o644)
 	s.startEtcd()
 	s.startKafka()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.etcdAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.etcdAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, MaxDelay: time.Second}})}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,12 +219,22 @@ func (s *sys) killAgent() {
 	s.agent.Kill()
 }
 
+// put writes the collect config, retrying while etcd comes back (after a
+// restart the client may still be waiting to reconnect).
 func (s *sys) put(value string) {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := s.cli.Put(ctx, "/logagent/10.20.30.40/collect_config", value); err != nil {
-		s.t.Fatalf("etcd put: %v", err)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.cli.Put(ctx, "/logagent/10.20.30.40/collect_config", value)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("etcd put: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
