@@ -10,9 +10,9 @@ import (
 
 	"github.com/IBM/sarama"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
-	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/internal/security"
 )
