@@ -30,6 +30,7 @@ import (
 	"github.com/logpipe/logpipe/internal/fsutil"
 	"github.com/logpipe/logpipe/internal/httpserver"
 	"github.com/logpipe/logpipe/internal/inventory"
+	"github.com/logpipe/logpipe/internal/lifecycle"
 	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/producer"
 	"github.com/logpipe/logpipe/internal/registry"
@@ -184,52 +185,36 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.reg.Close()
 	defer a.cli.Close()
 
-	regCtx, stopReg := context.WithCancel(context.Background())
-	prodCtx, stopProd := context.WithCancel(context.Background())
-	readCtx, stopRead := context.WithCancel(context.Background())
-	defer stopReg()
-	defer stopProd()
-	defer stopRead()
-
-	var regWG, prodWG, readWG sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(wg *sync.WaitGroup, name string, fn func(context.Context) error, c context.Context) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(c); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	run(&regWG, "registry", func(c context.Context) error { return a.reg.Run(c, time.Second) }, regCtx)
-	run(&prodWG, "producer", a.prod.Run, prodCtx)
+	// Stopped in reverse: reading stops first, then the producer flushes
+	// what is in flight, then the registry is saved.
+	r := lifecycle.New()
+	store := r.Stage("store")
+	store.Go("registry", func(c context.Context) error { return a.reg.Run(c, time.Second) })
 	if a.http != nil {
-		run(&regWG, "http", a.http.Run, regCtx)
+		store.Go("http", a.http.Run)
 	}
+	r.Stage("send").Go("producer", a.prod.Run)
 	if cached, ok := a.loadCache(); ok {
 		a.log.WithField("entries", len(cached)).Info("collecting with the cached collect config until etcd answers")
 		a.coll.Apply(cached)
 	}
-	run(&readWG, "collector", a.coll.Run, readCtx)
-	run(&readWG, "etcd watch", a.watch.Run, readCtx)
-	run(&readWG, "config", a.configLoop, readCtx)
-	run(&readWG, "inventory", a.inv.Run, readCtx)
+	read := r.Stage("read")
+	read.Go("collector", a.coll.Run)
+	read.Go("etcd watch", a.watch.Run)
+	read.Go("config", a.configLoop)
+	read.Go("inventory", a.inv.Run)
 
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		a.log.WithError(err).Error("component failed; shutting down")
+	err := r.Wait(ctx, func(s *lifecycle.Stage) {
+		switch s.Name {
+		case "read":
+			a.log.Info("shutting down: stopping readers")
+		case "send":
+			a.log.Info("flushing events in flight")
+		}
+	})
+	if err != nil {
+		a.log.WithError(err).Error("component failed; shut down")
 	}
-	a.log.Info("shutting down: stopping readers")
-	stopRead()
-	readWG.Wait()
-	a.log.Info("flushing events in flight")
-	stopProd()
-	prodWG.Wait()
-	stopReg()
-	regWG.Wait()
 	if serr := a.reg.Save(); serr != nil && err == nil {
 		err = fmt.Errorf("saving registry: %w", serr)
 	}

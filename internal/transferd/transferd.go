@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/olivere/elastic/v7"
@@ -26,6 +25,7 @@ import (
 	"github.com/logpipe/logpipe/internal/confwatch"
 	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/httpserver"
+	"github.com/logpipe/logpipe/internal/lifecycle"
 	"github.com/logpipe/logpipe/internal/transfer"
 )
 
@@ -184,46 +184,28 @@ func (d *Daemon) close() {
 // Run runs until ctx ends, then shuts down in order.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.close()
-	writeCtx, stopWrite := context.WithCancel(context.Background())
-	readCtx, stopRead := context.WithCancel(context.Background())
-	httpCtx, stopHTTP := context.WithCancel(context.Background())
-	defer stopWrite()
-	defer stopRead()
-	defer stopHTTP()
-	var writeWG, readWG, httpWG sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(wg *sync.WaitGroup, name string, fn func(context.Context) error, c context.Context) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(c); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	run(&writeWG, "es writer", d.writer.Run, writeCtx)
+	// Stopped in reverse: consumption stops first (claims wait for their
+	// documents and commit), then the writer, then the HTTP endpoints.
+	r := lifecycle.New()
 	if d.http != nil {
-		run(&httpWG, "http", d.http.Run, httpCtx)
+		r.Stage("http").Go("http", d.http.Run)
 	}
+	r.Stage("write").Go("es writer", d.writer.Run)
+	read := r.Stage("read")
 	if d.watch != nil {
-		run(&readWG, "etcd watch", d.watch.Run, readCtx)
-		run(&readWG, "discovery", d.discover, readCtx)
+		read.Go("etcd watch", d.watch.Run)
+		read.Go("discovery", d.discover)
 	}
-	run(&readWG, "consumer", d.consumer.Run, readCtx)
+	read.Go("consumer", d.consumer.Run)
 
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		d.log.WithError(err).Error("component failed; shutting down")
+	err := r.Wait(ctx, func(s *lifecycle.Stage) {
+		if s.Name == "read" {
+			d.log.Info("shutting down: stopping consumption, waiting for in-flight documents")
+		}
+	})
+	if err != nil {
+		d.log.WithError(err).Error("component failed; shut down")
 	}
-	d.log.Info("shutting down: stopping consumption, waiting for in-flight documents")
-	stopRead()
-	readWG.Wait()
-	stopWrite()
-	writeWG.Wait()
-	stopHTTP()
-	httpWG.Wait()
 	d.log.Info("stopped")
 	return err
 }
