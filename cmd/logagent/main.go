@@ -76,6 +76,6 @@ func tuneGC(limit int) {
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Leave room for what the runtime does not count (binary, stacks).
-		debug.SetMemoryLimit(int64(limit) * 3 / 4)
+		debug.SetMemoryLimit(int64(limit) * 11 / 16)
 	}
 }
