@@ -219,8 +219,45 @@ type Batch struct {
 	Bytes int
 }
 
-// Meta is what the transfer reads back from a record's headers. Fields
-// absent from the record (a producer other than logagent) are zero.
+// View is a record's headers read without copying: the slices point into
+// the headers. Absent headers (a producer other than logagent) are empty.
+type View struct {
+	HostName, HostIP, Path, EventID, Flags, Fields []byte
+	Offset                                         int64
+	HasOffset                                      bool
+}
+
+// Parse reads a View from record headers. Malformed values are ignored
+// rather than failing the record: the line itself is what matters.
+func Parse(headers []*sarama.RecordHeader) View {
+	var v View
+	for _, h := range headers {
+		if h == nil {
+			continue
+		}
+		switch string(h.Key) {
+		case HeaderHostName:
+			v.HostName = h.Value
+		case HeaderHostIP:
+			v.HostIP = h.Value
+		case HeaderPath:
+			v.Path = h.Value
+		case HeaderOffset:
+			if n, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
+				v.Offset, v.HasOffset = n, true
+			}
+		case HeaderEventID:
+			v.EventID = h.Value
+		case HeaderFlags:
+			v.Flags = h.Value
+		case HeaderFields:
+			v.Fields = h.Value
+		}
+	}
+	return v
+}
+
+// Meta is View with owned strings, flags split and fields decoded.
 type Meta struct {
 	HostName  string
 	HostIP    string
@@ -232,36 +269,18 @@ type Meta struct {
 	Fields    map[string]string
 }
 
-// Decode reads Meta from record headers. Malformed values are ignored
-// rather than failing the record: the line itself is what matters.
+// Decode reads Meta from record headers (see Parse).
 func Decode(headers []*sarama.RecordHeader) Meta {
-	var m Meta
-	for _, h := range headers {
-		if h == nil {
-			continue
-		}
-		switch string(h.Key) {
-		case HeaderHostName:
-			m.HostName = string(h.Value)
-		case HeaderHostIP:
-			m.HostIP = string(h.Value)
-		case HeaderPath:
-			m.Path = string(h.Value)
-		case HeaderOffset:
-			if n, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
-				m.Offset, m.HasOffset = n, true
-			}
-		case HeaderEventID:
-			m.EventID = string(h.Value)
-		case HeaderFlags:
-			if len(h.Value) > 0 {
-				m.Flags = strings.Split(string(h.Value), ",")
-			}
-		case HeaderFields:
-			var f map[string]string
-			if json.Unmarshal(h.Value, &f) == nil {
-				m.Fields = f
-			}
+	v := Parse(headers)
+	m := Meta{HostName: string(v.HostName), HostIP: string(v.HostIP), Path: string(v.Path),
+		Offset: v.Offset, HasOffset: v.HasOffset, EventID: string(v.EventID)}
+	if len(v.Flags) > 0 {
+		m.Flags = strings.Split(string(v.Flags), ",")
+	}
+	if len(v.Fields) > 0 {
+		var f map[string]string
+		if json.Unmarshal(v.Fields, &f) == nil {
+			m.Fields = f
 		}
 	}
 	return m

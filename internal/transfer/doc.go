@@ -25,49 +25,12 @@ func reservedField(k string) bool {
 	return k == ""
 }
 
-// docMeta is what a document needs from a record's headers, read without
-// copying (the slices point into the headers). Header names are those of
-// package record, the contract with the agent.
-type docMeta struct {
-	host, ip, path, eventID, flags, fields []byte
-	offset                                 int64
-	hasOffset                              bool
-}
-
-func parseMeta(headers []*sarama.RecordHeader) docMeta {
-	var m docMeta
-	for _, h := range headers {
-		if h == nil {
-			continue
-		}
-		switch string(h.Key) {
-		case record.HeaderHostName:
-			m.host = h.Value
-		case record.HeaderHostIP:
-			m.ip = h.Value
-		case record.HeaderPath:
-			m.path = h.Value
-		case record.HeaderOffset:
-			if n, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
-				m.offset, m.hasOffset = n, true
-			}
-		case record.HeaderEventID:
-			m.eventID = h.Value
-		case record.HeaderFlags:
-			m.flags = h.Value
-		case record.HeaderFields:
-			m.fields = h.Value
-		}
-	}
-	return m
-}
-
 // docID is the Elasticsearch _id of a record: the agent's event id, so a
 // re-delivered line overwrites its earlier copy, or topic-partition-offset
 // for records from other producers (equally stable across re-delivery).
-func docID(msg *sarama.ConsumerMessage, meta *docMeta) string {
-	if len(meta.eventID) > 0 {
-		return string(meta.eventID)
+func docID(msg *sarama.ConsumerMessage, meta *record.View) string {
+	if len(meta.EventID) > 0 {
+		return string(meta.EventID)
 	}
 	return msg.Topic + "-" + strconv.Itoa(int(msg.Partition)) + "-" + strconv.FormatInt(msg.Offset, 10)
 }
@@ -132,51 +95,51 @@ func (c *fieldsCache) fragment(raw []byte) []byte {
 // Absent headers leave their fields out. The message has invalid UTF-8
 // replaced by U+FFFD, so the body is always valid JSON. fields is the
 // fragment from fieldsCache.
-func appendDoc(dst []byte, msg *sarama.ConsumerMessage, meta *docMeta, ts time.Time, fields []byte) []byte {
+func appendDoc(dst []byte, msg *sarama.ConsumerMessage, meta *record.View, ts time.Time, fields []byte) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = ts.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z07:00")
 	dst = append(dst, `","message":`...)
 	dst = jsonenc.AppendString(dst, msg.Value)
-	if len(meta.host) > 0 || len(meta.ip) > 0 {
+	if len(meta.HostName) > 0 || len(meta.HostIP) > 0 {
 		dst = append(dst, `,"host":{`...)
 		sep := false
-		if len(meta.host) > 0 {
+		if len(meta.HostName) > 0 {
 			dst = append(dst, `"name":`...)
-			dst = jsonenc.AppendString(dst, meta.host)
+			dst = jsonenc.AppendString(dst, meta.HostName)
 			sep = true
 		}
-		if len(meta.ip) > 0 {
+		if len(meta.HostIP) > 0 {
 			if sep {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"ip":`...)
-			dst = jsonenc.AppendString(dst, meta.ip)
+			dst = jsonenc.AppendString(dst, meta.HostIP)
 		}
 		dst = append(dst, '}')
 	}
-	if len(meta.path) > 0 || meta.hasOffset || len(meta.flags) > 0 {
+	if len(meta.Path) > 0 || meta.HasOffset || len(meta.Flags) > 0 {
 		dst = append(dst, `,"log":{`...)
 		sep := false
-		if len(meta.path) > 0 {
+		if len(meta.Path) > 0 {
 			dst = append(dst, `"file":{"path":`...)
-			dst = jsonenc.AppendString(dst, meta.path)
+			dst = jsonenc.AppendString(dst, meta.Path)
 			dst = append(dst, '}')
 			sep = true
 		}
-		if meta.hasOffset {
+		if meta.HasOffset {
 			if sep {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"offset":`...)
-			dst = strconv.AppendInt(dst, meta.offset, 10)
+			dst = strconv.AppendInt(dst, meta.Offset, 10)
 			sep = true
 		}
-		if len(meta.flags) > 0 {
+		if len(meta.Flags) > 0 {
 			if sep {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"flags":[`...)
-			rest := meta.flags
+			rest := meta.Flags
 			for i := 0; len(rest) > 0 || i == 0; i++ {
 				f := rest
 				if j := indexByte(rest, ','); j >= 0 {

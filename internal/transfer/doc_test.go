@@ -9,6 +9,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/logpipe/logpipe/internal/jsonenc"
+	"github.com/logpipe/logpipe/internal/record"
 )
 
 func hdrs(kv ...string) []*sarama.RecordHeader {
@@ -23,9 +24,9 @@ func TestDocuments(t *testing.T) {
 	ts := time.Date(2026, 11, 23, 10, 11, 12, 345000000, time.UTC)
 	f := func(name string, msg *sarama.ConsumerMessage, wantID string, want map[string]any) {
 		t.Helper()
-		meta := parseMeta(msg.Headers)
+		meta := record.Parse(msg.Headers)
 		var fc fieldsCache
-		body := appendDoc(nil, msg, &meta, eventTime(msg), fc.fragment(meta.fields))
+		body := appendDoc(nil, msg, &meta, eventTime(msg), fc.fragment(meta.Fields))
 		var got map[string]any
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("%s: body is not valid JSON: %v\n%s", name, err, body)
@@ -94,8 +95,8 @@ func BenchmarkDocument(b *testing.B) {
 	var buf []byte
 	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
-		meta := parseMeta(msg.Headers)
-		buf = appendDoc(buf[:0], msg, &meta, msg.Timestamp, fc.fragment(meta.fields))
+		meta := record.Parse(msg.Headers)
+		buf = appendDoc(buf[:0], msg, &meta, msg.Timestamp, fc.fragment(meta.Fields))
 	}
 	b.SetBytes(int64(len(buf)))
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/logging"
+	"github.com/logpipe/logpipe/internal/record"
 )
 
 // Submitter takes documents; it blocks while the writer is full.
@@ -277,7 +278,7 @@ type claimState struct {
 }
 
 func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
-	meta := parseMeta(msg.Headers)
+	meta := record.Parse(msg.Headers)
 	ts := eventTime(msg)
 	if sec := ts.Unix(); sec != st.indexSec || st.indexName == "" {
 		st.indexSec, st.indexName = sec, c.opt.Index.Name(msg.Topic, ts)
@@ -285,7 +286,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 	return &eswriter.Doc{
 		Index:  st.indexName,
 		ID:     docID(msg, &meta),
-		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320), msg, &meta, ts, st.fields.fragment(meta.fields)),
+		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320), msg, &meta, ts, st.fields.fragment(meta.Fields)),
 		Time:   ts,
 		Origin: msg,
 	}
