@@ -2,7 +2,6 @@ package tailer
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,5 +65,4 @@ func BenchmarkSplitLines(b *testing.B) {
 		base += int64(len(chunk))
 	}
 	b.ReportMetric(float64(perChunk), "lines/chunk")
-	_ = fmt.Sprint
 }
