@@ -16,23 +16,9 @@ import (
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
-var agentBin string
+var bins = map[string]string{}
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "logagent-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	agentBin, err = testutil.BuildBinary("./cmd/logagent", dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithBinaries(m, bins, "./cmd/logagent") }
 
 type stack struct {
 	t     *testing.T
@@ -78,7 +64,7 @@ func (s *stack) key() string { return "/logagent/" + s.ip + "/collect_config" }
 func (s *stack) start() *testutil.Proc {
 	s.t.Helper()
 	s.runs++
-	return testutil.StartProc(s.t, filepath.Join(s.data, fmt.Sprintf("agent-%d.log", s.runs)), agentBin, "-config", s.ini)
+	return testutil.StartProc(s.t, filepath.Join(s.data, fmt.Sprintf("agent-%d.log", s.runs)), bins["logagent"], "-config", s.ini)
 }
 
 type result struct {

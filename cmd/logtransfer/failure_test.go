@@ -9,10 +9,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,23 +20,9 @@ import (
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
-var transferBin string
+var bins = map[string]string{}
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "logtransfer-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	transferBin, err = testutil.BuildBinary("./cmd/logtransfer", dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithBinaries(m, bins, "./cmd/logtransfer") }
 
 func logLevel() string {
 	if os.Getenv("DEBUG_LOGS") != "" {
@@ -47,41 +31,9 @@ func logLevel() string {
 	return "info"
 }
 
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-func start(t *testing.T, ini string, n int) *proc {
+func start(t *testing.T, ini string, n int) *testutil.Proc {
 	t.Helper()
-	logPath := filepath.Join(filepath.Dir(ini), fmt.Sprintf("transfer-%d.log", n))
-	lf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(transferBin, "-config", ini)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() { cmd.Wait(); lf.Close(); close(p.done) }()
-	t.Cleanup(func() { p.signal(syscall.SIGKILL) })
-	return p
-}
-
-func (p *proc) signal(s syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(s)
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-	}
+	return testutil.StartProc(t, filepath.Join(filepath.Dir(ini), fmt.Sprintf("transfer-%d.log", n)), bins["logtransfer"], "-config", ini)
 }
 
 func TestSIGKILLMidStreamExactlyOnceInStore(t *testing.T) {
@@ -147,10 +99,9 @@ level = %s
 		testutil.Eventually(t, 60*time.Second, func() bool { return es.Count() >= before+2000 },
 			func() string { return fmt.Sprintf("run %d indexing (have %d)", i, es.Count()) })
 		time.Sleep(time.Duration(700+400*i) * time.Millisecond) // kill at varying points mid-stream
-		p.signal(syscall.SIGKILL)
+		p.Kill()
 		if os.Getenv("DEBUG_LOGS") != "" {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("run %d log:\n%s", i, b)
+			t.Logf("run %d log:\n%s", i, p.LogText())
 		}
 	}
 	cancel()
@@ -161,10 +112,8 @@ level = %s
 	mu.Unlock()
 	testutil.Eventually(t, 120*time.Second, func() bool { return es.Count() >= total },
 		func() string { return fmt.Sprintf("%d documents, have %d", total, es.Count()) })
-	p.signal(syscall.SIGTERM)
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		b, _ := os.ReadFile(p.log)
-		t.Errorf("exit code %d after SIGTERM\n%s", code, b)
+	if code := p.Term(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM\n%s", code, p.LogText())
 	}
 	docs := es.Docs()
 	stored := 0

@@ -34,22 +34,7 @@ import (
 var bins = map[string]string{}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "e2e-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for _, c := range []string{"logagent", "logtransfer", "devstack"} {
-		p, err := testutil.BuildBinary("./cmd/"+c, dir)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		bins[c] = p
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testutil.MainWithBinaries(m, bins, "./cmd/logagent", "./cmd/logtransfer", "./cmd/devstack")
 }
 
 const (

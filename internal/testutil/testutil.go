@@ -239,20 +239,7 @@ type Consumer struct {
 // Consume starts a consumer of topics on addr; it stops at cleanup.
 func Consume(t testing.TB, addr string, topics ...string) *Consumer {
 	t.Helper()
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(addr),
-		kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &Consumer{cl: cl, cancel: cancel, done: make(chan struct{})}
-	go c.loop(ctx)
-	t.Cleanup(c.Close)
-	return c
+	return ConsumeWith(t, addr, nil, topics...)
 }
 
 func (c *Consumer) loop(ctx context.Context) {
@@ -290,6 +277,29 @@ func (c *Consumer) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.recs)
+}
+
+// MainWithBinaries is a TestMain body: it builds the main packages (e.g.
+// "./cmd/logagent") into a temporary directory, stores their paths in bins
+// by base name, runs the tests and removes the binaries.
+func MainWithBinaries(m *testing.M, bins map[string]string, pkgs ...string) {
+	dir, err := os.MkdirTemp("", "logpipe-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, pkg := range pkgs {
+		p, err := BuildBinary(pkg, dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+		bins[filepath.Base(pkg)] = p
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // BuildBinary builds a main package (e.g. "./cmd/logagent", relative to
