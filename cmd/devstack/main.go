@@ -1,6 +1,7 @@
 // Command devstack runs a real etcd and a Kafka-protocol broker (kfake,
 // persisted to disk) in one process on fixed loopback ports, for local
-// development and the demo. It is not a production Kafka.
+// development and the demo. It is not a production Kafka: "devstack real"
+// starts and stops Apache Kafka and Elasticsearch themselves (see real.go).
 package main
 
 import (
@@ -20,6 +21,9 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "real" {
+		return runReal(os.Args[2:], os.Stdout, os.Stderr)
+	}
 	var cfg devstack.Config
 	flag.StringVar(&cfg.DataDir, "data", "./.demo/devstack", "directory for etcd and broker data (kept across restarts)")
 	flag.StringVar(&cfg.EtcdClient, "etcd", "127.0.0.1:2379", "etcd client address (empty: run no etcd)")
