@@ -1,11 +1,13 @@
 package main
 
 // Failure tests: the real logagent binary runs as a subprocess against an
-// embedded etcd and a kfake broker over TCP, while a writer appends
-// numbered lines. Every test counts each line written against the records
-// consumed from Kafka: lost must be 0.
+// embedded etcd and a broker over TCP (kfake, and for the tests that run on
+// both backends, Apache Kafka itself), while a writer appends numbered
+// lines. Every test counts each line written against the records consumed
+// from Kafka: lost must be 0.
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +25,7 @@ func TestMain(m *testing.M) { testutil.MainWithBinaries(m, bins, "./cmd/logagent
 type stack struct {
 	t     *testing.T
 	etcd  *testutil.Etcd
-	kafka *testutil.Kafka
+	kafka testutil.Broker
 	dir   string // log files
 	data  string // agent data_dir
 	ini   string
@@ -32,7 +34,22 @@ type stack struct {
 }
 
 func newStack(t *testing.T, extraIni string) *stack {
-	s := &stack{t: t, etcd: testutil.StartEtcd(t), kafka: testutil.StartKafka(t, 4), dir: t.TempDir(), data: t.TempDir(), ip: "10.9.8.7"}
+	return newStackOn(t, extraIni, testutil.StartKafka(t, 4))
+}
+
+// backends are the brokers the tests that matter most run against: kfake
+// (fast) and Apache Kafka (the reference), each started per test so it can
+// be stopped and restarted on its log directory.
+var backends = []struct {
+	name  string
+	start func(t *testing.T) testutil.Broker
+}{
+	{"kfake", func(t *testing.T) testutil.Broker { return testutil.StartKafka(t, 4) }},
+	{"kafka", func(t *testing.T) testutil.Broker { return testutil.StartRealKafka(t, testutil.RealKafkaOpts{}) }},
+}
+
+func newStackOn(t *testing.T, extraIni string, broker testutil.Broker) *stack {
+	s := &stack{t: t, etcd: testutil.StartEtcd(t), kafka: broker, dir: t.TempDir(), data: t.TempDir(), ip: "10.9.8.7"}
 	s.ini = filepath.Join(t.TempDir(), "logagent.ini")
 	ini := fmt.Sprintf(`[kafka]
 address = %s
@@ -143,7 +160,13 @@ func waitForLines(t *testing.T, cons *testutil.Consumer, n int) {
 }
 
 func TestSIGKILLRestartLosesNothing(t *testing.T) {
-	s := newStack(t, "")
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { sigkillRestart(t, b.name, b.start(t)) })
+	}
+}
+
+func sigkillRestart(t *testing.T, backend string, broker testutil.Broker) {
+	s := newStackOn(t, "", broker)
 	s.putConfig("a.log", "b.log")
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
 	w := testutil.StartLineWriter(t, s.dir, []string{"a.log", "b.log"}, 4000)
@@ -163,7 +186,7 @@ func TestSIGKILLRestartLosesNothing(t *testing.T) {
 	if code := p.Term(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM\n%s", code, p.LogText())
 	}
-	report(t, "sigkill x5", res, rss)
+	report(t, "sigkill x5 ("+backend+")", res, rss)
 }
 
 func TestSIGTERMFlushesAndResumesExactly(t *testing.T) {
@@ -248,7 +271,13 @@ func TestGlobMatchingRotatedNames(t *testing.T) {
 }
 
 func TestBrokerOutage(t *testing.T) {
-	s := newStack(t, "")
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { brokerOutage(t, b.name, b.start(t)) })
+	}
+}
+
+func brokerOutage(t *testing.T, backend string, broker testutil.Broker) {
+	s := newStackOn(t, "", broker)
 	s.putConfig("a.log", "b.log")
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
 	w := testutil.StartLineWriter(t, s.dir, []string{"a.log", "b.log"}, 5000)
@@ -269,8 +298,54 @@ func TestBrokerOutage(t *testing.T) {
 	if code := p.Term(); code != 0 {
 		t.Errorf("exit code %d\n%s", code, p.LogText())
 	}
-	report(t, "broker down 10s", res, rss)
+	report(t, "broker down 10s ("+backend+")", res, rss)
 	if rss > 200<<20 {
 		t.Errorf("peak RSS %d MB during the outage: memory is not bounded", rss>>20)
 	}
+}
+
+// In a three-broker Apache Kafka cluster (replication factor 3,
+// min.insync.replicas=2, acks=all), the broker leading the partitions the
+// agent writes to is SIGKILLed under 5k lines/s and restarted later: no
+// line is lost, and a re-sent line keeps its event id.
+func TestClusterLeaderKilled(t *testing.T) {
+	k := testutil.StartRealKafka(t, testutil.RealKafkaOpts{Nodes: 3})
+	if err := k.K.CreateTopic("failure_test", 4); err != nil {
+		t.Fatal(err)
+	}
+	s := newStackOn(t, "", k)
+	s.putConfig("a.log", "b.log")
+	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log", "b.log"}, 5000)
+	p := s.start()
+	waitForLines(t, cons, 2000)
+	// The partition a.log's lines go to, and its leader.
+	part := cons.Records()[0].Partition
+	for _, r := range cons.Records() {
+		if strings.HasSuffix(r.Headers["log.file.path"], "/a.log") {
+			part = r.Partition
+			break
+		}
+	}
+	leader, err := k.K.Leader("failure_test", part)
+	if err != nil || leader < 0 {
+		t.Fatalf("leader of partition %d: %d, %v", part, leader, err)
+	}
+	before := cons.Len()
+	k.K.KillNode(leader)
+	killed := time.Now()
+	// Lines keep arriving through the new leader while the old one is down.
+	waitForLines(t, cons, before+5000)
+	t.Logf("node %d (leader of partition %d) killed; %d more records %s later", leader+1, part, cons.Len()-before, time.Since(killed).Round(time.Millisecond))
+	if err := k.K.StartNode(context.Background(), leader); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // keep writing after the broker is back
+	w.Stop()
+	res := verify(t, s, cons, w, 90*time.Second)
+	rss := p.PeakRSS()
+	if code := p.Term(); code != 0 {
+		t.Errorf("exit code %d\n%s", code, p.LogText())
+	}
+	report(t, "3 brokers, leader SIGKILLed", res, rss)
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,7 +162,7 @@ func (c *Certs) ClientTLS() *tls.Config {
 func ConsumeWith(t testing.TB, addr string, opts []kgo.Opt, topics ...string) *Consumer {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(addr),
+		kgo.SeedBrokers(strings.Split(addr, ",")...),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),

@@ -298,6 +298,7 @@ func MainWithBinaries(m *testing.M, bins map[string]string, pkgs ...string) {
 		bins[filepath.Base(pkg)] = p
 	}
 	code := m.Run()
+	StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
