@@ -16,6 +16,13 @@ import (
 // a topic.
 func TemplateName(topic string) string { return "logpipe-" + strings.ToLower(topic) }
 
+// TemplatePriority orders the managed templates so that no two whose
+// patterns overlap share a priority (Elasticsearch refuses that): a topic's
+// pattern "<topic>-*" can only overlap another's when one topic plus "-" is
+// a prefix of the other, so the longer, more specific pattern gets the
+// higher priority ("nginx-error-*" over "nginx-*").
+func TemplatePriority(pattern string) int { return 200 + len(pattern) }
+
 // TemplateBody is the composable index template for indices matching
 // pattern: @timestamp as date, message as text, the pipeline's host, log
 // and kafka fields as keyword/long, and other strings (the agents' static
@@ -25,7 +32,7 @@ func TemplateBody(pattern string) []byte {
 	long := map[string]any{"type": "long"}
 	t := map[string]any{
 		"index_patterns": []string{pattern},
-		"priority":       200,
+		"priority":       TemplatePriority(pattern),
 		"_meta":          map[string]any{"managed_by": "logtransfer"},
 		"template": map[string]any{
 			"mappings": map[string]any{

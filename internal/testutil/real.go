@@ -166,7 +166,7 @@ func SharedRealES(t testing.TB) *RealES {
 // SharedRealKafka is one Apache Kafka node (auto-created topics with
 // partitions 4) for the whole package run; tests that stop a broker start
 // their own with StartRealKafka.
-func SharedRealKafka(t testing.TB) string {
+func SharedRealKafka(t testing.TB) *RealKafka {
 	t.Helper()
 	d := NeedReal(t)
 	shared.mu.Lock()
@@ -183,7 +183,7 @@ func SharedRealKafka(t testing.TB) string {
 		}
 		shared.kafka = k
 	}
-	return shared.kafka.Bootstrap()
+	return &RealKafka{t: t, K: shared.kafka}
 }
 
 func sharedDir(t testing.TB, name string) string {

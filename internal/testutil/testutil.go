@@ -414,3 +414,11 @@ func CheckMetricsListed(t testing.TB, g prometheus.Gatherer, listFile, prefix st
 		t.Errorf("%s lists no %s* metrics", listFile, prefix)
 	}
 }
+
+// Main is a TestMain body for packages without binaries to build: it runs
+// the tests, then stops the shared real servers.
+func Main(m *testing.M) {
+	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}

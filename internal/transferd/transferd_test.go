@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -21,14 +22,22 @@ import (
 
 type env struct {
 	t     *testing.T
-	kafka *testutil.Kafka
+	kafka testutil.Broker
 	es    *fakees.Server
+	esURL string // the real search node, when set (es is then nil)
 	prod  *kgo.Client
 }
 
 func newEnv(t *testing.T, partitions int) *env {
-	e := &env{t: t, kafka: testutil.StartKafka(t, partitions), es: fakees.New(t)}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka.Addr()), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("unused"),
+	return newEnvOn(t, testutil.StartKafka(t, partitions), fakees.New(t), "")
+}
+
+func newEnvOn(t *testing.T, broker testutil.Broker, es *fakees.Server, esURL string) *env {
+	e := &env{t: t, kafka: broker, es: es, esURL: esURL}
+	if es != nil {
+		e.esURL = es.URL()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.kafka.Addr(), ",")...), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("unused"),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +63,7 @@ shutdown_timeout = 5s
 addr = 127.0.0.1:0
 [log]
 level = warn
-%s`, e.kafka.Addr(), e.es.URL(), extra)
+%s`, e.kafka.Addr(), e.esURL, extra)
 	cfg, err := config.ParseTransfer("test.ini", []byte(ini))
 	if err != nil {
 		e.t.Fatal(err)
@@ -67,6 +76,10 @@ func (e *env) start(cfg *config.TransferConfig) (*Daemon, func()) {
 	e.t.Helper()
 	l := logrus.New()
 	l.SetOutput(io.Discard)
+	if os.Getenv("DEBUG_LOGS") != "" {
+		l.SetOutput(os.Stderr)
+		l.SetLevel(logrus.DebugLevel)
+	}
 	d, err := New(cfg, Options{Version: "test"}, logrus.NewEntry(l))
 	if err != nil {
 		e.t.Fatal(err)

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+// streamRecords produces records "line i" with event ids "<topic>-i" at
+// about 5k/s until the returned stop is called; stop returns how many were
+// acknowledged by the broker.
+func streamRecords(t *testing.T, addr, topic string) (stop func() int) {
+	t.Helper()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(addr, ",")...), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		produced int
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			<-tick.C
+			mu.Lock()
+			from := produced
+			mu.Unlock()
+			var recs []*kgo.Record
+			for i := from; i < from+50; i++ {
+				recs = append(recs, &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("line %d", i)),
+					Headers: []kgo.RecordHeader{{Key: "event.id", Value: []byte(fmt.Sprintf("%s-%d", topic, i))}}})
+			}
+			if err := prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				t.Errorf("produce: %v", err)
+				return
+			}
+			mu.Lock()
+			produced += len(recs)
+			mu.Unlock()
+		}
+	}()
+	return func() int {
+		cancel()
+		<-stopped
+		prod.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		return produced
+	}
+}
+
+// Two instances in one consumer group on Apache Kafka's own group
+// coordinator, writing to Elasticsearch 7.17; one is SIGKILLed mid-stream.
+// The survivor takes its partitions over from the committed offsets, and
+// every record is stored once, under its _id.
+func TestRealGroupOneOfTwoKilled(t *testing.T) {
+	kafka := testutil.SharedRealKafka(t)
+	if err := kafka.K.CreateTopic("grouped", 8); err != nil {
+		t.Fatal(err)
+	}
+	node := testutil.SharedRealES(t)
+	es := testutil.ESClient{URL: node.URL()}
+	dir := t.TempDir()
+	ini := filepath.Join(dir, "logtransfer.ini")
+	os.WriteFile(ini, []byte(fmt.Sprintf(`[kafka]
+address = %s
+topics = grouped
+session_timeout = 6s
+[es]
+address = %s
+workers = 4
+bulk_actions = 300
+flush_interval = 50ms
+shutdown_timeout = 5s
+[http]
+addr = 127.0.0.1:0
+[log]
+level = %s
+`, kafka.Addr(), node.URL(), logLevel())), 0o644)
+	stop := streamRecords(t, kafka.Addr(), "grouped")
+	a := start(t, ini, 0)
+	b := start(t, ini, 1)
+	for _, p := range []*testutil.Proc{a, b} {
+		testutil.Eventually(t, 60*time.Second, func() bool { return strings.Contains(p.LogText(), "joined consumer group") },
+			testutil.Msg("both instances joined"))
+	}
+	var have int
+	testutil.Eventually(t, 60*time.Second, func() bool { have = es.Count(t, "grouped-*", ""); return have >= 5000 },
+		func() string { return fmt.Sprintf("indexing (have %d)", have) })
+	a.Kill()
+	killedAt := es.Count(t, "grouped-*", "")
+	testutil.Eventually(t, 60*time.Second, func() bool { have = es.Count(t, "grouped-*", ""); return have >= killedAt+10000 },
+		func() string { return fmt.Sprintf("the survivor goes on (have %d)", have) })
+	total := stop()
+	testutil.Eventually(t, 120*time.Second, func() bool { have = es.Count(t, "grouped-*", ""); return have >= total },
+		func() string { return fmt.Sprintf("%d documents, have %d", total, have) })
+	if code := b.Term(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM\n%s", code, b.LogText())
+	}
+	// Every id once; overwrites are re-deliveries of what a was writing.
+	seen := map[string]bool{}
+	overwrites := 0
+	after := ""
+	for {
+		var hits []testutil.Hit
+		var r struct {
+			Hits struct {
+				Hits []struct {
+					testutil.Hit
+					Sort []any
+				}
+			}
+		}
+		es.JSON(t, 200, "POST", "/grouped-*/_search", `{"size":5000,"version":true,"_source":false,"sort":[{"kafka.partition":"asc"},{"kafka.offset":"asc"}]`+after+`}`, &r)
+		for _, h := range r.Hits.Hits {
+			hits = append(hits, h.Hit)
+		}
+		if len(hits) == 0 {
+			break
+		}
+		for _, h := range hits {
+			if seen[h.ID] {
+				t.Fatalf("_id %s stored twice", h.ID)
+			}
+			seen[h.ID] = true
+			if h.Version > 1 {
+				overwrites++
+			}
+		}
+		last, _ := json.Marshal(r.Hits.Hits[len(r.Hits.Hits)-1].Sort)
+		after = `,"search_after":` + string(last)
+	}
+	missing := 0
+	for i := 0; i < total; i++ {
+		if !seen[fmt.Sprintf("grouped-%d", i)] {
+			missing++
+		}
+	}
+	t.Logf("RESULT %-28s produced=%d stored=%d lost=%d overwrites=%d", "real group, one of two killed", total, len(seen), missing, overwrites)
+	if missing != 0 || len(seen) != total {
+		t.Fatalf("%d documents for %d records, %d missing", len(seen), total, missing)
+	}
+}
