@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-e2e test-ui bench deps vet fmt clean demo demo-stop
+.PHONY: all build test test-e2e test-ui bench deps deps-demo vet fmt clean demo demo-real demo-stop
 
 all: build
 
@@ -12,10 +12,13 @@ build:
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
-# Every test. Unit, integration and failure tests run with the race detector;
-# they start embedded etcd and kfake in-process and run the daemons as
-# subprocesses. Then the process-level fault suite (test-e2e) prints its table.
-test:
+# Every test. It first installs what the tests need (scripts/deps.sh: seconds
+# when all is there). Unit, integration and failure tests run with the race
+# detector; they start embedded etcd, kfake and the fake Elasticsearch
+# in-process, Apache Kafka and Elasticsearch as JVM processes, and run the
+# daemons as subprocesses. Then the process-level fault suite (test-e2e)
+# prints its table, on both backends.
+test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/e2e)
 	$(MAKE) test-e2e
@@ -37,7 +40,7 @@ clean:
 
 # Headless Chromium opens the demo's log UI and checks a known line is shown;
 # screenshot at .ci/artifacts/demo-ui.png.
-test-ui: build
+test-ui: build deps
 	scripts/ui-test.sh
 
 # Benchmark the real binaries against an in-process broker and a minimal
@@ -45,13 +48,22 @@ test-ui: build
 bench: build
 	$(GO) run ./scripts/bench -out scripts/bench/RESULTS.md
 
-# Install test and demo prerequisites (Chromium, kcat, etcdctl, VictoriaLogs).
+# Install test prerequisites (Chromium, kcat, etcdctl, VictoriaLogs, the real
+# servers' jars, ...); `make test` runs it itself.
 deps:
-	scripts/deps.sh
+	scripts/deps.sh test
 
-# Run the pipeline locally (see README). demo-stop stops what it started.
-demo: build
+deps-demo:
+	scripts/deps.sh demo
+
+# Run the pipeline locally (see README): embedded etcd, kfake, VictoriaLogs.
+# demo-real runs it on Apache Kafka and Elasticsearch instead. demo-stop stops
+# what either started.
+demo: build deps-demo
 	scripts/demo.sh
+
+demo-real: build deps-demo
+	REAL=1 scripts/demo.sh
 
 demo-stop:
 	scripts/demo-stop.sh

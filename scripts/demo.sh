@@ -6,6 +6,12 @@
 # written vs lines searchable until they match. Everything it starts is
 # recorded by PID in .demo/pids; `make demo-stop` (or Ctrl-C while this runs)
 # stops it. Running it again starts from a clean slate.
+#
+# REAL=1 (make demo-real) runs the same pipeline on the real servers instead:
+#   etcd -> logagent -> Apache Kafka -> logtransfer -> Elasticsearch 7.17
+# (both assembled from Maven Central jars by scripts/deps.sh and started by
+# `devstack real`), and prints how many lines are searchable through _count
+# and one document read back through _search.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=.demo
@@ -15,7 +21,7 @@ mkdir -p "$DEMO"
 trap 'echo; echo "interrupted: stopping"; scripts/demo-stop.sh; exit 130' INT TERM
 
 scripts/demo-stop.sh >/dev/null 2>&1 || true
-rm -rf "$DEMO/logs" "$DEMO/devstack" "$DEMO/victoria-logs" data/logagent
+rm -rf "$DEMO/logs" "$DEMO/devstack" "$DEMO/victoria-logs" "$DEMO/real" data/logagent
 mkdir -p "$DEMO/logs"
 
 VL=$(command -v victoria-logs || true)
@@ -25,7 +31,9 @@ if [ ! -x "$VL" ]; then
   go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-logs@$VL_VERSION"
 fi
 
-for port in 2379 2380 9092 9428 9731 9732; do
+ports="2379 2380 9092 9428 9731 9732"
+[ -n "${REAL:-}" ] && ports="2379 2380 9092 10092 9200 9300 9731 9732"
+for port in $ports; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is already in use; stop what uses it (or run make demo-stop) and retry" >&2
     exit 1
@@ -48,12 +56,25 @@ wait_port() { # port, what
   exit 1
 }
 
-start devstack bin/devstack -data "$DEMO/devstack"
-start victoria-logs "$VL" -storageDataPath "$DEMO/victoria-logs" -httpListenAddr 127.0.0.1:9428 -retentionPeriod 100y
-wait_port 2379 etcd
-wait_port 9092 "kafka broker"
-wait_port 9428 VictoriaLogs
-start logtransfer bin/logtransfer -config conf/logtransfer-victorialogs.ini
+if [ -n "${REAL:-}" ]; then
+  start devstack bin/devstack -data "$DEMO/devstack" -kafka-port 0
+  echo "starting Apache Kafka and Elasticsearch (devstack real; logs in $DEMO/real) ..."
+  if ! bin/devstack real start -dir "$DEMO/real" kafka es; then
+    echo "the real servers did not start; see $DEMO/real/*/*.log" >&2
+    scripts/demo-stop.sh
+    exit 1
+  fi
+  wait_port 2379 etcd
+  TRANSFER_INI=conf/logtransfer.ini
+else
+  start devstack bin/devstack -data "$DEMO/devstack"
+  start victoria-logs "$VL" -storageDataPath "$DEMO/victoria-logs" -httpListenAddr 127.0.0.1:9428 -retentionPeriod 100y
+  wait_port 2379 etcd
+  wait_port 9092 "kafka broker"
+  wait_port 9428 VictoriaLogs
+  TRANSFER_INI=conf/logtransfer-victorialogs.ini
+fi
+start logtransfer bin/logtransfer -config "$TRANSFER_INI"
 start logagent bin/logagent -config conf/logagent-demo.ini -ip 127.0.0.1
 wait_port 9732 logtransfer
 wait_port 9731 logagent
@@ -69,13 +90,20 @@ go run ./scripts/demowriter -dir "$DEMO/logs" -n 3000 -rate 600 >"$DEMO/written.
 written=$(awk '{s+=$2} END {print s}' "$DEMO/written.txt")
 
 searchable() {
-  curl -s http://127.0.0.1:9428/select/logsql/query --data-urlencode 'query=* | stats count() n' |
-    sed -n 's/.*"n":"\([0-9]*\)".*/\1/p'
+  if [ -n "${REAL:-}" ]; then
+    curl -s -XPOST 'http://127.0.0.1:9200/web_log-*,app_log-*/_refresh' >/dev/null
+    curl -s 'http://127.0.0.1:9200/web_log-*,app_log-*/_count' | sed -n 's/.*"count":\([0-9]*\).*/\1/p'
+  else
+    curl -s http://127.0.0.1:9428/select/logsql/query --data-urlencode 'query=* | stats count() n' |
+      sed -n 's/.*"n":"\([0-9]*\)".*/\1/p'
+  fi
 }
+STORE="VictoriaLogs"
+[ -n "${REAL:-}" ] && STORE="Elasticsearch"
 n=0
 for _ in $(seq 1 240); do
   n=$(searchable); n=${n:-0}
-  printf '\rlines written: %d   searchable in VictoriaLogs: %d ' "$written" "$n"
+  printf '\rlines written: %d   searchable in %s: %d ' "$written" "$STORE" "$n"
   [ "$n" -ge "$written" ] && break
   sleep 0.5
 done
@@ -83,6 +111,23 @@ echo
 if [ "$n" -lt "$written" ]; then
   echo "not every line became searchable; see $DEMO/*.log" >&2
   exit 1
+fi
+if [ -n "${REAL:-}" ]; then
+  echo
+  echo "one document, read back with _search (service:shop AND ERROR):"
+  curl -s 'http://127.0.0.1:9200/app_log-*/_search?size=1&q=service:shop%20AND%20message:ERROR&pretty' | sed -n '/"_source"/,/^      }/p'
+  cat <<MSG
+
+The pipeline is running on Apache Kafka and Elasticsearch (PIDs in $DEMO/pids
+and $DEMO/real/*/*.pid, logs in $DEMO/*.log and $DEMO/real/).
+  search:            curl -s '127.0.0.1:9200/web_log-*/_search?q=message:GET&size=3&pretty'
+  count:             curl -s '127.0.0.1:9200/web_log-*,app_log-*/_count'
+  servers:           bin/devstack real status -dir $DEMO/real
+  agent status:      curl -s 127.0.0.1:9731/status
+  read a topic:      kcat -b 127.0.0.1:9092 -C -t web_log -e -f '%h %s\\n'
+  stop everything:   make demo-stop
+MSG
+  exit 0
 fi
 cat <<MSG
 
