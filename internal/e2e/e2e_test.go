@@ -1,10 +1,17 @@
-// Package e2e is the process-level fault suite: the real devstack (etcd and
-// the broker as separate processes, so each can be stopped alone),
-// logagent and logtransfer binaries run as subprocesses against the fake
-// Elasticsearch of this test process, while a writer appends numbered lines
-// to several files. Each scenario injects one kind of failure; at the end
-// every line must be stored exactly once (by _id), and the suite prints a
-// table of lines written, stored, lost, duplicated and overwritten.
+// Package e2e is the process-level fault suite: the real logagent and
+// logtransfer binaries run as subprocesses, while a writer appends numbered
+// lines to several files. Every scenario runs on two backends:
+//
+//   - fake: devstack's etcd and kfake as separate processes (so each can be
+//     stopped alone) and the fake Elasticsearch of this test process (fast,
+//     faults on demand);
+//   - real: devstack's etcd, Apache Kafka and Elasticsearch 7.17 (JVM
+//     processes from internal/realstack; one search node for the run, each
+//     scenario on its own topic and indices).
+//
+// Each scenario injects one kind of failure; at the end every line must be
+// stored exactly once (by _id), and the suite prints a table of lines
+// written, stored, lost, duplicated and overwritten per backend.
 package e2e
 
 import (
@@ -37,14 +44,11 @@ func TestMain(m *testing.M) {
 	testutil.MainWithBinaries(m, bins, "./cmd/logagent", "./cmd/logtransfer", "./cmd/devstack")
 }
 
-const (
-	rate  = 3000 // lines per second over all files
-	topic = "e2e_log"
-)
+const rate = 3000 // lines per second over all files
 
 // row is one line of the result table.
 type row struct {
-	scenario                                string
+	scenario, backend                       string
 	written, stored, lost, dups, overwrites int
 	agentRSS                                int64
 }
@@ -58,9 +62,9 @@ func printTable(t *testing.T) {
 	tableMu.Lock()
 	defer tableMu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-34s %9s %9s %5s %11s %11s %13s\n", "scenario", "written", "stored", "lost", "duplicated", "overwrites", "agent RSS MB")
+	fmt.Fprintf(&b, "\n%-34s %-7s %9s %9s %5s %11s %11s %13s\n", "scenario", "backend", "written", "stored", "lost", "duplicated", "overwrites", "agent RSS MB")
 	for _, r := range table {
-		fmt.Fprintf(&b, "%-34s %9d %9d %5d %11d %11d %13.1f\n", r.scenario, r.written, r.stored, r.lost, r.dups, r.overwrites, float64(r.agentRSS)/(1<<20))
+		fmt.Fprintf(&b, "%-34s %-7s %9d %9d %5d %11d %11d %13.1f\n", r.scenario, r.backend, r.written, r.stored, r.lost, r.dups, r.overwrites, float64(r.agentRSS)/(1<<20))
 	}
 	t.Log(b.String())
 	fmt.Print("E2E RESULTS" + b.String())
@@ -69,15 +73,20 @@ func printTable(t *testing.T) {
 // sys is one running pipeline.
 type sys struct {
 	t          *testing.T
+	backend    string // "fake" or "real"
+	topic      string
 	dir        string
 	logs       string
 	etcdAddr   string
 	etcdPeer   string
 	kafkaPort  int
 	agentHTTP  string
-	es         *fakees.Server
+	store      store
+	es         *fakees.Server      // fake backend
+	realES     *testutil.RealES    // real backend
+	realKafka  *testutil.RealKafka // real backend
 	etcd       *testutil.Proc
-	kafka      *testutil.Proc
+	kafka      *testutil.Proc // fake backend: devstack running kfake
 	agent      *testutil.Proc
 	transfer   *testutil.Proc
 	agentIni   string
@@ -89,8 +98,21 @@ type sys struct {
 	cli        *clientv3.Client
 }
 
-func newSys(t *testing.T, transferExtra string) *sys {
-	s := &sys{t: t, dir: t.TempDir(), es: fakees.New(t), stopSample: make(chan struct{})}
+func newSys(t *testing.T, backend, transferExtra string) *sys {
+	s := &sys{t: t, backend: backend, topic: "e2e_log", dir: t.TempDir(), stopSample: make(chan struct{})}
+	var esURL string
+	if backend == "real" {
+		// One search node for the run: each scenario gets its own topic,
+		// hence its own indices.
+		s.topic = "e2e_" + strings.ToLower(strings.NewReplacer("/", "_", "+", "_", "%", "").Replace(t.Name()[strings.LastIndex(t.Name(), "/")+1:]))
+		s.realES = testutil.SharedRealES(t)
+		esURL = s.realES.URL()
+		s.store = &realStore{es: testutil.ESClient{URL: esURL}, t: t, index: s.topic + "-*"}
+	} else {
+		s.es = fakees.New(t)
+		esURL = s.es.URL()
+		s.store = fakeStore{s.es}
+	}
 	s.logs = filepath.Join(s.dir, "logs")
 	os.MkdirAll(s.logs, 0o755)
 	s.etcdAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
@@ -131,9 +153,13 @@ retry_backoff_max = 1s
 shutdown_timeout = 5s
 [http]
 addr = 127.0.0.1:0
-%s`, s.kafkaPort, s.etcdAddr, s.es.URL(), transferExtra)), 0o644)
+%s`, s.kafkaPort, s.etcdAddr, esURL, transferExtra)), 0o644)
 	s.startEtcd()
-	s.startKafka()
+	if backend == "real" {
+		s.realKafka = testutil.StartRealKafkaOn(t, s.kafkaPort, testutil.RealKafkaOpts{Partitions: 4})
+	} else {
+		s.startKafka()
+	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.etcdAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, MaxDelay: time.Second}})}})
 	if err != nil {
@@ -164,6 +190,28 @@ func waitPort(t *testing.T, addr string) {
 func (s *sys) startEtcd() {
 	s.etcd = testutil.StartProc(s.t, s.logPath("etcd"), bins["devstack"], "-data", filepath.Join(s.dir, "etcd"), "-etcd", s.etcdAddr, "-etcd-peer", s.etcdPeer, "-kafka-port", "0")
 	waitPort(s.t, s.etcdAddr)
+}
+
+// stopBroker stops the broker cleanly, keeping its data.
+func (s *sys) stopBroker() {
+	s.t.Helper()
+	if s.realKafka != nil {
+		s.realKafka.Stop()
+		return
+	}
+	if code := s.kafka.Term(); code != 0 {
+		s.t.Fatalf("broker exit %d", code)
+	}
+}
+
+// startBroker starts it again on its data.
+func (s *sys) startBroker() {
+	s.t.Helper()
+	if s.realKafka != nil {
+		s.realKafka.Start()
+		return
+	}
+	s.startKafka()
 }
 
 func (s *sys) startKafka() {
@@ -226,7 +274,7 @@ func (s *sys) put(value string) {
 func (s *sys) config(names ...string) string {
 	var es []string
 	for _, n := range names {
-		es = append(es, fmt.Sprintf(`{"path":%q,"topic":%q}`, filepath.Join(s.logs, n), topic))
+		es = append(es, fmt.Sprintf(`{"path":%q,"topic":%q}`, filepath.Join(s.logs, n), s.topic))
 	}
 	return "[" + strings.Join(es, ",") + "]"
 }
@@ -257,9 +305,9 @@ func (s *sys) start(names ...string) *testutil.LineWriter {
 	s.startTransfer()
 	s.startAgent()
 	w := testutil.StartLineWriter(s.t, s.logs, names, rate)
-	testutil.Eventually(s.t, 60*time.Second, func() bool { return s.es.Count() >= 500 },
+	testutil.Eventually(s.t, 90*time.Second, func() bool { return s.store.Count() >= 500 },
 		func() string {
-			return fmt.Sprintf("lines flowing end to end (stored %d)\n%s", s.es.Count(), s.agent.LogText())
+			return fmt.Sprintf("lines flowing end to end (stored %d)\n%s\n%s", s.store.Count(), tail(s.agent.LogText(), 20), tail(s.transfer.LogText(), 20))
 		})
 	return w
 }
@@ -274,7 +322,7 @@ func (s *sys) finish(name string, w *testutil.LineWriter, extra func(docs map[st
 	var r row
 	deadline := time.Now().Add(120 * time.Second)
 	for {
-		if s.es.Count() >= total {
+		if s.store.Count() >= total {
 			r = s.verify(written)
 			if r.lost == 0 || time.Now().After(deadline) {
 				break
@@ -291,20 +339,18 @@ func (s *sys) finish(name string, w *testutil.LineWriter, extra func(docs map[st
 	}
 	r.agentRSS = s.rss
 	s.rssMu.Unlock()
-	r.scenario, r.written = name, total
-	r.overwrites = int(s.es.Stats().Updated)
+	r.scenario, r.backend, r.written = name, s.backend, total
+	r.overwrites = s.store.Overwrites()
 	tableMu.Lock()
 	table = append(table, r)
 	tableMu.Unlock()
 	if r.lost != 0 || r.dups != 0 {
-		s.t.Errorf("%s: lost %d, duplicated %d of %d lines\nagent log:\n%s", name, r.lost, r.dups, total, tail(s.agent.LogText(), 40))
+		s.t.Errorf("%s (%s): lost %d, duplicated %d of %d lines\nagent log:\n%s", name, s.backend, r.lost, r.dups, total, tail(s.agent.LogText(), 40))
 	}
 	if extra != nil {
 		all := map[string]json.RawMessage{}
-		for _, docs := range s.es.Docs() {
-			for id, d := range docs {
-				all[id] = d
-			}
+		for _, d := range s.store.Docs() {
+			all[d.ID] = d.Source
 		}
 		extra(all)
 	}
@@ -315,6 +361,8 @@ func (s *sys) finish(name string, w *testutil.LineWriter, extra func(docs map[st
 		s.t.Errorf("transfer exit code %d", code)
 	}
 }
+
+func (s *sys) transferLogs() string { return s.transfer.LogText() }
 
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
@@ -328,15 +376,13 @@ func tail(s string, n int) string {
 func (s *sys) verify(written map[string]int) row {
 	seen := map[string]int{}
 	stored := 0
-	for _, docs := range s.es.Docs() {
-		for _, raw := range docs {
-			stored++
-			var d struct {
-				Message string `json:"message"`
-			}
-			if json.Unmarshal(raw, &d) == nil {
-				seen[testutil.LineKey(d.Message)]++
-			}
+	for _, doc := range s.store.Docs() {
+		stored++
+		var d struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(doc.Source, &d) == nil {
+			seen[testutil.LineKey(d.Message)]++
 		}
 	}
 	r := row{stored: stored}
@@ -353,29 +399,40 @@ func (s *sys) verify(written map[string]int) row {
 	return r
 }
 
+// backends are run in this order; the real one needs Java and Maven (CI
+// installs them; elsewhere it is skipped without them).
+var backends = []string{"fake", "real"}
+
 func TestFaultSuite(t *testing.T) {
 	defer printTable(t)
 	scenarios := []struct {
 		name string
-		run  func(t *testing.T)
+		run  func(t *testing.T, backend string)
 	}{
 		{"agent SIGKILL+restart x10", agentKill},
 		{"transfer SIGKILL+restart x10", transferKill},
 		{"broker down 10s", brokerDown},
-		{"ES 503 5s, then 429 on 20% 5s", esFaults},
+		{"ES outage", esFaults},
 		{"rename+create rotation every 1s", renameRotation},
 		{"copytruncate every 1s", copyTruncate},
 		{"collect config changed every 1s", configChurn},
 		{"etcd down 10s", etcdDown},
 		{"bad inputs while running", badInputs},
 	}
-	for _, sc := range scenarios {
-		t.Run(strings.ReplaceAll(sc.name, " ", "_"), sc.run)
+	for _, be := range backends {
+		t.Run(be, func(t *testing.T) {
+			if be == "real" {
+				testutil.NeedReal(t)
+			}
+			for _, sc := range scenarios {
+				t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) { sc.run(t, be) })
+			}
+		})
 	}
 }
 
-func agentKill(t *testing.T) {
-	s := newSys(t, "")
+func agentKill(t *testing.T, be string) {
+	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log", "c.log")
 	for i := 0; i < 10; i++ {
 		time.Sleep(2 * time.Second)
@@ -385,10 +442,10 @@ func agentKill(t *testing.T) {
 	s.finish("agent SIGKILL+restart x10", w, nil)
 }
 
-func transferKill(t *testing.T) {
+func transferKill(t *testing.T, be string) {
 	// Static membership lets each restarted instance take its
 	// partitions back at once instead of waiting out the session.
-	s := newSys(t, "[kafka]\ninstance_id = e2e-transfer\n")
+	s := newSys(t, be, "[kafka]\ninstance_id = e2e-transfer\n")
 	w := s.start("a.log", "b.log", "c.log")
 	for i := 0; i < 10; i++ {
 		time.Sleep(1500 * time.Millisecond)
@@ -398,21 +455,44 @@ func transferKill(t *testing.T) {
 	s.finish("transfer SIGKILL+restart x10", w, nil)
 }
 
-func brokerDown(t *testing.T) {
-	s := newSys(t, "")
+func brokerDown(t *testing.T, be string) {
+	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log", "c.log")
-	if code := s.kafka.Term(); code != 0 {
-		t.Fatalf("broker exit %d", code)
-	}
+	s.stopBroker()
 	time.Sleep(10 * time.Second) // the outage
-	s.startKafka()
+	s.startBroker()
 	time.Sleep(2 * time.Second)
 	s.finish("broker down 10s", w, nil)
 }
 
-func esFaults(t *testing.T) {
-	s := newSys(t, "")
+// esFaults: on the fake, 503 on every request for 5 s, then 429 on a fifth
+// of the items for 5 s; on the real node, the node stopped for 5 s (nothing
+// listens), then hung (SIGSTOP) for 5 s with requests in flight.
+func esFaults(t *testing.T, be string) {
+	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log", "c.log")
+	if be == "real" {
+		if err := s.realES.E.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // the outage
+		if err := s.realES.E.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		p := s.realES.E.Process()
+		if err := p.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // hung with requests in flight
+		if err := p.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		s.finish("ES stopped 5s, then hung 5s", w, nil)
+		if !strings.Contains(s.transferLogs(), "bulk request failed; retrying with backoff") {
+			t.Error("the transfer never saw the outage")
+		}
+		return
+	}
 	s.es.SetUnavailable(true)
 	time.Sleep(5 * time.Second)
 	s.es.SetUnavailable(false)
@@ -435,8 +515,8 @@ func esFaults(t *testing.T) {
 	}
 }
 
-func renameRotation(t *testing.T) {
-	s := newSys(t, "")
+func renameRotation(t *testing.T, be string) {
+	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log")
 	for i := 0; i < 10; i++ {
 		time.Sleep(time.Second)
@@ -446,8 +526,8 @@ func renameRotation(t *testing.T) {
 	s.finish("rename+create rotation every 1s", w, nil)
 }
 
-func copyTruncate(t *testing.T) {
-	s := newSys(t, "")
+func copyTruncate(t *testing.T, be string) {
+	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log")
 	for i := 0; i < 10; i++ {
 		time.Sleep(time.Second)
@@ -457,10 +537,11 @@ func copyTruncate(t *testing.T) {
 	s.finish("copytruncate every 1s", w, nil)
 }
 
-func configChurn(t *testing.T) {
-	s := newSys(t, "")
+func configChurn(t *testing.T, be string) {
+	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log", "c.log")
 	p := func(n string) string { return filepath.Join(s.logs, n) }
+	topic := s.topic
 	variants := []string{
 		fmt.Sprintf(`[{"path":%q,"topic":%q},{"path":%q,"topic":%q}]`, p("a.log"), topic, p("b.log"), topic),                                                              // c removed
 		fmt.Sprintf(`[{"path":%q,"topic":%q},{"path":%q,"topic":%q},{"path":%q,"topic":%q,"fields":{"v":"2"}}]`, p("a.log"), topic, p("b.log"), topic, p("c.log"), topic), // c back, changed
@@ -476,8 +557,8 @@ func configChurn(t *testing.T) {
 	s.finish("collect config changed every 1s", w, nil)
 }
 
-func etcdDown(t *testing.T) {
-	s := newSys(t, "")
+func etcdDown(t *testing.T, be string) {
+	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log", "d.log") // d.log is written but not yet collected
 	s.put(s.config("a.log", "b.log"))
 	if code := s.etcd.Term(); code != 0 {
@@ -489,8 +570,8 @@ func etcdDown(t *testing.T) {
 	s.finish("etcd down 10s", w, nil)
 }
 
-func badInputs(t *testing.T) {
-	s := newSys(t, "")
+func badInputs(t *testing.T, be string) {
+	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log", "c.log", "d.log")
 	os.Mkdir(filepath.Join(s.logs, "dir.log"), 0o755) // not a file: cannot be read
 	// Invalid JSON and an illegal topic are rejected whole; the running

@@ -512,6 +512,9 @@ func (s *Server) applyLocked(op *bulkOp) *itemResult {
 			return failed(op, 409, withIndex(idx, errDetail{Type: "version_conflict_engine_exception",
 				Reason: fmt.Sprintf("[%s]: version conflict, document already exists (current version [%d])", op.id, cur.version)}))
 		}
+		if d := idx.checkMapping(op.source); d != nil {
+			return failed(op, 400, withIndex(idx, *d))
+		}
 		seq := store(op.source)
 		if cur != nil {
 			return ok(idx, op.id, nextVersion, seq, "updated", 200)

@@ -65,6 +65,12 @@ type RealKafka struct {
 // StartRealKafka starts a cluster and waits until every broker serves.
 func StartRealKafka(t testing.TB, o RealKafkaOpts) *RealKafka {
 	t.Helper()
+	return StartRealKafkaOn(t, 0, o)
+}
+
+// StartRealKafkaOn is StartRealKafka with the first broker on port (0: any).
+func StartRealKafkaOn(t testing.TB, port int, o RealKafkaOpts) *RealKafka {
+	t.Helper()
 	d := NeedReal(t)
 	if o.Nodes == 0 {
 		o.Nodes = 1
@@ -74,6 +80,11 @@ func StartRealKafka(t testing.TB, o RealKafkaOpts) *RealKafka {
 	}
 	ko := realstack.KafkaOptions{Dir: t.TempDir(), Nodes: o.Nodes, Partitions: o.Partitions, Props: o.Props}
 	for i := 0; i < o.Nodes; i++ {
+		if i == 0 && port != 0 {
+			ko.BrokerPorts = append(ko.BrokerPorts, port)
+			ko.ControllerPorts = append(ko.ControllerPorts, FreePort(t))
+			continue
+		}
 		ko.BrokerPorts = append(ko.BrokerPorts, FreePort(t))
 		ko.ControllerPorts = append(ko.ControllerPorts, FreePort(t))
 	}

@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/logpipe/logpipe/internal/fakees"
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+// store is what a scenario reads back: the fake's memory, or the real
+// node through its REST API.
+type store interface {
+	Count() int      // documents stored
+	Docs() []doc     // every document
+	Overwrites() int // index operations that replaced an existing _id
+}
+
+type doc struct {
+	ID     string
+	Source json.RawMessage
+}
+
+type fakeStore struct{ es *fakees.Server }
+
+func (f fakeStore) Count() int      { return f.es.Count() }
+func (f fakeStore) Overwrites() int { return int(f.es.Stats().Updated) }
+func (f fakeStore) Docs() []doc {
+	var out []doc
+	for _, docs := range f.es.Docs() {
+		for id, raw := range docs {
+			out = append(out, doc{ID: id, Source: raw})
+		}
+	}
+	return out
+}
+
+// realStore reads one scenario's indices of the real node.
+type realStore struct {
+	t     *testing.T
+	es    testutil.ESClient
+	index string
+}
+
+func (r *realStore) Count() int { return r.es.Count(r.t, r.index, "") }
+
+// Overwrites sums, over the documents, how often each was indexed again
+// (its _version minus one).
+func (r *realStore) Overwrites() int {
+	n := 0
+	r.scan(false, func(h testutil.Hit) {
+		if h.Version > 1 {
+			n += int(h.Version - 1)
+		}
+	})
+	return n
+}
+
+func (r *realStore) Docs() []doc {
+	var out []doc
+	r.scan(true, func(h testutil.Hit) { out = append(out, doc{ID: h.ID, Source: h.Source}) })
+	return out
+}
+
+// scan pages through every document in a stable order (search_after).
+func (r *realStore) scan(source bool, f func(testutil.Hit)) {
+	r.es.Count(r.t, r.index, "") // refreshes
+	after := ""
+	for {
+		body := `{"size":2000,"version":true,"_source":` + map[bool]string{true: "true", false: "false"}[source] +
+			`,"sort":[{"kafka.partition":"asc"},{"kafka.offset":"asc"},{"_id":"asc"}]` + after + `}`
+		var res struct {
+			Hits struct {
+				Hits []struct {
+					testutil.Hit
+					Sort []any
+				}
+			}
+		}
+		r.es.JSON(r.t, 200, "POST", "/"+r.index+"/_search?allow_no_indices=true", body, &res)
+		if len(res.Hits.Hits) == 0 {
+			return
+		}
+		for _, h := range res.Hits.Hits {
+			f(h.Hit)
+		}
+		last, _ := json.Marshal(res.Hits.Hits[len(res.Hits.Hits)-1].Sort)
+		after = `,"search_after":` + string(last)
+	}
+}
