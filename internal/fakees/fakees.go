@@ -1,25 +1,37 @@
 // Package fakees is an in-memory fake of the parts of the Elasticsearch
-// REST API a log shipper talks to: the root info endpoint, index
-// create/exists/get/delete, composable, component and legacy index
-// templates, single-document writes and reads, and above all the bulk API,
-// with the response shapes of Elasticsearch 8.x (which 7.17 shares).
+// REST API logtransfer talks to, with the response shapes of Elasticsearch
+// 8.x (which 7.17 shares):
+//
+//   - the bulk API (POST /_bulk, /<index>/_bulk) with the "index" and
+//     "create" actions, with or without _id: per-item results, 409 on
+//     creating an existing _id, 400 for documents that are not JSON
+//     objects, for invalid index names and for the dynamic-mapping
+//     conflicts Elasticsearch reports (mapping.go); a malformed request is
+//     rejected whole;
+//   - composable index templates (PUT/GET/HEAD/DELETE
+//     /_index_template[/<name>]), refusing overlapping patterns at one
+//     priority; an index auto-created by a bulk item gets the mappings and
+//     settings of the matching template;
+//   - GET and HEAD /, GET /_cluster/health, [/<index>]/_refresh and
+//     [/<index>]/_count (match_all only), for tests to inspect the store.
 //
 // It listens on a real TCP port (httptest), so any HTTP client, including
 // olivere/elastic, can talk to it, and it can inject the failures a real
 // cluster produces: per-item rejections (429, 400, 5xx), whole-request
-// errors (503, 429, 413, ...), latency and dropped connections. It is meant
-// to be imported by tests only.
+// errors (503, 429, 413, 401, ...), latency and dropped connections. It is
+// meant to be imported by tests only. conformance_test.go keeps it honest:
+// it runs the same protocol cases against the fake and a real
+// Elasticsearch 7.17 node and fails where their answers differ.
 //
-// Data streams are supported minimally (see InstallBuiltinTemplates).
-// What it deliberately does not do: search, mappings (documents are stored
-// as sent, nothing is type-checked), ingest pipelines (any pipeline fails
-// the item), scripts, aliases, rollover, security beyond an optional auth
-// check, bodies other than JSON/NDJSON.
+// Anything else fails loudly, so a test relying on what the fake lacks
+// notices: other paths answer 404; update and delete actions, versioning,
+// component templates (composed_of), data streams (data_stream) and
+// compressed bodies answer 400; bodies other than JSON/NDJSON 406; any
+// ingest pipeline fails the item. There are no single-document or index
+// APIs, no legacy templates, no search and no filter_path.
 package fakees
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -56,14 +68,13 @@ const (
 const maxRequestLog = 100_000
 
 // Stats are counters of what the server has seen. Item counters count
-// bulk items (and single-document API calls).
+// bulk items.
 type Stats struct {
 	Requests     int64 // HTTP requests received, all paths
 	BulkRequests int64 // bulk requests received, including ones then rejected whole, dropped or malformed
 	Items        int64 // bulk items processed (in requests that were not rejected whole)
 	Created      int64 // items that created a document (result "created")
-	Updated      int64 // items that overwrote or changed an existing _id (result "updated")
-	Deleted      int64 // items that deleted a document (result "deleted")
+	Updated      int64 // items that overwrote an existing _id (result "updated")
 	Failed       int64 // items that failed (had an "error"), for any reason
 
 	Rejected429 int64 // items failed with 429
@@ -90,18 +101,16 @@ type Fault struct {
 type Server struct {
 	srv    *httptest.Server
 	prefix string
-	start  time.Time
 	done   chan struct{}
 	once   sync.Once
 
-	mu          sync.Mutex
-	indices     map[string]*index
-	dataStreams map[string]*dataStream
-	templates   map[templateKind]map[string]*template
-	stats       Stats
-	reqs        []string
-	changed     chan struct{}
-	inflight    int
+	mu        sync.Mutex
+	indices   map[string]*index
+	templates map[string]*template // composable index templates by name
+	stats     Stats
+	reqs      []string
+	changed   chan struct{}
+	inflight  int
 
 	// configuration (guarded by mu; hooks are called without mu held)
 	itemFault   func(index, id string, source []byte) *Fault
@@ -118,23 +127,18 @@ type Server struct {
 type index struct {
 	name       string
 	uuid       string
-	created    time.Time
-	template   string // composable (or legacy) template applied at creation
-	dataStream string // the data stream this is the backing index of
-	settings   map[string]any
-	mappings   map[string]any
+	template   string            // composable template applied at creation
+	settings   map[string]any    // the template's settings, flattened (see mergeSettings)
+	mappings   map[string]any    // the template's mappings
 	kinds      map[string]string // field path -> kind, as dynamic mapping fixed it (mapping.go)
 	stringType string            // what a new string field becomes
-	aliases    map[string]any
 	docs       map[string]*doc
-	versions   map[string]int64 // last version per _id, including deleted ones
-	seqNo      int64            // next sequence number
+	seqNo      int64 // next sequence number
 }
 
 type doc struct {
 	source  json.RawMessage
 	version int64
-	seqNo   int64
 }
 
 // New starts a fake Elasticsearch on a real TCP port and registers
@@ -154,13 +158,11 @@ func NewWithPrefix(t testing.TB, prefix string) *Server {
 		prefix = "/" + prefix
 	}
 	s := &Server{
-		prefix:      prefix,
-		start:       time.Now(),
-		done:        make(chan struct{}),
-		indices:     map[string]*index{},
-		dataStreams: map[string]*dataStream{},
-		templates:   map[templateKind]map[string]*template{composable: {}, component: {}, legacy: {}},
-		changed:     make(chan struct{}),
+		prefix:    prefix,
+		done:      make(chan struct{}),
+		indices:   map[string]*index{},
+		templates: map[string]*template{},
+		changed:   make(chan struct{}),
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	t.Cleanup(s.Close)
@@ -222,8 +224,7 @@ func (s *Server) DocVersion(index, id string) (int64, bool) {
 
 // Docs returns a deep copy of every stored document: index -> _id ->
 // source. Every existing index is present, with an empty map if it holds
-// no documents (documents written to a data stream are under its backing
-// index, see DataStreamBackingIndex).
+// no documents.
 func (s *Server) Docs() map[string]map[string]json.RawMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -268,26 +269,18 @@ func (s *Server) Stats() Stats {
 
 // Templates returns the composable index templates (PUT
 // /_index_template/<name>) by name, as their bodies were sent.
-func (s *Server) Templates() map[string]json.RawMessage { return s.templatesOf(composable) }
-
-// ComponentTemplates returns the component templates by name.
-func (s *Server) ComponentTemplates() map[string]json.RawMessage { return s.templatesOf(component) }
-
-// LegacyTemplates returns the legacy templates (PUT /_template/<name>).
-func (s *Server) LegacyTemplates() map[string]json.RawMessage { return s.templatesOf(legacy) }
-
-func (s *Server) templatesOf(k templateKind) map[string]json.RawMessage {
+func (s *Server) Templates() map[string]json.RawMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]json.RawMessage, len(s.templates[k]))
-	for name, t := range s.templates[k] {
+	out := make(map[string]json.RawMessage, len(s.templates))
+	for name, t := range s.templates {
 		out[name] = slices.Clone(t.raw)
 	}
 	return out
 }
 
-// Indices returns the names of the existing indices (created explicitly or
-// by indexing into them), sorted.
+// Indices returns the names of the existing indices (created by indexing
+// into them), sorted.
 func (s *Server) Indices() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -361,10 +354,9 @@ func (s *Server) notifyLocked() {
 
 // ---- fault injection ----
 
-// SetItemFault installs a hook called for every bulk item (and
-// single-document write) before it is applied: index, _id (the generated
-// one if the request had none) and the document line (nil for deletes; the
-// update body for updates). It returns 0 to handle the item normally, or an
+// SetItemFault installs a hook called for every bulk item before it is
+// applied: index, _id (the generated one if the request had none) and the
+// document line. It returns 0 to handle the item normally, or an
 // HTTP status >= 400 to fail it with, with the error type and reason
 // Elasticsearch uses for that status. A faulted item is not stored. nil
 // removes the hook. The hook is called without locks held and may run
@@ -435,8 +427,8 @@ func (s *Server) SetDropResponses(on bool) {
 	s.mu.Unlock()
 }
 
-// SetMaxContentLength makes requests with a (decompressed) body longer than
-// n bytes fail with 413 and an empty body, like Elasticsearch's
+// SetMaxContentLength makes requests with a body longer than n bytes fail
+// with 413 and an empty body, like Elasticsearch's
 // http.max_content_length (100mb by default). 0 means no limit.
 func (s *Server) SetMaxContentLength(n int64) {
 	s.mu.Lock()
@@ -492,7 +484,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	c := &reqCtx{w: w, r: r}
-	p := r.URL.EscapedPath() // split before unescaping: ids may contain "%2F"
+	p := r.URL.EscapedPath() // split before unescaping: names may contain "%2F"
 	if s.prefix != "" {
 		if p != s.prefix && !strings.HasPrefix(p, s.prefix+"/") {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -524,17 +516,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 
-	body, err := s.readBody(r)
+	body, tooLarge, err := s.readBody(r)
 	if err != nil {
-		if err == errTooLarge {
-			s.reject(c, http.StatusRequestEntityTooLarge)
-			return
-		}
-		if err == errBadGzip {
-			s.writeError(c, http.StatusBadRequest, errDetail{Type: "illegal_argument_exception", Reason: "failed to decompress request body (Content-Encoding: gzip)"})
-			return
-		}
 		return // client went away
+	}
+	if tooLarge {
+		s.reject(c, http.StatusRequestEntityTooLarge)
+		return
+	}
+	if ce := strings.TrimSpace(r.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
+		s.writeError(c, http.StatusBadRequest, errDetail{Type: "illegal_argument_exception", Reason: "fakees: request bodies with Content-Encoding [" + ce + "] are not supported"})
+		return
 	}
 	c.body = body
 
@@ -603,33 +595,20 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.route(c)
 }
 
-var (
-	errTooLarge = fmt.Errorf("request too large")
-	errBadGzip  = fmt.Errorf("bad gzip body")
-)
-
-func (s *Server) readBody(r *http.Request) ([]byte, error) {
+// readBody reads the request body; tooLarge reports a body over
+// SetMaxContentLength's limit.
+func (s *Server) readBody(r *http.Request) (body []byte, tooLarge bool, err error) {
 	s.mu.Lock()
 	limit := s.maxContent
 	s.mu.Unlock()
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
-		return nil, err
-	}
-	if strings.EqualFold(strings.TrimSpace(r.Header.Get("Content-Encoding")), "gzip") && len(raw) > 0 {
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, errBadGzip
-		}
-		raw, err = io.ReadAll(zr)
-		if err != nil {
-			return nil, errBadGzip
-		}
+		return nil, false, fmt.Errorf("fakees: reading the request body: %w", err)
 	}
 	if limit > 0 && int64(len(raw)) > limit {
-		return nil, errTooLarge
+		return nil, true, nil
 	}
-	return raw, nil
+	return raw, false, nil
 }
 
 func contentTypeOK(ct string) bool {
@@ -731,18 +710,8 @@ func (s *Server) writeJSON(c *reqCtx, status int, v any) {
 	s.writeRaw(c, status, b)
 }
 
-// writeRaw applies filter_path and pretty and sends b.
+// writeRaw sends b as the JSON body.
 func (s *Server) writeRaw(c *reqCtx, status int, b []byte) {
-	q := c.r.URL.Query()
-	if fp := q.Get("filter_path"); fp != "" {
-		b = filterPath(b, fp)
-	}
-	if p, ok := q["pretty"]; ok && (len(p) == 0 || p[0] != "false") {
-		var buf bytes.Buffer
-		if json.Indent(&buf, b, "", "  ") == nil {
-			b = buf.Bytes()
-		}
-	}
 	c.w.Header().Set("Content-Type", "application/json")
 	c.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	c.w.WriteHeader(status)
@@ -805,13 +774,7 @@ func (s *Server) route(c *reqCtx) {
 		}
 		s.bulk(c, def)
 	case segs[0] == "_index_template" && len(segs) <= 2:
-		s.templateAPI(c, composable)
-	case segs[0] == "_component_template" && len(segs) <= 2:
-		s.templateAPI(c, component)
-	case segs[0] == "_template" && len(segs) <= 2:
-		s.templateAPI(c, legacy)
-	case segs[0] == "_data_stream" && len(segs) <= 2:
-		s.dataStreamAPI(c)
+		s.templateAPI(c)
 	case segs[0] == "_cluster" && len(segs) >= 2 && segs[1] == "health" && len(segs) <= 3:
 		if m != http.MethodGet {
 			s.methodNotAllowed(c, "GET")
@@ -830,12 +793,6 @@ func (s *Server) route(c *reqCtx) {
 			return
 		}
 		s.count(c)
-	case strings.HasPrefix(segs[0], "_"):
-		s.noHandler(c)
-	case len(segs) == 1:
-		s.indexAPI(c, segs[0])
-	case len(segs) == 2 && (segs[1] == "_doc" || segs[1] == "_create"), len(segs) == 3 && (segs[1] == "_doc" || segs[1] == "_create"):
-		s.docAPI(c)
 	default:
 		s.noHandler(c)
 	}
@@ -935,7 +892,7 @@ func (s *Server) count(c *reqCtx) {
 		}
 	}
 	s.mu.Lock()
-	names, missing, _ := s.resolveIndicesLocked(target)
+	names, missing := s.resolveIndicesLocked(target)
 	n := 0
 	for _, name := range names {
 		n += len(s.indices[name].docs)

@@ -2,12 +2,10 @@ package fakees
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/olivere/elastic/v7"
+
+	"github.com/logpipe/logpipe/internal/testutil"
 )
 
 // client is an olivere client configured like logtransfer's (no sniffing,
@@ -398,10 +398,13 @@ func TestMalformedBulkRejectedWhole(t *testing.T) {
 		{"missing doc line", `{"index":{"_index":"i","_id":"1"}}` + "\n{}\n" + `{"index":{"_index":"i"}}` + "\n", "illegal_argument_exception", "Malformed action/metadata line [3]"},
 		{"no trailing newline", `{"index":{"_index":"i"}}` + "\n{}", "illegal_argument_exception", `The bulk request must be terminated by a newline [\n]`},
 		{"_type is gone in 8.x", `{"index":{"_index":"i","_type":"_doc"}}` + "\n{}\n", "illegal_argument_exception", "Action/metadata line [1] contains an unknown parameter [_type]"},
-		{"delete followed by a document", `{"delete":{"_index":"i","_id":"1"}}` + "\n" + `{"field":1}` + "\n", "illegal_argument_exception", "but found [field]"},
 		{"no index", `{"index":{}}` + "\n{}\n", "action_request_validation_exception", "Validation Failed: 1: index is missing;"},
-		{"update without id", `{"update":{"_index":"i"}}` + "\n" + `{"doc":{}}` + "\n", "action_request_validation_exception", "id is missing"},
-		{"bad update body", `{"update":{"_index":"i","_id":"1"}}` + "\n" + `{"dok":{}}` + "\n", "x_content_parse_exception", "[UpdateRequest] unknown field [dok]"},
+		{"empty _id", `{"index":{"_index":"i","_id":""}}` + "\n{}\n", "action_request_validation_exception", "if _id is specified it must not be empty"},
+		// What the fake does not implement fails the whole request.
+		{"update is not supported", `{"update":{"_index":"i","_id":"1"}}` + "\n" + `{"doc":{}}` + "\n", "illegal_argument_exception", "fakees does not support the [update] action"},
+		{"delete is not supported", `{"delete":{"_index":"i","_id":"1"}}` + "\n", "illegal_argument_exception", "fakees does not support the [delete] action"},
+		{"versioning is not supported", `{"index":{"_index":"i","_id":"1","version":5,"version_type":"external"}}` + "\n{}\n", "illegal_argument_exception", "fakees does not support versioning"},
+		{"if_seq_no is not supported", `{"index":{"_index":"i","_id":"1","if_seq_no":0,"if_primary_term":1}}` + "\n{}\n", "illegal_argument_exception", "fakees does not support versioning"},
 		{"only blank lines", "\n\n", "action_request_validation_exception", "Validation Failed: 1: no requests added;"},
 		{"empty body", "", "parse_exception", "request body is required"},
 	}
@@ -425,15 +428,14 @@ func TestMalformedBulkRejectedWhole(t *testing.T) {
 	}
 }
 
-func TestCreateDeleteAndConflicts(t *testing.T) {
+func TestCreateAndConflicts(t *testing.T) {
 	s := New(t)
 	c := client(t, s.URL())
 	resp, err := c.Bulk().
 		Add(elastic.NewBulkCreateRequest().Index("i").Id("1").Doc(json.RawMessage(`{"n":1}`))).
 		Add(elastic.NewBulkCreateRequest().Index("i").Id("1").Doc(json.RawMessage(`{"n":2}`))).
-		Add(elastic.NewBulkDeleteRequest().Index("i").Id("1")).
-		Add(elastic.NewBulkDeleteRequest().Index("i").Id("1")).
-		Add(elastic.NewBulkDeleteRequest().Index("nosuchindex").Id("1")).
+		Add(elastic.NewBulkCreateRequest().Index("i").Doc(json.RawMessage(`{"n":3}`))).
+		Add(elastic.NewBulkIndexRequest().Index("i").Id("1").OpType("create").Doc(json.RawMessage(`{"n":4}`))).
 		Do(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
@@ -445,9 +447,8 @@ func TestCreateDeleteAndConflicts(t *testing.T) {
 	}{
 		{"create", "created", 201, ""},
 		{"create", "", 409, "version_conflict_engine_exception"},
-		{"delete", "deleted", 200, ""},
-		{"delete", "not_found", 404, ""},
-		{"delete", "", 404, "index_not_found_exception"},
+		{"create", "created", 201, ""},                           // without _id: a generated one
+		{"create", "", 409, "version_conflict_engine_exception"}, // index with op_type create
 	}
 	for i, w := range want {
 		action, it := item(t, resp, i)
@@ -459,87 +460,19 @@ func TestCreateDeleteAndConflicts(t *testing.T) {
 			t.Errorf("item %d = %s %+v (error %q), want %+v", i, action, it, gotType, w)
 		}
 	}
-	if _, it := item(t, resp, 3); it.Version != 3 {
-		t.Errorf("tombstone version = %d, want 3", it.Version)
+	if _, it := item(t, resp, 1); it.Error == nil || it.Error.Reason != "[1]: version conflict, document already exists (current version [1])" || it.Index != "i" {
+		t.Errorf("conflict = %+v %+v", it, it.Error)
 	}
-	if s.Count() != 0 {
-		t.Errorf("Count = %d", s.Count())
+	if _, it := item(t, resp, 2); len(it.Id) != 20 {
+		t.Errorf("generated _id %q", it.Id)
 	}
-	if st := s.Stats(); st.Deleted != 1 || st.Failed != 2 {
+	if got, _ := s.Doc("i", "1"); string(got) != `{"n":1}` || !resp.Errors || s.Count() != 2 {
+		t.Errorf("Doc = %s, errors %v, count %d", got, resp.Errors, s.Count())
+	}
+	if st := s.Stats(); st.Created != 2 || st.Failed != 2 || st.Updated != 0 {
 		t.Errorf("Stats = %+v", st)
 	}
-
-	// A delete of a missing document is not an error for "errors".
-	resp, err = c.Bulk().Add(elastic.NewBulkDeleteRequest().Index("i").Id("zzz")).Do(ctxT(t))
-	if err != nil || resp.Errors {
-		t.Errorf("delete not_found: errors=%v err=%v", resp != nil && resp.Errors, err)
-	}
 }
-
-func TestExternalVersioning(t *testing.T) {
-	s := New(t)
-	c := client(t, s.URL())
-	resp, err := c.Bulk().
-		Add(bulkReq("i", "1", `{"v":5}`).VersionType("external").Version(5)).
-		Add(bulkReq("i", "1", `{"v":3}`).VersionType("external").Version(3)).
-		Add(bulkReq("i", "1", `{"v":6}`).VersionType("external").Version(6)).
-		Do(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, it := item(t, resp, 0); it.Version != 5 || it.Status != 201 {
-		t.Errorf("item 0 = %+v", it)
-	}
-	if _, it := item(t, resp, 1); it.Status != 409 || it.Error == nil || !strings.Contains(it.Error.Reason, "current version [5] is higher or equal to the one provided [3]") {
-		t.Errorf("item 1 = %+v %+v", it, it.Error)
-	}
-	if got, _ := s.Doc("i", "1"); string(got) != `{"v":6}` {
-		t.Errorf("Doc = %s", got)
-	}
-}
-
-func TestUpdateAction(t *testing.T) {
-	s := New(t)
-	c := client(t, s.URL())
-	resp, err := c.Bulk().
-		Add(bulkReq("i", "1", `{"a":1,"o":{"x":1}}`)).
-		Add(elastic.NewBulkUpdateRequest().Index("i").Id("1").Doc(map[string]any{"b": 2, "o": map[string]any{"y": 2}})).
-		Add(elastic.NewBulkUpdateRequest().Index("i").Id("1").Doc(map[string]any{"b": 2})).
-		Add(elastic.NewBulkUpdateRequest().Index("i").Id("2").Doc(map[string]any{"c": 3}).DocAsUpsert(true)).
-		Add(elastic.NewBulkUpdateRequest().Index("i").Id("3").Doc(map[string]any{"c": 3})).
-		Do(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []struct {
-		result string
-		status int
-	}{{"created", 201}, {"updated", 200}, {"noop", 200}, {"created", 201}, {"", 404}}
-	for i, w := range want {
-		_, it := item(t, resp, i)
-		if it.Result != w.result || it.Status != w.status {
-			t.Errorf("item %d = %+v, want %+v", i, it, w)
-		}
-	}
-	if _, it := item(t, resp, 4); it.Error == nil || it.Error.Type != "document_missing_exception" {
-		t.Errorf("update of missing doc: %+v", it.Error)
-	}
-	var got map[string]any
-	src, _ := s.Doc("i", "1")
-	if err := json.Unmarshal(src, &got); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != "map[a:1 b:2 o:map[x:1 y:2]]" {
-		t.Errorf("merged doc = %v", got)
-	}
-	if v, _ := s.DocVersion("i", "1"); v != 2 {
-		t.Errorf("version after update+noop = %d, want 2", v)
-	}
-	if _, ok := s.Doc("i", "2"); !ok {
-		t.Error("doc_as_upsert did not create the document")
-	}
-}
-
 func TestUnavailable(t *testing.T) {
 	s := New(t)
 	c := client(t, s.URL())
@@ -814,10 +747,13 @@ func TestIndexTemplates(t *testing.T) {
 	bad := map[string]string{
 		`not json`:        "x_content_parse_exception",
 		`{"template":{}}`: "action_request_validation_exception",
-		`{"index_patterns":["x-*"],"settings":{}}`:        "x_content_parse_exception",
-		`{"index_patterns":["Upper-*"]}`:                  "invalid_index_template_exception",
-		`{"index_patterns":["log*"],"priority":200}`:      "illegal_argument_exception", // overlaps logs-* at the same priority
-		`{"index_patterns":["x-*"],"composed_of":["cc"]}`: "invalid_index_template_exception",
+		`{"index_patterns":["x-*"],"settings":{}}`:     "x_content_parse_exception",
+		`{"index_patterns":["Upper-*"]}`:               "invalid_index_template_exception",
+		`{"index_patterns":["log*"],"priority":200}`:   "illegal_argument_exception", // overlaps logs-* at the same priority
+		`{"index_patterns":["x-*"],"priority":"high"}`: "x_content_parse_exception",
+		// Not supported by the fake.
+		`{"index_patterns":["x-*"],"composed_of":["cc"]}`: "illegal_argument_exception",
+		`{"index_patterns":["x-*"],"data_stream":{}}`:     "illegal_argument_exception",
 	}
 	for b, typ := range bad {
 		_, err := c.IndexPutIndexTemplate("other").BodyString(b).Do(ctx)
@@ -834,19 +770,43 @@ func TestIndexTemplates(t *testing.T) {
 		t.Errorf("put other: %v", err)
 	}
 
-	// Indexing into a matching index applies the highest-priority template.
+	// Indexing into a matching index applies the highest-priority template:
+	// its mappings (which the dynamic-mapping checks then use) and settings.
 	if _, err := c.Bulk().Add(bulkReq("logs-app-2024.01.01", "1", `{}`)).Do(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if name, ok := s.IndexTemplate("logs-app-2024.01.01"); !ok || name != "logs" {
 		t.Errorf("IndexTemplate = %q %v", name, ok)
 	}
-	m, err := c.IndexGet("logs-app-2024.01.01").Do(ctx)
+	if name, ok := s.IndexTemplate("nope"); ok || name != "" {
+		t.Errorf("IndexTemplate(nope) = %q %v", name, ok)
+	}
+	s.mu.Lock()
+	idx := s.indices["logs-app-2024.01.01"]
+	mappings, settings := fmt.Sprint(idx.mappings), fmt.Sprint(idx.settings)
+	s.mu.Unlock()
+	if mappings != "map[properties:map[@timestamp:map[type:date]]]" || settings != "map[number_of_shards:1]" {
+		t.Errorf("mappings = %s, settings = %s", mappings, settings)
+	}
+	resp, err := c.Bulk().Add(bulkReq("logs-app-2024.01.01", "2", `{"@timestamp":{"a":1}}`)).Do(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if props := fmt.Sprint(m["logs-app-2024.01.01"].Mappings); !strings.Contains(props, "@timestamp") {
-		t.Errorf("mappings = %s", props)
+	if _, it := item(t, resp, 0); it.Status != 400 || it.Error == nil || it.Error.Type != "mapper_parsing_exception" {
+		t.Errorf("object into the template's date field: %+v", it)
+	}
+	// A template put later does not change an existing index.
+	if _, err := c.IndexPutIndexTemplate("later").BodyString(`{"index_patterns":["logs-app-*"],"priority":300}`).Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Bulk().Add(bulkReq("logs-app-2024.01.01", "3", `{}`), bulkReq("logs-app-2024.01.02", "1", `{}`)).Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.IndexTemplate("logs-app-2024.01.01"); a != "logs" {
+		t.Errorf("existing index now has template %q", a)
+	}
+	if b, _ := s.IndexTemplate("logs-app-2024.01.02"); b != "later" {
+		t.Errorf("new index has template %q, want the higher-priority one", b)
 	}
 
 	del, err := c.IndexDeleteIndexTemplate("logs").Do(ctx)
@@ -857,53 +817,6 @@ func TestIndexTemplates(t *testing.T) {
 		t.Error("template not deleted")
 	}
 	if _, err := c.IndexDeleteIndexTemplate("logs").Do(ctx); !elastic.IsNotFound(err) {
-		t.Errorf("delete missing: %v", err)
-	}
-}
-
-func TestIndexAPIs(t *testing.T) {
-	s := New(t)
-	c := client(t, s.URL())
-	ctx := ctxT(t)
-	res, err := c.CreateIndex("idx").BodyString(`{"settings":{"index":{"number_of_replicas":0}}}`).Do(ctx)
-	if err != nil || !res.Acknowledged || res.Index != "idx" {
-		t.Fatalf("create: %v %+v", err, res)
-	}
-	_, err = c.CreateIndex("idx").Do(ctx)
-	if ee := asESError(t, err); ee.Status != 400 || ee.Details.Type != "resource_already_exists_exception" {
-		t.Errorf("create twice: %d %+v", ee.Status, ee.Details)
-	}
-	_, err = c.CreateIndex("Idx").Do(ctx)
-	if ee := asESError(t, err); ee.Status != 400 || ee.Details.Type != "invalid_index_name_exception" || !strings.Contains(ee.Details.Reason, "must be lowercase") {
-		t.Errorf("create uppercase: %d %+v", ee.Status, ee.Details)
-	}
-	for name, want := range map[string]bool{"idx": true, "nope": false} {
-		ok, err := c.IndexExists(name).Do(ctx)
-		if err != nil || ok != want {
-			t.Errorf("exists %s = %v %v", name, ok, err)
-		}
-	}
-	got, err := c.IndexGet("idx").Do(ctx)
-	if err != nil || got["idx"] == nil || fmt.Sprint(got["idx"].Settings["index"].(map[string]any)["number_of_replicas"]) != "0" {
-		t.Errorf("get: %v %+v", err, got)
-	}
-	if !slices.Equal(s.Indices(), []string{"idx"}) {
-		t.Errorf("Indices = %v", s.Indices())
-	}
-	if _, err := c.Bulk().Add(bulkReq("idx", "1", `{}`), bulkReq("Bad", "1", `{}`)).Do(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.DeleteIndex("*").Do(ctx); asESError(t, err).Status != 400 {
-		t.Errorf("wildcard delete: %v", err)
-	}
-	del, err := c.DeleteIndex("idx").Do(ctx)
-	if err != nil || !del.Acknowledged {
-		t.Fatalf("delete: %v", err)
-	}
-	if s.Count() != 0 || len(s.Indices()) != 0 {
-		t.Errorf("after delete: %v %v", s.Indices(), s.Docs())
-	}
-	if _, err := c.DeleteIndex("idx").Do(ctx); !elastic.IsNotFound(err) {
 		t.Errorf("delete missing: %v", err)
 	}
 }
@@ -949,127 +862,49 @@ func TestPrefix(t *testing.T) {
 	}
 }
 
-func TestFilterPath(t *testing.T) {
-	s := New(t)
-	c := client(t, s.URL())
-	s.SetItemFault(func(index, id string, source []byte) int {
-		if id == "2" {
-			return 429
-		}
-		return 0
-	})
-	resp, err := c.Bulk().FilterPath("errors", "items.*.error", "items.*._id").
-		Add(bulkReq("i", "1", `{}`), bulkReq("i", "2", `{}`)).Do(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !resp.Errors || len(resp.Items) != 2 {
-		t.Fatalf("resp = %+v", resp)
-	}
-	if _, it := item(t, resp, 1); it.Id != "2" || it.Error == nil || it.Status != 0 || it.Index != "" {
-		t.Errorf("filtered item = %+v", it)
-	}
-	resp, err = c.Bulk().FilterPath("errors", "items.*.error").Add(bulkReq("i", "1", `{}`), bulkReq("i", "2", `{}`)).Do(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Items without an error disappear entirely, like in Elasticsearch.
-	if len(resp.Items) != 1 {
-		t.Errorf("items = %d, want only the failed one", len(resp.Items))
-	}
-
-	got := string(filterPath([]byte(`{"a":{"b":1,"c":{"d":2}},"e":[{"f":1,"g":2},{"g":3}],"h":3}`), "a.**.d,e.f"))
-	if got != `{"a":{"c":{"d":2}},"e":[{"f":1}]}` {
-		t.Errorf("filterPath include = %s", got)
-	}
-	got = string(filterPath([]byte(`{"a":{"b":1,"c":2},"h":3}`), "-a.b"))
-	if got != `{"a":{"c":2},"h":3}` {
-		t.Errorf("filterPath exclude = %s", got)
-	}
-}
-
-func TestSingleDocumentAPIs(t *testing.T) {
-	s := New(t)
-	c := client(t, s.URL())
-	ctx := ctxT(t)
-	res, err := c.Index().Index("i").Id("1").BodyString(`{"a":1}`).Do(ctx)
-	if err != nil || res.Result != "created" || res.Version != 1 {
-		t.Fatalf("index: %v %+v", err, res)
-	}
-	_, err = c.Index().Index("i").Id("1").OpType("create").BodyString(`{"a":2}`).Do(ctx)
-	if !elastic.IsConflict(err) {
-		t.Errorf("create existing: %v", err)
-	}
-	g, err := c.Get().Index("i").Id("1").Do(ctx)
-	if err != nil || !g.Found || string(g.Source) != `{"a":1}` {
-		t.Errorf("get: %v %+v", err, g)
-	}
-	if _, err := c.Get().Index("i").Id("2").Do(ctx); !elastic.IsNotFound(err) {
-		t.Errorf("get missing: %v", err)
-	}
-	if _, err := c.Bulk().Add(bulkReq("i", "a/b c", `{"slash":1}`)).Do(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if g, err := c.Get().Index("i").Id("a/b c").Do(ctx); err != nil || string(g.Source) != `{"slash":1}` {
-		t.Errorf("get id with a slash: %v %+v", err, g)
-	}
-	if _, err := c.Delete().Index("i").Id("a/b c").Do(ctx); err != nil {
-		t.Errorf("delete id with a slash: %v", err)
-	}
-	d, err := c.Delete().Index("i").Id("1").Do(ctx)
-	if err != nil || d.Result != "deleted" {
-		t.Errorf("delete: %v %+v", err, d)
-	}
-	if s.Count() != 0 {
-		t.Errorf("Count = %d", s.Count())
-	}
-}
-
-func TestGzipAndAuth(t *testing.T) {
+func TestAuthAndContentHeaders(t *testing.T) {
 	s := New(t)
 	s.SetAuthCheck(func(h http.Header) bool { return h.Get("Authorization") == "ApiKey secret" })
-	c := client(t, s.URL(), elastic.SetGzip(true))
+	c := client(t, s.URL())
 	_, err := c.Bulk().Add(bulkReq("i", "1", `{}`)).Do(ctxT(t))
-	if !elastic.IsUnauthorized(err) {
+	if ee := asESError(t, err); ee.Status != 401 || ee.Details == nil || ee.Details.Type != "security_exception" {
 		t.Fatalf("without credentials: %v", err)
 	}
-	c = client(t, s.URL(), elastic.SetGzip(true), elastic.SetHeaders(http.Header{"Authorization": {"ApiKey secret"}}))
+	if s.Count() != 0 {
+		t.Error("stored without credentials")
+	}
+	c = client(t, s.URL(), elastic.SetHeaders(http.Header{"Authorization": {"ApiKey secret"}}))
 	if _, err := c.Bulk().Add(bulkReq("i", "1", `{"z":true}`)).Do(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Doc("i", "1"); string(got) != `{"z":true}` {
-		t.Errorf("gzip body stored as %q", got)
+		t.Errorf("stored as %q", got)
 	}
+	s.SetAuthCheck(nil)
 
-	// A gzip body sent by hand, and one without a Content-Type.
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	_, _ = io.WriteString(zw, `{"index":{"_index":"i","_id":"2"}}`+"\n{}\n")
-	_ = zw.Close()
-	req, _ := http.NewRequest("POST", s.URL()+"/_bulk", &buf)
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("Authorization", "ApiKey secret")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// A body without a Content-Type, and a compressed one, which the fake
+	// does not decode (logtransfer does not compress).
+	post := func(header http.Header, body string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.URL()+"/_bulk", strings.NewReader(body))
+		req.Header = header
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
 	}
-	res.Body.Close()
-	if res.StatusCode != 200 || s.Count() != 2 {
-		t.Errorf("gzip by hand: %d, count %d", res.StatusCode, s.Count())
+	if st := post(http.Header{}, `{"index":{"_index":"i","_id":"3"}}`+"\n{}\n"); st != 406 {
+		t.Errorf("no Content-Type: %d, want 406", st)
 	}
-	req, _ = http.NewRequest("POST", s.URL()+"/_bulk", strings.NewReader(`{"index":{"_index":"i","_id":"3"}}`+"\n{}\n"))
-	req.Header.Set("Authorization", "ApiKey secret")
-	res, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if st := post(http.Header{"Content-Type": {"application/x-ndjson"}, "Content-Encoding": {"gzip"}}, "\x1f\x8b"); st != 400 {
+		t.Errorf("gzip body: %d, want 400", st)
 	}
-	res.Body.Close()
-	if res.StatusCode != 406 {
-		t.Errorf("no Content-Type: %d, want 406", res.StatusCode)
+	if s.Count() != 1 {
+		t.Errorf("Count = %d", s.Count())
 	}
 }
-
 func TestUnknownPathAndRequestLog(t *testing.T) {
 	s := New(t)
 	c := client(t, s.URL())
@@ -1161,69 +996,70 @@ func TestGlobsIntersect(t *testing.T) {
 	}
 }
 
-func TestDataStreamsFromBuiltinTemplates(t *testing.T) {
+func TestHealthRefreshAndCount(t *testing.T) {
 	s := New(t)
-	s.InstallBuiltinTemplates()
-	c := client(t, s.URL())
-	ctx := ctxT(t)
-	resp, err := c.Bulk().
-		Add(bulkReq("logs-app-default", "1", `{"@timestamp":"2024-01-02T03:04:05Z","m":1}`)).
-		Add(elastic.NewBulkCreateRequest().Index("logs-app-default").Id("2").Doc(json.RawMessage(`{"@timestamp":"2024-01-02T03:04:05Z"}`))).
-		Add(elastic.NewBulkCreateRequest().Index("logs-app-default").Id("3").Doc(json.RawMessage(`{"m":"no timestamp"}`))).
-		Add(bulkReq("logs-app-default", "4", `{"@timestamp":"2024-01-02T03:04:05Z"}`)).
-		Do(ctx)
-	if err != nil {
-		t.Fatal(err)
+	es := testutil.ESClient{URL: s.URL()}
+	es.Do(t, "POST", "/_bulk?refresh=true", nd(`{"index":{"_index":"a","_id":"1"}}`, `{}`, `{"index":{"_index":"a","_id":"2"}}`, `{}`, `{"create":{"_index":"b"}}`, `{}`))
+	var health struct {
+		Status        string `json:"status"`
+		ActivePrimary int    `json:"active_primary_shards"`
 	}
-	if _, it := item(t, resp, 0); it.Status != 400 || it.Error == nil || it.Error.Reason != "only write ops with an op_type of create are allowed in data streams" {
-		t.Errorf("index into data stream: %+v", it)
+	es.JSON(t, 200, "GET", "/_cluster/health", "", &health)
+	if health.Status != "green" || health.ActivePrimary != 2 {
+		t.Errorf("health = %+v", health)
 	}
-	backing, ok := s.DataStreamBackingIndex("logs-app-default")
-	if !ok || !strings.HasPrefix(backing, ".ds-logs-app-default-") || !strings.HasSuffix(backing, "-000001") {
-		t.Fatalf("backing index %q %v", backing, ok)
+	for path, want := range map[string]int{"/_refresh": 200, "/a/_refresh": 200, "/a,b/_refresh": 200, "/x*/_refresh": 200, "/missing/_refresh": 404} {
+		if st, b := es.Do(t, "POST", path, ""); st != want {
+			t.Errorf("POST %s = %d %s, want %d", path, st, b, want)
+		}
 	}
-	if _, it := item(t, resp, 1); it.Status != 201 || it.Index != backing {
-		t.Errorf("create into data stream: %+v", it)
+	for path, want := range map[string]string{
+		"/_count":         "200 count=3",
+		"/a/_count":       "200 count=2",
+		"/a,b/_count":     "200 count=3",
+		"/b*/_count":      "200 count=1",
+		"/missing/_count": "404 error=index_not_found_exception",
+		"/a,missing/_count?ignore_unavailable=true": "200 count=2",
+	} {
+		if st, b := es.Do(t, "GET", path, ""); summary(st, b) != want {
+			t.Errorf("GET %s = %s, want %s", path, summary(st, b), want)
+		}
 	}
-	if _, it := item(t, resp, 2); it.Status != 400 || it.Error == nil || !strings.Contains(it.Error.Reason, "[@timestamp] is missing") {
-		t.Errorf("no @timestamp: %+v", it)
+	if st, b := es.Do(t, "POST", "/_count", `{"query":{"match_all":{}}}`); summary(st, b) != "200 count=3" {
+		t.Errorf("match_all count = %s", summary(st, b))
 	}
-	if _, it := item(t, resp, 3); it.Status != 400 {
-		t.Errorf("index into existing data stream: %+v", it)
+	if st, _ := es.Do(t, "POST", "/_count", `{"query":{"term":{"m":"x"}}}`); st != 400 {
+		t.Errorf("term count = %d, want 400 (the fake counts only match_all)", st)
 	}
-	if _, ok := s.Doc(backing, "2"); !ok || s.Count() != 1 {
-		t.Errorf("docs = %v", s.Docs())
-	}
-	if !slices.Equal(s.DataStreams(), []string{"logs-app-default"}) {
-		t.Errorf("DataStreams = %v", s.DataStreams())
-	}
-	res, err := c.PerformRequest(ctx, elastic.PerformRequestOptions{Method: "GET", Path: "/_data_stream/logs-app-default"})
-	if err != nil || !strings.Contains(string(res.Body), backing) {
-		t.Errorf("GET data stream: %v %v", err, res)
-	}
-	if ok, err := c.IndexExists("logs-app-default").Do(ctx); err != nil || !ok {
-		t.Errorf("data stream name does not resolve: %v %v", ok, err)
-	}
+}
 
-	// The same priority as the built-in template, overlapping: rejected as
-	// by Elasticsearch.
-	_, err = c.IndexPutIndexTemplate("mine").BodyString(`{"index_patterns":["logs-app-*"],"priority":100}`).Do(ctx)
-	if ee := asESError(t, err); ee.Status != 400 || !strings.Contains(ee.Details.Reason, "same priority [100]") {
-		t.Errorf("overlapping template: %+v", ee.Details)
+// TestUnsupportedAPIsAreNotServed checks that what the fake does not
+// implement is answered 404, so a test relying on it fails loudly.
+func TestUnsupportedAPIsAreNotServed(t *testing.T) {
+	s := New(t)
+	es := testutil.ESClient{URL: s.URL()}
+	es.Do(t, "POST", "/_bulk", nd(`{"index":{"_index":"i","_id":"1"}}`, `{}`))
+	for _, r := range []struct{ method, path, body string }{
+		{"PUT", "/new", `{}`},
+		{"GET", "/i", ""},
+		{"HEAD", "/i", ""},
+		{"DELETE", "/i", ""},
+		{"GET", "/i/_doc/1", ""},
+		{"PUT", "/i/_doc/2", `{}`},
+		{"POST", "/i/_doc", `{}`},
+		{"PUT", "/i/_create/3", `{}`},
+		{"DELETE", "/i/_doc/1", ""},
+		{"PUT", "/_template/t", `{"index_patterns":["x-*"]}`},
+		{"PUT", "/_component_template/c", `{"template":{}}`},
+		{"GET", "/_data_stream", ""},
+		{"PUT", "/_data_stream/logs-a-b", ""},
+		{"POST", "/i/_search", `{}`},
+	} {
+		if st, b := es.Do(t, r.method, r.path, r.body); st != 404 {
+			t.Errorf("%s %s = %d %s, want 404", r.method, r.path, st, b)
+		}
 	}
-	// A higher-priority template without data_stream makes such names plain
-	// indices again, where "index" actions work.
-	if _, err := c.IndexPutIndexTemplate("mine").BodyString(`{"index_patterns":["logs-app-*"],"priority":200}`).Do(ctx); err != nil {
-		t.Fatal(err)
-	}
-	resp, err = c.Bulk().Add(bulkReq("logs-app-2024.01.02", "1", `{}`)).Do(ctx)
-	if err != nil || resp.Errors {
-		t.Fatalf("plain index: %v %+v", err, resp)
-	}
-	if name, _ := s.IndexTemplate("logs-app-2024.01.02"); name != "mine" {
-		t.Errorf("template applied = %q", name)
-	}
-	if len(s.DataStreams()) != 1 {
-		t.Errorf("DataStreams = %v", s.DataStreams())
+	if got, ok := s.Doc("i", "1"); !ok || string(got) != `{}` || s.Count() != 1 || !slices.Equal(s.Indices(), []string{"i"}) {
+		t.Errorf("store changed: %v", s.Docs())
 	}
 }
