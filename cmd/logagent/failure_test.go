@@ -9,6 +9,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,7 @@ type stack struct {
 	data  string // agent data_dir
 	ini   string
 	ip    string
+	http  string // the agent's /status and /metrics
 	runs  int
 }
 
@@ -49,7 +52,8 @@ var backends = []struct {
 }
 
 func newStackOn(t *testing.T, extraIni string, broker testutil.Broker) *stack {
-	s := &stack{t: t, etcd: testutil.StartEtcd(t), kafka: broker, dir: t.TempDir(), data: t.TempDir(), ip: "10.9.8.7"}
+	s := &stack{t: t, etcd: testutil.StartEtcd(t), kafka: broker, dir: t.TempDir(), data: t.TempDir(), ip: "10.9.8.7",
+		http: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
 	s.ini = filepath.Join(t.TempDir(), "logagent.ini")
 	ini := fmt.Sprintf(`[kafka]
 address = %s
@@ -66,10 +70,10 @@ poll_interval = 50ms
 scan_interval = 500ms
 shutdown_timeout = 5s
 [http]
-addr = 127.0.0.1:0
+addr = %s
 [log]
 level = info
-%s`, s.kafka.Addr(), s.etcd.Endpoint(), s.ip, s.data, extraIni)
+%s`, s.kafka.Addr(), s.etcd.Endpoint(), s.ip, s.data, s.http, extraIni)
 	if err := os.WriteFile(s.ini, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -348,4 +352,71 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Errorf("exit code %d\n%s", code, p.LogText())
 	}
 	report(t, "3 brokers, leader SIGKILLed", res, rss)
+}
+
+// get fetches one of the agent's HTTP pages ("" while it does not answer).
+func (s *stack) get(path string) string {
+	resp, err := http.Get("http://" + s.http + path)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// A broker without topic auto-creation, and one collect entry naming a
+// topic that does not exist: the healthy topic's file keeps flowing, the
+// other file is paused (shown in /status and the metrics) with its lines
+// kept, and it resumes once the topic is created. Nothing is lost.
+func TestMissingTopicBesideHealthyOne(t *testing.T) {
+	k := testutil.StartRealKafka(t, testutil.RealKafkaOpts{Props: map[string]string{"auto.create.topics.enable": "false"}})
+	if err := k.K.CreateTopic("healthy", 4); err != nil {
+		t.Fatal(err)
+	}
+	s := newStackOn(t, "", k)
+	s.etcd.Put(s.key(), fmt.Sprintf(`[{"path":%q,"topic":"healthy"},{"path":%q,"topic":"missing_topic"}]`,
+		filepath.Join(s.dir, "a.log"), filepath.Join(s.dir, "b.log")))
+	cons := testutil.Consume(t, s.kafka.Addr(), "healthy", "missing_topic")
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log", "b.log"}, 4000)
+	p := s.start()
+	waitForLines(t, cons, 2000)
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		st := s.get("/status")
+		return strings.Contains(st, `"state": "paused"`) && strings.Contains(st, "topic missing_topic refused by Kafka")
+	}, func() string { return "b.log shown as paused in /status:\n" + s.get("/status") })
+	if m := s.get("/metrics"); !strings.Contains(m, `logagent_topic_blocked{topic="missing_topic"} 1`) {
+		t.Errorf("metrics lack the blocked topic:\n%s", m)
+	}
+	// The healthy file keeps flowing while the other is paused.
+	for i := 0; i < 2; i++ {
+		before := cons.Len()
+		waitForLines(t, cons, before+3000)
+	}
+	for _, r := range cons.Records() {
+		if r.Topic != "healthy" {
+			t.Fatalf("a record reached %s before it existed", r.Topic)
+		}
+	}
+	if err := k.K.CreateTopic("missing_topic", 4); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		for _, r := range cons.Records() {
+			if r.Topic == "missing_topic" {
+				return true
+			}
+		}
+		return false
+	}, testutil.Msg("b.log resumed once its topic exists"))
+	w.Stop()
+	res := verify(t, s, cons, w, 90*time.Second)
+	rss := p.PeakRSS()
+	if strings.Contains(s.get("/status"), `"paused"`) {
+		t.Errorf("still paused after the topic was created:\n%s", s.get("/status"))
+	}
+	if code := p.Term(); code != 0 {
+		t.Errorf("exit code %d\n%s", code, p.LogText())
+	}
+	report(t, "missing topic beside healthy", res, rss)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/logpipe/logpipe/internal/lifecycle"
 	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/producer"
+	"github.com/logpipe/logpipe/internal/tailer"
 	"github.com/logpipe/logpipe/internal/registry"
 )
 
@@ -352,6 +353,8 @@ type Status struct {
 	Revision    int64                  `json:"config_revision"`
 	ConfigError string                 `json:"config_error,omitempty"`
 	Tasks       []collector.TaskStatus `json:"tasks"`
+	// Topics are the topics sent to, with the ones Kafka refuses.
+	Topics []producer.TopicStatus `json:"topics"`
 }
 
 // Status reports what the agent is doing.
@@ -359,7 +362,34 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	rev, lastErr := a.appliedRev, a.lastErr
 	a.mu.Unlock()
-	return Status{Host: a.host, IP: a.ip, Key: a.key, Revision: rev, ConfigError: lastErr, Tasks: a.coll.Status()}
+	return Status{Host: a.host, IP: a.ip, Key: a.key, Revision: rev, ConfigError: lastErr, Tasks: a.tasks(), Topics: a.prod.Topics()}
+}
+
+// StatePaused is a file's state while Kafka refuses its topic.
+const StatePaused = "paused"
+
+// tasks is the collector's view with the files of refused topics shown as
+// paused, and why.
+func (a *Agent) tasks() []collector.TaskStatus {
+	blocked := map[string]string{}
+	for _, t := range a.prod.Topics() {
+		if t.State == producer.TopicBlocked {
+			blocked[t.Topic] = "topic " + t.Topic + " refused by Kafka: " + t.Reason
+		}
+	}
+	ts := a.coll.Status()
+	for i := range ts {
+		reason, ok := blocked[ts[i].Entry.Topic]
+		if !ok {
+			continue
+		}
+		for j := range ts[i].Files {
+			if f := &ts[i].Files[j]; f.State == tailer.StateRunning {
+				f.State, f.Reason = StatePaused, reason
+			}
+		}
+	}
+	return ts
 }
 
 func (a *Agent) serveStatus(w http.ResponseWriter, _ *http.Request) {

@@ -19,7 +19,7 @@ func (a *Agent) fileTasks() []inventory.Task {
 		streams[s.Key] = s
 	}
 	var out []inventory.Task
-	for _, ts := range a.coll.Status() {
+	for _, ts := range a.tasks() {
 		for _, f := range ts.Files {
 			t := inventory.Task{Path: f.Path, Topic: ts.Entry.Topic, State: f.State, Reason: f.Reason}
 			if fi, err := os.Stat(f.Path); err == nil {

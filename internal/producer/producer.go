@@ -50,6 +50,7 @@ type Producer struct {
 	max    int64
 	ready  atomic.Bool
 	m      *metrics
+	gates  *gates
 
 	inflight atomic.Int64 // messages handed to sarama, not yet acked
 }
@@ -78,6 +79,7 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		max:    int64(cfg.Kafka.BufferBytes),
 		m:      &metrics{},
 	}
+	p.gates = newGates(p.log)
 	gauge := func(name, help string, f func() float64) prometheus.GaugeFunc {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
@@ -97,7 +99,7 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		return 0
 	})
 	if reg != nil {
-		reg.MustRegister(p.m.sent, p.m.acked, p.m.failed, p.m.retried, p.m.inflight, p.m.bufBytes, p.m.queue, p.m.up, p.m.latency)
+		reg.MustRegister(p.m.sent, p.m.acked, p.m.failed, p.m.retried, p.m.inflight, p.m.bufBytes, p.m.queue, p.m.up, p.m.latency, p.gates.blocked)
 	}
 	return p
 }
@@ -114,8 +116,17 @@ func (p *Producer) eventCost(b *record.Batch) int64 {
 	return min(int64(len(b.Events)), int64(p.cfg.Kafka.ChanMaxSize))
 }
 
-// Send queues a batch, blocking while the event or byte bound is reached.
+// Topics reports the state of every topic the tailers sent to.
+func (p *Producer) Topics() []TopicStatus { return p.gates.status() }
+
+// Send queues a batch, blocking while the event or byte bound is reached,
+// and while Kafka refuses the batch's topic (see gates).
 func (p *Producer) Send(ctx context.Context, b *record.Batch) error {
+	if len(b.Events) > 0 {
+		if err := p.gates.wait(ctx, b.Events[0].Source.Topic); err != nil {
+			return err
+		}
+	}
 	n, e := p.cost(b), p.eventCost(b)
 	if err := p.events.Acquire(ctx, e); err != nil {
 		return err
@@ -188,12 +199,18 @@ func (p *Producer) Run(ctx context.Context) error {
 		return fmt.Errorf("kafka config: %w", err)
 	}
 	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: p.cfg.Kafka.RetryBackoffMax}
-	var ap sarama.AsyncProducer
+	var (
+		client sarama.Client
+		ap     sarama.AsyncProducer
+	)
 	for {
 		var err error
-		ap, err = sarama.NewAsyncProducer(p.cfg.Kafka.Brokers, scfg)
+		client, err = sarama.NewClient(p.cfg.Kafka.Brokers, scfg)
 		if err == nil {
-			break
+			if ap, err = sarama.NewAsyncProducerFromClient(client); err == nil {
+				break
+			}
+			client.Close()
 		}
 		p.thr.Log("connect", p.log.WithError(err).WithField("brokers", p.cfg.Kafka.Brokers), logrus.WarnLevel, "cannot reach Kafka; retrying (reading pauses when the buffer is full)")
 		if !backoff.Sleep(ctx, bo.Next()) {
@@ -209,6 +226,10 @@ func (p *Producer) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); p.acks(ap) }()
 	go func() { defer wg.Done(); p.failures(ap, retries) }()
+	probeCtx, stopProbe := context.WithCancel(context.Background())
+	probed := make(chan struct{})
+	go func() { defer close(probed); p.gates.probe(probeCtx, client) }()
+	defer func() { stopProbe(); <-probed; client.Close() }()
 	p.feed(ctx, ap, retries)
 
 	// Drain: wait for what is in flight, bounded.
@@ -390,6 +411,9 @@ func (p *Producer) failures(ap sarama.AsyncProducer, retries chan<- *sarama.Prod
 			f := perr.Msg.Metadata.(*flight)
 			f.attempts++
 			p.m.failed.Inc()
+			if topicError(perr.Err) {
+				p.gates.block(f.ev.Source.Topic, perr.Err)
+			}
 			p.ready.Store(false)
 			p.thr.Log("send", p.log.WithError(perr.Err).WithField("topic", f.ev.Source.Topic), logrus.WarnLevel, "sending to Kafka failed; retrying with backoff")
 			b := backoff.Backoff{Min: 200 * time.Millisecond, Max: p.cfg.Kafka.RetryBackoffMax}
