@@ -27,7 +27,7 @@ test: deps
 # The process-level fault suite: real binaries, devstack processes, fake ES.
 # (No race detector: the daemons under test are separate processes.)
 test-e2e:
-	$(GO) test -count=1 -timeout 20m -v -run TestFaultSuite ./internal/e2e/
+	$(GO) test -count=1 -timeout 30m -v -run TestFaultSuite ./internal/e2e/
 
 vet:
 	$(GO) vet ./...

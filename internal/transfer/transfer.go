@@ -53,14 +53,20 @@ type Consumer struct {
 	thr      *logging.Throttle
 	prepared map[string]bool
 
-	mu     sync.Mutex
-	group  sarama.ConsumerGroup
-	claims map[string]int // topic/partition -> 1 while claimed
-	joined bool
+	mu      sync.Mutex
+	group   sarama.ConsumerGroup
+	claims  map[string]int // topic/partition -> 1 while claimed
+	joined  bool
+	missing []string // wanted topics Kafka does not have (yet)
 
 	consumed prometheus.Counter
 	lag      *prometheus.GaugeVec
+	absent   *prometheus.GaugeVec
 }
+
+// TopicRecheck is how often topics that Kafka does not have are looked up
+// again (they are consumed as soon as they appear).
+const TopicRecheck = 5 * time.Second
 
 // NewConsumer returns a consumer; call Run.
 func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Consumer {
@@ -70,9 +76,11 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_messages_consumed_total", Help: "Kafka records consumed (re-deliveries included)."}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logtransfer_consumer_lag",
 			Help: "Records in the partition after the last one consumed (high watermark - offset - 1)."}, []string{"topic", "partition"}),
+		absent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logtransfer_topic_missing",
+			Help: "1 while a wanted topic does not exist in Kafka; the other topics are consumed meanwhile."}, []string{"topic"}),
 	}
 	if reg != nil {
-		reg.MustRegister(c.consumed, c.lag)
+		reg.MustRegister(c.consumed, c.lag, c.absent)
 	}
 	return c
 }
@@ -109,6 +117,76 @@ func (c *Consumer) Joined() bool {
 	return c.joined
 }
 
+// Missing lists the wanted topics Kafka does not have.
+func (c *Consumer) Missing() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.missing...)
+}
+
+// existing splits topics into those Kafka's metadata lists and the rest
+// (asking for all topics' metadata never creates one). On a metadata error
+// it assumes every topic exists: Consume then reports what is wrong.
+func (c *Consumer) existing(client sarama.Client, topics []string) (have, missing []string) {
+	if err := client.RefreshMetadata(); err != nil {
+		return topics, nil
+	}
+	all, err := client.Topics()
+	if err != nil {
+		return topics, nil
+	}
+	known := make(map[string]bool, len(all))
+	for _, t := range all {
+		known[t] = true
+	}
+	for _, t := range topics {
+		if known[t] {
+			have = append(have, t)
+		} else {
+			missing = append(missing, t)
+		}
+	}
+	return have, missing
+}
+
+func (c *Consumer) setMissing(missing []string) {
+	c.mu.Lock()
+	old := c.missing
+	c.missing = missing
+	c.mu.Unlock()
+	was := map[string]bool{}
+	for _, t := range old {
+		was[t] = true
+	}
+	for _, t := range missing {
+		if !was[t] {
+			c.log.WithField("topic", t).Warn("topic does not exist in Kafka; consuming the others, and this one once it appears")
+		}
+		delete(was, t)
+		c.absent.WithLabelValues(t).Set(1)
+	}
+	for t := range was {
+		c.log.WithField("topic", t).Info("topic now exists in Kafka; consuming it")
+		c.absent.DeleteLabelValues(t)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := make(map[string]bool, len(a))
+	for _, x := range a {
+		m[x] = true
+	}
+	for _, x := range b {
+		if !m[x] {
+			return false
+		}
+	}
+	return true
+}
+
 // Claims lists the partitions this instance holds ("topic/partition").
 func (c *Consumer) Claims() []string {
 	c.mu.Lock()
@@ -124,9 +202,17 @@ func (c *Consumer) Claims() []string {
 // DrainTimeout) for its documents to be acknowledged, marks and commits.
 func (c *Consumer) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	var client sarama.Client
 	for ctx.Err() == nil {
-		g, err := sarama.NewConsumerGroup(c.opt.Kafka.Brokers, c.opt.Kafka.GroupID, c.opt.Sarama)
+		var g sarama.ConsumerGroup
+		cl, err := sarama.NewClient(c.opt.Kafka.Brokers, c.opt.Sarama)
 		if err == nil {
+			if g, err = sarama.NewConsumerGroupFromClient(c.opt.Kafka.GroupID, cl); err != nil {
+				cl.Close()
+			}
+		}
+		if err == nil {
+			client = cl
 			c.mu.Lock()
 			c.group = g
 			c.mu.Unlock()
@@ -135,9 +221,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.thr.Log("connect", c.log.WithError(err), logrus.WarnLevel, "cannot reach Kafka; retrying")
 		backoff.Sleep(ctx, bo.Next())
 	}
-	if ctx.Err() != nil {
-		return nil
+	if client == nil {
+		return nil // ctx ended before Kafka answered
 	}
+	defer client.Close()
 	defer c.group.Close()
 	go func() {
 		for err := range c.group.Errors() {
@@ -146,11 +233,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	bo.Reset()
 	for ctx.Err() == nil {
-		topics := c.opt.Topics.List()
+		wanted := c.opt.Topics.List()
+		topics, missing := c.existing(client, wanted)
+		c.setMissing(missing)
 		if len(topics) == 0 {
 			select {
 			case <-ctx.Done():
 			case <-c.opt.Topics.Changed():
+			case <-time.After(TopicRecheck):
 			}
 			continue
 		}
@@ -165,11 +255,26 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		go func() {
-			select {
-			case <-c.opt.Topics.Changed():
-				c.log.WithField("topics", c.opt.Topics.List()).Info("topic set changed; rejoining the group")
-				cancel()
-			case <-cctx.Done():
+			recheck := time.NewTicker(TopicRecheck)
+			defer recheck.Stop()
+			for {
+				select {
+				case <-c.opt.Topics.Changed():
+					c.log.WithField("topics", c.opt.Topics.List()).Info("topic set changed; rejoining the group")
+					cancel()
+					return
+				case <-recheck.C:
+					if len(missing) == 0 {
+						continue
+					}
+					if now, _ := c.existing(client, wanted); !sameSet(now, topics) {
+						c.log.WithField("topics", now).Info("a missing topic appeared; rejoining the group")
+						cancel()
+						return
+					}
+				case <-cctx.Done():
+					return
+				}
 			}
 		}()
 		err := c.group.Consume(cctx, topics, c)

@@ -287,3 +287,35 @@ func committed(t *testing.T, adm sarama.ClusterAdmin, group, topic string) int64
 	}
 	return sum
 }
+
+// A broker without topic auto-creation and a topic list naming one that
+// does not exist: the existing topic is consumed, the missing one is shown
+// in /status and the metric, and consumed once it is created.
+func TestRealMissingTopicDoesNotStopTheOthers(t *testing.T) {
+	k := testutil.StartRealKafka(t, testutil.RealKafkaOpts{Props: map[string]string{"auto.create.topics.enable": "false"}})
+	if err := k.K.CreateTopic("present", 2); err != nil {
+		t.Fatal(err)
+	}
+	es := testutil.SharedRealES(t)
+	e := newEnvOn(t, k, nil, es.URL())
+	client := testutil.ESClient{URL: es.URL()}
+	e.produce("present", 0, 500)
+	d, _ := e.start(e.config("[kafka]\ntopics = present, absent\n"))
+	waitCount(t, client, "present-*", "", 500, 60*time.Second)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_topic_missing", map[string]string{"topic": "absent"}) == 1
+	}, testutil.Msg("the missing topic counted"))
+	if m := d.Consumer().Missing(); len(m) != 1 || m[0] != "absent" {
+		t.Fatalf("missing topics %v", m)
+	}
+	if err := k.K.CreateTopic("absent", 2); err != nil {
+		t.Fatal(err)
+	}
+	e.produce("absent", 0, 300)
+	waitCount(t, client, "absent-*", "", 300, 60*time.Second)
+	e.produce("present", 500, 100)
+	waitCount(t, client, "present-*", "", 600, 60*time.Second)
+	if m := d.Consumer().Missing(); len(m) != 0 {
+		t.Fatalf("still missing: %v", m)
+	}
+}

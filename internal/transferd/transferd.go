@@ -227,5 +227,5 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	sort.Strings(claims)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "claims": claims, "joined": d.consumer.Joined()})
+	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "claims": claims, "joined": d.consumer.Joined()})
 }
