@@ -39,18 +39,50 @@ type Config struct {
 	ClientID        string
 }
 
+// asyncProducer is what the producer uses of sarama's AsyncProducer.
+type asyncProducer interface {
+	Input() chan<- *sarama.ProducerMessage
+	Successes() <-chan *sarama.ProducerMessage
+	Errors() <-chan *sarama.ProducerError
+	AsyncClose()
+}
+
+// metadata is what the topic gates use of sarama's Client.
+type metadata interface {
+	RefreshMetadata(topics ...string) error
+	Partitions(topic string) ([]int32, error)
+	Close() error
+}
+
+// connectFunc opens the producer and the client behind it.
+type connectFunc func(brokers []string, cfg *sarama.Config) (asyncProducer, metadata, error)
+
+func connectSarama(brokers []string, cfg *sarama.Config) (asyncProducer, metadata, error) {
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	ap, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return ap, client, nil
+}
+
 // Producer is the agent's Kafka side.
 type Producer struct {
-	cfg    Config
-	log    *logrus.Entry
-	thr    *logging.Throttle
-	ch     chan *record.Batch
-	bytes  *semaphore.Weighted // event value bytes, read to ack
-	events *semaphore.Weighted // events, read to ack
-	max    int64
-	ready  atomic.Bool
-	m      *metrics
-	gates  *gates
+	cfg     Config
+	connect connectFunc // sarama's, or a test's
+	log     *logrus.Entry
+	thr     *logging.Throttle
+	ch      chan *record.Batch
+	bytes   *semaphore.Weighted // event value bytes, read to ack
+	events  *semaphore.Weighted // events, read to ack
+	max     int64
+	ready   atomic.Bool
+	m       *metrics
+	gates   *gates
 
 	inflight atomic.Int64 // messages handed to sarama, not yet acked
 }
@@ -79,6 +111,7 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		max:    int64(cfg.Kafka.BufferBytes),
 		m:      &metrics{},
 	}
+	p.connect = connectSarama
 	p.gates = newGates(p.log)
 	gauge := func(name, help string, f func() float64) prometheus.GaugeFunc {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
@@ -200,17 +233,13 @@ func (p *Producer) Run(ctx context.Context) error {
 	}
 	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: p.cfg.Kafka.RetryBackoffMax}
 	var (
-		client sarama.Client
-		ap     sarama.AsyncProducer
+		client metadata
+		ap     asyncProducer
 	)
 	for {
 		var err error
-		client, err = sarama.NewClient(p.cfg.Kafka.Brokers, scfg)
-		if err == nil {
-			if ap, err = sarama.NewAsyncProducerFromClient(client); err == nil {
-				break
-			}
-			client.Close()
+		if ap, client, err = p.connect(p.cfg.Kafka.Brokers, scfg); err == nil {
+			break
 		}
 		p.thr.Log("connect", p.log.WithError(err).WithField("brokers", p.cfg.Kafka.Brokers), logrus.WarnLevel, "cannot reach Kafka; retrying (reading pauses when the buffer is full)")
 		if !backoff.Sleep(ctx, bo.Next()) {
@@ -265,7 +294,7 @@ func (p *Producer) Run(ctx context.Context) error {
 
 // feed turns batches into sarama messages until ctx ends. Retries go in
 // before new batches.
-func (p *Producer) feed(ctx context.Context, ap sarama.AsyncProducer, retries <-chan *sarama.ProducerMessage) {
+func (p *Producer) feed(ctx context.Context, ap asyncProducer, retries <-chan *sarama.ProducerMessage) {
 	input := ap.Input()
 	for {
 		select {
@@ -340,7 +369,7 @@ type batchAcker interface {
 
 // acks reports acknowledgements to the trackers and releases the bounds.
 // Consecutive acks for one file are handed over together.
-func (p *Producer) acks(ap sarama.AsyncProducer) {
+func (p *Producer) acks(ap asyncProducer) {
 	var (
 		acked, n int
 		cur      record.Acker
@@ -392,7 +421,7 @@ func (p *Producer) acks(ap sarama.AsyncProducer) {
 // that grows with its attempts. It never blocks on the retry channel (the
 // feeder may itself be waiting on sarama, which waits for this loop to read
 // its errors); due messages that do not fit wait for the next tick.
-func (p *Producer) failures(ap sarama.AsyncProducer, retries chan<- *sarama.ProducerMessage) {
+func (p *Producer) failures(ap asyncProducer, retries chan<- *sarama.ProducerMessage) {
 	var q dueQueue
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()

@@ -152,7 +152,7 @@ func topicError(err error) bool {
 
 // probe checks, until ctx ends, every topic that is not open and whose
 // check is due, through client's metadata.
-func (g *gates) probe(ctx context.Context, client sarama.Client) {
+func (g *gates) probe(ctx context.Context, client metadata) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {

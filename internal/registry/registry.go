@@ -213,11 +213,17 @@ func (r *Registry) decode(data []byte) error {
 func (r *Registry) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	return r.RunClock(ctx, t.C)
+}
+
+// RunClock saves the registry on every tick until ctx ends, then once
+// more: Run with the save clock given (tests decide when saves happen).
+func (r *Registry) RunClock(ctx context.Context, ticks <-chan time.Time) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return r.Save()
-		case <-t.C:
+		case <-ticks:
 			if err := r.Save(); err != nil {
 				r.log.WithError(err).Warn("saving registry")
 			}

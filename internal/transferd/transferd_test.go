@@ -428,3 +428,23 @@ func TestDashboardMetricsExist(t *testing.T) {
 	e.waitDocs(20, 30*time.Second)
 	testutil.CheckMetricsListed(t, d.Prometheus(), "../../deploy/grafana/metrics.txt", "logtransfer_")
 }
+
+// A bulk request refused whole as too large (413) is split until the
+// halves fit; no document is dead-lettered for it.
+func TestRequestTooLargeIsSplitNotDeadLettered(t *testing.T) {
+	e := newEnv(t, 2)
+	e.es.SetMaxContentLength(24 << 10)
+	const n = 3000
+	e.produce("t413", 0, n)
+	d, _ := e.start(e.config("[kafka]\ntopics = t413\n"))
+	e.waitDocs(n, 60*time.Second)
+	e.checkDocs("t413", n, nil)
+	if st := e.es.Stats(); st.RejectedRequests == 0 {
+		t.Fatalf("no request was refused as too large: %+v", st)
+	}
+	// checkDocs found every document stored; none was dead-lettered.
+	if v := testutil.MetricValue(d.Prometheus(), "logtransfer_docs_dead_lettered_total", nil); v != 0 {
+		t.Fatalf("%v documents dead-lettered for a request that was only too large", v)
+	}
+	report(t, "413 split", n, e.es, 0)
+}

@@ -1,0 +1,99 @@
+package main
+
+// Kills where data is at risk: while the broker is down (events read but
+// not acknowledged), after a run longer than the registry's save interval
+// (what may be re-sent is bounded), and rotations while the agent is
+// behind. scripts/mutants breaks the guarantees these tests stand for and
+// checks that they fail.
+
+import (
+	"testing"
+	"time"
+
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+// The agent is SIGKILLed while the broker is down, with events read and
+// handed to the producer but never acknowledged: after both come back,
+// nothing is lost (an agent that marked events durable on hand-over would
+// have saved offsets past them).
+func TestSIGKILLWhileBrokerDown(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			s := newStackOn(t, "", b.start(t))
+			s.putConfig("a.log", "b.log")
+			cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
+			w := testutil.StartLineWriter(t, s.dir, []string{"a.log", "b.log"}, 3000)
+			p := s.start()
+			waitForLines(t, cons, 1000)
+			s.kafka.Stop()
+			// Reading goes on into the producer's buffer, and the registry
+			// is saved several times, while nothing can be acknowledged.
+			time.Sleep(3 * time.Second)
+			rss := p.PeakRSS()
+			p.Kill()
+			s.kafka.Start()
+			p = s.start()
+			time.Sleep(time.Second) // keep writing after the restart
+			w.Stop()
+			res := verify(t, s, cons, w, 90*time.Second)
+			if code := p.Term(); code != 0 {
+				t.Errorf("exit code %d\n%s", code, p.LogText())
+			}
+			report(t, "sigkill while broker down ("+b.name+")", res, rss)
+		})
+	}
+}
+
+// A run longer than the save interval, then SIGKILL: the restart re-sends
+// only what was acknowledged since the last save (at most about one save
+// interval of lines), not the whole run.
+func TestRestartAfterLongRunResendsOnlyLastInterval(t *testing.T) {
+	const rate = 2000        // lines per second
+	const saveInterval = 1.0 // seconds, as the agent saves
+	s := newStack(t, "")
+	s.putConfig("a.log")
+	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log"}, rate)
+	p := s.start()
+	waitForLines(t, cons, 500)
+	time.Sleep(4 * time.Second) // four save intervals of steady shipping
+	rss := p.PeakRSS()
+	p.Kill()
+	p = s.start()
+	time.Sleep(time.Second)
+	w.Stop()
+	res := verify(t, s, cons, w, 60*time.Second)
+	p.Term()
+	report(t, "restart after 4s run", res, rss)
+	// One interval of lines, plus what was in flight and the save's own
+	// latency: allow 1.5 intervals.
+	if bound := int(1.5 * saveInterval * rate); res.dups > bound {
+		t.Errorf("%d lines re-sent after the restart; at most %d (1.5 save intervals at %d lines/s) may be", res.dups, bound, rate)
+	}
+}
+
+// copytruncate while the agent is behind (the broker is down, so reading
+// is held back by the full buffer): the unread rest of the file is only in
+// the copy, and must be read from there.
+func TestCopyTruncateWhileBehind(t *testing.T) {
+	s := newStack(t, "")
+	s.putConfig("a.log")
+	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log"}, 4000)
+	p := s.start()
+	waitForLines(t, cons, 1000)
+	s.kafka.Stop()
+	time.Sleep(2 * time.Second) // 8000 lines written; at most chan_max_size (2000) taken in
+	w.CopyTruncate("a.log")
+	time.Sleep(time.Second)
+	s.kafka.Start()
+	time.Sleep(time.Second)
+	w.Stop()
+	res := verify(t, s, cons, w, 90*time.Second)
+	rss := p.PeakRSS()
+	if code := p.Term(); code != 0 {
+		t.Errorf("exit code %d\n%s", code, p.LogText())
+	}
+	report(t, "copytruncate while behind", res, rss)
+}

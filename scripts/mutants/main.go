@@ -1,0 +1,273 @@
+// Command mutants breaks the pipeline's guarantees on purpose, one at a
+// time, and checks that the tests named for each guarantee then fail.
+//
+// For every mutant it copies the repository's tracked files into a
+// temporary directory (sharing .cache, where the real servers' jars are),
+// applies the mutant's edits (each must match exactly once, so a mutant
+// that no longer fits the code is reported, not skipped), and runs the
+// named tests there. A mutant the tests do not catch "survives", and the
+// command exits 1. `make test` runs it; add a mutant with every guarantee.
+//
+//	go run ./scripts/mutants [-only substring] [-v]
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+type edit struct{ old, new string }
+
+// target is a package and a -run pattern.
+type target struct{ pkg, run string }
+
+type mutant struct {
+	name  string // the guarantee broken
+	file  string
+	edits []edit
+	tests []target // each must fail on the mutant
+}
+
+var mutants = []mutant{
+	{
+		name: "agent marks a line durable when sarama takes it, before Kafka's ack",
+		file: "internal/producer/producer.go",
+		edits: []edit{{
+			old: "\t\t\tp.m.sent.Add(float64(len(msgs)))\n",
+			new: "\t\t\tp.m.sent.Add(float64(len(msgs)))\n\t\t\tfor i := range msgs {\n\t\t\t\tf := msgs[i].Metadata.(*flight)\n\t\t\t\tf.ev.Acker.Ack(f.ev.Seq)\n\t\t\t}\n",
+		}},
+		tests: []target{{"./internal/producer", "^TestOffsetMovesOnlyOverAcknowledgedPrefix$"}, {"./cmd/logagent", "^TestSIGKILLWhileBrokerDown$/^kfake$"}},
+	},
+	{
+		name: "transfer commits the offsets of what it handed to the writer, not what Elasticsearch acknowledged",
+		file: "internal/transfer/transfer.go",
+		edits: []edit{{
+			old: "d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, false)",
+			new: "d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, true)",
+		}},
+		tests: []target{{"./internal/transfer", "^TestMarkOnlyOverAcknowledgedPrefix$"}, {"./cmd/logtransfer", "^TestSIGKILLWhileElasticsearchUnavailable$"}, {"./cmd/logtransfer", "^TestSIGKILLWhileBulkAnswersDelayed$"}},
+	},
+	{
+		name: "the registry's once-a-second save removed",
+		file: "internal/registry/registry.go",
+		edits: []edit{{
+			old: "\t\tcase <-ticks:\n\t\t\tif err := r.Save(); err != nil {",
+			new: "\t\tcase <-ticks:\n\t\t\tif err := error(nil); err != nil {",
+		}},
+		tests: []target{{"./internal/registry", "^TestCrashResumesAtLastSavedAck$"}, {"./cmd/logagent", "^TestRestartAfterLongRunResendsOnlyLastInterval$"}},
+	},
+	{
+		name: "no split of a batch rejected whole (413): the whole batch goes to the dead-letter topic",
+		file: "internal/eswriter/eswriter.go",
+		edits: []edit{
+			{old: "\tif len(docs) > 1 {\n\t\th := len(docs) / 2", new: "\tif len(docs) < 0 {\n\t\th := len(docs) / 2"},
+			{old: "\tw.deadLetter(ctx, docs[0], fmt.Sprintf(\"%d %v\", status, err))\n\treturn nil",
+				new: "\tfor _, d := range docs {\n\t\tw.deadLetter(ctx, d, fmt.Sprintf(\"%d %v\", status, err))\n\t}\n\treturn nil"},
+		},
+		tests: []target{{"./internal/transferd", "^TestRequestTooLargeIsSplitNotDeadLettered$"}},
+	},
+	{
+		name: "copytruncate never reads the unread rest from the rotated copy",
+		file: "internal/tailer/tailer.go",
+		edits: []edit{{
+			old: "if c, size := t.findCopy(r, n, fp, resume); c != nil {",
+			new: "if c, size := t.findCopy(r, n, fp, resume); c != nil && false {",
+		}},
+		tests: []target{{"./cmd/logagent", "^TestCopyTruncateWhileBehind$"}},
+	},
+}
+
+func main() {
+	only := flag.String("only", "", "run only the mutants whose name contains this")
+	verbose := flag.Bool("v", false, "print the test output of each mutant")
+	flag.Parse()
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mutants:", err)
+		os.Exit(2)
+	}
+	type result struct {
+		m       mutant
+		outcome string
+		took    time.Duration
+	}
+	var results []result
+	failed := false
+	for _, m := range mutants {
+		if *only != "" && !strings.Contains(m.name, *only) {
+			continue
+		}
+		start := time.Now()
+		outcome, out, err := runMutant(root, m)
+		if err != nil {
+			outcome = "ERROR: " + err.Error()
+		}
+		if outcome != "caught" {
+			failed = true
+		}
+		results = append(results, result{m, outcome, time.Since(start).Round(time.Second)})
+		fmt.Printf("mutant %-90s %s (%s)\n", m.name, outcome, time.Since(start).Round(time.Second))
+		if *verbose || outcome != "caught" {
+			os.Stdout.Write(tail(out, 40))
+		}
+	}
+	fmt.Printf("\nMUTANTS\n%-95s %-10s %s\n", "guarantee broken on purpose", "result", "tests that must catch it (each fails)")
+	for _, r := range results {
+		var ts []string
+		for _, tg := range r.m.tests {
+			ts = append(ts, tg.pkg+" "+tg.run)
+		}
+		fmt.Printf("%-95s %-10s %s (%s)\n", r.m.name, r.outcome, strings.Join(ts, "; "), r.took)
+	}
+	if failed {
+		fmt.Println("\nmutants: a guarantee can be broken without a test noticing (or a mutant no longer applies)")
+		os.Exit(1)
+	}
+}
+
+// runMutant returns "caught" when the tests failed on the mutated copy,
+// "SURVIVED" when they passed.
+func runMutant(root string, m mutant) (string, []byte, error) {
+	dir, err := os.MkdirTemp("", "logpipe-mutant")
+	if err != nil {
+		return "", nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := copyTracked(root, dir); err != nil {
+		return "", nil, fmt.Errorf("copying the repository: %w", err)
+	}
+	// The real servers' jars are shared, not resolved again.
+	if err := os.MkdirAll(filepath.Join(root, ".cache"), 0o755); err != nil {
+		return "", nil, err
+	}
+	if err := os.Symlink(filepath.Join(root, ".cache"), filepath.Join(dir, ".cache")); err != nil {
+		return "", nil, err
+	}
+	path := filepath.Join(dir, m.file)
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, e := range m.edits {
+		if n := bytes.Count(src, []byte(e.old)); n != 1 {
+			return "", nil, fmt.Errorf("mutant no longer applies: %q occurs %d times in %s (update scripts/mutants)", e.old, n, m.file)
+		}
+		src = bytes.Replace(src, []byte(e.old), []byte(e.new), 1)
+	}
+	if err := os.WriteFile(path, src, 0o644); err != nil {
+		return "", nil, err
+	}
+	// The mutated code must build: a compile error would "catch" anything.
+	vet := exec.Command("go", "vet", "./"+filepath.Dir(m.file))
+	vet.Dir = dir
+	if out, err := vet.CombinedOutput(); err != nil {
+		return "", out, fmt.Errorf("mutated code does not build: %v", err)
+	}
+	var all []byte
+	for _, tg := range m.tests {
+		out, err := runTests(dir, tg)
+		all = append(all, out...)
+		if err != nil {
+			return "", all, err
+		}
+		if !bytes.Contains(out, []byte("--- FAIL")) {
+			return "SURVIVED " + tg.pkg + " " + tg.run, all, nil
+		}
+	}
+	return "caught", all, nil
+}
+
+// runTests runs one target in dir; it returns an error when the run says
+// nothing about the guarantee (no build, no matching test).
+func runTests(dir string, tg target) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", tg.run, tg.pkg)
+	cmd.Dir = dir
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	out := buf.Bytes()
+	if bytes.Contains(out, []byte("[build failed]")) || bytes.Contains(out, []byte("[setup failed]")) {
+		return out, fmt.Errorf("tests did not build")
+	}
+	if bytes.Contains(out, []byte("no tests to run")) {
+		return out, fmt.Errorf("no test matches %q in %s", tg.run, tg.pkg)
+	}
+	if err != nil && !bytes.Contains(out, []byte("--- FAIL")) {
+		return out, fmt.Errorf("%s failed without a failing test: %v", tg.pkg, err)
+	}
+	return out, nil
+}
+
+func copyTracked(root, dir string) error {
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z").Output()
+	if err != nil {
+		return fmt.Errorf("git ls-files: %w", err)
+	}
+	for _, rel := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		if rel == "" {
+			continue
+		}
+		src := filepath.Join(root, rel)
+		fi, err := os.Lstat(src)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue // deleted in the work tree
+			}
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			continue
+		}
+		dst := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := copyFile(src, dst, fi.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func repoRoot() (string, error) {
+	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the repository: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func tail(b []byte, n int) []byte {
+	lines := bytes.Split(b, []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return append(bytes.Join(lines, []byte("\n")), '\n')
+}
