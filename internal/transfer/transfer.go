@@ -311,7 +311,8 @@ func (c *Consumer) Cleanup(s sarama.ConsumerGroupSession) error {
 }
 
 // ConsumeClaim turns one partition's records into documents and marks the
-// acknowledged prefix every 100ms and at the end.
+// acknowledged prefix every 100ms (also while the writer is full) and at
+// the end.
 func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	topic, part := claim.Topic(), claim.Partition()
 	key := topic + "/" + strconv.Itoa(int(part))
@@ -325,15 +326,33 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	}()
 	lag := c.lag.WithLabelValues(topic, strconv.Itoa(int(part)))
 	tr := acktrack.New(claim.InitialOffset())
+	var markMu sync.Mutex
 	marked := int64(-1)
 	mark := func() {
+		markMu.Lock()
+		defer markMu.Unlock()
 		if acked, _, _ := tr.State(); acked > marked && acked >= 0 {
 			s.MarkOffset(topic, part, acked, "")
 			marked = acked
 		}
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	// Marks run on their own clock, so that what Elasticsearch acknowledges
+	// is marked even while Submit waits for a stalled writer.
+	stopMarks := make(chan struct{})
+	marksDone := make(chan struct{})
+	go func() {
+		defer close(marksDone)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				mark()
+			case <-stopMarks:
+				return
+			}
+		}
+	}()
 	ctx := s.Context()
 	var st claimState
 loop:
@@ -351,12 +370,12 @@ loop:
 				tr.Retract(d.Seq)
 				break loop
 			}
-		case <-tick.C:
-			mark()
 		case <-ctx.Done():
 			break loop
 		}
 	}
+	close(stopMarks)
+	<-marksDone
 	// Give in-flight documents a bounded time to be acknowledged, so the
 	// commit at Cleanup covers them and the next owner does not index them
 	// again.
