@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-e2e test-ui bench deps deps-demo vet fmt clean demo demo-real demo-stop
+.PHONY: all build test test-e2e test-mutants test-ui bench deps deps-demo vet fmt clean demo demo-real demo-stop
 
 all: build
 
@@ -22,7 +22,13 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/e2e)
 	$(MAKE) test-e2e
+	$(MAKE) test-mutants
 	$(MAKE) test-ui
+
+# Break each guarantee on purpose (scripts/mutants) and check that the tests
+# named for it fail.
+test-mutants:
+	$(GO) run ./scripts/mutants
 
 # The process-level fault suite: real binaries, devstack processes, fake ES.
 # (No race detector: the daemons under test are separate processes.)

@@ -73,7 +73,8 @@ shutdown_timeout = 5s
 addr = %s
 [log]
 level = info
-%s`, s.kafka.Addr(), s.etcd.Endpoint(), s.ip, s.data, s.http, extraIni)
+`, s.kafka.Addr(), s.etcd.Endpoint(), s.ip, s.data, s.http)
+	ini = mergeIni(ini, extraIni)
 	if err := os.WriteFile(s.ini, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -419,4 +420,53 @@ func TestMissingTopicBesideHealthyOne(t *testing.T) {
 		t.Errorf("exit code %d\n%s", code, p.LogText())
 	}
 	report(t, "missing topic beside healthy", res, rss)
+}
+
+// mergeIni sets, in base, every key of extra: a key base has in the same
+// section gets extra's value, others are added to their section.
+func mergeIni(base, extra string) string {
+	type kv struct{ section, key, line string }
+	var adds []kv
+	sec := ""
+	for _, line := range strings.Split(extra, "\n") {
+		l := strings.TrimSpace(line)
+		switch {
+		case l == "" || strings.HasPrefix(l, ";") || strings.HasPrefix(l, "#"):
+		case strings.HasPrefix(l, "["):
+			sec = l
+		default:
+			k, _, _ := strings.Cut(l, "=")
+			adds = append(adds, kv{sec, strings.TrimSpace(k), l})
+		}
+	}
+	lines := strings.Split(base, "\n")
+	for _, a := range adds {
+		sec, done, end := "", false, -1
+		for i, line := range lines {
+			l := strings.TrimSpace(line)
+			if strings.HasPrefix(l, "[") {
+				if sec == a.section {
+					end = i
+				}
+				sec = l
+				continue
+			}
+			if k, _, ok := strings.Cut(l, "="); ok && sec == a.section && strings.TrimSpace(k) == a.key {
+				lines[i], done = a.line, true
+				break
+			}
+		}
+		if done {
+			continue
+		}
+		if sec == a.section && end < 0 {
+			end = len(lines)
+		}
+		if end < 0 {
+			lines = append(lines, a.section, a.line)
+			continue
+		}
+		lines = append(lines[:end], append([]string{a.line}, lines[end:]...)...)
+	}
+	return strings.Join(lines, "\n")
 }

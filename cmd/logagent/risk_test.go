@@ -7,6 +7,9 @@ package main
 // checks that they fail.
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,4 +99,52 @@ func TestCopyTruncateWhileBehind(t *testing.T) {
 		t.Errorf("exit code %d\n%s", code, p.LogText())
 	}
 	report(t, "copytruncate while behind", res, rss)
+}
+
+// A broker outage long enough to fill buffer_bytes: the byte bound holds
+// (the buffer reaches it and stays under it, reading pauses), and every
+// line arrives once the broker is back.
+func TestBrokerOutageFillsBufferBytes(t *testing.T) {
+	const bufferBytes = 256 << 10
+	s := newStack(t, fmt.Sprintf("[kafka]\nbuffer_bytes = %d\nchan_max_size = 1000000\n", bufferBytes))
+	s.putConfig("a.log", "b.log")
+	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
+	w := testutil.StartLineWriter(t, s.dir, []string{"a.log", "b.log"}, 4000) // ~400 KB/s
+	p := s.start()
+	waitForLines(t, cons, 1000)
+	s.kafka.Stop()
+	outage := time.Now()
+	peak := 0.0
+	for time.Since(outage) < 5*time.Second {
+		if v := metric(s.get("/metrics"), "logagent_buffer_bytes"); v > peak {
+			peak = v
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if peak < 0.9*bufferBytes || peak > bufferBytes {
+		t.Errorf("buffered bytes peaked at %.0f during the outage; want the bound %d reached and held", peak, bufferBytes)
+	}
+	rss := p.PeakRSS()
+	s.kafka.Start()
+	time.Sleep(time.Second)
+	w.Stop()
+	res := verify(t, s, cons, w, 90*time.Second)
+	if code := p.Term(); code != 0 {
+		t.Errorf("exit code %d\n%s", code, p.LogText())
+	}
+	t.Logf("buffer peak %.0f of %d bytes", peak, bufferBytes)
+	report(t, "outage fills buffer_bytes", res, rss)
+}
+
+// metric reads an unlabelled value from a /metrics page (-1 if absent).
+func metric(page, name string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

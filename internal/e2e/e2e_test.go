@@ -46,6 +46,25 @@ func TestMain(m *testing.M) {
 
 const rate = 3000 // lines per second over all files
 
+// The bounds the README states for the fault suite (section "What make
+// test runs"). Overwrites are re-deliveries of the same _id: 0 where
+// nothing is killed or cut off; after a kill, at most about what the
+// registry (1 s) or the consumer's commits had not yet recorded.
+const maxAgentRSS = 80 << 20
+
+var overwriteBounds = map[string]int{
+	"agent SIGKILL+restart x10":       10 * 3 * rate / 2, // 1.5 s of lines per kill
+	"transfer SIGKILL+restart x10":    10 * 3 * rate,     // 3 s of records per kill
+	"broker down 10s":                 10 * rate,         // the outage's worth
+	"ES 503 5s, then 429 on 20% 5s":   10 * rate,
+	"ES stopped 5s, then hung 5s":     10 * rate,
+	"rename+create rotation every 1s": 0,
+	"copytruncate every 1s":           0,
+	"collect config changed every 1s": 0,
+	"etcd down 10s":                   0,
+	"bad inputs while running":        0,
+}
+
 // row is one line of the result table.
 type row struct {
 	scenario, backend                       string
@@ -344,6 +363,12 @@ func (s *sys) finish(name string, w *testutil.LineWriter, extra func(docs map[st
 	tableMu.Lock()
 	table = append(table, r)
 	tableMu.Unlock()
+	if b, ok := overwriteBounds[name]; ok && r.overwrites > b {
+		s.t.Errorf("%s (%s): %d overwrites, above the bound of %d the README states", name, s.backend, r.overwrites, b)
+	}
+	if r.agentRSS > maxAgentRSS {
+		s.t.Errorf("%s (%s): agent peak RSS %.1f MB, above the bound of %d MB the README states", name, s.backend, float64(r.agentRSS)/(1<<20), maxAgentRSS>>20)
+	}
 	if r.lost != 0 || r.dups != 0 {
 		s.t.Errorf("%s (%s): lost %d, duplicated %d of %d lines\nagent log:\n%s", name, s.backend, r.lost, r.dups, total, tail(s.agent.LogText(), 40))
 	}
@@ -459,7 +484,17 @@ func brokerDown(t *testing.T, be string) {
 	s := newSys(t, be, "")
 	w := s.start("a.log", "b.log", "c.log")
 	s.stopBroker()
-	time.Sleep(10 * time.Second) // the outage
+	outage := time.Now()
+	sawDown := false
+	for time.Since(outage) < 10*time.Second { // the outage
+		if s.agentMetric("logagent_kafka_up") == 0 {
+			sawDown = true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !sawDown {
+		t.Error("the agent never reported Kafka down (logagent_kafka_up stayed 1) during the outage")
+	}
 	s.startBroker()
 	time.Sleep(2 * time.Second)
 	s.finish("broker down 10s", w, nil)
@@ -564,7 +599,13 @@ func etcdDown(t *testing.T, be string) {
 	if code := s.etcd.Term(); code != 0 {
 		t.Fatalf("etcd exit %d", code)
 	}
-	time.Sleep(10 * time.Second) // the outage: collection goes on
+	before := s.store.Count()
+	time.Sleep(10 * time.Second) // the outage
+	// Collection went on without etcd: lines written during the outage are
+	// stored before it ends (10 s at 3k lines/s; ask for a third).
+	if during := s.store.Count() - before; during < rate*10/3 {
+		t.Errorf("only %d lines stored during the 10 s etcd outage: collection stopped", during)
+	}
 	s.startEtcd()
 	s.put(s.config("a.log", "b.log", "d.log")) // a change after the restart is applied
 	s.finish("etcd down 10s", w, nil)

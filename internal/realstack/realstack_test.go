@@ -3,7 +3,9 @@ package realstack
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
+	"strconv"
 	"os"
 	"testing"
 	"time"
@@ -13,13 +15,16 @@ func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	var ps []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Below the ephemeral range, as testutil.FreePort does: a node
+	// restarted on its port must not find it taken by an outgoing connection.
+	for len(ps) < n {
+		p := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		ls = append(ls, l)
-		ps = append(ps, l.Addr().(*net.TCPAddr).Port)
+		ps = append(ps, p)
 	}
 	for _, l := range ls {
 		l.Close()

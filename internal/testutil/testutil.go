@@ -7,6 +7,7 @@ package testutil
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -46,14 +47,24 @@ func Msg(format string, args ...any) func() string {
 }
 
 // FreePort returns a TCP port that was free a moment ago.
+//
+// It is drawn below the kernel's ephemeral range (32768 and up on Linux),
+// not from it: servers that tests stop and start again on the same port
+// (etcd, brokers) would otherwise lose it, while stopped, to some process's
+// outgoing connection, which takes its local port from that range.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 1000; i++ {
+		p := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port between 20000 and 32000")
+	return 0
 }
 
 // Etcd is an embedded single-node etcd that can be stopped and restarted
