@@ -84,9 +84,9 @@ var badFiles = map[string]string{
 
 	"bad_http_addr.bad.ini": `testdata/bad_http_addr.bad.ini:2: [http] addr: "9731": want host:port (empty host listens on every interface)`,
 
-	"unclosed_section.bad.ini": `testdata/unclosed_section.bad.ini:4: unclosed section: [etcd`,
+	"unclosed_section.bad.ini": `testdata/unclosed_section.bad.ini:4: syntax error: unclosed section`,
 
-	"missing_delimiter.bad.ini": `testdata/missing_delimiter.bad.ini:3: key-value delimiter not found: localhost`,
+	"missing_delimiter.bad.ini": `testdata/missing_delimiter.bad.ini:3: syntax error: key-value delimiter not found`,
 
 	// Transport security and secrets: bad combinations, unreadable or
 	// malformed files, unresolvable secrets. Secret values never appear.
@@ -400,8 +400,8 @@ func TestParseAgentErrors(t *testing.T) {
 	f("[kafka]\r\nchan_max_size = x\r\n", `x.ini:2: [kafka] chan_max_size: "x" is not an integer`)
 	// The line of a syntax error is the line itself, not an earlier line
 	// that happens to contain the same text.
-	f("[kafka]\n# [etcd\n[etcd\n", "x.ini:3: unclosed section: [etcd")
-	f("[kafka]\naddress = a:1\n= b:2\n", "x.ini:3: empty key name: = b:2")
+	f("[kafka]\n# [etcd\n[etcd\n", "x.ini:3: syntax error: unclosed section")
+	f("[kafka]\naddress = a:1\n= b:2\n", "x.ini:3: syntax error: empty key name")
 	// Keys are case-sensitive, as are sections.
 	f("[kafka]\nAddress = a:1\n", "x.ini:2: [kafka] Address: unknown key")
 	f("[Kafka]\naddress = a:1\n", "x.ini:1: unknown section [Kafka]")
@@ -485,5 +485,26 @@ func TestShippedAgentConfigLoads(t *testing.T) {
 	}
 	if cfg.Kafka.ChanMaxSize != 10000 || cfg.HTTP.Addr != "127.0.0.1:9731" {
 		t.Fatalf("shipped config drifted from the documented defaults: %+v", cfg)
+	}
+}
+
+// A syntax error names the line, never its text: a password on a line that
+// lost its "=" must not reach the log.
+func TestSyntaxErrorDoesNotEchoTheLine(t *testing.T) {
+	for _, ini := range []string{
+		"[kafka]\nsasl_password hunter2-secret\n",
+		"[kafka]\n[sasl hunter2-secret\n",
+		"[kafka]\n= hunter2-secret\n",
+	} {
+		_, err := ParseAgent("x.ini", []byte(ini))
+		if err == nil {
+			t.Fatalf("%q parsed", ini)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("the error repeats the line's text: %v", err)
+		}
+		if !strings.HasPrefix(err.Error(), "x.ini:2: syntax error: ") {
+			t.Fatalf("the error does not name the line: %v", err)
+		}
 	}
 }

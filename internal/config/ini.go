@@ -106,22 +106,23 @@ func (c *iniFile) scanLines(data []byte) error {
 // ini.v1 quotes the offending line ("unclosed section: [etcd") but not its
 // line number. A line equal to the quoted text wins over one that merely
 // contains it (say, a comment quoting the same text further up).
+//
+// The line's text is never repeated in the error: it may hold a secret (a
+// password whose line lost its "="), and the line number is enough.
 func (c *iniFile) syntaxError(data []byte, err error) error {
 	msg := strings.TrimSpace(err.Error())
-	if i := strings.Index(msg, ": "); i >= 0 {
-		frag := strings.TrimSpace(msg[i+2:])
-		if frag != "" {
-			lines := strings.Split(string(data), "\n")
-			for _, exact := range []bool{true, false} {
-				for n, l := range lines {
-					if l = strings.TrimSpace(l); l == frag || !exact && strings.Contains(l, frag) {
-						return fmt.Errorf("%s:%d: %s", c.path, n+1, msg)
-					}
+	kind, frag, _ := strings.Cut(msg, ": ")
+	if frag = strings.TrimSpace(frag); frag != "" {
+		lines := strings.Split(string(data), "\n")
+		for _, exact := range []bool{true, false} {
+			for n, l := range lines {
+				if l = strings.TrimSpace(l); l == frag || !exact && strings.Contains(l, frag) {
+					return fmt.Errorf("%s:%d: syntax error: %s", c.path, n+1, kind)
 				}
 			}
 		}
 	}
-	return fmt.Errorf("%s: %s", c.path, msg)
+	return fmt.Errorf("%s: syntax error: %s", c.path, kind)
 }
 
 func (c *iniFile) where(section, key string) string {
