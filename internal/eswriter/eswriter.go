@@ -75,10 +75,17 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// bulkDoer is what the writer needs of the Elasticsearch client to send a
+// bulk request: olivere's *elastic.Client, or a scripted one in tests.
+type bulkDoer interface {
+	PerformRequest(ctx context.Context, opt elastic.PerformRequestOptions) (*elastic.Response, error)
+}
+
 // Writer is the bulk worker pool.
 type Writer struct {
 	cfg     Config
-	client  *elastic.Client
+	client  *elastic.Client // templates
+	bulkc   bulkDoer        // bulk requests
 	dlq     DeadLetter
 	log     *logrus.Entry
 	thr     *logging.Throttle
@@ -104,7 +111,7 @@ type metrics struct {
 // New returns a writer; call Run, then Submit.
 func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, reg prometheus.Registerer) *Writer {
 	w := &Writer{
-		cfg: cfg, client: client, dlq: dlq,
+		cfg: cfg, client: client, bulkc: client, dlq: dlq,
 		log:     log.WithField("component", "eswriter"),
 		thr:     logging.NewThrottle(10 * time.Second),
 		queue:   make(chan *Doc, 2*cfg.BulkActions),
@@ -286,12 +293,19 @@ func noErrors(body []byte) bool {
 	return bytes.HasPrefix(bytes.TrimLeft(rest[1:], " \t\r\n"), []byte("false"))
 }
 
+// countItems counts the items of a bulk response without decoding it: each
+// starts with its action ({"index":{ or {"create":{), and documents are not
+// echoed, so nothing else in the body looks like that.
+func countItems(body []byte) int {
+	return bytes.Count(body, []byte(`{"index":{`)) + bytes.Count(body, []byte(`{"create":{`))
+}
+
 // bulk sends one bulk request and returns the documents to retry (and the
 // body buffer for reuse).
 func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []byte) {
 	buf = appendBody(buf[:0], docs)
 	start := time.Now()
-	res, err := w.client.PerformRequest(ctx, elastic.PerformRequestOptions{
+	res, err := w.bulkc.PerformRequest(ctx, elastic.PerformRequestOptions{
 		Method: "POST", Path: "/_bulk", Body: string(buf), ContentType: "application/x-ndjson",
 	})
 	w.m.duration.Observe(time.Since(start).Seconds())
@@ -300,7 +314,7 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 	}
 	w.up.Store(true)
 	now := time.Now()
-	if noErrors(res.Body) {
+	if noErrors(res.Body) && countItems(res.Body) == len(docs) {
 		updated := bytes.Count(res.Body, []byte(`"result":"updated"`))
 		for i, d := range docs {
 			r := "created"
@@ -329,9 +343,15 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 		switch {
 		case !found:
 			retry = append(retry, d)
+		case r.Status == 0 && r.Error == nil && !resp.Errors:
+			// A compatible store that omits item statuses but says there
+			// were no errors.
+			w.ack(d, r.Result, now)
+		case r.Status == 0: // no verdict
+			retry = append(retry, d)
 		case r.Status >= 200 && r.Status < 300:
 			w.ack(d, r.Result, now)
-		case r.Status == http.StatusTooManyRequests || r.Status >= 500 || r.Status == http.StatusRequestTimeout:
+		case retryableItem(r):
 			retry = append(retry, d)
 		default:
 			w.deadLetter(ctx, d, itemReason(r))
@@ -352,12 +372,18 @@ func (w *Writer) requestFailed(ctx context.Context, docs []*Doc, err error) []*D
 	if errors.As(err, &ee) {
 		status = ee.Status
 	}
-	permanent := status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout
-	if status == 0 || !permanent {
-		if status == 0 {
-			w.up.Store(false)
-		} else {
-			w.up.Store(true)
+	// Only a request Elasticsearch could not take as sent (413 too large, or
+	// 400: a body it could not parse) is about the documents; any other
+	// answer (401/403 an expired credential, 404/407 a proxy or path, 429,
+	// 5xx, no answer) is an outage: retry everything with backoff, never
+	// dead-letter for it.
+	aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest
+	if !aboutDocs {
+		switch status {
+		case 0, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusProxyAuthRequired:
+			w.up.Store(false) // not reached, or refused: not ready
+		default:
+			w.up.Store(true) // reached and busy (429, 5xx)
 		}
 		if ctx.Err() == nil {
 			w.thr.Log("request", w.log.WithError(err).WithField("status", status), logrus.WarnLevel, "bulk request failed; retrying with backoff")
@@ -376,6 +402,23 @@ func (w *Writer) requestFailed(ctx context.Context, docs []*Doc, err error) []*D
 	}
 	w.deadLetter(ctx, docs[0], fmt.Sprintf("%d %v", status, err))
 	return nil
+}
+
+// retryableItem reports whether an item failed for a reason that passes:
+// rejected for load (429), a server error or timeout, a missing or
+// read-only index block (cluster_block_exception), or a permission
+// (security_exception) that an operator will restore.
+func retryableItem(r bulkItem) bool {
+	if r.Status == http.StatusTooManyRequests || r.Status >= 500 || r.Status == http.StatusRequestTimeout {
+		return true
+	}
+	if r.Error != nil {
+		switch r.Error.Type {
+		case "cluster_block_exception", "security_exception":
+			return true
+		}
+	}
+	return r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden
 }
 
 func itemReason(r bulkItem) string {

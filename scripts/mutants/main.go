@@ -72,7 +72,7 @@ var mutants = []mutant{
 			{old: "\tw.deadLetter(ctx, docs[0], fmt.Sprintf(\"%d %v\", status, err))\n\treturn nil",
 				new: "\tfor _, d := range docs {\n\t\tw.deadLetter(ctx, d, fmt.Sprintf(\"%d %v\", status, err))\n\t}\n\treturn nil"},
 		},
-		tests: []target{{"./internal/transferd", "^TestRequestTooLargeIsSplitNotDeadLettered$"}},
+		tests: []target{{"./internal/eswriter", "^TestBulkOutcomes$/^413"}, {"./internal/transferd", "^TestRequestTooLargeIsSplitNotDeadLettered$"}},
 	},
 	{
 		name: "copytruncate never reads the unread rest from the rotated copy",
