@@ -6,15 +6,11 @@ package main
 // in the store exactly once (re-deliveries overwrite the same _id).
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logpipe/logpipe/internal/fakees"
 	"github.com/logpipe/logpipe/internal/testutil"
@@ -57,41 +53,8 @@ addr = 127.0.0.1:0
 level = %s
 `, kafka.Addr(), es.URL(), logLevel())), 0o644)
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(kafka.Addr()), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
 	// A steady stream of 5k records/s in the background.
-	var (
-		mu       sync.Mutex
-		produced int
-	)
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for ctx.Err() == nil {
-			<-tick.C
-			mu.Lock()
-			from := produced
-			mu.Unlock()
-			var recs []*kgo.Record
-			for i := from; i < from+50; i++ {
-				recs = append(recs, &kgo.Record{Topic: "stream", Value: []byte(fmt.Sprintf("line %d", i)),
-					Headers: []kgo.RecordHeader{{Key: "event.id", Value: []byte(fmt.Sprintf("id-%d", i))}}})
-			}
-			if err := prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-				t.Errorf("produce: %v", err)
-				return
-			}
-			mu.Lock()
-			produced += len(recs)
-			mu.Unlock()
-		}
-	}()
+	stopStream := streamRecords(t, kafka.Addr(), "stream")
 
 	for i := 0; i < 3; i++ {
 		p := start(t, ini, i)
@@ -104,12 +67,8 @@ level = %s
 			t.Logf("run %d log:\n%s", i, p.LogText())
 		}
 	}
-	cancel()
-	<-stopped
+	total := stopStream()
 	p := start(t, ini, 3)
-	mu.Lock()
-	total := produced
-	mu.Unlock()
 	testutil.Eventually(t, 120*time.Second, func() bool { return es.Count() >= total },
 		func() string { return fmt.Sprintf("%d documents, have %d", total, es.Count()) })
 	if code := p.Term(); code != 0 {
@@ -124,7 +83,7 @@ level = %s
 	for i := 0; i < total; i++ {
 		found := false
 		for _, m := range docs {
-			if _, ok := m[fmt.Sprintf("id-%d", i)]; ok {
+			if _, ok := m[fmt.Sprintf("stream-%d", i)]; ok {
 				found = true
 				break
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -115,36 +114,15 @@ level = %s
 	// Every id once; overwrites are re-deliveries of what a was writing.
 	seen := map[string]bool{}
 	overwrites := 0
-	after := ""
-	for {
-		var hits []testutil.Hit
-		var r struct {
-			Hits struct {
-				Hits []struct {
-					testutil.Hit
-					Sort []any
-				}
-			}
+	es.Scan(t, "grouped-*", `[{"kafka.partition":"asc"},{"kafka.offset":"asc"}]`, false, func(h testutil.Hit) {
+		if seen[h.ID] {
+			t.Fatalf("_id %s stored twice", h.ID)
 		}
-		es.JSON(t, 200, "POST", "/grouped-*/_search", `{"size":5000,"version":true,"_source":false,"sort":[{"kafka.partition":"asc"},{"kafka.offset":"asc"}]`+after+`}`, &r)
-		for _, h := range r.Hits.Hits {
-			hits = append(hits, h.Hit)
+		seen[h.ID] = true
+		if h.Version > 1 {
+			overwrites++
 		}
-		if len(hits) == 0 {
-			break
-		}
-		for _, h := range hits {
-			if seen[h.ID] {
-				t.Fatalf("_id %s stored twice", h.ID)
-			}
-			seen[h.ID] = true
-			if h.Version > 1 {
-				overwrites++
-			}
-		}
-		last, _ := json.Marshal(r.Hits.Hits[len(r.Hits.Hits)-1].Sort)
-		after = `,"search_after":` + string(last)
-	}
+	})
 	missing := 0
 	for i := 0; i < total; i++ {
 		if !seen[fmt.Sprintf("grouped-%d", i)] {

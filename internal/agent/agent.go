@@ -33,8 +33,8 @@ import (
 	"github.com/logpipe/logpipe/internal/lifecycle"
 	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/producer"
-	"github.com/logpipe/logpipe/internal/tailer"
 	"github.com/logpipe/logpipe/internal/registry"
+	"github.com/logpipe/logpipe/internal/tailer"
 )
 
 // Options are settings that come from flags rather than the ini file.

@@ -62,29 +62,7 @@ func (r *realStore) Docs() []doc {
 	return out
 }
 
-// scan pages through every document in a stable order (search_after).
+// scan pages through every document in a stable order.
 func (r *realStore) scan(source bool, f func(testutil.Hit)) {
-	r.es.Count(r.t, r.index, "") // refreshes
-	after := ""
-	for {
-		body := `{"size":2000,"version":true,"_source":` + map[bool]string{true: "true", false: "false"}[source] +
-			`,"sort":[{"kafka.partition":"asc"},{"kafka.offset":"asc"},{"_id":"asc"}]` + after + `}`
-		var res struct {
-			Hits struct {
-				Hits []struct {
-					testutil.Hit
-					Sort []any
-				}
-			}
-		}
-		r.es.JSON(r.t, 200, "POST", "/"+r.index+"/_search?allow_no_indices=true", body, &res)
-		if len(res.Hits.Hits) == 0 {
-			return
-		}
-		for _, h := range res.Hits.Hits {
-			f(h.Hit)
-		}
-		last, _ := json.Marshal(res.Hits.Hits[len(res.Hits.Hits)-1].Sort)
-		after = `,"search_after":` + string(last)
-	}
+	r.es.Scan(r.t, r.index, `[{"kafka.partition":"asc"},{"kafka.offset":"asc"},{"_id":"asc"}]`, source, f)
 }

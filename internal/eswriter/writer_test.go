@@ -174,7 +174,9 @@ func TestBulkOutcomes(t *testing.T) {
 		check        func(t *testing.T, reqs [][]string)
 	}{
 		{name: "all created in one request",
-			reply:        func(int, []string) answer { return answer{body: `{"took":1,"errors":false,"items":[{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}}]}`} },
+			reply: func(int, []string) answer {
+				return answer{body: `{"took":1,"errors":false,"items":[{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}}]}`}
+			},
 			wantRequests: 1},
 		{name: "a 429 item is retried alone",
 			reply: func(call int, ids []string) answer {

@@ -181,7 +181,9 @@ func (k *Kafka) prepare(ctx context.Context, i int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	args := append(k.d.jvmArgs("kafka", 128), "-cp", k.d.KafkaClasspath(), "kafka.tools.StorageTool", "format", "-t", id, "-c", props)
+	// "--cluster-id=<id>": a base64url id may start with "-", which the
+	// tool's argument parser would take for an option.
+	args := append(k.d.jvmArgs("kafka", 128), "-cp", k.d.KafkaClasspath(), "kafka.tools.StorageTool", "format", "--cluster-id="+id, "-c", props)
 	if k.o.Nodes == 1 {
 		args = append(args, "--standalone")
 	}

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -154,5 +154,22 @@ func TestESNode(t *testing.T) {
 	}
 	if e.Process().Alive() {
 		t.Fatal("still running after Stop")
+	}
+}
+
+// A cluster id that starts with "-" (base64url allows it) still formats.
+func TestClusterIDStartingWithDash(t *testing.T) {
+	d := dist(t)
+	ps := freePorts(t, 2)
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/cluster.id", []byte("-AAAAAAAAAAAAAAAAAAAAA\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewKafka(d, KafkaOptions{Dir: dir, BrokerPorts: ps[:1], ControllerPorts: ps[1:]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.prepare(context.Background(), 0); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,4 +108,35 @@ func (c ESClient) Search(t testing.TB, index, query string, size int) []Hit {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// Scan refreshes index and pages through every document in the order of
+// sort (a JSON array of sort clauses that together are unique, e.g.
+// partition and offset), with versions and, if source, the sources,
+// calling f for each (search_after, so any number of documents).
+func (c ESClient) Scan(t testing.TB, index, sort string, source bool, f func(Hit)) {
+	t.Helper()
+	c.Do(t, "POST", "/"+index+"/_refresh?ignore_unavailable=true&allow_no_indices=true", "")
+	after := ""
+	for {
+		body := `{"size":2000,"version":true,"_source":` + strconv.FormatBool(source) + `,"sort":` + sort + after + `}`
+		var res struct {
+			Hits struct {
+				Hits []struct {
+					Hit
+					Sort []json.RawMessage `json:"sort"`
+				}
+			}
+		}
+		c.JSON(t, http.StatusOK, "POST", "/"+index+"/_search?ignore_unavailable=true&allow_no_indices=true", body, &res)
+		hits := res.Hits.Hits
+		if len(hits) == 0 {
+			return
+		}
+		for _, h := range hits {
+			f(h.Hit)
+		}
+		last, _ := json.Marshal(hits[len(hits)-1].Sort)
+		after = `,"search_after":` + string(last)
+	}
 }

@@ -224,42 +224,16 @@ func fieldType(props map[string]json.RawMessage, path string) string {
 func (e *env) checkRealDocs(es testutil.ESClient, topic string, n int) {
 	e.t.Helper()
 	seen := map[string]bool{}
-	for _, h := range scanAll(e.t, es, topic+"-*") {
+	es.Scan(e.t, topic+"-*", `[{"kafka.partition":"asc"},{"kafka.offset":"asc"}]`, false, func(h testutil.Hit) {
 		if seen[h.ID] {
 			e.t.Fatalf("document %s twice", h.ID)
 		}
 		seen[h.ID] = true
-	}
+	})
 	for i := 0; i < n; i++ {
 		if id := fmt.Sprintf("gen-%s-%d", topic, i); !seen[id] {
 			e.t.Fatalf("document %s missing (have %d)", id, len(seen))
 		}
-	}
-}
-
-// scanAll reads every document of index (ids only), sorted by _id pages.
-func scanAll(t *testing.T, es testutil.ESClient, index string) []testutil.Hit {
-	var all []testutil.Hit
-	after := ""
-	for {
-		body := `{"size":5000,"_source":false,"sort":[{"log.offset":"asc"},{"kafka.offset":"asc"},{"kafka.partition":"asc"}]` + after + `}`
-		var r struct {
-			Hits struct {
-				Hits []struct {
-					testutil.Hit
-					Sort []any
-				}
-			}
-		}
-		es.JSON(t, 200, "POST", "/"+index+"/_search", body, &r)
-		if len(r.Hits.Hits) == 0 {
-			return all
-		}
-		for _, h := range r.Hits.Hits {
-			all = append(all, h.Hit)
-		}
-		last, _ := json.Marshal(r.Hits.Hits[len(r.Hits.Hits)-1].Sort)
-		after = `,"search_after":` + string(last)
 	}
 }
 
