@@ -380,7 +380,7 @@ func (s *sys) finish(name string, w *testutil.LineWriter, extra func(docs map[st
 		extra(all)
 	}
 	if code := s.agent.Term(); code != 0 {
-		s.t.Errorf("agent exit code %d", code)
+		s.t.Errorf("agent exit code %d; its log ends:\n%s", code, tail(s.agent.LogText(), 30))
 	}
 	if code := s.transfer.Term(); code != 0 {
 		s.t.Errorf("transfer exit code %d", code)
