@@ -27,6 +27,32 @@ func logLevel() string {
 	return "info"
 }
 
+// writeIni writes a logtransfer.ini for topic on kafka and es into a temp
+// dir; extraES adds [es] keys.
+func writeIni(t *testing.T, kafka, es, topic string, bulkActions int, extraES string) string {
+	t.Helper()
+	ini := filepath.Join(t.TempDir(), "logtransfer.ini")
+	err := os.WriteFile(ini, []byte(fmt.Sprintf(`[kafka]
+address = %s
+topics = %s
+session_timeout = 6s
+[es]
+address = %s
+workers = 4
+bulk_actions = %d
+flush_interval = 50ms
+shutdown_timeout = 5s
+%s[http]
+addr = 127.0.0.1:0
+[log]
+level = %s
+`, kafka, topic, es, bulkActions, extraES, logLevel())), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ini
+}
+
 func start(t *testing.T, ini string, n int) *testutil.Proc {
 	t.Helper()
 	return testutil.StartProc(t, filepath.Join(filepath.Dir(ini), fmt.Sprintf("transfer-%d.log", n)), bins["logtransfer"], "-config", ini)
@@ -35,23 +61,7 @@ func start(t *testing.T, ini string, n int) *testutil.Proc {
 func TestSIGKILLMidStreamExactlyOnceInStore(t *testing.T) {
 	kafka := testutil.StartKafka(t, 8)
 	es := fakees.New(t)
-	dir := t.TempDir()
-	ini := filepath.Join(dir, "logtransfer.ini")
-	os.WriteFile(ini, []byte(fmt.Sprintf(`[kafka]
-address = %s
-topics = stream
-session_timeout = 6s
-[es]
-address = %s
-workers = 4
-bulk_actions = 300
-flush_interval = 50ms
-shutdown_timeout = 5s
-[http]
-addr = 127.0.0.1:0
-[log]
-level = %s
-`, kafka.Addr(), es.URL(), logLevel())), 0o644)
+	ini := writeIni(t, kafka.Addr(), es.URL(), "stream", 300, "")
 
 	// A steady stream of 5k records/s in the background.
 	stopStream := streamRecords(t, kafka.Addr(), "stream")

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -74,23 +72,7 @@ func TestRealGroupOneOfTwoKilled(t *testing.T) {
 	}
 	node := testutil.SharedRealES(t)
 	es := testutil.ESClient{URL: node.URL()}
-	dir := t.TempDir()
-	ini := filepath.Join(dir, "logtransfer.ini")
-	os.WriteFile(ini, []byte(fmt.Sprintf(`[kafka]
-address = %s
-topics = grouped
-session_timeout = 6s
-[es]
-address = %s
-workers = 4
-bulk_actions = 300
-flush_interval = 50ms
-shutdown_timeout = 5s
-[http]
-addr = 127.0.0.1:0
-[log]
-level = %s
-`, kafka.Addr(), node.URL(), logLevel())), 0o644)
+	ini := writeIni(t, kafka.Addr(), node.URL(), "grouped", 300, "")
 	stop := streamRecords(t, kafka.Addr(), "grouped")
 	a := start(t, ini, 0)
 	b := start(t, ini, 1)

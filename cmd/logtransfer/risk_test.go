@@ -9,8 +9,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,24 +19,7 @@ import (
 )
 
 func riskIni(t *testing.T, kafka, es string) string {
-	ini := filepath.Join(t.TempDir(), "logtransfer.ini")
-	os.WriteFile(ini, []byte(fmt.Sprintf(`[kafka]
-address = %s
-topics = risk
-session_timeout = 6s
-[es]
-address = %s
-workers = 4
-bulk_actions = 200
-flush_interval = 50ms
-retry_backoff_max = 300ms
-shutdown_timeout = 5s
-[http]
-addr = 127.0.0.1:0
-[log]
-level = %s
-`, kafka, es, logLevel())), 0o644)
-	return ini
+	return writeIni(t, kafka, es, "risk", 200, "retry_backoff_max = 300ms\n")
 }
 
 func produceN(t *testing.T, addr, topic string, from, n int) {
