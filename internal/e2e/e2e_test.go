@@ -238,8 +238,24 @@ func (s *sys) startKafka() {
 	waitPort(s.t, fmt.Sprintf("127.0.0.1:%d", s.kafkaPort))
 }
 
+// startAgent starts the agent and waits until its HTTP endpoint answers,
+// so a start that fails (and why) is reported where it happens, not later
+// as an exit code.
 func (s *sys) startAgent() {
+	s.t.Helper()
 	s.agent = testutil.StartProc(s.t, s.logPath("agent"), bins["logagent"], "-config", s.agentIni)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.agentHTTP + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if !s.agent.Running() || time.Now().After(deadline) {
+			s.t.Fatalf("agent did not start (running %v): %v; its log:\n%s", s.agent.Running(), err, tail(s.agent.LogText(), 30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (s *sys) startTransfer() {

@@ -93,7 +93,10 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("stopping http: %w", err)
+		// A client still in a request (a slow scrape) must not turn a
+		// clean stop into a failed one: cut it off.
+		s.log.WithError(err).Warn("http requests still running at shutdown; closing them")
+		_ = srv.Close()
 	}
 	return nil
 }
