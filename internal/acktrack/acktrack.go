@@ -141,14 +141,16 @@ func (t *Tracker) Kill() {
 
 // Retract removes event seq and every event registered after it: they
 // could not be handed on (the sender was stopping), so the resume position
-// must not skip them. Sequence numbers already acknowledged and popped, or
-// not yet issued, are ignored.
+// must not skip them. A seq already popped (a batch that began with blank
+// lines, which count as done at once) drops every pending event, all of
+// which came after it; a seq not yet issued is ignored.
 func (t *Tracker) Retract(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.n == 0 || seq < t.head || seq >= t.head+uint64(t.n) {
+	if t.n == 0 || seq >= t.head+uint64(t.n) {
 		return
 	}
+	seq = max(seq, t.head)
 	t.n = int(seq - t.head)
 	if t.n == 0 {
 		t.read = t.acked

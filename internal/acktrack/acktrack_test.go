@@ -357,6 +357,19 @@ func TestTrackerRetract(t *testing.T) {
 		tr.Retract(last)
 		checkState(t, tr, 50, 1990, 149)
 	})
+	t.Run("batch starting with a blank line", func(t *testing.T) {
+		// The blank line is done at once and popped; retracting the batch
+		// by its first seq must still drop the events after it, or the
+		// acked offset sticks and reading resumes past unsent lines.
+		tr := New(0)
+		first := tr.EmitBatch([]int64{1, 10, 20}, []bool{true, false, false})
+		checkState(t, tr, 1, 20, 2)
+		tr.Retract(first)
+		checkState(t, tr, 1, 1, 0)
+		if s := tr.Emit(10, false); s != first+1 {
+			t.Fatalf("seq after retract = %d, want %d", s, first+1)
+		}
+	})
 	t.Run("empty tracker", func(t *testing.T) {
 		tr := New(7)
 		tr.Retract(0)
