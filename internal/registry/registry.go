@@ -59,6 +59,9 @@ type fileState struct {
 	claimed  bool
 	tr       *acktrack.Tracker
 	restored int64 // acked offset loaded from disk, until tr exists
+	// released is when the last holder let go of the stream in this
+	// process, or when the registry file it was loaded from was written.
+	released time.Time
 }
 
 func (s *fileState) offsets() (acked, read int64, inflight int) {
@@ -73,6 +76,10 @@ type Registry struct {
 	dir  string
 	log  *logrus.Entry
 	lock *os.File
+	// written is when the registry loaded at start was saved (zero if
+	// there was none): the last moment the previous run is known to have
+	// seen its files.
+	written time.Time
 
 	mu      sync.Mutex
 	files   map[Key]*fileState
@@ -158,7 +165,13 @@ func (r *Registry) load() error {
 			continue
 		}
 		if err == nil {
-			err = r.decode(data)
+			var written time.Time
+			if fi, serr := os.Stat(p); serr == nil {
+				written = fi.ModTime()
+			}
+			if err = r.decode(data, written); err == nil {
+				r.written = written
+			}
 		}
 		if err == nil {
 			if name != fileName {
@@ -182,7 +195,7 @@ func (r *Registry) load() error {
 	return nil
 }
 
-func (r *Registry) decode(data []byte) error {
+func (r *Registry) decode(data []byte, written time.Time) error {
 	var d diskFile
 	if err := json.Unmarshal(data, &d); err != nil {
 		return err
@@ -199,7 +212,7 @@ func (r *Registry) decode(data []byte) error {
 		if e.Offset < 0 || e.FPLen < 0 {
 			return fmt.Errorf("stream %s: negative offset", e.Key)
 		}
-		files[e.Key] = &fileState{key: e.Key, path: e.Path, inst: inst, restored: e.Offset, fpLen: e.FPLen, fp: e.FP, seen: e.Seen}
+		files[e.Key] = &fileState{key: e.Key, path: e.Path, inst: inst, restored: e.Offset, fpLen: e.FPLen, fp: e.FP, seen: e.Seen, released: written}
 	}
 	r.files = files
 	r.entries = map[string]bool{}
@@ -365,6 +378,10 @@ func writeAtomic(dir string, data []byte) error {
 	}
 	return nil
 }
+
+// Written returns when the registry loaded at start was last saved by the
+// previous run (zero if the agent starts without one).
+func (r *Registry) Written() time.Time { return r.written }
 
 // EntrySeen reports whether the collect entry with key has been active on
 // this host before (so files unknown to the registry appeared while it was
@@ -537,6 +554,17 @@ func (h *Handle) Release() {
 	h.r.mu.Lock()
 	defer h.r.mu.Unlock()
 	h.s.claimed = false
+	h.s.released = time.Now()
+}
+
+// Released returns when the stream was last let go of: by a reader in this
+// process, or (for a stream loaded from disk) when the registry file was
+// written. Zero for a stream never held before. Files rotated away since
+// then were never seen by any reader.
+func (h *Handle) Released() time.Time {
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	return h.s.released
 }
 
 // Forget drops the stream (its file is gone for good and fully read).

@@ -45,6 +45,11 @@ type reader struct {
 	ends     []int64 // end offset of every span read since the last flush
 	dones    []bool  // whether the span has no event (blank line)
 	batchCap int     // estimated events in the current read
+	fpBuf    []byte  // for unchanged
+	// since is when this generation was last known to be read in full
+	// up to where reading resumes: siblings modified later and unknown
+	// to the registry were rotated away unseen.
+	since time.Time
 }
 
 // maxBatch bounds the events handed to the sink at once.
@@ -104,10 +109,38 @@ func (r *reader) sameGeneration(size int64) (bool, error) {
 	return true, nil
 }
 
-// readAvailable reads until pos reaches size (or ctx ends). now stamps the
-// events of this pass.
+// unchanged reports whether the file still starts with the fingerprinted
+// bytes (without extending the fingerprint, unlike sameGeneration).
+func (r *reader) unchanged() (bool, error) {
+	n, fp := r.h.Fingerprint()
+	if n == 0 {
+		return true, nil
+	}
+	if cap(r.fpBuf) < n {
+		r.fpBuf = make([]byte, fpMax)
+	}
+	buf := r.fpBuf[:n]
+	m, err := r.f.ReadAt(buf, 0)
+	if m < n {
+		if err != nil && !errors.Is(err, io.EOF) {
+			return false, fmt.Errorf("reading %s: %w", r.t.cfg.Path, err)
+		}
+		return false, nil
+	}
+	h := fnv.New64a()
+	h.Write(buf)
+	return h.Sum64() == fp, nil
+}
+
+// readAvailable reads until pos reaches size (or ctx ends). The caller has
+// just checked that the file is still this generation; every later chunk
+// is checked again after it is read, because handing the previous one on
+// may have blocked (Kafka down, backlog) long enough for a copytruncate:
+// a chunk read after the file was truncated and refilled is new content at
+// old offsets, so it is dropped unread and the caller handles the
+// truncation from the current position.
 func (r *reader) readAvailable(ctx context.Context, size int64) error {
-	for r.pos < size {
+	for first := true; r.pos < size; first = false {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -121,6 +154,15 @@ func (r *reader) readAvailable(ctx context.Context, size int64) error {
 				return fmt.Errorf("reading %s: %w", r.t.cfg.Path, err)
 			}
 			return nil // shrank under us; the caller re-checks
+		}
+		if !first {
+			same, err := r.unchanged()
+			if err != nil {
+				return err
+			}
+			if !same {
+				return nil // rewritten under us; the caller re-checks
+			}
 		}
 		r.t.m.BytesRead.Add(float64(n))
 		r.batchCap = min(maxBatch, max(8, n/r.avgLine()))

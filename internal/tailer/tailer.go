@@ -157,6 +157,12 @@ func (t *Tailer) Run(ctx context.Context) error {
 			if t.cfg.GlobMember && !first {
 				return nil
 			}
+			if first {
+				// Renamed away while the agent was stopped and not
+				// replaced: its unread rest is still to be sent.
+				t.recoverRotated(registry.Key{})
+				t.recoverSkipped(t.reg.Written(), registry.Key{})
+			}
 			first = false
 			t.setStatus(StateWaiting, "")
 			t.idle(ctx, nil)
@@ -210,7 +216,7 @@ func (t *Tailer) open(first bool) (*reader, error) {
 	return r, err
 }
 
-func (t *Tailer) position(f *os.File, first bool) (*reader, error) {
+func (t *Tailer) position(f *os.File, first bool) (r *reader, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stat: %w", err)
@@ -227,10 +233,23 @@ func (t *Tailer) position(f *os.File, first bool) (*reader, error) {
 		return nil, nil // a drainer or another glob's tailer still reads it
 	}
 	if first {
+		// Rotated while the agent was stopped: the files the registry
+		// knows are read from where they were left, the ones rotated
+		// past it unseen (twice or more while stopped) from their start
+		// once the current file is positioned (a copytruncate copy of
+		// its old generation is taken care of by then).
 		t.recoverRotated(key)
+		defer func() {
+			if r != nil {
+				t.recoverSkipped(t.reg.Written(), key)
+			}
+		}()
 	}
-	r := t.newReader(f, key, h)
+	r = t.newReader(f, key, h)
 	r.inst = h.Instance()
+	if rel := h.Released(); !rel.IsZero() {
+		r.since = rel
+	}
 	size := fi.Size()
 	if h.Known() {
 		same, err := r.sameGeneration(size)
@@ -263,7 +282,7 @@ func (t *Tailer) position(f *os.File, first bool) (*reader, error) {
 }
 
 func (t *Tailer) newReader(f *os.File, key registry.Key, h *registry.Handle) *reader {
-	r := &reader{t: t, f: f, key: key, h: h}
+	r := &reader{t: t, f: f, key: key, h: h, since: time.Now()}
 	if m := t.cfg.Multiline; m != nil {
 		maxBytes := m.MaxBytes
 		if maxBytes == 0 || maxBytes > t.cfg.MaxLineBytes {
@@ -464,6 +483,11 @@ func (t *Tailer) truncated(r *reader) error {
 		if err == nil {
 			err = cr.finish(now)
 		}
+		if err == nil {
+			// The copy is known from now on, as read to its end: a later
+			// rotation must not take it for a file never seen.
+			err = t.registerCopy(c, size)
+		}
 		c.Close()
 		if err != nil {
 			return err
@@ -481,7 +505,44 @@ func (t *Tailer) truncated(r *reader) error {
 			return t.ctx.Err()
 		}
 	}
-	return t.startGeneration(r, 0)
+	since := r.since
+	if err := t.startGeneration(r, 0); err != nil {
+		return err
+	}
+	r.since = now
+	// Truncated more than once while reading was held back (logrotate
+	// with copytruncate and rotate N): the generations in between are
+	// only in copies nobody has seen.
+	t.recoverSkipped(since, r.key)
+	return nil
+}
+
+// registerCopy records a copytruncate copy whose content was sent under
+// the truncated file's generation: a stream of its own that starts at its
+// end, so only what is appended to it later is read.
+func (t *Tailer) registerCopy(c *os.File, size int64) error {
+	fi, err := c.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", c.Name(), err)
+	}
+	k, ok := fileKey(fi, t.cfg.Source.Topic)
+	if !ok {
+		return nil
+	}
+	h, ok := t.reg.Claim(k, t.cfg.Path)
+	if !ok {
+		return nil // someone reads it already
+	}
+	defer h.Release()
+	if h.Known() {
+		return nil
+	}
+	n := int(min(size, fpMax))
+	fp, err := fingerprint(c, n)
+	if err != nil {
+		return fmt.Errorf("fingerprinting %s: %w", c.Name(), err)
+	}
+	return h.Start(size, n, fp)
 }
 
 // findCopy looks next to the file for a copy of the old generation (same
@@ -552,7 +613,7 @@ func (t *Tailer) recoverRotated(current registry.Key) {
 		if err != nil {
 			continue
 		}
-		k, ok := fileKey(fi, current.Topic)
+		k, ok := fileKey(fi, t.cfg.Source.Topic)
 		s, wanted := want[k]
 		if !ok || !wanted || fi.Size() <= s.Offset {
 			continue
@@ -589,6 +650,9 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 	if err != nil {
 		return
 	}
+	if since.IsZero() {
+		return // no earlier reading to compare with (first run)
+	}
 	since = since.Add(-time.Second) // file times come from a coarse clock
 	for _, e := range ents {
 		name := e.Name()
@@ -600,7 +664,7 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 		if err != nil || fi.ModTime().Before(since) {
 			continue
 		}
-		k, ok := fileKey(fi, current.Topic)
+		k, ok := fileKey(fi, t.cfg.Source.Topic)
 		if !ok || k == current || t.reg.Has(k) {
 			continue
 		}

@@ -51,6 +51,36 @@ func (s *sink) values() []string {
 	return out
 }
 
+// gatedSink passes the first batch to the sink, then holds every Send
+// until open is closed, the way a full pipeline (Kafka down) holds the
+// reader mid-file.
+type gatedSink struct {
+	s       *sink
+	first   sync.Once
+	passed  bool
+	blocked chan struct{} // closed when a Send is held
+	once    sync.Once
+	open    chan struct{}
+}
+
+func newGate(s *sink) *gatedSink {
+	return &gatedSink{s: s, blocked: make(chan struct{}), open: make(chan struct{})}
+}
+
+func (g *gatedSink) Send(ctx context.Context, b *record.Batch) error {
+	pass := false
+	g.first.Do(func() { pass = true })
+	if !pass {
+		g.once.Do(func() { close(g.blocked) })
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.s.Send(ctx, b)
+}
+
 func quietLog() *logrus.Entry {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
@@ -58,22 +88,25 @@ func quietLog() *logrus.Entry {
 }
 
 type harness struct {
-	last *Tailer // the most recently started tailer
-	t    *testing.T
-	dir  string
-	reg  *registry.Registry
-	sink *sink
-	m    *Metrics
+	gate   *gatedSink // if set, tailers send through it
+	last   *Tailer    // the most recently started tailer
+	t      *testing.T
+	dir    string
+	regDir string
+	reg    *registry.Registry
+	sink   *sink
+	m      *Metrics
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	reg, err := registry.Open(t.TempDir(), quietLog(), nil)
+	regDir := t.TempDir()
+	reg, err := registry.Open(regDir, quietLog(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	return &harness{t: t, dir: t.TempDir(), reg: reg, sink: &sink{}, m: NewMetrics(nil)}
+	return &harness{t: t, dir: t.TempDir(), regDir: regDir, reg: reg, sink: &sink{}, m: NewMetrics(nil)}
 }
 
 // run starts a tailer on path; the returned stop waits for it.
@@ -91,7 +124,11 @@ func (h *harness) run(cfg Config) (stop func()) {
 	if cfg.RotateWait == 0 {
 		cfg.RotateWait = 100 * time.Millisecond
 	}
-	tl := New(cfg, h.reg, h.sink, quietLog(), h.m)
+	var snk Sink = h.sink
+	if h.gate != nil {
+		snk = h.gate
+	}
+	tl := New(cfg, h.reg, snk, quietLog(), h.m)
 	h.last = tl
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -544,4 +581,159 @@ func TestGuardRefusesSymlinkEscape(t *testing.T) {
 	if openFDsTo(t, secret) != 0 {
 		t.Fatal("refused file left open")
 	}
+}
+
+// copyTruncate does what logrotate's copytruncate with "rotate n" does:
+// shift p.1..p.(n-1) up, copy p to p.1, truncate p.
+func copyTruncate(t *testing.T, p string, n int) {
+	t.Helper()
+	for i := n - 1; i >= 1; i-- {
+		if err := os.Rename(fmt.Sprintf("%s.%d", p, i), fmt.Sprintf("%s.%d", p, i+1)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p+".1", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkEach asserts that every prefix i in 0..n-1 for each prefix is seen
+// exactly once and nothing else is.
+func checkEach(t *testing.T, values []string, want map[string]int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, v := range values {
+		seen[v]++
+	}
+	total := 0
+	lost, dup := 0, 0
+	for prefix, n := range want {
+		total += n
+		for i := 0; i < n; i++ {
+			switch c := seen[fmt.Sprintf("%s %d", prefix, i)]; {
+			case c == 0:
+				lost++
+			case c > 1:
+				dup += c - 1
+			}
+		}
+	}
+	if lost != 0 || dup != 0 || len(values) != total {
+		t.Fatalf("%d values for %d lines: %d lost, %d duplicated", len(values), total, lost, dup)
+	}
+}
+
+func TestCopyTruncateWhileHeldBack(t *testing.T) {
+	// Reading is held mid-file (the pipeline is full) while logrotate
+	// copies and truncates, once or twice, and the file fills past the
+	// position: the old content must come from the copies, the new
+	// content from offset 0, each line once.
+	for _, rotations := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d copytruncates", rotations), func(t *testing.T) {
+			h := newHarness(t)
+			h.gate = newGate(h.sink)
+			p := filepath.Join(h.dir, "a.log")
+			const n = 60000 // ~1.2 MB: several 256 KiB reads
+			write(t, p, numbered("gen0", 0, n))
+			stop := h.run(Config{Path: p})
+			<-h.gate.blocked
+			want := map[string]int{"gen0": n}
+			for g := 1; g <= rotations; g++ {
+				copyTruncate(t, p, 3)
+				prefix := fmt.Sprintf("gen%d", g)
+				write(t, p, numbered(prefix, 0, n))
+				want[prefix] = n
+			}
+			close(h.gate.open)
+			h.waitN(n * (rotations + 1))
+			stop() // nothing more arrives after this
+			checkEach(t, h.sink.values(), want)
+		})
+	}
+}
+
+func TestCopiesAreNotReadAgainAfterRename(t *testing.T) {
+	// A copytruncate copy read for the unread rest of the old content is
+	// known from then on: renaming the file away later (the next
+	// rotation) must not take the copy for a file never seen.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 100))
+	stop := h.run(Config{Path: p})
+	h.waitN(100)
+	stop()
+	write(t, p, numbered("l", 100, 100))
+	copyTruncate(t, p, 3)
+	write(t, p, numbered("l", 200, 100))
+	stop = h.run(Config{Path: p})
+	h.waitN(300)
+	os.Rename(p, p+".0")
+	write(t, p, numbered("l", 300, 30))
+	h.waitN(330) // the copy, if taken for new, is read before the new file
+	stop()
+	checkExactlyOnce(t, h.sink.values(), "l", 330)
+}
+
+func TestRotatedTwiceWhileStopped(t *testing.T) {
+	// Rotated twice while the agent was down: the middle file was never
+	// seen by the registry, and is read from its start.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 10))
+	stop := h.run(Config{Path: p})
+	h.waitN(10)
+	stop()
+	if err := h.reg.Save(); err != nil {
+		t.Fatal(err)
+	}
+	reopen(t, h)
+	write(t, p, numbered("l", 10, 10))
+	os.Rename(p, p+".1")
+	write(t, p, numbered("l", 20, 10)) // the middle file
+	os.Rename(p+".1", p+".2")
+	os.Rename(p, p+".1")
+	write(t, p, numbered("l", 30, 10))
+	h.run(Config{Path: p})
+	h.waitN(40)
+	checkExactlyOnce(t, h.sink.values(), "l", 40)
+}
+
+func TestRenamedAwayWhileStoppedWithoutNewFile(t *testing.T) {
+	// Renamed away while the agent was down and nothing took its place:
+	// the unread rest is still sent.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 10))
+	stop := h.run(Config{Path: p})
+	h.waitN(10)
+	stop()
+	if err := h.reg.Save(); err != nil {
+		t.Fatal(err)
+	}
+	reopen(t, h)
+	write(t, p, numbered("l", 10, 10))
+	os.Rename(p, p+".1")
+	h.run(Config{Path: p})
+	h.waitN(20)
+	checkExactlyOnce(t, h.sink.values(), "l", 20)
+}
+
+// reopen restarts the registry from its file, as a new agent process does.
+func reopen(t *testing.T, h *harness) {
+	t.Helper()
+	dir := h.regDir
+	h.reg.Close()
+	reg, err := registry.Open(dir, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	h.reg = reg
 }

@@ -83,6 +83,24 @@ var mutants = []mutant{
 		}},
 		tests: []target{{"./cmd/logagent", "^TestCopyTruncateWhileBehind$"}},
 	},
+	{
+		name: "a chunk read after the file was copytruncated and refilled is taken for old content",
+		file: "internal/tailer/reader.go",
+		edits: []edit{{old: "\t\tif !first {\n\t\t\tsame, err := r.unchanged()", new: "\t\tif first && !first {\n\t\t\tsame, err := r.unchanged()"}},
+		tests: []target{{"./internal/tailer", "^TestCopyTruncateWhileHeldBack$"}},
+	},
+	{
+		name: "a copytruncate copy read for the old content stays unknown (re-read whole at the next rotation)",
+		file: "internal/tailer/tailer.go",
+		edits: []edit{{old: "err = t.registerCopy(c, size)", new: "err = nil"}},
+		tests: []target{{"./internal/tailer", "^TestCopiesAreNotReadAgainAfterRename$"}},
+	},
+	{
+		name: "retracting a batch that starts with a blank line leaves its events in flight",
+		file: "internal/acktrack/acktrack.go",
+		edits: []edit{{old: "\tseq = max(seq, t.head)\n", new: "\tif seq < t.head {\n\t\treturn\n\t}\n"}},
+		tests: []target{{"./internal/acktrack", "^TestTrackerRetract$"}},
+	},
 }
 
 func main() {
