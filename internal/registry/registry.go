@@ -27,14 +27,19 @@ import (
 )
 
 const (
-	fileName = "registry.json"
-	prevName = "registry.json.prev"
-	lockName = "LOCK"
-	version  = 1
-	// unclaimedTTL is how long the entry of a file nobody tails is kept:
-	// long enough for a restart or a rotated file to be picked up again.
-	unclaimedTTL    = 24 * time.Hour
+	fileName        = "registry.json"
+	prevName        = "registry.json.prev"
+	lockName        = "LOCK"
+	version         = 1
 	seenGranularity = time.Hour
+	// A stream nobody reads is dropped only once its file is gone, and
+	// only after it has been let go of for pruneAfter in this process: a
+	// freshly started agent's tailers (or a reloaded config's) claim
+	// theirs first, however long the agent was down. Files that still
+	// exist keep their streams, so an entry removed and added back later
+	// resumes where it stopped instead of re-reading whole files.
+	pruneAfter = 10 * time.Minute
+	pruneEvery = 10 * time.Minute
 )
 
 // Key identifies a stream: one file identity read into one topic.
@@ -80,6 +85,11 @@ type Registry struct {
 	// there was none): the last moment the previous run is known to have
 	// seen its files.
 	written time.Time
+	opened  time.Time
+	// exists reports whether the file of a stream is still on disk
+	// (under its path or renamed next to it); tests replace it.
+	exists    func(path string, k Key) bool
+	lastPrune time.Time
 
 	mu      sync.Mutex
 	files   map[Key]*fileState
@@ -131,6 +141,8 @@ func Open(dir string, log *logrus.Entry, reg prometheus.Registerer) (*Registry, 
 		dir:     dir,
 		log:     log.WithField("component", "registry"),
 		lock:    lock,
+		opened:  time.Now(),
+		exists:  fileExists,
 		files:   map[Key]*fileState{},
 		entries: map[string]bool{},
 		saves: prometheus.NewCounter(prometheus.CounterOpts{
@@ -236,12 +248,90 @@ func (r *Registry) RunClock(ctx context.Context, ticks <-chan time.Time) error {
 		select {
 		case <-ctx.Done():
 			return r.Save()
-		case <-ticks:
+		case now := <-ticks:
+			if now.Sub(r.lastPrune) >= pruneEvery {
+				r.lastPrune = now
+				if n := r.Prune(now); n > 0 {
+					r.log.WithField("streams", n).Info("dropped the streams of files that are gone")
+				}
+			}
 			if err := r.Save(); err != nil {
 				r.log.WithError(err).Warn("saving registry")
 			}
 		}
 	}
+}
+
+// Prune drops the streams nobody reads whose files are gone (deleted, not
+// just renamed within their directory), once they have been let go of for
+// pruneAfter in this process. It returns how many it dropped.
+func (r *Registry) Prune(now time.Time) int {
+	type cand struct {
+		k    Key
+		path string
+		s    *fileState
+	}
+	var cands []cand
+	r.mu.Lock()
+	for k, s := range r.files {
+		if s.claimed || s.inst.IsZero() {
+			continue
+		}
+		if _, _, n := s.offsets(); n > 0 {
+			continue // acks still to come
+		}
+		if now.Sub(later(s.released, r.opened)) < pruneAfter {
+			continue
+		}
+		cands = append(cands, cand{k, s.path, s})
+	}
+	r.mu.Unlock()
+	var gone []cand
+	for _, c := range cands {
+		if !r.exists(c.path, c.k) {
+			gone = append(gone, c)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range gone {
+		if s, ok := r.files[c.k]; ok && s == c.s && !s.claimed {
+			delete(r.files, c.k)
+			n++
+		}
+	}
+	return n
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// fileExists reports whether the file k is at path or anywhere in path's
+// directory (rotated files are renamed next to it). When the directory
+// cannot be read it answers true: a stream is only dropped for sure.
+func fileExists(path string, k Key) bool {
+	same := func(fi os.FileInfo) bool {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		return ok && uint64(st.Dev) == k.Dev && st.Ino == k.Ino
+	}
+	if fi, err := os.Stat(path); err == nil && same(fi) {
+		return true
+	}
+	ents, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && same(fi) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close releases the data dir lock. Call after the last Save.
@@ -316,9 +406,6 @@ func (r *Registry) snapshot() []byte {
 		}
 		if s.claimed {
 			s.seen = now
-		} else if time.Since(s.seen) > unclaimedTTL {
-			delete(r.files, k)
-			continue
 		}
 		acked, _, _ := s.offsets()
 		d.Files = append(d.Files, diskEntry{Key: k, Path: s.path, Instance: s.inst.String(), Offset: acked, FPLen: s.fpLen, FP: s.fp, Seen: s.seen})

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,6 +121,7 @@ func dirNames(t *testing.T, dir string) []string {
 var (
 	keyA = Key{Dev: 1, Ino: 100, Topic: "logs"}
 	keyB = Key{Dev: 1, Ino: 200, Topic: "logs"}
+	keyC = Key{Dev: 1, Ino: 300, Topic: "logs"}
 )
 
 func TestPersistAcrossReopen(t *testing.T) {
@@ -615,13 +617,17 @@ func TestRetractThroughHandle(t *testing.T) {
 	}
 }
 
-func TestUnclaimedExpire(t *testing.T) {
+func TestOldStreamsSurviveStartAndArePrunedOnlyWhenGone(t *testing.T) {
+	// Streams last seen two days ago (a long downtime) are loaded and
+	// saved again untouched, so the tailers can claim them; later only
+	// those whose files are gone are dropped.
 	dir := t.TempDir()
-	old := time.Now().UTC().Add(-2 * unclaimedTTL).Truncate(seenGranularity)
+	old := time.Now().UTC().Add(-48 * time.Hour).Truncate(seenGranularity)
 	inst := record.NewInstance()
 	d := diskFile{Version: version, Files: []diskEntry{
 		{Key: keyA, Path: "/a", Instance: inst.String(), Offset: 5, Seen: old},
 		{Key: keyB, Path: "/b", Instance: inst.String(), Offset: 6, Seen: old},
+		{Key: keyC, Path: "/c", Instance: inst.String(), Offset: 7, Seen: old},
 	}}
 	data, err := json.Marshal(d)
 	if err != nil {
@@ -631,22 +637,65 @@ func TestUnclaimedExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := open(t, dir)
-	if got := len(r.Streams()); got != 2 {
-		t.Fatalf("loaded %d streams, want 2", got)
+	present := map[Key]bool{keyA: true} // B and C are gone from disk
+	r.exists = func(_ string, k Key) bool { return present[k] }
+	if err := r.Save(); err != nil {
+		t.Fatal(err)
 	}
-	h := claim(t, r, keyB, "/b") // claimed: its seen time is refreshed
-	if got := h.Resume(); got != 6 {
-		t.Fatalf("Resume = %d, want 6", got)
+	if disk := readDisk(t, filepath.Join(dir, fileName)); len(disk.Files) != 3 {
+		t.Fatalf("first save kept %d of 3 streams", len(disk.Files))
+	}
+	if n := r.Prune(time.Now()); n != 0 {
+		t.Fatalf("pruned %d streams right after start, want 0 (tailers claim first)", n)
+	}
+	h := claim(t, r, keyC, "/c") // claimed: never pruned, gone or not
+	if got := h.Resume(); got != 7 {
+		t.Fatalf("Resume = %d, want 7", got)
+	}
+	if n := r.Prune(time.Now().Add(pruneAfter + time.Minute)); n != 1 {
+		t.Fatalf("pruned %d, want 1 (only B: gone and unclaimed)", n)
 	}
 	if err := r.Save(); err != nil {
 		t.Fatal(err)
 	}
-	disk := readDisk(t, filepath.Join(dir, fileName))
-	if len(disk.Files) != 1 || disk.Files[0].Key != keyB || !disk.Files[0].Seen.After(old) {
-		t.Fatalf("saved %+v, want only keyB with a fresh seen time", disk.Files)
+	var keys []Key
+	for _, f := range readDisk(t, filepath.Join(dir, fileName)).Files {
+		keys = append(keys, f.Key)
 	}
-	if got := r.Streams(); len(got) != 1 || got[0].Key != keyB {
-		t.Fatalf("streams = %+v, want only keyB", got)
+	if len(keys) != 2 || keys[0] != keyA || keys[1] != keyC {
+		t.Fatalf("saved %v, want A and C", keys)
+	}
+}
+
+func TestFileExists(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.log")
+	if err := os.WriteFile(p, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	k := Key{Dev: uint64(st.Dev), Ino: st.Ino, Topic: "t"}
+	if !fileExists(p, k) {
+		t.Fatal("file at its path not found")
+	}
+	if err := os.Rename(p, p+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if !fileExists(p, k) {
+		t.Fatal("file renamed next to its path not found")
+	}
+	if err := os.Remove(p + ".1"); err != nil {
+		t.Fatal(err)
+	}
+	if fileExists(p, k) {
+		t.Fatal("deleted file reported as existing")
+	}
+	if fileExists(filepath.Join(dir, "gone", "a.log"), k) {
+		t.Fatal("file in a deleted directory reported as existing")
 	}
 }
 
