@@ -117,6 +117,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		MaxLineBytes: cfg.Agent.MaxLineBytes,
 		PollInterval: cfg.Agent.PollInterval,
 		ScanInterval: cfg.Agent.ScanInterval,
+		RotateWait:   cfg.Agent.RotateWait,
 		Guard:        guard,
 	}, reg, a.prod, log, a.prom)
 

@@ -56,6 +56,10 @@ type Agent struct {
 	PollInterval time.Duration
 	// ScanInterval is how often globs are expanded to find new files.
 	ScanInterval time.Duration
+	// RotateWait is how long a rotated-away file is still followed after
+	// it stopped growing (writers that reopen late); later writes are
+	// still picked up, within a minute.
+	RotateWait time.Duration
 	// ShutdownTimeout bounds the wait for in-flight events at exit.
 	ShutdownTimeout time.Duration
 	// MemoryLimit is the memory the agent aims to stay under (a soft limit
@@ -150,6 +154,7 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	a.MaxLineBytes = c.Int("agent", "max_line_bytes", 256<<10, 1<<10, 900<<10)
 	a.PollInterval = c.Duration("agent", "poll_interval", 250*time.Millisecond, 10*time.Millisecond, 10*time.Second)
 	a.ScanInterval = c.Duration("agent", "scan_interval", 2*time.Second, 100*time.Millisecond, 5*time.Minute)
+	a.RotateWait = c.Duration("agent", "rotate_wait", 5*time.Second, 100*time.Millisecond, time.Hour)
 	a.ShutdownTimeout = c.Duration("agent", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
 	a.MemoryLimit = c.Int("agent", "memory_limit", 64<<20, 16<<20, 1<<40)
 	if k.BufferBytes > a.MemoryLimit/3 {

@@ -59,6 +59,9 @@ type Config struct {
 	// RotateWait is how long a rotated-away or deleted file is still
 	// read after it stopped growing, for writers that reopen late.
 	RotateWait time.Duration
+	// RotatedRescan is how often files rotated away from the path and
+	// let go of are checked for late writes (default a minute).
+	RotatedRescan time.Duration
 	// GlobMember makes the tailer stop once its file is gone (the glob
 	// scan starts a new tailer if the path matches again).
 	GlobMember bool
@@ -102,6 +105,12 @@ type Tailer struct {
 	wake   <-chan struct{} // file system events (nil: poll only)
 	unsub  func()
 	idleTm *time.Timer
+
+	// rescan is set while files rotated away from the path are kept by
+	// the registry unread by anyone: they are checked for late writes
+	// every RotatedRescan.
+	rescan     atomic.Bool
+	lastRescan time.Time
 }
 
 // New returns a tailer; call Run.
@@ -111,6 +120,9 @@ func New(cfg Config, reg *registry.Registry, sink Sink, log *logrus.Entry, m *Me
 	}
 	if cfg.IdlePoll == 0 {
 		cfg.IdlePoll = 5 * time.Second
+	}
+	if cfg.RotatedRescan == 0 {
+		cfg.RotatedRescan = time.Minute
 	}
 	t := &Tailer{cfg: cfg, reg: reg, sink: sink, m: m, thr: logging.NewThrottle(time.Minute),
 		log: log.WithFields(logrus.Fields{"path": cfg.Path, "topic": cfg.Source.Topic})}
@@ -386,6 +398,11 @@ func (t *Tailer) follow(r *reader) (gone, rotated bool, err error) {
 			t.handOff(r)
 			return false, true, nil
 		}
+		if t.rescan.Load() && now.Sub(t.lastRescan) >= t.cfg.RotatedRescan {
+			// A writer that kept its descriptor past RotateWait.
+			t.lastRescan = now
+			t.rescan.Store(t.recoverRotated(r.key) > 0)
+		}
 		if !t.idle(ctx, r) {
 			return false, false, nil
 		}
@@ -465,6 +482,7 @@ func (t *Tailer) drain(r *reader) {
 		}
 	}
 	r.h.Release()
+	t.rescan.Store(true) // still on disk: it may be written to later
 }
 
 // truncated handles a file that shrank or was rewritten in place
@@ -587,14 +605,16 @@ func (t *Tailer) findCopy(r *reader, n int, fp uint64, resume int64) (*os.File, 
 	return best, bestSize
 }
 
-// recoverRotated finds files this path had before it was rotated while the
-// agent was not running (their registry entry still names this path) and
-// drains their unread rest.
-func (t *Tailer) recoverRotated(current registry.Key) {
+// recoverRotated finds files this path had before it was rotated, while
+// the agent was not running or since a drainer let go of them (their
+// registry entry still names this path), and drains what they have past
+// their acked offset. It returns how many such streams the registry has.
+func (t *Tailer) recoverRotated(current registry.Key) int {
 	streams := t.reg.Rotated(t.cfg.Source.Topic, t.cfg.Path, current)
 	if len(streams) == 0 {
-		return
+		return 0
 	}
+	defer t.rescan.Store(true)
 	want := map[registry.Key]registry.Stream{}
 	for _, s := range streams {
 		want[s.Key] = s
@@ -602,7 +622,7 @@ func (t *Tailer) recoverRotated(current registry.Key) {
 	dir := filepath.Dir(t.cfg.Path)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return
+		return len(streams)
 	}
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
@@ -637,6 +657,7 @@ func (t *Tailer) recoverRotated(current registry.Key) {
 		t.log.WithFields(logrus.Fields{"rotated": p, "offset": r.pos, "size": fi.Size()}).Info("reading the rest of a file rotated while the agent was down")
 		t.handOff(r)
 	}
+	return len(streams)
 }
 
 // recoverSkipped finds files that were rotated away from the path while

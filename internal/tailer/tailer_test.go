@@ -365,6 +365,43 @@ func TestLateWriteToRotatedFile(t *testing.T) {
 	}
 }
 
+func TestWriteLongAfterRotationIsRead(t *testing.T) {
+	// The writer keeps its descriptor past RotateWait: the drainer has let
+	// go of the file, and the late line is still picked up by the rescan
+	// of rotated files (not only at the next restart).
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("before\n")
+	h.run(Config{Path: p, RotateWait: 50 * time.Millisecond, RotatedRescan: 100 * time.Millisecond})
+	h.waitN(1)
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(p, p+".1")
+	write(t, p, "new file\n")
+	h.waitN(2)
+	key, _ := fileKey(fi, "t")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for _, s := range h.reg.Streams() {
+			if s.Key == key {
+				return !s.Claimed
+			}
+		}
+		return false
+	}, func() string { return "the drainer to let go of the rotated file" })
+	f.WriteString("late\n")
+	got := h.waitN(3)
+	if got[2] != "late" {
+		t.Fatalf("got %q", got)
+	}
+}
+
 func TestCopyTruncate(t *testing.T) {
 	h := newHarness(t)
 	p := filepath.Join(h.dir, "a.log")
