@@ -81,6 +81,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 	if err != nil {
 		return nil, fmt.Errorf("[agent] allowed_paths: %w", err)
 	}
+	guard.HardLinks = cfg.Agent.AllowHardLinks
 	a.guard = guard
 	a.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

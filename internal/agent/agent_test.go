@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -501,4 +502,42 @@ func TestDashboardMetricsExist(t *testing.T) {
 	e.etcd.Put(a.Key(), "["+entryJSON(p, "t1", "")+"]")
 	waitLines(t, cons, "t1", "m", 10)
 	testutil.CheckMetricsListed(t, a.Prometheus(), "../../deploy/grafana/metrics.txt", "logagent_")
+}
+
+func TestFIFOInGlobbedDirDuringConfigChanges(t *testing.T) {
+	// A FIFO matching a glob must neither hang its tailer (an open of a
+	// FIFO without a writer blocks) nor hold back config changes or
+	// shutdown; the regular files beside it keep flowing.
+	e := newEnv(t)
+	a, stop := e.start(e.config(""))
+	if err := syscall.Mkfifo(filepath.Join(e.dir, "pipe.log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, filepath.Join(e.dir, "a.log"), "a", 0, 5)
+	cons := testutil.Consume(t, e.kafka.Addr(), "f1", "f2")
+	glob := filepath.Join(e.dir, "*.log")
+	for i, topic := range []string{"f1", "f2", "f1"} {
+		e.etcd.Put(a.Key(), "["+entryJSON(glob, topic, fmt.Sprintf(`,"fields":{"round":"%d"}`, i))+"]")
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			st := a.Status()
+			if len(st.Tasks) != 1 || st.Tasks[0].Entry.Topic != topic || len(st.Tasks[0].Files) != 2 {
+				return false
+			}
+			states := map[string]string{}
+			for _, f := range st.Tasks[0].Files {
+				states[filepath.Base(f.Path)] = f.State + ": " + f.Reason
+			}
+			return strings.HasPrefix(states["a.log"], "running") && strings.Contains(states["pipe.log"], "not a regular file")
+		}, func() string { return fmt.Sprintf("round %d: a.log running, pipe.log refused: %+v", i, a.Status()) })
+		appendLines(t, filepath.Join(e.dir, "a.log"), "a", 5+i, 1)
+	}
+	waitLines(t, cons, "f1", "a", 7)
+	waitLines(t, cons, "f2", "a", 1)
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent did not stop with a FIFO in a tailed glob")
+	}
 }

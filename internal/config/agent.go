@@ -68,6 +68,9 @@ type Agent struct {
 	// AllowedPaths are the globs (** for any depth) a collect entry, and
 	// the real path of every file opened, must match.
 	AllowedPaths []string
+	// AllowHardLinks lets the agent read files with more than one hard
+	// link (refused by default: a link makes any file look like a log).
+	AllowHardLinks bool
 }
 
 // Log is [log].
@@ -164,6 +167,7 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 		c.Fail("agent", "ip", "%q is not an IP address", a.IP)
 	}
 	a.AllowedPaths = c.List("agent", "allowed_paths", []string{"/var/log/**"})
+	a.AllowHardLinks = c.Bool("agent", "allow_hard_links", false)
 	if _, err := pathguard.New(a.AllowedPaths); err != nil {
 		c.Fail("agent", "allowed_paths", "%v", err)
 	}

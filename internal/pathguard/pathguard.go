@@ -7,11 +7,13 @@
 package pathguard
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/bmatcuk/doublestar/v4"
 )
@@ -19,6 +21,8 @@ import (
 // Guard holds the allowed path patterns.
 type Guard struct {
 	patterns []string
+	// HardLinks lets Open read files with more than one hard link.
+	HardLinks bool
 }
 
 // New validates patterns (absolute, well-formed globs; relative ones are
@@ -85,4 +89,74 @@ func (g *Guard) CheckOpen(f *os.File) error {
 		return fmt.Errorf("%s is outside [agent] allowed_paths (%s)", real, strings.Join(g.patterns, ", "))
 	}
 	return nil
+}
+
+// ErrNotRegular is returned for a FIFO, device, socket or directory.
+var ErrNotRegular = errors.New("not a regular file")
+
+// Open opens path for reading the way every tailed file must be opened:
+// without blocking (a FIFO or a device in a tailed path would otherwise
+// hang the open, and with it config reloads and shutdown), refusing
+// anything but a regular file, a file with more than one hard link (unless
+// HardLinks), and a file whose real path is outside the allowlist. A nil
+// Guard allows every path but checks the rest.
+func (g *Guard) Open(path string) (*os.File, os.FileInfo, error) {
+	fd, err := syscall.Open(path, openFlags, 0)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return g.check(fd, path)
+}
+
+// OpenAt opens the entry name of the directory dir (an open descriptor, so
+// the directory cannot be swapped between listing and opening) without
+// following a symlink, with Open's checks. It is for files found next to a
+// tailed path (rotated copies), which were never named in a collect config.
+func (g *Guard) OpenAt(dir *os.File, name string) (*os.File, os.FileInfo, error) {
+	p := filepath.Join(dir.Name(), name)
+	if strings.ContainsRune(name, '/') {
+		return nil, nil, fmt.Errorf("%s: not a directory entry", p)
+	}
+	fd, err := syscall.Openat(int(dir.Fd()), name, openFlags|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return g.check(fd, p)
+}
+
+const openFlags = syscall.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC | syscall.O_NOCTTY
+
+// check vets a descriptor opened non-blocking and returns it as a blocking
+// *os.File.
+func (g *Guard) check(fd int, path string) (*os.File, os.FileInfo, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		syscall.Close(fd)
+		return nil, nil, fmt.Errorf("%s: %w", path, ErrNotRegular)
+	}
+	if st.Nlink > 1 && (g == nil || !g.HardLinks) {
+		syscall.Close(fd)
+		return nil, nil, fmt.Errorf("%s has %d hard links: refused (a link can make any file on the file system look like a log; set [agent] allow_hard_links = true to read it)", path, st.Nlink)
+	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return nil, nil, fmt.Errorf("setting %s blocking: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if g != nil {
+		if err := g.CheckOpen(f); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return f, fi, nil
 }

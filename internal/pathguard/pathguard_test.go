@@ -1,10 +1,13 @@
 package pathguard
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestEntries(t *testing.T) {
@@ -82,5 +85,88 @@ func TestBadPatterns(t *testing.T) {
 	wd, _ := os.Getwd()
 	if !g.Allowed(filepath.Join(wd, "rel", "x.log")) {
 		t.Error("relative pattern not resolved against the working directory")
+	}
+}
+
+func TestOpenRefusesWhatIsNotAPlainAllowedFile(t *testing.T) {
+	dir := t.TempDir()
+	g, err := New([]string{filepath.Join(dir, "*.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "a.log")
+	if err := os.WriteFile(plain, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "pipe.log")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(dir, "linked.log")
+	if err := os.Link(filepath.Join(dir, "a.log"), linked); err != nil {
+		t.Fatal(err)
+	}
+	single := filepath.Join(dir, "b.log")
+	if err := os.WriteFile(single, []byte("y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(dir, "b.log.secret")
+	if err := os.WriteFile(outside, []byte("s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(single, filepath.Join(dir, "sym.log")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A FIFO without a writer would block a plain open forever.
+	done := make(chan error, 1)
+	go func() { _, _, err := g.Open(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotRegular) {
+			t.Fatalf("Open(fifo) = %v, want ErrNotRegular", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Open(fifo) blocked")
+	}
+	if _, _, err := (*Guard)(nil).Open("/dev/null"); !errors.Is(err, ErrNotRegular) {
+		t.Fatalf("Open(/dev/null) = %v, want ErrNotRegular", err)
+	}
+	if _, _, err := g.Open(plain); err == nil || !strings.Contains(err.Error(), "hard links") {
+		t.Fatalf("Open of a file with 2 links = %v, want refused", err)
+	}
+	g.HardLinks = true
+	f, fi, err := g.Open(plain)
+	if err != nil {
+		t.Fatalf("Open with HardLinks: %v", err)
+	}
+	if fi.Size() != 2 {
+		t.Fatalf("size %d", fi.Size())
+	}
+	buf := make([]byte, 2)
+	if _, err := f.ReadAt(buf, 0); err != nil || string(buf) != "x\n" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	f.Close()
+	g.HardLinks = false
+
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if f, _, err := g.OpenAt(d, "b.log"); err != nil {
+		t.Fatalf("OpenAt(b.log): %v", err)
+	} else {
+		f.Close()
+	}
+	if _, _, err := g.OpenAt(d, "b.log.secret"); err == nil || !strings.Contains(err.Error(), "allowed_paths") {
+		t.Fatalf("OpenAt of a sibling outside the allowlist = %v, want refused", err)
+	}
+	if _, _, err := g.OpenAt(d, "sym.log"); !errors.Is(err, syscall.ELOOP) {
+		t.Fatalf("OpenAt(symlink) = %v, want ELOOP (symlinks are not followed)", err)
+	}
+	if _, _, err := g.OpenAt(d, "../etc/passwd"); err == nil {
+		t.Fatal("OpenAt with a path, not a name, accepted")
 	}
 }

@@ -208,18 +208,12 @@ func (t *Tailer) Run(ctx context.Context) error {
 // open opens the path and positions a reader on it. It returns nil, nil if
 // there is no file (or another reader holds it).
 func (t *Tailer) open(first bool) (*reader, error) {
-	f, err := os.Open(t.cfg.Path)
+	f, _, err := t.cfg.Guard.Open(t.cfg.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening: %w", err)
-	}
-	if g := t.cfg.Guard; g != nil {
-		if err := g.CheckOpen(f); err != nil {
-			f.Close()
-			return nil, err
-		}
 	}
 	r, err := t.position(f, first)
 	if r == nil {
@@ -563,30 +557,49 @@ func (t *Tailer) registerCopy(c *os.File, size int64) error {
 	return h.Start(size, n, fp)
 }
 
+// maxSiblings bounds how many directory entries a rotation search looks at.
+const maxSiblings = 10000
+
+// siblings opens the tailed path's directory and lists it; files in it
+// are then opened relative to that descriptor (nil if it cannot be read).
+func (t *Tailer) siblings() (*os.File, []os.DirEntry) {
+	dir := filepath.Dir(t.cfg.Path)
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil
+	}
+	d := os.NewFile(uintptr(fd), dir)
+	ents, err := d.ReadDir(-1)
+	if err != nil && len(ents) == 0 {
+		d.Close()
+		return nil, nil
+	}
+	return d, ents
+}
+
 // findCopy looks next to the file for a copy of the old generation (same
 // leading bytes, at least resume bytes long), as left by copytruncate.
 func (t *Tailer) findCopy(r *reader, n int, fp uint64, resume int64) (*os.File, int64) {
 	if n == 0 || resume == 0 {
 		return nil, 0
 	}
-	dir := filepath.Dir(t.cfg.Path)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
+	d, ents := t.siblings()
+	if d == nil {
 		return nil, 0
 	}
+	defer d.Close()
 	var best *os.File
 	var bestSize int64
 	for i, e := range ents {
-		if i > 10000 || !e.Type().IsRegular() {
+		if i > maxSiblings || !e.Type().IsRegular() {
 			continue
 		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
+		f, fi, err := t.cfg.Guard.OpenAt(d, e.Name())
 		if err != nil {
 			continue
 		}
-		fi, err := f.Stat()
 		keep := false
-		if err == nil && fi.Size() >= resume && fi.Size() > bestSize {
+		if fi.Size() >= resume && fi.Size() > bestSize {
 			if k, ok := fileKey(fi, r.key.Topic); ok && k != r.key {
 				if got, err := fingerprint(f, n); err == nil && got == fp {
 					keep = true
@@ -619,27 +632,31 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 	for _, s := range streams {
 		want[s.Key] = s
 	}
-	dir := filepath.Dir(t.cfg.Path)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
+	d, ents := t.siblings()
+	if d == nil {
 		return len(streams)
 	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
+	defer d.Close()
+	for i, e := range ents {
+		if i > maxSiblings || !e.Type().IsRegular() {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Stat(p)
+		p := filepath.Join(d.Name(), e.Name())
+		info, err := e.Info() // lstat: cheap, and enough to skip most
 		if err != nil {
+			continue
+		}
+		if k, ok := fileKey(info, t.cfg.Source.Topic); !ok || want[k].Key != k || info.Size() <= want[k].Offset {
+			continue
+		}
+		f, fi, err := t.cfg.Guard.OpenAt(d, e.Name())
+		if err != nil {
+			t.thr.Log("rotated-open", t.log.WithError(err), logrus.WarnLevel, "not reading a rotated file")
 			continue
 		}
 		k, ok := fileKey(fi, t.cfg.Source.Topic)
-		s, wanted := want[k]
-		if !ok || !wanted || fi.Size() <= s.Offset {
-			continue
-		}
-		f, err := os.Open(p)
-		if err != nil {
+		if s := want[k]; !ok || s.Key != k || fi.Size() <= s.Offset {
+			f.Close()
 			continue
 		}
 		h, ok := t.reg.Claim(k, t.cfg.Path)
@@ -666,31 +683,37 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 // <base>-* or <base>_*, modified since the previous file was opened and
 // unknown to the registry. Each is read from its start by a drainer.
 func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
-	dir, base := filepath.Split(t.cfg.Path)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
 	if since.IsZero() {
 		return // no earlier reading to compare with (first run)
 	}
+	base := filepath.Base(t.cfg.Path)
+	d, ents := t.siblings()
+	if d == nil {
+		return
+	}
+	defer d.Close()
 	since = since.Add(-time.Second) // file times come from a coarse clock
-	for _, e := range ents {
+	for i, e := range ents {
 		name := e.Name()
-		if !rotatedName(base, name) || !e.Type().IsRegular() {
+		if i > maxSiblings || !rotatedName(base, name) || !e.Type().IsRegular() {
 			continue
 		}
-		p := filepath.Join(dir, name)
-		fi, err := os.Stat(p)
-		if err != nil || fi.ModTime().Before(since) {
+		p := filepath.Join(d.Name(), name)
+		info, err := e.Info()
+		if err != nil || info.ModTime().Before(since) {
+			continue
+		}
+		if k, ok := fileKey(info, t.cfg.Source.Topic); !ok || k == current || t.reg.Has(k) {
+			continue
+		}
+		f, fi, err := t.cfg.Guard.OpenAt(d, name)
+		if err != nil {
+			t.thr.Log("rotated-open", t.log.WithError(err), logrus.WarnLevel, "not reading a rotated file")
 			continue
 		}
 		k, ok := fileKey(fi, t.cfg.Source.Topic)
-		if !ok || k == current || t.reg.Has(k) {
-			continue
-		}
-		f, err := os.Open(p)
-		if err != nil {
+		if !ok || k == current || t.reg.Has(k) || fi.ModTime().Before(since) {
+			f.Close()
 			continue
 		}
 		h, ok := t.reg.Claim(k, t.cfg.Path)

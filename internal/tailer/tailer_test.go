@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -773,4 +774,53 @@ func reopen(t *testing.T, h *harness) {
 	}
 	t.Cleanup(func() { reg.Close() })
 	h.reg = reg
+}
+
+func TestRotationRecoveryKeepsToTheAllowlist(t *testing.T) {
+	// Files found next to the path while following a rotation were never
+	// named in a collect config: each must be allowed itself. With the
+	// allowlist "*.log", the rest of a file rotated to a.log.secret while
+	// the agent was stopped is not read, nor a copy under that name.
+	h := newHarness(t)
+	g, err := pathguard.New([]string{filepath.Join(h.dir, "*.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("l", 0, 10))
+	stop := h.run(Config{Path: p, Guard: g})
+	h.waitN(10)
+	stop()
+	if err := h.reg.Save(); err != nil {
+		t.Fatal(err)
+	}
+	reopen(t, h)
+	write(t, p, numbered("secret", 0, 5))
+	os.Rename(p, p+".secret")
+	write(t, p, numbered("l", 10, 5))
+	stop = h.run(Config{Path: p, Guard: g})
+	h.waitN(15)
+	stop() // drainers are done when it returns
+	for _, v := range h.sink.values() {
+		if strings.HasPrefix(v, "secret") {
+			t.Fatalf("read %q from a sibling outside the allowlist", v)
+		}
+	}
+	checkExactlyOnce(t, h.sink.values(), "l", 15)
+}
+
+func TestFIFOInPathDoesNotWedgeTheTailer(t *testing.T) {
+	// Opening a FIFO blocks until a writer appears; the tailer must not,
+	// so it reports the file and stops when asked.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "pipe.log")
+	if err := syscall.Mkfifo(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := h.run(Config{Path: p})
+	h.waitState(StateError)
+	if st := h.last.Status(); !strings.Contains(st.Reason, "not a regular file") {
+		t.Fatalf("status %+v", st)
+	}
+	stop() // fails the test if Run does not return
 }
