@@ -119,6 +119,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		PollInterval: cfg.Agent.PollInterval,
 		ScanInterval: cfg.Agent.ScanInterval,
 		RotateWait:   cfg.Agent.RotateWait,
+		MaxFiles:     cfg.Agent.MaxFiles,
 		Guard:        guard,
 	}, reg, a.prod, log, a.prom)
 
@@ -292,10 +293,17 @@ func (a *Agent) parse(data []byte) ([]collectconf.Entry, error) {
 		return nil, err
 	}
 	var errs []error
+	plain := 0
 	for i, e := range entries {
 		if err := a.guard.CheckEntry(e.Path); err != nil {
 			errs = append(errs, fmt.Errorf("entry %d (path %q, topic %q): %w", i, e.Path, e.Topic, err))
 		}
+		if !e.IsGlob() {
+			plain++
+		}
+	}
+	if plain > a.cfg.Agent.MaxFiles {
+		errs = append(errs, fmt.Errorf("%d file entries, more than [agent] max_files (%d)", plain, a.cfg.Agent.MaxFiles))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -541,3 +541,27 @@ func TestFIFOInGlobbedDirDuringConfigChanges(t *testing.T) {
 		t.Fatal("agent did not stop with a FIFO in a tailed glob")
 	}
 }
+
+func TestMaxFiles(t *testing.T) {
+	// max_files = 2: a config with three file entries is rejected whole;
+	// a glob matching four files tails two and counts the others.
+	e := newEnv(t)
+	a, _ := e.start(e.config("[agent]\nmax_files = 2\n"))
+	var plain []string
+	for i := 0; i < 3; i++ {
+		p := filepath.Join(e.dir, fmt.Sprintf("p%d.txt", i))
+		plain = append(plain, entryJSON(p, "m", ""))
+	}
+	e.etcd.Put(a.Key(), "["+strings.Join(plain, ",")+"]")
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(a.Status().ConfigError, "max_files") },
+		func() string { return fmt.Sprintf("config error naming max_files, have %+v", a.Status()) })
+	for i := 0; i < 4; i++ {
+		appendLines(t, filepath.Join(e.dir, fmt.Sprintf("g%d.log", i)), fmt.Sprintf("g%d", i), 0, 1)
+	}
+	e.etcd.Put(a.Key(), "["+entryJSON(filepath.Join(e.dir, "*.log"), "m", "")+"]")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		st := a.Status()
+		return len(st.Tasks) == 1 && len(st.Tasks[0].Files) == 2 && st.Tasks[0].FilesOverLimit == 2 &&
+			testutil.MetricValue(a.Prometheus(), "logagent_files_over_limit", nil) == 2
+	}, func() string { return fmt.Sprintf("2 files tailed, 2 over the limit: %+v", a.Status()) })
+}

@@ -13,6 +13,7 @@ import (
 	"maps"
 	"path/filepath"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"time"
@@ -21,7 +22,13 @@ import (
 // Limits on one document, so a bad put cannot make an agent allocate
 // without bound.
 const (
-	MaxEntries       = 10000
+	MaxEntries    = 10000
+	MaxPathLen    = 4096
+	MaxPatternLen = 1024
+	// MaxPatternInsts bounds a multiline pattern's compiled program, so a
+	// short pattern such as (a{0,1000}){0,1000} cannot make every line
+	// expensive to match or the compile itself a memory bomb.
+	MaxPatternInsts  = 10000
 	MaxFields        = 64
 	MaxFieldValueLen = 1024
 	DefaultMaxLines  = 500
@@ -220,6 +227,8 @@ func (e *Entry) validate() error {
 		errs = append(errs, fmt.Errorf("path %q is not absolute", e.Path))
 	case strings.ContainsRune(e.Path, 0):
 		errs = append(errs, errors.New("path contains a NUL byte"))
+	case len(e.Path) > MaxPathLen:
+		errs = append(errs, fmt.Errorf("path is %d bytes, at most %d allowed", len(e.Path), MaxPathLen))
 	default:
 		// Check the cleaned path too: it is what is stored, and what a
 		// re-parse of the stored entry sees ("/a\\/." cleans to the bad
@@ -281,6 +290,12 @@ func (m *Multiline) validate() error {
 	if m.Pattern == "" {
 		return errors.New("pattern is required")
 	}
+	if len(m.Pattern) > MaxPatternLen {
+		return fmt.Errorf("pattern is %d bytes, at most %d allowed", len(m.Pattern), MaxPatternLen)
+	}
+	if err := checkProgramSize(m.Pattern); err != nil {
+		return err
+	}
 	re, err := regexp.Compile(m.Pattern)
 	if err != nil {
 		return fmt.Errorf("pattern %q: %w", m.Pattern, err)
@@ -299,6 +314,52 @@ func (m *Multiline) validate() error {
 		return fmt.Errorf("timeout %s is longer than 1m", time.Duration(m.Timeout))
 	}
 	return nil
+}
+
+// checkProgramSize compiles pattern's syntax tree (without building a
+// matcher) and refuses programs over MaxPatternInsts instructions.
+func checkProgramSize(pattern string) error {
+	tree, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return fmt.Errorf("pattern %q: %w", pattern, err)
+	}
+	prog, err := syntax.Compile(tree.Simplify())
+	if err != nil {
+		return fmt.Errorf("pattern %q: %w", pattern, err)
+	}
+	if n := len(prog.Inst); n > MaxPatternInsts {
+		return fmt.Errorf("pattern compiles to %d instructions, at most %d allowed (simplify its repetitions)", n, MaxPatternInsts)
+	}
+	return nil
+}
+
+// ParseTopics returns the distinct topics of a collect config without
+// validating anything else, and without compiling its patterns: for readers
+// of every agent's config (the transfer's topic discovery), where one
+// agent's document must not cost more than reading it. Topics that are not
+// legal Kafka names make it fail.
+func ParseTopics(data []byte) ([]string, error) {
+	var raw []struct {
+		Topic string `json:"topic"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("collect config is not a JSON list of entries: %w", jsonErr(data, err))
+	}
+	if len(raw) > MaxEntries {
+		return nil, fmt.Errorf("collect config has %d entries, more than the limit of %d", len(raw), MaxEntries)
+	}
+	var out []string
+	seen := map[string]bool{}
+	for i, e := range raw {
+		if err := ValidTopic(e.Topic); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if !seen[e.Topic] {
+			seen[e.Topic] = true
+			out = append(out, e.Topic)
+		}
+	}
+	return out, nil
 }
 
 // Topics returns the distinct topics of entries, in order of first use.

@@ -34,6 +34,9 @@ func TestParseBad(t *testing.T) {
 		{"root", `[{"path":"/","topic":"t"}]`, `path "/" names a directory`},
 		{"root cleaned", `[{"path":"/var/..","topic":"t"}]`, `path "/var/.." names a directory`},
 		{"nul byte", `[{"path":"/a\u0000.log","topic":"t"}]`, "path contains a NUL byte"},
+		{"path too long", `[{"path":"/` + strings.Repeat("a", MaxPathLen) + `","topic":"t"}]`, "path is 4097 bytes, at most 4096 allowed"},
+		{"pattern too long", `[{"path":"/a.log","topic":"t","multiline":"` + strings.Repeat("a", MaxPatternLen+1) + `"}]`, "pattern is 1025 bytes, at most 1024 allowed"},
+		{"pattern program too big", `[{"path":"/a.log","topic":"t","multiline":"` + strings.Repeat("[a-z]{1000}", 11) + `"}]`, "pattern compiles to 11002 instructions, at most 10000 allowed"},
 		{"invalid glob", `[{"path":"/var/log/[","topic":"t"}]`, `path "/var/log/[" is not a valid glob: syntax error in pattern`},
 		{"invalid glob escape", `[{"path":"/var/log/a\\","topic":"t"}]`, `path "/var/log/a\\" is not a valid glob`},
 		{"glob invalid once cleaned", `[{"path":"/var/log\\/.","topic":"t"}]`, "is not a valid glob"},
@@ -401,5 +404,23 @@ func TestSeedsHoldInvariants(t *testing.T) {
 	}
 	if good < 5 {
 		t.Errorf("only %d seeds parse; the fuzzer needs good seeds", good)
+	}
+}
+
+func TestParseTopicsCompilesNothing(t *testing.T) {
+	// The transfer reads every agent's config for its topics: a pattern
+	// that the agent would refuse (or one that is merely expensive) is not
+	// compiled; the topics must still be legal.
+	doc := `[{"path":"/a.log","topic":"a","multiline":"` + strings.Repeat("[a-z]{1000}", 11) + `"},
+		{"path":"/b.log","topic":"b"},{"path":"/c.log","topic":"a"}]`
+	got, err := ParseTopics([]byte(doc))
+	if err != nil || strings.Join(got, ",") != "a,b" {
+		t.Fatalf("ParseTopics = %v, %v; want a,b", got, err)
+	}
+	if _, err := ParseTopics([]byte(`[{"path":"/a.log","topic":"bad topic"}]`)); err == nil {
+		t.Fatal("illegal topic name accepted")
+	}
+	if _, err := ParseTopics([]byte(`{"topic":"a"}`)); err == nil {
+		t.Fatal("non-list accepted")
 	}
 }

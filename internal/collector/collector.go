@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/logging"
 	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/registry"
@@ -32,6 +34,10 @@ type Config struct {
 	RotateWait   time.Duration
 	// Guard refuses files outside the allowlist (nil: no allowlist).
 	Guard *pathguard.Guard
+	// MaxFiles bounds the files tailed at once (0: no bound). Plain
+	// entries are bounded when the config is validated; files matched by
+	// globs beyond it are not started (retried at every scan) and counted.
+	MaxFiles int
 }
 
 // Collector runs tail tasks for the latest applied entries.
@@ -51,6 +57,8 @@ type Collector struct {
 	tasks   map[string]*task
 
 	tasksGauge prometheus.GaugeFunc
+	files      atomic.Int64 // tailers running
+	thr        *logging.Throttle
 }
 
 // New returns a collector; call Run and Apply.
@@ -61,12 +69,21 @@ func New(cfg Config, reg *registry.Registry, sink tailer.Sink, log *logrus.Entry
 		tm:     tailer.NewMetrics(prom),
 		notify: make(chan struct{}, 1),
 		tasks:  map[string]*task{},
+		thr:    logging.NewThrottle(time.Minute),
 	}
 	c.ntf = tailer.NewNotifier(c.log)
 	c.tasksGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_tasks", Help: "Collect entries running."},
 		func() float64 { c.tasksMu.Lock(); defer c.tasksMu.Unlock(); return float64(len(c.tasks)) })
+	over := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_files_over_limit", Help: "Files matched by globs but not tailed because [agent] max_files is reached."},
+		func() float64 {
+			n := 0
+			for _, ts := range c.Status() {
+				n += ts.FilesOverLimit
+			}
+			return float64(n)
+		})
 	if prom != nil {
-		prom.MustRegister(c.tasksGauge)
+		prom.MustRegister(c.tasksGauge, over)
 	}
 	return c
 }
@@ -168,6 +185,20 @@ type task struct {
 
 	mu      sync.Mutex
 	tailers map[string]*tailer.Tailer
+	over    int // glob matches not tailed at the last scan (max_files)
+}
+
+// acquire takes one of the MaxFiles slots.
+func (c *Collector) acquire() bool {
+	for {
+		n := c.files.Load()
+		if c.cfg.MaxFiles > 0 && n >= int64(c.cfg.MaxFiles) {
+			return false
+		}
+		if c.files.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 func (t *task) stop() {
@@ -184,6 +215,8 @@ func (c *Collector) start(ctx context.Context, e collectconf.Entry, fromEnd bool
 		if !e.IsGlob() {
 			tl := c.newTailer(e, e.Path, fromEnd, false, log)
 			t.add(e.Path, tl)
+			c.files.Add(1) // bounded by validation
+			defer c.files.Add(-1)
 			_ = tl.Run(tctx)
 			return
 		}
@@ -246,8 +279,13 @@ func (c *Collector) runGlob(ctx context.Context, t *task, fromEnd bool, log *log
 			default:
 			}
 		}
+		over := 0
 		for _, p := range matches {
 			if _, ok := running[p]; ok {
+				continue
+			}
+			if !c.acquire() {
+				over++
 				continue
 			}
 			tl := c.newTailer(t.entry, p, first && fromEnd, true, log)
@@ -258,8 +296,15 @@ func (c *Collector) runGlob(ctx context.Context, t *task, fromEnd bool, log *log
 			go func() {
 				defer wg.Done()
 				defer close(done)
+				defer c.files.Add(-1)
 				_ = tl.Run(ctx)
 			}()
+		}
+		t.mu.Lock()
+		t.over = over
+		t.mu.Unlock()
+		if over > 0 {
+			c.thr.Log("max-files", log.WithFields(logrus.Fields{"not_tailed": over, "max_files": c.cfg.MaxFiles}), logrus.WarnLevel, "glob matches more files than [agent] max_files allows; the rest are not tailed")
 		}
 		first = false
 		select {
@@ -274,6 +319,8 @@ func (c *Collector) runGlob(ctx context.Context, t *task, fromEnd bool, log *log
 type TaskStatus struct {
 	Entry collectconf.Entry `json:"entry"`
 	Files []tailer.Status   `json:"files"`
+	// FilesOverLimit are matches not tailed because of max_files.
+	FilesOverLimit int `json:"files_over_limit,omitempty"`
 }
 
 // Status lists the running entries and the state of each of their files.
@@ -291,6 +338,7 @@ func (c *Collector) Status() []TaskStatus {
 		for _, tl := range t.tailers {
 			ts.Files = append(ts.Files, tl.Status())
 		}
+		ts.FilesOverLimit = t.over
 		t.mu.Unlock()
 		sort.Slice(ts.Files, func(i, j int) bool { return ts.Files[i].Path < ts.Files[j].Path })
 		out = append(out, ts)

@@ -60,6 +60,8 @@ type Agent struct {
 	// it stopped growing (writers that reopen late); later writes are
 	// still picked up, within a minute.
 	RotateWait time.Duration
+	// MaxFiles bounds the files tailed at once.
+	MaxFiles int
 	// ShutdownTimeout bounds the wait for in-flight events at exit.
 	ShutdownTimeout time.Duration
 	// MemoryLimit is the memory the agent aims to stay under (a soft limit
@@ -158,6 +160,7 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	a.PollInterval = c.Duration("agent", "poll_interval", 250*time.Millisecond, 10*time.Millisecond, 10*time.Second)
 	a.ScanInterval = c.Duration("agent", "scan_interval", 2*time.Second, 100*time.Millisecond, 5*time.Minute)
 	a.RotateWait = c.Duration("agent", "rotate_wait", 5*time.Second, 100*time.Millisecond, time.Hour)
+	a.MaxFiles = c.Int("agent", "max_files", 10000, 1, 1000000)
 	a.ShutdownTimeout = c.Duration("agent", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
 	a.MemoryLimit = c.Int("agent", "memory_limit", 64<<20, 16<<20, 1<<40)
 	if k.BufferBytes > a.MemoryLimit/3 {

@@ -91,13 +91,13 @@ func (t *Topics) Update(s *confwatch.Snapshot) {
 			continue // unchanged since last parsed
 		}
 		t.revs[key] = kv.ModRevision
-		entries, err := collectconf.Parse(kv.Value)
+		topics, err := collectconf.ParseTopics(kv.Value)
 		if err != nil {
 			t.invalid.Inc()
 			t.log.WithError(err).WithField("key", key).Warn("ignoring an invalid collect config; its previous topics stay")
 			continue
 		}
-		t.perKey[key] = collectconf.Topics(entries)
+		t.perKey[key] = topics
 	}
 	for key := range t.revs {
 		if !seen[key] {
