@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
@@ -141,8 +142,27 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 // (if any) succeeded.
 func (p *Producer) Ready() bool { return p.ready.Load() }
 
+// eventSize is what one event costs besides its value: its slot in the
+// batch, and once handed to sarama its message, value encoder, flight,
+// headers and header bytes (see messages).
+var (
+	eventSlot  = int64(unsafe.Sizeof(record.Event{}))
+	eventExtra = int64(unsafe.Sizeof(sarama.ProducerMessage{})+unsafe.Sizeof(flight{})+
+		unsafe.Sizeof(sarama.ByteEncoder(nil))+record.MaxHeaders*unsafe.Sizeof(sarama.RecordHeader{})) + headerBytes + saramaSlack
+)
+
+// saramaSlack covers allocation size classes and sarama's own per-message
+// state while a message is in flight.
+const saramaSlack = 128
+
+// headerBytes is the header bytes reserved per event in messages.
+const headerBytes = 56
+
+// cost is the memory a batch holds until its last event is acked, as
+// counted against buffer_bytes: what its values pin (b.Bytes), the batch's
+// event slots, and each event's message.
 func (p *Producer) cost(b *record.Batch) int64 {
-	return min(int64(b.Bytes)+64*int64(len(b.Events)), p.max)
+	return min(int64(b.Bytes)+int64(cap(b.Events))*eventSlot+int64(len(b.Events))*eventExtra, p.max)
 }
 
 func (p *Producer) eventCost(b *record.Batch) int64 {
@@ -340,7 +360,7 @@ func (p *Producer) messages(b *record.Batch) []sarama.ProducerMessage {
 	flights := make([]flight, n)
 	vals := make([]sarama.ByteEncoder, n)
 	hdrs := make([]sarama.RecordHeader, 0, n*record.MaxHeaders)
-	buf := make([]byte, 0, n*56)
+	buf := make([]byte, 0, n*headerBytes)
 	for i := range b.Events {
 		ev := &b.Events[i]
 		start := len(hdrs)

@@ -215,7 +215,10 @@ func (e *Event) AppendHeaders(dst []sarama.RecordHeader, buf []byte) ([]sarama.R
 // one go. Its slices belong to the producer once sent.
 type Batch struct {
 	Events []Event
-	// Bytes is the sum of the values' lengths.
+	// Bytes is the memory the values hold: the read buffers they point
+	// into (or their own, for joined multiline events), which may be more
+	// than the sum of their lengths. The producer counts it, with a fixed
+	// cost per event, against buffer_bytes.
 	Bytes int
 }
 

@@ -19,8 +19,8 @@ import (
 const (
 	// fpMax is how many leading bytes identify a file generation.
 	fpMax = 1024
-	// minChunk and maxChunk bound one read.
-	minChunk = 4 << 10
+	// maxChunk bounds one read. A read is sized to what the file has, so
+	// a line written alone pins only its own bytes until it is acked.
 	maxChunk = 256 << 10
 )
 
@@ -46,6 +46,10 @@ type reader struct {
 	dones    []bool  // whether the span has no event (blank line)
 	batchCap int     // estimated events in the current read
 	fpBuf    []byte  // for unchanged
+	// pinned is the memory held by the events since the last flush: the
+	// read chunks they point into, or the joined values of multiline
+	// events (copies). It is what the batch costs against buffer_bytes.
+	pinned int
 	// since is when this generation was last known to be read in full
 	// up to where reading resumes: siblings modified later and unknown
 	// to the registry were rotated away unseen.
@@ -145,7 +149,6 @@ func (r *reader) readAvailable(ctx context.Context, size int64) error {
 			return ctx.Err()
 		}
 		want := min(size-r.pos, maxChunk)
-		want = max(want, minChunk)
 		chunk := make([]byte, len(r.carry)+int(want))
 		copy(chunk, r.carry)
 		n, err := r.f.ReadAt(chunk[len(r.carry):], r.pos)
@@ -165,7 +168,10 @@ func (r *reader) readAvailable(ctx context.Context, size int64) error {
 			}
 		}
 		r.t.m.BytesRead.Add(float64(n))
-		r.batchCap = min(maxBatch, max(8, n/r.avgLine()))
+		if r.ml == nil {
+			r.pinned += len(chunk) // events point into it until acked
+		}
+		r.batchCap = min(maxBatch, n/r.avgLine()+1)
 		data := chunk[:len(r.carry)+n]
 		base := r.pos - int64(len(r.carry))
 		r.pos += int64(n)
@@ -252,8 +258,10 @@ func (r *reader) piece(b []byte, start, end int64, now time.Time) error {
 	return r.emit(b, start, end, record.Split, now)
 }
 
+// emitter is the joiner's way out; its values are its own buffers.
 func (r *reader) emitter(now time.Time) emitFunc {
 	return func(val []byte, start, end int64, f record.Flags) error {
+		r.pinned += cap(val)
 		return r.emit(val, start, end, f, now)
 	}
 }
@@ -281,7 +289,9 @@ func (r *reader) emit(val []byte, start, end int64, f record.Flags, now time.Tim
 	})
 	r.ends = append(r.ends, end)
 	r.dones = append(r.dones, false)
-	r.batch.Bytes += len(val)
+	if r.ml != nil && f&record.Multiline == 0 && f&record.Split != 0 {
+		r.pinned += len(val) // a piece points into the chunk
+	}
 	if f&record.Multiline != 0 {
 		r.t.m.Multiline.Inc()
 	}
@@ -303,9 +313,12 @@ func (r *reader) flush() error {
 	r.ends, r.dones = r.ends[:0], r.dones[:0]
 	b := r.batch
 	r.batch = nil
+	pinned := r.pinned
+	r.pinned = 0
 	if b == nil {
 		return nil // only blank lines
 	}
+	b.Bytes = pinned
 	for i := range b.Events {
 		b.Events[i].Acker = acker
 		b.Events[i].Seq += first
@@ -320,7 +333,7 @@ func (r *reader) flush() error {
 // discard drops what was read but not flushed (the reader is being
 // abandoned; it was never registered, so a successor reads it again).
 func (r *reader) discard() {
-	r.batch = nil
+	r.batch, r.pinned = nil, 0
 	r.ends, r.dones = r.ends[:0], r.dones[:0]
 }
 

@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 
@@ -823,4 +825,78 @@ func TestFIFOInPathDoesNotWedgeTheTailer(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	stop() // fails the test if Run does not return
+}
+
+// holdSink keeps every batch and acknowledges nothing: Kafka is down.
+type holdSink struct {
+	mu      sync.Mutex
+	batches []*record.Batch
+}
+
+func (s *holdSink) Send(_ context.Context, b *record.Batch) error {
+	s.mu.Lock()
+	s.batches = append(s.batches, b)
+	s.mu.Unlock()
+	return nil
+}
+
+func TestBatchBytesCountWhatTheEventsHold(t *testing.T) {
+	// A file written a line at a time is read a line at a time. While
+	// nothing is acked, the memory the held events keep alive must be what
+	// their batches declare (the producer counts it against buffer_bytes),
+	// not many times more (each line pinning a 4 KiB read buffer did).
+	for _, ml := range []bool{false, true} {
+		t.Run(fmt.Sprintf("multiline=%v", ml), func(t *testing.T) {
+			h := newHarness(t)
+			p := filepath.Join(h.dir, "a.log")
+			write(t, p, "")
+			cfg := Config{Path: p, Source: record.NewSource("t", p, "host", "1.2.3.4", nil), MaxLineBytes: 64 << 10, PollInterval: time.Millisecond}
+			if ml {
+				cfg.Multiline = multiline(t, `^\S`, 0, 0)
+			}
+			snk := &holdSink{}
+			tl := New(cfg, h.reg, snk, quietLog(), h.m)
+			tl.ctx = context.Background()
+			r, err := tl.open(true)
+			if err != nil || r == nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer r.f.Close()
+			line := strings.Repeat("x", 199) + "\n"
+			const n = 3000
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for i := 0; i < n; i++ {
+				write(t, p, line)
+				if err := r.readAvailable(context.Background(), int64(i+1)*200); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if ml {
+				if err := r.finish(time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			declared := 0
+			events := 0
+			for _, b := range snk.batches {
+				declared += b.Bytes + cap(b.Events)*int(unsafe.Sizeof(record.Event{})) + int(unsafe.Sizeof(*b))
+				events += len(b.Events)
+			}
+			if events != n {
+				t.Fatalf("%d events, want %d", events, n)
+			}
+			held := int(after.HeapAlloc) - int(before.HeapAlloc)
+			t.Logf("%d events: %d bytes held, %d declared (%.2f)", events, held, declared, float64(held)/float64(declared))
+			// Allocation size classes round up; the ack tracker's ring and
+			// the batches slice are not the events' memory.
+			if held > declared*5/4+256<<10 {
+				t.Fatalf("held %d bytes, %.1f times the %d declared", held, float64(held)/float64(declared), declared)
+			}
+			runtime.KeepAlive(snk)
+		})
+	}
 }
