@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/logpipe/logpipe/internal/fakees"
+	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
@@ -93,7 +94,7 @@ func TestSIGKILLMidStreamExactlyOnceInStore(t *testing.T) {
 	for i := 0; i < total; i++ {
 		found := false
 		for _, m := range docs {
-			if _, ok := m[fmt.Sprintf("stream-%d", i)]; ok {
+			if _, ok := m[record.DocID(nil, nil, []byte(fmt.Sprintf("stream-%d", i)))]; ok {
 				found = true
 				break
 			}

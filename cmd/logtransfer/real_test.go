@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
@@ -107,7 +108,7 @@ func TestRealGroupOneOfTwoKilled(t *testing.T) {
 	})
 	missing := 0
 	for i := 0; i < total; i++ {
-		if !seen[fmt.Sprintf("grouped-%d", i)] {
+		if !seen[record.DocID(nil, nil, []byte(fmt.Sprintf("grouped-%d", i)))] {
 			missing++
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logpipe/logpipe/internal/fakees"
+	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
@@ -49,7 +50,7 @@ func missingIDs(es *fakees.Server, topic string, n int) int {
 	}
 	missing := 0
 	for i := 0; i < n; i++ {
-		if !have[fmt.Sprintf("%s-%d", topic, i)] {
+		if !have[record.DocID(nil, nil, []byte(fmt.Sprintf("%s-%d", topic, i)))] {
 			missing++
 		}
 	}

@@ -8,6 +8,7 @@ package record
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -104,6 +105,22 @@ func AppendEventID(dst []byte, inst Instance, offset int64) []byte {
 	dst = hex.AppendEncode(dst, inst[:])
 	dst = append(dst, '-')
 	return strconv.AppendInt(dst, offset, 10)
+}
+
+// DocID is the Elasticsearch _id of an event: the producing host's
+// identity (a hash of its name and IP) and the event id. Event ids are
+// unique per file generation, but a host cloned with its data_dir (same
+// registry, same inodes) would produce the same ones; with the host in
+// the _id the clone's lines do not overwrite the original's.
+func DocID(hostName, hostIP, eventID []byte) string {
+	h := fnv.New32a()
+	h.Write(hostName)
+	h.Write([]byte{0})
+	h.Write(hostIP)
+	b := make([]byte, 0, 9+len(eventID))
+	b = hex.AppendEncode(b, binary.BigEndian.AppendUint32(nil, h.Sum32()))
+	b = append(b, '-')
+	return string(append(b, eventID...))
 }
 
 // EventID is AppendEventID as a string.

@@ -316,3 +316,21 @@ func BenchmarkHeaders(b *testing.B) {
 		}
 	}
 }
+
+func TestDocIDCarriesTheHost(t *testing.T) {
+	// A host cloned with its data_dir draws the same event ids; its
+	// documents must not land on the original's.
+	id := EventID(NewInstance(), 1024)
+	a := DocID([]byte("web-1"), []byte("10.0.0.1"), []byte(id))
+	if again := DocID([]byte("web-1"), []byte("10.0.0.1"), []byte(id)); again != a {
+		t.Fatalf("DocID not stable: %q vs %q", a, again)
+	}
+	for _, other := range [][2]string{{"web-2", "10.0.0.1"}, {"web-1", "10.0.0.2"}, {"web-11", "0.0.0.1"}} {
+		if b := DocID([]byte(other[0]), []byte(other[1]), []byte(id)); b == a {
+			t.Fatalf("hosts %v and web-1/10.0.0.1 share the _id %q", other, a)
+		}
+	}
+	if !strings.HasSuffix(a, "-"+id) || len(a) != 9+len(id) {
+		t.Fatalf("DocID %q: want <8 hex>-%s", a, id)
+	}
+}

@@ -89,6 +89,7 @@ type Registry struct {
 	// exists reports whether the file of a stream is still on disk
 	// (under its path or renamed next to it); tests replace it.
 	exists    func(path string, k Key) bool
+	write     func(dir string, data []byte) error // writeAtomic; tests replace it
 	lastPrune time.Time
 
 	mu      sync.Mutex
@@ -143,6 +144,7 @@ func Open(dir string, log *logrus.Entry, reg prometheus.Registerer) (*Registry, 
 		lock:    lock,
 		opened:  time.Now(),
 		exists:  fileExists,
+		write:   writeAtomic,
 		files:   map[Key]*fileState{},
 		entries: map[string]bool{},
 		saves: prometheus.NewCounter(prometheus.CounterOpts{
@@ -337,6 +339,13 @@ func fileExists(path string, k Key) bool {
 // Close releases the data dir lock. Call after the last Save.
 func (r *Registry) Close() error { return r.lock.Close() }
 
+// forceSave makes the next Save write even if the state looks unchanged.
+func (r *Registry) forceSave() {
+	r.saveMu.Lock()
+	r.lastSaved, r.lastSum = nil, 0
+	r.saveMu.Unlock()
+}
+
 // Save writes the registry atomically if it changed since the last write.
 func (r *Registry) Save() error {
 	r.saveMu.Lock()
@@ -350,7 +359,7 @@ func (r *Registry) Save() error {
 	if string(data) == string(r.lastSaved) {
 		return nil
 	}
-	if err := writeAtomic(r.dir, data); err != nil {
+	if err := r.write(r.dir, data); err != nil {
 		r.saveErrors.Inc()
 		return err
 	}
@@ -603,18 +612,27 @@ func (h *Handle) SetFingerprint(n int, fp uint64) {
 // Start begins a new generation at offset (a file seen for the first time,
 // or one that was truncated or replaced) and persists it before returning,
 // so no event of the generation is sent before its instance is on disk.
+//
+// If the save fails the stream is left as it was: a generation that is not
+// on disk must never be read under, or a crash would make the next run draw
+// another id for the same lines.
 func (h *Handle) Start(offset int64, fpLen int, fp uint64) error {
 	h.r.mu.Lock()
-	if h.s.tr != nil {
-		h.s.tr.Kill()
-	}
+	old := *h.s
 	h.s.inst = record.NewInstance()
 	h.s.tr = acktrack.New(offset)
 	h.s.fpLen, h.s.fp = fpLen, fp
 	h.s.seen = time.Now().UTC().Truncate(seenGranularity)
 	h.r.mu.Unlock()
 	if err := h.r.Save(); err != nil {
+		h.r.mu.Lock()
+		h.s.inst, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen = old.inst, old.tr, old.fpLen, old.fp, old.seen
+		h.r.mu.Unlock()
+		h.r.forceSave() // what is on disk may now differ from memory
 		return fmt.Errorf("persisting new file generation: %w", err)
+	}
+	if old.tr != nil {
+		old.tr.Kill() // late acks of the old generation are ignored
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/rand"
 	"os"
@@ -792,5 +793,39 @@ func TestRegistryConcurrent(t *testing.T) {
 	r = reopen(t, r)
 	if s := findStream(t, r, keyA); s.Offset != end {
 		t.Fatalf("after reopen offset %d, want %d", s.Offset, end)
+	}
+}
+
+func TestFailedStartLeavesTheStreamAsItWas(t *testing.T) {
+	// A generation whose save failed must not be read under: a crash
+	// would make the next run draw another id for the same lines.
+	r := open(t, t.TempDir())
+	h := claim(t, r, keyA, "/a")
+	start(t, h, 0)
+	first := h.Instance()
+	a, s := h.Emit(10)
+	r.write = func(string, []byte) error { return errors.New("disk full") }
+	if err := h.Start(0, 0, 0); err == nil {
+		t.Fatal("Start succeeded with a failing write")
+	}
+	if h.Instance() != first {
+		t.Fatal("failed Start changed the generation")
+	}
+	a.Ack(s) // the old generation's tracker still takes acks
+	if got := h.Acked(); got != 10 {
+		t.Fatalf("acked %d after a failed Start, want 10", got)
+	}
+	r.write = writeAtomic
+	if err := h.Start(0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if h.Instance() == first {
+		t.Fatal("Start kept the old generation")
+	}
+
+	fresh := claim(t, r, keyB, "/b")
+	r.write = func(string, []byte) error { return errors.New("disk full") }
+	if err := fresh.Start(0, 0, 0); err == nil || fresh.Known() {
+		t.Fatalf("failed Start of a new stream: err %v, known %v", err, fresh.Known())
 	}
 }

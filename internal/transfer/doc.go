@@ -25,12 +25,13 @@ func reservedField(k string) bool {
 	return k == ""
 }
 
-// docID is the Elasticsearch _id of a record: the agent's event id, so a
-// re-delivered line overwrites its earlier copy, or topic-partition-offset
-// for records from other producers (equally stable across re-delivery).
+// docID is the Elasticsearch _id of a record: the producing host and the
+// agent's event id (record.DocID), so a re-delivered line lands on its
+// earlier copy, or topic-partition-offset for records from other
+// producers (equally stable across re-delivery).
 func docID(msg *sarama.ConsumerMessage, meta *record.View) string {
 	if len(meta.EventID) > 0 {
-		return string(meta.EventID)
+		return record.DocID(meta.HostName, meta.HostIP, meta.EventID)
 	}
 	return msg.Topic + "-" + strconv.Itoa(int(msg.Partition)) + "-" + strconv.FormatInt(msg.Offset, 10)
 }

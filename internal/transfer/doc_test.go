@@ -47,7 +47,7 @@ func TestDocuments(t *testing.T) {
 		Topic: "web_log", Partition: 3, Offset: 42, Timestamp: ts, Value: []byte(`GET /x "q" 200`),
 		Headers: hdrs("host.name", "web-1", "host.ip", "10.0.0.1", "log.file.path", "/var/log/a.log", "log.offset", "1024",
 			"event.id", "abc-1024", "log.flags", "multiline,split", "fields", `{"service":"shop","env":"prod"}`),
-	}, "abc-1024", map[string]any{
+	}, record.DocID([]byte("web-1"), []byte("10.0.0.1"), []byte("abc-1024")), map[string]any{
 		"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": `GET /x "q" 200`,
 		"host":  map[string]any{"name": "web-1", "ip": "10.0.0.1"},
 		"log":   map[string]any{"file": map[string]any{"path": "/var/log/a.log"}, "offset": 1024.0, "flags": []any{"multiline", "split"}},

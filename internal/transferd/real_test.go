@@ -187,7 +187,7 @@ func TestRealSearchAndMapping(t *testing.T) {
 		}
 	}
 	hits := es.Search(t, idx, `{"match_phrase":{"message":"line 42 of"}}`, 1)
-	if len(hits) != 1 || hits[0].ID != "gen-searchable-42" {
+	if len(hits) != 1 || hits[0].ID != genID("searchable", 42) {
 		t.Fatalf("search hit %+v", hits)
 	}
 	var mapping map[string]struct {
@@ -231,7 +231,7 @@ func (e *env) checkRealDocs(es testutil.ESClient, topic string, n int) {
 		seen[h.ID] = true
 	})
 	for i := 0; i < n; i++ {
-		if id := fmt.Sprintf("gen-%s-%d", topic, i); !seen[id] {
+		if id := genID(topic, i); !seen[id] {
 			e.t.Fatalf("document %s missing (have %d)", id, len(seen))
 		}
 	}

@@ -101,7 +101,7 @@ func TestKafkaTLS(t *testing.T) {
 	e := &env{t: t, kafka: kafka, es: fakees.New(t), prod: producerWith(t, kafka.Addr(), clientTLS)}
 	const n = 500
 	e.es.SetItemFault(func(_, id string, _ []byte) int {
-		if id == "gen-ttls-7" {
+		if id == genID("ttls", 7) {
 			return 400 // to the dead-letter topic
 		}
 		return 0

@@ -17,6 +17,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/fakees"
+	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
@@ -106,6 +107,15 @@ func (e *env) start(cfg *config.TransferConfig) (*Daemon, func()) {
 	return d, stop
 }
 
+// genID is the _id of record i of topic as produce writes it (host web-1,
+// 10.0.0.1, event id gen-<topic>-<i>).
+func genID(topic string, i int) string {
+	return record.DocID([]byte("web-1"), []byte("10.0.0.1"), []byte(fmt.Sprintf("gen-%s-%d", topic, i)))
+}
+
+// genPrefix is what genID puts before the event id.
+var genPrefix = record.DocID([]byte("web-1"), []byte("10.0.0.1"), nil)
+
 // produce writes n agent-style records numbered from..from+n-1 to topic.
 func (e *env) produce(topic string, from, n int) {
 	e.t.Helper()
@@ -150,7 +160,7 @@ func (e *env) checkDocs(topic string, n int, skip map[int]bool) {
 		e.t.Fatalf("index %s holds %d documents, want %d (indices %v)", index, len(got), want, keys(docs))
 	}
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("gen-%s-%d", topic, i)
+		id := genID(topic, i)
 		raw, ok := got[id]
 		if skip[i] {
 			if ok {
@@ -246,7 +256,7 @@ func TestPermanentRejectionGoesToDLQ(t *testing.T) {
 	}
 	e.es.SetItemFault(func(index, id string, _ []byte) int {
 		var i int
-		if _, err := fmt.Sscanf(id, "gen-tdlq-%d", &i); err == nil && bad[i] {
+		if _, err := fmt.Sscanf(strings.TrimPrefix(id, genPrefix), "gen-tdlq-%d", &i); err == nil && bad[i] {
 			return 400
 		}
 		return 0
@@ -380,8 +390,10 @@ func TestTopicAddedInEtcdIsConsumed(t *testing.T) {
 	e.waitDocs(200, 60*time.Second)
 	e.checkDocs("disc_b", 100, nil)
 
-	// An invalid config never removes topics.
-	etcd.Put("/logagent/10.0.0.1/collect_config", `[{"path":"relative","topic":"disc_a"}]`)
+	// An invalid config never removes topics. (Discovery reads only the
+	// topics, so the document must be broken there: its other errors are
+	// the agent's to report.)
+	etcd.Put("/logagent/10.0.0.1/collect_config", `[{"path":"/var/log/a.log","topic":"bad topic"}]`)
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		return testutil.MetricValue(d.Prometheus(), "logtransfer_discovery_invalid_configs_total", nil) == 1
 	}, testutil.Msg("invalid config counted"))
