@@ -59,6 +59,7 @@ type Collector struct {
 	tasksGauge prometheus.GaugeFunc
 	files      atomic.Int64 // tailers running
 	thr        *logging.Throttle
+	drains     *tailer.Drains // deleted files read on after their task stops
 }
 
 // New returns a collector; call Run and Apply.
@@ -102,6 +103,8 @@ func (c *Collector) Apply(entries []collectconf.Entry) {
 
 // Run reconciles on every Apply until ctx ends, then stops every task.
 func (c *Collector) Run(ctx context.Context) error {
+	c.drains = &tailer.Drains{Ctx: ctx}
+	defer c.drains.Wait()
 	if c.ntf != nil {
 		nctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -250,6 +253,7 @@ func (c *Collector) newTailer(e collectconf.Entry, path string, fromEnd, glob bo
 		GlobMember:   glob,
 		Notifier:     c.ntf,
 		Guard:        c.cfg.Guard,
+		Drains:       c.drains,
 	}, c.reg, c.sink, log, c.tm)
 }
 

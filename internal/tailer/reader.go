@@ -50,6 +50,9 @@ type reader struct {
 	// read chunks they point into, or the joined values of multiline
 	// events (copies). It is what the batch costs against buffer_bytes.
 	pinned int
+	// ctx, if set, is what sends wait on instead of the tailer's (a
+	// drainer's, which may outlive it).
+	ctx context.Context
 	// since is when this generation was last known to be read in full
 	// up to where reading resumes: siblings modified later and unknown
 	// to the registry were rotated away unseen.
@@ -323,7 +326,11 @@ func (r *reader) flush() error {
 		b.Events[i].Acker = acker
 		b.Events[i].Seq += first
 	}
-	if err := r.t.sink.Send(r.t.ctx, b); err != nil {
+	ctx := r.t.ctx
+	if r.ctx != nil {
+		ctx = r.ctx // a drainer's
+	}
+	if err := r.t.sink.Send(ctx, b); err != nil {
 		r.h.Retract(first)
 		return err
 	}

@@ -71,6 +71,31 @@ type Config struct {
 	IdlePoll time.Duration
 	// Guard, if set, refuses files that resolve outside the allowlist.
 	Guard *pathguard.Guard
+	// Drains, if set, keeps reading deleted files after the tailer
+	// stops (see Drains).
+	Drains *Drains
+}
+
+// Drains reads deleted files past the stop of the tailer that had them: a
+// deleted file cannot be found again, so when its tailer is stopped (its
+// collect entry changed or was removed) its unread rest is still read to
+// the end and sent. Only Ctx (the agent's shutdown) stops them.
+type Drains struct {
+	Ctx context.Context
+	wg  sync.WaitGroup
+}
+
+// Wait waits for the detached drainers.
+func (d *Drains) Wait() { d.wg.Wait() }
+
+// unlinked reports whether f has been deleted (no name left).
+func unlinked(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink == 0
 }
 
 // Status is what the tailer is doing, for inventories and logs.
@@ -334,11 +359,24 @@ func (t *Tailer) follow(r *reader) (gone, rotated bool, err error) {
 	ctx := t.ctx
 	handed := false
 	defer func() {
-		if !handed {
-			r.discard()
-			r.f.Close()
-			r.h.Release()
+		if handed {
+			return
 		}
+		if ctx.Err() != nil && t.cfg.Drains != nil && t.cfg.Drains.Ctx.Err() == nil && unlinked(r.f) {
+			// Stopped while following a deleted file: nobody can open it
+			// again, so a drainer reads what is left, from where the
+			// registry says reading stopped.
+			r.discard()
+			r.pos, r.carry, r.carrySplit = r.h.Resume(), nil, false
+			if r.ml != nil {
+				r.ml.reset()
+			}
+			t.handOff(r)
+			return
+		}
+		r.discard()
+		r.f.Close()
+		r.h.Release()
 	}()
 	for {
 		fi, err := r.f.Stat()
@@ -434,17 +472,61 @@ func (t *Tailer) idle(ctx context.Context, r *reader) bool {
 // handOff gives a rotated-away file to a drainer goroutine, which reads it
 // to its end and keeps reading while it still grows (a writer that has not
 // reopened yet), then releases it.
+//
+// Run waits for its drainers, except those of deleted files when Drains is
+// set: once the tailer is stopped they detach, and only Drains.Ctx stops
+// them.
 func (t *Tailer) handOff(r *reader) {
 	t.wg.Add(1)
+	var mu sync.Mutex
+	detached, finished := false, false
+	detach := func() bool {
+		d := t.cfg.Drains
+		if d == nil || d.Ctx.Err() != nil {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if finished || !unlinked(r.f) {
+			return false
+		}
+		d.wg.Add(1)
+		detached = true
+		t.wg.Done()
+		return true
+	}
 	go func() {
-		defer t.wg.Done()
-		t.drain(r)
+		defer func() {
+			mu.Lock()
+			defer mu.Unlock()
+			finished = true
+			if detached {
+				t.cfg.Drains.wg.Done()
+			} else {
+				t.wg.Done()
+			}
+		}()
+		t.drain(r, detach)
 	}()
 }
 
-func (t *Tailer) drain(r *reader) {
+func (t *Tailer) drain(r *reader, detach func() bool) {
 	defer r.f.Close()
-	ctx := t.ctx
+	base := t.ctx
+	if d := t.cfg.Drains; d != nil {
+		base = d.Ctx
+	}
+	ctx, cancel := context.WithCancel(base)
+	defer cancel()
+	// When the tailer stops, a file that still has a name is left to its
+	// successor (through the registry); a deleted one is read on.
+	stopWatch := context.AfterFunc(t.ctx, func() {
+		if !detach() {
+			cancel()
+		}
+	})
+	defer stopWatch()
+	r.ctx = ctx
 	idle := time.Now()
 	for ctx.Err() == nil {
 		fi, err := r.f.Stat()

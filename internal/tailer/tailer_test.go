@@ -900,3 +900,76 @@ func TestBatchBytesCountWhatTheEventsHold(t *testing.T) {
 		})
 	}
 }
+
+func TestDeletedFileIsReadOnAfterItsTailerStops(t *testing.T) {
+	// The pipeline is full, the file is deleted, and its entry is
+	// restarted (the tailer stops): nobody can open the file again, so its
+	// unread rest is read on by a drainer that outlives the tailer.
+	for _, rotated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("renamed first=%v", rotated), func(t *testing.T) {
+			h := newHarness(t)
+			h.gate = newGate(h.sink)
+			drainCtx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			drains := &Drains{Ctx: drainCtx}
+			p := filepath.Join(h.dir, "a.log")
+			const n = 60000
+			write(t, p, numbered("l", 0, n))
+			stop := h.run(Config{Path: p, Drains: drains, RotateWait: 50 * time.Millisecond})
+			<-h.gate.blocked
+			if rotated {
+				// Renamed, a new file, then the old one deleted: its
+				// drainer has it when the tailer stops.
+				os.Rename(p, p+".1")
+				write(t, p, "")
+				os.Remove(p + ".1")
+			} else {
+				os.Remove(p)
+			}
+			stop() // returns with the deleted file still unread
+			close(h.gate.open)
+			done := make(chan struct{})
+			go func() { drains.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("detached drainer did not finish; %d events", len(h.sink.events()))
+			}
+			checkExactlyOnce(t, h.sink.values(), "l", n)
+		})
+	}
+}
+
+func TestDrainerOfDeletedFileOutlivesItsTailer(t *testing.T) {
+	// A rotated file is being drained (its writer still has it open) and
+	// then deleted; the tailer stops; what the writer adds is still read.
+	h := newHarness(t)
+	drainCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	drains := &Drains{Ctx: drainCtx}
+	p := filepath.Join(h.dir, "a.log")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString(numbered("l", 0, 10))
+	stop := h.run(Config{Path: p, Drains: drains, RotateWait: 10 * time.Second})
+	h.waitN(10)
+	os.Rename(p, p+".1")
+	write(t, p, numbered("n", 0, 1))
+	h.waitN(11) // the new file is read: the old one is with its drainer
+	os.Remove(p + ".1")
+	stop()
+	f.WriteString(numbered("l", 10, 10))
+	h.waitN(21)
+	cancel()
+	drains.Wait()
+	var old []string
+	for _, v := range h.sink.values() {
+		if strings.HasPrefix(v, "l ") {
+			old = append(old, v)
+		}
+	}
+	checkExactlyOnce(t, old, "l", 20)
+}
