@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,16 +54,19 @@ const rate = 3000 // lines per second over all files
 const maxAgentRSS = 80 << 20
 
 var overwriteBounds = map[string]int{
-	"agent SIGKILL+restart x10":       10 * 3 * rate / 2, // 1.5 s of lines per kill
-	"transfer SIGKILL+restart x10":    10 * 3 * rate,     // 3 s of records per kill
-	"broker down 10s":                 10 * rate,         // the outage's worth
-	"ES 503 5s, then 429 on 20% 5s":   10 * rate,
-	"ES stopped 5s, then hung 5s":     10 * rate,
-	"rename+create rotation every 1s": 0,
-	"copytruncate every 1s":           0,
-	"collect config changed every 1s": 0,
-	"etcd down 10s":                   0,
-	"bad inputs while running":        0,
+	"agent SIGKILL+restart x10":         10 * 3 * rate / 2, // 1.5 s of lines per kill
+	"transfer SIGKILL+restart x10":      10 * 3 * rate,     // 3 s of records per kill
+	"broker down 10s":                   10 * rate,         // the outage's worth
+	"ES 503 5s, then 429 on 20% 5s":     10 * rate,
+	"ES stopped 5s, then hung 5s":       10 * rate,
+	"rename+create rotation every 1s":   0,
+	"copytruncate every 1s":             0,
+	"collect config changed every 1s":   0,
+	"etcd down 10s":                     0,
+	"copytruncate x2 while broker down": 10 * rate,
+	"rotated x2 while agent stopped":    0,
+	"FIFO in glob, config changed 1s":   0,
+	"bad inputs while running":          0,
 }
 
 // row is one line of the result table.
@@ -458,6 +462,9 @@ func TestFaultSuite(t *testing.T) {
 		{"copytruncate every 1s", copyTruncate},
 		{"collect config changed every 1s", configChurn},
 		{"etcd down 10s", etcdDown},
+		{"copytruncate x2 while broker down", copyTruncateOutage},
+		{"rotated x2 while agent stopped", rotatedWhileStopped},
+		{"FIFO in glob, config changed 1s", fifoInGlob},
 		{"bad inputs while running", badInputs},
 	}
 	for _, be := range backends {
@@ -606,6 +613,66 @@ func configChurn(t *testing.T, be string) {
 	}
 	s.put(s.config("a.log", "b.log", "c.log"))
 	s.finish("collect config changed every 1s", w, nil)
+}
+
+// copyTruncateOutage: the broker is down long enough for the agent to be
+// held mid-file, and logrotate copytruncates twice (rotate 3): the unread
+// rest of the first generation is in FILE.2 by the time Kafka is back, the
+// second only in FILE.1.
+func copyTruncateOutage(t *testing.T, be string) {
+	s := newSys(t, be, "")
+	w := s.start("a.log", "b.log")
+	s.stopBroker()
+	time.Sleep(3 * time.Second) // the buffer fills; reading is held
+	w.CopyTruncate("a.log")
+	w.CopyTruncate("b.log")
+	time.Sleep(2 * time.Second)
+	w.CopyTruncate("a.log")
+	w.CopyTruncate("b.log")
+	time.Sleep(2 * time.Second)
+	s.startBroker()
+	s.finish("copytruncate x2 while broker down", w, nil)
+}
+
+// rotatedWhileStopped: the agent is stopped and each file is rotated twice
+// before it starts again; the middle file was never seen by the registry.
+func rotatedWhileStopped(t *testing.T, be string) {
+	s := newSys(t, be, "")
+	w := s.start("a.log", "b.log")
+	if code := s.agent.Term(); code != 0 {
+		t.Fatalf("agent exit code %d", code)
+	}
+	time.Sleep(time.Second)
+	w.RenameRotate("a.log")
+	w.RenameRotate("b.log")
+	time.Sleep(time.Second)
+	w.RenameRotate("a.log")
+	w.RenameRotate("b.log")
+	time.Sleep(time.Second)
+	s.startAgent()
+	s.finish("rotated x2 while agent stopped", w, nil)
+}
+
+// fifoInGlob: a FIFO matches the collect glob (an open of it would block)
+// while the config changes every second; the files beside it flow, every
+// change is applied, and the agent still stops at once.
+func fifoInGlob(t *testing.T, be string) {
+	s := newSys(t, be, "")
+	w := s.start("a.log", "b.log")
+	if err := syscall.Mkfifo(filepath.Join(s.logs, "pipe.log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	glob := filepath.Join(s.logs, "*.log")
+	for i := 0; i < 6; i++ {
+		time.Sleep(time.Second)
+		s.put(fmt.Sprintf(`[{"path":%q,"topic":%q,"fields":{"round":"%d"}}]`, glob, s.topic, i))
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return s.agentMetric("logagent_config_reloads_total{result=\"success\"}") >= 4 },
+		testutil.Msg("the config changes applied"))
+	if !strings.Contains(s.agent.LogText(), "is not a regular file") {
+		t.Error("the FIFO was not reported")
+	}
+	s.finish("FIFO in glob, config changed 1s", w, nil)
 }
 
 func etcdDown(t *testing.T, be string) {

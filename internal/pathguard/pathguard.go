@@ -136,7 +136,7 @@ func (g *Guard) check(fd int, path string) (*os.File, os.FileInfo, error) {
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		syscall.Close(fd)
-		return nil, nil, fmt.Errorf("%s: %w", path, ErrNotRegular)
+		return nil, nil, fmt.Errorf("%s is %w", path, ErrNotRegular)
 	}
 	if st.Nlink > 1 && (g == nil || !g.HardLinks) {
 		syscall.Close(fd)
