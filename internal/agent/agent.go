@@ -142,7 +142,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 	a.reloads.WithLabelValues("failure")
 
 	if cfg.HTTP.Addr != "" {
-		a.http = httpserver.New(cfg.HTTP.Addr, a.prom, []httpserver.Check{
+		a.http = httpserver.New(cfg.HTTP.Addr, cfg.HTTP.Pprof, a.prom, []httpserver.Check{
 			{Name: "etcd", Fn: func() error { return boolErr(a.watch.Up(), "etcd watch not established") }},
 			{Name: "kafka", Fn: func() error { return boolErr(a.prod.Ready(), "no recent successful Kafka send") }},
 		}, log)

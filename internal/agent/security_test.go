@@ -230,7 +230,7 @@ func TestKafkaSASL(t *testing.T) {
 		{"scram-sha-512", "env:LOGPIPE_TEST_KAFKA_PASSWORD"},
 	} {
 		s := startSecAgent(t, fmt.Sprintf("10.9.1.%d", i+1), kafka.Addr(), etcd.Endpoint(),
-			"sasl_mechanism = "+tc.mech+"\nsasl_user = "+user+"\nsasl_password = "+tc.password+"\n", "")
+			"sasl_mechanism = "+tc.mech+"\nsasl_user = "+user+"\nsasl_password = "+tc.password+"\nallow_insecure_auth = true\n", "") // kfake without TLS
 		etcd.Put(s.a.Key(), s.collectConfig("sasl_"+strings.ReplaceAll(tc.mech, "-", "_")))
 		appendLines(t, s.file, tc.mech, 0, 100)
 		agents[tc.mech] = s

@@ -85,6 +85,19 @@ type Log struct {
 type HTTP struct {
 	// Addr serves /metrics, /healthz and /readyz; empty disables.
 	Addr string
+	// Pprof serves /debug/pprof (off by default: profiles and the
+	// command line are for operators, not for whoever reaches the port).
+	Pprof bool
+}
+
+func decodeHTTP(c *iniFile, def string) HTTP {
+	h := HTTP{Addr: c.Str("http", "addr", def), Pprof: c.Bool("http", "pprof", false)}
+	if h.Addr != "" {
+		if err := checkListenAddr(h.Addr); err != nil {
+			c.Fail("http", "addr", "%q: %v", h.Addr, err)
+		}
+	}
+	return h
 }
 
 // AgentConfig is the whole of logagent.ini.
@@ -182,12 +195,7 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	}
 
 	cfg.Log = decodeLog(c)
-	cfg.HTTP.Addr = c.Str("http", "addr", "127.0.0.1:9731")
-	if cfg.HTTP.Addr != "" {
-		if err := checkListenAddr(cfg.HTTP.Addr); err != nil {
-			c.Fail("http", "addr", "%q: %v", cfg.HTTP.Addr, err)
-		}
-	}
+	cfg.HTTP = decodeHTTP(c, "127.0.0.1:9731")
 	if err := c.finish(); err != nil {
 		return nil, err
 	}

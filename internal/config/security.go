@@ -234,6 +234,7 @@ func kafkaSecurity(c *iniFile) KafkaSecurity {
 	var s KafkaSecurity
 	s.TLS = c.TLS("kafka", c.Bool("kafka", "tls", false), "set tls = true")
 	mech := c.Enum("kafka", "sasl_mechanism", "none", "none", "plain", "scram-sha-256", "scram-sha-512")
+	insecure := c.Bool("kafka", "allow_insecure_auth", false)
 	user := c.Str("kafka", "sasl_user", "")
 	pass := c.Secret("kafka", "sasl_password")
 	passSet := c.nonEmpty("kafka", "sasl_password")
@@ -255,6 +256,9 @@ func kafkaSecurity(c *iniFile) KafkaSecurity {
 	}
 	if len(missing) > 0 {
 		c.Fail("kafka", "sasl_mechanism", "%s needs %s", mech, strings.Join(missing, " and "))
+	}
+	if mech == "plain" && len(missing) == 0 && !pass.IsZero() && !s.TLS.Enabled && !insecure {
+		c.Fail("kafka", "sasl_mechanism", "plain without tls = true sends the password in cleartext (enable tls, use scram-sha-256/512, or set allow_insecure_auth = true)")
 	}
 	s.SASL = SASL{Mechanism: mech, User: user, Password: pass}
 	return s
@@ -281,6 +285,7 @@ func etcdSecurity(c *iniFile, endpoints []string) EtcdSecurity {
 	}
 	s := EtcdSecurity{TLS: c.TLS("etcd", on, "set tls = true or use https:// addresses")}
 	s.Username = c.Str("etcd", "username", "")
+	insecure := c.Bool("etcd", "allow_insecure_auth", false)
 	s.Password = c.Secret("etcd", "password")
 	passSet := c.nonEmpty("etcd", "password")
 	if s.Username != "" && !passSet {
@@ -288,6 +293,9 @@ func etcdSecurity(c *iniFile, endpoints []string) EtcdSecurity {
 	}
 	if s.Username == "" && passSet {
 		c.Fail("etcd", "password", "needs username")
+	}
+	if s.Username != "" && !s.Password.IsZero() && !on && !insecure {
+		c.Fail("etcd", "password", "is sent in cleartext without TLS (set tls = true or use https:// addresses, or set allow_insecure_auth = true)")
 	}
 	return s
 }

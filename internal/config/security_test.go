@@ -36,9 +36,11 @@ topics = a
 sasl_mechanism = plain
 sasl_user = logtransfer
 sasl_password = env:LOGPIPE_TEST_SASL
+allow_insecure_auth = true
 [etcd]
 username = logtransfer
 password = env:LOGPIPE_TEST_ETCD
+allow_insecure_auth = true
 [es]
 address = https://es:9200
 api_key = file:`+apiKeyFile+`
@@ -57,7 +59,7 @@ api_key = file:`+apiKeyFile+`
 	}
 
 	// Literal values stay allowed.
-	cfg, err = ParseTransfer("t.ini", []byte("[kafka]\ntopics = a\n[es]\nusername = elastic\npassword = literal-pw\n"))
+	cfg, err = ParseTransfer("t.ini", []byte("[kafka]\ntopics = a\n[es]\nusername = elastic\npassword = literal-pw\nallow_insecure_auth = true\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +124,16 @@ sasl_password = kafka-secret
 [etcd]
 username = u
 password = etcd-secret
+allow_insecure_auth = true
 [es]
 username = elastic
 password = es-secret
+allow_insecure_auth = true
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyed, err := ParseTransfer("t.ini", []byte("[kafka]\ntopics = a\n[es]\napi_key = es-api-key-secret\n"))
+	keyed, err := ParseTransfer("t.ini", []byte("[kafka]\ntopics = a\n[es]\napi_key = es-api-key-secret\nallow_insecure_auth = true\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +209,7 @@ func TestTLSValues(t *testing.T) {
 	if cc.TLS == nil || cc.Username != "" || cc.Password != "" || cc.DialTimeout != 5*time.Second || len(cc.Endpoints) != 1 {
 		t.Errorf("etcd client config %+v", cc)
 	}
-	a, err = ParseAgent("a.ini", []byte("[etcd]\nusername = agent\npassword = pw\n"))
+	a, err = ParseAgent("a.ini", []byte("[etcd]\nusername = agent\npassword = pw\nallow_insecure_auth = true\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

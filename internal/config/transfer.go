@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -41,6 +42,9 @@ type Discovery struct {
 	// CollectKey is the agents' key pattern; only keys matching it are
 	// read as collect configs.
 	CollectKey string
+	// Pattern, if set, is what a discovered topic must match (besides
+	// never starting with _ or .).
+	Pattern *regexp.Regexp
 	// Security is TLS and user/password towards etcd.
 	Security EtcdSecurity
 }
@@ -136,6 +140,13 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	if strings.Count(d.CollectKey, "%s") != 1 || strings.Count(d.CollectKey, "%") != 1 || !strings.HasPrefix(d.CollectKey, "/") || strings.HasPrefix(d.CollectKey, "/%s") {
 		c.Fail("etcd", "collect_log_key", "%q must start with a /-prefix and contain exactly one %%s (the agent's IP)", d.CollectKey)
 	}
+	if p := c.Str("etcd", "discover_pattern", ""); p != "" {
+		re, err := regexp.Compile("^(?:" + p + ")$")
+		if err != nil {
+			c.Fail("etcd", "discover_pattern", "%v", err)
+		}
+		d.Pattern = re
+	}
 	d.Security = etcdSecurity(c, d.Endpoints)
 	if !d.Enabled && len(k.Topics) == 0 {
 		c.Fail("kafka", "topics", "no topics to consume: list them here or set [etcd] discover_topics = true")
@@ -173,6 +184,16 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	if e.Username == "" && passSet {
 		c.Fail("es", "password", "needs username")
 	}
+	// (Only for credentials that are otherwise valid: one error at a time.)
+	validCreds := (e.Username != "" && !e.Password.IsZero() && !keySet) || (!e.APIKey.IsZero() && e.Username == "")
+	if insecure := c.Bool("es", "allow_insecure_auth", false); validCreds && !insecure {
+		for _, u := range e.URLs {
+			if strings.HasPrefix(u, "http://") {
+				c.Fail("es", "address", "%q is plain http: the credentials would cross the network in cleartext (use https://, or set allow_insecure_auth = true)", redactURL(u))
+				break
+			}
+		}
+	}
 	e.Workers = c.Int("es", "workers", 16, 1, 1024)
 	e.BulkActions = c.Int("es", "bulk_actions", 1000, 1, 100000)
 	e.BulkBytes = c.Int("es", "bulk_bytes", 5<<20, 1<<10, 100<<20)
@@ -202,12 +223,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	e.ShutdownTimeout = c.Duration("es", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
 
 	cfg.Log = decodeLog(c)
-	cfg.HTTP.Addr = c.Str("http", "addr", "127.0.0.1:9732")
-	if cfg.HTTP.Addr != "" {
-		if err := checkListenAddr(cfg.HTTP.Addr); err != nil {
-			c.Fail("http", "addr", "%q: %v", cfg.HTTP.Addr, err)
-		}
-	}
+	cfg.HTTP = decodeHTTP(c, "127.0.0.1:9732")
 	if err := c.finish(); err != nil {
 		return nil, err
 	}

@@ -91,6 +91,7 @@ initial_offset = newest
 address = es1:9200, https://es2:9200/prefix
 headers = VL-Msg-Field: message; VL-Stream-Fields: host.name,log.file.path ;
 api_key = k
+allow_insecure_auth = true
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -135,5 +136,35 @@ func TestIndexNames(t *testing.T) {
 		if _, err := ParseIndex(bad); err == nil {
 			t.Errorf("ParseIndex(%q) accepted", bad)
 		}
+	}
+}
+
+func TestCredentialsInCleartextRefused(t *testing.T) {
+	const allow = "allow_insecure_auth = true\n"
+	for _, tc := range []struct{ name, ini, allowed, want string }{
+		{"es password over http",
+			"[kafka]\ntopics = a\n[es]\naddress = http://es:9200\nusername = u\npassword = p4ss\n", allow, `[es] address: "http://es:9200" is plain http`},
+		{"es api key over http",
+			"[kafka]\ntopics = a\n[es]\naddress = es:9200\napi_key = p4ss\n", allow, `[es] address: "http://es:9200" is plain http`},
+		{"sasl plain without tls",
+			"[kafka]\ntopics = a\nsasl_mechanism = plain\nsasl_user = u\nsasl_password = p4ss\n", allow, "[kafka] sasl_mechanism: plain without tls = true"},
+		{"etcd password without tls",
+			"[kafka]\ntopics = a\n[etcd]\nusername = u\npassword = p4ss\n", allow, "[etcd] password: is sent in cleartext"},
+	} {
+		_, err := ParseTransfer("t.ini", []byte(tc.ini))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "p4ss") {
+			t.Errorf("%s: error shows the secret: %v", tc.name, err)
+		}
+		// The key goes at the end, in the section the credentials are in.
+		if _, err := ParseTransfer("t.ini", []byte(tc.ini+tc.allowed)); err != nil {
+			t.Errorf("%s with allow_insecure_auth: %v", tc.name, err)
+		}
+	}
+	if _, err := ParseTransfer("t.ini", []byte("[kafka]\ntopics = a\nsasl_mechanism = scram-sha-256\nsasl_user = u\nsasl_password = p4ss\n")); err != nil {
+		t.Errorf("scram without tls refused: %v", err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package httpserver serves a daemon's operational endpoints: /metrics
 // from its own Prometheus registry, /healthz (the process is alive),
-// /readyz (its dependencies are reachable), /debug/pprof, plus any extra
-// handlers.
+// /readyz (its dependencies are reachable), /debug/pprof if enabled, plus
+// any extra handlers.
 package httpserver
 
 import (
@@ -35,17 +35,18 @@ type Server struct {
 }
 
 // New builds the server; Listen binds it and Run serves.
-func New(addr string, gatherer prometheus.Gatherer, checks []Check, log *logrus.Entry) *Server {
+func New(addr string, pprofOn bool, gatherer prometheus.Gatherer, checks []Check, log *logrus.Entry) *Server {
 	s := &Server{addr: addr, mux: http.NewServeMux(), log: log.WithField("component", "http"), checks: checks}
 	s.mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	s.mux.HandleFunc("/readyz", s.ready)
-	// Profiles for operators (the listener is loopback by default).
-	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if pprofOn { // [http] pprof = true
+		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return s
 }
 
@@ -81,7 +82,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	// Write covers a 30 s CPU profile; idle connections do not pile up.
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.ln) }()
 	s.log.WithField("addr", s.Addr()).Info("serving /metrics, /healthz, /readyz")

@@ -53,8 +53,12 @@ func eventTime(msg *sarama.ConsumerMessage) time.Time {
 // every record of one file carries the same one. Not safe for concurrent
 // use; each claim has its own.
 type fieldsCache struct {
-	m map[string][]byte
+	m     map[string][]byte
+	bytes int
 }
+
+// maxFieldsCacheBytes bounds one claim's fields cache.
+const maxFieldsCacheBytes = 1 << 20
 
 func (c *fieldsCache) fragment(raw []byte) []byte {
 	if len(raw) == 0 {
@@ -80,10 +84,15 @@ func (c *fieldsCache) fragment(raw []byte) []byte {
 			frag = jsonenc.AppendString(frag, fields[k])
 		}
 	}
-	if c.m == nil || len(c.m) >= 1024 {
-		c.m = map[string][]byte{}
+	// Bounded in entries and bytes: a producer sending a different large
+	// header on every record must not grow it without end.
+	if c.m == nil || len(c.m) >= 1024 || c.bytes+len(raw)+len(frag) > maxFieldsCacheBytes {
+		c.m, c.bytes = map[string][]byte{}, 0
 	}
-	c.m[string(raw)] = frag
+	if len(raw)+len(frag) <= maxFieldsCacheBytes/4 {
+		c.m[string(raw)] = frag
+		c.bytes += len(raw) + len(frag)
+	}
 	return frag
 }
 

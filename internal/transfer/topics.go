@@ -30,6 +30,9 @@ type Topics struct {
 	notify chan struct{}
 
 	invalid prometheus.Counter
+	refused prometheus.Counter
+	pattern *regexp.Regexp
+	seenBad map[string]bool // refused topics already logged
 }
 
 // NewTopics starts with the static topics. collectKey is the agents' key
@@ -43,14 +46,34 @@ func NewTopics(static []string, collectKey string, log *logrus.Entry, reg promet
 		notify: make(chan struct{}, 1),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_discovery_invalid_configs_total",
 			Help: "Agent collect configs seen in etcd that did not parse (their topics were kept)."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_discovery_refused_topics_total",
+			Help: "Topics named in agents' collect configs that discovery does not consume (internal names, or outside [etcd] discover_pattern)."}),
+		seenBad: map[string]bool{},
 	}
 	for _, s := range static {
 		t.set[s] = true
 	}
 	if reg != nil {
-		reg.MustRegister(t.invalid)
+		reg.MustRegister(t.invalid, t.refused)
 	}
 	return t
+}
+
+// SetPattern restricts discovered topics to those matching re (nil: any).
+// Call before the first Update.
+func (t *Topics) SetPattern(re *regexp.Regexp) { t.pattern = re }
+
+// discoverable reports why an agent's topic is not consumed, or "".
+// Internal topics (__consumer_offsets, .kibana-like names) never are: an
+// agent's config must not make the transfer index them.
+func (t *Topics) discoverable(tp string) string {
+	switch {
+	case strings.HasPrefix(tp, "_") || strings.HasPrefix(tp, "."):
+		return "internal topic names (starting with _ or .) are never discovered"
+	case t.pattern != nil && !t.pattern.MatchString(tp):
+		return "outside [etcd] discover_pattern " + t.pattern.String()
+	}
+	return ""
 }
 
 // WatchPrefix is the etcd prefix that holds every agent's key.
@@ -108,6 +131,14 @@ func (t *Topics) Update(s *confwatch.Snapshot) {
 	var added []string
 	for _, topics := range t.perKey {
 		for _, tp := range topics {
+			if why := t.discoverable(tp); why != "" {
+				if !t.seenBad[tp] && len(t.seenBad) < 1000 {
+					t.seenBad[tp] = true
+					t.refused.Inc()
+					t.log.WithField("topic", tp).Warn("not consuming a topic named in an agent's collect config: " + why)
+				}
+				continue
+			}
 			if !t.set[tp] {
 				t.set[tp] = true
 				added = append(added, tp)

@@ -184,7 +184,7 @@ func TestKafkaSASL(t *testing.T) {
 			e.produce(topic, 0, n)
 			dlq := testutil.ConsumeWith(t, kafka.Addr(), []kgo.Opt{auth}, topic+".dlq")
 			_, stop := e.start(secConfig(t, kafka.Addr(), es.URL(),
-				"topics = "+topic+"\ngroup_id = g-"+mech+"\nsasl_mechanism = "+mech+"\nsasl_user = "+user+"\nsasl_password = env:LOGPIPE_TEST_SASL_PASSWORD\n", "", ""))
+				"topics = "+topic+"\ngroup_id = g-"+mech+"\nsasl_mechanism = "+mech+"\nsasl_user = "+user+"\nsasl_password = env:LOGPIPE_TEST_SASL_PASSWORD\nallow_insecure_auth = true\n", "", "")) // kfake without TLS
 			total += n - 1
 			e.waitDocs(total, 60*time.Second)
 			testutil.Eventually(t, 30*time.Second, func() bool { return dlq.Len() >= 1 }, testutil.Msg("a dead letter over %s", mech))

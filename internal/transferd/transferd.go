@@ -72,6 +72,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		ShutdownTimeout: cfg.ES.ShutdownTimeout,
 	}, es, d.dlq, log, d.prom)
 	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, log, d.prom)
+	d.topics.SetPattern(cfg.Discovery.Pattern)
 
 	var prepare func(context.Context, string) error
 	if cfg.ES.ManageTemplates {
@@ -103,7 +104,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 			{Name: "kafka", Fn: func() error { return boolErr(d.consumer.Joined(), "not a member of the consumer group") }},
 			{Name: "elasticsearch", Fn: func() error { return boolErr(d.writer.Up(), "last bulk request did not reach Elasticsearch") }},
 		}
-		d.http = httpserver.New(cfg.HTTP.Addr, d.prom, checks, log)
+		d.http = httpserver.New(cfg.HTTP.Addr, cfg.HTTP.Pprof, d.prom, checks, log)
 		d.http.Handle("/status", http.HandlerFunc(d.serveStatus))
 		if err := d.http.Listen(); err != nil {
 			d.close()
