@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-
-	"github.com/logpipe/logpipe/internal/backoff"
 )
 
 // TemplateName is the composable index template logtransfer manages for
@@ -62,21 +60,14 @@ func TemplateBody(pattern string) []byte {
 
 // EnsureTemplate installs (or updates) the template named name for
 // pattern, retrying until Elasticsearch accepts it or ctx ends.
-func (w *Writer) EnsureTemplate(ctx context.Context, name, pattern string) error {
-	body := string(TemplateBody(pattern))
-	bo := backoff.Backoff{Min: 200 * time.Millisecond, Max: w.cfg.RetryBackoffMax}
-	for {
-		_, err := w.client.IndexPutIndexTemplate(name).BodyString(body).Do(ctx)
-		if err == nil {
-			w.log.WithFields(logrus.Fields{"template": name, "pattern": pattern}).Info("index template installed")
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.thr.Log("template", w.log.WithError(err).WithField("template", name), logrus.WarnLevel, "installing index template failed; retrying")
-		if !backoff.Sleep(ctx, bo.Next()) {
-			return fmt.Errorf("installing template %s: %w", name, ctx.Err())
-		}
+// TryTemplate makes one attempt at installing the template (bounded by
+// 10 s), for callers that keep other work going while it fails.
+func (w *Writer) TryTemplate(ctx context.Context, name, pattern string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := w.client.IndexPutIndexTemplate(name).BodyString(string(TemplateBody(pattern))).Do(ctx); err != nil {
+		return fmt.Errorf("installing index template %s for %s: %w", name, pattern, err)
 	}
+	w.log.WithFields(logrus.Fields{"template": name, "pattern": pattern}).Info("index template installed")
+	return nil
 }

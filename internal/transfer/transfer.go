@@ -39,6 +39,9 @@ type Options struct {
 	Topics *Topics
 	Out    Submitter
 	// Prepare runs once per topic before it is first consumed (template
+	// installation). It makes one attempt: a topic whose Prepare fails is
+	// held back and retried every TopicRecheck while the others are
+	// consumed. (
 	// installation); it retries internally and fails only when ctx ends.
 	Prepare func(ctx context.Context, topic string) error
 	// DrainTimeout bounds the wait, when a partition is revoked or at
@@ -57,11 +60,13 @@ type Consumer struct {
 	group   sarama.ConsumerGroup
 	claims  map[string]int // topic/partition -> 1 while claimed
 	joined  bool
-	missing []string // wanted topics Kafka does not have (yet)
+	missing []string          // wanted topics Kafka does not have (yet)
+	held    map[string]string // topics whose Prepare failed, with why
 
 	consumed prometheus.Counter
 	lag      *prometheus.GaugeVec
 	absent   *prometheus.GaugeVec
+	heldG    *prometheus.GaugeVec
 }
 
 // TopicRecheck is how often topics that Kafka does not have are looked up
@@ -78,9 +83,11 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 			Help: "Records in the partition after the last one consumed (high watermark - offset - 1)."}, []string{"topic", "partition"}),
 		absent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logtransfer_topic_missing",
 			Help: "1 while a wanted topic does not exist in Kafka; the other topics are consumed meanwhile."}, []string{"topic"}),
+		heldG: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logtransfer_topic_held",
+			Help: "1 while a topic is not consumed because its preparation (index template) fails; the other topics are consumed meanwhile."}, []string{"topic"}),
 	}
 	if reg != nil {
-		reg.MustRegister(c.consumed, c.lag, c.absent)
+		reg.MustRegister(c.consumed, c.lag, c.absent, c.heldG)
 	}
 	return c
 }
@@ -115,6 +122,37 @@ func (c *Consumer) Joined() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.joined
+}
+
+// Held lists the topics held back because their preparation failed, with
+// the error.
+func (c *Consumer) Held() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]string, len(c.held))
+	for k, v := range c.held {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *Consumer) setHeld(held map[string]string) {
+	c.mu.Lock()
+	old := c.held
+	c.held = held
+	c.mu.Unlock()
+	for t, why := range held {
+		if _, was := old[t]; !was {
+			c.log.WithField("topic", t).WithField("error", why).Error("cannot prepare topic (index template); consuming the others, retrying this one")
+		}
+		c.heldG.WithLabelValues(t).Set(1)
+	}
+	for t := range old {
+		if _, still := held[t]; !still {
+			c.log.WithField("topic", t).Info("topic prepared; consuming it")
+			c.heldG.DeleteLabelValues(t)
+		}
+	}
 }
 
 // Missing lists the wanted topics Kafka does not have.
@@ -234,8 +272,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 	bo.Reset()
 	for ctx.Err() == nil {
 		wanted := c.opt.Topics.List()
-		topics, missing := c.existing(client, wanted)
+		existing, missing := c.existing(client, wanted)
 		c.setMissing(missing)
+		var topics []string
+		held := map[string]string{}
+		for _, t := range existing {
+			if !c.prepared[t] && c.opt.Prepare != nil {
+				if err := c.opt.Prepare(ctx, t); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					held[t] = err.Error()
+					continue
+				}
+				c.prepared[t] = true
+			}
+			topics = append(topics, t)
+		}
+		c.setHeld(held)
 		if len(topics) == 0 {
 			select {
 			case <-ctx.Done():
@@ -243,15 +297,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 			case <-time.After(TopicRecheck):
 			}
 			continue
-		}
-		for _, t := range topics {
-			if c.prepared[t] || c.opt.Prepare == nil {
-				continue
-			}
-			if err := c.opt.Prepare(ctx, t); err != nil {
-				return nil // ctx ended
-			}
-			c.prepared[t] = true
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		go func() {
@@ -264,10 +309,17 @@ func (c *Consumer) Run(ctx context.Context) error {
 					cancel()
 					return
 				case <-recheck.C:
+					for t := range held {
+						if c.opt.Prepare(cctx, t) == nil {
+							c.log.WithField("topic", t).Info("a held topic could be prepared; rejoining the group")
+							cancel()
+							return
+						}
+					}
 					if len(missing) == 0 {
 						continue
 					}
-					if now, _ := c.existing(client, wanted); !sameSet(now, topics) {
+					if now, _ := c.existing(client, wanted); !sameSet(now, existing) {
 						c.log.WithField("topics", now).Info("a missing topic appeared; rejoining the group")
 						cancel()
 						return

@@ -77,7 +77,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	var prepare func(context.Context, string) error
 	if cfg.ES.ManageTemplates {
 		prepare = func(ctx context.Context, topic string) error {
-			return d.writer.EnsureTemplate(ctx, eswriter.TemplateName(topic), idx.Pattern(topic))
+			return d.writer.TryTemplate(ctx, eswriter.TemplateName(topic), idx.Pattern(topic))
 		}
 	}
 	d.consumer = transfer.NewConsumer(transfer.Options{
@@ -228,5 +228,5 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	sort.Strings(claims)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "claims": claims, "joined": d.consumer.Joined()})
+	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined()})
 }

@@ -460,3 +460,36 @@ func TestRequestTooLargeIsSplitNotDeadLettered(t *testing.T) {
 	}
 	report(t, "413 split", n, e.es, 0)
 }
+
+func TestTemplateFailureHoldsOnlyItsTopic(t *testing.T) {
+	// Elasticsearch refuses one topic's index template: that topic waits
+	// (held, visible), the other is consumed; once the template goes in,
+	// the held topic's records are stored too.
+	e := newEnv(t, 2)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	e.es.SetRequestFault(func(method, path string) int {
+		if method == "PUT" && strings.Contains(path, "_index_template") && strings.Contains(path, "tplbad") && refuse.Load() {
+			return 400
+		}
+		return 0
+	})
+	e.produce("tplgood", 0, 200)
+	e.produce("tplbad", 0, 200)
+	d, _ := e.start(e.config("[kafka]\ntopics = tplgood, tplbad\n"))
+	e.waitDocs(200, 60*time.Second)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		_, held := d.Consumer().Held()["tplbad"]
+		return held && testutil.MetricValue(d.Prometheus(), "logtransfer_topic_held", map[string]string{"topic": "tplbad"}) == 1
+	}, func() string { return fmt.Sprintf("tplbad held: %v", d.Consumer().Held()) })
+	e.checkDocs("tplgood", 200, nil)
+	if n := len(e.es.Docs()["tplbad-2026.11.23"]); n != 0 {
+		t.Fatalf("%d documents of the held topic stored before its template", n)
+	}
+	refuse.Store(false)
+	e.waitDocs(400, 60*time.Second)
+	e.checkDocs("tplbad", 200, nil)
+	if h := d.Consumer().Held(); len(h) != 0 {
+		t.Fatalf("still held: %v", h)
+	}
+}

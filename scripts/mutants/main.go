@@ -96,6 +96,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/tailer", "^TestCopiesAreNotReadAgainAfterRename$"}},
 	},
 	{
+		name:  "one topic's failing index template holds back every topic",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "\t\t\t\tif err := c.opt.Prepare(ctx, t); err != nil {", new: "\t\t\t\tfor c.opt.Prepare(ctx, t) != nil && ctx.Err() == nil {\n\t\t\t\t}\n\t\t\t\tif err := ctx.Err(); err != nil {"}},
+		tests: []target{{"./internal/transferd", "^TestTemplateFailureHoldsOnlyItsTopic$"}},
+	},
+	{
 		name:  "retracting a batch that starts with a blank line leaves its events in flight",
 		file:  "internal/acktrack/acktrack.go",
 		edits: []edit{{old: "\tseq = max(seq, t.head)\n", new: "\tif seq < t.head {\n\t\treturn\n\t}\n"}},
