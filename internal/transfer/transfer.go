@@ -270,6 +270,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}()
 	bo.Reset()
+	heldBo := backoff.Backoff{Min: 200 * time.Millisecond, Max: TopicRecheck}
 	for ctx.Err() == nil {
 		wanted := c.opt.Topics.List()
 		existing, missing := c.existing(client, wanted)
@@ -291,13 +292,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.setHeld(held)
 		if len(topics) == 0 {
+			wait := TopicRecheck
+			if len(held) > 0 {
+				// Nothing to consume but topics to prepare (Elasticsearch
+				// down at start, most likely): retry sooner.
+				wait = min(heldBo.Next(), TopicRecheck)
+			}
 			select {
 			case <-ctx.Done():
 			case <-c.opt.Topics.Changed():
-			case <-time.After(TopicRecheck):
+			case <-time.After(wait):
 			}
 			continue
 		}
+		heldBo.Reset()
 		cctx, cancel := context.WithCancel(ctx)
 		go func() {
 			recheck := time.NewTicker(TopicRecheck)

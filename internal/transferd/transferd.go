@@ -135,12 +135,14 @@ func newESClient(cfg config.ES) (*elastic.Client, error) {
 	if !cfg.APIKey.IsZero() {
 		h.Set("Authorization", "ApiKey "+cfg.APIKey.Reveal())
 	}
-	hc := &http.Client{Timeout: 2 * time.Minute}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if tc := cfg.TLS.Config(); tc != nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
-		hc.Transport = tr
 	}
+	// A bulk answer is a few hundred bytes per document; anything far
+	// beyond is a broken or hostile store.
+	limit := max(int64(64<<20), int64(cfg.BulkActions)*2048)
+	hc := &http.Client{Timeout: 2 * time.Minute, Transport: eswriter.LimitResponses(tr, limit)}
 	opts := []elastic.ClientOptionFunc{
 		elastic.SetURL(cfg.URLs...),
 		elastic.SetSniff(false),
