@@ -68,6 +68,9 @@ type ES struct {
 	Headers         map[string]string
 	RetryBackoffMax time.Duration
 	ShutdownTimeout time.Duration
+	// MaxFuture and MaxAge bound how far a record's time may be from now
+	// and still choose its daily index (0: no bound).
+	MaxFuture, MaxAge time.Duration
 }
 
 // TransferConfig is the whole of logtransfer.ini.
@@ -203,6 +206,8 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 		c.Fail("es", "index", "%v", err)
 	}
 	e.ManageTemplates = c.Bool("es", "manage_templates", true)
+	e.MaxFuture = c.Duration("es", "max_future", 24*time.Hour, 0, 366*24*time.Hour)
+	e.MaxAge = c.Duration("es", "max_age", 0, 0, 100*366*24*time.Hour)
 	e.Headers = map[string]string{}
 	if v, ok := c.raw("es", "headers"); ok {
 		for _, part := range strings.Split(v, ";") {

@@ -44,6 +44,14 @@ type Options struct {
 	// consumed. (
 	// installation); it retries internally and fails only when ctx ends.
 	Prepare func(ctx context.Context, topic string) error
+	// MaxFuture bounds how far past now a record's time may be and still
+	// pick its daily index (0: unbounded); MaxAge likewise into the past
+	// (0: unbounded, so replayed old logs land in their own day). A record
+	// outside is indexed by the time it is consumed, marked with
+	// event.timestamp_out_of_range, so a producer cannot create indices
+	// without bound. Now is the clock (nil: time.Now).
+	MaxFuture, MaxAge time.Duration
+	Now               func() time.Time
 	// DrainTimeout bounds the wait, when a partition is revoked or at
 	// shutdown, for its in-flight documents to be acknowledged.
 	DrainTimeout time.Duration
@@ -464,16 +472,40 @@ type claimState struct {
 func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
 	meta := record.Parse(msg.Headers)
 	ts := eventTime(msg)
-	if sec := ts.Unix(); sec != st.indexSec || st.indexName == "" {
-		st.indexSec, st.indexName = sec, c.opt.Index.Name(msg.Topic, ts)
+	idxTime, out := c.indexTime(ts)
+	if sec := idxTime.Unix(); sec != st.indexSec || st.indexName == "" {
+		st.indexSec, st.indexName = sec, c.opt.Index.Name(msg.Topic, idxTime)
+	}
+	extra := st.fields.fragment(meta.Fields)
+	if out != "" {
+		extra = append(append(extra[:len(extra):len(extra)], `,"event":{"timestamp_out_of_range":"`...), out+`"}`...)
 	}
 	return &eswriter.Doc{
 		Index:  st.indexName,
 		ID:     docID(msg, &meta),
-		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320), msg, &meta, ts, st.fields.fragment(meta.Fields)),
+		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320), msg, &meta, ts, extra),
 		Time:   ts,
 		Origin: msg,
 	}
+}
+
+// indexTime is the time that picks a record's daily index: its own, or,
+// beyond MaxFuture/MaxAge, now (and which bound it crossed).
+func (c *Consumer) indexTime(ts time.Time) (time.Time, string) {
+	if c.opt.MaxFuture <= 0 && c.opt.MaxAge <= 0 {
+		return ts, ""
+	}
+	now := time.Now()
+	if c.opt.Now != nil {
+		now = c.opt.Now()
+	}
+	switch {
+	case c.opt.MaxFuture > 0 && ts.After(now.Add(c.opt.MaxFuture)):
+		return now, "future"
+	case c.opt.MaxAge > 0 && ts.Before(now.Add(-c.opt.MaxAge)):
+		return now, "past"
+	}
+	return ts, ""
 }
 
 // DeadLetter publishes rejected documents' source records to

@@ -88,6 +88,8 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		Out:          d.writer,
 		Prepare:      prepare,
 		DrainTimeout: cfg.ES.ShutdownTimeout,
+		MaxFuture:    cfg.ES.MaxFuture,
+		MaxAge:       cfg.ES.MaxAge,
 	}, log, d.prom)
 
 	if cfg.Discovery.Enabled {
