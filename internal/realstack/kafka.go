@@ -48,6 +48,10 @@ func NewKafka(d *Dist, o KafkaOptions) (*Kafka, error) {
 	if len(o.BrokerPorts) != o.Nodes || len(o.ControllerPorts) != o.Nodes {
 		return nil, fmt.Errorf("kafka cluster of %d nodes needs %d broker and controller ports", o.Nodes, o.Nodes)
 	}
+	if strings.ContainsAny(o.Dir, ",\\") {
+		// log.dirs is a comma-separated list: such a path would be split.
+		return nil, fmt.Errorf("kafka directory %q contains a comma or backslash, which Kafka's log.dirs cannot hold", o.Dir)
+	}
 	if o.Partitions == 0 {
 		o.Partitions = 3
 	}

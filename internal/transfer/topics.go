@@ -15,10 +15,10 @@ import (
 )
 
 // Topics is the set of topics to consume: the configured ones plus every
-// topic named in an agent's collect config. It only grows while the
-// process runs: a topic an agent stops naming may still hold records not
-// yet consumed, so it is dropped only at the next restart. An invalid
-// collect config never removes topics; the key's last valid topics stay.
+// topic named in an agent's collect config. A topic no config names any
+// more may still hold records not yet consumed: it stays until the
+// consumer finds it drained and releases it. An invalid collect config
+// never removes topics; the key's last valid topics stay.
 type Topics struct {
 	log    *logrus.Entry
 	keyRE  *regexp.Regexp
@@ -95,6 +95,53 @@ func (t *Topics) List() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Unnamed lists the discovered topics that no collect config names any
+// more (and that are not configured): to be released once drained.
+func (t *Topics) Unnamed() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	named := t.namedLocked()
+	var out []string
+	for tp := range t.set {
+		if !named[tp] {
+			out = append(out, tp)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (t *Topics) namedLocked() map[string]bool {
+	named := make(map[string]bool, len(t.set))
+	for _, s := range t.static {
+		named[s] = true
+	}
+	for _, topics := range t.perKey {
+		for _, tp := range topics {
+			named[tp] = true
+		}
+	}
+	return named
+}
+
+// Release drops a topic that is still unnamed (a config naming it again
+// in the meantime keeps it). It reports whether it was dropped.
+func (t *Topics) Release(tp string) bool {
+	t.mu.Lock()
+	if !t.set[tp] || t.namedLocked()[tp] {
+		t.mu.Unlock()
+		return false
+	}
+	delete(t.set, tp)
+	t.mu.Unlock()
+	t.log.WithField("topic", tp).Info("topic named by no collect config any more and consumed to its end; released")
+	select {
+	case t.notify <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // Update applies a snapshot of the agents' prefix.

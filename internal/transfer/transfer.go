@@ -217,6 +217,55 @@ func (c *Consumer) setMissing(missing []string) {
 	}
 }
 
+// releaseDrained releases the topics no collect config names any more
+// once the group has committed every partition up to its end. It reports
+// whether any was released.
+func (c *Consumer) releaseDrained(client sarama.Client) bool {
+	unnamed := c.opt.Topics.Unnamed()
+	if len(unnamed) == 0 {
+		return false
+	}
+	admin, err := sarama.NewClusterAdmin(c.opt.Kafka.Brokers, c.opt.Sarama)
+	if err != nil {
+		return false
+	}
+	defer admin.Close()
+	released := false
+	for _, tp := range unnamed {
+		if c.drained(client, admin, tp) && c.opt.Topics.Release(tp) {
+			released = true
+		}
+	}
+	return released
+}
+
+// drained reports whether the group's committed offset of every partition
+// of topic is at its end.
+func (c *Consumer) drained(client sarama.Client, admin sarama.ClusterAdmin, topic string) bool {
+	parts, err := client.Partitions(topic)
+	if err != nil || len(parts) == 0 {
+		return false
+	}
+	resp, err := admin.ListConsumerGroupOffsets(c.opt.Kafka.GroupID, map[string][]int32{topic: parts})
+	if err != nil {
+		return false
+	}
+	for _, p := range parts {
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return false
+		}
+		b := resp.GetBlock(topic, p)
+		if b == nil || b.Err != sarama.ErrNoError {
+			return false
+		}
+		if end > 0 && b.Offset < end {
+			return false
+		}
+	}
+	return true
+}
+
 func sameSet(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
@@ -280,6 +329,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	bo.Reset()
 	heldBo := backoff.Backoff{Min: 200 * time.Millisecond, Max: TopicRecheck}
 	for ctx.Err() == nil {
+		select { // this List is the answer to any change so far
+		case <-c.opt.Topics.Changed():
+		default:
+		}
 		wanted := c.opt.Topics.List()
 		existing, missing := c.existing(client, wanted)
 		c.setMissing(missing)
@@ -325,6 +378,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 					cancel()
 					return
 				case <-recheck.C:
+					if c.releaseDrained(client) {
+						cancel() // rejoin without the released topics
+						return
+					}
 					for t := range held {
 						if c.opt.Prepare(cctx, t) == nil {
 							c.log.WithField("topic", t).Info("a held topic could be prepared; rejoining the group")

@@ -493,3 +493,26 @@ func TestTemplateFailureHoldsOnlyItsTopic(t *testing.T) {
 		t.Fatalf("still held: %v", h)
 	}
 }
+
+func TestUnnamedTopicIsDrainedThenReleased(t *testing.T) {
+	// A topic no collect config names any more is still consumed to its
+	// end (its records were written while it was named), then released:
+	// the transfer stops consuming it without a restart.
+	e := newEnv(t, 2)
+	etcd := testutil.StartEtcd(t)
+	key := "/logagent/10.0.0.1/collect_config"
+	etcd.Put(key, `[{"path":"/var/log/a.log","topic":"rel_a"},{"path":"/var/log/b.log","topic":"rel_b"}]`)
+	d, _ := e.start(e.config(fmt.Sprintf("[etcd]\ndiscover_topics = true\naddress = %s\ntimeout = 2s\n", etcd.Endpoint())))
+	e.produce("rel_b", 0, 10)
+	e.waitDocs(10, 60*time.Second)
+	const n = 20_000
+	e.produce("rel_a", 0, n)
+	etcd.Put(key, `[{"path":"/var/log/b.log","topic":"rel_b"}]`) // while rel_a is being consumed
+	testutil.Eventually(t, 60*time.Second, func() bool { return !strings.Contains(strings.Join(d.Topics().List(), ","), "rel_a") },
+		func() string { return fmt.Sprintf("rel_a released: topics %v, %d documents", d.Topics().List(), e.es.Count()) })
+	e.checkDocs("rel_a", n, nil) // drained before the release
+	testutil.Eventually(t, 30*time.Second, func() bool { return !strings.Contains(strings.Join(d.Consumer().Claims(), ","), "rel_a") },
+		func() string { return fmt.Sprintf("rel_a partitions given up: claims %v", d.Consumer().Claims()) })
+	e.produce("rel_b", 10, 10) // the others go on
+	e.waitDocs(n+20, 60*time.Second)
+}
