@@ -509,7 +509,9 @@ func TestUnnamedTopicIsDrainedThenReleased(t *testing.T) {
 	e.produce("rel_a", 0, n)
 	etcd.Put(key, `[{"path":"/var/log/b.log","topic":"rel_b"}]`) // while rel_a is being consumed
 	testutil.Eventually(t, 60*time.Second, func() bool { return !strings.Contains(strings.Join(d.Topics().List(), ","), "rel_a") },
-		func() string { return fmt.Sprintf("rel_a released: topics %v, %d documents", d.Topics().List(), e.es.Count()) })
+		func() string {
+			return fmt.Sprintf("rel_a released: topics %v, %d documents", d.Topics().List(), e.es.Count())
+		})
 	e.checkDocs("rel_a", n, nil) // drained before the release
 	testutil.Eventually(t, 30*time.Second, func() bool { return !strings.Contains(strings.Join(d.Consumer().Claims(), ","), "rel_a") },
 		func() string { return fmt.Sprintf("rel_a partitions given up: claims %v", d.Consumer().Claims()) })
