@@ -59,8 +59,8 @@ var mutants = []mutant{
 		name: "the registry's once-a-second save removed",
 		file: "internal/registry/registry.go",
 		edits: []edit{{
-			old: "\t\tcase <-ticks:\n\t\t\tif err := r.Save(); err != nil {",
-			new: "\t\tcase <-ticks:\n\t\t\tif err := error(nil); err != nil {",
+			old: "\t\t\tif err := r.Save(); err != nil {\n\t\t\t\tr.log.WithError(err).Warn(\"saving registry\")",
+			new: "\t\t\tif err := error(nil); err != nil {\n\t\t\t\tr.log.WithError(err).Warn(\"saving registry\")",
 		}},
 		tests: []target{{"./internal/registry", "^TestCrashResumesAtLastSavedAck$"}, {"./cmd/logagent", "^TestRestartAfterLongRunResendsOnlyLastInterval$"}},
 	},
