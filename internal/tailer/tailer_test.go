@@ -730,9 +730,6 @@ func TestRotatedTwiceWhileStopped(t *testing.T) {
 	stop := h.run(Config{Path: p})
 	h.waitN(10)
 	stop()
-	if err := h.reg.Save(); err != nil {
-		t.Fatal(err)
-	}
 	reopen(t, h)
 	write(t, p, numbered("l", 10, 10))
 	os.Rename(p, p+".1")
@@ -754,9 +751,6 @@ func TestRenamedAwayWhileStoppedWithoutNewFile(t *testing.T) {
 	stop := h.run(Config{Path: p})
 	h.waitN(10)
 	stop()
-	if err := h.reg.Save(); err != nil {
-		t.Fatal(err)
-	}
 	reopen(t, h)
 	write(t, p, numbered("l", 10, 10))
 	os.Rename(p, p+".1")
@@ -765,9 +759,13 @@ func TestRenamedAwayWhileStoppedWithoutNewFile(t *testing.T) {
 	checkExactlyOnce(t, h.sink.values(), "l", 20)
 }
 
-// reopen restarts the registry from its file, as a new agent process does.
+// reopen saves the registry and opens it again from its file, as an agent
+// stopped and started again does.
 func reopen(t *testing.T, h *harness) {
 	t.Helper()
+	if err := h.reg.Save(); err != nil {
+		t.Fatal(err)
+	}
 	dir := h.regDir
 	h.reg.Close()
 	reg, err := registry.Open(dir, quietLog(), nil)
@@ -793,9 +791,6 @@ func TestRotationRecoveryKeepsToTheAllowlist(t *testing.T) {
 	stop := h.run(Config{Path: p, Guard: g})
 	h.waitN(10)
 	stop()
-	if err := h.reg.Save(); err != nil {
-		t.Fatal(err)
-	}
 	reopen(t, h)
 	write(t, p, numbered("secret", 0, 5))
 	os.Rename(p, p+".secret")
