@@ -96,6 +96,18 @@ var mutants = []mutant{
 		tests: []target{{"./internal/tailer", "^TestCopiesAreNotReadAgainAfterRename$"}},
 	},
 	{
+		name:  "a generation whose save failed stays in use",
+		file:  "internal/registry/registry.go",
+		edits: []edit{{old: "\t\th.s.inst, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen = old.inst, old.tr, old.fpLen, old.fp, old.seen\n", new: "\t\t_ = old\n"}},
+		tests: []target{{"./internal/registry", "^TestFailedStartLeavesTheStreamAsItWas$"}},
+	},
+	{
+		name:  "streams unclaimed for a day are dropped at the first save (before the tailers claim them)",
+		file:  "internal/registry/registry.go",
+		edits: []edit{{old: "\t\tif s.claimed {\n\t\t\ts.seen = now\n\t\t}\n\t\tacked, _, _ := s.offsets()", new: "\t\tif s.claimed {\n\t\t\ts.seen = now\n\t\t} else if time.Since(s.seen) > 24*time.Hour {\n\t\t\tdelete(r.files, k)\n\t\t\tcontinue\n\t\t}\n\t\tacked, _, _ := s.offsets()"}},
+		tests: []target{{"./internal/registry", "^TestOldStreamsSurviveStartAndArePrunedOnlyWhenGone$"}},
+	},
+	{
 		name:  "one topic's failing index template holds back every topic",
 		file:  "internal/transfer/transfer.go",
 		edits: []edit{{old: "\t\t\t\tif err := c.opt.Prepare(ctx, t); err != nil {", new: "\t\t\t\tfor c.opt.Prepare(ctx, t) != nil && ctx.Err() == nil {\n\t\t\t\t}\n\t\t\t\tif err := ctx.Err(); err != nil {"}},
