@@ -30,6 +30,7 @@ func run() int {
 	flag.StringVar(&cfg.EtcdPeer, "etcd-peer", "127.0.0.1:2380", "etcd peer address")
 	flag.IntVar(&cfg.KafkaPort, "kafka-port", 9092, "broker port on 127.0.0.1 (0: run no broker)")
 	flag.IntVar(&cfg.Partitions, "partitions", 3, "partitions of auto-created topics")
+	flag.BoolVar(&cfg.NoAutoCreate, "no-auto-create", false, "refuse to create topics on first use (auto.create.topics.enable=false); create them with an admin client")
 	flag.Parse()
 	log, _ := logging.New(os.Stderr, "info", "text", "devstack")
 	s, err := devstack.Start(cfg, log)

@@ -25,6 +25,9 @@ type Config struct {
 	EtcdPeer   string // host:port
 	KafkaPort  int    // kfake listens on 127.0.0.1; 0: no broker
 	Partitions int    // for auto-created topics
+	// NoAutoCreate makes the broker refuse to create a topic on first use
+	// (auto.create.topics.enable=false): topics must be created first.
+	NoAutoCreate bool
 }
 
 // Stack is a running etcd + broker.
@@ -46,12 +49,15 @@ func Start(cfg Config, log *logrus.Entry) (*Stack, error) {
 	}
 	if cfg.KafkaPort != 0 {
 		var err error
-		s.kafka, err = kfake.NewCluster(
+		opts := []kfake.Opt{
 			kfake.Ports(cfg.KafkaPort),
 			kfake.DataDir(filepath.Join(cfg.DataDir, "kafka")),
-			kfake.AllowAutoTopicCreation(),
 			kfake.DefaultNumPartitions(cfg.Partitions),
-		)
+		}
+		if !cfg.NoAutoCreate {
+			opts = append(opts, kfake.AllowAutoTopicCreation())
+		}
+		s.kafka, err = kfake.NewCluster(opts...)
 		if err != nil {
 			if s.etcd != nil {
 				s.etcd.Close()

@@ -14,6 +14,9 @@ type store interface {
 	Count() int      // documents stored
 	Docs() []doc     // every document
 	Overwrites() int // index operations that replaced an existing _id
+	// AlreadyStored counts creates refused because the _id was stored
+	// (409): re-deliveries.
+	AlreadyStored() int
 }
 
 type doc struct {
@@ -23,8 +26,9 @@ type doc struct {
 
 type fakeStore struct{ es *fakees.Server }
 
-func (f fakeStore) Count() int      { return f.es.Count() }
-func (f fakeStore) Overwrites() int { return int(f.es.Stats().Updated) }
+func (f fakeStore) Count() int         { return f.es.Count() }
+func (f fakeStore) Overwrites() int    { return int(f.es.Stats().Updated) }
+func (f fakeStore) AlreadyStored() int { return int(f.es.Stats().Conflicts) }
 func (f fakeStore) Docs() []doc {
 	var out []doc
 	for _, docs := range f.es.Docs() {
@@ -54,6 +58,24 @@ func (r *realStore) Overwrites() int {
 		}
 	})
 	return n
+}
+
+// AlreadyStored is the indices' failed index operations: Elasticsearch
+// counts a create answered 409 there, and the scenarios cause no other
+// item failure in these indices (mapping errors would go to the
+// dead-letter topic and fail the scenario's exactly-once check).
+func (r *realStore) AlreadyStored() int {
+	var st struct {
+		All struct {
+			Total struct {
+				Indexing struct {
+					IndexFailed int `json:"index_failed"`
+				} `json:"indexing"`
+			} `json:"total"`
+		} `json:"_all"`
+	}
+	r.es.JSON(r.t, 200, "GET", "/"+r.index+"/_stats/indexing", "", &st)
+	return st.All.Total.Indexing.IndexFailed
 }
 
 func (r *realStore) Docs() []doc {

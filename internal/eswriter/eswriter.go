@@ -6,6 +6,12 @@
 // that Elasticsearch did not accept, and nothing is dropped. It knows
 // nothing of Kafka.
 //
+// Documents are sent with the "create" action: a document whose _id is
+// already stored (a re-delivery after a crash or a retry whose first answer
+// was lost) is answered 409 and counted as already stored, so a re-sent
+// record never rewrites what is there, and a producer that reuses another
+// record's id cannot replace it.
+//
 // One batcher forms bulk requests (bulk_actions, bulk_bytes or
 // flush_interval, whichever comes first) and hands them to idle workers,
 // so requests are full under load and a document waits at most
@@ -99,6 +105,7 @@ type metrics struct {
 	indexed    *prometheus.CounterVec
 	created    prometheus.Counter
 	updated    prometheus.Counter
+	exists     prometheus.Counter
 	retried    prometheus.Counter
 	dead       prometheus.Counter
 	requests   *prometheus.CounterVec
@@ -119,7 +126,7 @@ func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, 
 	}
 	w.m = metrics{
 		indexed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtransfer_docs_indexed_total",
-			Help: "Documents acknowledged by Elasticsearch, by result (created, or updated: an overwrite of an earlier delivery)."}, []string{"result"}),
+			Help: "Documents acknowledged by Elasticsearch, by result (created; exists: a re-delivery of a document already stored, answered 409; updated: a store that ignores the create action overwrote one)."}, []string{"result"}),
 		retried: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_docs_retried_total", Help: "Document sends retried after 429, 5xx or a connection error."}),
 		dead:    prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_docs_dead_lettered_total", Help: "Documents rejected for good and sent to the dead-letter topic."}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtransfer_bulk_requests_total",
@@ -142,6 +149,7 @@ func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, 
 	w.up.Store(true) // until a request fails
 	w.m.created = w.m.indexed.WithLabelValues("created")
 	w.m.updated = w.m.indexed.WithLabelValues("updated")
+	w.m.exists = w.m.indexed.WithLabelValues("exists")
 	for _, o := range []string{"ok", "partial", "error"} {
 		w.m.requests.WithLabelValues(o)
 	}
@@ -251,7 +259,7 @@ func (w *Writer) flush(ctx context.Context, docs []*Doc, buf []byte) []byte {
 // appendBody appends the NDJSON bulk body for docs.
 func appendBody(buf []byte, docs []*Doc) []byte {
 	for _, d := range docs {
-		buf = append(buf, `{"index":{"_index":`...)
+		buf = append(buf, `{"create":{"_index":`...)
 		buf = jsonenc.AppendString(buf, d.Index)
 		buf = append(buf, `,"_id":`...)
 		buf = jsonenc.AppendString(buf, d.ID)
@@ -351,6 +359,8 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 			retry = append(retry, d)
 		case r.Status >= 200 && r.Status < 300:
 			w.ack(d, r.Result, now)
+		case alreadyStored(r):
+			w.ack(d, "exists", now)
 		case retryableItem(r):
 			retry = append(retry, d)
 		default:
@@ -421,6 +431,12 @@ func retryableItem(r bulkItem) bool {
 	return r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden
 }
 
+// alreadyStored reports whether a create item failed because its _id is
+// stored: the document is there, which is what the writer wants.
+func alreadyStored(r bulkItem) bool {
+	return r.Status == http.StatusConflict && (r.Error == nil || r.Error.Type == "version_conflict_engine_exception")
+}
+
 func itemReason(r bulkItem) string {
 	if r.Error != nil {
 		return fmt.Sprintf("%d %s: %s", r.Status, r.Error.Type, r.Error.Reason)
@@ -429,12 +445,15 @@ func itemReason(r bulkItem) string {
 }
 
 func (w *Writer) ack(d *Doc, result string, now time.Time) {
-	if result == "updated" {
+	switch result {
+	case "updated":
 		w.m.updated.Inc()
-	} else {
+	case "exists":
+		w.m.exists.Inc()
+	default:
 		w.m.created.Inc()
 	}
-	if !d.Time.IsZero() {
+	if !d.Time.IsZero() && result != "exists" {
 		w.m.delay.Observe(now.Sub(d.Time).Seconds())
 	}
 	d.Acker.Ack(d.Seq)

@@ -40,7 +40,10 @@ type script struct {
 func (s *script) PerformRequest(_ context.Context, opt elastic.PerformRequestOptions) (*elastic.Response, error) {
 	var ids []string
 	for _, line := range strings.Split(opt.Body.(string), "\n") {
-		if i := strings.Index(line, `"_id":"`); i >= 0 && strings.HasPrefix(line, `{"index"`) {
+		if strings.HasPrefix(line, `{"index"`) {
+			panic("a document sent with the index action, which overwrites: " + line)
+		}
+		if i := strings.Index(line, `"_id":"`); i >= 0 && strings.HasPrefix(line, `{"create"`) {
 			rest := line[i+len(`"_id":"`):]
 			ids = append(ids, rest[:strings.IndexByte(rest, '"')])
 		}
@@ -73,11 +76,11 @@ func items(ids []string, f func(i int, id string) (int, string)) string {
 		}
 		switch {
 		case st >= 200 && st < 300:
-			fmt.Fprintf(&b, `{"index":{"_id":%q,"status":%d,"result":"created"}}`, id, st)
+			fmt.Fprintf(&b, `{"create":{"_id":%q,"status":%d,"result":"created"}}`, id, st)
 		case st == 0:
-			fmt.Fprintf(&b, `{"index":{"_id":%q}}`, id)
+			fmt.Fprintf(&b, `{"create":{"_id":%q}}`, id)
 		default:
-			fmt.Fprintf(&b, `{"index":{"_id":%q,"status":%d,"error":{"type":%q,"reason":"scripted"}}}`, id, st, errType)
+			fmt.Fprintf(&b, `{"create":{"_id":%q,"status":%d,"error":{"type":%q,"reason":"scripted"}}}`, id, st, errType)
 		}
 	}
 	b.WriteString(`]}`)
@@ -85,7 +88,7 @@ func items(ids []string, f func(i int, id string) (int, string)) string {
 }
 
 func allOK(ids []string) string {
-	return `{"took":1,"errors":false,"items":[` + strings.Repeat(`{"index":{"status":201,"result":"created"}},`, len(ids)-1) + `{"index":{"status":201,"result":"created"}}]}`
+	return `{"took":1,"errors":false,"items":[` + strings.Repeat(`{"create":{"status":201,"result":"created"}},`, len(ids)-1) + `{"create":{"status":201,"result":"created"}}]}`
 }
 
 func esErr(status int) error {
@@ -175,7 +178,7 @@ func TestBulkOutcomes(t *testing.T) {
 	}{
 		{name: "all created in one request",
 			reply: func(int, []string) answer {
-				return answer{body: `{"took":1,"errors":false,"items":[{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}},{"index":{"status":201,"result":"created"}}]}`}
+				return answer{body: `{"took":1,"errors":false,"items":[{"create":{"status":201,"result":"created"}},{"create":{"status":201,"result":"created"}},{"create":{"status":201,"result":"created"}},{"create":{"status":201,"result":"created"}}]}`}
 			},
 			wantRequests: 1},
 		{name: "a 429 item is retried alone",
@@ -257,6 +260,21 @@ func TestBulkOutcomes(t *testing.T) {
 				return answer{body: allOK(ids)}
 			},
 			wantRequests: 2},
+		{name: "409 (the _id is already stored) is a success: not retried, not dead-lettered",
+			reply: func(call int, ids []string) answer {
+				return answer{body: items(ids, func(i int, _ string) (int, string) {
+					if i%2 == 0 {
+						return 409, "version_conflict_engine_exception"
+					}
+					return 201, ""
+				})}
+			},
+			wantRequests: 1,
+			check: func(t *testing.T, reqs [][]string) {
+				if len(reqs) != 1 {
+					t.Fatalf("%d requests, want 1: a stored document was retried", len(reqs))
+				}
+			}},
 		{name: "items without a status are retried",
 			reply: func(call int, ids []string) answer {
 				if call == 0 {
@@ -291,7 +309,7 @@ func TestBulkOutcomes(t *testing.T) {
 		{name: "errors:false with too few items is not trusted",
 			reply: func(call int, ids []string) answer {
 				if call == 0 {
-					return answer{body: `{"took":1,"errors":false,"items":[{"index":{"status":201,"result":"created"}}]}`}
+					return answer{body: `{"took":1,"errors":false,"items":[{"create":{"status":201,"result":"created"}}]}`}
 				}
 				return answer{body: allOK(ids)}
 			},

@@ -290,6 +290,8 @@ func (s *Server) applyOps(ops []*bulkOp) []*itemResult {
 				s.stats.Rejected429++
 			case http.StatusBadRequest:
 				s.stats.Rejected400++
+			case http.StatusConflict:
+				s.stats.Conflicts++
 			}
 		}
 		results[i] = r

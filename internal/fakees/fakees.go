@@ -79,6 +79,7 @@ type Stats struct {
 
 	Rejected429 int64 // items failed with 429
 	Rejected400 int64 // items failed with 400 (injected, unparsable document, invalid index name, ...)
+	Conflicts   int64 // items failed with 409: a create for an _id already stored
 
 	Rejected503Requests int64 // requests answered 503 as a whole (SetUnavailable or a request fault)
 	Rejected429Requests int64 // requests answered 429 as a whole (request fault)

@@ -103,24 +103,44 @@ func TestRealMappingConflictGoesToDLQ(t *testing.T) {
 }
 
 // The same records delivered twice (as after a crash before the commit)
-// leave one document each.
+// leave one document each, never rewritten: the second copies are creates
+// answered 409 and counted as already stored.
 func TestRealRedeliveryNoSecondDocument(t *testing.T) {
 	e, es := newRealEnv(t)
 	const n = 1000
 	e.produce("redeliver", 0, n)
-	_, stop := e.start(e.config("[kafka]\ntopics = redeliver\n"))
+	d, stop := e.start(e.config("[kafka]\ntopics = redeliver\n"))
 	waitCount(t, es, "redeliver-*", "", n, 60*time.Second)
 	e.produce("redeliver", 0, n) // the same ids again
-	// Wait until the second copies were indexed: every document at version 2
-	// (op_type index) or the re-delivery counted as already stored.
+	exists := func() float64 {
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_indexed_total", map[string]string{"result": "exists"})
+	}
 	testutil.Eventually(t, 60*time.Second, func() bool {
-		return es.Count(t, "redeliver-*", "") == n && consumedAll(t, e, "redeliver", 2*n)
-	}, testutil.Msg("re-delivered records consumed"))
+		return exists() == n && consumedAll(t, e, "redeliver", 2*n)
+	}, func() string { return fmt.Sprintf("re-delivered records consumed (exists=%v)", exists()) })
 	stop()
 	if c := es.Count(t, "redeliver-*", ""); c != n {
 		t.Fatalf("%d documents after re-delivering %d records", c, n)
 	}
+	es.Scan(t, "redeliver-*", `[{"_id":"asc"}]`, false, func(h testutil.Hit) {
+		if h.Version != 1 {
+			t.Fatalf("document %s at version %d: a re-delivery rewrote it", h.ID, h.Version)
+		}
+	})
 	e.checkRealDocs(es, "redeliver", n)
+	var st struct {
+		All struct {
+			Total struct {
+				Indexing struct {
+					IndexTotal  int64 `json:"index_total"`
+					IndexFailed int64 `json:"index_failed"`
+				} `json:"indexing"`
+			} `json:"total"`
+		} `json:"_all"`
+	}
+	es.JSON(t, 200, "GET", "/redeliver-*/_stats/indexing", "", &st)
+	t.Logf("RESULT %-28s stored=%d already-stored=%v index_total=%d index_failed=%d", "real re-delivery", n, exists(),
+		st.All.Total.Indexing.IndexTotal, st.All.Total.Indexing.IndexFailed)
 }
 
 // consumedAll reports whether the group committed offsets covering n

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -206,8 +207,8 @@ func keys[V any](m map[string]V) []string {
 
 func report(t *testing.T, name string, produced int, s *fakees.Server, dlq int) {
 	st := s.Stats()
-	t.Logf("RESULT %-28s produced=%d stored=%d overwrites=%d dlq=%d rejected429=%d rejected400=%d unavailable503=%d",
-		name, produced, s.Count(), st.Updated, dlq, st.Rejected429, st.Rejected400, st.Rejected503Requests)
+	t.Logf("RESULT %-28s produced=%d stored=%d already-stored=%d overwrites=%d dlq=%d rejected429=%d rejected400=%d unavailable503=%d",
+		name, produced, s.Count(), st.Conflicts, st.Updated, dlq, st.Rejected429, st.Rejected400, st.Rejected503Requests)
 }
 
 func TestHundredThousandOverEightPartitions(t *testing.T) {
@@ -408,7 +409,8 @@ func TestTopicAddedInEtcdIsConsumed(t *testing.T) {
 func TestConnectionDropsAndLostResponses(t *testing.T) {
 	// Connections dropped before ES read the request, then responses lost
 	// after ES stored the documents: every document arrives, the second
-	// kind shows up as overwrites of the same _id, never as a duplicate.
+	// kind shows up as creates of an _id already stored (409), never as a
+	// duplicate or an overwrite.
 	e := newEnv(t, 4)
 	const n = 10_000
 	e.start(e.config("[kafka]\ntopics = tdrop\n"))
@@ -423,8 +425,8 @@ func TestConnectionDropsAndLostResponses(t *testing.T) {
 	e.es.SetDropResponses(false)
 	e.waitDocs(n, 60*time.Second)
 	e.checkDocs("tdrop", n, nil)
-	if e.es.Stats().Updated == 0 {
-		t.Fatal("lost responses should have caused re-sends that overwrite")
+	if st := e.es.Stats(); st.Conflicts == 0 || st.Updated != 0 {
+		t.Fatalf("lost responses should have caused re-sends answered 409 and no overwrite: %d conflicts, %d overwrites", st.Conflicts, st.Updated)
 	}
 	report(t, "dropped connections/responses", n, e.es, 0)
 }
@@ -517,4 +519,47 @@ func TestUnnamedTopicIsDrainedThenReleased(t *testing.T) {
 		func() string { return fmt.Sprintf("rel_a partitions given up: claims %v", d.Consumer().Claims()) })
 	e.produce("rel_b", 10, 10) // the others go on
 	e.waitDocs(n+20, 60*time.Second)
+}
+
+// A record whose _id is already stored (a re-delivery, or a producer
+// reusing another record's event id) is created, not indexed: Elasticsearch
+// answers 409, the record counts as done, and the stored document stays as
+// it was.
+func TestStoredDocumentIsNeverReplaced(t *testing.T) {
+	e := newEnv(t, 2)
+	const n = 200
+	var body strings.Builder
+	for i := 0; i < n; i += 2 {
+		fmt.Fprintf(&body, `{"index":{"_index":"tkeep-2026.11.23","_id":%q}}`+"\n"+`{"message":"first of %d"}`+"\n", genID("tkeep", i), i)
+	}
+	res, err := http.Post(e.es.URL()+"/_bulk", "application/x-ndjson", strings.NewReader(body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if e.es.Count() != n/2 {
+		t.Fatalf("%d documents before the transfer started, want %d", e.es.Count(), n/2)
+	}
+	d, _ := e.start(e.config("[kafka]\ntopics = tkeep\n"))
+	e.produce("tkeep", 0, n)
+	e.waitDocs(n, 30*time.Second)
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_indexed_total", map[string]string{"result": "exists"}) == n/2
+	}, func() string {
+		return fmt.Sprintf("exists=%v, want %d", testutil.MetricValue(d.Prometheus(), "logtransfer_docs_indexed_total", map[string]string{"result": "exists"}), n/2)
+	})
+	for i := 0; i < n; i++ {
+		raw, _ := e.es.Doc("tkeep-2026.11.23", genID("tkeep", i))
+		want := fmt.Sprintf("line %d of tkeep", i)
+		if i%2 == 0 {
+			want = fmt.Sprintf("first of %d", i)
+		}
+		if !strings.Contains(string(raw), `"message":"`+want+`"`) {
+			t.Fatalf("document %d is %s, want message %q", i, raw, want)
+		}
+	}
+	if st := e.es.Stats(); st.Updated != 0 || st.Conflicts != n/2 {
+		t.Fatalf("stats %+v: want %d conflicts and no overwrite", st, n/2)
+	}
+	report(t, "ids already stored", n, e.es, 0)
 }

@@ -119,6 +119,24 @@ var mutants = []mutant{
 		edits: []edit{{old: "\tseq = max(seq, t.head)\n", new: "\tif seq < t.head {\n\t\treturn\n\t}\n"}},
 		tests: []target{{"./internal/acktrack", "^TestTrackerRetract$"}},
 	},
+	{
+		name:  "documents are indexed (overwriting a stored _id) instead of created",
+		file:  "internal/eswriter/eswriter.go",
+		edits: []edit{{old: "buf = append(buf, `{\"create\":{\"_index\":`...)", new: "buf = append(buf, `{\"index\":{\"_index\":`...)"}},
+		tests: []target{{"./internal/transferd", "^TestStoredDocumentIsNeverReplaced$"}},
+	},
+	{
+		name:  "a whole-request 401 (expired credential) is taken as about the documents: split and dead-lettered",
+		file:  "internal/eswriter/eswriter.go",
+		edits: []edit{{old: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest", new: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest || status == http.StatusUnauthorized"}},
+		tests: []target{{"./internal/eswriter", "^TestBulkOutcomes$/^401"}, {"./internal/e2e", "^TestFaultSuite$/^fake$/^missing_topic"}},
+	},
+	{
+		name:  "a 409 (already stored) is dead-lettered as a rejection",
+		file:  "internal/eswriter/eswriter.go",
+		edits: []edit{{old: "\t\tcase alreadyStored(r):\n", new: "\t\tcase alreadyStored(r) && false:\n"}},
+		tests: []target{{"./internal/eswriter", "^TestBulkOutcomes$/^409"}, {"./internal/transferd", "^TestStoredDocumentIsNeverReplaced$"}},
+	},
 }
 
 func main() {
