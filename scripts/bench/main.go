@@ -704,7 +704,7 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			out.WriteByte(',')
 		}
-		out.WriteString(`{"index":{"status":201,"result":"created"}}`)
+		out.WriteString(`{"create":{"status":201,"result":"created"}}`)
 	}
 	out.WriteString("]}")
 	w.Header().Set("Content-Type", "application/json")
