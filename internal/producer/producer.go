@@ -156,7 +156,7 @@ var (
 const saramaSlack = 128
 
 // headerBytes is the header bytes reserved per event in messages.
-const headerBytes = 56
+const headerBytes = 72
 
 // cost is the memory a batch holds until its last event is acked, as
 // counted against buffer_bytes: what its values pin (b.Bytes), the batch's

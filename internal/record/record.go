@@ -32,6 +32,11 @@ const (
 	HeaderFlags = "log.flags"
 	// HeaderFields is the collect entry's static fields as a JSON object.
 	HeaderFields = "fields"
+	// HeaderIndexTime is the time (Unix milliseconds) that picks the
+	// record's index: the same for every copy of a line the agent sends,
+	// re-sends after a crash included, unlike the read time. It is not
+	// stored in the document.
+	HeaderIndexTime = "index.time"
 )
 
 // Flag values carried in HeaderFlags.
@@ -142,13 +147,13 @@ type Source struct {
 	hash   uint32
 	static []sarama.RecordHeader
 	// names of the per-event headers, allocated once per source
-	offKey, idKey, flagKey []byte
+	offKey, idKey, flagKey, stampKey []byte
 }
 
 // NewSource builds a Source and pre-encodes its constant headers.
 func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
 	s := &Source{Topic: topic, Path: path, Host: host, IP: ip, Fields: fields, key: []byte(path),
-		offKey: []byte(HeaderOffset), idKey: []byte(HeaderEventID), flagKey: []byte(HeaderFlags)}
+		offKey: []byte(HeaderOffset), idKey: []byte(HeaderEventID), flagKey: []byte(HeaderFlags), stampKey: []byte(HeaderIndexTime)}
 	s.keyEnc = sarama.ByteEncoder(s.key)
 	h := fnv.New32a()
 	h.Write(s.key)
@@ -193,6 +198,9 @@ type Event struct {
 	Flags    Flags
 	// Time is when the line was read; it becomes the record timestamp.
 	Time time.Time
+	// Stamp is the index time (HeaderIndexTime), from the registry; zero
+	// for none.
+	Stamp time.Time
 
 	Acker Acker
 	Seq   uint64
@@ -205,7 +213,7 @@ func (e *Event) Headers() []sarama.RecordHeader {
 }
 
 // MaxHeaders is the most headers AppendHeaders adds for one event.
-const MaxHeaders = 7
+const MaxHeaders = 8
 
 // AppendHeaders appends e's record headers to dst, their variable values
 // to buf, and returns both, so a batch of events can share two
@@ -224,6 +232,11 @@ func (e *Event) AppendHeaders(dst []sarama.RecordHeader, buf []byte) ([]sarama.R
 	)
 	if e.Flags != 0 {
 		dst = append(dst, sarama.RecordHeader{Key: s.flagKey, Value: []byte(e.Flags.String())})
+	}
+	if !e.Stamp.IsZero() {
+		start := len(buf)
+		buf = strconv.AppendInt(buf, e.Stamp.UnixMilli(), 10)
+		dst = append(dst, sarama.RecordHeader{Key: s.stampKey, Value: buf[start:len(buf):len(buf)]})
 	}
 	return dst, buf
 }
@@ -245,6 +258,8 @@ type View struct {
 	HostName, HostIP, Path, EventID, Flags, Fields []byte
 	Offset                                         int64
 	HasOffset                                      bool
+	// IndexTime is HeaderIndexTime (zero if absent or malformed).
+	IndexTime time.Time
 }
 
 // Parse reads a View from record headers. Malformed values are ignored
@@ -272,6 +287,10 @@ func Parse(headers []*sarama.RecordHeader) View {
 			v.Flags = h.Value
 		case HeaderFields:
 			v.Fields = h.Value
+		case HeaderIndexTime:
+			if ms, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil && ms > 0 {
+				v.IndexTime = time.UnixMilli(ms).UTC()
+			}
 		}
 	}
 	return v

@@ -67,6 +67,7 @@ type fileState struct {
 	// released is when the last holder let go of the stream in this
 	// process, or when the registry file it was loaded from was written.
 	released time.Time
+	st       stamps // index-time stamps (stamp.go)
 }
 
 func (s *fileState) offsets() (acked, read int64, inflight int) {
@@ -91,6 +92,8 @@ type Registry struct {
 	exists    func(path string, k Key) bool
 	write     func(dir string, data []byte) error // writeAtomic; tests replace it
 	lastPrune time.Time
+	// now is the clock new stamp epochs are taken from; tests replace it.
+	now func() time.Time
 
 	mu      sync.Mutex
 	files   map[Key]*fileState
@@ -99,11 +102,18 @@ type Registry struct {
 	saveMu    sync.Mutex // serialises disk writes; taken before mu
 	lastSaved []byte
 	lastSum   uint64 // stateSum of lastSaved, to skip encoding when idle
+	snapGen   uint64 // generation of the last snapshot (mu)
+	// stampDegradedUntil: after a failed save, events are stamped without
+	// waiting for the registry until then (mu).
+	stampDegradedUntil time.Time
 
 	saves      prometheus.Counter
 	saveErrors prometheus.Counter
 	corrupt    prometheus.Counter
 	streams    prometheus.GaugeFunc
+	// stampsUnsaved counts events sent with an index-time stamp that was
+	// not on disk (the registry could not be written).
+	stampsUnsaved prometheus.Counter
 }
 
 type diskFile struct {
@@ -120,6 +130,10 @@ type diskEntry struct {
 	FPLen    int       `json:"fp_len"`
 	FP       uint64    `json:"fp"`
 	Seen     time.Time `json:"seen"`
+	// Stamps and Limit are the stream's index-time epochs and the offset
+	// no event at or beyond which was sent (stamp.go).
+	Stamps []diskStamp `json:"stamps,omitempty"`
+	Limit  int64       `json:"limit,omitempty"`
 }
 
 // Open loads the registry in dir, creating dir if needed, and takes an
@@ -145,6 +159,7 @@ func Open(dir string, log *logrus.Entry, reg prometheus.Registerer) (*Registry, 
 		opened:  time.Now(),
 		exists:  fileExists,
 		write:   writeAtomic,
+		now:     time.Now,
 		files:   map[Key]*fileState{},
 		entries: map[string]bool{},
 		saves: prometheus.NewCounter(prometheus.CounterOpts{
@@ -156,12 +171,16 @@ func Open(dir string, log *logrus.Entry, reg prometheus.Registerer) (*Registry, 
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logagent_registry_corrupt_total", Help: "Registry files found unreadable at start.",
 		}),
+		stampsUnsaved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_stamps_unsaved_total",
+			Help: "Events sent with an index-time stamp that was not yet in the registry (it could not be written): after a crash, their re-sent copies may land in another daily index.",
+		}),
 	}
 	r.streams = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "logagent_registry_streams", Help: "File streams known to the registry.",
 	}, func() float64 { r.mu.Lock(); defer r.mu.Unlock(); return float64(len(r.files)) })
 	if reg != nil {
-		reg.MustRegister(r.saves, r.saveErrors, r.corrupt, r.streams)
+		reg.MustRegister(r.saves, r.saveErrors, r.corrupt, r.streams, r.stampsUnsaved)
 	}
 	if err := r.load(); err != nil {
 		lock.Close()
@@ -223,10 +242,11 @@ func (r *Registry) decode(data []byte, written time.Time) error {
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", e.Key, err)
 		}
-		if e.Offset < 0 || e.FPLen < 0 {
+		if e.Offset < 0 || e.FPLen < 0 || e.Limit < 0 {
 			return fmt.Errorf("stream %s: negative offset", e.Key)
 		}
-		files[e.Key] = &fileState{key: e.Key, path: e.Path, inst: inst, restored: e.Offset, fpLen: e.FPLen, fp: e.FP, seen: e.Seen, released: written}
+		files[e.Key] = &fileState{key: e.Key, path: e.Path, inst: inst, restored: e.Offset, fpLen: e.FPLen, fp: e.FP, seen: e.Seen, released: written,
+			st: restoreStamps(e.Stamps, e.Limit)}
 	}
 	r.files = files
 	r.entries = map[string]bool{}
@@ -350,22 +370,42 @@ func (r *Registry) forceSave() {
 func (r *Registry) Save() error {
 	r.saveMu.Lock()
 	defer r.saveMu.Unlock()
+	return r.saveLocked()
+}
+
+// saveLocked is Save with saveMu held.
+func (r *Registry) saveLocked() error {
 	sum := r.stateSum()
 	if r.lastSaved != nil && sum == r.lastSum {
 		return nil // nothing moved: skip encoding (an idle agent saves nothing)
 	}
-	data := r.snapshot()
+	data, g := r.snapshot()
 	r.lastSum = sum
 	if string(data) == string(r.lastSaved) {
+		r.snapshotDone(g, true)
 		return nil
 	}
 	if err := r.write(r.dir, data); err != nil {
 		r.saveErrors.Inc()
+		r.snapshotDone(g, false)
 		return err
 	}
 	r.saves.Inc()
 	r.lastSaved = data
+	r.snapshotDone(g, true)
 	return nil
+}
+
+// snapshotDone tells every stream how snapshot g ended.
+func (r *Registry) snapshotDone(g uint64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.files {
+		s.st.saved(g, ok)
+	}
+	if !ok {
+		r.stampDegradedUntil = time.Now().Add(stampDegradedFor)
+	}
 }
 
 // stateSum hashes everything snapshot writes, cheaply (no encoding). Map
@@ -400,14 +440,20 @@ func (r *Registry) stateSum() uint64 {
 			seen = now
 		}
 		sum += hash(k.Dev, k.Ino, str(k.Topic), uint64(acked), uint64(s.fpLen), s.fp,
-			binary.LittleEndian.Uint64(s.inst[:8]), binary.LittleEndian.Uint64(s.inst[8:]), uint64(seen.Unix()), str(s.path))
+			binary.LittleEndian.Uint64(s.inst[:8]), binary.LittleEndian.Uint64(s.inst[8:]), uint64(seen.Unix()), str(s.path),
+			s.st.sum())
 	}
 	return sum
 }
 
-func (r *Registry) snapshot() []byte {
+// snapshot encodes the state, and returns it with its generation (see
+// stamps.snapshotted).
+func (r *Registry) snapshot() ([]byte, uint64) {
 	now := time.Now().UTC().Truncate(seenGranularity)
 	r.mu.Lock()
+	clock := r.now()
+	r.snapGen++
+	g := r.snapGen
 	d := diskFile{Version: version, Files: make([]diskEntry, 0, len(r.files))}
 	for k, s := range r.files {
 		if s.inst.IsZero() {
@@ -417,7 +463,9 @@ func (r *Registry) snapshot() []byte {
 			s.seen = now
 		}
 		acked, _, _ := s.offsets()
-		d.Files = append(d.Files, diskEntry{Key: k, Path: s.path, Instance: s.inst.String(), Offset: acked, FPLen: s.fpLen, FP: s.fp, Seen: s.seen})
+		st, limit := s.st.snapshotted(g, clock, acked)
+		d.Files = append(d.Files, diskEntry{Key: k, Path: s.path, Instance: s.inst.String(), Offset: acked, FPLen: s.fpLen, FP: s.fp, Seen: s.seen,
+			Stamps: st, Limit: limit})
 	}
 	for k := range r.entries {
 		d.Entries = append(d.Entries, k)
@@ -435,7 +483,7 @@ func (r *Registry) snapshot() []byte {
 	})
 	sort.Strings(d.Entries)
 	data, _ := json.MarshalIndent(d, "", " ") // plain types always marshal
-	return data
+	return data, g
 }
 
 // writeAtomic replaces dir/registry.json so that at every instant either
@@ -619,14 +667,19 @@ func (h *Handle) SetFingerprint(n int, fp uint64) {
 func (h *Handle) Start(offset int64, fpLen int, fp uint64) error {
 	h.r.mu.Lock()
 	old := *h.s
+	oldStamps := old.st.clone()
 	h.s.inst = record.NewInstance()
 	h.s.tr = acktrack.New(offset)
 	h.s.fpLen, h.s.fp = fpLen, fp
 	h.s.seen = time.Now().UTC().Truncate(seenGranularity)
+	// The generation's offsets start afresh, and so do its stamps: an epoch
+	// from now and a limit ahead, on disk with the generation.
+	h.s.st = stamps{plimit: offset + stampMinAhead, pgen: unsnapshotted, hw: offset, snapHW: offset}
+	h.s.st.startEpoch(offset, h.r.now(), unsnapshotted)
 	h.r.mu.Unlock()
 	if err := h.r.Save(); err != nil {
 		h.r.mu.Lock()
-		h.s.inst, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen = old.inst, old.tr, old.fpLen, old.fp, old.seen
+		h.s.inst, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen, h.s.st = old.inst, old.tr, old.fpLen, old.fp, old.seen, oldStamps
 		h.r.mu.Unlock()
 		h.r.forceSave() // what is on disk may now differ from memory
 		return fmt.Errorf("persisting new file generation: %w", err)

@@ -178,7 +178,7 @@ func (r *reader) readAvailable(ctx context.Context, size int64) error {
 		data := chunk[:len(r.carry)+n]
 		base := r.pos - int64(len(r.carry))
 		r.pos += int64(n)
-		if err := r.process(data, base, time.Now()); err != nil {
+		if err := r.process(data, base, r.t.now()); err != nil {
 			return err
 		}
 		if err := r.flush(); err != nil {
@@ -312,6 +312,15 @@ func (r *reader) flush() error {
 	if len(r.ends) == 0 {
 		return nil
 	}
+	ctx := r.t.ctx
+	if r.ctx != nil {
+		ctx = r.ctx // a drainer's
+	}
+	if b := r.batch; b != nil {
+		// Index-time stamps, reproducible after a crash; this may wait for
+		// a registry save (an idle file waking up).
+		r.h.Stamp(ctx, b.Events, r.ends[len(r.ends)-1], b.Events[len(b.Events)-1].Time)
+	}
 	acker, first := r.h.EmitBatch(r.ends, r.dones)
 	r.ends, r.dones = r.ends[:0], r.dones[:0]
 	b := r.batch
@@ -325,10 +334,6 @@ func (r *reader) flush() error {
 	for i := range b.Events {
 		b.Events[i].Acker = acker
 		b.Events[i].Seq += first
-	}
-	ctx := r.t.ctx
-	if r.ctx != nil {
-		ctx = r.ctx // a drainer's
 	}
 	if err := r.t.sink.Send(ctx, b); err != nil {
 		r.h.Retract(first)

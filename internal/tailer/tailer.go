@@ -74,6 +74,9 @@ type Config struct {
 	// Drains, if set, keeps reading deleted files after the tailer
 	// stops (see Drains).
 	Drains *Drains
+	// Clock, if set, is the time lines are read at (tests); time.Now
+	// otherwise.
+	Clock func() time.Time
 }
 
 // Drains reads deleted files past the stop of the tailer that had them: a
@@ -312,6 +315,14 @@ func (t *Tailer) position(f *os.File, first bool) (r *reader, err error) {
 	return r, nil
 }
 
+// now is the time lines are read at.
+func (t *Tailer) now() time.Time {
+	if t.cfg.Clock != nil {
+		return t.cfg.Clock()
+	}
+	return time.Now()
+}
+
 func (t *Tailer) newReader(f *os.File, key registry.Key, h *registry.Handle) *reader {
 	r := &reader{t: t, f: f, key: key, h: h, since: time.Now()}
 	if m := t.cfg.Multiline; m != nil {
@@ -406,7 +417,7 @@ func (t *Tailer) follow(r *reader) (gone, rotated bool, err error) {
 			}
 			continue
 		}
-		now := time.Now()
+		now := t.now()
 		if r.ml != nil && r.ml.expired(now) {
 			if err := r.ml.flush(r.emitter(now)); err != nil {
 				return false, false, err
@@ -546,7 +557,7 @@ func (t *Tailer) drain(r *reader, detach func() bool) {
 		backoff.Sleep(ctx, t.cfg.PollInterval)
 	}
 	if ctx.Err() == nil {
-		if err := r.finish(time.Now()); err != nil {
+		if err := r.finish(t.now()); err != nil {
 			t.log.WithError(err).Warn("sending the end of a rotated file")
 		}
 	}
@@ -569,7 +580,7 @@ func (t *Tailer) truncated(r *reader) error {
 	t.m.Truncations.Inc()
 	resume := r.h.Resume()
 	n, fp := r.h.Fingerprint()
-	now := time.Now()
+	now := t.now()
 	if c, size := t.findCopy(r, n, fp, resume); c != nil {
 		cr := t.newReader(c, r.key, r.h)
 		cr.inst, cr.pos = r.inst, resume

@@ -92,6 +92,7 @@ func quietLog() *logrus.Entry {
 
 type harness struct {
 	gate   *gatedSink // if set, tailers send through it
+	custom Sink       // if set, tailers send to it
 	last   *Tailer    // the most recently started tailer
 	t      *testing.T
 	dir    string
@@ -130,6 +131,9 @@ func (h *harness) run(cfg Config) (stop func()) {
 	var snk Sink = h.sink
 	if h.gate != nil {
 		snk = h.gate
+	}
+	if h.custom != nil {
+		snk = h.custom
 	}
 	tl := New(cfg, h.reg, snk, quietLog(), h.m)
 	h.last = tl
@@ -967,4 +971,79 @@ func TestDrainerOfDeletedFileOutlivesItsTailer(t *testing.T) {
 		}
 	}
 	checkExactlyOnce(t, old, "l", 20)
+}
+
+func (s *holdSink) events() []record.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []record.Event
+	for _, b := range s.batches {
+		out = append(out, b.Events...)
+	}
+	return out
+}
+
+// testClock is a settable clock for the tailer and the registry.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+// Lines read just before midnight, sent but never acknowledged, are read
+// again after a crash the next day: each keeps the index-time stamp it was
+// first sent with (the transfer picks the daily index from it), while its
+// read time is the new one.
+func TestResentLinesKeepTheirIndexTime(t *testing.T) {
+	h := newHarness(t)
+	clk := &testClock{t: time.Date(2026, 12, 1, 23, 59, 59, 0, time.UTC)}
+	h.reg.SetClock(clk.now)
+	p := filepath.Join(h.dir, "a.log")
+	first := &holdSink{}
+	h.custom = first
+	write(t, p, numbered("l", 0, 300))
+	stop := h.run(Config{Path: p, Clock: clk.now})
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(first.events()) == 300 }, testutil.Msg("300 lines read"))
+	clk.set(time.Date(2026, 12, 1, 23, 59, 59, 800e6, time.UTC))
+	if err := h.reg.Save(); err != nil { // the once-a-second save
+		t.Fatal(err)
+	}
+	clk.set(time.Date(2026, 12, 2, 0, 0, 0, 600e6, time.UTC))
+	write(t, p, numbered("l", 300, 300))
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(first.events()) == 600 }, testutil.Msg("600 lines read"))
+	stop()
+	sent := map[int64]record.Event{}
+	for _, ev := range first.events() {
+		sent[ev.Offset] = ev
+	}
+
+	// Killed: the registry keeps only what its last save wrote.
+	dir := h.regDir
+	h.reg.Close()
+	reg, err := registry.Open(dir, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	h.reg = reg
+	clk.set(time.Date(2026, 12, 2, 0, 0, 10, 0, time.UTC))
+	reg.SetClock(clk.now)
+	again := &holdSink{}
+	h.custom = again
+	h.run(Config{Path: p, Clock: clk.now})
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(again.events()) == 600 }, testutil.Msg("600 lines read again"))
+	for _, ev := range again.events() {
+		was, ok := sent[ev.Offset]
+		if !ok {
+			t.Fatalf("offset %d was not sent the first time", ev.Offset)
+		}
+		if !ev.Stamp.Equal(was.Stamp) || ev.Stamp.IsZero() {
+			t.Fatalf("line %q re-sent with stamp %v, first sent with %v", ev.Value, ev.Stamp, was.Stamp)
+		}
+		if !ev.Time.Equal(clk.now()) {
+			t.Fatalf("line %q read at %v, want the new clock %v", ev.Value, ev.Time, clk.now())
+		}
+	}
 }

@@ -529,7 +529,14 @@ type claimState struct {
 func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
 	meta := record.Parse(msg.Headers)
 	ts := eventTime(msg)
-	idxTime, out := c.indexTime(ts)
+	// The index comes from the agent's index-time stamp when there is one:
+	// unlike the read time it is the same for a line re-sent after a crash,
+	// so both copies meet on one _id in one index.
+	it := ts
+	if !meta.IndexTime.IsZero() {
+		it = meta.IndexTime
+	}
+	idxTime, out := c.indexTime(it)
 	if sec := idxTime.Unix(); sec != st.indexSec || st.indexName == "" {
 		st.indexSec, st.indexName = sec, c.opt.Index.Name(msg.Topic, idxTime)
 	}

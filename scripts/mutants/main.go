@@ -126,6 +126,24 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transferd", "^TestStoredDocumentIsNeverReplaced$"}},
 	},
 	{
+		name:  "index-time stamps are the read time (a line re-sent after midnight lands in a second index)",
+		file:  "internal/registry/stamp.go",
+		edits: []edit{{old: "\t\t\treturn false, o // idle for a while: a fresh epoch\n\t\t}\n\t\tevs[i].Stamp = e.t\n", new: "\t\t\treturn false, o // idle for a while: a fresh epoch\n\t\t}\n\t\tevs[i].Stamp = now\n"}},
+		tests: []target{{"./internal/registry", "^TestResentEventsKeepTheirStampsAcrossMidnight$"}, {"./internal/tailer", "^TestResentLinesKeepTheirIndexTime$"}},
+	},
+	{
+		name:  "lines are sent past the stamp limit on disk",
+		file:  "internal/registry/stamp.go",
+		edits: []edit{{old: "\t\tcase o >= st.limit, e == nil, e.gen != 0:\n", new: "\t\tcase e == nil, e.gen != 0:\n"}},
+		tests: []target{{"./internal/registry", "^TestBurstPastTheLimitIsSavedFirst$"}},
+	},
+	{
+		name:  "the transfer picks the index from the read time, not the agent's index-time stamp",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "\tif !meta.IndexTime.IsZero() {\n", new: "\tif false && !meta.IndexTime.IsZero() {\n"}},
+		tests: []target{{"./internal/transferd", "^TestResentAcrossMidnightLandsInOneIndex$"}},
+	},
+	{
 		name:  "a whole-request 401 (expired credential) is taken as about the documents: split and dead-lettered",
 		file:  "internal/eswriter/eswriter.go",
 		edits: []edit{{old: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest", new: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest || status == http.StatusUnauthorized"}},

@@ -1,0 +1,248 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logpipe/logpipe/internal/record"
+)
+
+// clock is a settable time for the registry and the test's reads.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+// day is 2026-12-01 at h:m:s.ms UTC; next day with d = 1.
+func day(d, h, m, s, ms int) time.Time {
+	return time.Date(2026, 12, 1+d, h, m, s, ms*int(time.Millisecond), time.UTC)
+}
+
+// events are n events of size bytes from offset from.
+func events(from int64, n, size int) ([]record.Event, int64) {
+	evs := make([]record.Event, n)
+	for i := range evs {
+		evs[i].Offset = from + int64(i*size)
+	}
+	return evs, from + int64(n*size)
+}
+
+func openAt(t *testing.T, dir string, c *clock) *Registry {
+	t.Helper()
+	r, err := Open(dir, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetClock(c.now)
+	return r
+}
+
+// crash drops the registry without saving: only what was on disk
+// survives.
+func crash(t *testing.T, r *Registry, dir string, c *clock) *Registry {
+	t.Helper()
+	r.Close()
+	return openAt(t, dir, c)
+}
+
+func startStream(t *testing.T, r *Registry) *Handle {
+	t.Helper()
+	h, ok := r.Claim(Key{Dev: 1, Ino: 7, Topic: "web"}, "/var/log/a.log")
+	if !ok {
+		t.Fatal("claim refused")
+	}
+	if !h.Known() {
+		if err := h.Start(0, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+func stampsOf(evs []record.Event) []time.Time {
+	out := make([]time.Time, len(evs))
+	for i := range evs {
+		out[i] = evs[i].Stamp
+	}
+	return out
+}
+
+// Lines read just before midnight and never acknowledged (the agent is
+// killed) are read again after midnight: they get the stamps they were
+// first sent with, so the transfer puts both copies in one daily index.
+// Lines nobody sent get the new day.
+func TestResentEventsKeepTheirStampsAcrossMidnight(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: day(0, 23, 59, 58, 0)}
+	r := openAt(t, dir, c)
+	h := startStream(t, r)
+	ctx := context.Background()
+	var sent []record.Event
+	var end int64
+	for i := 0; i < 6; i++ { // 6 s of reading at 40 KiB/s, a save every second
+		c.t = c.t.Add(500 * time.Millisecond)
+		evs, e := events(end, 40, 512)
+		h.Stamp(ctx, evs, e, c.t)
+		h.EmitBatch(ends(evs, e), make([]bool, len(evs)))
+		sent, end = append(sent, evs...), e
+		if i%2 == 1 {
+			if err := r.Save(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lastDay := sent[len(sent)-1].Stamp
+	if lastDay.Day() != 2 {
+		t.Fatalf("the last line read after midnight was stamped %v", lastDay)
+	}
+	days := map[int]int{}
+	for _, ev := range sent {
+		days[ev.Stamp.Day()]++
+	}
+	if days[1] == 0 || days[2] == 0 {
+		t.Fatalf("stamps by day %v: the test should straddle midnight", days)
+	}
+
+	c.t = day(1, 0, 0, 30, 0) // killed; started again half a minute later
+	r = crash(t, r, dir, c)
+	defer r.Close()
+	h = startStream(t, r)
+	if a := h.Acked(); a != 0 {
+		t.Fatalf("acked %d after a crash with nothing acknowledged", a)
+	}
+	again, e := events(0, len(sent), 512)
+	h.Stamp(ctx, again, e, c.t)
+	for i := range sent {
+		if !again[i].Stamp.Equal(sent[i].Stamp) {
+			t.Fatalf("event at %d stamped %v when re-sent, %v when first sent", again[i].Offset, again[i].Stamp, sent[i].Stamp)
+		}
+	}
+	// Beyond what could have been sent, a fresh stamp.
+	fresh, e2 := events(e+200<<10, 1, 512)
+	h.Stamp(ctx, fresh, e2, c.t)
+	if !fresh[0].Stamp.Equal(c.t) {
+		t.Fatalf("a line nobody sent was stamped %v, want now (%v)", fresh[0].Stamp, c.t)
+	}
+}
+
+func ends(evs []record.Event, end int64) []int64 {
+	out := make([]int64, len(evs))
+	for i := range evs {
+		if i+1 < len(evs) {
+			out[i] = evs[i+1].Offset
+		} else {
+			out[i] = end
+		}
+	}
+	return out
+}
+
+// A stream idle for a while gets a fresh stamp for its next line, and the
+// epoch is on disk before Stamp returns: a crash right after the send
+// re-stamps the line the same.
+func TestWakingStreamStampIsOnDiskBeforeSend(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: day(0, 23, 59, 0, 0)}
+	r := openAt(t, dir, c)
+	h := startStream(t, r)
+	ctx := context.Background()
+	evs, e := events(0, 3, 100)
+	h.Stamp(ctx, evs, e, c.t)
+	h.EmitBatch(ends(evs, e), make([]bool, 3))
+	c.t = day(1, 0, 1, 0, 0) // two minutes later, past midnight
+	late, e2 := events(e, 1, 100)
+	h.Stamp(ctx, late, e2, c.t)
+	if !late[0].Stamp.Equal(c.t) {
+		t.Fatalf("a line after two idle minutes stamped %v, want %v", late[0].Stamp, c.t)
+	}
+	r = crash(t, r, dir, c)
+	defer r.Close()
+	h = startStream(t, r)
+	again, _ := events(e, 1, 100)
+	c.t = day(1, 0, 5, 0, 0)
+	h.Stamp(ctx, again, e2, c.t)
+	if !again[0].Stamp.Equal(late[0].Stamp) {
+		t.Fatalf("re-sent line stamped %v, first sent with %v: its epoch was not on disk before it was sent", again[0].Stamp, late[0].Stamp)
+	}
+}
+
+// A burst past the saved limit waits for a save that raises it: after a
+// crash nothing sent lies beyond the limit on disk.
+func TestBurstPastTheLimitIsSavedFirst(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: day(0, 12, 0, 0, 0)}
+	r := openAt(t, dir, c)
+	h := startStream(t, r)
+	evs, e := events(0, 1000, 1024) // 1 MB at once, far past the first 64 KiB
+	h.Stamp(context.Background(), evs, e, c.t)
+	data, err := os.ReadFile(filepath.Join(dir, fileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := &Registry{exists: fileExists}
+	if err := r2.decode(data, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range r2.files {
+		if s.st.limit <= evs[len(evs)-1].Offset {
+			t.Fatalf("limit on disk %d, yet an event at %d was stamped", s.st.limit, evs[len(evs)-1].Offset)
+		}
+	}
+	r.Close()
+}
+
+// When the registry cannot be written, lines are still sent (stamped from
+// memory) and counted; nothing waits for ever.
+func TestUnwritableRegistryDoesNotHoldLines(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: day(0, 12, 0, 0, 0)}
+	r := openAt(t, dir, c)
+	defer r.Close()
+	h := startStream(t, r)
+	r.write = func(string, []byte) error { return errors.New("no space left on device") }
+	evs, e := events(0, 1000, 1024)
+	done := make(chan struct{})
+	go func() { h.Stamp(context.Background(), evs, e, c.t); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stamp waits for ever on an unwritable registry")
+	}
+	for _, ev := range evs {
+		if ev.Stamp.IsZero() {
+			t.Fatal("an event left without a stamp")
+		}
+	}
+	if n := counterValue(t, r.stampsUnsaved); n != float64(len(evs)) {
+		t.Fatalf("logagent_stamps_unsaved_total %v, want %d", n, len(evs))
+	}
+}
+
+// A new generation (the file truncated) starts its stamps afresh, on disk
+// with the generation.
+func TestNewGenerationStartsFreshStamps(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: day(0, 9, 0, 0, 0)}
+	r := openAt(t, dir, c)
+	defer r.Close()
+	h := startStream(t, r)
+	evs, e := events(0, 10, 100)
+	h.Stamp(context.Background(), evs, e, c.t)
+	c.t = day(0, 9, 30, 0, 0)
+	if err := h.Start(0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	evs, e = events(0, 10, 100)
+	h.Stamp(context.Background(), evs, e, c.t)
+	if !evs[0].Stamp.Equal(c.t) {
+		t.Fatalf("first line of the new generation stamped %v, want %v", evs[0].Stamp, c.t)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, fileName))
+	if !strings.Contains(string(data), `"stamps"`) {
+		t.Fatalf("registry file has no stamps:\n%s", data)
+	}
+}
