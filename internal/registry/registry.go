@@ -103,6 +103,11 @@ type Registry struct {
 	lastSaved []byte
 	lastSum   uint64 // stateSum of lastSaved, to skip encoding when idle
 	snapGen   uint64 // generation of the last snapshot (mu)
+	// lastStampSave is when a save streams asked for began (saveMu).
+	lastStampSave time.Time
+	// onStampWait, if set, is called when a Stamp is about to wait for a
+	// save (tests).
+	onStampWait func()
 	// stampDegradedUntil: after a failed save, events are stamped without
 	// waiting for the registry until then (mu).
 	stampDegradedUntil time.Time

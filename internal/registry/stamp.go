@@ -21,8 +21,12 @@ package registry
 // In steady state nothing waits: each save (every second) raises an active
 // stream's limit by about a second's worth of its bytes and starts a fresh
 // epoch at the old limit, so stamps trail read times by one to two
-// seconds. A stream that outruns its limit, or wakes up after being idle
-// (its epoch is older than stampMaxLag), asks for a save and waits for it.
+// seconds. A slow stream (its limit many seconds of its bytes ahead) gets
+// its fresh epoch where its unsent events begin instead; a line it reads
+// while that save is being written waits for it. A stream that outruns its
+// limit, or wakes up after being idle (its epoch is older than
+// stampMaxLag), asks for a save and waits for it; such saves are at least
+// stampSaveGap apart, so many waking streams share one.
 // When the registry cannot be written the events are sent anyway, stamped
 // as well as memory allows, and counted (logagent_stamps_unsaved_total):
 // a crash then may re-stamp them.
@@ -37,7 +41,7 @@ import (
 const (
 	// stampMaxLag is how old an epoch may be to stamp events nobody has
 	// sent yet (events already sent keep theirs, however old).
-	stampMaxLag = 2 * time.Second
+	stampMaxLag = 5 * time.Second
 	// stampMinAhead is the least a limit is raised by.
 	stampMinAhead = 64 << 10
 	// unsnapshotted marks a pending epoch or limit no save has taken yet.
@@ -45,6 +49,8 @@ const (
 	// stampDegradedFor is how long after a failed save events are sent
 	// without waiting for the registry.
 	stampDegradedFor = time.Second
+	// stampSaveGap is the least time between saves streams ask for.
+	stampSaveGap = 50 * time.Millisecond
 )
 
 type epoch struct {
@@ -155,7 +161,11 @@ func (st *stamps) snapshotted(g uint64, now time.Time, acked int64) ([]diskStamp
 		if want > max(st.limit, st.plimit) || st.pgen == unsnapshotted {
 			st.plimit, st.pgen = max(want, st.plimit), unsnapshotted
 		}
-		if from := max(old, st.ground()); now.Sub(st.tAt(from)) >= time.Second {
+		from := max(old, st.ground())
+		if slow := old-st.ground() > 2*(st.hw-st.snapHW); slow {
+			from = st.ground() // its next lines would be stamped from an aging epoch
+		}
+		if now.Sub(st.tAt(from)) >= time.Second {
 			st.startEpoch(from, now, unsnapshotted)
 		}
 		st.snapHW = st.hw
@@ -288,6 +298,9 @@ func (r *Registry) SetClock(now func() time.Time) {
 // saveStamps saves the registry if a stream waits for stamps no save has
 // taken yet (a save that finished while this one waited may have).
 func (r *Registry) saveStamps() {
+	if r.onStampWait != nil {
+		r.onStampWait()
+	}
 	r.saveMu.Lock()
 	defer r.saveMu.Unlock()
 	r.mu.Lock()
@@ -300,6 +313,10 @@ func (r *Registry) saveStamps() {
 	}
 	r.mu.Unlock()
 	if want {
+		if d := stampSaveGap - time.Since(r.lastStampSave); d > 0 {
+			time.Sleep(d) // holding saveMu: streams asking meanwhile share this save
+		}
+		r.lastStampSave = time.Now()
 		r.lastSaved, r.lastSum = nil, 0
 		if err := r.saveLocked(); err != nil {
 			r.log.WithError(err).Warn("saving registry for index-time stamps; sending without waiting for a while")

@@ -246,3 +246,64 @@ func TestNewGenerationStartsFreshStamps(t *testing.T) {
 		t.Fatalf("registry file has no stamps:\n%s", data)
 	}
 }
+
+// A slow stream's once-a-second save starts a fresh epoch where its unsent
+// lines begin. A line read while that save is being written must wait for
+// it: if the save fails, the line is stamped from the epoch on disk, so a
+// crash re-stamps it the same.
+func TestLineDuringSaveWaitsForIt(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: day(0, 23, 59, 57, 0)}
+	r := openAt(t, dir, c)
+	h := startStream(t, r)
+	ctx := context.Background()
+	evs, e := events(0, 1, 100)
+	h.Stamp(ctx, evs, e, c.t)
+	h.EmitBatch(ends(evs, e), []bool{false})
+	first := evs[0].Stamp
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	r.write = func(string, []byte) error {
+		close(entered)
+		<-release
+		return errors.New("disk gone")
+	}
+	c.t = day(0, 23, 59, 59, 500)
+	saveErr := make(chan error, 1)
+	go func() { saveErr <- r.Save() }()
+	<-entered // the snapshot with the fresh epoch is taken; the write hangs
+	r.write = writeAtomic
+	waiting := make(chan struct{}, 1)
+	r.mu.Lock()
+	r.onStampWait = func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	}
+	r.mu.Unlock()
+	next, e2 := events(e, 1, 100)
+	stamped := make(chan struct{})
+	go func() { h.Stamp(ctx, next, e2, c.t); close(stamped) }()
+	select {
+	case <-waiting: // waits for the save, as it must
+	case <-stamped: // did not wait: stamped from an epoch not on disk
+	}
+	close(release)
+	if err := <-saveErr; err == nil {
+		t.Fatal("the hung save should have failed")
+	}
+	<-stamped
+	if !next[0].Stamp.Equal(first) {
+		t.Fatalf("the line read during the failed save was stamped %v; only %v was on disk", next[0].Stamp, first)
+	}
+	r = crash(t, r, dir, c)
+	defer r.Close()
+	h = startStream(t, r)
+	again, _ := events(e, 1, 100)
+	c.t = day(1, 0, 0, 20, 0)
+	h.Stamp(ctx, again, e2, c.t)
+	if !again[0].Stamp.Equal(next[0].Stamp) {
+		t.Fatalf("re-sent line stamped %v, first sent with %v", again[0].Stamp, next[0].Stamp)
+	}
+}

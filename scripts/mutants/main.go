@@ -132,6 +132,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/registry", "^TestResentEventsKeepTheirStampsAcrossMidnight$"}, {"./internal/tailer", "^TestResentLinesKeepTheirIndexTime$"}},
 	},
 	{
+		name:  "a line is sent with a stamp epoch not yet on disk",
+		file:  "internal/registry/stamp.go",
+		edits: []edit{{old: "\t\tcase o >= st.limit, e == nil, e.gen != 0:\n", new: "\t\tcase o >= st.limit, e == nil:\n"}},
+		tests: []target{{"./internal/registry", "^TestLineDuringSaveWaitsForIt$"}},
+	},
+	{
 		name:  "lines are sent past the stamp limit on disk",
 		file:  "internal/registry/stamp.go",
 		edits: []edit{{old: "\t\tcase o >= st.limit, e == nil, e.gen != 0:\n", new: "\t\tcase e == nil, e.gen != 0:\n"}},
