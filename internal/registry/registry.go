@@ -68,6 +68,9 @@ type fileState struct {
 	// process, or when the registry file it was loaded from was written.
 	released time.Time
 	st       stamps // index-time stamps (stamp.go)
+	// instGen is 0 once inst is on disk; before, the snapshot carrying it
+	// (unsnapshotted until one does).
+	instGen uint64
 }
 
 func (s *fileState) offsets() (acked, read int64, inflight int) {
@@ -99,10 +102,11 @@ type Registry struct {
 	files   map[Key]*fileState
 	entries map[string]bool // collect entries that have been active
 
-	saveMu    sync.Mutex // serialises disk writes; taken before mu
-	lastSaved []byte
-	lastSum   uint64 // stateSum of lastSaved, to skip encoding when idle
-	snapGen   uint64 // generation of the last snapshot (mu)
+	saveMu      sync.Mutex // serialises disk writes; taken before mu
+	lastSaved   []byte
+	lastSum     uint64 // stateSum of lastSaved, to skip encoding when idle
+	snapGen     uint64 // generation of the last snapshot (mu)
+	lastSaveErr error  // of the last failed save (saveMu)
 	// lastStampSave is when a save streams asked for began (saveMu).
 	lastStampSave time.Time
 	// onStampWait, if set, is called when a Stamp is about to wait for a
@@ -392,6 +396,7 @@ func (r *Registry) saveLocked() error {
 	}
 	if err := r.write(r.dir, data); err != nil {
 		r.saveErrors.Inc()
+		r.lastSaveErr = err
 		r.snapshotDone(g, false)
 		return err
 	}
@@ -407,6 +412,9 @@ func (r *Registry) snapshotDone(g uint64, ok bool) {
 	defer r.mu.Unlock()
 	for _, s := range r.files {
 		s.st.saved(g, ok)
+		if ok && s.instGen == g {
+			s.instGen = 0
+		}
 	}
 	if !ok {
 		r.stampDegradedUntil = time.Now().Add(stampDegradedFor)
@@ -468,6 +476,9 @@ func (r *Registry) snapshot() ([]byte, uint64) {
 			s.seen = now
 		}
 		acked, _, _ := s.offsets()
+		if s.instGen == unsnapshotted {
+			s.instGen = g
+		}
 		st, limit := s.st.snapshotted(g, clock, acked)
 		d.Files = append(d.Files, diskEntry{Key: k, Path: s.path, Instance: s.inst.String(), Offset: acked, FPLen: s.fpLen, FP: s.fp, Seen: s.seen,
 			Stamps: st, Limit: limit})
@@ -670,23 +681,41 @@ func (h *Handle) SetFingerprint(n int, fp uint64) {
 // on disk must never be read under, or a crash would make the next run draw
 // another id for the same lines.
 func (h *Handle) Start(offset int64, fpLen int, fp uint64) error {
-	h.r.mu.Lock()
+	r := h.r
+	r.mu.Lock()
 	old := *h.s
 	oldStamps := old.st.clone()
 	h.s.inst = record.NewInstance()
+	h.s.instGen = unsnapshotted
 	h.s.tr = acktrack.New(offset)
 	h.s.fpLen, h.s.fp = fpLen, fp
 	h.s.seen = time.Now().UTC().Truncate(seenGranularity)
 	// The generation's offsets start afresh, and so do its stamps: an epoch
-	// from now and a limit ahead, on disk with the generation.
+	// dated by the save that writes it (zero until then) and a limit
+	// ahead, on disk with the generation.
 	h.s.st = stamps{plimit: offset + stampMinAhead, pgen: unsnapshotted, hw: offset, snapHW: offset}
-	h.s.st.startEpoch(offset, h.r.now(), unsnapshotted)
-	h.r.mu.Unlock()
-	if err := h.r.Save(); err != nil {
-		h.r.mu.Lock()
-		h.s.inst, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen, h.s.st = old.inst, old.tr, old.fpLen, old.fp, old.seen, oldStamps
-		h.r.mu.Unlock()
-		h.r.forceSave() // what is on disk may now differ from memory
+	h.s.st.startEpoch(offset, time.Time{}, unsnapshotted)
+	r.mu.Unlock()
+	// Many files starting at once (an agent's first run) share saves: a
+	// save that finished while this one waited may have written it.
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
+	r.mu.Lock()
+	g := h.s.instGen
+	r.mu.Unlock()
+	var err error
+	switch g {
+	case 0:
+	case unsnapshotted:
+		err = r.saveLocked()
+	default:
+		err = r.lastSaveErr // the save that carried it failed
+	}
+	if err != nil {
+		r.mu.Lock()
+		h.s.inst, h.s.instGen, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen, h.s.st = old.inst, old.instGen, old.tr, old.fpLen, old.fp, old.seen, oldStamps
+		r.mu.Unlock()
+		r.lastSaved, r.lastSum = nil, 0 // what is on disk may now differ from memory
 		return fmt.Errorf("persisting new file generation: %w", err)
 	}
 	if old.tr != nil {

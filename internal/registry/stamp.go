@@ -185,6 +185,9 @@ func (st *stamps) snapshotted(g uint64, now time.Time, acked int64) ([]diskStamp
 		if st.epochs[i].gen == unsnapshotted {
 			st.epochs[i].gen = g
 		}
+		if st.epochs[i].t.IsZero() { // a new generation's: dated by its save
+			st.epochs[i].t = now.Truncate(time.Millisecond)
+		}
 		out[i] = diskStamp{From: st.epochs[i].from, T: st.epochs[i].t.UnixMilli()}
 	}
 	return out, limit

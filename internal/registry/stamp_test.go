@@ -307,3 +307,41 @@ func TestLineDuringSaveWaitsForIt(t *testing.T) {
 		t.Fatalf("re-sent line stamped %v, first sent with %v", again[0].Stamp, next[0].Stamp)
 	}
 }
+
+// Files starting at once share saves, and each Start returns only once its
+// generation is on disk.
+func TestConcurrentStartsAreEachOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: day(0, 8, 0, 0, 0)}
+	r := openAt(t, dir, c)
+	defer r.Close()
+	const n = 64
+	hs := make([]*Handle, n)
+	for i := range hs {
+		h, ok := r.Claim(Key{Dev: 2, Ino: uint64(i), Topic: "web"}, "/var/log/x.log")
+		if !ok {
+			t.Fatal("claim refused")
+		}
+		hs[i] = h
+	}
+	errs := make(chan error, n)
+	for _, h := range hs {
+		go func() {
+			if err := h.Start(0, 0, 0); err != nil {
+				errs <- err
+				return
+			}
+			data, err := os.ReadFile(filepath.Join(dir, fileName))
+			if err == nil && !strings.Contains(string(data), h.Instance().String()) {
+				err = errors.New("Start returned before its generation was on disk")
+			}
+			errs <- err
+		}()
+	}
+	for range hs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d starts, %v saves", n, counterValue(t, r.saves))
+}

@@ -98,7 +98,7 @@ var mutants = []mutant{
 	{
 		name:  "a generation whose save failed stays in use",
 		file:  "internal/registry/registry.go",
-		edits: []edit{{old: "\t\th.s.inst, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen = old.inst, old.tr, old.fpLen, old.fp, old.seen\n", new: "\t\t_ = old\n"}},
+		edits: []edit{{old: "\t\th.s.inst, h.s.instGen, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen, h.s.st = old.inst, old.instGen, old.tr, old.fpLen, old.fp, old.seen, oldStamps\n", new: "\t\t_, _ = old, oldStamps\n"}},
 		tests: []target{{"./internal/registry", "^TestFailedStartLeavesTheStreamAsItWas$"}},
 	},
 	{
