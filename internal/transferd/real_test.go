@@ -313,3 +313,16 @@ func TestRealMissingTopicDoesNotStopTheOthers(t *testing.T) {
 		t.Fatalf("still missing: %v", m)
 	}
 }
+
+// The two copies of a line re-sent across midnight (see midnightCopies) on
+// the real servers: one document, in the stamp's day.
+func TestRealResentAcrossMidnightLandsInOneIndex(t *testing.T) {
+	e, es := newRealEnv(t)
+	midnightCopies(t, e, "rmid")
+	if n := es.Count(t, "rmid-*", ""); n != 1 {
+		t.Fatalf("%d documents for one line sent twice", n)
+	}
+	if n := es.Count(t, "rmid-2026.11.23", ""); n != 1 {
+		t.Fatalf("%d documents in rmid-2026.11.23, want the one", n)
+	}
+}

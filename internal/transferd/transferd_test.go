@@ -564,29 +564,43 @@ func TestStoredDocumentIsNeverReplaced(t *testing.T) {
 	report(t, "ids already stored", n, e.es, 0)
 }
 
-// A line the agent re-sent after a crash across midnight: the two copies
-// have read times on two days but the same index-time stamp, so they meet
-// on one _id in one daily index, and the second is answered 409.
-func TestResentAcrossMidnightLandsInOneIndex(t *testing.T) {
-	e := newEnv(t, 1)
+// midnightCopies produces two copies of one line as the agent sends them
+// when it re-sends after a crash across midnight: read times on two days,
+// one index-time stamp (23:59:59.5 on 2026-11-23). It starts the transfer
+// and waits until the second copy was answered 409.
+func midnightCopies(t *testing.T, e *env, topic string) {
+	t.Helper()
 	stamp := time.Date(2026, 11, 23, 23, 59, 59, 500e6, time.UTC)
 	rec := func(read time.Time) *kgo.Record {
-		return &kgo.Record{Topic: "tmid", Value: []byte("line 0 of tmid"), Timestamp: read, Headers: []kgo.RecordHeader{
+		return &kgo.Record{Topic: topic, Value: []byte("line 0 of " + topic), Timestamp: read, Headers: []kgo.RecordHeader{
 			{Key: "host.name", Value: []byte("web-1")},
 			{Key: "host.ip", Value: []byte("10.0.0.1")},
-			{Key: "event.id", Value: []byte("gen-tmid-0")},
+			{Key: "event.id", Value: []byte("gen-" + topic + "-0")},
 			{Key: "index.time", Value: []byte(fmt.Sprint(stamp.UnixMilli()))},
 		}}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := e.prod.ProduceSync(ctx, rec(stamp.Add(200*time.Millisecond)), rec(stamp.Add(40*time.Second))).FirstErr(); err != nil {
+	if err := e.prod.ProduceSync(ctx, rec(stamp.Add(200*time.Millisecond))).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := e.start(e.config("[kafka]\ntopics = tmid\n"))
-	testutil.Eventually(t, 30*time.Second, func() bool {
-		return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_indexed_total", map[string]string{"result": "exists"}) == 1
-	}, func() string { return fmt.Sprintf("the second copy answered 409 (indices %v)", keys(e.es.Docs())) })
+	if err := e.prod.ProduceSync(ctx, rec(stamp.Add(40*time.Second))).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := e.start(e.config("[kafka]\ntopics = " + topic + "\n"))
+	exists := func() float64 {
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_indexed_total", map[string]string{"result": "exists"})
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool { return exists() == 1 },
+		func() string { return fmt.Sprintf("the second copy answered 409 (exists=%v)", exists()) })
+}
+
+// A line the agent re-sent after a crash across midnight: the two copies
+// have read times on two days but the same index-time stamp, so they meet
+// on one _id in one daily index, and the second is answered 409.
+func TestResentAcrossMidnightLandsInOneIndex(t *testing.T) {
+	e := newEnv(t, 1)
+	midnightCopies(t, e, "tmid")
 	docs := e.es.Docs()
 	if len(docs) != 1 || len(docs["tmid-2026.11.23"]) != 1 {
 		t.Fatalf("indices %v, want the one document in tmid-2026.11.23", keys(docs))
