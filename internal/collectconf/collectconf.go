@@ -55,6 +55,43 @@ type Entry struct {
 	Multiline *Multiline `json:"multiline,omitempty"`
 	// Fields are static key/values attached to every event.
 	Fields map[string]string `json:"fields,omitempty"`
+	// IncludeLines and ExcludeLines are RE2 patterns matched against each
+	// whole event (after multiline joining): with IncludeLines only events
+	// matching one of them are sent; then events matching one of
+	// ExcludeLines are dropped. Dropped events are read past (the registry
+	// moves over them) and counted, never sent.
+	IncludeLines []string `json:"include_lines,omitempty"`
+	ExcludeLines []string `json:"exclude_lines,omitempty"`
+	// Pipeline names the transfer's processing pipeline for these events
+	// (carried in the record's "pipeline" header).
+	Pipeline string `json:"pipeline,omitempty"`
+
+	include, exclude []*regexp.Regexp
+}
+
+// Filtered reports whether the entry has line filters.
+func (e *Entry) Filtered() bool { return len(e.include) > 0 || len(e.exclude) > 0 }
+
+// Keep reports whether an event passes the entry's line filters.
+func (e *Entry) Keep(b []byte) bool {
+	if len(e.include) > 0 {
+		ok := false
+		for _, re := range e.include {
+			if re.Match(b) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, re := range e.exclude {
+		if re.Match(b) {
+			return false
+		}
+	}
+	return true
 }
 
 // Multiline configures event joining. In JSON it is either a pattern
@@ -195,7 +232,11 @@ func jsonErr(data []byte, err error) error {
 	return err
 }
 
+// MaxLinePatterns bounds include_lines and exclude_lines each.
+const MaxLinePatterns = 64
+
 var (
+	pipelineRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 	topicRE    = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 	fieldKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
 )
@@ -260,6 +301,16 @@ func (e *Entry) validate() error {
 			errs = append(errs, fmt.Errorf("multiline: %w", err))
 		}
 	}
+	var err error
+	if e.include, err = compileLines("include_lines", e.IncludeLines); err != nil {
+		errs = append(errs, err)
+	}
+	if e.exclude, err = compileLines("exclude_lines", e.ExcludeLines); err != nil {
+		errs = append(errs, err)
+	}
+	if e.Pipeline != "" && !pipelineRE.MatchString(e.Pipeline) {
+		errs = append(errs, fmt.Errorf("pipeline %q must be 1-64 of a-z 0-9 _ - (starting with a letter or digit)", e.Pipeline))
+	}
 	if len(e.Fields) > MaxFields {
 		errs = append(errs, fmt.Errorf("fields has %d keys, at most %d allowed", len(e.Fields), MaxFields))
 	}
@@ -284,6 +335,36 @@ func (e *Entry) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// compileLines compiles a list of line patterns.
+func compileLines(name string, pats []string) ([]*regexp.Regexp, error) {
+	if len(pats) > MaxLinePatterns {
+		return nil, fmt.Errorf("%s has %d patterns, at most %d allowed", name, len(pats), MaxLinePatterns)
+	}
+	var out []*regexp.Regexp
+	var errs []error
+	for i, p := range pats {
+		if p == "" {
+			errs = append(errs, fmt.Errorf("%s[%d] is empty (it would match every line)", name, i))
+			continue
+		}
+		if len(p) > MaxPatternLen {
+			errs = append(errs, fmt.Errorf("%s[%d] is %d bytes, at most %d allowed", name, i, len(p), MaxPatternLen))
+			continue
+		}
+		if err := checkProgramSize(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", name, i, err))
+			continue
+		}
+		re, err := regexp.Compile(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d] %q: %w", name, i, p, err))
+			continue
+		}
+		out = append(out, re)
+	}
+	return out, errors.Join(errs...)
 }
 
 func (m *Multiline) validate() error {

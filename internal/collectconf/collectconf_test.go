@@ -424,3 +424,39 @@ func TestParseTopicsCompilesNothing(t *testing.T) {
 		t.Fatal("non-list accepted")
 	}
 }
+
+func TestLineFilters(t *testing.T) {
+	es, err := Parse([]byte(`[{"path":"/a.log","topic":"t","include_lines":["^ERR","^WARN"],"exclude_lines":["healthz"],"pipeline":"nginx"},
+		{"path":"/b.log","topic":"t"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := &es[0], &es[1]
+	if !a.Filtered() || b.Filtered() || a.Pipeline != "nginx" {
+		t.Fatalf("filtered %v %v, pipeline %q", a.Filtered(), b.Filtered(), a.Pipeline)
+	}
+	for line, want := range map[string]bool{
+		"ERR disk full":        true,
+		"WARN slow":            true,
+		"INFO started":         false, // not included
+		"ERR GET /healthz 500": false, // included, then excluded
+	} {
+		if got := a.Keep([]byte(line)); got != want {
+			t.Errorf("Keep(%q) = %v, want %v", line, got, want)
+		}
+	}
+	if !b.Keep([]byte("anything")) {
+		t.Error("an entry without filters dropped a line")
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{`[{"path":"/a.log","topic":"t","exclude_lines":["("]}]`, `exclude_lines[0]: pattern "(": error parsing regexp`},
+		{`[{"path":"/a.log","topic":"t","include_lines":[""]}]`, "include_lines[0] is empty"},
+		{`[{"path":"/a.log","topic":"t","include_lines":"ERR"}]`, `field "include_lines": want []string`},
+		{`[{"path":"/a.log","topic":"t","pipeline":"Nginx Logs"}]`, `pipeline "Nginx Logs" must be`},
+		{`[{"path":"/a.log","topic":"t"},{"path":"/b.log","topic":"t","exclude_lines":["a{1001}"]}]`, "entry 1"},
+	} {
+		if _, err := Parse([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%s): %v, want an error containing %q", tc.doc, err, tc.want)
+		}
+	}
+}

@@ -241,8 +241,13 @@ func (t *task) remove(path string) {
 }
 
 func (c *Collector) newTailer(e collectconf.Entry, path string, fromEnd, glob bool, log *logrus.Entry) *tailer.Tailer {
-	src := record.NewSource(e.Topic, path, c.cfg.Host, c.cfg.IP, e.Fields)
+	src := record.NewSource(e.Topic, path, c.cfg.Host, c.cfg.IP, e.Fields).WithPipeline(e.Pipeline)
+	var keep func([]byte) bool
+	if e.Filtered() {
+		keep = e.Keep
+	}
 	return tailer.New(tailer.Config{
+		Keep:         keep,
 		Path:         path,
 		Source:       src,
 		FromEnd:      fromEnd,

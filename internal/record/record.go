@@ -37,6 +37,9 @@ const (
 	// re-sends after a crash included, unlike the read time. It is not
 	// stored in the document.
 	HeaderIndexTime = "index.time"
+	// HeaderPipeline names the transfer pipeline for the record (the
+	// collect entry's "pipeline"); absent for none.
+	HeaderPipeline = "pipeline"
 )
 
 // Flag values carried in HeaderFlags.
@@ -141,6 +144,8 @@ type Source struct {
 	Host   string
 	IP     string
 	Fields map[string]string
+	// Pipeline is the transfer pipeline named in every record ("": none).
+	Pipeline string
 
 	key    []byte
 	keyEnc sarama.Encoder
@@ -166,6 +171,16 @@ func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
 	if len(fields) > 0 {
 		b, _ := json.Marshal(fields) // map[string]string always marshals
 		s.static = append(s.static, sarama.RecordHeader{Key: []byte(HeaderFields), Value: b})
+	}
+	return s
+}
+
+// WithPipeline adds the pipeline header (none for ""), and returns s.
+// Call before the source is used.
+func (s *Source) WithPipeline(name string) *Source {
+	if name != "" {
+		s.Pipeline = name
+		s.static = append(s.static, sarama.RecordHeader{Key: []byte(HeaderPipeline), Value: []byte(name)})
 	}
 	return s
 }
@@ -213,7 +228,7 @@ func (e *Event) Headers() []sarama.RecordHeader {
 }
 
 // MaxHeaders is the most headers AppendHeaders adds for one event.
-const MaxHeaders = 8
+const MaxHeaders = 9
 
 // AppendHeaders appends e's record headers to dst, their variable values
 // to buf, and returns both, so a batch of events can share two
@@ -260,6 +275,7 @@ type View struct {
 	HasOffset                                      bool
 	// IndexTime is HeaderIndexTime (zero if absent or malformed).
 	IndexTime time.Time
+	Pipeline  []byte
 }
 
 // Parse reads a View from record headers. Malformed values are ignored
@@ -287,6 +303,8 @@ func Parse(headers []*sarama.RecordHeader) View {
 			v.Flags = h.Value
 		case HeaderFields:
 			v.Fields = h.Value
+		case HeaderPipeline:
+			v.Pipeline = h.Value
 		case HeaderIndexTime:
 			if ms, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil && ms > 0 {
 				v.IndexTime = time.UnixMilli(ms).UTC()

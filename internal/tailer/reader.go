@@ -273,6 +273,11 @@ func (r *reader) emitter(now time.Time) emitFunc {
 // batch goes to the sink. An empty line produces no event but its bytes
 // still count as done.
 func (r *reader) emit(val []byte, start, end int64, f record.Flags, now time.Time) error {
+	if len(val) > 0 && r.t.cfg.Keep != nil && !r.t.cfg.Keep(val) {
+		r.t.filtered.Add(1)
+		r.t.m.Filtered.Inc()
+		val = nil // read past like a blank line: done, never sent
+	}
 	if len(val) == 0 {
 		r.ends = append(r.ends, end)
 		r.dones = append(r.dones, true)

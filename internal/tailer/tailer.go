@@ -77,6 +77,9 @@ type Config struct {
 	// Clock, if set, is the time lines are read at (tests); time.Now
 	// otherwise.
 	Clock func() time.Time
+	// Keep, if set, is the collect entry's line filter: events it refuses
+	// are read past and counted, not sent.
+	Keep func([]byte) bool
 }
 
 // Drains reads deleted files past the stop of the tailer that had them: a
@@ -107,6 +110,8 @@ type Status struct {
 	State  string    `json:"state"` // one of the State constants
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since"`
+	// Filtered is how many events the entry's line filters dropped.
+	Filtered uint64 `json:"filtered,omitempty"`
 }
 
 // Tailer states.
@@ -126,9 +131,10 @@ type Tailer struct {
 	m    *Metrics
 	thr  *logging.Throttle
 
-	ctx    context.Context
-	wg     sync.WaitGroup // drainers
-	status atomic.Pointer[Status]
+	ctx      context.Context
+	wg       sync.WaitGroup // drainers
+	status   atomic.Pointer[Status]
+	filtered atomic.Uint64
 
 	wake   <-chan struct{} // file system events (nil: poll only)
 	unsub  func()
@@ -159,7 +165,11 @@ func New(cfg Config, reg *registry.Registry, sink Sink, log *logrus.Entry, m *Me
 }
 
 // Status returns the current status.
-func (t *Tailer) Status() Status { return *t.status.Load() }
+func (t *Tailer) Status() Status {
+	s := *t.status.Load()
+	s.Filtered = t.filtered.Load()
+	return s
+}
 
 func (t *Tailer) setStatus(state, reason string) {
 	if s := t.status.Load(); s != nil && s.State == state && s.Reason == reason {
@@ -882,6 +892,7 @@ type Metrics struct {
 	Truncations prometheus.Counter
 	OpenErrors  prometheus.Counter
 	Files       prometheus.Gauge
+	Filtered    prometheus.Counter
 }
 
 // NewMetrics creates and registers the tailer metrics.
@@ -895,9 +906,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Truncations: prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_truncations_total", Help: "Files truncated or replaced in place."}),
 		OpenErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_file_errors_total", Help: "Failures to open or read a file."}),
 		Files:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "logagent_files_open", Help: "Files being followed (not counting drains of rotated files)."}),
+		Filtered: prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_events_filtered_total",
+			Help: "Events dropped by include_lines/exclude_lines (read past, never sent; per file in /status)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Lines, m.BytesRead, m.Split, m.Multiline, m.Rotations, m.Truncations, m.OpenErrors, m.Files)
+		reg.MustRegister(m.Lines, m.BytesRead, m.Split, m.Multiline, m.Rotations, m.Truncations, m.OpenErrors, m.Files, m.Filtered)
 	}
 	return m
 }

@@ -1047,3 +1047,30 @@ func TestResentLinesKeepTheirIndexTime(t *testing.T) {
 		}
 	}
 }
+
+// A line filter sees whole events (after multiline joining); what it drops
+// is read past: the registry moves over it as over a blank line, so a
+// restart does not read it again.
+func TestFilteredEventsAreReadPast(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	doc := "2026-12-01 keep 1\n  at frame\n2026-12-01 DROP 2\n  at DROPPED frame\n2026-12-01 keep 3\n2026-12-01 end\n2026-12-01 DROP last\n"
+	write(t, p, doc)
+	keep := func(b []byte) bool { return !strings.Contains(string(b), "DROP") }
+	h.run(Config{Path: p, Multiline: multiline(t, `^\d{4}-`, 10, 50*time.Millisecond), Keep: keep})
+	got := h.waitN(3)
+	want := []string{"2026-12-01 keep 1\n  at frame", "2026-12-01 keep 3", "2026-12-01 end"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return h.last.Status().Filtered == 2 },
+		func() string { return fmt.Sprintf("status filtered %d, want 2 (joined events)", h.last.Status().Filtered) })
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, s := range h.reg.Streams() {
+			if s.Offset == int64(len(doc)) {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("acked to the end (%d): %+v", len(doc), h.reg.Streams()) })
+}

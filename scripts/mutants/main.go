@@ -150,6 +150,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transferd", "^TestResentAcrossMidnightLandsInOneIndex$"}},
 	},
 	{
+		name:  "events dropped by a line filter are not read past (the registry stops at them)",
+		file:  "internal/tailer/reader.go",
+		edits: []edit{{old: "\t\tval = nil // read past like a blank line: done, never sent\n", new: "\t\treturn nil\n"}},
+		tests: []target{{"./internal/tailer", "^TestFilteredEventsAreReadPast$"}},
+	},
+	{
 		name:  "a whole-request 401 (expired credential) is taken as about the documents: split and dead-lettered",
 		file:  "internal/eswriter/eswriter.go",
 		edits: []edit{{old: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest", new: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest || status == http.StatusUnauthorized"}},
