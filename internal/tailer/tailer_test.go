@@ -1064,7 +1064,9 @@ func TestFilteredEventsAreReadPast(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return h.last.Status().Filtered == 2 },
-		func() string { return fmt.Sprintf("status filtered %d, want 2 (joined events)", h.last.Status().Filtered) })
+		func() string {
+			return fmt.Sprintf("status filtered %d, want 2 (joined events)", h.last.Status().Filtered)
+		})
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		for _, s := range h.reg.Streams() {
 			if s.Offset == int64(len(doc)) {
