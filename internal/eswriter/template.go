@@ -23,11 +23,14 @@ func TemplatePriority(pattern string) int { return 200 + len(pattern) }
 
 // TemplateBody is the composable index template for indices matching
 // pattern: @timestamp as date, message as text, the pipeline's host, log
-// and kafka fields as keyword/long, and other strings (the agents' static
-// fields) as keyword, so a Kibana data view "<topic>-*" works at once.
+// and kafka fields as keyword/long, the built-in processing pipelines'
+// fields with their types (long, ip, keyword, date), and other strings
+// (the agents' static fields) as keyword, so a Kibana data view
+// "<topic>-*" works at once.
 func TemplateBody(pattern string) []byte {
 	kw := map[string]any{"type": "keyword"}
 	long := map[string]any{"type": "long"}
+	date := map[string]any{"type": "date", "format": "strict_date_optional_time_nanos||strict_date_optional_time"}
 	t := map[string]any{
 		"index_patterns": []string{pattern},
 		"priority":       TemplatePriority(pattern),
@@ -41,15 +44,36 @@ func TemplateBody(pattern string) []byte {
 					}},
 				},
 				"properties": map[string]any{
-					"@timestamp": map[string]any{"type": "date", "format": "strict_date_optional_time_nanos||strict_date_optional_time"},
+					"@timestamp": date,
 					"message":    map[string]any{"type": "text"},
-					"host":       map[string]any{"properties": map[string]any{"name": kw, "ip": kw}},
+					"host":       map[string]any{"properties": map[string]any{"name": kw, "ip": kw, "hostname": kw}},
 					"log": map[string]any{"properties": map[string]any{
 						"file":   map[string]any{"properties": map[string]any{"path": kw}},
 						"offset": long,
 						"flags":  kw,
+						"syslog": map[string]any{"properties": map[string]any{
+							"priority": long, "msgid": kw,
+							"facility": map[string]any{"properties": map[string]any{"code": long}},
+							"severity": map[string]any{"properties": map[string]any{"code": long}},
+						}},
 					}},
 					"kafka": map[string]any{"properties": map[string]any{"topic": kw, "partition": long, "offset": long}},
+					// The built-in pipelines' fields (internal/pipeline).
+					"event":  map[string]any{"properties": map[string]any{"created": date}},
+					"error":  map[string]any{"properties": map[string]any{"message": map[string]any{"type": "text"}}},
+					"source": map[string]any{"properties": map[string]any{"ip": map[string]any{"type": "ip"}, "address": kw}},
+					"user":   map[string]any{"properties": map[string]any{"name": kw}},
+					"url":    map[string]any{"properties": map[string]any{"original": map[string]any{"type": "keyword", "ignore_above": 8191}}},
+					"http": map[string]any{"properties": map[string]any{
+						"version": kw,
+						"request": map[string]any{"properties": map[string]any{"method": kw, "referrer": kw}},
+						"response": map[string]any{"properties": map[string]any{
+							"status_code": long,
+							"body":        map[string]any{"properties": map[string]any{"bytes": long}},
+						}},
+					}},
+					"user_agent": map[string]any{"properties": map[string]any{"original": kw}},
+					"process":    map[string]any{"properties": map[string]any{"name": kw, "pid": long}},
 				},
 			},
 		},

@@ -105,11 +105,11 @@ func (c *fieldsCache) fragment(raw []byte) []byte {
 // Absent headers leave their fields out. The message has invalid UTF-8
 // replaced by U+FFFD, so the body is always valid JSON. fields is the
 // fragment from fieldsCache.
-func appendDoc(dst []byte, msg *sarama.ConsumerMessage, meta *record.View, ts time.Time, fields []byte) []byte {
+func appendDoc(dst []byte, msg *sarama.ConsumerMessage, message []byte, meta *record.View, ts time.Time, fields []byte) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = ts.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z07:00")
 	dst = append(dst, `","message":`...)
-	dst = jsonenc.AppendString(dst, msg.Value)
+	dst = jsonenc.AppendString(dst, message)
 	if len(meta.HostName) > 0 || len(meta.HostIP) > 0 {
 		dst = append(dst, `,"host":{`...)
 		sep := false

@@ -29,7 +29,7 @@ func TestDocuments(t *testing.T) {
 		t.Helper()
 		meta := record.Parse(msg.Headers)
 		var fc fieldsCache
-		body := appendDoc(nil, msg, &meta, eventTime(msg), fc.fragment(meta.Fields))
+		body := appendDoc(nil, msg, msg.Value, &meta, eventTime(msg), fc.fragment(meta.Fields))
 		var got map[string]any
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("%s: body is not valid JSON: %v\n%s", name, err, body)
@@ -99,7 +99,7 @@ func BenchmarkDocument(b *testing.B) {
 	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
 		meta := record.Parse(msg.Headers)
-		buf = appendDoc(buf[:0], msg, &meta, msg.Timestamp, fc.fragment(meta.Fields))
+		buf = appendDoc(buf[:0], msg, msg.Value, &meta, msg.Timestamp, fc.fragment(meta.Fields))
 	}
 	b.SetBytes(int64(len(buf)))
 }

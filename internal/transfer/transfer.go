@@ -22,7 +22,9 @@ import (
 	"github.com/logpipe/logpipe/internal/backoff"
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/eswriter"
+	"github.com/logpipe/logpipe/internal/jsonenc"
 	"github.com/logpipe/logpipe/internal/logging"
+	"github.com/logpipe/logpipe/internal/pipeline"
 	"github.com/logpipe/logpipe/internal/record"
 )
 
@@ -75,6 +77,7 @@ type Consumer struct {
 	lag      *prometheus.GaugeVec
 	absent   *prometheus.GaugeVec
 	heldG    *prometheus.GaugeVec
+	piped    *prometheus.CounterVec
 }
 
 // TopicRecheck is how often topics that Kafka does not have are looked up
@@ -93,9 +96,15 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 			Help: "1 while a wanted topic does not exist in Kafka; the other topics are consumed meanwhile."}, []string{"topic"}),
 		heldG: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logtransfer_topic_held",
 			Help: "1 while a topic is not consumed because its preparation (index template) fails; the other topics are consumed meanwhile."}, []string{"topic"}),
+		piped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtransfer_pipeline_events_total",
+			Help: "Records run through a processing pipeline, by pipeline and result (parsed; failed: indexed raw with error.message; unknown: no such pipeline, indexed raw)."}, []string{"pipeline", "result"}),
+	}
+	for _, n := range pipeline.Builtins() {
+		c.piped.WithLabelValues(n, "parsed")
+		c.piped.WithLabelValues(n, "failed")
 	}
 	if reg != nil {
-		reg.MustRegister(c.consumed, c.lag, c.absent, c.heldG)
+		reg.MustRegister(c.consumed, c.lag, c.absent, c.heldG, c.piped)
 	}
 	return c
 }
@@ -524,16 +533,36 @@ type claimState struct {
 	fields    fieldsCache
 	indexSec  int64 // the second indexName was computed for
 	indexName string
+	res       pipeline.Result
+	extra     []byte
 }
 
 func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
 	meta := record.Parse(msg.Headers)
-	ts := eventTime(msg)
-	// The index comes from the agent's index-time stamp when there is one:
-	// unlike the read time it is the same for a line re-sent after a crash,
-	// so both copies meet on one _id in one index.
+	ts := eventTime(msg) // read time
+	docTime, message := ts, msg.Value
+	var res *pipeline.Result
+	if len(meta.Pipeline) > 0 {
+		res = &st.res
+		res.Reset()
+		c.runPipeline(meta.Pipeline, msg.Value, ts, res)
+		if !res.Time.IsZero() {
+			docTime = res.Time
+		}
+		if res.HasMessage {
+			message = res.Message
+		}
+	}
+	// The index comes from the time in the line when a pipeline found one
+	// (the line's own day, the same on every delivery), else from the
+	// agent's index-time stamp: unlike the read time it is the same for a
+	// line re-sent after a crash, so both copies meet on one _id in one
+	// index.
 	it := ts
-	if !meta.IndexTime.IsZero() {
+	switch {
+	case res != nil && !res.Time.IsZero():
+		it = res.Time
+	case !meta.IndexTime.IsZero():
 		it = meta.IndexTime
 	}
 	idxTime, out := c.indexTime(it)
@@ -541,16 +570,61 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		st.indexSec, st.indexName = sec, c.opt.Index.Name(msg.Topic, idxTime)
 	}
 	extra := st.fields.fragment(meta.Fields)
-	if out != "" {
-		extra = append(append(extra[:len(extra):len(extra)], `,"event":{"timestamp_out_of_range":"`...), out+`"}`...)
+	if res != nil || out != "" {
+		extra = append(st.extra[:0], extra...)
+		if res != nil {
+			extra = append(extra, res.Fragment()...)
+		}
+		parsedTime := res != nil && !res.Time.IsZero()
+		if parsedTime || out != "" {
+			extra = append(extra, `,"event":{`...)
+			if parsedTime { // @timestamp is the line's; keep when it was read
+				extra = append(extra, `"created":"`...)
+				extra = ts.UTC().AppendFormat(extra, "2006-01-02T15:04:05.000000000Z07:00")
+				extra = append(extra, '"')
+			}
+			if out != "" {
+				if parsedTime {
+					extra = append(extra, ',')
+				}
+				extra = append(extra, `"timestamp_out_of_range":"`...)
+				extra = append(extra, out...)
+				extra = append(extra, '"')
+			}
+			extra = append(extra, '}')
+		}
+		if res != nil && res.Err != "" {
+			extra = append(extra, `,"error":{"message":`...)
+			extra = jsonenc.AppendString(extra, res.Err)
+			extra = append(extra, '}')
+		}
+		st.extra = extra
 	}
 	return &eswriter.Doc{
 		Index:  st.indexName,
 		ID:     docID(msg, &meta),
-		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320), msg, &meta, ts, extra),
+		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320+len(extra)), msg, message, &meta, docTime, extra),
 		Time:   ts,
 		Origin: msg,
 	}
+}
+
+// runPipeline runs the pipeline named name over line into res, and counts
+// the outcome. A name that is not a pipeline leaves the line raw, with an
+// error saying so.
+func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.Result) {
+	f, ok := pipeline.Builtin(string(name))
+	if !ok {
+		res.Fail("unknown pipeline " + strconv.Quote(string(name)))
+		c.piped.WithLabelValues("unknown", "unknown").Inc()
+		return
+	}
+	f(line, read, res)
+	if res.Err != "" {
+		c.piped.WithLabelValues(string(name), "failed").Inc()
+		return
+	}
+	c.piped.WithLabelValues(string(name), "parsed").Inc()
 }
 
 // indexTime is the time that picks a record's daily index: its own, or,

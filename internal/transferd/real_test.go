@@ -326,3 +326,42 @@ func TestRealResentAcrossMidnightLandsInOneIndex(t *testing.T) {
 		t.Fatalf("%d documents in rmid-2026.11.23, want the one", n)
 	}
 }
+
+// The nginx pipeline on Apache Kafka and Elasticsearch 7.17: the lines of
+// 2019 land in their day's index, are found by status code (a long) and
+// client address (an ip, by CIDR), and the unparsed line is there raw.
+func TestRealNginxPipelineSearchable(t *testing.T) {
+	e, es := newRealEnv(t)
+	const n = 100
+	e.produceLines("rpipe", "nginx", accessLines(n))
+	e.start(e.config("[kafka]\ntopics = rpipe\n"))
+	waitCount(t, es, "rpipe-*", "", n+1, 60*time.Second)
+	if c := es.Count(t, "rpipe-2019.11.23", ""); c != n {
+		t.Fatalf("%d documents in rpipe-2019.11.23, want %d", c, n)
+	}
+	if c := es.Count(t, "rpipe-*", `{"term":{"http.response.status_code":404}}`); c != n/2 {
+		t.Fatalf("%d documents with status 404, want %d", c, n/2)
+	}
+	if c := es.Count(t, "rpipe-*", `{"range":{"http.response.status_code":{"gte":400}}}`); c != n/2 {
+		t.Fatalf("%d documents with status >= 400, want %d", c, n/2)
+	}
+	if c := es.Count(t, "rpipe-*", `{"term":{"source.ip":"203.0.113.0/28"}}`); c != 16 {
+		t.Fatalf("%d documents from 203.0.113.0/28, want 16", c)
+	}
+	if c := es.Count(t, "rpipe-*", `{"range":{"@timestamp":{"gte":"2019-11-23T00:00:00Z","lt":"2019-11-24T00:00:00Z"}}}`); c != n {
+		t.Fatalf("%d documents on 2019-11-23 by @timestamp, want %d", c, n)
+	}
+	if c := es.Count(t, "rpipe-*", `{"match":{"error.message":"access log"}}`); c != 1 {
+		t.Fatalf("%d unparsed documents, want 1", c)
+	}
+	var m map[string]struct {
+		Mappings struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"mappings"`
+	}
+	es.JSON(t, 200, "GET", "/rpipe-2019.11.23/_mapping", "", &m)
+	props := m["rpipe-2019.11.23"].Mappings.Properties
+	if !strings.Contains(string(props["http"]), `"status_code":{"type":"long"}`) || !strings.Contains(string(props["source"]), `"ip":{"type":"ip"}`) {
+		t.Fatalf("mapping http %s, source %s", props["http"], props["source"])
+	}
+}

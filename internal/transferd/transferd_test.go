@@ -610,3 +610,87 @@ func TestResentAcrossMidnightLandsInOneIndex(t *testing.T) {
 		t.Fatalf("stored %s: want the first copy's read time as @timestamp", raw)
 	}
 }
+
+// produceLines writes agent-style records of topic, one per line, naming
+// pipe in the pipeline header; record i is read at 2026-11-23 12:00 + i ms.
+func (e *env) produceLines(topic, pipe string, lines []string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for i, l := range lines {
+		recs = append(recs, &kgo.Record{Topic: topic, Value: []byte(l),
+			Timestamp: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond),
+			Headers: []kgo.RecordHeader{
+				{Key: "host.name", Value: []byte("web-1")},
+				{Key: "host.ip", Value: []byte("10.0.0.1")},
+				{Key: "event.id", Value: []byte(fmt.Sprintf("gen-%s-%d", topic, i))},
+				{Key: "pipeline", Value: []byte(pipe)},
+			}})
+	}
+	if err := e.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// accessLines are nginx lines written in November 2019 (status 200 and
+// 404 alternating), then one that is not an access log line.
+func accessLines(n int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		status := 200 + 204*(i%2)
+		out = append(out, fmt.Sprintf(`203.0.113.%d - - [23/Nov/2019:06:25:%02d +0000] "GET /item/%d HTTP/1.1" %d %d "-" "curl/8.5"`, i%250, i%60, i, status, 100+i))
+	}
+	return append(out, "this is not an access log line")
+}
+
+// The nginx pipeline: each line's own time becomes @timestamp and picks its
+// day's index, the fields are typed (status a number), the read time is
+// kept as event.created; a line that does not parse is indexed raw with
+// error.message and the read time, never dropped or dead-lettered.
+func TestNginxPipelineFieldsAndOwnDay(t *testing.T) {
+	e := newEnv(t, 2)
+	const n = 100
+	e.produceLines("tpipe", "nginx", accessLines(n))
+	d, _ := e.start(e.config("[kafka]\ntopics = tpipe\n"))
+	e.waitDocs(n+1, 30*time.Second)
+	docs := e.es.Docs()
+	if len(docs["tpipe-2019.11.23"]) != n || len(docs["tpipe-2026.11.23"]) != 1 {
+		t.Fatalf("indices %v: want %d documents in tpipe-2019.11.23 and the unparsed one in tpipe-2026.11.23", keys(docs), n)
+	}
+	var d0 struct {
+		TS      string  `json:"@timestamp"`
+		Message string  `json:"message"`
+		Status  float64 `json:"http.response.status_code"`
+		IP      string  `json:"source.ip"`
+		URL     string  `json:"url.original"`
+		Event   struct{ Created string }
+	}
+	json.Unmarshal(docs["tpipe-2019.11.23"][genID("tpipe", 1)], &d0)
+	if d0.TS != "2019-11-23T06:25:01.000000000Z" || d0.Status != 404 || d0.IP != "203.0.113.1" || d0.URL != "/item/1" ||
+		!strings.HasPrefix(d0.Event.Created, "2026-11-23T12:00:00.001") || !strings.HasPrefix(d0.Message, "203.0.113.1 - - [23/Nov/2019") {
+		t.Fatalf("parsed document %+v", d0)
+	}
+	raw := string(docs["tpipe-2026.11.23"][genID("tpipe", n)])
+	if !strings.Contains(raw, `"error":{"message":"access log: no [time]"}`) || !strings.Contains(raw, `"message":"this is not an access log line"`) {
+		t.Fatalf("unparsed line stored as %s", raw)
+	}
+	for res, want := range map[string]float64{"parsed": n, "failed": 1} {
+		if v := testutil.MetricValue(d.Prometheus(), "logtransfer_pipeline_events_total", map[string]string{"pipeline": "nginx", "result": res}); v != want {
+			t.Errorf("pipeline %s: %v, want %v", res, v, want)
+		}
+	}
+}
+
+// A record naming a pipeline that does not exist is indexed raw with an
+// error saying so.
+func TestUnknownPipelineIndexesRaw(t *testing.T) {
+	e := newEnv(t, 1)
+	e.produceLines("tunk", "grok-me", []string{"plain line"})
+	e.start(e.config("[kafka]\ntopics = tunk\n"))
+	e.waitDocs(1, 30*time.Second)
+	raw := string(e.es.Docs()["tunk-2026.11.23"][genID("tunk", 0)])
+	if !strings.Contains(raw, `"error":{"message":"unknown pipeline \"grok-me\""}`) {
+		t.Fatalf("stored %s", raw)
+	}
+}

@@ -156,6 +156,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/tailer", "^TestFilteredEventsAreReadPast$"}},
 	},
 	{
+		name:  "the index ignores the time a pipeline parsed from the line",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "\tcase res != nil && !res.Time.IsZero():\n", new: "\tcase false:\n"}},
+		tests: []target{{"./internal/transferd", "^TestNginxPipelineFieldsAndOwnDay$"}},
+	},
+	{
 		name:  "a whole-request 401 (expired credential) is taken as about the documents: split and dead-lettered",
 		file:  "internal/eswriter/eswriter.go",
 		edits: []edit{{old: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest", new: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest || status == http.StatusUnauthorized"}},
