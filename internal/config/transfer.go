@@ -47,6 +47,9 @@ type Discovery struct {
 	Pattern *regexp.Regexp
 	// Security is TLS and user/password towards etcd.
 	Security EtcdSecurity
+	// Pipelines watches custom processing pipelines under PipelinesKey.
+	Pipelines    bool
+	PipelinesKey string
 }
 
 // ES is logtransfer's [es].
@@ -149,6 +152,11 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 			c.Fail("etcd", "discover_pattern", "%v", err)
 		}
 		d.Pattern = re
+	}
+	d.Pipelines = c.Bool("etcd", "pipelines", d.Enabled)
+	d.PipelinesKey = c.Str("etcd", "pipelines_key", "/logtransfer/pipelines/")
+	if !strings.HasPrefix(d.PipelinesKey, "/") || !strings.HasSuffix(d.PipelinesKey, "/") {
+		c.Fail("etcd", "pipelines_key", "%q must start and end with /", d.PipelinesKey)
 	}
 	d.Security = etcdSecurity(c, d.Endpoints)
 	if !d.Enabled && len(k.Topics) == 0 {

@@ -31,6 +31,10 @@ commands:
   config get <ip>              print the collect config of the agent at <ip>
   config put <ip> [file|-]     validate a collect config (file or stdin) and write it
   config validate <ip> [file]  validate a file, or the config stored for <ip>
+  pipeline list                the built-in and custom processing pipelines (custom ones checked)
+  pipeline get <name>          print a custom pipeline
+  pipeline put <name> [file|-] validate a custom pipeline (a JSON list of processors) and write it
+  pipeline test <name> [file|-] run sample lines through a pipeline; print the documents it would index
 
 flags:
 `
@@ -44,6 +48,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 5*time.Second, "etcd request timeout")
 	agentsPrefix := fs.String("agents-prefix", "/logagent/agents/", "where agents keep their inventory entries")
 	jsonOut := fs.Bool("json", false, "print agents and status as JSON")
+	pipelinesPrefix := fs.String("pipelines-prefix", "/logtransfer/pipelines/", "where custom pipelines live in etcd (logtransfer's [etcd] pipelines_key)")
 	etcdSec := etcdFlags{
 		cacert: fs.String("cacert", "", "verify etcd's certificate with this CA bundle; enables TLS (or ETCDCTL_CACERT)"),
 		cert:   fs.String("cert", "", "client certificate for etcd TLS (or ETCDCTL_CERT)"),
@@ -60,7 +65,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr,
-		agentsPrefix: *agentsPrefix, json: *jsonOut}
+		agentsPrefix: *agentsPrefix, json: *jsonOut, pipelinesPrefix: *pipelinesPrefix}
 	c.etcd = etcdSec
 	var err error
 	switch rest[0] {
@@ -84,6 +89,12 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return 2
 		}
+	case "pipeline":
+		if len(rest) < 2 {
+			fs.Usage()
+			return 2
+		}
+		err = c.pipelineCmd(rest[1], rest[2:])
 	default:
 		fs.Usage()
 		return 2
@@ -120,6 +131,8 @@ type cmd struct {
 	etcd           etcdFlags
 	agentsPrefix   string
 	json           bool
+	// pipelinesPrefix is where custom pipelines live.
+	pipelinesPrefix string
 }
 
 func (c *cmd) key(ip string) string { return fmt.Sprintf(c.keyPattern, ip) }

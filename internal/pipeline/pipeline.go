@@ -50,12 +50,14 @@ type Result struct {
 	Message []byte
 	// HasMessage reports whether Message was set.
 	HasMessage bool
+	// Drop says the line is not to be indexed (a drop processor).
+	Drop bool
 }
 
 // Reset empties r for the next line.
 func (r *Result) Reset() {
 	r.frag = r.frag[:0]
-	r.Time, r.Err, r.Message, r.HasMessage = time.Time{}, "", r.Message[:0], false
+	r.Time, r.Err, r.Message, r.HasMessage, r.Drop = time.Time{}, "", r.Message[:0], false, false
 }
 
 // Fragment is the fields as a JSON object fragment: `,"k":v,…` (empty if

@@ -54,6 +54,9 @@ type Options struct {
 	// without bound. Now is the clock (nil: time.Now).
 	MaxFuture, MaxAge time.Duration
 	Now               func() time.Time
+	// Pipelines resolves the records' pipeline headers (nil: built-ins
+	// only).
+	Pipelines *pipeline.Set
 	// DrainTimeout bounds the wait, when a partition is revoked or at
 	// shutdown, for its in-flight documents to be acknowledged.
 	DrainTimeout time.Duration
@@ -499,6 +502,10 @@ loop:
 			c.consumed.Inc()
 			lag.Set(float64(claim.HighWaterMarkOffset() - msg.Offset - 1))
 			d := c.document(msg, &st)
+			if d == nil { // dropped by its pipeline: done at once
+				tr.Emit(msg.Offset+1, true)
+				continue
+			}
 			d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, false)
 			if err := c.opt.Out.Submit(ctx, d); err != nil {
 				tr.Retract(d.Seq)
@@ -548,6 +555,9 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		c.runPipeline(meta.Pipeline, msg.Value, ts, res)
 		if !res.Time.IsZero() {
 			docTime = res.Time
+		}
+		if res.Drop {
+			return nil // a drop processor: not indexed
 		}
 		if res.HasMessage {
 			message = res.Message
@@ -613,15 +623,25 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 // the outcome. A name that is not a pipeline leaves the line raw, with an
 // error saying so.
 func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.Result) {
-	f, ok := pipeline.Builtin(string(name))
+	var f pipeline.Func
+	var ok bool
+	if c.opt.Pipelines != nil {
+		f, ok = c.opt.Pipelines.Lookup(name)
+	} else {
+		f, ok = pipeline.Builtin(string(name))
+	}
 	if !ok {
 		res.Fail("unknown pipeline " + strconv.Quote(string(name)))
 		c.piped.WithLabelValues("unknown", "unknown").Inc()
 		return
 	}
 	f(line, read, res)
-	if res.Err != "" {
+	switch {
+	case res.Err != "":
 		c.piped.WithLabelValues(string(name), "failed").Inc()
+		return
+	case res.Drop:
+		c.piped.WithLabelValues(string(name), "dropped").Inc()
 		return
 	}
 	c.piped.WithLabelValues(string(name), "parsed").Inc()

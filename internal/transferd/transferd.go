@@ -26,6 +26,7 @@ import (
 	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/httpserver"
 	"github.com/logpipe/logpipe/internal/lifecycle"
+	"github.com/logpipe/logpipe/internal/pipeline"
 	"github.com/logpipe/logpipe/internal/transfer"
 )
 
@@ -40,13 +41,15 @@ type Daemon struct {
 	log  *logrus.Entry
 	prom *prometheus.Registry
 
-	writer   *eswriter.Writer
-	dlq      *transfer.DeadLetter
-	topics   *transfer.Topics
-	consumer *transfer.Consumer
-	cli      *clientv3.Client
-	watch    *confwatch.Watcher
-	http     *httpserver.Server
+	writer    *eswriter.Writer
+	dlq       *transfer.DeadLetter
+	topics    *transfer.Topics
+	consumer  *transfer.Consumer
+	cli       *clientv3.Client
+	watch     *confwatch.Watcher
+	pipeWatch *confwatch.Watcher
+	pipes     *pipeline.Set
+	http      *httpserver.Server
 }
 
 // New builds the daemon without starting it.
@@ -71,6 +74,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		RetryBackoffMax: cfg.ES.RetryBackoffMax,
 		ShutdownTimeout: cfg.ES.ShutdownTimeout,
 	}, es, d.dlq, log, d.prom)
+	d.pipes = pipeline.NewSet(cfg.Discovery.PipelinesKey, log, d.prom)
 	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, log, d.prom)
 	d.topics.SetPattern(cfg.Discovery.Pattern)
 
@@ -90,15 +94,21 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		DrainTimeout: cfg.ES.ShutdownTimeout,
 		MaxFuture:    cfg.ES.MaxFuture,
 		MaxAge:       cfg.ES.MaxAge,
+		Pipelines:    d.pipes,
 	}, log, d.prom)
 
-	if cfg.Discovery.Enabled {
+	if cfg.Discovery.Enabled || cfg.Discovery.Pipelines {
 		cli, err := clientv3.New(cfg.Discovery.ClientConfig(zap.NewNop()))
 		if err != nil {
 			return nil, fmt.Errorf("creating etcd client: %w", err)
 		}
 		d.cli = cli
-		d.watch = confwatch.New(cli, transfer.WatchPrefix(cfg.Discovery.CollectKey), true, cfg.Discovery.Timeout, log, d.prom, "logtransfer")
+	}
+	if cfg.Discovery.Enabled {
+		d.watch = confwatch.New(d.cli, transfer.WatchPrefix(cfg.Discovery.CollectKey), true, cfg.Discovery.Timeout, log, d.prom, "logtransfer")
+	}
+	if cfg.Discovery.Pipelines {
+		d.pipeWatch = confwatch.New(d.cli, cfg.Discovery.PipelinesKey, true, cfg.Discovery.Timeout, log, d.prom, "logtransfer_pipelines")
 	}
 
 	if cfg.HTTP.Addr != "" {
@@ -201,6 +211,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		read.Go("etcd watch", d.watch.Run)
 		read.Go("discovery", d.discover)
 	}
+	if d.pipeWatch != nil {
+		read.Go("pipelines watch", d.pipeWatch.Run)
+		read.Go("pipelines", d.loadPipelines)
+	}
 	read.Go("consumer", d.consumer.Run)
 
 	err := r.Wait(ctx, func(s *lifecycle.Stage) {
@@ -226,11 +240,22 @@ func (d *Daemon) discover(ctx context.Context) error {
 	}
 }
 
+func (d *Daemon) loadPipelines(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.pipeWatch.Changed():
+			d.pipes.Update(d.pipeWatch.Latest())
+		}
+	}
+}
+
 func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	claims := d.consumer.Claims()
 	sort.Strings(claims)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined()})
+	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined(), "pipelines": d.pipes.Status()})
 }

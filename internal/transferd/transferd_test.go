@@ -18,6 +18,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/fakees"
+	"github.com/logpipe/logpipe/internal/pipeline"
 	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
@@ -692,5 +693,49 @@ func TestUnknownPipelineIndexesRaw(t *testing.T) {
 	raw := string(e.es.Docs()["tunk-2026.11.23"][genID("tunk", 0)])
 	if !strings.Contains(raw, `"error":{"message":"unknown pipeline \"grok-me\""}`) {
 		t.Fatalf("stored %s", raw)
+	}
+}
+
+// A custom pipeline put in etcd applies to the next records without a
+// restart; an invalid version put after it is refused and the last good
+// one stays in use (shown in /status).
+func TestCustomPipelineFromEtcd(t *testing.T) {
+	e := newEnv(t, 1)
+	etcd := testutil.StartEtcd(t)
+	etcd.Put("/logtransfer/pipelines/app", `[{"dissect": {"pattern": "%{level} %{msg}"}}, {"set": {"field": "v", "value": 1}}]`)
+	d, _ := e.start(e.config(fmt.Sprintf("[kafka]\ntopics = tcust\n[etcd]\naddress = %s\npipelines = true\n", etcd.Endpoint())))
+	version := func() string {
+		f, ok := d.pipes.Lookup([]byte("app"))
+		if !ok {
+			return ""
+		}
+		var r pipeline.Result
+		f([]byte("INFO x"), time.Time{}, &r)
+		return string(r.Fragment())
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(version(), `"v":1`) }, testutil.Msg("version 1 loaded"))
+	e.produceLines("tcust", "app", []string{"INFO started", "WARN slow"})
+	e.waitDocs(2, 30*time.Second)
+	etcd.Put("/logtransfer/pipelines/app", `[{"dissect": {"pattern": "%{level} %{msg}"}}, {"set": {"field": "v", "value": 2}}]`)
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(version(), `"v":2`) }, testutil.Msg("version 2 loaded"))
+	etcd.Put("/logtransfer/pipelines/app", `[{"dissect": {"pattern": "%{level"}}]`)
+	testutil.Eventually(t, 20*time.Second, func() bool { return d.pipes.Status().Errors["app"] != "" }, testutil.Msg("the invalid version refused"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec := &kgo.Record{Topic: "tcust", Value: []byte("ERROR disk full"), Timestamp: time.Date(2026, 11, 23, 12, 0, 1, 0, time.UTC),
+		Headers: []kgo.RecordHeader{{Key: "event.id", Value: []byte("gen-tcust-2")}, {Key: "host.name", Value: []byte("web-1")},
+			{Key: "host.ip", Value: []byte("10.0.0.1")}, {Key: "pipeline", Value: []byte("app")}}}
+	if err := e.prod.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitDocs(3, 30*time.Second)
+	docs := e.es.Docs()["tcust-2026.11.23"]
+	for i, want := range []string{`"level":"INFO","msg":"started","v":1`, `"level":"WARN","msg":"slow","v":1`, `"level":"ERROR","msg":"disk full","v":2`} {
+		if raw := string(docs[genID("tcust", i)]); !strings.Contains(raw, want) {
+			t.Errorf("document %d is %s, want %s", i, raw, want)
+		}
+	}
+	if v := testutil.MetricValue(d.Prometheus(), "logtransfer_pipeline_config_errors_total", nil); v != 1 {
+		t.Errorf("logtransfer_pipeline_config_errors_total %v, want 1", v)
 	}
 }

@@ -162,6 +162,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transferd", "^TestNginxPipelineFieldsAndOwnDay$"}},
 	},
 	{
+		name:  "an invalid custom pipeline version replaces the last good one",
+		file:  "internal/pipeline/set.go",
+		edits: []edit{{old: "\t\tif err != nil {\n\t\t\ts.refuse(log, name, err.Error())\n", new: "\t\tif err != nil {\n\t\t\tdelete(s.custom, name)\n\t\t\ts.refuse(log, name, err.Error())\n"}},
+		tests: []target{{"./internal/pipeline", "^TestSetKeepsLastGood$"}, {"./internal/transferd", "^TestCustomPipelineFromEtcd$"}},
+	},
+	{
 		name:  "a whole-request 401 (expired credential) is taken as about the documents: split and dead-lettered",
 		file:  "internal/eswriter/eswriter.go",
 		edits: []edit{{old: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest", new: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest || status == http.StatusUnauthorized"}},

@@ -1,0 +1,159 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/confwatch"
+)
+
+func mustParse(t *testing.T, doc string) Func {
+	t.Helper()
+	f, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return f
+}
+
+func TestCustomProcessors(t *testing.T) {
+	app := mustParse(t, `[
+		{"dissect": {"pattern": "%{ts} %{+ts} %{level->} %{?thread} %{msg}"}},
+		{"timestamp": {"field": "ts", "layouts": ["2006-01-02 15:04:05.000"], "timezone": "Europe/Berlin", "remove": true}},
+		{"regex": {"field": "msg", "pattern": "took (?P<duration_ms>\\d+)ms"}},
+		{"convert": {"field": "duration_ms", "type": "long"}},
+		{"rename": {"from": "level", "to": "log_level"}},
+		{"set": {"field": "service.name", "value": "shop"}},
+		{"set": {"field": "message", "value": "replaced"}},
+		{"drop": {"field": "log_level", "equals": "TRACE"}}
+	]`)
+	run(t, app, time.Time{}, []sample{
+		{name: "app line",
+			line:    "2026-07-01 12:00:00.250 INFO    [main-1] request took 37ms",
+			fields:  map[string]any{"msg": "request took 37ms", "duration_ms": 37, "log_level": "INFO", "service.name": "shop"},
+			time:    "2026-07-01T10:00:00.25Z", // Berlin is UTC+2 in July
+			message: "replaced"},
+		{name: "dissect cannot match", line: "garbage", err: "processor 0 (dissect)"},
+		{name: "bad time", line: "2026-13-01 99:00:00.000 INFO [x] took 1ms", err: "processor 1 (timestamp)"},
+		{name: "regex does not match", line: "2026-07-01 12:00:00.250 INFO [m] nothing here", err: "processor 2 (regex): pattern does not match"},
+	})
+	var r Result
+	app([]byte("2026-07-01 12:00:00.250 TRACE [m] took 1ms"), time.Time{}, &r)
+	if !r.Drop || r.Err != "" {
+		t.Fatalf("TRACE line: drop %v, err %q", r.Drop, r.Err)
+	}
+
+	conv := mustParse(t, `[{"json": {}}, {"convert": {"field": "ok", "type": "boolean"}}, {"convert": {"field": "ip", "type": "ip"}},
+		{"convert": {"field": "ratio", "type": "double"}}, {"remove": {"fields": ["secret"]}}, {"drop": {"field": "path", "matches": "^/health"}}]`)
+	run(t, conv, time.Time{}, []sample{
+		{name: "json then convert", line: `{"ok":"true","ip":"::ffff:10.0.0.1","ratio":"0.5","secret":"x","path":"/a","log":"mine"}`,
+			fields: map[string]any{"ip": "::ffff:10.0.0.1", "json.log": "mine", "ok": true, "path": "/a", "ratio": 0.5}},
+		{name: "convert fails", line: `{"ok":"maybe","ip":"1.2.3.4","ratio":"1"}`, err: `processor 1 (convert): "maybe" is not boolean`},
+	})
+	r.Reset()
+	conv([]byte(`{"ok":"1","ip":"1.2.3.4","ratio":"1","path":"/healthz"}`), time.Time{}, &r)
+	if !r.Drop {
+		t.Fatal("a /healthz line was not dropped")
+	}
+
+	epoch := mustParse(t, `[{"regex": {"pattern": "^(?P<t>\\d+) "}}, {"timestamp": {"field": "t", "layouts": ["UNIX_MS", "UNIX"]}}]`)
+	run(t, epoch, time.Time{}, []sample{
+		{name: "epoch ms", line: "1764576000123 hello", fields: map[string]any{"t": "1764576000123"}, time: "2025-12-01T08:00:00.123Z"},
+	})
+}
+
+func TestCustomPipelineRefusedWhole(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{`{}`, "a JSON list of processors"},
+		{`[]`, "at least one processor"},
+		{`[{"grok": {}}]`, `unknown processor "grok"`},
+		{`[{"dissect": {"pattern": "%{a"}}]`, "unclosed %{"},
+		{`[{"dissect": {"pattern": "%{a}%{b}"}}]`, "nothing between them"},
+		{`[{"dissect": {"pattern": "%{host} x"}}]`, `field "host" is written by the transfer itself`},
+		{`[{"regex": {"pattern": "(unnamed)"}}]`, "no named group"},
+		{`[{"regex": {"pattern": "(?P<a>"}}]`, "missing closing )"},
+		{`[{"timestamp": {"field": "t", "layouts": ["x"], "timezone": "Mars/Olympus"}}]`, `timezone "Mars/Olympus"`},
+		{`[{"convert": {"field": "a", "type": "date"}}]`, "must be long, double, boolean or ip"},
+		{`[{"set": {"field": "@timestamp", "value": 1}}]`, "timestamp processor"},
+		{`[{"drop": {"field": "a"}}]`, `one of "equals" and "matches"`},
+		{`[{"set": {"field": "a", "value": 1, "typo": 2}}]`, `unknown field "typo"`},
+		{`[{"set": {"field": "a", "value": 1}}, {"convert": {}}]`, "processor 1 (convert)"},
+	} {
+		if _, err := Parse([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%s): %v, want an error containing %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// A custom pipeline from etcd replaces the previous version; an invalid
+// version is refused whole and the last good one stays in use.
+func TestSetKeepsLastGood(t *testing.T) {
+	l := logrus.New()
+	l.SetLevel(logrus.PanicLevel)
+	s := NewSet(DefaultPrefix, logrus.NewEntry(l), nil)
+	snap := func(rev int64, kv map[string]string) *confwatch.Snapshot {
+		out := &confwatch.Snapshot{Revision: rev, KVs: map[string]confwatch.KV{}}
+		for k, v := range kv {
+			out.KVs[DefaultPrefix+k] = confwatch.KV{Value: []byte(v), ModRevision: rev}
+		}
+		return out
+	}
+	out := func(name, line string) string {
+		f, ok := s.Lookup([]byte(name))
+		if !ok {
+			return "<none>"
+		}
+		var r Result
+		f([]byte(line), time.Time{}, &r)
+		return strings.TrimPrefix(string(r.Fragment()), ",")
+	}
+	s.Update(snap(1, map[string]string{"app": `[{"set": {"field": "v", "value": 1}}]`, "nginx": `[{"set": {"field": "v", "value": 1}}]`}))
+	if got := out("app", "x"); got != `"v":1` {
+		t.Fatalf("app gives %s", got)
+	}
+	s.Update(snap(2, map[string]string{"app": `[{"set": {"field": "v", "value": 2}}]`}))
+	if got := out("app", "x"); got != `"v":2` {
+		t.Fatalf("after the update app gives %s", got)
+	}
+	s.Update(snap(3, map[string]string{"app": `[{"sett": {}}]`}))
+	if got := out("app", "x"); got != `"v":2` {
+		t.Fatalf("after an invalid version app gives %s, want the last good one", got)
+	}
+	st := s.Status()
+	if !strings.Contains(st.Errors["app"], "unknown processor") || len(st.Custom) != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if got := out("nginx", `1.2.3.4 - - [01/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1`); !strings.Contains(got, "status_code") {
+		t.Fatalf("a custom pipeline shadowed the built-in nginx: %s", got)
+	}
+	s.Update(snap(4, map[string]string{}))
+	if got := out("app", "x"); got != "<none>" {
+		t.Fatalf("deleted pipeline still gives %s", got)
+	}
+}
+
+func FuzzDissect(f *testing.F) {
+	f.Add("%{a} %{b}", "one two")
+	f.Add("[%{ts}] %{+ts} %{?x} %{rest}", "[t] u v w x y")
+	f.Add("%{a->} %{b}", "x     y")
+	f.Add("%{a}", "")
+	f.Fuzz(func(t *testing.T, pattern, input string) {
+		d, err := parseDissect(pattern)
+		if err != nil {
+			return
+		}
+		n := 0
+		_ = d.apply([]byte(input), func(k string, v []byte, _ bool) {
+			n++
+			if len(v) > len(input) {
+				t.Fatalf("value %q longer than the input", v)
+			}
+		})
+		if n > len(d.fields) {
+			t.Fatalf("%d values for %d fields", n, len(d.fields))
+		}
+	})
+}

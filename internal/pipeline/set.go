@@ -1,0 +1,149 @@
+package pipeline
+
+import (
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/confwatch"
+)
+
+// DefaultPrefix is where custom pipelines live in etcd: one key per
+// pipeline, <prefix><name>, its value a JSON list of processors.
+const DefaultPrefix = "/logtransfer/pipelines/"
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// ValidName reports why name cannot name a custom pipeline ("" if it can).
+func ValidName(name string) string {
+	if !nameRE.MatchString(name) {
+		return "pipeline names are 1-64 of a-z 0-9 _ - (starting with a letter or digit)"
+	}
+	if _, ok := Builtin(name); ok {
+		return "is a built-in pipeline"
+	}
+	return ""
+}
+
+// Set is the pipelines the transfer knows: the built-ins and the custom
+// ones from etcd. A custom pipeline that fails validation is refused
+// whole: the last good version stays in use, and the error is logged,
+// counted and shown in Status. Safe for concurrent use.
+type Set struct {
+	prefix string
+	log    *logrus.Entry
+
+	mu     sync.RWMutex
+	custom map[string]Func
+	seen   map[string]int64  // name -> mod revision applied or refused
+	errs   map[string]string // name -> why its latest version was refused
+
+	invalid prometheus.Counter
+}
+
+// NewSet returns a set with only the built-ins until Update.
+func NewSet(prefix string, log *logrus.Entry, reg prometheus.Registerer) *Set {
+	s := &Set{prefix: prefix, log: log.WithField("component", "pipelines"), custom: map[string]Func{}, seen: map[string]int64{}, errs: map[string]string{},
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_pipeline_config_errors_total",
+			Help: "Custom pipeline versions refused (invalid); the last good version stays in use."})}
+	if reg != nil {
+		reg.MustRegister(s.invalid)
+	}
+	return s
+}
+
+// Lookup returns the pipeline named name.
+func (s *Set) Lookup(name []byte) (Func, bool) {
+	if f, ok := Builtin(string(name)); ok {
+		return f, true
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f, ok := s.custom[string(name)]
+	return f, ok
+}
+
+// Update applies the custom pipelines under the prefix in snap.
+func (s *Set) Update(snap *confwatch.Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	present := map[string]bool{}
+	for key, kv := range snap.KVs {
+		name, ok := strings.CutPrefix(key, s.prefix)
+		if !ok {
+			continue
+		}
+		present[name] = true
+		if s.seen[name] == kv.ModRevision {
+			continue
+		}
+		s.seen[name] = kv.ModRevision
+		log := s.log.WithFields(logrus.Fields{"pipeline": name, "revision": kv.ModRevision})
+		if why := ValidName(name); why != "" {
+			s.refuse(log, name, why)
+			continue
+		}
+		f, err := Parse(kv.Value)
+		if err != nil {
+			s.refuse(log, name, err.Error())
+			continue
+		}
+		_, had := s.custom[name]
+		s.custom[name] = f
+		delete(s.errs, name)
+		if had {
+			log.Info("custom pipeline updated")
+		} else {
+			log.Info("custom pipeline loaded")
+		}
+	}
+	for name := range s.seen {
+		if !present[name] {
+			delete(s.seen, name)
+			delete(s.errs, name)
+			if _, ok := s.custom[name]; ok {
+				delete(s.custom, name)
+				s.log.WithField("pipeline", name).Info("custom pipeline deleted")
+			}
+		}
+	}
+}
+
+func (s *Set) refuse(log *logrus.Entry, name, why string) {
+	s.errs[name] = why
+	s.invalid.Inc()
+	keeps := "none in use"
+	if _, ok := s.custom[name]; ok {
+		keeps = "the last good version stays in use"
+	}
+	log.WithField("error", why).Error("custom pipeline refused; " + keeps)
+}
+
+// Status is the custom pipelines in use and the refused versions.
+type Status struct {
+	Builtin []string          `json:"builtin"`
+	Custom  []string          `json:"custom"`
+	Errors  map[string]string `json:"errors,omitempty"`
+}
+
+// Status reports what the set holds.
+func (s *Set) Status() Status {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := Status{Builtin: Builtins(), Custom: []string{}}
+	for n := range s.custom {
+		st.Custom = append(st.Custom, n)
+	}
+	sort.Strings(st.Custom)
+	if len(s.errs) > 0 {
+		st.Errors = map[string]string{}
+		for n, e := range s.errs {
+			st.Errors[n] = e
+		}
+	}
+	return st
+}
