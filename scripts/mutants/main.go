@@ -62,7 +62,10 @@ var mutants = []mutant{
 			old: "\t\t\tif err := r.Save(); err != nil {\n\t\t\t\tr.log.WithError(err).Warn(\"saving registry\")",
 			new: "\t\t\tif err := error(nil); err != nil {\n\t\t\t\tr.log.WithError(err).Warn(\"saving registry\")",
 		}},
-		tests: []target{{"./internal/registry", "^TestCrashResumesAtLastSavedAck$"}, {"./cmd/logagent", "^TestRestartAfterLongRunResendsOnlyLastInterval$"}},
+		// Only the registry's own test: since index-time stamps, the saves a
+		// stream asks for (a limit outrun) also persist its acked offset, so
+		// an agent-level run no longer shows the periodic save missing.
+		tests: []target{{"./internal/registry", "^TestCrashResumesAtLastSavedAck$"}},
 	},
 	{
 		name: "no split of a batch rejected whole (413): the whole batch goes to the dead-letter topic",
@@ -146,7 +149,7 @@ var mutants = []mutant{
 	{
 		name:  "the transfer picks the index from the read time, not the agent's index-time stamp",
 		file:  "internal/transfer/transfer.go",
-		edits: []edit{{old: "\tif !meta.IndexTime.IsZero() {\n", new: "\tif false && !meta.IndexTime.IsZero() {\n"}},
+		edits: []edit{{old: "\tcase !meta.IndexTime.IsZero():\n", new: "\tcase false:\n"}},
 		tests: []target{{"./internal/transferd", "^TestResentAcrossMidnightLandsInOneIndex$"}},
 	},
 	{
