@@ -289,12 +289,7 @@ func compileProc(kind string, raw json.RawMessage) (proc, error) {
 				e.set(o.Target, json.RawMessage(s))
 				return nil
 			}
-			keys := make([]string, 0, len(obj))
-			for k := range obj {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			for _, k := range keys {
+			for _, k := range sortedKeys(obj) {
 				name := k
 				if checkTarget(k) != nil {
 					name = "json." + k

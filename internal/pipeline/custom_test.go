@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +157,23 @@ func FuzzDissect(f *testing.F) {
 			t.Fatalf("%d values for %d fields", n, len(d.fields))
 		}
 	})
+}
+
+// Keys taken from the line (a JSON object's) are escaped: a quote in a key
+// cannot break the document (it would be refused and dead-lettered).
+func TestKeysFromTheLineAreEscaped(t *testing.T) {
+	for _, f := range []Func{JSON, mustParse(t, `[{"json": {}}]`)} {
+		var r Result
+		f([]byte(`{"we\"ird key":1,"ok":"x"}`), time.Time{}, &r)
+		if r.Err != "" {
+			t.Fatalf("error %q", r.Err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte("{"+strings.TrimPrefix(string(r.Fragment()), ",")+"}"), &got); err != nil {
+			t.Fatalf("fragment %s is not JSON: %v", r.Fragment(), err)
+		}
+		if got["ok"] != "x" || len(got) != 2 {
+			t.Fatalf("fields %v", got)
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,26 +44,13 @@ func JSON(line []byte, _ time.Time, r *Result) {
 			}
 		}
 	}
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(obj) {
 		name := k
 		if k == "" || k == "@timestamp" || k == "message" || strings.HasPrefix(k, "_") || isReserved(k) {
 			name = "json." + k
 		}
-		r.frag = appendKey(r.frag, name)
-		r.frag = append(r.frag, obj[k]...)
+		r.Raw(name, obj[k])
 	}
-}
-
-func appendKey(dst []byte, k string) []byte {
-	dst = append(dst, ',')
-	b, _ := json.Marshal(k) // a string always marshals
-	dst = append(dst, b...)
-	return append(dst, ':')
 }
 
 // isReserved reports whether k is a document field the transfer writes

@@ -10,6 +10,7 @@
 package pipeline
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,10 +65,22 @@ func (r *Result) Reset() {
 // none).
 func (r *Result) Fragment() []byte { return r.frag }
 
+// key appends `,"k":`, escaped: custom pipelines take names from the line
+// (a JSON object's keys).
 func (r *Result) key(k string) {
-	r.frag = append(r.frag, ',', '"')
-	r.frag = append(r.frag, k...)
-	r.frag = append(r.frag, '"', ':')
+	r.frag = append(r.frag, ',')
+	r.frag = jsonenc.AppendString(r.frag, k)
+	r.frag = append(r.frag, ':')
+}
+
+// sortedKeys returns obj's keys in order, so documents are deterministic.
+func sortedKeys[V any](obj map[string]V) []string {
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // Str sets field k to the string v.

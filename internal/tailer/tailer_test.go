@@ -770,9 +770,15 @@ func reopen(t *testing.T, h *harness) {
 	if err := h.reg.Save(); err != nil {
 		t.Fatal(err)
 	}
-	dir := h.regDir
+	crashReopen(t, h)
+}
+
+// crashReopen opens the registry again from its file without saving, as
+// an agent killed and started again does.
+func crashReopen(t *testing.T, h *harness) {
+	t.Helper()
 	h.reg.Close()
-	reg, err := registry.Open(dir, quietLog(), nil)
+	reg, err := registry.Open(h.regDir, quietLog(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1020,16 +1026,9 @@ func TestResentLinesKeepTheirIndexTime(t *testing.T) {
 	}
 
 	// Killed: the registry keeps only what its last save wrote.
-	dir := h.regDir
-	h.reg.Close()
-	reg, err := registry.Open(dir, quietLog(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	h.reg = reg
+	crashReopen(t, h)
 	clk.set(time.Date(2026, 12, 2, 0, 0, 10, 0, time.UTC))
-	reg.SetClock(clk.now)
+	h.reg.SetClock(clk.now)
 	again := &holdSink{}
 	h.custom = again
 	h.run(Config{Path: p, Clock: clk.now})
