@@ -59,12 +59,15 @@ type ES struct {
 	Password Secret
 	APIKey   Secret
 	// TLS applies to the https:// URLs.
-	TLS             TLS
-	Workers         int
-	BulkActions     int
-	BulkBytes       int
-	FlushInterval   time.Duration
-	Index           string
+	TLS           TLS
+	Workers       int
+	BulkActions   int
+	BulkBytes     int
+	FlushInterval time.Duration
+	Index         string
+	// Pipeline is an Elasticsearch ingest pipeline every bulk request names
+	// ("": none).
+	Pipeline        string
 	ManageTemplates bool
 	// Headers are extra HTTP headers on every request (ES-compatible
 	// stores such as VictoriaLogs take their options this way).
@@ -212,6 +215,10 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	e.Index = c.Str("es", "index", DefaultIndex)
 	if _, err := ParseIndex(e.Index); err != nil {
 		c.Fail("es", "index", "%v", err)
+	}
+	e.Pipeline = c.Str("es", "pipeline", "")
+	if strings.ContainsFunc(e.Pipeline, func(r rune) bool { return r <= ' ' || r == 0x7f }) || len(e.Pipeline) > 512 {
+		c.Fail("es", "pipeline", "%q is not an ingest pipeline id (no spaces or control characters, at most 512 bytes)", e.Pipeline)
 	}
 	e.ManageTemplates = c.Bool("es", "manage_templates", true)
 	e.MaxFuture = c.Duration("es", "max_future", 24*time.Hour, 0, 366*24*time.Hour)

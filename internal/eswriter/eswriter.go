@@ -35,6 +35,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +81,9 @@ type Config struct {
 	FlushInterval   time.Duration
 	RetryBackoffMax time.Duration
 	ShutdownTimeout time.Duration
+	// Pipeline names an Elasticsearch ingest pipeline for every document
+	// ("": none).
+	Pipeline string
 }
 
 // bulkDoer is what the writer needs of the Elasticsearch client to send a
@@ -97,8 +102,13 @@ type Writer struct {
 	thr     *logging.Throttle
 	queue   chan *Doc
 	batches chan []*Doc
+	params  url.Values // of every bulk request
 	up      atomic.Bool
-	m       metrics
+	// noPipeline is set while Elasticsearch answers that the ingest
+	// pipeline does not exist.
+	noPipeline  atomic.Bool
+	missingName atomic.Pointer[string]
+	m           metrics
 }
 
 type metrics struct {
@@ -123,6 +133,9 @@ func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, 
 		thr:     logging.NewThrottle(10 * time.Second),
 		queue:   make(chan *Doc, 2*cfg.BulkActions),
 		batches: make(chan []*Doc),
+	}
+	if cfg.Pipeline != "" {
+		w.params = url.Values{"pipeline": {cfg.Pipeline}}
 	}
 	w.m = metrics{
 		indexed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtransfer_docs_indexed_total",
@@ -162,6 +175,38 @@ func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, 
 // Up reports whether the last request reached Elasticsearch (true before
 // the first).
 func (w *Writer) Up() bool { return w.up.Load() }
+
+// Ready is nil while documents are being stored: the last request reached
+// Elasticsearch, and the ingest pipeline, if one is set, exists.
+func (w *Writer) Ready() error {
+	switch {
+	case !w.up.Load():
+		return errors.New("last bulk request did not reach Elasticsearch")
+	case w.noPipeline.Load():
+		return fmt.Errorf("ingest pipeline %q does not exist in Elasticsearch", w.missing())
+	}
+	return nil
+}
+
+func (w *Writer) missing() string {
+	if p := w.missingName.Load(); p != nil && w.noPipeline.Load() {
+		return *p
+	}
+	return ""
+}
+
+// Status is what /status shows of the writer.
+type Status struct {
+	Up                    bool   `json:"up"`
+	IngestPipeline        string `json:"ingest_pipeline,omitempty"`
+	IngestPipelineMissing string `json:"ingest_pipeline_missing,omitempty"`
+	Queued                int    `json:"queued"`
+}
+
+// Status reports the writer's state.
+func (w *Writer) Status() Status {
+	return Status{Up: w.up.Load(), IngestPipeline: w.cfg.Pipeline, IngestPipelineMissing: w.missing(), Queued: len(w.queue)}
+}
 
 // Submit queues d, blocking while every worker is busy or retrying.
 func (w *Writer) Submit(ctx context.Context, d *Doc) error {
@@ -314,7 +359,7 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 	buf = appendBody(buf[:0], docs)
 	start := time.Now()
 	res, err := w.bulkc.PerformRequest(ctx, elastic.PerformRequestOptions{
-		Method: "POST", Path: "/_bulk", Body: string(buf), ContentType: "application/x-ndjson",
+		Method: "POST", Path: "/_bulk", Params: w.params, Body: string(buf), ContentType: "application/x-ndjson",
 	})
 	w.m.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -323,6 +368,7 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 	w.up.Store(true)
 	now := time.Now()
 	if noErrors(res.Body) && countItems(res.Body) == len(docs) {
+		w.noPipeline.Store(false)
 		updated := bytes.Count(res.Body, []byte(`"result":"updated"`))
 		for i, d := range docs {
 			r := "created"
@@ -341,6 +387,7 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 		return docs, buf
 	}
 	var retry []*Doc
+	missing, missingName := 0, ""
 	for i, item := range resp.Items {
 		d := docs[i]
 		var r bulkItem
@@ -361,6 +408,12 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 			w.ack(d, r.Result, now)
 		case alreadyStored(r):
 			w.ack(d, "exists", now)
+		case missingPipeline(r):
+			if missing == 0 {
+				missingName = strings.TrimSuffix(strings.TrimPrefix(r.Error.Reason, "pipeline with id ["), "] does not exist")
+			}
+			missing++
+			retry = append(retry, d)
 		case retryableItem(r):
 			retry = append(retry, d)
 		default:
@@ -368,7 +421,13 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 		}
 	}
 	w.m.requests.WithLabelValues("partial").Inc()
-	if len(retry) > 0 {
+	w.noPipeline.Store(missing > 0)
+	if missing > 0 {
+		w.missingName.Store(&missingName)
+		w.thr.Log("nopipeline", w.log.WithFields(logrus.Fields{"pipeline": missingName, "items": missing}), logrus.ErrorLevel,
+			"an ingest pipeline named by [es] pipeline or an index's default_pipeline does not exist in Elasticsearch: create it (PUT _ingest/pipeline/<name>) or stop naming it; documents are held and retried, none is dead-lettered")
+	}
+	if len(retry) > missing {
 		w.thr.Log("retry", w.log.WithField("items", len(retry)), logrus.WarnLevel, "Elasticsearch rejected items temporarily (429/5xx); retrying with backoff")
 	}
 	return retry, buf
@@ -429,6 +488,15 @@ func retryableItem(r bulkItem) bool {
 		}
 	}
 	return r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden
+}
+
+// missingPipeline reports whether an item failed because its ingest
+// pipeline ([es] pipeline, or the index's default_pipeline) does not
+// exist: a configuration to fix, not a bad document, so it is retried
+// until the pipeline is created.
+func missingPipeline(r bulkItem) bool {
+	return r.Error != nil && r.Error.Type == "illegal_argument_exception" &&
+		strings.HasPrefix(r.Error.Reason, "pipeline with id [") && strings.HasSuffix(r.Error.Reason, "] does not exist")
 }
 
 // alreadyStored reports whether a create item failed because its _id is

@@ -32,9 +32,10 @@ type answer struct {
 // script answers requests in order with the function's reply to the ids
 // in the request; it records each request's ids.
 type script struct {
-	mu    sync.Mutex
-	reply func(call int, ids []string) answer
-	calls [][]string
+	mu     sync.Mutex
+	reply  func(call int, ids []string) answer
+	calls  [][]string
+	params []string // each request's query string
 }
 
 func (s *script) PerformRequest(_ context.Context, opt elastic.PerformRequestOptions) (*elastic.Response, error) {
@@ -51,6 +52,7 @@ func (s *script) PerformRequest(_ context.Context, opt elastic.PerformRequestOpt
 	s.mu.Lock()
 	call := len(s.calls)
 	s.calls = append(s.calls, ids)
+	s.params = append(s.params, opt.Params.Encode())
 	s.mu.Unlock()
 	a := s.reply(call, ids)
 	if a.err != nil {
@@ -132,11 +134,16 @@ type wrig struct {
 }
 
 func newWriter(t *testing.T, reply func(call int, ids []string) answer) *wrig {
+	return newWriterWith(t, Config{}, reply)
+}
+
+// newWriterWith is newWriter with cfg's Pipeline.
+func newWriterWith(t *testing.T, cfg Config, reply func(call int, ids []string) answer) *wrig {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	r := &wrig{sc: &script{reply: reply}, dl: &dlq{reasons: map[string]string{}}, tr: acktrack.New(0)}
 	r.w = New(Config{Workers: 1, BulkActions: 100, BulkBytes: 1 << 20, FlushInterval: 10 * time.Millisecond,
-		RetryBackoffMax: 20 * time.Millisecond, ShutdownTimeout: time.Second}, nil, r.dl, logrus.NewEntry(l), nil)
+		RetryBackoffMax: 20 * time.Millisecond, ShutdownTimeout: time.Second, Pipeline: cfg.Pipeline}, nil, r.dl, logrus.NewEntry(l), nil)
 	r.w.bulkc = r.sc
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -382,5 +389,59 @@ func TestDeadLetterAckedOnlyWhenStored(t *testing.T) {
 	r.waitAcked(t, 1)
 	if got := r.dl.got(); len(got) != 1 {
 		t.Fatalf("dead letters %v", got)
+	}
+}
+
+// An ingest pipeline that does not exist is a configuration to fix, not a
+// bad document: every document is held and retried (none is dead-lettered)
+// and the writer reports not ready, until the pipeline is created. Every
+// request names the pipeline.
+func TestMissingIngestPipelineHeldNotDeadLettered(t *testing.T) {
+	var r *wrig
+	var notReady []string
+	r = newWriterWith(t, Config{Pipeline: "lp geo"}, func(call int, ids []string) answer {
+		if call > 0 {
+			err := r.w.Ready()
+			if err == nil {
+				notReady = append(notReady, "ready")
+			} else {
+				notReady = append(notReady, err.Error())
+			}
+		}
+		if call < 3 {
+			return answer{body: items(ids, func(i int, _ string) (int, string) { return 400, "illegal_argument_exception" })}
+		}
+		return answer{body: allOK(ids)}
+	})
+	// (items() says "scripted" as the reason: answer with the engine's own.)
+	r.sc.reply = func(prev func(int, []string) answer) func(int, []string) answer {
+		return func(call int, ids []string) answer {
+			a := prev(call, ids)
+			a.body = strings.ReplaceAll(a.body, `"reason":"scripted"`, `"reason":"pipeline with id [lp geo] does not exist"`)
+			return a
+		}
+	}(r.sc.reply)
+	r.submit(t, 4)
+	r.waitAcked(t, 4)
+	if got := r.dl.got(); len(got) != 0 {
+		t.Fatalf("dead letters %v: a missing pipeline rejected documents", got)
+	}
+	if n := len(r.sc.requests()); n != 4 {
+		t.Fatalf("%d requests, want 4 (3 refused, then stored)", n)
+	}
+	for i, p := range r.sc.params {
+		if p != "pipeline=lp+geo" {
+			t.Fatalf("request %d query %q, want pipeline=lp+geo", i, p)
+		}
+	}
+	want := `ingest pipeline "lp geo" does not exist in Elasticsearch`
+	if len(notReady) != 3 || notReady[0] != want || notReady[2] != want {
+		t.Fatalf("readiness while refused: %q, want %q", notReady, want)
+	}
+	if err := r.w.Ready(); err != nil {
+		t.Fatalf("still not ready once stored: %v", err)
+	}
+	if st := r.w.Status(); st.IngestPipeline != "lp geo" || st.IngestPipelineMissing != "" {
+		t.Fatalf("status %+v", st)
 	}
 }

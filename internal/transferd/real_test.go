@@ -365,3 +365,60 @@ func TestRealNginxPipelineSearchable(t *testing.T) {
 		t.Fatalf("mapping http %s, source %s", props["http"], props["source"])
 	}
 }
+
+// [es] pipeline names an ingest pipeline on every bulk request. While it
+// does not exist, Elasticsearch refuses each document ("pipeline with id
+// [..] does not exist"): they are held and retried, none is dead-lettered,
+// /readyz says why; once an operator creates the pipeline every document
+// goes through it. (The test node's only processor is a "set" of its own:
+// Elastic does not publish ingest-common; see scripts/realstack/es.)
+func TestRealIngestPipelineHeldUntilCreated(t *testing.T) {
+	e, es := newRealEnv(t)
+	const n = 300
+	name := fmt.Sprintf("lp-ingest-%d", time.Now().UnixNano())
+	dlq := testutil.Consume(t, e.kafka.Addr(), "ringest.dlq")
+	e.produce("ringest", 0, n)
+	d, _ := e.start(e.config("[kafka]\ntopics = ringest\n[es]\npipeline = " + name + "\n"))
+	var ready string
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		_, ready = readyz(t, d)
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_retried_total", nil) >= n && strings.Contains(ready, "does not exist")
+	}, func() string { return "documents refused for the missing pipeline, /readyz " + ready })
+	if !strings.Contains(ready, name) {
+		t.Fatalf("/readyz does not name the pipeline: %s", ready)
+	}
+	if c := es.Count(t, "ringest-*", ""); c != 0 {
+		t.Fatalf("%d documents indexed without their pipeline", c)
+	}
+	es.JSON(t, 200, "PUT", "/_ingest/pipeline/"+name, `{"description":"logpipe test","processors":[{"set":{"field":"labels.ingest","value":"yes"}}]}`, nil)
+	waitCount(t, es, "ringest-*", "", n, 60*time.Second)
+	if c := es.Count(t, "ringest-*", `{"term":{"labels.ingest":"yes"}}`); c != n {
+		t.Fatalf("%d documents set by the ingest pipeline, want %d", c, n)
+	}
+	var stats struct {
+		Nodes map[string]struct {
+			Ingest struct {
+				Pipelines map[string]struct {
+					Count  int `json:"count"`
+					Failed int `json:"failed"`
+				} `json:"pipelines"`
+			} `json:"ingest"`
+		} `json:"nodes"`
+	}
+	es.JSON(t, 200, "GET", "/_nodes/stats/ingest", "", &stats)
+	through := 0
+	for _, nd := range stats.Nodes {
+		through += nd.Ingest.Pipelines[name].Count
+	}
+	if through < n {
+		t.Fatalf("%d documents went through the ingest pipeline, want %d", through, n)
+	}
+	if c := es.Count(t, "ringest-*", ""); c != n {
+		t.Fatalf("%d documents, want %d", c, n)
+	}
+	if v := testutil.MetricValue(d.Prometheus(), "logtransfer_docs_dead_lettered_total", nil); v != 0 || dlq.Len() != 0 {
+		t.Fatalf("%v dead-lettered (%d on the topic) for a missing pipeline", v, dlq.Len())
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { _, ready = readyz(t, d); return !strings.Contains(ready, "does not exist") },
+		func() string { return "/readyz still failing: " + ready })
+}

@@ -73,6 +73,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		FlushInterval:   cfg.ES.FlushInterval,
 		RetryBackoffMax: cfg.ES.RetryBackoffMax,
 		ShutdownTimeout: cfg.ES.ShutdownTimeout,
+		Pipeline:        cfg.ES.Pipeline,
 	}, es, d.dlq, log, d.prom)
 	d.pipes = pipeline.NewSet(cfg.Discovery.PipelinesKey, log, d.prom)
 	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, log, d.prom)
@@ -114,7 +115,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	if cfg.HTTP.Addr != "" {
 		checks := []httpserver.Check{
 			{Name: "kafka", Fn: func() error { return boolErr(d.consumer.Joined(), "not a member of the consumer group") }},
-			{Name: "elasticsearch", Fn: func() error { return boolErr(d.writer.Up(), "last bulk request did not reach Elasticsearch") }},
+			{Name: "elasticsearch", Fn: d.writer.Ready},
 		}
 		d.http = httpserver.New(cfg.HTTP.Addr, cfg.HTTP.Pprof, d.prom, checks, log)
 		d.http.Handle("/status", http.HandlerFunc(d.serveStatus))
@@ -124,7 +125,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		}
 	}
 	log.WithFields(logrus.Fields{"group": cfg.Kafka.GroupID, "topics": cfg.Kafka.Topics, "discover": cfg.Discovery.Enabled,
-		"es": cfg.ES.URLs, "workers": cfg.ES.Workers, "index": cfg.ES.Index, "version": opts.Version}).Info("logtransfer configured")
+		"es": cfg.ES.URLs, "workers": cfg.ES.Workers, "index": cfg.ES.Index, "ingest_pipeline": cfg.ES.Pipeline, "version": opts.Version}).Info("logtransfer configured")
 	return d, nil
 }
 
@@ -257,5 +258,5 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	sort.Strings(claims)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined(), "pipelines": d.pipes.Status()})
+	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined(), "pipelines": d.pipes.Status(), "elasticsearch": d.writer.Status()})
 }

@@ -182,6 +182,12 @@ var mutants = []mutant{
 		edits: []edit{{old: "\t\tcase alreadyStored(r):\n", new: "\t\tcase alreadyStored(r) && false:\n"}},
 		tests: []target{{"./internal/eswriter", "^TestBulkOutcomes$/^409"}, {"./internal/transferd", "^TestStoredDocumentIsNeverReplaced$"}},
 	},
+	{
+		name:  "an ingest pipeline that does not exist dead-letters every document",
+		file:  "internal/eswriter/eswriter.go",
+		edits: []edit{{old: "\t\tcase missingPipeline(r):\n", new: "\t\tcase missingPipeline(r) && false:\n"}},
+		tests: []target{{"./internal/eswriter", "^TestMissingIngestPipelineHeldNotDeadLettered$"}},
+	},
 }
 
 func main() {

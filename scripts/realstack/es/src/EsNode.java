@@ -8,6 +8,10 @@
 // Extra key=value pairs are node settings (e.g. thread_pool.write.queue_size=2).
 // It prints "started" once the node answers, and exits on SIGTERM after
 // closing the node (flushing its data to <home>/data).
+//
+// Elastic does not publish the ingest-common module, so the node has no
+// ingest processors of its own; SetPlugin adds one, "set" (field, value: a
+// constant), enough to show a document went through an ingest pipeline.
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,13 +22,42 @@ import java.util.concurrent.TimeUnit;
 
 import org.elasticsearch.common.settings.Settings;
 import org.elasticsearch.env.Environment;
+import org.elasticsearch.ingest.AbstractProcessor;
+import org.elasticsearch.ingest.ConfigurationUtils;
+import org.elasticsearch.ingest.IngestDocument;
+import org.elasticsearch.ingest.Processor;
+import org.elasticsearch.plugins.IngestPlugin;
+import org.elasticsearch.plugins.Plugin;
 import org.elasticsearch.node.InternalSettingsPreparer;
 import org.elasticsearch.node.Node;
 import org.elasticsearch.transport.Netty4Plugin;
 
 public final class EsNode extends Node {
     private EsNode(Environment env) {
-        super(env, List.of(Netty4Plugin.class), true);
+        super(env, List.of(Netty4Plugin.class, SetPlugin.class), true);
+    }
+
+    /** The "set" ingest processor: sets field to a constant value. */
+    public static final class SetPlugin extends Plugin implements IngestPlugin {
+        @Override
+        public Map<String, Processor.Factory> getProcessors(Processor.Parameters parameters) {
+            return Map.of("set", (factories, tag, description, config) -> {
+                String field = ConfigurationUtils.readStringProperty("set", tag, config, "field");
+                Object value = ConfigurationUtils.readObject("set", tag, config, "value");
+                return new AbstractProcessor(tag, description) {
+                    @Override
+                    public IngestDocument execute(IngestDocument doc) {
+                        doc.setFieldValue(field, value);
+                        return doc;
+                    }
+
+                    @Override
+                    public String getType() {
+                        return "set";
+                    }
+                };
+            });
+        }
     }
 
     public static void main(String[] args) throws Exception {
