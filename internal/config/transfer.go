@@ -254,6 +254,9 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 // and %{+<Go time layout>} (the event's @timestamp in UTC).
 type IndexName struct {
 	parts []indexPart
+	// daily: the name depends on the day only (no time-of-day in it), so
+	// one name serves a whole UTC day.
+	daily bool
 }
 
 type indexPart struct {
@@ -296,6 +299,7 @@ func ParseIndex(s string) (*IndexName, error) {
 		}
 		rest = rest[i+j+1:]
 	}
+	n.daily = n.sameAllDay()
 	// Elasticsearch index names are lower case and cannot start with _ - +.
 	sample := n.Name("topic", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	if strings.ToLower(sample) != sample {
@@ -305,6 +309,40 @@ func ParseIndex(s string) (*IndexName, error) {
 		return nil, fmt.Errorf("index pattern %q gives the invalid index name %q", s, sample)
 	}
 	return n, nil
+}
+
+// sameAllDay reports whether every time of day gives the day's first
+// name: each hour, and minutes and seconds 0, 1, 30 and 59 (a layout's
+// hour, minute or second token changes between some two of them), on a
+// few days.
+func (n *IndexName) sameAllDay() bool {
+	for _, day := range []time.Time{time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), time.Date(2019, 12, 31, 0, 0, 0, 0, time.UTC)} {
+		first := n.Name("t", day)
+		for h := 0; h < 24; h++ {
+			for _, m := range []int{0, 1, 30, 59} {
+				for _, s := range []int{0, 1, 30, 59} {
+					if n.Name("t", day.Add(time.Duration(h)*time.Hour+time.Duration(m)*time.Minute+time.Duration(s)*time.Second)) != first {
+						return false
+					}
+				}
+			}
+		}
+	}
+	return true
+}
+
+// Period returns a key of t such that every time with the same key gets
+// the same name: its UTC day for a daily pattern, else its second.
+func (n *IndexName) Period(t time.Time) int64 {
+	sec := t.Unix()
+	if !n.daily {
+		return sec
+	}
+	day := sec / 86400
+	if sec%86400 < 0 {
+		day--
+	}
+	return day
 }
 
 // Name returns the index for an event of topic at t. Topics are lower-cased

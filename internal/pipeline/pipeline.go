@@ -73,6 +73,25 @@ func (r *Result) key(k string) {
 	r.frag = append(r.frag, ':')
 }
 
+// lit appends `,"k":` for a name known to need no escaping (the
+// built-ins' own field names).
+func (r *Result) lit(k string) {
+	r.frag = append(r.frag, ',', '"')
+	r.frag = append(r.frag, k...)
+	r.frag = append(r.frag, '"', ':')
+}
+
+// str and num are Str and Int for the built-ins' own field names.
+func (r *Result) str(k string, v []byte) {
+	r.lit(k)
+	r.frag = jsonenc.AppendString(r.frag, v)
+}
+
+func (r *Result) num(k string, v int64) {
+	r.lit(k)
+	r.frag = strconv.AppendInt(r.frag, v, 10)
+}
+
 // sortedKeys returns obj's keys in order, so documents are deterministic.
 func sortedKeys[V any](obj map[string]V) []string {
 	keys := make([]string, 0, len(obj))

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +142,64 @@ func TestBuiltins(t *testing.T) {
 	}
 	if _, ok := Builtin("grok"); ok {
 		t.Error("an unknown name resolved")
+	}
+}
+
+// The access-log fast paths agree with the standard library: a time
+// accessTime takes is the instant time.Parse gives, and an address
+// canonicalIPv4 takes is one netip parses and prints the same.
+func FuzzAccessLogFastPaths(f *testing.F) {
+	for _, s := range []string{"23/Nov/2019:06:25:07 +0100", "29/Feb/2024:23:59:59 -0000", "29/Feb/2023:00:00:00 +0000",
+		"31/Apr/2026:10:00:00 +0000", "01/jan/2026:10:00:00 +0000", "01/Jan/2026:24:00:00 +0000", "01/Jan/2026:10:00:00 +2460",
+		"10.0.0.1", "255.255.255.255", "256.1.1.1", "01.2.3.4", "0.0.0.0", "1.2.3", "1.2.3.4.5", "1..2.3", "2001:db8::1"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, ok := accessTime(b); ok {
+			want, err := time.Parse(accessLayout, string(b))
+			if err != nil || !got.Equal(want) {
+				t.Fatalf("%q: fast path %v, time.Parse %v %v", b, got, want, err)
+			}
+		}
+		a, err := netip.ParseAddr(string(b))
+		canonical := err == nil && a.Is4() && a.String() == string(b)
+		if canonicalIPv4(b) != canonical {
+			t.Fatalf("%q: canonicalIPv4 %v, netip says %v (%v %v)", b, canonicalIPv4(b), canonical, a, err)
+		}
+	})
+}
+
+func TestAccessTimeCalendar(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		fast bool
+	}{
+		{"29/Feb/2024:12:00:00 +0000", true}, {"29/Feb/2000:12:00:00 +0000", true},
+		{"29/Feb/1900:12:00:00 +0000", false}, {"29/Feb/2023:12:00:00 +0000", false},
+		{"30/Apr/2026:12:00:00 +0000", true}, {"31/Apr/2026:12:00:00 +0000", false}, {"31/Dec/2026:23:59:59 -1200", true},
+		{"00/Jan/2026:12:00:00 +0000", false}, {"01/Foo/2026:12:00:00 +0000", false},
+	} {
+		got, ok := accessTime([]byte(c.in))
+		if ok != c.fast {
+			t.Errorf("%s: fast path %v, want %v", c.in, ok, c.fast)
+			continue
+		}
+		if want, err := time.Parse(accessLayout, c.in); ok && (err != nil || !got.Equal(want)) {
+			t.Errorf("%s: %v, time.Parse %v %v", c.in, got, want, err)
+		}
+	}
+}
+
+func BenchmarkAccessLog(b *testing.B) {
+	line := []byte(`203.0.113.9 - alice [23/Nov/2019:10:11:12 +0100] "GET /api/items?id=42 HTTP/1.1" 404 512 "https://example.com/start" "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"`)
+	var r Result
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	for i := 0; i < b.N; i++ {
+		r.Reset()
+		AccessLog(line, time.Time{}, &r)
+	}
+	if r.Err != "" {
+		b.Fatal(r.Err)
 	}
 }

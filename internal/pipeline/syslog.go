@@ -41,9 +41,9 @@ func setPri(r *Result, pri int) {
 	if pri < 0 {
 		return
 	}
-	r.Int("log.syslog.priority", int64(pri))
-	r.Int("log.syslog.facility.code", int64(pri/8))
-	r.Int("log.syslog.severity.code", int64(pri%8))
+	r.num("log.syslog.priority", int64(pri))
+	r.num("log.syslog.facility.code", int64(pri/8))
+	r.num("log.syslog.severity.code", int64(pri%8))
 }
 
 func syslog3164(p []byte, pri int, read time.Time, r *Result) {
@@ -71,14 +71,14 @@ func syslog3164(p []byte, pri int, read time.Time, r *Result) {
 		return
 	}
 	setPri(r, pri)
-	r.Str("host.hostname", host)
+	r.str("host.hostname", host)
 	tag, _, ok := bytes.Cut(rest, []byte(":"))
 	if ok && len(tag) > 0 && bytes.IndexByte(tag, ' ') < 0 {
 		name, pid, hasPid := bytes.Cut(tag, []byte("["))
-		r.Str("process.name", name)
+		r.str("process.name", name)
 		if hasPid {
 			if n, err := strconv.ParseInt(string(bytes.TrimSuffix(pid, []byte("]"))), 10, 64); err == nil {
-				r.Int("process.pid", n)
+				r.num("process.pid", n)
 			}
 		}
 	}
@@ -108,18 +108,18 @@ func syslog5424(p []byte, pri int, r *Result) {
 	}
 	setPri(r, pri)
 	if !dash(f[0]) {
-		r.Str("host.hostname", f[0])
+		r.str("host.hostname", f[0])
 	}
 	if !dash(f[1]) {
-		r.Str("process.name", f[1])
+		r.str("process.name", f[1])
 	}
 	if !dash(f[2]) {
 		if n, err := strconv.ParseInt(string(f[2]), 10, 64); err == nil {
-			r.Int("process.pid", n)
+			r.num("process.pid", n)
 		}
 	}
 	if !dash(f[3]) {
-		r.Str("log.syslog.msgid", f[3])
+		r.str("log.syslog.msgid", f[3])
 	}
 	r.Time = t.UTC()
 	if t.IsZero() {

@@ -2,6 +2,7 @@ package record
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"reflect"
 	"regexp"
@@ -332,5 +333,20 @@ func TestDocIDCarriesTheHost(t *testing.T) {
 	}
 	if !strings.HasSuffix(a, "-"+id) || len(a) != 9+len(id) {
 		t.Fatalf("DocID %q: want <8 hex>-%s", a, id)
+	}
+}
+
+// DocID's inline hash is FNV-1a over name, NUL, IP, as hash/fnv computes
+// it: ids stored by earlier versions stay the same.
+func TestDocIDIsFNV(t *testing.T) {
+	for _, c := range [][3]string{{"web-1", "10.0.0.1", "abc-1"}, {"", "", "x"}, {"h", "", strings.Repeat("e", 300)}, {"名前", "2001:db8::1", "id"}} {
+		h := fnv.New32a()
+		h.Write([]byte(c[0]))
+		h.Write([]byte{0})
+		h.Write([]byte(c[1]))
+		want := fmt.Sprintf("%08x-%s", h.Sum32(), c[2])
+		if got := DocID([]byte(c[0]), []byte(c[1]), []byte(c[2])); got != want {
+			t.Errorf("%q: %s, want %s", c, got, want)
+		}
 	}
 }

@@ -107,7 +107,7 @@ func (c *fieldsCache) fragment(raw []byte) []byte {
 // fragment from fieldsCache.
 func appendDoc(dst []byte, msg *sarama.ConsumerMessage, message []byte, meta *record.View, ts time.Time, fields []byte) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
-	dst = ts.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z07:00")
+	dst = jsonenc.AppendTime(dst, ts)
 	dst = append(dst, `","message":`...)
 	dst = jsonenc.AppendString(dst, message)
 	if len(meta.HostName) > 0 || len(meta.HostIP) > 0 {

@@ -146,3 +146,27 @@ func TestIndexDateBounds(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDocumentNginx is the transfer's work per record with the nginx
+// pipeline: headers, the access-log parse, the document and its index.
+func BenchmarkDocumentNginx(b *testing.B) {
+	idx, err := config.ParseIndex(config.DefaultIndex)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	c := NewConsumer(Options{Index: idx, MaxFuture: 24 * time.Hour}, logrus.NewEntry(l), nil)
+	msg := &sarama.ConsumerMessage{Topic: "web_log", Partition: 3, Offset: 42, Timestamp: time.Now(),
+		Value: []byte(`203.0.113.9 - alice [23/Nov/2019:10:11:12 +0100] "GET /api/items?id=42 HTTP/1.1" 404 512 "https://example.com/start" "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"`),
+		Headers: hdrs("host.name", "web-1", "host.ip", "10.0.0.1", "log.file.path", "/var/log/nginx/access.log", "log.offset", "1024",
+			"event.id", "9f8e7d6c5b4a39281706f5e4d3c2b1a0-1024", "pipeline", "nginx")}
+	st := &claimState{}
+	b.ReportAllocs()
+	var n int
+	for i := 0; i < b.N; i++ {
+		d := c.document(msg, st)
+		n = len(d.Body)
+	}
+	b.SetBytes(int64(n))
+}

@@ -538,11 +538,16 @@ loop:
 // claimState is per-partition scratch state for building documents.
 type claimState struct {
 	fields    fieldsCache
-	indexSec  int64 // the second indexName was computed for
+	indexKey  int64 // the Period indexName was computed for
 	indexName string
 	res       pipeline.Result
 	extra     []byte
+	// piped caches the outcome counters of each pipeline met (names are
+	// those that resolved to a pipeline: a bounded set).
+	piped map[string]*pipeCounters
 }
+
+type pipeCounters struct{ parsed, failed, dropped prometheus.Counter }
 
 func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
 	meta := record.Parse(msg.Headers)
@@ -552,7 +557,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 	if len(meta.Pipeline) > 0 {
 		res = &st.res
 		res.Reset()
-		c.runPipeline(meta.Pipeline, msg.Value, ts, res)
+		c.runPipeline(meta.Pipeline, msg.Value, ts, res, st)
 		if !res.Time.IsZero() {
 			docTime = res.Time
 		}
@@ -576,8 +581,8 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		it = meta.IndexTime
 	}
 	idxTime, out := c.indexTime(it)
-	if sec := idxTime.Unix(); sec != st.indexSec || st.indexName == "" {
-		st.indexSec, st.indexName = sec, c.opt.Index.Name(msg.Topic, idxTime)
+	if key := c.opt.Index.Period(idxTime); key != st.indexKey || st.indexName == "" {
+		st.indexKey, st.indexName = key, c.opt.Index.Name(msg.Topic, idxTime)
 	}
 	extra := st.fields.fragment(meta.Fields)
 	if res != nil || out != "" {
@@ -590,7 +595,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 			extra = append(extra, `,"event":{`...)
 			if parsedTime { // @timestamp is the line's; keep when it was read
 				extra = append(extra, `"created":"`...)
-				extra = ts.UTC().AppendFormat(extra, "2006-01-02T15:04:05.000000000Z07:00")
+				extra = jsonenc.AppendTime(extra, ts)
 				extra = append(extra, '"')
 			}
 			if out != "" {
@@ -622,7 +627,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 // runPipeline runs the pipeline named name over line into res, and counts
 // the outcome. A name that is not a pipeline leaves the line raw, with an
 // error saying so.
-func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.Result) {
+func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.Result, st *claimState) {
 	var f pipeline.Func
 	var ok bool
 	if c.opt.Pipelines != nil {
@@ -636,15 +641,23 @@ func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.
 		return
 	}
 	f(line, read, res)
+	pc := st.piped[string(name)]
+	if pc == nil {
+		n := string(name)
+		pc = &pipeCounters{parsed: c.piped.WithLabelValues(n, "parsed"), failed: c.piped.WithLabelValues(n, "failed"), dropped: c.piped.WithLabelValues(n, "dropped")}
+		if st.piped == nil {
+			st.piped = map[string]*pipeCounters{}
+		}
+		st.piped[n] = pc
+	}
 	switch {
 	case res.Err != "":
-		c.piped.WithLabelValues(string(name), "failed").Inc()
-		return
+		pc.failed.Inc()
 	case res.Drop:
-		c.piped.WithLabelValues(string(name), "dropped").Inc()
-		return
+		pc.dropped.Inc()
+	default:
+		pc.parsed.Inc()
 	}
-	c.piped.WithLabelValues(string(name), "parsed").Inc()
 }
 
 // indexTime is the time that picks a record's daily index: its own, or,

@@ -13,6 +13,7 @@
 //	agent 1000 idle  CPU and RSS with 1,000 tailed files that do not grow
 //	agent 100 files  100 files written at 1k lines/s each: keeps up? p99 read→ack
 //	transfer         records from the broker into the sink, offsets committed after ack
+//	transfer nginx   the same with the nginx pipeline: parsed fields, the line's own time
 //	end to end       10k lines/s appended → documents acknowledged by the sink
 package main
 
@@ -51,8 +52,9 @@ var (
 	lines     = flag.Int("lines", 5_000_000, "lines in the generated file")
 	lineSize  = flag.Int("size", 200, "bytes per line, newline included")
 	out       = flag.String("out", "scripts/bench/RESULTS.md", "where to write the table")
-	only      = flag.String("only", "", "comma-separated scenario names to run (kcat,agent,idle,many,transfer,e2e); empty: all")
+	only      = flag.String("only", "", "comma-separated scenario names to run (kcat,agent,idle,many,transfer,nginx,e2e); empty: all")
 	binDir    = flag.String("bin", "bin", "directory with logagent and logtransfer (built by make build)")
+	profile   = flag.String("profile", "", "directory: save a 5 s CPU profile and an allocation profile of each transfer run there (enables [http] pprof)")
 	transferN = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
 	keep      = flag.Bool("keep", false, "keep the work directory")
 	agentEnv  = flag.String("agent-env", "", "extra environment for logagent, e.g. GOGC=200 (experiments; the table is meant for defaults)")
@@ -106,7 +108,10 @@ func main() {
 		rows = append(rows, repeat("agent 100 files × 1k/s", b.agentMany))
 	}
 	if want("transfer") {
-		rows = append(rows, repeat("transfer kafka→bulk sink", b.transfer))
+		rows = append(rows, repeat("transfer kafka→bulk sink", func(run int) result { return b.transfer(run, "") }))
+	}
+	if want("nginx") {
+		rows = append(rows, repeat("transfer, nginx pipeline", func(run int) result { return b.transfer(run, "nginx") }))
 	}
 	if want("e2e") {
 		rows = append(rows, repeat("end to end 10k lines/s", b.endToEnd))
@@ -648,6 +653,7 @@ func (b *bench) agentMany(run int) result {
 // cost. For latency it reads the write time embedded in the message.
 type sink struct {
 	docs    atomic.Int64
+	parsed  atomic.Int64 // documents with an http.response.status_code
 	mu      sync.Mutex
 	lats    []float64
 	measure bool
@@ -665,7 +671,10 @@ func newSink() *sink {
 	return s
 }
 
-var tsKey = []byte(`"message":"T`)
+var (
+	tsKey     = []byte(`"message":"T`)
+	statusKey = []byte(`"http.response.status_code":`)
+)
 
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasSuffix(r.URL.Path, "/_bulk") {
@@ -675,13 +684,16 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	now := time.Now().UnixNano()
-	n := 0
+	n, parsed := 0, 0
 	for len(body) > 0 {
 		i := bytes.IndexByte(body, '\n')
 		if i < 0 {
 			break
 		}
 		n++
+		if n%2 == 0 && bytes.Contains(body[:i], statusKey) {
+			parsed++
+		}
 		if s.measure && n%2 == 0 {
 			if j := bytes.Index(body[:i], tsKey); j >= 0 {
 				rest := body[j+len(tsKey) : i]
@@ -709,6 +721,7 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.WriteString("]}")
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out.Bytes())
+	s.parsed.Add(int64(parsed))
 	s.docs.Add(int64(items))
 }
 
@@ -724,8 +737,8 @@ func (b *bench) startTransfer(run int, brokerAddr, sinkAddr, topic, name string)
 	check(os.MkdirAll(dir, 0o755))
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	ini := filepath.Join(dir, "logtransfer.ini")
-	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ntopics = %s\ngroup_id = bench-%s-%d\n[es]\naddress = http://%s\nmanage_templates = false\n[http]\naddr = %s\n[log]\nlevel = warn\n",
-		brokerAddr, topic, name, run, sinkAddr, httpAddr)), 0o644))
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ntopics = %s\ngroup_id = bench-%s-%d\n[es]\naddress = http://%s\nmanage_templates = false\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
+		brokerAddr, topic, name, run, sinkAddr, httpAddr, *profile != "")), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logtransfer"), "-config", ini)
 	lf, err := os.Create(filepath.Join(dir, "transfer.log"))
 	check(err)
@@ -745,8 +758,23 @@ func (t *transferProc) stop() (cpu, rss float64) {
 	return usage(t.cmd.ProcessState), rss
 }
 
-// fill produces n agent-style records of lineSize bytes into topic.
-func fill(addr, topic string, n int) {
+// saveProfile fetches a pprof endpoint of the process at addr into file.
+func saveProfile(addr, path, file string) {
+	resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + addr + path)
+	check(err)
+	defer resp.Body.Close()
+	check(os.MkdirAll(filepath.Dir(file), 0o755))
+	f, err := os.Create(file)
+	check(err)
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	check(err)
+	fmt.Fprintln(os.Stderr, "  profile written to", file)
+}
+
+// fill produces n agent-style records of lineSize bytes into topic, naming
+// pipe (if any) in their pipeline header.
+func fill(addr, topic string, n int, pipe string) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	check(err)
@@ -762,11 +790,15 @@ func fill(addr, topic string, n int) {
 		return v[:*lineSize-1]
 	}
 	hdr := func(i int) []kgo.RecordHeader {
-		return []kgo.RecordHeader{
+		h := []kgo.RecordHeader{
 			{Key: "host.name", Value: []byte("bench-host")}, {Key: "host.ip", Value: []byte("10.0.0.1")},
 			{Key: "log.file.path", Value: []byte("/var/log/bench.log")}, {Key: "log.offset", Value: []byte(strconv.Itoa(i * *lineSize))},
 			{Key: "event.id", Value: []byte(fmt.Sprintf("0123456789abcdef0123456789abcdef-%d", i**lineSize))},
 		}
+		if pipe != "" {
+			h = append(h, kgo.RecordHeader{Key: "pipeline", Value: []byte(pipe)})
+		}
+		return h
 	}
 	var wg sync.WaitGroup
 	var ferr atomic.Value
@@ -785,15 +817,26 @@ func fill(addr, topic string, n int) {
 	}
 }
 
-func (b *bench) transfer(run int) result {
+// transfer times the transfer from a full topic to the sink, the records
+// naming pipe (if any). Allocations are the whole process's (mallocs
+// counted by the Go runtime) per document.
+func (b *bench) transfer(run int, pipe string) result {
 	broker := newBroker(8, "tbench")
 	defer broker.Close()
 	n := *transferN
-	fill(broker.ListenAddrs()[0], "tbench", n)
+	fill(broker.ListenAddrs()[0], "tbench", n, pipe)
 	s := newSink()
 	defer s.srv.Close()
+	name := "transfer"
+	if pipe != "" {
+		name += "-" + pipe
+	}
 	start := time.Now()
-	t := b.startTransfer(run, broker.ListenAddrs()[0], s.addr, "tbench", "transfer")
+	t := b.startTransfer(run, broker.ListenAddrs()[0], s.addr, "tbench", name)
+	mallocs0 := metrics(t.http)["go_memstats_mallocs_total"]
+	if *profile != "" {
+		go saveProfile(t.http, "/debug/pprof/profile?seconds=5", filepath.Join(*profile, fmt.Sprintf("%s-%d.cpu.pprof", name, run)))
+	}
 	for s.docs.Load() < int64(n) {
 		if time.Since(start) > 10*time.Minute {
 			check(fmt.Errorf("transfer did not index %d records in 10 minutes (%d)", n, s.docs.Load()))
@@ -801,9 +844,20 @@ func (b *bench) transfer(run int) result {
 		time.Sleep(20 * time.Millisecond)
 	}
 	secs := time.Since(start).Seconds()
+	allocs := (metrics(t.http)["go_memstats_mallocs_total"] - mallocs0) / float64(n)
+	if *profile != "" {
+		saveProfile(t.http, "/debug/pprof/allocs", filepath.Join(*profile, fmt.Sprintf("%s-%d.allocs.pprof", name, run)))
+	}
 	cpu, rss := t.stop()
+	note := fmt.Sprintf("%d records over 8 partitions, 16 workers; %.1f heap allocations per document (whole process)", n, allocs)
+	if pipe != "" {
+		note += fmt.Sprintf("; %d of %d documents in the sink have parsed fields", s.parsed.Load(), s.docs.Load())
+		if s.parsed.Load() != int64(n) {
+			check(fmt.Errorf("the sink got %d of %d documents with parsed fields: the %s pipeline did not run on every record", s.parsed.Load(), n, pipe))
+		}
+	}
 	return result{seconds: secs, lines: float64(n), bytes: float64(n * *lineSize), cpu: cpu, rss: rss, p50: math.NaN(), p99: math.NaN(), cpuPercent: math.NaN(),
-		note: fmt.Sprintf("%d records over 8 partitions, 16 workers", n)}
+		note: note}
 }
 
 func (b *bench) endToEnd(run int) result {
