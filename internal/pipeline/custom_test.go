@@ -74,6 +74,8 @@ func TestCustomPipelineRefusedWhole(t *testing.T) {
 		{`[{"dissect": {"pattern": "%{a"}}]`, "unclosed %{"},
 		{`[{"dissect": {"pattern": "%{a}%{b}"}}]`, "nothing between them"},
 		{`[{"dissect": {"pattern": "%{host} x"}}]`, `field "host" is written by the transfer itself`},
+		{`[{"set": {"field": "log.file.path", "value": "x"}}]`, `field "log.file.path" is written by the transfer itself`},
+		{`[{"rename": {"from": "a", "to": "kafka.offset"}}]`, `field "kafka.offset" is written by the transfer itself`},
 		{`[{"regex": {"pattern": "(unnamed)"}}]`, "no named group"},
 		{`[{"regex": {"pattern": "(?P<a>"}}]`, "missing closing )"},
 		{`[{"timestamp": {"field": "t", "layouts": ["x"], "timezone": "Mars/Olympus"}}]`, `timezone "Mars/Olympus"`},
@@ -124,8 +126,8 @@ func TestSetKeepsLastGood(t *testing.T) {
 		t.Fatalf("after an invalid version app gives %s, want the last good one", got)
 	}
 	st := s.Status()
-	if !strings.Contains(st.Errors["app"], "unknown processor") || len(st.Custom) != 1 {
-		t.Fatalf("status %+v", st)
+	if !strings.Contains(st.Errors["app"], "unknown processor") || len(st.Custom) != 1 || st.Revisions["app"] != 2 {
+		t.Fatalf("status %+v, want app's revision 2 in use and revision 3's error", st)
 	}
 	if got := out("nginx", `1.2.3.4 - - [01/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1`); !strings.Contains(got, "status_code") {
 		t.Fatalf("a custom pipeline shadowed the built-in nginx: %s", got)

@@ -54,9 +54,16 @@ func JSON(line []byte, _ time.Time, r *Result) {
 }
 
 // isReserved reports whether k is a document field the transfer writes
-// itself; a JSON line's keys of these names are kept under json.<name>.
+// itself, or one of the objects holding them (a value there would replace
+// the object); a JSON line's keys of these names are kept under
+// json.<name>. Other names under those objects are free: log.level,
+// host.hostname, event.duration.
 func isReserved(k string) bool {
-	for _, r := range [...]string{"host", "log", "kafka", "event", "error"} {
+	switch k {
+	case "host", "log", "kafka", "event", "error":
+		return true
+	}
+	for _, r := range [...]string{"host.name", "host.ip", "log.file", "log.offset", "log.flags", "kafka", "event.created", "event.timestamp_out_of_range", "error.message"} {
 		if k == r || strings.HasPrefix(k, r+".") {
 			return true
 		}

@@ -39,6 +39,7 @@ type Set struct {
 
 	mu     sync.RWMutex
 	custom map[string]Func
+	inUse  map[string]int64  // name -> mod revision of the version in custom
 	seen   map[string]int64  // name -> mod revision applied or refused
 	errs   map[string]string // name -> why its latest version was refused
 
@@ -47,7 +48,7 @@ type Set struct {
 
 // NewSet returns a set with only the built-ins until Update.
 func NewSet(prefix string, log *logrus.Entry, reg prometheus.Registerer) *Set {
-	s := &Set{prefix: prefix, log: log.WithField("component", "pipelines"), custom: map[string]Func{}, seen: map[string]int64{}, errs: map[string]string{},
+	s := &Set{prefix: prefix, log: log.WithField("component", "pipelines"), custom: map[string]Func{}, inUse: map[string]int64{}, seen: map[string]int64{}, errs: map[string]string{},
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_pipeline_config_errors_total",
 			Help: "Custom pipeline versions refused (invalid); the last good version stays in use."})}
 	if reg != nil {
@@ -94,6 +95,7 @@ func (s *Set) Update(snap *confwatch.Snapshot) {
 		}
 		_, had := s.custom[name]
 		s.custom[name] = f
+		s.inUse[name] = kv.ModRevision
 		delete(s.errs, name)
 		if had {
 			log.Info("custom pipeline updated")
@@ -107,6 +109,7 @@ func (s *Set) Update(snap *confwatch.Snapshot) {
 			delete(s.errs, name)
 			if _, ok := s.custom[name]; ok {
 				delete(s.custom, name)
+				delete(s.inUse, name)
 				s.log.WithField("pipeline", name).Info("custom pipeline deleted")
 			}
 		}
@@ -125,9 +128,12 @@ func (s *Set) refuse(log *logrus.Entry, name, why string) {
 
 // Status is the custom pipelines in use and the refused versions.
 type Status struct {
-	Builtin []string          `json:"builtin"`
-	Custom  []string          `json:"custom"`
-	Errors  map[string]string `json:"errors,omitempty"`
+	Builtin []string `json:"builtin"`
+	Custom  []string `json:"custom"`
+	// Revisions is the etcd mod revision of each custom pipeline's version
+	// in use (compare with etcdctl get -w json).
+	Revisions map[string]int64  `json:"revisions,omitempty"`
+	Errors    map[string]string `json:"errors,omitempty"`
 }
 
 // Status reports what the set holds.
@@ -137,6 +143,10 @@ func (s *Set) Status() Status {
 	st := Status{Builtin: Builtins(), Custom: []string{}}
 	for n := range s.custom {
 		st.Custom = append(st.Custom, n)
+		if st.Revisions == nil {
+			st.Revisions = map[string]int64{}
+		}
+		st.Revisions[n] = s.inUse[n]
 	}
 	sort.Strings(st.Custom)
 	if len(s.errs) > 0 {

@@ -159,6 +159,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/tailer", "^TestFilteredEventsAreReadPast$"}},
 	},
 	{
+		name:  "exclude_lines ignored: health checks the operator excluded are shipped",
+		file:  "internal/collectconf/collectconf.go",
+		edits: []edit{{old: "\tfor _, re := range e.exclude {\n\t\tif re.Match(b) {\n", new: "\tfor _, re := range e.exclude {\n\t\tif re.Match(b) && false {\n"}},
+		tests: []target{{"./cmd/logagent", "^TestExcludedLinesNeverReachKafka$"}, {"./internal/e2e", "^TestProcessingThroughBothDaemons$/^fake$"}},
+	},
+	{
 		name:  "the index ignores the time a pipeline parsed from the line",
 		file:  "internal/transfer/transfer.go",
 		edits: []edit{{old: "\tcase res != nil && !res.Time.IsZero():\n", new: "\tcase false:\n"}},
