@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/logpipe/logpipe/internal/inventory"
 )
 
@@ -79,14 +81,12 @@ func (c *cmd) status(args []string) error {
 }
 
 func (c *cmd) reports() ([]inventory.Report, error) {
-	cli, err := c.client()
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	rs, err := inventory.List(ctx, cli, c.agentsPrefix)
+	var rs []inventory.Report
+	err := c.withEtcd(func(ctx context.Context, cli *clientv3.Client) error {
+		var err error
+		rs, err = inventory.List(ctx, cli, c.agentsPrefix)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -149,17 +149,49 @@ func (c *cmd) client() (*clientv3.Client, error) {
 	return cli, nil
 }
 
-func (c *cmd) fetch(ip string) ([]byte, bool, error) {
+// withEtcd runs f with a client and a context bounded by -timeout.
+func (c *cmd) withEtcd(f func(ctx context.Context, cli *clientv3.Client) error) error {
 	cli, err := c.client()
 	if err != nil {
-		return nil, false, err
+		return err
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	resp, err := cli.Get(ctx, c.key(ip))
+	return f(ctx, cli)
+}
+
+// getKey reads key (with opts, e.g. a prefix).
+func (c *cmd) getKey(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	var resp *clientv3.GetResponse
+	err := c.withEtcd(func(ctx context.Context, cli *clientv3.Client) error {
+		var err error
+		if resp, err = cli.Get(ctx, key, opts...); err != nil {
+			return fmt.Errorf("getting %s: %w", key, err)
+		}
+		return nil
+	})
+	return resp, err
+}
+
+// putKey writes data, trimmed, to key and returns the revision it made.
+func (c *cmd) putKey(key string, data []byte) (int64, error) {
+	var rev int64
+	err := c.withEtcd(func(ctx context.Context, cli *clientv3.Client) error {
+		resp, err := cli.Put(ctx, key, string(bytes.TrimSpace(data)))
+		if err != nil {
+			return fmt.Errorf("putting %s: %w", key, err)
+		}
+		rev = resp.Header.Revision
+		return nil
+	})
+	return rev, err
+}
+
+func (c *cmd) fetch(ip string) ([]byte, bool, error) {
+	resp, err := c.getKey(c.key(ip))
 	if err != nil {
-		return nil, false, fmt.Errorf("getting %s: %w", c.key(ip), err)
+		return nil, false, err
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, false, nil
@@ -214,18 +246,11 @@ func (c *cmd) put(args []string) error {
 	if err != nil {
 		return fmt.Errorf("refusing invalid collect config (nothing written):\n%w", err)
 	}
-	cli, err := c.client()
+	rev, err := c.putKey(c.key(args[0]), data)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	resp, err := cli.Put(ctx, c.key(args[0]), string(bytes.TrimSpace(data)))
-	if err != nil {
-		return fmt.Errorf("putting %s: %w", c.key(args[0]), err)
-	}
-	fmt.Fprintf(c.stdout, "OK %s: %d entries, revision %d\n", c.key(args[0]), len(entries), resp.Header.Revision)
+	fmt.Fprintf(c.stdout, "OK %s: %d entries, revision %d\n", c.key(args[0]), len(entries), rev)
 	return nil
 }
 

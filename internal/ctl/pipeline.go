@@ -3,7 +3,6 @@ package ctl
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -37,16 +36,9 @@ func (c *cmd) pipelineList(args []string) error {
 	if len(args) != 0 {
 		return usageError("pipeline list")
 	}
-	cli, err := c.client()
+	resp, err := c.getKey(c.pipelinesPrefix, clientv3.WithPrefix())
 	if err != nil {
 		return err
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	resp, err := cli.Get(ctx, c.pipelinesPrefix, clientv3.WithPrefix())
-	if err != nil {
-		return fmt.Errorf("listing %s: %w", c.pipelinesPrefix, err)
 	}
 	for _, n := range pipeline.Builtins() {
 		fmt.Fprintf(c.stdout, "%-24s built-in\n", n)
@@ -71,16 +63,9 @@ func (c *cmd) pipelineList(args []string) error {
 }
 
 func (c *cmd) fetchPipeline(name string) ([]byte, error) {
-	cli, err := c.client()
+	resp, err := c.getKey(c.pipelineKey(name))
 	if err != nil {
 		return nil, err
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	resp, err := cli.Get(ctx, c.pipelineKey(name))
-	if err != nil {
-		return nil, fmt.Errorf("getting %s: %w", c.pipelineKey(name), err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("no pipeline %q (%s is not set; built-in: %s)", name, c.pipelineKey(name), strings.Join(pipeline.Builtins(), ", "))
@@ -124,18 +109,11 @@ func (c *cmd) pipelinePut(args []string) error {
 	if _, err := pipeline.Parse(data); err != nil {
 		return fmt.Errorf("refusing invalid pipeline (nothing written):\n%w", err)
 	}
-	cli, err := c.client()
+	rev, err := c.putKey(c.pipelineKey(name), data)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	resp, err := cli.Put(ctx, c.pipelineKey(name), string(bytes.TrimSpace(data)))
-	if err != nil {
-		return fmt.Errorf("putting %s: %w", c.pipelineKey(name), err)
-	}
-	fmt.Fprintf(c.stdout, "OK %s: revision %d\n", c.pipelineKey(name), resp.Header.Revision)
+	fmt.Fprintf(c.stdout, "OK %s: revision %d\n", c.pipelineKey(name), rev)
 	return nil
 }
 
