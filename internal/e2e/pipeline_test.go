@@ -96,7 +96,9 @@ func processing(t *testing.T, be string) {
 		}
 		status = httpGet("http://" + transferHTTP + "/status")
 		return json.Unmarshal([]byte(status), &st) == nil && st.Pipelines.Revisions["app"] == rev
-	}, func() string { return fmt.Sprintf("the transfer using revision %d of %s; /status %s", rev, appKey, status) })
+	}, func() string {
+		return fmt.Sprintf("the transfer using revision %d of %s; /status %s", rev, appKey, status)
+	})
 	writeFile(t, app, appLines("WARN", "second batch"), true)
 	want := nginxLines + 2*appBatch
 	waitStored(want)
