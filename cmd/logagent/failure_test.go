@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
@@ -133,7 +134,7 @@ func verify(t *testing.T, s *stack, cons *testutil.Consumer, w *testutil.LineWri
 				if r.Headers["event.id"] != recs[0].Headers["event.id"] {
 					t.Errorf("line %q re-sent with a different event id: %s vs %s", k, r.Headers["event.id"], recs[0].Headers["event.id"])
 				}
-				if r.Headers["host.ip"] != s.ip || !strings.Contains(r.Headers["log.file.path"], "/"+n) /* a rotated name (a.log.2) when a glob matches it */ || r.Headers["log.offset"] == "" {
+				if _, hasOffset := record.OffsetOf([]byte(r.Headers["event.id"])); r.Headers["host.ip"] != s.ip || !strings.Contains(string(r.Key), "/"+n) /* a rotated name (a.log.2) when a glob matches it */ || !hasOffset {
 					t.Fatalf("line %q has bad headers %v", k, r.Headers)
 				}
 			}
@@ -327,7 +328,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	// The partition a.log's lines go to, and its leader.
 	part := cons.Records()[0].Partition
 	for _, r := range cons.Records() {
-		if strings.HasSuffix(r.Headers["log.file.path"], "/a.log") {
+		if strings.HasSuffix(string(r.Key), "/a.log") {
 			part = r.Partition
 			break
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/ctl"
+	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
@@ -335,7 +336,8 @@ func TestMultilineAndFieldsEndToEnd(t *testing.T) {
 	if string(recs[0].Value) != "2026-01-01 ERROR boom\njava.lang.RuntimeException: x\n\tat A.b(A.java:1)" || recs[0].Headers["log.flags"] != "multiline" {
 		t.Fatalf("first event %q flags %q", recs[0].Value, recs[0].Headers["log.flags"])
 	}
-	if recs[1].Headers["log.offset"] != "70" || recs[0].Headers["log.offset"] != "0" || recs[0].Headers["fields"] != `{"service":"shop"}` {
+	off := func(r testutil.Record) int64 { n, _ := record.OffsetOf([]byte(r.Headers["event.id"])); return n }
+	if off(recs[1]) != 70 || off(recs[0]) != 0 || !strings.HasSuffix(recs[0].Headers["event.id"], "-0") || recs[0].Headers["fields"] != `{"service":"shop"}` {
 		t.Fatalf("headers %v / %v", recs[0].Headers, recs[1].Headers)
 	}
 	if recs[0].Headers["event.id"] == recs[1].Headers["event.id"] || !strings.HasSuffix(recs[1].Headers["event.id"], "-70") {

@@ -124,6 +124,14 @@ func processing(t *testing.T, be string) {
 		case strings.Contains(msg, "HTTP/1.1"):
 			code, _ := field(src, "http.response.status_code").(float64)
 			byStatus[code]++
+			// The agent sends the path as the key and the offset inside
+			// the event id; the document has both.
+			if p, _ := field(src, "log.file.path").(string); p != access {
+				t.Fatalf("nginx document with log.file.path %q, want %s: %s", p, access, d.Source)
+			}
+			if _, ok := field(src, "log.offset").(float64); !ok {
+				t.Fatalf("nginx document without log.offset: %s", d.Source)
+			}
 			if ts, _ := src["@timestamp"].(string); !strings.HasPrefix(ts, "2019-11-23T") {
 				t.Fatalf("nginx document with @timestamp %q, want the line's own 2019-11-23: %s", ts, d.Source)
 			}

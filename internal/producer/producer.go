@@ -203,6 +203,7 @@ func (p *Producer) Send(ctx context.Context, b *record.Batch) error {
 func (p *Producer) saramaConfig() *sarama.Config {
 	k := p.cfg.Kafka
 	c := sarama.NewConfig()
+	config.NoSaramaMetrics(c)
 	c.ClientID = p.cfg.ClientID
 	c.Version = k.Version
 	c.Producer.RequiredAcks = k.RequiredAcks

@@ -24,9 +24,13 @@ import (
 const (
 	HeaderHostName = "host.name"
 	HeaderHostIP   = "host.ip"
-	HeaderPath     = "log.file.path"
-	HeaderOffset   = "log.offset"
-	HeaderEventID  = "event.id"
+	// HeaderPath and HeaderOffset are what earlier agents sent; logagent
+	// now leaves them out (the path is the record key, the offset the end
+	// of the event id), and ParseRecord derives them. Other producers may
+	// still send them.
+	HeaderPath    = "log.file.path"
+	HeaderOffset  = "log.offset"
+	HeaderEventID = "event.id"
 	// HeaderFlags is a comma separated list of FlagMultiline, FlagSplit.
 	HeaderFlags = "log.flags"
 	// HeaderFields is the collect entry's static fields as a JSON object.
@@ -165,13 +169,13 @@ type Source struct {
 	hash   uint32
 	static []sarama.RecordHeader
 	// names of the per-event headers, allocated once per source
-	offKey, idKey, flagKey, stampKey []byte
+	idKey, flagKey, stampKey []byte
 }
 
 // NewSource builds a Source and pre-encodes its constant headers.
 func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
 	s := &Source{Topic: topic, Path: path, Host: host, IP: ip, Fields: fields, key: []byte(path),
-		offKey: []byte(HeaderOffset), idKey: []byte(HeaderEventID), flagKey: []byte(HeaderFlags), stampKey: []byte(HeaderIndexTime)}
+		idKey: []byte(HeaderEventID), flagKey: []byte(HeaderFlags), stampKey: []byte(HeaderIndexTime)}
 	s.keyEnc = sarama.ByteEncoder(s.key)
 	h := fnv.New32a()
 	h.Write(s.key)
@@ -179,7 +183,6 @@ func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
 	s.static = []sarama.RecordHeader{
 		{Key: []byte(HeaderHostName), Value: []byte(host)},
 		{Key: []byte(HeaderHostIP), Value: []byte(ip)},
-		{Key: []byte(HeaderPath), Value: []byte(path)},
 	}
 	if len(fields) > 0 {
 		b, _ := json.Marshal(fields) // map[string]string always marshals
@@ -241,7 +244,7 @@ func (e *Event) Headers() []sarama.RecordHeader {
 }
 
 // MaxHeaders is the most headers AppendHeaders adds for one event.
-const MaxHeaders = 9
+const MaxHeaders = 7
 
 // AppendHeaders appends e's record headers to dst, their variable values
 // to buf, and returns both, so a batch of events can share two
@@ -250,14 +253,9 @@ func (e *Event) AppendHeaders(dst []sarama.RecordHeader, buf []byte) ([]sarama.R
 	s := e.Source
 	dst = append(dst, s.static...)
 	start := len(buf)
-	buf = strconv.AppendInt(buf, e.Offset, 10)
-	mid := len(buf)
 	buf = AppendEventID(buf, e.Instance, e.Offset)
 	end := len(buf)
-	dst = append(dst,
-		sarama.RecordHeader{Key: s.offKey, Value: buf[start:mid:mid]},
-		sarama.RecordHeader{Key: s.idKey, Value: buf[mid:end:end]},
-	)
+	dst = append(dst, sarama.RecordHeader{Key: s.idKey, Value: buf[start:end:end]})
 	if e.Flags != 0 {
 		dst = append(dst, sarama.RecordHeader{Key: s.flagKey, Value: []byte(e.Flags.String())})
 	}
@@ -289,6 +287,39 @@ type View struct {
 	// IndexTime is HeaderIndexTime (zero if absent or malformed).
 	IndexTime time.Time
 	Pipeline  []byte
+}
+
+// ParseRecord reads a View from a record's key and headers: Parse, and
+// for a logagent record (one with an event id) without log.file.path or
+// log.offset headers, the path from the key and the offset from the id.
+func ParseRecord(key []byte, headers []*sarama.RecordHeader) View {
+	v := Parse(headers)
+	if len(v.EventID) > 0 {
+		if len(v.Path) == 0 {
+			v.Path = key
+		}
+		if !v.HasOffset {
+			v.Offset, v.HasOffset = OffsetOf(v.EventID)
+		}
+	}
+	return v
+}
+
+// OffsetOf is the file offset at the end of an event id
+// (<instance>-<offset>).
+func OffsetOf(eventID []byte) (int64, bool) {
+	i := len(eventID)
+	for i > 0 && eventID[i-1] >= '0' && eventID[i-1] <= '9' {
+		i--
+	}
+	if i == 0 || i == len(eventID) || eventID[i-1] != '-' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(eventID[i:]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 // Parse reads a View from record headers. Malformed values are ignored
@@ -339,9 +370,9 @@ type Meta struct {
 	Fields    map[string]string
 }
 
-// Decode reads Meta from record headers (see Parse).
-func Decode(headers []*sarama.RecordHeader) Meta {
-	v := Parse(headers)
+// Decode reads Meta from a record's key and headers (see ParseRecord).
+func Decode(key []byte, headers []*sarama.RecordHeader) Meta {
+	v := ParseRecord(key, headers)
 	m := Meta{HostName: string(v.HostName), HostIP: string(v.HostIP), Path: string(v.Path),
 		Offset: v.Offset, HasOffset: v.HasOffset, EventID: string(v.EventID)}
 	if len(v.Flags) > 0 {

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -233,14 +234,18 @@ func TestHeadersRoundTrip(t *testing.T) {
 			want := tc.want
 			want.HostName, want.HostIP, want.Path = "web-1", "10.0.0.7", "/var/log/app.log"
 			want.EventID = EventID(inst, tc.offset)
-			if got := Decode(ptrs(hs)); !reflect.DeepEqual(got, want) {
+			if got := Decode(src.Key(), ptrs(hs)); !reflect.DeepEqual(got, want) {
 				t.Errorf("Decode(Headers()) =\n%+v\nwant\n%+v", got, want)
 			}
 
 			// The raw values, as another consumer (kcat) sees them.
 			m := headerMap(t, hs)
-			if got, want := m[HeaderOffset], fmt.Sprint(tc.offset); got != want {
-				t.Errorf("%s = %q, want %q", HeaderOffset, got, want)
+			// The path (the key) and the offset (in the id) are not
+			// repeated in headers of their own.
+			for _, k := range []string{HeaderOffset, HeaderPath} {
+				if v, ok := m[k]; ok {
+					t.Errorf("header %s = %q sent: it repeats the key or the id", k, v)
+				}
 			}
 			if got, want := m[HeaderEventID], EventID(inst, tc.offset); got != want {
 				t.Errorf("%s = %q, want %q", HeaderEventID, got, want)
@@ -261,10 +266,10 @@ func TestHeadersRoundTrip(t *testing.T) {
 			if after := headerMap(t, hs); !reflect.DeepEqual(before, after) {
 				t.Errorf("headers changed after more encodings:\n%v\n%v", before, after)
 			}
-			if got := Decode(ptrs(hs2)); got.EventID != EventID(ev2.Instance, ev2.Offset) || got.HostName != "web-1" {
+			if got := Decode(src.Key(), ptrs(hs2)); got.EventID != EventID(ev2.Instance, ev2.Offset) || got.HostName != "web-1" {
 				t.Errorf("second event decodes to %+v", got)
 			}
-			if n := len(src.static); n != 3+min(len(tc.fields), 1) {
+			if n := len(src.static); n != 2+min(len(tc.fields), 1) {
 				t.Errorf("source has %d static headers after encoding", n)
 			}
 		})
@@ -299,11 +304,50 @@ func TestDecodeForeign(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Decode(tc.headers); !reflect.DeepEqual(got, tc.want) {
+			if got := Decode(nil, tc.headers); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("Decode = %+v, want %+v", got, tc.want)
 			}
 		})
 	}
+}
+
+// Records from earlier agents (log.file.path and log.offset headers) and
+// from other producers read as before; an id that does not end in an
+// offset gives none.
+func TestParseRecordDerivesPathAndOffset(t *testing.T) {
+	h := func(k, v string) *sarama.RecordHeader { return &sarama.RecordHeader{Key: []byte(k), Value: []byte(v)} }
+	id := EventID(NewInstance(), 4096)
+	for _, tc := range []struct {
+		name      string
+		key       string
+		headers   []*sarama.RecordHeader
+		path      string
+		offset    int64
+		hasOffset bool
+	}{
+		{"current agent", "/var/log/a.log", []*sarama.RecordHeader{h(HeaderEventID, id)}, "/var/log/a.log", 4096, true},
+		{"earlier agent", "/var/log/a.log", []*sarama.RecordHeader{h(HeaderPath, "/var/log/b.log"), h(HeaderOffset, "7"), h(HeaderEventID, id)}, "/var/log/b.log", 7, true},
+		{"other producer", "user-42", []*sarama.RecordHeader{h("traceparent", "x")}, "", 0, false},
+		{"id without an offset", "k", []*sarama.RecordHeader{h(HeaderEventID, "abc")}, "k", 0, false},
+		{"id ending in a dash", "k", []*sarama.RecordHeader{h(HeaderEventID, "abc-")}, "k", 0, false},
+		{"id overflowing", "k", []*sarama.RecordHeader{h(HeaderEventID, "abc-99999999999999999999")}, "k", 0, false},
+	} {
+		v := ParseRecord([]byte(tc.key), tc.headers)
+		if string(v.Path) != tc.path || v.Offset != tc.offset || v.HasOffset != tc.hasOffset {
+			t.Errorf("%s: path %q offset %d/%v, want %q %d/%v", tc.name, v.Path, v.Offset, v.HasOffset, tc.path, tc.offset, tc.hasOffset)
+		}
+	}
+}
+
+// recordSize is a record's size in a Kafka v2 batch, before compression
+// (attributes, timestamp and offset deltas of one byte each).
+func recordSize(key, value []byte, hs []sarama.RecordHeader) int {
+	vl := func(n int) int { return len(binary.AppendVarint(nil, int64(n))) }
+	body := 1 + 1 + 1 + vl(len(key)) + len(key) + vl(len(value)) + len(value) + vl(len(hs))
+	for _, h := range hs {
+		body += vl(len(h.Key)) + len(h.Key) + vl(len(h.Value)) + len(h.Value)
+	}
+	return vl(body) + body
 }
 
 func BenchmarkHeaders(b *testing.B) {
@@ -312,10 +356,15 @@ func BenchmarkHeaders(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		ev.Offset++
-		if hs := ev.Headers(); len(hs) != 7 {
+		if hs := ev.Headers(); len(hs) != 5 {
 			b.Fatalf("%d headers", len(hs))
 		}
 	}
+	// What a 200-byte line costs on the wire besides itself, with the
+	// stamp and no fields (the bench's collect entry).
+	plain := NewSource("logs", "/var/log/app/application.log", "web-1.example.com", "10.0.0.7", nil)
+	line := &Event{Source: plain, Value: make([]byte, 199), Offset: 123456789, Instance: NewInstance(), Stamp: time.Now()}
+	b.ReportMetric(float64(recordSize(plain.Key(), line.Value, line.Headers())-len(line.Value)), "overhead-bytes/line")
 }
 
 func TestDocIDCarriesTheHost(t *testing.T) {

@@ -27,7 +27,7 @@ func TestDocuments(t *testing.T) {
 	ts := time.Date(2026, 11, 23, 10, 11, 12, 345000000, time.UTC)
 	f := func(name string, msg *sarama.ConsumerMessage, wantID string, want map[string]any) {
 		t.Helper()
-		meta := record.Parse(msg.Headers)
+		meta := record.ParseRecord(msg.Key, msg.Headers)
 		var fc fieldsCache
 		body := appendDoc(nil, msg, msg.Value, &meta, eventTime(msg), fc.fragment(meta.Fields))
 		var got map[string]any
@@ -56,6 +56,17 @@ func TestDocuments(t *testing.T) {
 		"log":   map[string]any{"file": map[string]any{"path": "/var/log/a.log"}, "offset": 1024.0, "flags": []any{"multiline", "split"}},
 		"kafka": kafka("web_log", 3, 42), "service": "shop", "env": "prod",
 	})
+	f("agent record: path from the key, offset from the event id", &sarama.ConsumerMessage{
+		Topic: "web_log", Partition: 1, Offset: 9, Timestamp: ts, Value: []byte("x"), Key: []byte("/var/log/b.log"),
+		Headers: hdrs("host.name", "web-1", "host.ip", "10.0.0.1", "event.id", "0123456789abcdef0123456789abcdef-77"),
+	}, record.DocID([]byte("web-1"), []byte("10.0.0.1"), []byte("0123456789abcdef0123456789abcdef-77")), map[string]any{
+		"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "x",
+		"host":  map[string]any{"name": "web-1", "ip": "10.0.0.1"},
+		"log":   map[string]any{"file": map[string]any{"path": "/var/log/b.log"}, "offset": 77.0},
+		"kafka": kafka("web_log", 1, 9),
+	})
+	f("foreign producer with a key: not taken for a path", &sarama.ConsumerMessage{Topic: "t", Partition: 0, Offset: 8, Timestamp: ts, Value: []byte("k"), Key: []byte("user-42")},
+		"t-0-8", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "k", "kafka": kafka("t", 0, 8)})
 	f("foreign producer: no headers", &sarama.ConsumerMessage{Topic: "t", Partition: 0, Offset: 7, Timestamp: ts, Value: []byte("plain")},
 		"t-0-7", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "plain", "kafka": kafka("t", 0, 7)})
 	f("invalid UTF-8 and control characters", &sarama.ConsumerMessage{Topic: "t", Offset: 1, Timestamp: ts,
@@ -98,7 +109,7 @@ func BenchmarkDocument(b *testing.B) {
 	var buf []byte
 	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
-		meta := record.Parse(msg.Headers)
+		meta := record.ParseRecord(msg.Key, msg.Headers)
 		buf = appendDoc(buf[:0], msg, msg.Value, &meta, msg.Timestamp, fc.fragment(meta.Fields))
 	}
 	b.SetBytes(int64(len(buf)))

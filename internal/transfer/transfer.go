@@ -115,6 +115,7 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 // SaramaConfig is the consumer group configuration for cfg.
 func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
 	c := sarama.NewConfig()
+	config.NoSaramaMetrics(c)
 	c.ClientID = clientID
 	c.Version = cfg.Version
 	c.Consumer.Offsets.Initial = cfg.InitialOffset
@@ -550,7 +551,7 @@ type claimState struct {
 type pipeCounters struct{ parsed, failed, dropped prometheus.Counter }
 
 func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
-	meta := record.Parse(msg.Headers)
+	meta := record.ParseRecord(msg.Key, msg.Headers)
 	ts := eventTime(msg) // read time
 	docTime, message := ts, msg.Value
 	var res *pipeline.Result
@@ -694,6 +695,7 @@ type DeadLetter struct {
 // use.
 func NewDeadLetter(cfg config.Consumer) *DeadLetter {
 	c := sarama.NewConfig()
+	config.NoSaramaMetrics(c)
 	c.ClientID = "logtransfer-dlq"
 	c.Version = cfg.Version
 	c.Producer.RequiredAcks = sarama.WaitForAll

@@ -48,17 +48,18 @@ import (
 )
 
 var (
-	runs      = flag.Int("runs", 3, "runs per scenario (the table shows medians)")
-	lines     = flag.Int("lines", 5_000_000, "lines in the generated file")
-	lineSize  = flag.Int("size", 200, "bytes per line, newline included")
-	out       = flag.String("out", "scripts/bench/RESULTS.md", "where to write the table")
-	only      = flag.String("only", "", "comma-separated scenario names to run (kcat,agent,idle,many,transfer,nginx,e2e); empty: all")
-	binDir    = flag.String("bin", "bin", "directory with logagent and logtransfer (built by make build)")
-	profile   = flag.String("profile", "", "directory: save a 5 s CPU profile and an allocation profile of each transfer run there (enables [http] pprof)")
-	transferN = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
-	keep      = flag.Bool("keep", false, "keep the work directory")
-	agentEnv  = flag.String("agent-env", "", "extra environment for logagent, e.g. GOGC=200 (experiments; the table is meant for defaults)")
-	codec     = flag.String("compression", "lz4", "compression for kcat and the agent alike (none, gzip, snappy, lz4, zstd)")
+	runs       = flag.Int("runs", 3, "runs per scenario (the table shows medians)")
+	lines      = flag.Int("lines", 5_000_000, "lines in the generated file")
+	lineSize   = flag.Int("size", 200, "bytes per line, newline included")
+	out        = flag.String("out", "scripts/bench/RESULTS.md", "where to write the table")
+	only       = flag.String("only", "", "comma-separated scenario names to run (kcat,agent,idle,many,transfer,nginx,e2e); empty: all")
+	binDir     = flag.String("bin", "bin", "directory with logagent and logtransfer (built by make build)")
+	profile    = flag.String("profile", "", "directory: save a 5 s CPU profile of each agent file→kafka and transfer run there, and the transfer's allocation profile (enables [http] pprof)")
+	transferN  = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
+	keep       = flag.Bool("keep", false, "keep the work directory")
+	agentKafka = flag.String("agent-kafka", "", "extra [kafka] settings for logagent, ; separated, e.g. \"flush_interval = 50ms\" (experiments; the table is meant for defaults)")
+	agentEnv   = flag.String("agent-env", "", "extra environment for logagent, e.g. GOGC=200 (experiments; the table is meant for defaults)")
+	codec      = flag.String("compression", "lz4", "compression for kcat and the agent alike (none, gzip, snappy, lz4, zstd)")
 )
 
 type result struct {
@@ -407,8 +408,8 @@ func (b *bench) startAgent(run int, brokerAddr, name string) *agent {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	ip := fmt.Sprintf("10.99.%d.%d", run, len(name))
 	ini := filepath.Join(dir, "logagent.ini")
-	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ncompression = %s\n[etcd]\naddress = %s\n[agent]\nip = %s\ndata_dir = %s\nallowed_paths = /**\n[http]\naddr = %s\n[log]\nlevel = warn\n",
-		brokerAddr, *codec, b.ep, ip, filepath.Join(dir, "data"), httpAddr)), 0o644))
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ncompression = %s\n%s\n[etcd]\naddress = %s\n[agent]\nip = %s\ndata_dir = %s\nallowed_paths = /**\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
+		brokerAddr, *codec, strings.ReplaceAll(*agentKafka, ";", "\n"), b.ep, ip, filepath.Join(dir, "data"), httpAddr, *profile != "")), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logagent"), "-config", ini)
 	if *agentEnv != "" {
 		cmd.Env = append(os.Environ(), strings.Fields(*agentEnv)...)
@@ -516,6 +517,9 @@ func (b *bench) agentFile(run int) result {
 	mallocs0 := metrics(a.http)["go_memstats_mallocs_total"]
 	start := time.Now()
 	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"bench"}]`, b.file))
+	if *profile != "" {
+		go saveProfile(a.http, "/debug/pprof/profile?seconds=5", filepath.Join(*profile, fmt.Sprintf("agent-%d.cpu.pprof", run)))
+	}
 	for brokerRecords(broker.ListenAddrs()[0], "bench") < int64(*lines) {
 		if time.Since(start) > 10*time.Minute {
 			check(fmt.Errorf("the broker did not get the whole file in 10 minutes"))
@@ -772,6 +776,10 @@ func saveProfile(addr, path, file string) {
 	fmt.Fprintln(os.Stderr, "  profile written to", file)
 }
 
+// benchPath is the file the transfer scenarios' records come from: the
+// record key, as the agent sends it.
+var benchPath = []byte("/var/log/bench.log")
+
 // fill produces n agent-style records of lineSize bytes into topic, naming
 // pipe (if any) in their pipeline header.
 func fill(addr, topic string, n int, pipe string) {
@@ -792,7 +800,6 @@ func fill(addr, topic string, n int, pipe string) {
 	hdr := func(i int) []kgo.RecordHeader {
 		h := []kgo.RecordHeader{
 			{Key: "host.name", Value: []byte("bench-host")}, {Key: "host.ip", Value: []byte("10.0.0.1")},
-			{Key: "log.file.path", Value: []byte("/var/log/bench.log")}, {Key: "log.offset", Value: []byte(strconv.Itoa(i * *lineSize))},
 			{Key: "event.id", Value: []byte(fmt.Sprintf("0123456789abcdef0123456789abcdef-%d", i**lineSize))},
 		}
 		if pipe != "" {
@@ -804,7 +811,7 @@ func fill(addr, topic string, n int, pipe string) {
 	var ferr atomic.Value
 	for i := 0; i < n; i++ {
 		wg.Add(1)
-		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Value: val(i), Headers: hdr(i)}, func(_ *kgo.Record, err error) {
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: benchPath, Value: val(i), Headers: hdr(i)}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				ferr.Store(err)
 			}
