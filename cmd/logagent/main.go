@@ -52,7 +52,11 @@ func run() int {
 		return 2
 	}
 	tuneGC(cfg.Agent.MemoryLimit)
-	a, err := agent.New(cfg, agent.Options{Version: version}, log)
+	idleGC := 100 // see tuneGC and internal/memtune
+	if os.Getenv("GOGC") != "" {
+		idleGC = 0
+	}
+	a, err := agent.New(cfg, agent.Options{Version: version, IdleGCPercent: idleGC}, log)
 	if err != nil {
 		log.WithError(err).Error("cannot start")
 		return 1

@@ -31,6 +31,7 @@ import (
 	"github.com/logpipe/logpipe/internal/httpserver"
 	"github.com/logpipe/logpipe/internal/inventory"
 	"github.com/logpipe/logpipe/internal/lifecycle"
+	"github.com/logpipe/logpipe/internal/memtune"
 	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/producer"
 	"github.com/logpipe/logpipe/internal/registry"
@@ -41,12 +42,17 @@ import (
 type Options struct {
 	// Version is reported in logs and the inventory.
 	Version string
+	// IdleGCPercent is the GC percentage once nothing has been sent for a
+	// while (memtune); 0 leaves the GC setting alone (the operator set
+	// GOGC). Idle memory is returned to the OS either way.
+	IdleGCPercent int
 }
 
 // Agent is a configured logagent.
 type Agent struct {
 	cfg  *config.AgentConfig
 	opts Options
+	mem  *memtune.Governor
 	log  *logrus.Entry
 	prom *prometheus.Registry
 
@@ -130,7 +136,9 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 	}
 	a.cli = cli
 	a.watch = confwatch.New(cli, a.key, false, cfg.Etcd.Timeout, log, a.prom, "logagent")
-	a.inv = inventory.New(cli, inventory.Options{Key: fmt.Sprintf(cfg.Etcd.InventoryKey, a.ip)}, a.report, log)
+	a.mem = &memtune.Governor{Activity: a.prod.Sent, IdleGCPercent: opts.IdleGCPercent, IdleAfter: 10 * time.Second, Check: 2 * time.Second,
+		Log: log.WithField("component", "memtune")}
+	a.inv = inventory.New(cli, inventory.Options{Key: fmt.Sprintf(cfg.Etcd.InventoryKey, a.ip), Progress: a.reportProgress}, a.report, log)
 	a.prom.MustRegister(newFileCollector(a))
 
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logagent_config_reloads_total", Help: "Collect configs received from etcd, by result."}, []string{"result"})
@@ -207,6 +215,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	read.Go("etcd watch", a.watch.Run)
 	read.Go("config", a.configLoop)
 	read.Go("inventory", a.inv.Run)
+	read.Go("memtune", a.mem.Run)
 
 	err := r.Wait(ctx, func(s *lifecycle.Stage) {
 		switch s.Name {

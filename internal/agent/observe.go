@@ -14,27 +14,21 @@ import (
 // fileTasks describes every followed file: its state, the offset Kafka
 // acknowledged and how far that is behind the file's size.
 func (a *Agent) fileTasks() []inventory.Task {
-	streams := map[registry.Key]registry.Stream{}
-	for _, s := range a.reg.Streams() {
-		streams[s.Key] = s
-	}
+	out := a.fileStates()
+	a.progress(out)
+	return out
+}
+
+// fileStates is every collected file with its state, without progress
+// (no stat).
+func (a *Agent) fileStates() []inventory.Task {
 	var out []inventory.Task
 	for _, ts := range a.tasks() {
 		for _, f := range ts.Files {
-			t := inventory.Task{Path: f.Path, Topic: ts.Entry.Topic, State: f.State, Reason: f.Reason}
-			if fi, err := os.Stat(f.Path); err == nil {
-				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-					s, known := streams[registry.Key{Dev: uint64(st.Dev), Ino: st.Ino, Topic: ts.Entry.Topic}]
-					if known {
-						t.AckedOffset = s.Offset
-					}
-					t.BytesBehind = max(fi.Size()-t.AckedOffset, 0)
-				}
-			}
-			out = append(out, t)
+			out = append(out, inventory.Task{Path: f.Path, Topic: ts.Entry.Topic, State: f.State, Reason: f.Reason})
 		}
 		if len(ts.Files) == 0 { // a glob that matches nothing yet
-			out = append(out, inventory.Task{Path: ts.Entry.Path, Topic: ts.Entry.Topic, State: "no matching files"})
+			out = append(out, inventory.Task{Path: ts.Entry.Path, Topic: ts.Entry.Topic, State: noFiles})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -46,14 +40,42 @@ func (a *Agent) fileTasks() []inventory.Task {
 	return out
 }
 
-// report is the agent's inventory entry.
+// progress fills each file's acknowledged offset and bytes behind (one
+// stat per file).
+func (a *Agent) progress(tasks []inventory.Task) {
+	streams := map[registry.Key]registry.Stream{}
+	for _, s := range a.reg.Streams() {
+		streams[s.Key] = s
+	}
+	for i := range tasks {
+		t := &tasks[i]
+		if t.State == noFiles {
+			continue
+		}
+		if fi, err := os.Stat(t.Path); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				if s, known := streams[registry.Key{Dev: uint64(st.Dev), Ino: st.Ino, Topic: t.Topic}]; known {
+					t.AckedOffset = s.Offset
+				}
+				t.BytesBehind = max(fi.Size()-t.AckedOffset, 0)
+			}
+		}
+	}
+}
+
+const noFiles = "no matching files"
+
+// report is the agent's inventory entry, without progress (see
+// inventory.Options.Progress).
 func (a *Agent) report() inventory.Report {
 	st := a.Status()
 	return inventory.Report{
 		Host: a.host, IP: a.ip, Version: a.opts.Version, Started: a.started,
-		ConfigRevision: st.Revision, ConfigError: st.ConfigError, Tasks: a.fileTasks(),
+		ConfigRevision: st.Revision, ConfigError: st.ConfigError, Tasks: a.fileStates(),
 	}
 }
+
+func (a *Agent) reportProgress(r *inventory.Report) { a.progress(r.Tasks) }
 
 // fileCollector exports per-file gauges at scrape time (one stat per file
 // per scrape, nothing per line).

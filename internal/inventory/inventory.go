@@ -50,6 +50,13 @@ type Options struct {
 	TTL          time.Duration // lease TTL (default 10s)
 	Interval     time.Duration // how often the report is rebuilt (default 3s)
 	RefreshEvery time.Duration // rewrite even if unchanged (default 1m)
+	// Progress, if set, fills the numbers that move with every line
+	// (AckedOffset, BytesBehind) into a report about to be written. It is
+	// not called on the other rounds: an agent's entry is rewritten when
+	// its files, states or errors change, and its progress is at most
+	// RefreshEvery old, so a busy fleet does not rewrite etcd every round
+	// (nor stat every file every Interval).
+	Progress func(*Report)
 }
 
 // Publisher keeps an agent's report in etcd.
@@ -117,15 +124,22 @@ func (p *Publisher) session(ctx context.Context) error {
 	tick := time.NewTicker(p.opt.Interval)
 	defer tick.Stop()
 	for {
-		body, updated, changed := encode(p.report(), lastBody, lastUpdated)
+		r := p.report()
+		shape, updated, changed := encode(r, lastBody, lastUpdated)
 		if changed || time.Since(written) >= p.opt.RefreshEvery {
+			body := shape
+			if p.opt.Progress != nil {
+				r.Updated = updated
+				p.opt.Progress(&r)
+				body, _ = json.Marshal(r) // plain types always marshal
+			}
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := p.cli.Put(pctx, p.opt.Key, string(body), clientv3.WithLease(lease.ID))
 			cancel()
 			if err != nil {
 				return fmt.Errorf("writing inventory: %w", err)
 			}
-			lastBody, lastUpdated, written = body, updated, time.Now()
+			lastBody, lastUpdated, written = shape, updated, time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -142,7 +156,8 @@ func (p *Publisher) session(ctx context.Context) error {
 }
 
 // encode returns r's JSON and whether it differs from the last written
-// one. Updated is carried over unless something else changed.
+// one (without progress, when a Progress function adds it). Updated is
+// carried over unless something else changed.
 func encode(r Report, lastBody []byte, lastUpdated time.Time) ([]byte, time.Time, bool) {
 	r.Updated = lastUpdated
 	body, _ := json.Marshal(r) // plain types always marshal

@@ -84,3 +84,49 @@ func TestDeadAgentExpires(t *testing.T) {
 		return len(rs) == 0
 	}, testutil.Msg("expired entry removed"))
 }
+
+// Progress moves with every line; it is written with the entry but does
+// not cause a write by itself (and is not computed on rounds that do not
+// write): an idle or busy agent rewrites its entry when its files, states
+// or errors change, or every RefreshEvery.
+func TestProgressDoesNotCauseWrites(t *testing.T) {
+	e := testutil.StartEtcd(t)
+	cli := e.Client()
+	var rounds, progressCalls atomic.Int64
+	report := func() Report {
+		rounds.Add(1)
+		return Report{Host: "h1", IP: "10.0.0.2", Tasks: []Task{{Path: "/var/log/a.log", Topic: "t", State: "running"}}}
+	}
+	progress := func(r *Report) {
+		n := progressCalls.Add(1)
+		r.Tasks[0].AckedOffset, r.Tasks[0].BytesBehind = 100*n, n
+	}
+	p := New(cli, Options{Key: "/logagent/agents/10.0.0.2", TTL: 2 * time.Second, Interval: 20 * time.Millisecond, RefreshEvery: time.Hour, Progress: progress}, report, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var got []Report
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		var err error
+		got, err = List(context.Background(), cli, "/logagent/agents/")
+		return err == nil && len(got) == 1
+	}, testutil.Msg("report published"))
+	if got[0].Tasks[0].AckedOffset != 100 || got[0].Tasks[0].BytesBehind != 1 {
+		t.Fatalf("written without its progress: %+v", got[0].Tasks[0])
+	}
+	resp, err := cli.Get(context.Background(), "/logagent/agents/10.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := resp.Kvs[0].ModRevision
+	n := rounds.Load()
+	testutil.Eventually(t, 10*time.Second, func() bool { return rounds.Load() > n+20 }, testutil.Msg("twenty more rounds"))
+	resp, err = cli.Get(context.Background(), "/logagent/agents/10.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Kvs[0].ModRevision != rev || progressCalls.Load() != 1 {
+		t.Fatalf("entry rewritten (revision %d -> %d) or progress computed %d times over unchanged rounds", rev, resp.Kvs[0].ModRevision, progressCalls.Load())
+	}
+}

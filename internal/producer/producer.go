@@ -94,6 +94,7 @@ type metrics struct {
 	up                           prometheus.GaugeFunc
 	latency                      prometheus.Histogram
 	queued                       atomic.Int64 // events in the channel
+	sentN                        atomic.Uint64
 	buffered                     atomic.Int64 // bytes between read and ack
 }
 
@@ -137,6 +138,10 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 	}
 	return p
 }
+
+// Sent is how many events were handed to Kafka (re-sends included): it
+// stands still while there is nothing to send.
+func (p *Producer) Sent() uint64 { return p.m.sentN.Load() }
 
 // Ready reports whether the producer is connected and its most recent send
 // (if any) succeeded.
@@ -347,6 +352,7 @@ func (p *Producer) feed(ctx context.Context, ap asyncProducer, retries <-chan *s
 				}
 			}
 			p.m.sent.Add(float64(len(msgs)))
+			p.m.sentN.Add(uint64(len(msgs)))
 		}
 	}
 }

@@ -587,12 +587,20 @@ func (b *bench) agentIdle(run int) result {
 	time.Sleep(3 * time.Second) // settle
 	pid := a.cmd.Process.Pid
 	c0, t0 := procCPU(pid), time.Now()
+	if *profile != "" {
+		go saveProfile(a.http, "/debug/pprof/profile?seconds=15", filepath.Join(*profile, fmt.Sprintf("idle-%d.cpu.pprof", run)))
+	}
 	time.Sleep(20 * time.Second)
 	c1, t1 := procCPU(pid), time.Now()
 	rssNow := procStatus(pid, "VmRSS:")
+	m := metrics(a.http)
+	if *profile != "" {
+		saveProfile(a.http, "/debug/pprof/heap", filepath.Join(*profile, fmt.Sprintf("idle-%d.heap.pprof", run)))
+	}
 	_, rss := a.stop()
 	return result{seconds: t1.Sub(t0).Seconds(), cpu: c1 - c0, rss: math.Max(rss, rssNow), p50: math.NaN(), p99: math.NaN(),
-		cpuPercent: 100 * (c1 - c0) / t1.Sub(t0).Seconds(), note: "1,000 files, 20 s"}
+		cpuPercent: 100 * (c1 - c0) / t1.Sub(t0).Seconds(), note: fmt.Sprintf("1,000 files, 20 s; at rest RSS %.1f MB (heap in use %.1f, stacks %.1f, %d goroutines)", rssNow/(1<<20),
+			m["go_memstats_heap_inuse_bytes"]/(1<<20), m["go_memstats_stack_inuse_bytes"]/(1<<20), int(m["go_goroutines"]))}
 }
 
 func (b *bench) agentMany(run int) result {

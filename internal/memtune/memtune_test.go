@@ -1,0 +1,67 @@
+package memtune
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+// recorder stands in for the runtime's GC setting.
+type recorder struct {
+	mu    sync.Mutex
+	gc    int
+	frees int
+}
+
+func (r *recorder) setGC(p int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.gc
+	r.gc = p
+	return old
+}
+
+func (r *recorder) free() { r.mu.Lock(); r.frees++; r.mu.Unlock() }
+
+func (r *recorder) state() (int, int) { r.mu.Lock(); defer r.mu.Unlock(); return r.gc, r.frees }
+
+func TestIdleReturnsMemoryAndWorkRestoresHeadroom(t *testing.T) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	var activity atomic.Uint64
+	rec := &recorder{gc: 400}
+	g := &Governor{Activity: activity.Load, IdleGCPercent: 100, IdleAfter: 50 * time.Millisecond, Check: 5 * time.Millisecond,
+		Log: logrus.NewEntry(l), setGC: rec.setGC, free: rec.free}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); g.Run(ctx) }()
+
+	// Busy: activity keeps moving, nothing changes.
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		activity.Add(1)
+		time.Sleep(time.Millisecond) // the work being simulated, not synchronisation
+	}
+	if gc, frees := rec.state(); gc != 400 || frees != 0 {
+		t.Fatalf("while busy: GC %d, %d frees; want 400 and none", gc, frees)
+	}
+	// Quiet: idle setting, memory returned once.
+	testutil.Eventually(t, 5*time.Second, func() bool { gc, frees := rec.state(); return gc == 100 && frees == 1 }, testutil.Msg("idle setting"))
+	// Work again: busy setting back.
+	activity.Add(1)
+	testutil.Eventually(t, 5*time.Second, func() bool { gc, _ := rec.state(); return gc == 400 }, testutil.Msg("busy setting restored"))
+	// Idle again, then stop while idle: the busy setting is left in place.
+	testutil.Eventually(t, 5*time.Second, func() bool { gc, frees := rec.state(); return gc == 100 && frees == 2 }, testutil.Msg("idle again"))
+	cancel()
+	<-done
+	if gc, _ := rec.state(); gc != 400 {
+		t.Fatalf("stopped with GC %d, want the busy 400", gc)
+	}
+}
