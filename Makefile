@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-e2e test-mutants test-ui bench deps deps-demo vet fmt clean demo demo-real demo-stop
+.PHONY: all build test test-e2e test-mutants test-ui bench bench-fleet deps deps-demo vet fmt clean demo demo-real demo-stop
 
 all: build
 
@@ -53,6 +53,14 @@ test-ui: build deps
 # bulk sink; writes scripts/bench/RESULTS.md (medians of 3 runs).
 bench: build
 	$(GO) run ./scripts/bench -out scripts/bench/RESULTS.md
+
+# 200 logagent processes against one etcd and one broker (config change
+# p50/p99, etcd writes and database growth, idle CPU and RSS per agent) and
+# the transfer over 24 partitions with 1, 2 and 3 instances; writes
+# scripts/bench/FLEET.md. FLEET_WINDOW=10m for the long idle window.
+FLEET_WINDOW ?= 2m
+bench-fleet: build
+	$(GO) run ./scripts/bench -only fleet -fleet-window $(FLEET_WINDOW) -out scripts/bench/FLEET.md
 
 # Install test prerequisites (Chromium, kcat, etcdctl, VictoriaLogs, the real
 # servers' jars, ...); `make test` runs it itself.

@@ -138,7 +138,8 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 	a.watch = confwatch.New(cli, a.key, false, cfg.Etcd.Timeout, log, a.prom, "logagent")
 	a.mem = &memtune.Governor{Activity: a.prod.Sent, IdleGCPercent: opts.IdleGCPercent, IdleAfter: 10 * time.Second, Check: 2 * time.Second,
 		Log: log.WithField("component", "memtune")}
-	a.inv = inventory.New(cli, inventory.Options{Key: fmt.Sprintf(cfg.Etcd.InventoryKey, a.ip), Progress: a.reportProgress}, a.report, log)
+	a.inv = inventory.New(cli, inventory.Options{Key: fmt.Sprintf(cfg.Etcd.InventoryKey, a.ip), TTL: cfg.Etcd.InventoryTTL,
+		RefreshEvery: cfg.Etcd.InventoryRefresh, Progress: a.reportProgress}, a.report, log)
 	a.prom.MustRegister(newFileCollector(a))
 
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logagent_config_reloads_total", Help: "Collect configs received from etcd, by result."}, []string{"result"})

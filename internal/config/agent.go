@@ -41,6 +41,10 @@ type Etcd struct {
 	// InventoryKey is where the agent keeps its status alive under a
 	// lease (a fmt pattern with one %s for the agent's IP).
 	InventoryKey string
+	// InventoryTTL is the inventory lease (an agent that dies is gone
+	// from the inventory after it); InventoryRefresh is how often the
+	// entry is rewritten when nothing but progress changed.
+	InventoryTTL, InventoryRefresh time.Duration
 	// Security is TLS and user/password towards etcd.
 	Security EtcdSecurity
 }
@@ -160,6 +164,8 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 		c.Fail("etcd", "collect_log_key", "%q must start with / and contain exactly one %%s (the agent's IP)", e.CollectKey)
 	}
 	e.InventoryKey = c.Str("etcd", "inventory_key", "/logagent/agents/%s")
+	e.InventoryTTL = c.Duration("etcd", "inventory_ttl", 10*time.Second, 5*time.Second, 10*time.Minute)
+	e.InventoryRefresh = c.Duration("etcd", "inventory_refresh", time.Minute, 10*time.Second, time.Hour)
 	if strings.Count(e.InventoryKey, "%s") != 1 || strings.Count(e.InventoryKey, "%") != 1 || !strings.HasPrefix(e.InventoryKey, "/") {
 		c.Fail("etcd", "inventory_key", "%q must start with / and contain exactly one %%s (the agent's IP)", e.InventoryKey)
 	}

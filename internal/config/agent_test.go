@@ -215,7 +215,7 @@ func TestLoadAgentGood(t *testing.T) {
 			Endpoints:    []string{"etcd1:2379", "https://etcd2:2379"},
 			Timeout:      3 * time.Second,
 			CollectKey:   "/agents/%s/collect",
-			InventoryKey: "/agents/live/%s",
+			InventoryKey: "/agents/live/%s", InventoryTTL: 10 * time.Second, InventoryRefresh: time.Minute,
 			Security: EtcdSecurity{
 				TLS:      TLS{Enabled: true, Files: files("etcd.internal")},
 				Username: "logagent",
@@ -298,7 +298,7 @@ func TestLoadAgentDefaults(t *testing.T) {
 				Endpoints:    []string{"127.0.0.1:2379"},
 				Timeout:      5 * time.Second,
 				CollectKey:   "/logagent/%s/collect_config",
-				InventoryKey: "/logagent/agents/%s",
+				InventoryKey: "/logagent/agents/%s", InventoryTTL: 10 * time.Second, InventoryRefresh: time.Minute,
 			},
 			Agent: Agent{
 				DataDir:         "data/logagent",

@@ -52,7 +52,7 @@ var (
 	lines      = flag.Int("lines", 5_000_000, "lines in the generated file")
 	lineSize   = flag.Int("size", 200, "bytes per line, newline included")
 	out        = flag.String("out", "scripts/bench/RESULTS.md", "where to write the table")
-	only       = flag.String("only", "", "comma-separated scenario names to run (kcat,agent,idle,many,transfer,nginx,e2e); empty: all")
+	only       = flag.String("only", "", "comma-separated scenario names to run (kcat,agent,idle,many,transfer,nginx,e2e; fleet only when named); empty: all but fleet")
 	binDir     = flag.String("bin", "bin", "directory with logagent and logtransfer (built by make build)")
 	profile    = flag.String("profile", "", "directory: save a 5 s CPU profile of each agent file→kafka and transfer run there, and the transfer's allocation profile (enables [http] pprof)")
 	transferN  = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
@@ -117,7 +117,13 @@ func main() {
 	if want("e2e") {
 		rows = append(rows, repeat("end to end 10k lines/s", b.endToEnd))
 	}
-	table := render(rows, kcat)
+	table := ""
+	if len(rows) > 0 {
+		table = render(rows, kcat)
+	}
+	if strings.Contains(","+*only+",", ",fleet,") { // only on demand: it takes minutes and hundreds of processes
+		table += b.fleet()
+	}
 	fmt.Print(table)
 	if *out != "" {
 		check(os.WriteFile(*out, []byte(table), 0o644))
@@ -745,12 +751,17 @@ type transferProc struct {
 }
 
 func (b *bench) startTransfer(run int, brokerAddr, sinkAddr, topic, name string) *transferProc {
+	return b.startTransferGroup(run, brokerAddr, sinkAddr, topic, name, fmt.Sprintf("bench-%s-%d", name, run))
+}
+
+// startTransferGroup is startTransfer in consumer group group.
+func (b *bench) startTransferGroup(run int, brokerAddr, sinkAddr, topic, name, group string) *transferProc {
 	dir := filepath.Join(b.work, fmt.Sprintf("%s-%d", name, run))
 	check(os.MkdirAll(dir, 0o755))
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	ini := filepath.Join(dir, "logtransfer.ini")
-	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ntopics = %s\ngroup_id = bench-%s-%d\n[es]\naddress = http://%s\nmanage_templates = false\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
-		brokerAddr, topic, name, run, sinkAddr, httpAddr, *profile != "")), 0o644))
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ntopics = %s\ngroup_id = %s\n[es]\naddress = http://%s\nmanage_templates = false\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
+		brokerAddr, topic, group, sinkAddr, httpAddr, *profile != "")), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logtransfer"), "-config", ini)
 	lf, err := os.Create(filepath.Join(dir, "transfer.log"))
 	check(err)
