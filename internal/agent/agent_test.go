@@ -434,7 +434,11 @@ func TestAllowlist(t *testing.T) {
 
 func TestInventoryAndFileMetrics(t *testing.T) {
 	e := newEnv(t)
-	a, stop := e.start(e.config(""))
+	cfg := e.config("")
+	// Progress (acked offset, bytes behind) reaches the inventory at the
+	// next refresh, not with each ack (inventory_refresh, 1 min by default).
+	cfg.Etcd.InventoryRefresh = time.Second
+	a, stop := e.start(cfg)
 	p := filepath.Join(e.dir, "inv.log")
 	appendLines(t, p, "inv", 0, 100)
 	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
