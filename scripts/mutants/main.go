@@ -189,6 +189,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/eswriter", "^TestBulkOutcomes$/^409"}, {"./internal/transferd", "^TestStoredDocumentIsNeverReplaced$"}},
 	},
 	{
+		name:  "the transfer no longer derives the path (key) and offset (event id) the agent leaves out of the headers",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "\tmeta := record.ParseRecord(msg.Key, msg.Headers)\n", new: "\tmeta := record.Parse(msg.Headers)\n"}},
+		tests: []target{{"./internal/e2e", "^TestProcessingThroughBothDaemons$/^fake$"}},
+	},
+	{
 		name:  "an ingest pipeline that does not exist dead-letters every document",
 		file:  "internal/eswriter/eswriter.go",
 		edits: []edit{{old: "\t\tcase missingPipeline(r):\n", new: "\t\tcase missingPipeline(r) && false:\n"}},
