@@ -1,7 +1,8 @@
 // Command bench measures the pipeline the way an operator would judge it:
 // the real logagent and logtransfer binaries run as processes against an
-// in-process Kafka-protocol broker (kfake) and a minimal bulk sink that
-// only parses and acknowledges, with the shipped default settings. It
+// in-process Kafka-protocol broker (kfake; for the agent's scenarios one
+// that checks, counts and discards what it is sent, see discardBroker) and
+// a minimal bulk sink that only parses and acknowledges, with the shipped default settings. It
 // prints one table (medians of -runs runs) and writes it to -out.
 //
 //	go run ./scripts/bench            # or: make bench
@@ -39,7 +40,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -349,7 +349,7 @@ func peak(pid int, stop <-chan struct{}) <-chan float64 {
 }
 
 func (b *bench) kcat(int) result {
-	broker := newBroker(4, "bench")
+	broker := newDiscardBroker(4, "bench")
 	defer broker.Close()
 	start := time.Now()
 	cmd := exec.Command("kcat", "-P", "-b", broker.ListenAddrs()[0], "-t", "bench", "-z", *codec, "-l", b.file)
@@ -367,36 +367,11 @@ func (b *bench) kcat(int) result {
 	}
 	secs := time.Since(start).Seconds()
 	cpu, rss := usage(cmd.ProcessState), <-peakc
-	if got := brokerRecords(broker.ListenAddrs()[0], "bench"); got != int64(*lines) {
+	if got := broker.records("bench"); got != int64(*lines) {
 		check(fmt.Errorf("kcat: the broker holds %d records, want %d", got, *lines))
 	}
 	return result{seconds: secs, bytes: float64(*lines * *lineSize), lines: float64(*lines), cpu: cpu, rss: rss, p50: math.NaN(), p99: math.NaN(), cpuPercent: math.NaN(),
 		note: "counted in the broker"}
-}
-
-// brokerRecords is how many records the broker holds for topic: the sum of
-// its partitions' end offsets (what it received, not what a sender says).
-func brokerRecords(addr, topic string) int64 {
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
-	c, err := sarama.NewClient([]string{addr}, cfg)
-	if err != nil {
-		return -1
-	}
-	defer c.Close()
-	parts, err := c.Partitions(topic)
-	if err != nil {
-		return -1
-	}
-	var n int64
-	for _, p := range parts {
-		off, err := c.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			return -1
-		}
-		n += off
-	}
-	return n
 }
 
 // agent is a logagent subprocess.
@@ -517,7 +492,7 @@ func quantile(m map[string]float64, name string, q float64) float64 {
 }
 
 func (b *bench) agentFile(run int) result {
-	broker := newBroker(4, "bench")
+	broker := newDiscardBroker(4, "bench")
 	defer broker.Close()
 	a := b.startAgent(run, broker.ListenAddrs()[0], "file")
 	mallocs0 := metrics(a.http)["go_memstats_mallocs_total"]
@@ -526,7 +501,7 @@ func (b *bench) agentFile(run int) result {
 	if *profile != "" {
 		go saveProfile(a.http, "/debug/pprof/profile?seconds=5", filepath.Join(*profile, fmt.Sprintf("agent-%d.cpu.pprof", run)))
 	}
-	for brokerRecords(broker.ListenAddrs()[0], "bench") < int64(*lines) {
+	for broker.records("bench") < int64(*lines) {
 		if time.Since(start) > 10*time.Minute {
 			check(fmt.Errorf("the broker did not get the whole file in 10 minutes"))
 		}
@@ -577,7 +552,7 @@ func procStatus(pid int, field string) float64 {
 }
 
 func (b *bench) agentIdle(run int) result {
-	broker := newBroker(4, "idle")
+	broker := newDiscardBroker(4, "idle")
 	defer broker.Close()
 	dir := filepath.Join(b.work, fmt.Sprintf("idle-%d", run))
 	check(os.MkdirAll(dir, 0o755))
@@ -610,7 +585,7 @@ func (b *bench) agentIdle(run int) result {
 }
 
 func (b *bench) agentMany(run int) result {
-	broker := newBroker(4, "many")
+	broker := newDiscardBroker(4, "many")
 	defer broker.Close()
 	dir := filepath.Join(b.work, fmt.Sprintf("many-%d", run))
 	check(os.MkdirAll(dir, 0o755))
@@ -643,11 +618,11 @@ func (b *bench) agentMany(run int) result {
 	secs := time.Since(start).Seconds()
 	// Lag when the writer stopped, in the broker, and how long it took to
 	// reach 0: the pipeline kept up if the lag was gone within a second.
-	lagAtStop := int64(written) - brokerRecords(broker.ListenAddrs()[0], "many")
+	lagAtStop := int64(written) - broker.records("many")
 	deadline := time.Now().Add(60 * time.Second)
 	got := int64(0)
 	for {
-		got = brokerRecords(broker.ListenAddrs()[0], "many")
+		got = broker.records("many")
 		if got >= int64(written) || time.Now().After(deadline) {
 			break
 		}
