@@ -86,6 +86,8 @@ type Producer struct {
 	gates   *gates
 
 	inflight atomic.Int64 // messages handed to sarama, not yet acked
+	slabs    sync.Pool    // of *slab, see messages
+	reused   atomic.Uint64
 }
 
 type metrics struct {
@@ -247,6 +249,8 @@ type batchState struct {
 	left   atomic.Int64
 	bytes  int64
 	events int64
+	slab   *slab
+	batch  *record.Batch
 }
 
 // Run sends until ctx ends, then waits up to ShutdownTimeout for events in
@@ -357,17 +361,78 @@ func (p *Producer) feed(ctx context.Context, ap asyncProducer, retries <-chan *s
 	}
 }
 
+// slab is the memory of one batch's sarama messages: the messages, what
+// they carry, their headers and the header bytes. Slabs of full batches
+// are reused once the batch is acknowledged: at full speed they are most
+// of what the agent allocates, and every byte not allocated is a byte the
+// garbage collector does not chase.
+type slab struct {
+	msgs    []sarama.ProducerMessage
+	flights []flight
+	vals    []sarama.ByteEncoder
+	hdrs    []sarama.RecordHeader
+	buf     []byte
+}
+
+// slabEvents is the capacity of a reused slab. Batches of fewer than
+// three quarters as many events get a slab of their own: a trickle from
+// many files must not pin full-size slabs, and buffer_bytes counts the
+// slab per event (TestMessageMemoryIsCounted).
+const slabEvents = 1024
+
+func (p *Producer) slab(n, nh int) *slab {
+	if n < slabEvents*3/4 || n > slabEvents {
+		return &slab{
+			msgs:    make([]sarama.ProducerMessage, n),
+			flights: make([]flight, n),
+			vals:    make([]sarama.ByteEncoder, n),
+			hdrs:    make([]sarama.RecordHeader, 0, nh),
+			buf:     make([]byte, 0, n*headerBytes),
+		}
+	}
+	sl, _ := p.slabs.Get().(*slab)
+	if sl != nil {
+		p.reused.Add(1)
+	} else {
+		sl = &slab{
+			msgs:    make([]sarama.ProducerMessage, slabEvents),
+			flights: make([]flight, slabEvents),
+			vals:    make([]sarama.ByteEncoder, slabEvents),
+			buf:     make([]byte, 0, slabEvents*headerBytes),
+		}
+	}
+	if cap(sl.hdrs) < nh {
+		sl.hdrs = make([]sarama.RecordHeader, 0, max(nh, slabEvents*3))
+	}
+	sl.msgs, sl.flights, sl.vals = sl.msgs[:n], sl.flights[:n], sl.vals[:n]
+	sl.hdrs, sl.buf = sl.hdrs[:0], sl.buf[:0]
+	return sl
+}
+
+// recycle takes back the slab of an acknowledged batch. What it points to
+// (values, events, ackers) is cleared so that the pool pins nothing else.
+func (p *Producer) recycle(sl *slab) {
+	if cap(sl.msgs) != slabEvents {
+		return
+	}
+	clear(sl.msgs)
+	clear(sl.flights)
+	clear(sl.vals)
+	p.slabs.Put(sl)
+}
+
 // messages builds the sarama messages of a batch in a handful of
-// allocations.
+// allocations, or none when a slab is reused.
 func (p *Producer) messages(b *record.Batch) []sarama.ProducerMessage {
 	n := len(b.Events)
-	st := &batchState{bytes: p.cost(b), events: p.eventCost(b)}
+	nh := 0
+	for i := range b.Events {
+		nh += b.Events[i].HeaderCount()
+	}
+	sl := p.slab(n, nh)
+	st := &batchState{bytes: p.cost(b), events: p.eventCost(b), slab: sl, batch: b}
 	st.left.Store(int64(n))
-	msgs := make([]sarama.ProducerMessage, n)
-	flights := make([]flight, n)
-	vals := make([]sarama.ByteEncoder, n)
-	hdrs := make([]sarama.RecordHeader, 0, n*record.MaxHeaders)
-	buf := make([]byte, 0, n*headerBytes)
+	msgs, flights, vals, hdrs, buf := sl.msgs, sl.flights, sl.vals, sl.hdrs, sl.buf
 	for i := range b.Events {
 		ev := &b.Events[i]
 		start := len(hdrs)
@@ -383,6 +448,9 @@ func (p *Producer) messages(b *record.Batch) []sarama.ProducerMessage {
 			Metadata:  &flights[i],
 		}
 	}
+	// If buf had to grow, the slab keeps the larger one for next time
+	// (earlier headers still point into the old one, which stays valid).
+	sl.hdrs, sl.buf = hdrs, buf
 	return msgs
 }
 
@@ -428,10 +496,16 @@ func (p *Producer) acks(ap asyncProducer) {
 			p.m.latency.Observe(time.Since(f.ev.Time).Seconds())
 		}
 		p.inflight.Add(-1)
-		if f.batch.left.Add(-1) == 0 {
-			p.bytes.Release(f.batch.bytes)
-			p.events.Release(f.batch.events)
-			p.m.buffered.Add(-f.batch.bytes)
+		if st := f.batch; st.left.Add(-1) == 0 {
+			// The batch's last ack: f, its slab and its events are not
+			// touched again.
+			p.bytes.Release(st.bytes)
+			p.events.Release(st.events)
+			p.m.buffered.Add(-st.bytes)
+			p.recycle(st.slab)
+			if st.batch.Done != nil {
+				st.batch.Done(st.batch)
+			}
 		}
 		acked++
 		if len(ap.Successes()) == 0 || acked >= 1024 {

@@ -246,6 +246,18 @@ func (e *Event) Headers() []sarama.RecordHeader {
 // MaxHeaders is the most headers AppendHeaders adds for one event.
 const MaxHeaders = 7
 
+// HeaderCount is how many headers AppendHeaders adds for e.
+func (e *Event) HeaderCount() int {
+	n := len(e.Source.static) + 1
+	if e.Flags != 0 {
+		n++
+	}
+	if !e.Stamp.IsZero() {
+		n++
+	}
+	return n
+}
+
 // AppendHeaders appends e's record headers to dst, their variable values
 // to buf, and returns both, so a batch of events can share two
 // allocations. Earlier headers stay valid if buf grows.
@@ -276,6 +288,10 @@ type Batch struct {
 	// than the sum of their lengths. The producer counts it, with a fixed
 	// cost per event, against buffer_bytes.
 	Bytes int
+	// Done, if set, is called by the producer once every event of the
+	// batch is acknowledged: from then on nothing refers to the batch or
+	// its events, and whoever made it may reuse their memory.
+	Done func(*Batch)
 }
 
 // View is a record's headers read without copying: the slices point into

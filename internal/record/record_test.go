@@ -230,6 +230,14 @@ func TestHeadersRoundTrip(t *testing.T) {
 			}
 			ev := &Event{Source: src, Value: []byte("line"), Offset: tc.offset, Instance: inst, Flags: tc.flags, Time: time.Now()}
 			hs := ev.Headers()
+			if n := ev.HeaderCount(); n != len(hs) || n > MaxHeaders {
+				t.Errorf("HeaderCount() = %d, Headers() has %d (MaxHeaders %d)", n, len(hs), MaxHeaders)
+			}
+			stamped := *ev
+			stamped.Stamp = time.UnixMilli(1700000000123)
+			if n, hs := stamped.HeaderCount(), stamped.Headers(); n != len(hs) || n > MaxHeaders {
+				t.Errorf("stamped: HeaderCount() = %d, Headers() has %d (MaxHeaders %d)", n, len(hs), MaxHeaders)
+			}
 
 			want := tc.want
 			want.HostName, want.HostIP, want.Path = "web-1", "10.0.0.7", "/var/log/app.log"

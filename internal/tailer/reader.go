@@ -284,7 +284,7 @@ func (r *reader) emit(val []byte, start, end int64, f record.Flags, now time.Tim
 		return nil
 	}
 	if r.batch == nil {
-		r.batch = &record.Batch{Events: make([]record.Event, 0, r.batchCap)}
+		r.batch = r.t.newBatch(r.batchCap)
 	}
 	r.batch.Events = append(r.batch.Events, record.Event{
 		Source:   r.t.cfg.Source,
@@ -307,6 +307,27 @@ func (r *reader) emit(val []byte, start, end int64, f record.Flags, now time.Tim
 		return r.flush()
 	}
 	return nil
+}
+
+// newBatch returns an empty batch for about n events. Full-size batches
+// come back from the producer when acknowledged and are reused: at full
+// speed their events are a large part of what the agent allocates.
+func (t *Tailer) newBatch(n int) *record.Batch {
+	if n < maxBatch {
+		return &record.Batch{Events: make([]record.Event, 0, n)}
+	}
+	if b, ok := t.batches.Get().(*record.Batch); ok {
+		return b
+	}
+	return &record.Batch{Events: make([]record.Event, 0, maxBatch), Done: t.recycle}
+}
+
+// recycle takes back an acknowledged full-size batch, clearing what its
+// events point to so that the pool pins no read buffer.
+func (t *Tailer) recycle(b *record.Batch) {
+	clear(b.Events)
+	b.Events, b.Bytes = b.Events[:0], 0
+	t.batches.Put(b)
 }
 
 // flush registers what was read with the registry (in one call) and hands

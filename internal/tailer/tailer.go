@@ -145,6 +145,10 @@ type Tailer struct {
 	// every RotatedRescan.
 	rescan     atomic.Bool
 	lastRescan time.Time
+
+	// batches holds full-size batches (maxBatch events) back from the
+	// producer once acknowledged, for reuse (see reader.emit).
+	batches sync.Pool
 }
 
 // New returns a tailer; call Run.

@@ -495,11 +495,15 @@ func (b *bench) agentFile(run int) result {
 	broker := newDiscardBroker(4, "bench")
 	defer broker.Close()
 	a := b.startAgent(run, broker.ListenAddrs()[0], "file")
-	mallocs0 := metrics(a.http)["go_memstats_mallocs_total"]
+	m0 := metrics(a.http)
+	mallocs0, allocBytes0, gcs0 := m0["go_memstats_mallocs_total"], m0["go_memstats_alloc_bytes_total"], m0["go_gc_duration_seconds_count"]
 	start := time.Now()
 	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"bench"}]`, b.file))
 	if *profile != "" {
-		go saveProfile(a.http, "/debug/pprof/profile?seconds=5", filepath.Join(*profile, fmt.Sprintf("agent-%d.cpu.pprof", run)))
+		go func() {
+			saveProfile(a.http, "/debug/pprof/profile?seconds=5", filepath.Join(*profile, fmt.Sprintf("agent-%d.cpu.pprof", run)))
+			saveProfile(a.http, "/debug/pprof/heap?gc=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.heap.pprof", run)))
+		}()
 	}
 	for broker.records("bench") < int64(*lines) {
 		if time.Since(start) > 10*time.Minute {
@@ -517,11 +521,15 @@ func (b *bench) agentFile(run int) result {
 		time.Sleep(50 * time.Millisecond)
 	}
 	m := metrics(a.http)
+	if *profile != "" {
+		saveProfile(a.http, "/debug/pprof/allocs", filepath.Join(*profile, fmt.Sprintf("agent-%d.allocs.pprof", run)))
+	}
 	cpu, rss := a.stop()
 	allocs := (m["go_memstats_mallocs_total"] - mallocs0) / float64(*lines)
+	allocBytes := (m["go_memstats_alloc_bytes_total"] - allocBytes0) / float64(*lines)
 	return result{seconds: secs, bytes: float64(*lines * *lineSize), lines: float64(*lines), cpu: cpu, rss: rss,
 		p50: quantile(m, "logagent_ack_latency_seconds", 0.5), p99: quantile(m, "logagent_ack_latency_seconds", 0.99), cpuPercent: math.NaN(),
-		note: fmt.Sprintf("counted in the broker; %.1f heap allocations per line (whole process)", allocs)}
+		note: fmt.Sprintf("counted in the broker; %.1f heap allocations and %.0f bytes allocated per line (whole process), %.0f GC cycles", allocs, allocBytes, m["go_gc_duration_seconds_count"]-gcs0)}
 }
 
 // procCPU returns utime+stime of pid in seconds.

@@ -47,6 +47,33 @@ var mutants = []mutant{
 		tests: []target{{"./internal/producer", "^TestOffsetMovesOnlyOverAcknowledgedPrefix$"}, {"./cmd/logagent", "^TestSIGKILLWhileBrokerDown$/^kfake$"}},
 	},
 	{
+		name: "agent hands a batch back for reuse at its first ack, before the rest of it reached Kafka",
+		file: "internal/producer/producer.go",
+		edits: []edit{{
+			old: "\t\t\tif st.batch.Done != nil {\n\t\t\t\tst.batch.Done(st.batch)\n\t\t\t}\n",
+			new: "",
+		}, {
+			old: "\t\tif st := f.batch; st.left.Add(-1) == 0 {",
+			new: "\t\tif st := f.batch; st.left.Load() == int64(len(st.batch.Events)) && st.batch.Done != nil {\n\t\t\tst.batch.Done(st.batch)\n\t\t}\n\t\tif st := f.batch; st.left.Add(-1) == 0 {",
+		}},
+		tests: []target{{"./internal/producer", "^TestReusedMemoryNeverReachesTheWire$"}},
+	},
+	{
+		name: "agent reuses a batch's sarama messages while some are still in flight",
+		file: "internal/producer/producer.go",
+		edits: []edit{{
+			old: "\tclear(sl.msgs)\n\tclear(sl.flights)\n\tclear(sl.vals)\n",
+			new: "",
+		}, {
+			old: "\t\t\tp.recycle(st.slab)\n",
+			new: "",
+		}, {
+			old: "\t\tif st := f.batch; st.left.Add(-1) == 0 {",
+			new: "\t\tif st := f.batch; st.left.Load() == int64(len(st.slab.msgs)) {\n\t\t\tp.recycle(st.slab)\n\t\t}\n\t\tif st := f.batch; st.left.Add(-1) == 0 {",
+		}},
+		tests: []target{{"./internal/producer", "^TestReusedMemoryNeverReachesTheWire$"}},
+	},
+	{
 		name: "transfer commits the offsets of what it handed to the writer, not what Elasticsearch acknowledged",
 		file: "internal/transfer/transfer.go",
 		edits: []edit{{
