@@ -51,7 +51,10 @@ test-ui: build deps
 
 # Benchmark the real binaries against an in-process broker and a minimal
 # bulk sink; writes scripts/bench/RESULTS.md (medians of 3 runs).
+# Fluent Bit's rows appear when FLUENT_BIT names its binary (or fluent-bit
+# is on PATH); see README, "Benchmarks".
 bench: build
+	$(GO) build -o bin/ ./scripts/saramafloor
 	$(GO) run ./scripts/bench -out scripts/bench/RESULTS.md
 
 # 200 logagent processes against one etcd and one broker (config change

@@ -10,6 +10,7 @@
 // Scenarios:
 //
 //	kcat -P          the generated file into the broker with librdkafka (reference)
+//	sarama alone     the same with sarama's AsyncProducer and nothing else (floor)
 //	agent file→kafka the same file through logagent (acks=all, registry on)
 //	agent 1000 idle  CPU and RSS with 1,000 tailed files that do not grow
 //	agent 100 files  100 files written at 1k lines/s each: keeps up? p99 read→ack
@@ -52,7 +53,7 @@ var (
 	lines      = flag.Int("lines", 5_000_000, "lines in the generated file")
 	lineSize   = flag.Int("size", 200, "bytes per line, newline included")
 	out        = flag.String("out", "scripts/bench/RESULTS.md", "where to write the table")
-	only       = flag.String("only", "", "comma-separated scenario names to run (kcat,agent,idle,many,transfer,nginx,e2e; fleet only when named); empty: all but fleet")
+	only       = flag.String("only", "", "comma-separated scenario names to run (kcat,sarama,agent,idle,many,transfer,nginx,e2e; fluentbit adds Fluent Bit's rows to agent, idle and transfer when -fluent-bit is found; fleet only when named); empty: all but fleet")
 	binDir     = flag.String("bin", "bin", "directory with logagent and logtransfer (built by make build)")
 	profile    = flag.String("profile", "", "directory: save a 5 s CPU profile of each agent file→kafka and transfer run there, and the transfer's allocation profile (enables [http] pprof)")
 	transferN  = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
@@ -92,24 +93,37 @@ func main() {
 
 	var rows [][]result
 	var kcat []result
-	if want("kcat") || want("agent") {
+	if want("kcat") || want("sarama") || want("agent") {
 		b.genFile()
 	}
 	if want("kcat") {
 		kcat = repeat("kcat -P (librdkafka)", b.kcat)
 		rows = append(rows, kcat)
 	}
+	fb := fluentBitPath() != "" && want("fluentbit")
+	if want("sarama") {
+		rows = append(rows, repeat("sarama AsyncProducer alone", b.saramaAlone))
+	}
 	if want("agent") {
 		rows = append(rows, repeat("agent file→kafka", b.agentFile))
+		if fb {
+			rows = append(rows, repeat("Fluent Bit tail→kafka", b.fbFile))
+		}
 	}
 	if want("idle") {
 		rows = append(rows, repeat("agent 1000 idle files", b.agentIdle))
+		if fb {
+			rows = append(rows, repeat("Fluent Bit 1000 idle files", b.fbIdle))
+		}
 	}
 	if want("many") {
 		rows = append(rows, repeat("agent 100 files × 1k/s", b.agentMany))
 	}
 	if want("transfer") {
 		rows = append(rows, repeat("transfer kafka→bulk sink", func(run int) result { return b.transfer(run, "") }))
+		if fb {
+			rows = append(rows, repeat("Fluent Bit kafka→es sink", b.fbTransfer))
+		}
 	}
 	if want("nginx") {
 		rows = append(rows, repeat("transfer, nginx pipeline", func(run int) result { return b.transfer(run, "nginx") }))
@@ -349,26 +363,46 @@ func peak(pid int, stop <-chan struct{}) <-chan float64 {
 }
 
 func (b *bench) kcat(int) result {
+	return b.sender("kcat", func(addr string) *exec.Cmd {
+		return exec.Command("kcat", "-P", "-b", addr, "-t", "bench", "-z", *codec, "-l", b.file)
+	}, "install it: apt-get install kcat")
+}
+
+// saramaAlone is sarama's AsyncProducer with the agent's settings and
+// nothing else (scripts/saramafloor): the floor under the agent's CPU.
+func (b *bench) saramaAlone(int) result {
+	return b.sender("saramafloor", func(addr string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(*binDir, "saramafloor"), "-broker", addr, "-topic", "bench", "-compression", *codec, "-file", b.file)
+		if e := os.Getenv("SARAMAFLOOR_ENV"); e != "" { // experiments: e.g. GOGC=off GOMEMLIMIT=2GiB
+			cmd.Env = append(os.Environ(), strings.Fields(e)...)
+		}
+		return cmd
+	}, "make build builds it")
+}
+
+// sender runs a program that sends the generated file to the broker and
+// exits when all is acknowledged.
+func (b *bench) sender(name string, command func(addr string) *exec.Cmd, hint string) result {
 	broker := newDiscardBroker(4, "bench")
 	defer broker.Close()
 	start := time.Now()
-	cmd := exec.Command("kcat", "-P", "-b", broker.ListenAddrs()[0], "-t", "bench", "-z", *codec, "-l", b.file)
+	cmd := command(broker.addr())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		check(fmt.Errorf("kcat: %v (install it: apt-get install kcat)", err))
+		check(fmt.Errorf("%s: %v (%s)", name, err, hint))
 	}
 	stop := make(chan struct{})
 	peakc := peak(cmd.Process.Pid, stop)
 	err := cmd.Wait()
 	close(stop)
 	if err != nil {
-		check(fmt.Errorf("kcat: %v: %s", err, stderr.String()))
+		check(fmt.Errorf("%s: %v: %s", name, err, stderr.String()))
 	}
 	secs := time.Since(start).Seconds()
 	cpu, rss := usage(cmd.ProcessState), <-peakc
 	if got := broker.records("bench"); got != int64(*lines) {
-		check(fmt.Errorf("kcat: the broker holds %d records, want %d", got, *lines))
+		check(fmt.Errorf("%s: the broker holds %d records, want %d", name, got, *lines))
 	}
 	return result{seconds: secs, bytes: float64(*lines * *lineSize), lines: float64(*lines), cpu: cpu, rss: rss, p50: math.NaN(), p99: math.NaN(), cpuPercent: math.NaN(),
 		note: "counted in the broker"}
@@ -653,13 +687,17 @@ func (b *bench) agentMany(run int) result {
 // with per-item results, nothing else, so the measure is logtransfer's own
 // cost. For latency it reads the write time embedded in the message.
 type sink struct {
-	docs    atomic.Int64
-	parsed  atomic.Int64 // documents with an http.response.status_code
-	mu      sync.Mutex
-	lats    []float64
-	measure bool
-	srv     *http.Server
-	addr    string
+	// uniq, if set, is a bitset of the generated lines seen (by the
+	// number in "/api/items/N "), distinct how many were set.
+	uniq     []uint64
+	distinct atomic.Int64
+	docs     atomic.Int64
+	parsed   atomic.Int64 // documents with an http.response.status_code
+	mu       sync.Mutex
+	lats     []float64
+	measure  bool
+	srv      *http.Server
+	addr     string
 }
 
 func newSink() *sink {
@@ -695,6 +733,9 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if n%2 == 0 && bytes.Contains(body[:i], statusKey) {
 			parsed++
 		}
+		if s.uniq != nil && n%2 == 0 {
+			s.see(body[:i])
+		}
 		if s.measure && n%2 == 0 {
 			if j := bytes.Index(body[:i], tsKey); j >= 0 {
 				rest := body[j+len(tsKey) : i]
@@ -724,6 +765,30 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(out.Bytes())
 	s.parsed.Add(int64(parsed))
 	s.docs.Add(int64(items))
+}
+
+var itemKey = []byte("/api/items/")
+
+// see marks the generated line a document carries.
+func (s *sink) see(doc []byte) {
+	j := bytes.Index(doc, itemKey)
+	if j < 0 {
+		return
+	}
+	v := 0
+	for _, c := range doc[j+len(itemKey):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		v = v*10 + int(c-'0')
+	}
+	if v/64 >= len(s.uniq) {
+		return
+	}
+	mask := uint64(1) << (v % 64)
+	if atomic.OrUint64(&s.uniq[v/64], mask)&mask == 0 {
+		s.distinct.Add(1)
+	}
 }
 
 type transferProc struct {
@@ -835,6 +900,7 @@ func (b *bench) transfer(run int, pipe string) result {
 	n := *transferN
 	fill(broker.ListenAddrs()[0], "tbench", n, pipe)
 	s := newSink()
+	s.uniq = make([]uint64, (n+63)/64)
 	defer s.srv.Close()
 	name := "transfer"
 	if pipe != "" {
@@ -858,7 +924,7 @@ func (b *bench) transfer(run int, pipe string) result {
 		saveProfile(t.http, "/debug/pprof/allocs", filepath.Join(*profile, fmt.Sprintf("%s-%d.allocs.pprof", name, run)))
 	}
 	cpu, rss := t.stop()
-	note := fmt.Sprintf("%d records over 8 partitions, 16 workers; %.1f heap allocations per document (whole process)", n, allocs)
+	note := fmt.Sprintf("%d records over 8 partitions, 16 workers; %.1f heap allocations per document (whole process); %d duplicates", n, allocs, s.docs.Load()-s.distinct.Load())
 	if pipe != "" {
 		note += fmt.Sprintf("; %d of %d documents in the sink have parsed fields", s.parsed.Load(), s.docs.Load())
 		if s.parsed.Load() != int64(n) {
