@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -34,37 +35,48 @@ func fluentBitPath() string {
 func fbCodec() string { return *codec }
 
 type fbProc struct {
-	cmd   *exec.Cmd
-	stopc chan struct{}
-	peakc <-chan float64
+	cmd    *exec.Cmd
+	stopc  chan struct{}
+	peakc  <-chan float64
+	exited chan struct{}
+	log    string
 }
 
 func (b *bench) startFluentBit(run int, name, conf string) *fbProc {
 	dir := filepath.Join(b.work, fmt.Sprintf("fb-%s-%d", name, run))
 	check(os.MkdirAll(dir, 0o755))
 	p := filepath.Join(dir, "fluent-bit.conf")
-	check(os.WriteFile(p, []byte(fmt.Sprintf(conf, dir)), 0o644))
+	check(os.WriteFile(p, []byte(strings.ReplaceAll(conf, "%[1]s", dir)), 0o644))
 	cmd := exec.Command(fluentBitPath(), "-c", p)
 	lf, err := os.Create(filepath.Join(dir, "fluent-bit.log"))
 	check(err)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	check(cmd.Start())
-	f := &fbProc{cmd: cmd, stopc: make(chan struct{})}
+	f := &fbProc{cmd: cmd, stopc: make(chan struct{}), exited: make(chan struct{}), log: lf.Name()}
 	f.peakc = peak(cmd.Process.Pid, f.stopc)
+	go func() { cmd.Wait(); close(f.exited) }()
 	return f
+}
+
+// alive fails the run if Fluent Bit exited by itself.
+func (f *fbProc) alive() {
+	select {
+	case <-f.exited:
+		out, _ := os.ReadFile(f.log)
+		check(fmt.Errorf("Fluent Bit exited: %s\n%s", f.cmd.ProcessState, out[max(0, len(out)-2000):]))
+	default:
+	}
 }
 
 func (f *fbProc) stop() (cpu, rss float64) {
 	close(f.stopc)
 	rss = <-f.peakc
 	f.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { f.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-f.exited:
 	case <-time.After(20 * time.Second): // it waits for its grace period
 		f.cmd.Process.Kill()
-		<-done
+		<-f.exited
 	}
 	return usage(f.cmd.ProcessState), rss
 }
@@ -102,9 +114,7 @@ func (b *bench) fbFile(run int) result {
 		if time.Since(start) > 10*time.Minute {
 			check(fmt.Errorf("Fluent Bit: the broker did not get the whole file in 10 minutes (%d)", broker.records("bench")))
 		}
-		if f.cmd.ProcessState != nil {
-			check(fmt.Errorf("Fluent Bit exited"))
-		}
+		f.alive()
 		time.Sleep(50 * time.Millisecond)
 	}
 	secs := time.Since(start).Seconds()
@@ -139,6 +149,7 @@ func (b *bench) fbIdle(run int) result {
 `, dir, broker.addr(), fbCodec()))
 	deadline := time.Now().Add(2 * time.Minute)
 	for broker.records("idle") < n {
+		f.alive()
 		if time.Now().After(deadline) {
 			check(fmt.Errorf("Fluent Bit sent %d of %d lines in 2 minutes", broker.records("idle"), n))
 		}
@@ -168,11 +179,14 @@ func (b *bench) fbTransfer(run int) result {
 	host, port, _ := bytes.Cut([]byte(s.addr), []byte(":"))
 	pn, _ := strconv.Atoi(string(port))
 	start := time.Now()
-	f := b.startFluentBit(run, "transfer", fbService+fmt.Sprintf(`[INPUT]
+	f := b.startFluentBit(run, "transfer", strings.Replace(fbService, "Flush        1", "Flush        0.2", 1)+fmt.Sprintf(`[INPUT]
     Name            kafka
     Brokers         %s
     Topics          tbench
     Group_Id        fb-bench-%d
+    Threaded        On
+    Poll_Ms         10
+    Enable_Auto_Commit On
     rdkafka.auto.offset.reset  earliest
 [OUTPUT]
     Name            es
@@ -183,8 +197,10 @@ func (b *bench) fbTransfer(run int) result {
     Suppress_Type_Name On
     Buffer_Size     False
     Retry_Limit     False
+    Workers         2
 `, broker.ListenAddrs()[0], run, host, pn))
 	for s.distinct.Load() < int64(n) {
+		f.alive()
 		if time.Since(start) > 10*time.Minute {
 			check(fmt.Errorf("Fluent Bit did not index %d records in 10 minutes (%d distinct)", n, s.distinct.Load()))
 		}
