@@ -128,12 +128,15 @@ func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
 	c.Consumer.Group.InstanceId = cfg.InstanceID
 	// Fetches are sized in compressed bytes and decoded whole: keep them
 	// modest so memory stays bounded even for highly compressible logs.
-	c.Consumer.Fetch.Default = 256 << 10
+	// 128 KiB and 64 buffered messages per partition cost nothing in
+	// throughput against 256 KiB and 256 (make bench: 490-500k docs/s
+	// either way) and take the peak RSS from 174 to 117-134 MB.
+	c.Consumer.Fetch.Default = 128 << 10
 	c.Consumer.MaxProcessingTime = time.Second
 	c.Metadata.Retry.Max = 3
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
 	c.Net.DialTimeout = 5 * time.Second
-	c.ChannelBufferSize = 256
+	c.ChannelBufferSize = 64
 	cfg.Security.Apply(c)
 	return c
 }
