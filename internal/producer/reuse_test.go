@@ -57,7 +57,9 @@ func TestReusedMemoryNeverReachesTheWire(t *testing.T) {
 	for f := 0; f < files; f++ {
 		fs = append(fs, file{src: record.NewSource("reuse", fmt.Sprintf("/var/log/app%d.log", f), "h", "10.0.0.1", nil), tr: acktrack.New(0)})
 	}
-	line := func(f, i int) string { return fmt.Sprintf("file %d line %08d %s", f, i, bytes.Repeat([]byte{'a' + byte(f)}, 150)) }
+	line := func(f, i int) string {
+		return fmt.Sprintf("file %d line %08d %s", f, i, bytes.Repeat([]byte{'a' + byte(f)}, 150))
+	}
 	lineLen := int64(len(line(0, 0)) + 1)
 	for j := 0; j < batches; j++ {
 		for f, fl := range fs {
