@@ -31,9 +31,6 @@ func fluentBitPath() string {
 	return p
 }
 
-// fbCodec is librdkafka's name for -compression.
-func fbCodec() string { return *codec }
-
 type fbProc struct {
 	cmd    *exec.Cmd
 	stopc  chan struct{}
@@ -109,7 +106,7 @@ func (b *bench) fbFile(run int) result {
     Raw_Log_Key     log
     rdkafka.request.required.acks  -1
     rdkafka.compression.codec      %s
-`, b.file, broker.addr(), fbCodec()))
+`, b.file, broker.addr(), *codec))
 	for broker.records("bench") < int64(*lines) {
 		if time.Since(start) > 10*time.Minute {
 			check(fmt.Errorf("Fluent Bit: the broker did not get the whole file in 10 minutes (%d)", broker.records("bench")))
@@ -127,12 +124,8 @@ func (b *bench) fbFile(run int) result {
 func (b *bench) fbIdle(run int) result {
 	broker := newDiscardBroker(4, "idle")
 	defer broker.Close()
-	dir := filepath.Join(b.work, fmt.Sprintf("fb-idlefiles-%d", run))
-	check(os.MkdirAll(dir, 0o755))
-	const n = 1000
-	for i := 0; i < n; i++ {
-		check(os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.log", i)), []byte("one line\n"), 0o644))
-	}
+	dir := b.idleFiles(fmt.Sprintf("fb-idlefiles-%d", run))
+	const n = idleN
 	f := b.startFluentBit(run, "idle", fbService+fmt.Sprintf(`[INPUT]
     Name            tail
     Path            %s/*.log
@@ -146,7 +139,7 @@ func (b *bench) fbIdle(run int) result {
     Format          raw
     Raw_Log_Key     log
     rdkafka.compression.codec      %s
-`, dir, broker.addr(), fbCodec()))
+`, dir, broker.addr(), *codec))
 	deadline := time.Now().Add(2 * time.Minute)
 	for broker.records("idle") < n {
 		f.alive()

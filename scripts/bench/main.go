@@ -593,18 +593,25 @@ func procStatus(pid int, field string) float64 {
 	return math.NaN()
 }
 
+// idleFiles is the idle scenarios' directory of idleN one-line files.
+func (b *bench) idleFiles(name string) string {
+	dir := filepath.Join(b.work, name)
+	check(os.MkdirAll(dir, 0o755))
+	for i := 0; i < idleN; i++ {
+		check(os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.log", i)), []byte("one line\n"), 0o644))
+	}
+	return dir
+}
+
+const idleN = 1000
+
 func (b *bench) agentIdle(run int) result {
 	broker := newDiscardBroker(4, "idle")
 	defer broker.Close()
-	dir := filepath.Join(b.work, fmt.Sprintf("idle-%d", run))
-	check(os.MkdirAll(dir, 0o755))
-	const n = 1000
-	for i := 0; i < n; i++ {
-		check(os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.log", i)), []byte("one line\n"), 0o644))
-	}
+	dir := b.idleFiles(fmt.Sprintf("idle-%d", run))
 	a := b.startAgent(run, broker.ListenAddrs()[0], "idle")
 	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"idle"}]`, filepath.Join(dir, "*.log")))
-	for metrics(a.http)["logagent_events_acked_total"] < n {
+	for metrics(a.http)["logagent_events_acked_total"] < idleN {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(3 * time.Second) // settle
