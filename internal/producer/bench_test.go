@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/config"
@@ -18,8 +17,8 @@ type nopAcker struct{}
 
 func (nopAcker) Ack(uint64) {}
 
-// BenchmarkMessages measures building sarama messages (headers, event id,
-// encoders) for a batch. One op is one line.
+// BenchmarkMessages measures building the records (headers, event id) of
+// a batch. One op is one line.
 func BenchmarkMessages(b *testing.B) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
@@ -36,15 +35,15 @@ func BenchmarkMessages(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(200)
 	for i := 0; i < b.N; i += n {
-		msgs := p.messages(batch)
-		if len(msgs) != n {
-			b.Fatal(len(msgs))
+		st := p.prepare(batch, 1<<20)
+		if st.one.to != n {
+			b.Fatal(st.one.to)
 		}
 	}
 }
 
 func TestMessageMemoryIsCounted(t *testing.T) {
-	// What messages allocates per event for sarama must fit in the fixed
+	// What prepare allocates per event for its records must fit in the fixed
 	// per-event cost counted against buffer_bytes, or an outage holding
 	// chan_max_size events in flight overruns the bound. Batch sizes
 	// around the smallest that takes a reused slab included.
@@ -67,16 +66,16 @@ func TestMessageMemoryIsCounted(t *testing.T) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		var held [][]sarama.ProducerMessage
+		var held []*batchState
 		for _, b := range bs {
-			held = append(held, p.messages(b))
+			held = append(held, p.prepare(b, 1<<20))
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		perEvent := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(batches*n)
-		t.Logf("%d events per batch: messages hold %.0f bytes per event; counted %d", n, perEvent, eventExtra)
+		t.Logf("%d events per batch: records hold %.0f bytes per event; counted %d", n, perEvent, eventExtra)
 		if perEvent > float64(eventExtra) {
-			t.Errorf("%d events per batch: messages hold %.0f bytes per event, more than the %d counted", n, perEvent, eventExtra)
+			t.Errorf("%d events per batch: records hold %.0f bytes per event, more than the %d counted", n, perEvent, eventExtra)
 		}
 		runtime.KeepAlive(held)
 	}

@@ -1,16 +1,16 @@
-// Package producer moves events from the tailers into Kafka with a sarama
-// AsyncProducer and reports every acknowledgement back to the event's
-// Acker. Memory is bounded twice: the number of events queued or in flight
-// (chan_max_size) and their bytes (buffer_bytes), from read to ack. A
-// failed send is retried with backoff until it succeeds; while Kafka is
-// down the bounds fill up and Send blocks, which pauses the tailers.
-// Nothing is dropped.
+// Package producer moves events from the tailers into Kafka and reports
+// every acknowledgement back to the event's Acker. Memory is bounded
+// twice: the number of events queued or in flight (chan_max_size) and
+// their bytes (buffer_bytes), from read to ack. A failed send is retried
+// with backoff until it succeeds; while Kafka is down the bounds fill up
+// and Send blocks, which pauses the tailers. Nothing is dropped.
 //
-// Events arrive in batches (one read of a file); the producer builds the
-// sarama messages, their headers and encoders for a whole batch in a few
-// allocations, and three goroutines keep the hot path free of selects: a
-// feeder that pushes messages into sarama, one that takes acknowledgements
-// and one that schedules retries.
+// It speaks to the brokers through sarama's Client (metadata, SASL/TLS,
+// connections) and Broker (produce requests), not through sarama's
+// AsyncProducer: that one moves every message through several goroutines
+// and channels, which cost more CPU per line than everything else the
+// agent does. Here a batch (one read of a file, so one partition) is one
+// run of records from start to ack; see engine.go.
 package producer
 
 import (
@@ -40,14 +40,6 @@ type Config struct {
 	ClientID        string
 }
 
-// asyncProducer is what the producer uses of sarama's AsyncProducer.
-type asyncProducer interface {
-	Input() chan<- *sarama.ProducerMessage
-	Successes() <-chan *sarama.ProducerMessage
-	Errors() <-chan *sarama.ProducerError
-	AsyncClose()
-}
-
 // metadata is what the topic gates use of sarama's Client.
 type metadata interface {
 	RefreshMetadata(topics ...string) error
@@ -55,20 +47,45 @@ type metadata interface {
 	Close() error
 }
 
-// connectFunc opens the producer and the client behind it.
-type connectFunc func(brokers []string, cfg *sarama.Config) (asyncProducer, metadata, error)
+// cluster is what the producer uses of sarama's Client: metadata, and the
+// connection to each partition's leader.
+type cluster interface {
+	metadata
+	Leader(topic string, partition int32) (conn, error)
+}
 
-func connectSarama(brokers []string, cfg *sarama.Config) (asyncProducer, metadata, error) {
+// conn is one broker connection: sarama's Broker. produce is its
+// AsyncProduce (set is what req carries, for tests to look at).
+type conn interface {
+	produce(req *sarama.ProduceRequest, set *reqSet, cb sarama.ProduceCallback) error
+	Close() error
+}
+
+type brokerConn struct{ *sarama.Broker }
+
+func (b brokerConn) produce(req *sarama.ProduceRequest, _ *reqSet, cb sarama.ProduceCallback) error {
+	return b.AsyncProduce(req, cb)
+}
+
+// connectFunc opens the client.
+type connectFunc func(brokers []string, cfg *sarama.Config) (cluster, error)
+
+type saramaCluster struct{ sarama.Client }
+
+func (c saramaCluster) Leader(topic string, partition int32) (conn, error) {
+	b, err := c.Client.Leader(topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	return brokerConn{b}, nil
+}
+
+func connectSarama(brokers []string, cfg *sarama.Config) (cluster, error) {
 	client, err := sarama.NewClient(brokers, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	ap, err := sarama.NewAsyncProducerFromClient(client)
-	if err != nil {
-		client.Close()
-		return nil, nil, err
-	}
-	return ap, client, nil
+	return saramaCluster{client}, nil
 }
 
 // Producer is the agent's Kafka side.
@@ -154,13 +171,12 @@ func (p *Producer) Ready() bool { return p.ready.Load() }
 // headers and header bytes (see messages).
 var (
 	eventSlot  = int64(unsafe.Sizeof(record.Event{}))
-	eventExtra = int64(unsafe.Sizeof(sarama.ProducerMessage{})+unsafe.Sizeof(flight{})+
-		unsafe.Sizeof(sarama.ByteEncoder(nil))+record.MaxHeaders*unsafe.Sizeof(sarama.RecordHeader{})) + headerBytes + saramaSlack
+	eventExtra = int64(unsafe.Sizeof(sarama.Record{})+unsafe.Sizeof((*sarama.Record)(nil))+
+		record.MaxHeaders*(unsafe.Sizeof(sarama.RecordHeader{})+unsafe.Sizeof((*sarama.RecordHeader)(nil)))) + headerBytes + recordSlack
 )
 
-// saramaSlack covers allocation size classes and sarama's own per-message
-// state while a message is in flight.
-const saramaSlack = 128
+// recordSlack covers allocation size classes.
+const recordSlack = 32
 
 // headerBytes is the header bytes reserved per event in messages.
 const headerBytes = 72
@@ -217,7 +233,6 @@ func (p *Producer) saramaConfig() *sarama.Config {
 	c.Producer.Compression = k.Compression
 	c.Producer.Return.Successes = true
 	c.Producer.Return.Errors = true
-	c.Producer.Partitioner = newPathPartitioner
 	c.Producer.Flush.Frequency = k.FlushInterval
 	c.Producer.Flush.Bytes = k.FlushBytes
 	c.Producer.MaxMessageBytes = max(p.cfg.MaxRecordBytes, 1<<20)
@@ -236,23 +251,6 @@ func (p *Producer) saramaConfig() *sarama.Config {
 	return c
 }
 
-// flight is what sarama carries for one message: the event, and the batch
-// it came from (the bounds are released per batch, when its last event is
-// acknowledged).
-type flight struct {
-	ev       *record.Event
-	batch    *batchState
-	attempts int
-}
-
-type batchState struct {
-	left   atomic.Int64
-	bytes  int64
-	events int64
-	slab   *slab
-	batch  *record.Batch
-}
-
 // Run sends until ctx ends, then waits up to ShutdownTimeout for events in
 // flight to be acknowledged (events still in the channel are not sent:
 // they were never acked, so they are read again after a restart).
@@ -262,13 +260,10 @@ func (p *Producer) Run(ctx context.Context) error {
 		return fmt.Errorf("kafka config: %w", err)
 	}
 	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: p.cfg.Kafka.RetryBackoffMax}
-	var (
-		client metadata
-		ap     asyncProducer
-	)
+	var cl cluster
 	for {
 		var err error
-		if ap, client, err = p.connect(p.cfg.Kafka.Brokers, scfg); err == nil {
+		if cl, err = p.connect(p.cfg.Kafka.Brokers, scfg); err == nil {
 			break
 		}
 		p.thr.Log("connect", p.log.WithError(err).WithField("brokers", p.cfg.Kafka.Brokers), logrus.WarnLevel, "cannot reach Kafka; retrying (reading pauses when the buffer is full)")
@@ -280,30 +275,31 @@ func (p *Producer) Run(ctx context.Context) error {
 	p.ready.Store(true)
 	defer p.ready.Store(false)
 
-	retries := make(chan *sarama.ProducerMessage, 1024)
+	e := p.newEngine(cl, scfg)
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); p.acks(ap) }()
-	go func() { defer wg.Done(); p.failures(ap, retries) }()
-	probeCtx, stopProbe := context.WithCancel(context.Background())
-	probed := make(chan struct{})
-	go func() { defer close(probed); p.gates.probe(probeCtx, client) }()
-	defer func() { stopProbe(); <-probed; client.Close() }()
-	p.feed(ctx, ap, retries)
+	wg.Add(3)
+	go func() { defer wg.Done(); e.settle(stop) }()
+	go func() { defer wg.Done(); e.refresher(stop) }()
+	go func() { defer wg.Done(); p.gates.probe(ctx, cl) }()
+	e.route(ctx)
 
-	// Drain: wait for what is in flight, bounded.
+	// Drain: send what was taken from the channel, and wait for what is in
+	// flight, bounded.
+	deadline := time.Now().Add(p.cfg.ShutdownTimeout)
+	late := make(chan struct{})
+	lateTimer := time.AfterFunc(p.cfg.ShutdownTimeout, func() { close(late) })
+	defer lateTimer.Stop()
+	e.flushAll(late)
 	if n := p.inflight.Load(); n > 0 {
 		p.log.WithField("inflight", n).Info("waiting for Kafka to acknowledge in-flight events")
-		deadline := time.Now().Add(p.cfg.ShutdownTimeout)
 		for p.inflight.Load() > 0 && time.Now().Before(deadline) {
 			// Keep re-sending retries that come due meanwhile.
 			select {
-			case m := <-retries:
-				p.m.retried.Inc()
-				select {
-				case ap.Input() <- m:
-				case <-time.After(time.Until(deadline)):
-				}
+			case c := <-e.retries:
+				p.m.retried.Add(float64(c.to - c.from))
+				e.place(c, late)
+				e.flushAll(late)
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
@@ -311,332 +307,21 @@ func (p *Producer) Run(ctx context.Context) error {
 			p.log.WithField("inflight", n).Warn("shutdown timeout: in-flight events not acknowledged; they will be read again after restart")
 		}
 	}
-	ap.AsyncClose()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	for _, s := range e.senders {
+		close(s.in)
+	}
+	closed := make(chan struct{})
+	go func() {
+		e.sendWG.Wait()
+		_ = cl.Close()
+		close(stop)
+		wg.Wait()
+		close(closed)
+	}()
 	select {
-	case <-done:
+	case <-closed:
 	case <-time.After(5 * time.Second):
 		p.log.Warn("Kafka producer did not close in time")
 	}
 	return nil
 }
-
-// feed turns batches into sarama messages until ctx ends. Retries go in
-// before new batches.
-func (p *Producer) feed(ctx context.Context, ap asyncProducer, retries <-chan *sarama.ProducerMessage) {
-	input := ap.Input()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-retries:
-			p.m.retried.Inc()
-			select {
-			case input <- m:
-			case <-ctx.Done():
-				return
-			}
-		case b := <-p.ch:
-			p.m.queued.Add(-int64(len(b.Events)))
-			msgs := p.messages(b)
-			p.inflight.Add(int64(len(msgs)))
-			for i := range msgs {
-				select { // fast path: sarama has room (no full select per message)
-				case input <- &msgs[i]:
-					continue
-				default:
-				}
-				select {
-				case input <- &msgs[i]:
-				case <-ctx.Done():
-					// Never handed over: not in flight, never acked.
-					p.inflight.Add(-int64(len(msgs) - i))
-					return
-				}
-			}
-			p.m.sent.Add(float64(len(msgs)))
-			p.m.sentN.Add(uint64(len(msgs)))
-		}
-	}
-}
-
-// slab is the memory of one batch's sarama messages: the messages, what
-// they carry, their headers and the header bytes. Slabs of full batches
-// are reused once the batch is acknowledged: at full speed they are most
-// of what the agent allocates, and every byte not allocated is a byte the
-// garbage collector does not chase.
-type slab struct {
-	msgs    []sarama.ProducerMessage
-	flights []flight
-	vals    []sarama.ByteEncoder
-	hdrs    []sarama.RecordHeader
-	buf     []byte
-}
-
-// slabEvents is the capacity of a reused slab. Batches of fewer than
-// three quarters as many events get a slab of their own: a trickle from
-// many files must not pin full-size slabs, and buffer_bytes counts the
-// slab per event (TestMessageMemoryIsCounted).
-const slabEvents = 1024
-
-func (p *Producer) slab(n, nh int) *slab {
-	if n < slabEvents*3/4 || n > slabEvents {
-		return &slab{
-			msgs:    make([]sarama.ProducerMessage, n),
-			flights: make([]flight, n),
-			vals:    make([]sarama.ByteEncoder, n),
-			hdrs:    make([]sarama.RecordHeader, 0, nh),
-			buf:     make([]byte, 0, n*headerBytes),
-		}
-	}
-	sl, _ := p.slabs.Get().(*slab)
-	if sl != nil {
-		p.reused.Add(1)
-	} else {
-		sl = &slab{
-			msgs:    make([]sarama.ProducerMessage, slabEvents),
-			flights: make([]flight, slabEvents),
-			vals:    make([]sarama.ByteEncoder, slabEvents),
-			buf:     make([]byte, 0, slabEvents*headerBytes),
-		}
-	}
-	if cap(sl.hdrs) < nh {
-		sl.hdrs = make([]sarama.RecordHeader, 0, max(nh, slabEvents*3))
-	}
-	sl.msgs, sl.flights, sl.vals = sl.msgs[:n], sl.flights[:n], sl.vals[:n]
-	sl.hdrs, sl.buf = sl.hdrs[:0], sl.buf[:0]
-	return sl
-}
-
-// recycle takes back the slab of an acknowledged batch. What it points to
-// (values, events, ackers) is cleared so that the pool pins nothing else.
-func (p *Producer) recycle(sl *slab) {
-	if cap(sl.msgs) != slabEvents {
-		return
-	}
-	clear(sl.msgs)
-	clear(sl.flights)
-	clear(sl.vals)
-	p.slabs.Put(sl)
-}
-
-// messages builds the sarama messages of a batch in a handful of
-// allocations, or none when a slab is reused.
-func (p *Producer) messages(b *record.Batch) []sarama.ProducerMessage {
-	n := len(b.Events)
-	nh := 0
-	for i := range b.Events {
-		nh += b.Events[i].HeaderCount()
-	}
-	sl := p.slab(n, nh)
-	st := &batchState{bytes: p.cost(b), events: p.eventCost(b), slab: sl, batch: b}
-	st.left.Store(int64(n))
-	msgs, flights, vals, hdrs, buf := sl.msgs, sl.flights, sl.vals, sl.hdrs, sl.buf
-	for i := range b.Events {
-		ev := &b.Events[i]
-		start := len(hdrs)
-		hdrs, buf = ev.AppendHeaders(hdrs, buf)
-		vals[i] = ev.Value
-		flights[i] = flight{ev: ev, batch: st}
-		msgs[i] = sarama.ProducerMessage{
-			Topic:     ev.Source.Topic,
-			Key:       ev.Source.KeyEncoder(),
-			Value:     &vals[i],
-			Headers:   hdrs[start:len(hdrs):len(hdrs)],
-			Timestamp: ev.Time,
-			Metadata:  &flights[i],
-		}
-	}
-	// If buf had to grow, the slab keeps the larger one for next time
-	// (earlier headers still point into the old one, which stays valid).
-	sl.hdrs, sl.buf = hdrs, buf
-	return msgs
-}
-
-// latencySample is how often an ack is timed for the latency histogram.
-const latencySample = 8
-
-// batchAcker is an Acker that takes several acknowledgements at once.
-type batchAcker interface {
-	AckBatch(seqs []uint64)
-}
-
-// acks reports acknowledgements to the trackers and releases the bounds.
-// Consecutive acks for one file are handed over together.
-func (p *Producer) acks(ap asyncProducer) {
-	var (
-		acked, n int
-		cur      record.Acker
-		seqs     = make([]uint64, 0, 256)
-	)
-	flushAcks := func() {
-		switch a := cur.(type) {
-		case nil:
-		case batchAcker:
-			a.AckBatch(seqs)
-		default:
-			for _, s := range seqs {
-				a.Ack(s)
-			}
-		}
-		seqs = seqs[:0]
-	}
-	for m := range ap.Successes() {
-		f := m.Metadata.(*flight)
-		if f.ev.Acker != cur || len(seqs) == cap(seqs) {
-			flushAcks()
-			cur = f.ev.Acker
-		}
-		seqs = append(seqs, f.ev.Seq)
-		if len(ap.Successes()) == 0 {
-			flushAcks()
-		}
-		if n++; n%latencySample == 0 {
-			p.m.latency.Observe(time.Since(f.ev.Time).Seconds())
-		}
-		p.inflight.Add(-1)
-		if st := f.batch; st.left.Add(-1) == 0 {
-			// The batch's last ack: f, its slab and its events are not
-			// touched again.
-			p.bytes.Release(st.bytes)
-			p.events.Release(st.events)
-			p.m.buffered.Add(-st.bytes)
-			p.recycle(st.slab)
-			if st.batch.Done != nil {
-				st.batch.Done(st.batch)
-			}
-		}
-		acked++
-		if len(ap.Successes()) == 0 || acked >= 1024 {
-			p.m.acked.Add(float64(acked))
-			acked = 0
-			p.ready.Store(true)
-		}
-	}
-	flushAcks()
-	p.m.acked.Add(float64(acked))
-}
-
-// failures schedules each failed message for a re-send after a backoff
-// that grows with its attempts. It never blocks on the retry channel (the
-// feeder may itself be waiting on sarama, which waits for this loop to read
-// its errors); due messages that do not fit wait for the next tick.
-func (p *Producer) failures(ap asyncProducer, retries chan<- *sarama.ProducerMessage) {
-	var q dueQueue
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	arm := func() {
-		if len(q) > 0 {
-			timer.Reset(max(time.Until(q[0].due), 0))
-		}
-	}
-	errs := ap.Errors()
-	for {
-		select {
-		case perr, ok := <-errs:
-			if !ok {
-				return // closing: what is queued was never acked and is read again after restart
-			}
-			f := perr.Msg.Metadata.(*flight)
-			f.attempts++
-			p.m.failed.Inc()
-			if topicError(perr.Err) {
-				p.gates.block(f.ev.Source.Topic, perr.Err)
-			}
-			p.ready.Store(false)
-			p.thr.Log("send", p.log.WithError(perr.Err).WithField("topic", f.ev.Source.Topic), logrus.WarnLevel, "sending to Kafka failed; retrying with backoff")
-			b := backoff.Backoff{Min: 200 * time.Millisecond, Max: p.cfg.Kafka.RetryBackoffMax}
-			for i := 1; i < f.attempts; i++ {
-				b.Next()
-			}
-			q.push(dueMsg{due: time.Now().Add(b.Next()), m: resend(perr.Msg)})
-			arm()
-		case <-timer.C:
-			now := time.Now()
-		move:
-			for len(q) > 0 && !q[0].due.After(now) {
-				select {
-				case retries <- q[0].m:
-					q.pop()
-				default:
-					timer.Reset(10 * time.Millisecond)
-					break move
-				}
-			}
-			if len(q) > 0 && q[0].due.After(now) {
-				arm()
-			}
-		}
-	}
-}
-
-type dueMsg struct {
-	due time.Time
-	m   *sarama.ProducerMessage
-}
-
-// dueQueue is a min-heap by due time.
-type dueQueue []dueMsg
-
-func (q *dueQueue) push(d dueMsg) {
-	*q = append(*q, d)
-	h := *q
-	for i := len(h) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if !h[i].due.Before(h[parent].due) {
-			break
-		}
-		h[i], h[parent] = h[parent], h[i]
-		i = parent
-	}
-}
-
-func (q *dueQueue) pop() {
-	h := *q
-	n := len(h) - 1
-	h[0] = h[n]
-	h[n] = dueMsg{}
-	h = h[:n]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && h[l].due.Before(h[m].due) {
-			m = l
-		}
-		if r < n && h[r].due.Before(h[m].due) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-	*q = h
-}
-
-// resend copies a failed message; sarama's own bookkeeping in the old one
-// must not be reused.
-func resend(m *sarama.ProducerMessage) *sarama.ProducerMessage {
-	return &sarama.ProducerMessage{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Timestamp: m.Timestamp, Metadata: m.Metadata}
-}
-
-// pathPartitioner sends every line of a file to one partition (so a file
-// stays in order) like sarama's hash partitioner on the key, but hashes
-// each file's path once instead of once per message.
-type pathPartitioner struct {
-	fallback sarama.Partitioner
-}
-
-func newPathPartitioner(topic string) sarama.Partitioner {
-	return &pathPartitioner{fallback: sarama.NewHashPartitioner(topic)}
-}
-
-func (p *pathPartitioner) Partition(m *sarama.ProducerMessage, n int32) (int32, error) {
-	if f, ok := m.Metadata.(*flight); ok {
-		return int32(f.ev.Source.KeyHash() % uint32(n)), nil
-	}
-	return p.fallback.Partition(m, n)
-}
-
-func (p *pathPartitioner) RequiresConsistency() bool { return true }

@@ -24,84 +24,106 @@ import (
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
-// scripted is a sarama AsyncProducer whose acknowledgements the test gives.
+// scripted is a one-broker Kafka whose answers the test gives: every
+// produce request the producer writes comes out of reqs, and the test
+// acknowledges or fails it. Every topic exists unless listed as missing.
 type scripted struct {
-	in     chan *sarama.ProducerMessage
-	ok     chan *sarama.ProducerMessage
-	errs   chan *sarama.ProducerError
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newScripted() *scripted {
-	return &scripted{in: make(chan *sarama.ProducerMessage, 1024), ok: make(chan *sarama.ProducerMessage, 1024),
-		errs: make(chan *sarama.ProducerError, 1024), closed: make(chan struct{})}
-}
-
-func (s *scripted) Input() chan<- *sarama.ProducerMessage     { return s.in }
-func (s *scripted) Successes() <-chan *sarama.ProducerMessage { return s.ok }
-func (s *scripted) Errors() <-chan *sarama.ProducerError      { return s.errs }
-func (s *scripted) AsyncClose() {
-	s.once.Do(func() { close(s.closed); close(s.ok); close(s.errs) })
-}
-
-// take returns the next message the producer handed over.
-func (s *scripted) take(t *testing.T) *sarama.ProducerMessage {
-	t.Helper()
-	select {
-	case m := <-s.in:
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message handed to Kafka")
-		return nil
-	}
-}
-
-func (s *scripted) ack(m *sarama.ProducerMessage) { s.ok <- m }
-func (s *scripted) fail(m *sarama.ProducerMessage, e error) {
-	s.errs <- &sarama.ProducerError{Msg: m, Err: e}
-}
-
-// meta answers the topic gates: every topic exists unless listed.
-type meta struct {
+	reqs    chan *call
 	mu      sync.Mutex
 	missing map[string]bool
 }
 
-func (m *meta) RefreshMetadata(...string) error { return nil }
-func (m *meta) Partitions(topic string) ([]int32, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.missing[topic] {
+// call is one produce request: what it carries and how to answer it.
+type call struct {
+	topic   string
+	parts   []tp
+	offsets []int64 // the events' file offsets, in order
+	cb      sarama.ProduceCallback
+}
+
+func (s *scripted) produce(_ *sarama.ProduceRequest, set *reqSet, cb sarama.ProduceCallback) error {
+	c := &call{cb: cb, topic: set.parts[0].tp.topic}
+	for _, ps := range set.parts {
+		c.parts = append(c.parts, ps.tp)
+		for _, ch := range ps.chunks {
+			for i := ch.from; i < ch.to; i++ {
+				c.offsets = append(c.offsets, ch.st.batch.Events[i].Offset)
+			}
+		}
+	}
+	s.reqs <- c
+	return nil
+}
+
+func (s *scripted) Close() error                       { return nil }
+func (s *scripted) Leader(string, int32) (conn, error) { return s, nil }
+func (s *scripted) RefreshMetadata(...string) error    { return nil }
+func (s *scripted) Partitions(topic string) ([]int32, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.missing[topic] {
 		return nil, sarama.ErrUnknownTopicOrPartition
 	}
 	return []int32{0}, nil
 }
-func (m *meta) Close() error { return nil }
-func (m *meta) set(topic string, missing bool) {
-	m.mu.Lock()
-	m.missing[topic] = missing
-	m.mu.Unlock()
+
+func (s *scripted) set(topic string, missing bool) {
+	s.mu.Lock()
+	s.missing[topic] = missing
+	s.mu.Unlock()
+}
+
+// take returns the next request the producer wrote.
+func (s *scripted) take(t *testing.T) *call {
+	t.Helper()
+	select {
+	case c := <-s.reqs:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request written to Kafka")
+		return nil
+	}
+}
+
+// ack answers c: every partition written.
+func (c *call) ack() { c.answer(sarama.ErrNoError) }
+
+// fail answers c with a partition error (a sarama.KError) or fails the
+// connection (any other error).
+func (c *call) fail(err error) {
+	var kerr sarama.KError
+	if errors.As(err, &kerr) {
+		c.answer(kerr)
+		return
+	}
+	c.cb(nil, err)
+}
+
+func (c *call) answer(kerr sarama.KError) {
+	resp := &sarama.ProduceResponse{}
+	for _, t := range c.parts {
+		resp.AddTopicPartition(t.topic, t.part, kerr)
+	}
+	c.cb(resp, nil)
 }
 
 type rig struct {
 	t    *testing.T
 	p    *Producer
-	sp   *scripted
-	md   *meta
+	k    *scripted
 	stop func()
 }
 
 func newRig(t *testing.T, ini string) *rig {
-	cfg, err := config.ParseAgent("test.ini", []byte("[kafka]\naddress = 127.0.0.1:1\nretry_backoff_max = 100ms\n"+ini))
+	cfg, err := config.ParseAgent("test.ini", []byte("[kafka]\naddress = 127.0.0.1:1\nretry_backoff_max = 100ms\nflush_interval = 0s\n"+ini))
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	p := New(Config{Kafka: cfg.Kafka, MaxRecordBytes: 1 << 20, ShutdownTimeout: time.Second}, logrus.NewEntry(l), nil)
-	r := &rig{t: t, p: p, sp: newScripted(), md: &meta{missing: map[string]bool{}}}
-	p.connect = func([]string, *sarama.Config) (asyncProducer, metadata, error) { return r.sp, r.md, nil }
+	r := &rig{t: t, p: p, k: &scripted{reqs: make(chan *call, 1024), missing: map[string]bool{}}}
+	p.connect = func([]string, *sarama.Config) (cluster, error) { return r.k, nil }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
@@ -170,14 +192,14 @@ func stays(t *testing.T, f *file, want int64) {
 	}
 }
 
-func offsetOf(m *sarama.ProducerMessage) int64 { return m.Metadata.(*flight).ev.Offset }
-
 // An offset moves only once Kafka acknowledged it, and only over the
-// contiguous prefix of acknowledged lines, whatever the order of the acks.
+// contiguous prefix of acknowledged lines, whatever the order of the acks
+// (requests to several brokers, or re-sent ones, are answered in any
+// order).
 func TestOffsetMovesOnlyOverAcknowledgedPrefix(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		order []int   // acknowledgement order of the 5 messages
+		order []int   // acknowledgement order of the 5 requests
 		after []int64 // acked offset after each acknowledgement
 	}{
 		{"in order", []int{0, 1, 2, 3, 4}, []int64{10, 20, 30, 40, 50}},
@@ -187,17 +209,17 @@ func TestOffsetMovesOnlyOverAcknowledgedPrefix(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, "")
 			f := newFile("t")
-			r.send(f.batch(5))
-			msgs := make([]*sarama.ProducerMessage, 5)
-			for i := range msgs {
-				msgs[i] = r.sp.take(t)
-				if offsetOf(msgs[i]) != int64(i*10) {
-					t.Fatalf("message %d has offset %d", i, offsetOf(msgs[i]))
+			calls := make([]*call, 5)
+			for i := range calls {
+				r.send(f.batch(1))
+				calls[i] = r.k.take(t)
+				if len(calls[i].offsets) != 1 || calls[i].offsets[0] != int64(i*10) {
+					t.Fatalf("request %d carries offsets %v", i, calls[i].offsets)
 				}
 			}
-			stays(t, f, 0) // handed to Kafka is not durable
+			stays(t, f, 0) // written to Kafka is not durable
 			for k, i := range tc.order {
-				r.sp.ack(msgs[i])
+				calls[i].ack()
 				if tc.after[k] == f.acked() {
 					stays(t, f, tc.after[k])
 				} else {
@@ -213,21 +235,24 @@ func TestOffsetMovesOnlyOverAcknowledgedPrefix(t *testing.T) {
 func TestFailedSendRetriedAndHoldsOffset(t *testing.T) {
 	r := newRig(t, "")
 	f := newFile("t")
-	r.send(f.batch(3))
-	m0, m1, m2 := r.sp.take(t), r.sp.take(t), r.sp.take(t)
-	r.sp.ack(m0)
-	waitAcked(t, f, 10)
-	r.sp.fail(m1, sarama.ErrNotLeaderForPartition)
-	r.sp.ack(m2)
-	stays(t, f, 10)
-	again := r.sp.take(t)
-	if offsetOf(again) != 10 || again.Topic != "t" {
-		t.Fatalf("re-sent offset %d topic %s, want 10 t", offsetOf(again), again.Topic)
+	var c [3]*call
+	for i := range c {
+		r.send(f.batch(1))
+		c[i] = r.k.take(t)
 	}
-	r.sp.fail(again, errors.New("broken pipe")) // fails twice
+	c[0].ack()
+	waitAcked(t, f, 10)
+	c[1].fail(sarama.ErrNotLeaderForPartition)
+	c[2].ack()
 	stays(t, f, 10)
-	again = r.sp.take(t)
-	r.sp.ack(again)
+	again := r.k.take(t)
+	if len(again.offsets) != 1 || again.offsets[0] != 10 || again.topic != "t" {
+		t.Fatalf("re-sent offsets %v topic %s, want [10] t", again.offsets, again.topic)
+	}
+	again.fail(errors.New("broken pipe")) // fails twice, the connection this time
+	stays(t, f, 10)
+	again = r.k.take(t)
+	again.ack()
 	waitAcked(t, f, 30)
 }
 
@@ -237,10 +262,7 @@ func TestBoundReleasedOnlyOnAck(t *testing.T) {
 	r := newRig(t, "chan_max_size = 4\n")
 	f := newFile("t")
 	r.send(f.batch(4))
-	var ms []*sarama.ProducerMessage
-	for i := 0; i < 4; i++ {
-		ms = append(ms, r.sp.take(t))
-	}
+	c := r.k.take(t)
 	sent := make(chan error, 1)
 	go func() { sent <- r.p.Send(context.Background(), f.batch(1)) }()
 	select {
@@ -248,9 +270,7 @@ func TestBoundReleasedOnlyOnAck(t *testing.T) {
 		t.Fatalf("Send went through with the bound full (err %v)", err)
 	case <-time.After(200 * time.Millisecond): // an absence: a bounded wait
 	}
-	for _, m := range ms {
-		r.sp.ack(m)
-	}
+	c.ack()
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
@@ -261,17 +281,16 @@ func TestBoundReleasedOnlyOnAck(t *testing.T) {
 // healthy topic's goes through, and the refused one resumes once it exists.
 func TestRefusedTopicPausesOnlyItsFiles(t *testing.T) {
 	r := newRig(t, "")
-	r.md.set("missing", true)
+	r.k.set("missing", true)
 	bad, good := newFile("missing"), newFile("good")
 	badSent := make(chan error, 1)
 	go func() { badSent <- r.p.Send(context.Background(), bad.batch(2)) }()
 	r.send(good.batch(2))
-	m := r.sp.take(t)
-	if m.Topic != "good" {
-		t.Fatalf("a message for %s was handed to Kafka before the topic existed", m.Topic)
+	c := r.k.take(t)
+	if c.topic != "good" {
+		t.Fatalf("a request for %s was written to Kafka before the topic existed", c.topic)
 	}
-	r.sp.ack(m)
-	r.sp.ack(r.sp.take(t))
+	c.ack()
 	waitAcked(t, good, 20)
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		for _, ts := range r.p.Topics() {
@@ -286,42 +305,41 @@ func TestRefusedTopicPausesOnlyItsFiles(t *testing.T) {
 		t.Fatalf("Send for the missing topic returned (%v) while it does not exist", err)
 	default:
 	}
-	r.md.set("missing", false)
+	r.k.set("missing", false)
 	if err := <-badSent; err != nil {
 		t.Fatal(err)
 	}
-	m = r.sp.take(t)
-	if m.Topic != "missing" {
-		t.Fatalf("got %s", m.Topic)
+	if c = r.k.take(t); c.topic != "missing" {
+		t.Fatalf("got %s", c.topic)
 	}
 }
 
-// A topic that disappears while messages are in flight (unknown topic on
+// A topic that disappears while requests are in flight (unknown topic on
 // send) closes its gate: later batches wait, the failed ones are kept and
 // re-sent, and the offset holds until they are acknowledged.
 func TestTopicErrorOnSendBlocksAndKeepsLines(t *testing.T) {
 	r := newRig(t, "")
 	f := newFile("t")
 	r.send(f.batch(1))
-	m := r.sp.take(t)
-	r.md.set("t", true)
-	r.sp.fail(m, sarama.ErrUnknownTopicOrPartition)
+	c := r.k.take(t)
+	r.k.set("t", true)
+	c.fail(sarama.ErrUnknownTopicOrPartition)
 	testutil.Eventually(t, 5*time.Second, func() bool { ts := r.p.Topics(); return len(ts) == 1 && ts[0].State == TopicBlocked },
 		testutil.Msg("blocked after an unknown-topic error: %v", r.p.Topics()))
 	next := make(chan error, 1)
 	go func() { next <- r.p.Send(context.Background(), f.batch(1)) }()
-	again := r.sp.take(t) // the failed one is re-sent (sarama retries it)
-	if offsetOf(again) != 0 {
-		t.Fatalf("re-sent offset %d", offsetOf(again))
+	r.k.set("t", false) // the re-send needs the partitions again
+	again := r.k.take(t)
+	if len(again.offsets) != 1 || again.offsets[0] != 0 {
+		t.Fatalf("re-sent offsets %v", again.offsets)
 	}
 	stays(t, f, 0)
-	r.md.set("t", false)
-	r.sp.ack(again)
+	again.ack()
 	waitAcked(t, f, 10)
 	if err := <-next; err != nil {
 		t.Fatal(err)
 	}
-	r.sp.ack(r.sp.take(t))
+	r.k.take(t).ack()
 	waitAcked(t, f, 20)
 }
 
@@ -330,10 +348,11 @@ func TestTopicErrorOnSendBlocksAndKeepsLines(t *testing.T) {
 func TestShutdownLeavesUnackedUnacked(t *testing.T) {
 	r := newRig(t, "")
 	f := newFile("t")
-	r.send(f.batch(2))
-	m0 := r.sp.take(t)
-	r.sp.take(t)
-	r.sp.ack(m0)
+	r.send(f.batch(1))
+	c0 := r.k.take(t)
+	r.send(f.batch(1))
+	r.k.take(t)
+	c0.ack()
 	waitAcked(t, f, 10)
 	r.stop()
 	if a := f.acked(); a != 10 {

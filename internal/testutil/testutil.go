@@ -433,3 +433,10 @@ func Main(m *testing.M) {
 	StopShared()
 	os.Exit(code)
 }
+
+// Cluster is the running broker, for control functions (fault injection).
+func (k *Kafka) Cluster() *kfake.Cluster {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.c
+}
