@@ -239,6 +239,8 @@ func (e *engine) route(ctx context.Context) {
 		case <-e.timer.C:
 			e.timerOn = false
 			e.flushAll(ctx.Done())
+		case <-e.p.starved:
+			e.flushAll(ctx.Done())
 		}
 		if e.interval == 0 && len(e.p.ch) == 0 && len(e.retries) == 0 {
 			e.flushAll(ctx.Done())

@@ -102,8 +102,9 @@ type Producer struct {
 	m       *metrics
 	gates   *gates
 
-	inflight atomic.Int64 // messages handed to sarama, not yet acked
-	slabs    sync.Pool    // of *slab, see messages
+	inflight atomic.Int64  // events taken from ch, not yet acked
+	starved  chan struct{} // a Send waits for the bounds: flush now
+	slabs    sync.Pool     // of *slab, see messages
 	reused   atomic.Uint64
 }
 
@@ -123,14 +124,15 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		cfg.ClientID = "logagent"
 	}
 	p := &Producer{
-		cfg:    cfg,
-		log:    log.WithField("component", "producer"),
-		thr:    logging.NewThrottle(10 * time.Second),
-		ch:     make(chan *record.Batch, max(cfg.Kafka.ChanMaxSize/16, 16)),
-		bytes:  semaphore.NewWeighted(int64(cfg.Kafka.BufferBytes)),
-		events: semaphore.NewWeighted(int64(cfg.Kafka.ChanMaxSize)),
-		max:    int64(cfg.Kafka.BufferBytes),
-		m:      &metrics{},
+		cfg:     cfg,
+		log:     log.WithField("component", "producer"),
+		thr:     logging.NewThrottle(10 * time.Second),
+		ch:      make(chan *record.Batch, max(cfg.Kafka.ChanMaxSize/16, 16)),
+		bytes:   semaphore.NewWeighted(int64(cfg.Kafka.BufferBytes)),
+		events:  semaphore.NewWeighted(int64(cfg.Kafka.ChanMaxSize)),
+		max:     int64(cfg.Kafka.BufferBytes),
+		m:       &metrics{},
+		starved: make(chan struct{}, 1),
 	}
 	p.connect = connectSarama
 	p.gates = newGates(p.log)
@@ -204,10 +206,10 @@ func (p *Producer) Send(ctx context.Context, b *record.Batch) error {
 		}
 	}
 	n, e := p.cost(b), p.eventCost(b)
-	if err := p.events.Acquire(ctx, e); err != nil {
+	if err := p.acquire(ctx, p.events, e); err != nil {
 		return err
 	}
-	if err := p.bytes.Acquire(ctx, n); err != nil {
+	if err := p.acquire(ctx, p.bytes, n); err != nil {
 		p.events.Release(e)
 		return err
 	}
@@ -221,6 +223,20 @@ func (p *Producer) Send(ctx context.Context, b *record.Batch) error {
 		p.events.Release(e)
 		return ctx.Err()
 	}
+}
+
+// acquire takes n of sem, and tells route when it has to wait: with the
+// bound reached nothing more comes until acknowledgements free it, so a
+// request waiting to fill up would only wait for its flush timer.
+func (p *Producer) acquire(ctx context.Context, sem *semaphore.Weighted, n int64) error {
+	if sem.TryAcquire(n) {
+		return nil
+	}
+	select {
+	case p.starved <- struct{}{}:
+	default:
+	}
+	return sem.Acquire(ctx, n)
 }
 
 func (p *Producer) saramaConfig() *sarama.Config {

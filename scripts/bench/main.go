@@ -543,20 +543,13 @@ func (b *bench) agentFile(run int) result {
 			saveProfile(a.http, "/debug/pprof/goroutine?debug=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.goroutines.txt", run)))
 		}()
 	}
-	var firstAt time.Time
-	for n := broker.records("bench"); n < int64(*lines); n = broker.records("bench") {
+	for broker.records("bench") < int64(*lines) {
 		if time.Since(start) > 10*time.Minute {
 			check(fmt.Errorf("the broker did not get the whole file in 10 minutes"))
-		}
-		if n > 0 && firstAt.IsZero() {
-			firstAt = time.Now()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	secs := time.Since(start).Seconds()
-	if os.Getenv("BENCH_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "first record after %.2fs, then %.1f MB/s\n", firstAt.Sub(start).Seconds(), float64(*lines)*float64(*lineSize)/1e6/time.Since(firstAt).Seconds())
-	}
 	// The registry must have followed the acks (the agent advances it only
 	// on acknowledgement): wait until it reports every line acknowledged.
 	for metrics(a.http)["logagent_events_acked_total"] < float64(*lines) {
