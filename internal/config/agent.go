@@ -23,7 +23,7 @@ type Kafka struct {
 	Compression  sarama.CompressionCodec
 	RequiredAcks sarama.RequiredAcks
 	Version      sarama.KafkaVersion
-	// FlushInterval and FlushBytes shape sarama's batches.
+	// FlushInterval and FlushBytes shape the produce requests.
 	FlushInterval time.Duration
 	FlushBytes    int
 	// RetryBackoffMax caps the backoff between re-sends of a failed event.
