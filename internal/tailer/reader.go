@@ -222,7 +222,14 @@ func (r *reader) process(data []byte, base int64, now time.Time) error {
 		i += cut
 		rest = rest[cut:]
 	}
-	r.carry = rest
+	// The carry must not point into the chunk: a slice of it, even an
+	// empty one, keeps the whole chunk (up to maxChunk) alive for as long
+	// as the file stays idle, long after its lines were acknowledged.
+	if len(rest) == 0 {
+		r.carry = nil
+	} else {
+		r.carry = append([]byte(nil), rest...)
+	}
 	return nil
 }
 
@@ -380,6 +387,7 @@ func (r *reader) discard() {
 func (r *reader) finish(now time.Time) error {
 	if len(r.carry) > 0 {
 		start := r.pos - int64(len(r.carry))
+		r.pinned += cap(r.carry) // the event points into the carry's own copy
 		if err := r.line(r.carry, start, r.pos, now); err != nil {
 			return err
 		}

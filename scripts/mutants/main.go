@@ -94,6 +94,15 @@ var mutants = []mutant{
 		tests: []target{{"./internal/producer", "^TestFailedSendRetriedAndHoldsOffset$"}},
 	},
 	{
+		name: "an idle file keeps its last read buffer alive (the partial line slices the chunk)",
+		file: "internal/tailer/reader.go",
+		edits: []edit{{
+			old: "\tif len(rest) == 0 {\n\t\tr.carry = nil\n\t} else {\n\t\tr.carry = append([]byte(nil), rest...)\n\t}\n",
+			new: "\tr.carry = rest\n",
+		}},
+		tests: []target{{"./internal/tailer", "^TestIdleFileHoldsNoReadBuffer$"}},
+	},
+	{
 		name: "transfer commits the offsets of what it handed to the writer, not what Elasticsearch acknowledged",
 		file: "internal/transfer/transfer.go",
 		edits: []edit{{
