@@ -27,7 +27,20 @@ type pending struct {
 
 // New returns a tracker whose acked prefix starts at offset.
 func New(offset int64) *Tracker {
-	return &Tracker{acked: offset, read: offset, ring: make([]pending, 64)}
+	return &Tracker{acked: offset, read: offset, ring: make([]pending, minRing)}
+}
+
+// minRing is the ring a tracker starts with, and shrinks back to.
+const minRing = 64
+
+// Shrink gives back a ring grown for a burst once nothing is in flight: a
+// file that was busy once and is idle now holds no more than a new one.
+func (t *Tracker) Shrink() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 && len(t.ring) > minRing {
+		t.ring = make([]pending, minRing) // no entry lives: any head maps
+	}
 }
 
 // Emit registers an event that ends at end and returns its sequence
@@ -119,7 +132,7 @@ func (t *Tracker) advance() {
 	}
 	// Give memory back after a burst (e.g. a long Kafka outage).
 	if t.n == 0 && len(t.ring) > 4096 {
-		t.ring = make([]pending, 64)
+		t.ring = make([]pending, minRing)
 	}
 }
 

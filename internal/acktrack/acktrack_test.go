@@ -295,6 +295,36 @@ func TestTrackerRingShrinksAfterBurst(t *testing.T) {
 	checkState(t, tr, 10010, 10010, 0)
 }
 
+// Smaller bursts keep their ring while the file is busy (no churn), and
+// give it back on Shrink once nothing is in flight.
+func TestTrackerShrinkWhenIdle(t *testing.T) {
+	tr := New(0)
+	var seqs []uint64
+	for i := 1; i <= 1000; i++ {
+		seqs = append(seqs, tr.Emit(int64(i), false))
+	}
+	tr.Shrink() // in flight: nothing to give back
+	if len(tr.ring) < 1000 {
+		t.Fatalf("ring shrank to %d slots with 1000 entries in flight", len(tr.ring))
+	}
+	for _, s := range seqs {
+		tr.Ack(s)
+	}
+	if len(tr.ring) < 1000 {
+		t.Fatalf("ring shrank to %d slots at the ack: a busy file would reallocate it every batch", len(tr.ring))
+	}
+	tr.Shrink()
+	if len(tr.ring) != minRing {
+		t.Fatalf("ring has %d slots after Shrink, want %d", len(tr.ring), minRing)
+	}
+	s := tr.Emit(1005, false)
+	if s != 1000 {
+		t.Fatalf("seq after shrink = %d, want 1000", s)
+	}
+	tr.Ack(s)
+	checkState(t, tr, 1005, 1005, 0)
+}
+
 func TestTrackerRetract(t *testing.T) {
 	t.Run("last of several", func(t *testing.T) {
 		tr := New(0)

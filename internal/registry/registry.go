@@ -775,6 +775,10 @@ func (h *Handle) Forget() {
 // producer.
 func (h *Handle) Retract(seq uint64) { h.s.tr.Retract(seq) }
 
+// Shrink gives back what the stream's tracker grew for a burst, if nothing
+// is in flight (see acktrack.Tracker.Shrink).
+func (h *Handle) Shrink() { h.s.tr.Shrink() }
+
 // InFlight returns the number of events sent but not yet acknowledged.
 func (h *Handle) InFlight() int {
 	_, _, n := h.s.offsets()

@@ -50,6 +50,8 @@ type reader struct {
 	// read chunks they point into, or the joined values of multiline
 	// events (copies). It is what the batch costs against buffer_bytes.
 	pinned int
+	// lastRead is when the file last had something to read.
+	lastRead time.Time
 	// ctx, if set, is what sends wait on instead of the tailer's (a
 	// drainer's, which may outlive it).
 	ctx context.Context
@@ -178,7 +180,8 @@ func (r *reader) readAvailable(ctx context.Context, size int64) error {
 		data := chunk[:len(r.carry)+n]
 		base := r.pos - int64(len(r.carry))
 		r.pos += int64(n)
-		if err := r.process(data, base, r.t.now()); err != nil {
+		r.lastRead = r.t.now()
+		if err := r.process(data, base, r.lastRead); err != nil {
 			return err
 		}
 		if err := r.flush(); err != nil {
@@ -380,6 +383,15 @@ func (r *reader) flush() error {
 func (r *reader) discard() {
 	r.batch, r.pinned = nil, 0
 	r.ends, r.dones = r.ends[:0], r.dones[:0]
+}
+
+// rest gives back what a burst grew, once the file has been idle a while:
+// the span lists, and the ack tracker's ring.
+func (r *reader) rest() {
+	if len(r.ends) == 0 && cap(r.ends) > 64 {
+		r.ends, r.dones = nil, nil
+	}
+	r.h.Shrink()
 }
 
 // finish sends what is left of a file that will not grow any more: the

@@ -490,6 +490,9 @@ func (t *Tailer) idle(ctx context.Context, r *reader) bool {
 	case <-t.wake:
 		return true
 	case <-t.idleTm.C:
+		if r != nil && t.now().Sub(r.lastRead) >= t.cfg.IdlePoll {
+			r.rest() // nothing read for a whole idle poll
+		}
 		return true
 	}
 }

@@ -103,6 +103,15 @@ var mutants = []mutant{
 		tests: []target{{"./internal/tailer", "^TestIdleFileHoldsNoReadBuffer$"}},
 	},
 	{
+		name: "a once-busy idle file keeps the ack ring it grew for its burst",
+		file: "internal/tailer/reader.go",
+		edits: []edit{{
+			old: "\tr.h.Shrink()\n",
+			new: "",
+		}},
+		tests: []target{{"./internal/tailer", "^TestIdleFileHoldsNoReadBuffer$"}},
+	},
+	{
 		name: "transfer commits the offsets of what it handed to the writer, not what Elasticsearch acknowledged",
 		file: "internal/transfer/transfer.go",
 		edits: []edit{{
