@@ -40,6 +40,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/olivere/elastic/v7"
 	"github.com/prometheus/client_golang/prometheus"
@@ -359,7 +360,7 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 	buf = appendBody(buf[:0], docs)
 	start := time.Now()
 	res, err := w.bulkc.PerformRequest(ctx, elastic.PerformRequestOptions{
-		Method: "POST", Path: "/_bulk", Params: w.params, Body: string(buf), ContentType: "application/x-ndjson",
+		Method: "POST", Path: "/_bulk", Params: w.params, Body: bodyString(buf), ContentType: "application/x-ndjson",
 	})
 	w.m.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -431,6 +432,18 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 		w.thr.Log("retry", w.log.WithField("items", len(retry)), logrus.WarnLevel, "Elasticsearch rejected items temporarily (429/5xx); retrying with backoff")
 	}
 	return retry, buf
+}
+
+// bodyString is buf as a string without copying it (olivere takes a
+// string body; a copy of every bulk body was most of what a request
+// allocated). buf is not touched until PerformRequest has returned, and by
+// then the server has answered: it judged the bytes it read, and a late
+// write of a body it answered early (an error) cannot change that.
+func bodyString(buf []byte) string {
+	if len(buf) == 0 {
+		return ""
+	}
+	return unsafe.String(&buf[0], len(buf))
 }
 
 // requestFailed handles a bulk request that failed as a whole.
