@@ -65,6 +65,25 @@ type Doc struct {
 
 	Acker record.Acker
 	Seq   uint64
+
+	// Src renders the body when the bulk request is built, for a document
+	// kept as its parts (Body nil); SrcSize is about how many bytes it
+	// appends, for BulkBytes.
+	Src     Source
+	SrcSize int
+}
+
+// Source renders a document's body into a bulk request. It must append
+// the same bytes every time: a retried request renders it again.
+type Source interface {
+	AppendSource(dst []byte) []byte
+}
+
+func (d *Doc) size() int {
+	if d.Src != nil {
+		return d.SrcSize
+	}
+	return len(d.Body)
 }
 
 // DeadLetter takes documents Elasticsearch rejected for good (e.g. a
@@ -101,7 +120,8 @@ type Writer struct {
 	dlq     DeadLetter
 	log     *logrus.Entry
 	thr     *logging.Throttle
-	queue   chan *Doc
+	queue   chan []*Doc
+	queued  atomic.Int64 // documents in queue
 	batches chan []*Doc
 	params  url.Values // of every bulk request
 	up      atomic.Bool
@@ -132,7 +152,7 @@ func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, 
 		cfg: cfg, client: client, bulkc: client, dlq: dlq,
 		log:     log.WithField("component", "eswriter"),
 		thr:     logging.NewThrottle(10 * time.Second),
-		queue:   make(chan *Doc, 2*cfg.BulkActions),
+		queue:   make(chan []*Doc, max(4, cfg.BulkActions/64)),
 		batches: make(chan []*Doc),
 	}
 	if cfg.Pipeline != "" {
@@ -159,7 +179,7 @@ func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, 
 			return 0
 		})
 	w.m.queue = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtransfer_es_queue_length", Help: "Documents waiting for a bulk worker."},
-		func() float64 { return float64(len(w.queue)) })
+		func() float64 { return float64(w.queued.Load()) })
 	w.up.Store(true) // until a request fails
 	w.m.created = w.m.indexed.WithLabelValues("created")
 	w.m.updated = w.m.indexed.WithLabelValues("updated")
@@ -206,15 +226,25 @@ type Status struct {
 
 // Status reports the writer's state.
 func (w *Writer) Status() Status {
-	return Status{Up: w.up.Load(), IngestPipeline: w.cfg.Pipeline, IngestPipelineMissing: w.missing(), Queued: len(w.queue)}
+	return Status{Up: w.up.Load(), IngestPipeline: w.cfg.Pipeline, IngestPipelineMissing: w.missing(), Queued: int(w.queued.Load())}
 }
 
-// Submit queues d, blocking while every worker is busy or retrying.
-func (w *Writer) Submit(ctx context.Context, d *Doc) error {
+// Submit queues docs (the writer owns the slice from then on), blocking
+// while every worker is busy or retrying. It takes all of them or, when
+// ctx ends first, none. Submitting what arrived together in one call
+// costs one hand-off instead of one per document; the queue holds a few
+// submissions (BulkActions/64, at least 4), so a caller bounds what waits
+// by how many it passes at once.
+func (w *Writer) Submit(ctx context.Context, docs []*Doc) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	w.queued.Add(int64(len(docs)))
 	select {
-	case w.queue <- d:
+	case w.queue <- docs:
 		return nil
 	case <-ctx.Done():
+		w.queued.Add(-int64(len(docs)))
 		return ctx.Err()
 	}
 }
@@ -258,15 +288,18 @@ func (w *Writer) batcher(ctx context.Context) {
 	}
 	for {
 		select {
-		case d := <-w.queue:
-			if batch == nil {
-				batch = make([]*Doc, 0, min(w.cfg.BulkActions, 1024))
-				timer.Reset(w.cfg.FlushInterval)
-			}
-			batch = append(batch, d)
-			size += len(d.Body) + len(d.ID) + len(d.Index) + 48
-			if len(batch) >= w.cfg.BulkActions || size >= w.cfg.BulkBytes {
-				send()
+		case docs := <-w.queue:
+			w.queued.Add(-int64(len(docs)))
+			for _, d := range docs {
+				if batch == nil {
+					batch = make([]*Doc, 0, min(w.cfg.BulkActions, 1024))
+					timer.Reset(w.cfg.FlushInterval)
+				}
+				batch = append(batch, d)
+				size += d.size() + len(d.ID) + len(d.Index) + 48
+				if len(batch) >= w.cfg.BulkActions || size >= w.cfg.BulkBytes {
+					send()
+				}
 			}
 		case <-timer.C:
 			if len(batch) > 0 {
@@ -310,7 +343,11 @@ func appendBody(buf []byte, docs []*Doc) []byte {
 		buf = append(buf, `,"_id":`...)
 		buf = jsonenc.AppendString(buf, d.ID)
 		buf = append(buf, "}}\n"...)
-		buf = append(buf, d.Body...)
+		if d.Src != nil {
+			buf = d.Src.AppendSource(buf)
+		} else {
+			buf = append(buf, d.Body...)
+		}
 		buf = append(buf, '\n')
 	}
 	return buf

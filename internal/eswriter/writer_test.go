@@ -160,7 +160,7 @@ func (r *wrig) submit(t *testing.T, n int) {
 	for i := 0; i < n; i++ {
 		d := &Doc{Index: "idx", ID: fmt.Sprintf("d%d", i), Body: []byte(`{"message":"x"}`), Acker: r.tr}
 		d.Seq = r.tr.Emit(int64(i+1), false)
-		if err := r.w.Submit(context.Background(), d); err != nil {
+		if err := r.w.Submit(context.Background(), []*Doc{d}); err != nil {
 			t.Fatal(err)
 		}
 	}

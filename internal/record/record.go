@@ -124,8 +124,14 @@ func AppendEventID(dst []byte, inst Instance, offset int64) []byte {
 // registry, same inodes) would produce the same ones; with the host in
 // the _id the clone's lines do not overwrite the original's.
 func DocID(hostName, hostIP, eventID []byte) string {
+	var buf [128]byte
+	return string(AppendDocID(buf[:0], hostName, hostIP, eventID))
+}
+
+// AppendDocID appends DocID's bytes to dst.
+func AppendDocID(dst, hostName, hostIP, eventID []byte) []byte {
 	// FNV-1a (32 bits) of name, NUL, IP: hash/fnv's, without its
-	// allocations (one per document otherwise).
+	// allocations.
 	const offset32, prime32 = 2166136261, 16777619
 	h := uint32(offset32)
 	for _, c := range hostName {
@@ -135,17 +141,12 @@ func DocID(hostName, hostIP, eventID []byte) string {
 	for _, c := range hostIP {
 		h = (h ^ uint32(c)) * prime32
 	}
-	var buf [128]byte
-	b := buf[:0]
-	if 9+len(eventID) > len(buf) {
-		b = make([]byte, 0, 9+len(eventID))
-	}
 	const hexDigits = "0123456789abcdef"
 	for shift := 28; shift >= 0; shift -= 4 {
-		b = append(b, hexDigits[h>>uint(shift)&0xf])
+		dst = append(dst, hexDigits[h>>uint(shift)&0xf])
 	}
-	b = append(b, '-')
-	return string(append(b, eventID...))
+	dst = append(dst, '-')
+	return append(dst, eventID...)
 }
 
 // EventID is AppendEventID as a string.

@@ -70,11 +70,13 @@ type submitter struct {
 	refuse atomic.Bool
 }
 
-func (s *submitter) Submit(_ context.Context, d *eswriter.Doc) error {
+func (s *submitter) Submit(_ context.Context, docs []*eswriter.Doc) error {
 	if s.refuse.Load() {
 		return context.Canceled
 	}
-	s.docs <- d
+	for _, d := range docs {
+		s.docs <- d
+	}
 	return nil
 }
 

@@ -6,9 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/IBM/sarama"
 
+	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/jsonenc"
 	"github.com/logpipe/logpipe/internal/record"
 )
@@ -29,11 +31,31 @@ func reservedField(k string) bool {
 // agent's event id (record.DocID), so a re-delivered line lands on its
 // earlier copy, or topic-partition-offset for records from other
 // producers (equally stable across re-delivery).
-func docID(msg *sarama.ConsumerMessage, meta *record.View) string {
+func docID(msg *sarama.ConsumerMessage, meta *record.View, st *claimState) string {
 	if len(meta.EventID) > 0 {
-		return record.DocID(meta.HostName, meta.HostIP, meta.EventID)
+		return st.ids.docID(meta)
 	}
 	return msg.Topic + "-" + strconv.Itoa(int(msg.Partition)) + "-" + strconv.FormatInt(msg.Offset, 10)
+}
+
+// idArena holds a claim's document ids, many to an allocation. Each id is
+// a string over bytes written once and never again (a full arena is
+// replaced, not reused), so handing them out without copying is safe.
+type idArena struct{ buf []byte }
+
+const idArenaSize = 4096
+
+func (a *idArena) docID(meta *record.View) string {
+	n := 9 + len(meta.EventID)
+	if n > idArenaSize/4 {
+		return record.DocID(meta.HostName, meta.HostIP, meta.EventID)
+	}
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, idArenaSize)
+	}
+	start := len(a.buf)
+	a.buf = record.AppendDocID(a.buf, meta.HostName, meta.HostIP, meta.EventID)
+	return unsafe.String(&a.buf[start], len(a.buf)-start)
 }
 
 // eventTime is the record timestamp (when the agent read the line).
@@ -96,6 +118,34 @@ func (c *fieldsCache) fragment(raw []byte) []byte {
 	return frag
 }
 
+// head is what of a record's headers its document shows.
+type head struct {
+	HostName, HostIP, Path, Flags []byte
+	Offset                        int64
+	HasOffset                     bool
+}
+
+func headOf(v *record.View) head {
+	return head{HostName: v.HostName, HostIP: v.HostIP, Path: v.Path, Flags: v.Flags, Offset: v.Offset, HasOffset: v.HasOffset}
+}
+
+// source is a document kept as its parts until its bulk request is built
+// (eswriter.Source): the record, what its headers said and the static
+// fields' fragment, all immutable, so a retry renders the same bytes.
+// The bytes then go straight into the request: no body per document is
+// allocated, copied or held while it waits.
+type source struct {
+	eswriter.Doc
+	msg   *sarama.ConsumerMessage
+	head  head
+	extra []byte
+}
+
+// AppendSource implements eswriter.Source.
+func (s *source) AppendSource(dst []byte) []byte {
+	return appendDoc(dst, s.msg, s.msg.Value, &s.head, s.Time, s.extra)
+}
+
 // appendDoc appends the ECS-shaped JSON document of msg to dst:
 //
 //	{"@timestamp":…,"message":…,"host":{"name":…,"ip":…},
@@ -105,7 +155,7 @@ func (c *fieldsCache) fragment(raw []byte) []byte {
 // Absent headers leave their fields out. The message has invalid UTF-8
 // replaced by U+FFFD, so the body is always valid JSON. fields is the
 // fragment from fieldsCache.
-func appendDoc(dst []byte, msg *sarama.ConsumerMessage, message []byte, meta *record.View, ts time.Time, fields []byte) []byte {
+func appendDoc(dst []byte, msg *sarama.ConsumerMessage, message []byte, meta *head, ts time.Time, fields []byte) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = jsonenc.AppendTime(dst, ts)
 	dst = append(dst, `","message":`...)

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/jsonenc"
 	"github.com/logpipe/logpipe/internal/record"
 )
@@ -29,12 +31,12 @@ func TestDocuments(t *testing.T) {
 		t.Helper()
 		meta := record.ParseRecord(msg.Key, msg.Headers)
 		var fc fieldsCache
-		body := appendDoc(nil, msg, msg.Value, &meta, eventTime(msg), fc.fragment(meta.Fields))
+		body := appendDoc(nil, msg, msg.Value, ptr(headOf(&meta)), eventTime(msg), fc.fragment(meta.Fields))
 		var got map[string]any
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("%s: body is not valid JSON: %v\n%s", name, err, body)
 		}
-		if id := docID(msg, &meta); id != wantID {
+		if id := docID(msg, &meta, &claimState{}); id != wantID {
 			t.Errorf("%s: _id %q, want %q", name, id, wantID)
 		}
 		gj, _ := json.Marshal(got)
@@ -110,7 +112,7 @@ func BenchmarkDocument(b *testing.B) {
 	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
 		meta := record.ParseRecord(msg.Key, msg.Headers)
-		buf = appendDoc(buf[:0], msg, msg.Value, &meta, msg.Timestamp, fc.fragment(meta.Fields))
+		buf = appendDoc(buf[:0], msg, msg.Value, ptr(headOf(&meta)), msg.Timestamp, fc.fragment(meta.Fields))
 	}
 	b.SetBytes(int64(len(buf)))
 }
@@ -149,8 +151,8 @@ func TestIndexDateBounds(t *testing.T) {
 				OutOfRange string `json:"timestamp_out_of_range"`
 			}
 		}
-		if err := json.Unmarshal(d.Body, &doc); err != nil {
-			t.Fatalf("%s: %v\n%s", tc.name, err, d.Body)
+		if err := json.Unmarshal(body(d), &doc); err != nil {
+			t.Fatalf("%s: %v\n%s", tc.name, err, body(d))
 		}
 		if doc.Event.OutOfRange != tc.outOfRange || !doc.Timestamp.Equal(tc.ts) {
 			t.Errorf("%s: @timestamp %v, out of range %q; want %v, %q", tc.name, doc.Timestamp, doc.Event.OutOfRange, tc.ts, tc.outOfRange)
@@ -177,7 +179,35 @@ func BenchmarkDocumentNginx(b *testing.B) {
 	var n int
 	for i := 0; i < b.N; i++ {
 		d := c.document(msg, st)
-		n = len(d.Body)
+		n = len(body(d))
 	}
 	b.SetBytes(int64(n))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// body is d's source document, however it is kept.
+func body(d *eswriter.Doc) []byte {
+	if d.Src != nil {
+		return d.Src.AppendSource(nil)
+	}
+	return d.Body
+}
+
+// Ids handed out from a claim's arena keep their bytes while later ids
+// fill it and its successors.
+func TestArenaIDsStayIntact(t *testing.T) {
+	var st claimState
+	var got, want []string
+	for i := 0; i < 2000; i++ {
+		meta := record.View{HostName: []byte(fmt.Sprintf("host-%d", i%7)), HostIP: []byte("10.0.0.1"),
+			EventID: []byte(fmt.Sprintf("0123456789abcdef0123456789abcdef-%d", i*200))}
+		got = append(got, docID(&sarama.ConsumerMessage{}, &meta, &st))
+		want = append(want, record.DocID(meta.HostName, meta.HostIP, meta.EventID))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("id %d is %q, want %q", i, got[i], want[i])
+		}
+	}
 }

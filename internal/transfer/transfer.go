@@ -28,10 +28,15 @@ import (
 	"github.com/logpipe/logpipe/internal/record"
 )
 
-// Submitter takes documents; it blocks while the writer is full.
+// Submitter takes documents, all or (when ctx ends first) none of them,
+// and owns the slice from then on; it blocks while the writer is full.
 type Submitter interface {
-	Submit(ctx context.Context, d *eswriter.Doc) error
+	Submit(ctx context.Context, docs []*eswriter.Doc) error
 }
+
+// maxSubmit is the most documents a claim hands the writer at once: what
+// its partition consumer had buffered, up to this.
+const maxSubmit = 256
 
 // Options configure a Consumer.
 type Options struct {
@@ -496,26 +501,55 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	}()
 	ctx := s.Context()
 	var st claimState
+	msgs := claim.Messages()
 loop:
 	for {
+		var msg *sarama.ConsumerMessage
+		var ok bool
 		select {
-		case msg, ok := <-claim.Messages():
-			if !ok {
-				break loop
-			}
-			c.consumed.Inc()
-			lag.Set(float64(claim.HighWaterMarkOffset() - msg.Offset - 1))
-			d := c.document(msg, &st)
-			if d == nil { // dropped by its pipeline: done at once
-				tr.Emit(msg.Offset+1, true)
-				continue
-			}
-			d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, false)
-			if err := c.opt.Out.Submit(ctx, d); err != nil {
-				tr.Retract(d.Seq)
-				break loop
-			}
+		case msg, ok = <-msgs:
 		case <-ctx.Done():
+			break loop
+		}
+		if !ok {
+			break loop
+		}
+		// Take what else is buffered without blocking: one submission, one
+		// counter update per round instead of per record.
+		var docs []*eswriter.Doc
+		n, last, closed := 0, msg, false
+		for {
+			n++
+			last = msg
+			if d := c.document(msg, &st); d == nil { // dropped by its pipeline: done at once
+				tr.Emit(msg.Offset+1, true)
+			} else {
+				if docs == nil {
+					docs = make([]*eswriter.Doc, 0, min(len(msgs)+1, maxSubmit))
+				}
+				d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, false)
+				docs = append(docs, d)
+			}
+			if n == maxSubmit {
+				break
+			}
+			select {
+			case msg, ok = <-msgs:
+				if ok {
+					continue
+				}
+				closed = true
+			default:
+			}
+			break
+		}
+		c.consumed.Add(float64(n))
+		lag.Set(float64(claim.HighWaterMarkOffset() - last.Offset - 1))
+		if err := c.opt.Out.Submit(ctx, docs); err != nil {
+			tr.Retract(docs[0].Seq)
+			break loop
+		}
+		if closed {
 			break loop
 		}
 	}
@@ -546,6 +580,8 @@ type claimState struct {
 	indexName string
 	res       pipeline.Result
 	extra     []byte
+	slab      []source // sources not yet handed out
+	ids       idArena
 	// piped caches the outcome counters of each pipeline met (names are
 	// those that resolved to a pipeline: a bounded set).
 	piped map[string]*pipeCounters
@@ -619,14 +655,31 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		}
 		st.extra = extra
 	}
+	h := headOf(&meta)
+	if res == nil && out == "" {
+		// Rendered when sent (see source); sources come from a per-claim
+		// slab, so most documents cost no allocation of their own.
+		if len(st.slab) == 0 {
+			st.slab = make([]source, sourceSlab)
+		}
+		s := &st.slab[0]
+		st.slab = st.slab[1:]
+		*s = source{msg: msg, head: h, extra: extra}
+		s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: len(msg.Value) + 320 + len(extra), Time: ts, Origin: msg}
+		return &s.Doc
+	}
 	return &eswriter.Doc{
 		Index:  st.indexName,
-		ID:     docID(msg, &meta),
-		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320+len(extra)), msg, message, &meta, docTime, extra),
+		ID:     docID(msg, &meta, st),
+		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320+len(extra)), msg, message, &h, docTime, extra),
 		Time:   ts,
 		Origin: msg,
 	}
 }
+
+// sourceSlab is how many sources a claim allocates at once: a slab lives
+// while any of its documents waits, so it is kept small.
+const sourceSlab = 64
 
 // runPipeline runs the pipeline named name over line into res, and counts
 // the outcome. A name that is not a pipeline leaves the line raw, with an
