@@ -123,6 +123,7 @@ type Writer struct {
 	queue   chan []*Doc
 	queued  atomic.Int64 // documents in queue
 	batches chan []*Doc
+	bufs    bufStack // the workers' body buffers
 	params  url.Values // of every bulk request
 	up      atomic.Bool
 	// noPipeline is set while Elasticsearch answers that the ingest
@@ -152,7 +153,7 @@ func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, 
 		cfg: cfg, client: client, bulkc: client, dlq: dlq,
 		log:     log.WithField("component", "eswriter"),
 		thr:     logging.NewThrottle(10 * time.Second),
-		queue:   make(chan []*Doc, max(4, cfg.BulkActions/64)),
+		queue:   make(chan []*Doc, max(4, 2*cfg.BulkActions/256)),
 		batches: make(chan []*Doc),
 	}
 	if cfg.Pipeline != "" {
@@ -233,8 +234,8 @@ func (w *Writer) Status() Status {
 // while every worker is busy or retrying. It takes all of them or, when
 // ctx ends first, none. Submitting what arrived together in one call
 // costs one hand-off instead of one per document; the queue holds a few
-// submissions (BulkActions/64, at least 4), so a caller bounds what waits
-// by how many it passes at once.
+// submissions (2×BulkActions/256, at least 4): about 2×BulkActions
+// documents when callers pass up to 256 at once.
 func (w *Writer) Submit(ctx context.Context, docs []*Doc) error {
 	if len(docs) == 0 {
 		return nil
@@ -262,9 +263,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf []byte
 			for batch := range w.batches {
-				buf = w.flush(wctx, batch, buf)
+				w.bufs.put(w.flush(wctx, batch, w.bufs.get()), time.Now())
 			}
 		}()
 	}

@@ -60,6 +60,7 @@ var (
 	keep       = flag.Bool("keep", false, "keep the work directory")
 	agentKafka = flag.String("agent-kafka", "", "extra [kafka] settings for logagent, ; separated, e.g. \"flush_interval = 50ms\" (experiments; the table is meant for defaults)")
 	agentEnv   = flag.String("agent-env", "", "extra environment for logagent, e.g. GOGC=200 (experiments; the table is meant for defaults)")
+	transEnv   = flag.String("transfer-env", "", "extra environment for logtransfer, e.g. GODEBUG=gctrace=1 (experiments)")
 	codec      = flag.String("compression", "lz4", "compression for kcat and the agent alike (none, gzip, snappy, lz4, zstd)")
 )
 
@@ -831,6 +832,9 @@ func (b *bench) startTransferGroup(run int, brokerAddr, sinkAddr, topic, name, g
 	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ntopics = %s\ngroup_id = %s\n[es]\naddress = http://%s\nmanage_templates = false\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
 		brokerAddr, topic, group, sinkAddr, httpAddr, *profile != "")), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logtransfer"), "-config", ini)
+	if *transEnv != "" {
+		cmd.Env = append(os.Environ(), strings.Fields(*transEnv)...)
+	}
 	lf, err := os.Create(filepath.Join(dir, "transfer.log"))
 	check(err)
 	cmd.Stdout, cmd.Stderr = lf, lf
