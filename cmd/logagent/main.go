@@ -52,7 +52,7 @@ func run() int {
 		return 2
 	}
 	tuneGC(cfg.Agent.MemoryLimit)
-	idleGC := 100 // see tuneGC and internal/memtune
+	idleGC := 25 // see tuneGC and internal/memtune
 	if os.Getenv("GOGC") != "" {
 		idleGC = 0
 	}

@@ -27,19 +27,21 @@ type pending struct {
 
 // New returns a tracker whose acked prefix starts at offset.
 func New(offset int64) *Tracker {
-	return &Tracker{acked: offset, read: offset, ring: make([]pending, minRing)}
+	return &Tracker{acked: offset, read: offset}
 }
 
-// minRing is the ring a tracker starts with, and shrinks back to.
+// minRing is the ring a tracker allocates at its first event. A tracker
+// with nothing in flight may have none (a new one, or one given back by
+// Shrink): an agent tailing a thousand idle files keeps no ring for them.
 const minRing = 64
 
-// Shrink gives back a ring grown for a burst once nothing is in flight: a
-// file that was busy once and is idle now holds no more than a new one.
+// Shrink gives back the ring once nothing is in flight: a file that was
+// busy once and is idle now holds no more than a new one.
 func (t *Tracker) Shrink() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.n == 0 && len(t.ring) > minRing {
-		t.ring = make([]pending, minRing) // no entry lives: any head maps
+	if t.n == 0 {
+		t.ring = nil // no entry lives: the next Emit allocates
 	}
 }
 
@@ -98,9 +100,9 @@ func (t *Tracker) AckBatch(seqs []uint64) {
 	t.advance()
 }
 
-// grow doubles the ring. Caller holds mu.
+// grow doubles the ring (or allocates the first). Caller holds mu.
 func (t *Tracker) grow() {
-	nr := make([]pending, 2*len(t.ring))
+	nr := make([]pending, max(2*len(t.ring), minRing))
 	om, nm := uint64(len(t.ring)-1), uint64(len(nr)-1)
 	for i := 0; i < t.n; i++ {
 		s := t.head + uint64(i)
@@ -132,7 +134,7 @@ func (t *Tracker) advance() {
 	}
 	// Give memory back after a burst (e.g. a long Kafka outage).
 	if t.n == 0 && len(t.ring) > 4096 {
-		t.ring = make([]pending, minRing)
+		t.ring = nil
 	}
 }
 

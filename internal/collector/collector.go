@@ -7,8 +7,10 @@ package collector
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -273,22 +275,34 @@ func (c *Collector) runGlob(ctx context.Context, t *task, fromEnd bool, log *log
 	first := true
 	tick := time.NewTicker(c.cfg.ScanInterval)
 	defer tick.Stop()
+	var skip globSkip
+	over := 0
 	for {
+		ended := false
+		for p, done := range running {
+			select {
+			case <-done:
+				delete(running, p)
+				t.remove(p)
+				ended = true
+			default:
+			}
+		}
+		if same := skip.unchanged(t.entry.Path, time.Now()); same && !first && over == 0 && !ended {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			continue
+		}
 		matches, err := filepath.Glob(t.entry.Path)
 		if err != nil { // validated already; only a bad pattern errors
 			log.WithError(err).Error("expanding glob")
 			return
 		}
 		sort.Strings(matches)
-		for p, done := range running {
-			select {
-			case <-done:
-				delete(running, p)
-				t.remove(p)
-			default:
-			}
-		}
-		over := 0
+		over = 0
 		for _, p := range matches {
 			if _, ok := running[p]; ok {
 				continue
@@ -323,6 +337,42 @@ func (c *Collector) runGlob(ctx context.Context, t *task, fromEnd bool, log *log
 		}
 	}
 }
+
+// globSkip tells a glob rescan that cannot find anything new: the
+// pattern's directory (one without wildcards) has the modification time it
+// had at the last scan. A directory's mtime changes whenever an entry is
+// created, removed or renamed in it. It is not trusted while it is within
+// a second of the scan (a change in the same clock tick would not move
+// it), nor for longer than globFullScan.
+type globSkip struct {
+	mod, scanned time.Time
+}
+
+// globFullScan is how often a glob is expanded even when its directory
+// looks unchanged.
+const globFullScan = time.Minute
+
+// unchanged reports whether the rescan of pattern at now can be skipped,
+// and otherwise records the directory's state for the scan about to run.
+func (g *globSkip) unchanged(pattern string, now time.Time) bool {
+	dir := filepath.Dir(pattern)
+	if hasMeta(dir) {
+		return false
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		g.mod, g.scanned = time.Time{}, time.Time{}
+		return false
+	}
+	mod := fi.ModTime()
+	if !g.scanned.IsZero() && mod.Equal(g.mod) && g.scanned.Sub(mod) > time.Second && now.Sub(g.scanned) < globFullScan {
+		return true
+	}
+	g.mod, g.scanned = mod, now
+	return false
+}
+
+func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
 
 // TaskStatus describes one entry and its files.
 type TaskStatus struct {

@@ -123,7 +123,7 @@ type Writer struct {
 	queue   chan []*Doc
 	queued  atomic.Int64 // documents in queue
 	batches chan []*Doc
-	bufs    bufStack // the workers' body buffers
+	bufs    bufStack   // the workers' body buffers
 	params  url.Values // of every bulk request
 	up      atomic.Bool
 	// noPipeline is set while Elasticsearch answers that the ingest

@@ -120,12 +120,13 @@ func (p *Publisher) session(ctx context.Context) error {
 		lastBody    []byte
 		lastUpdated time.Time
 		written     time.Time
+		scratch     bytes.Buffer
 	)
 	tick := time.NewTicker(p.opt.Interval)
 	defer tick.Stop()
 	for {
 		r := p.report()
-		shape, updated, changed := encode(r, lastBody, lastUpdated)
+		shape, updated, changed := encode(&scratch, r, lastBody, lastUpdated)
 		if changed || time.Since(written) >= p.opt.RefreshEvery {
 			body := shape
 			if p.opt.Progress != nil {
@@ -157,15 +158,18 @@ func (p *Publisher) session(ctx context.Context) error {
 
 // encode returns r's JSON and whether it differs from the last written
 // one (without progress, when a Progress function adds it). Updated is
-// carried over unless something else changed.
-func encode(r Report, lastBody []byte, lastUpdated time.Time) ([]byte, time.Time, bool) {
+// carried over unless something else changed. The comparison is encoded
+// into scratch, reused: an idle agent with a thousand files would
+// otherwise allocate the whole report every Interval to find it unchanged.
+func encode(scratch *bytes.Buffer, r Report, lastBody []byte, lastUpdated time.Time) ([]byte, time.Time, bool) {
 	r.Updated = lastUpdated
-	body, _ := json.Marshal(r) // plain types always marshal
-	if lastBody != nil && bytes.Equal(body, lastBody) {
+	scratch.Reset()
+	_ = json.NewEncoder(scratch).Encode(r) // plain types always marshal
+	if lastBody != nil && bytes.Equal(bytes.TrimSuffix(scratch.Bytes(), []byte("\n")), lastBody) {
 		return lastBody, lastUpdated, false
 	}
 	r.Updated = time.Now().UTC()
-	body, _ = json.Marshal(r)
+	body, _ := json.Marshal(r)
 	return body, r.Updated, true
 }
 

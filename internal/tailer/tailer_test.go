@@ -1137,3 +1137,27 @@ func TestIdleFileHoldsNoReadBuffer(t *testing.T) {
 	})
 	t.Logf("%d files idle after %d MB read: %d KB held", files, read>>20, held>>10)
 }
+
+// A quiet file's safety-net poll backs off from IdlePoll to
+// idlePollMax × IdlePoll, and a file just read is polled at IdlePoll.
+func TestIdlePollBacksOff(t *testing.T) {
+	now := time.Now()
+	base := 5 * time.Second
+	for _, tc := range []struct {
+		name  string
+		quiet time.Duration
+		want  time.Duration
+	}{
+		{"just read", 0, base},
+		{"quiet for 10 s", 10 * time.Second, base},
+		{"quiet for 20 s", 20 * time.Second, 10 * time.Second},
+		{"quiet for an hour", time.Hour, idlePollMax * base},
+	} {
+		if got := idlePollFor(base, now.Add(-tc.quiet), now); got != tc.want {
+			t.Errorf("%s: poll every %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := idlePollFor(base, time.Time{}, now); got != idlePollMax*base {
+		t.Errorf("never read: poll every %v, want %v", got, idlePollMax*base)
+	}
+}

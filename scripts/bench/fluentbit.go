@@ -148,15 +148,15 @@ func (b *bench) fbIdle(run int) result {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(3 * time.Second) // settle
+	time.Sleep(idleSettle)
 	pid := f.cmd.Process.Pid
 	c0, t0 := procCPU(pid), time.Now()
-	time.Sleep(20 * time.Second)
+	time.Sleep(idleWindow)
 	c1, t1 := procCPU(pid), time.Now()
 	rssNow := procStatus(pid, "VmRSS:")
 	_, rss := f.stop()
 	return result{seconds: t1.Sub(t0).Seconds(), cpu: c1 - c0, rss: math.Max(rss, rssNow), p50: math.NaN(), p99: math.NaN(),
-		cpuPercent: 100 * (c1 - c0) / t1.Sub(t0).Seconds(), note: fmt.Sprintf("1,000 files, 20 s; at rest RSS %.1f MB", rssNow/(1<<20))}
+		cpuPercent: 100 * (c1 - c0) / t1.Sub(t0).Seconds(), note: fmt.Sprintf("1,000 files; %s, idle %v before it; at rest RSS %.1f MB", idleWindow, idleSettle, rssNow/(1<<20))}
 }
 
 // fbTransfer is kafka → es into the bulk sink, counted by distinct line

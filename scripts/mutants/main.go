@@ -260,6 +260,20 @@ var mutants = []mutant{
 		tests: []target{{"./internal/e2e", "^TestProcessingThroughBothDaemons$/^fake$"}},
 	},
 	{
+		name:  "a glob rescan is skipped although its directory changed",
+		file:  "internal/collector/collector.go",
+		edits: []edit{{old: "mod.Equal(g.mod) && g.scanned.Sub(mod) > time.Second", new: "g.scanned.Sub(g.mod) > time.Second"}},
+		// Only the unit test: an agent test's directory is new, so its
+		// mtime stays within the second that is never trusted.
+		tests: []target{{"./internal/collector", "^TestGlobSkipOnlyWhileDirectoryUnchanged$"}},
+	},
+	{
+		name:  "a directory changed in the clock tick of the last glob scan is trusted as unchanged",
+		file:  "internal/collector/collector.go",
+		edits: []edit{{old: "g.scanned.Sub(mod) > time.Second", new: "g.scanned.Sub(mod) > -time.Second"}},
+		tests: []target{{"./internal/collector", "^TestGlobSkipOnlyWhileDirectoryUnchanged$"}},
+	},
+	{
 		name:  "an ingest pipeline that does not exist dead-letters every document",
 		file:  "internal/eswriter/eswriter.go",
 		edits: []edit{{old: "\t\tcase missingPipeline(r):\n", new: "\t\tcase missingPipeline(r) && false:\n"}},
