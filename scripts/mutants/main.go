@@ -374,7 +374,7 @@ func runMutant(root string, m mutant) (string, []byte, error) {
 		if err != nil {
 			return "", all, err
 		}
-		if !bytes.Contains(out, []byte("--- FAIL")) {
+		if !failedTest(out) {
 			return "SURVIVED " + tg.pkg + " " + tg.run, all, nil
 		}
 	}
@@ -398,10 +398,22 @@ func runTests(dir string, tg target) ([]byte, error) {
 	if bytes.Contains(out, []byte("no tests to run")) {
 		return out, fmt.Errorf("no test matches %q in %s", tg.run, tg.pkg)
 	}
-	if err != nil && !bytes.Contains(out, []byte("--- FAIL")) {
+	if err != nil && !failedTest(out) {
 		return out, fmt.Errorf("%s failed without a failing test: %v", tg.pkg, err)
 	}
 	return out, nil
+}
+
+// failedTest says whether a test run's output shows a test failing. A
+// test binary that crashed (a nil dereference in a goroutine the mutant
+// handed reused memory) failed too, though no "--- FAIL" line is printed.
+func failedTest(out []byte) bool {
+	if bytes.Contains(out, []byte("--- FAIL")) {
+		return true
+	}
+	crashed := bytes.Contains(out, []byte("\npanic: ")) || bytes.HasPrefix(out, []byte("panic: ")) ||
+		bytes.Contains(out, []byte("[signal SIG"))
+	return crashed && bytes.Contains(out, []byte("\nFAIL\t"))
 }
 
 func copyTracked(root, dir string) error {
