@@ -3,6 +3,7 @@ package memtune
 import (
 	"context"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,5 +64,52 @@ func TestIdleReturnsMemoryAndWorkRestoresHeadroom(t *testing.T) {
 	<-done
 	if gc, _ := rec.state(); gc != 400 {
 		t.Fatalf("stopped with GC %d, want the busy 400", gc)
+	}
+}
+
+// grow recurses deep enough to grow the goroutine's stack to about 32 KiB,
+// then parks on done with a shallow frame, the way a tailer parks after a
+// burst.
+func grow(depth int, ready chan<- struct{}, done <-chan struct{}) byte {
+	var pad [512]byte
+	if depth > 0 {
+		pad[depth%len(pad)] = grow(depth-1, ready, done)
+		return pad[0]
+	}
+	return pad[1]
+}
+
+func TestReleaseShrinksParkedStacks(t *testing.T) {
+	const n = 200
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.StackInuse
+	ready, done := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			grow(50, ready, done) // ~28 KiB deep, then returns
+			ready <- struct{}{}
+			<-done
+		}()
+	}
+	for i := 0; i < n; i++ {
+		<-ready
+	}
+	defer func() { close(done); wg.Wait() }()
+	runtime.ReadMemStats(&ms)
+	grown := (ms.StackInuse - base) / n
+	if grown < 16<<10 {
+		t.Fatalf("the goroutines' stacks grew to %d B each; the test needs at least 16 KiB", grown)
+	}
+	release()
+	runtime.ReadMemStats(&ms)
+	// A parked goroutine with a shallow frame needs 2-4 KiB; one or two
+	// collections would leave a half or a quarter of what it grew.
+	if per := (int64(ms.StackInuse) - int64(base)) / n; per > 6<<10 {
+		t.Fatalf("after release, parked goroutines keep %d B of stack each (grown to %d); want at most 6 KiB", per, grown)
 	}
 }

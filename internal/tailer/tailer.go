@@ -146,6 +146,12 @@ type Tailer struct {
 	rescan     atomic.Bool
 	lastRescan time.Time
 
+	// Run's state between turns (see Run).
+	first        bool
+	opened       time.Time       // when the file being followed was opened
+	rotatedSince time.Time       // set after a rotation: look for files rotated past us
+	bo           backoff.Backoff // open and read errors
+
 	// batches holds full-size batches (maxBatch events) back from the
 	// producer once acknowledged, for reuse (see reader.emit).
 	batches sync.Pool
@@ -184,67 +190,114 @@ func (t *Tailer) setStatus(state, reason string) {
 
 // Run follows the path until ctx ends. Files handed to drainers are
 // released before Run returns.
+//
+// A tailer of an idle file is a goroutine parked in idle for as long as
+// the file stays quiet: a thousand of them are most of an idle agent's
+// stacks. The runtime shrinks a parked stack only while what it uses
+// (plus 800 bytes) is under a quarter of it, so Run, follow and idle keep
+// their own frames small and leave the work of each turn to functions
+// that have returned by the time the goroutine parks (next, step,
+// followed): parked in idle, a tailer keeps a 4 KiB stack instead of the
+// 8-16 KiB a burst grew (TestIdleTailerStacksShrink).
 func (t *Tailer) Run(ctx context.Context) error {
 	t.ctx = ctx
 	t.idleTm = time.NewTimer(time.Hour)
-	defer t.idleTm.Stop()
-	defer func() {
-		if t.unsub != nil {
-			t.unsub()
-		}
-	}()
-	defer t.wg.Wait()
-	first := true
-	var rotatedSince time.Time // set after a rotation: look for files rotated past us
-	bo := backoff.Backoff{Min: t.cfg.PollInterval, Max: 30 * time.Second}
+	defer t.stopped()
+	t.first = true
+	t.bo = backoff.Backoff{Min: t.cfg.PollInterval, Max: 30 * time.Second}
 	for ctx.Err() == nil {
-		opened := time.Now()
-		r, err := t.open(first)
-		if err != nil {
-			t.setStatus(StateError, err.Error())
-			t.m.OpenErrors.Inc()
-			t.thr.Log("open", t.log.WithError(err), logrus.WarnLevel, "cannot read file; retrying")
-			backoff.Sleep(ctx, bo.Next())
+		r, act := t.next()
+		switch act {
+		case nextStop:
+			return nil
+		case nextRetry:
 			continue
-		}
-		if r == nil {
-			if t.cfg.GlobMember && !first {
-				return nil
-			}
-			if first {
-				// Renamed away while the agent was stopped and not
-				// replaced: its unread rest is still to be sent.
-				t.recoverRotated(registry.Key{})
-				t.recoverSkipped(t.reg.Written(), registry.Key{})
-			}
-			first = false
-			t.setStatus(StateWaiting, "")
+		case nextWait:
 			t.idle(ctx, nil)
 			continue
 		}
-		first = false
-		bo.Reset()
-		if !rotatedSince.IsZero() {
-			t.recoverSkipped(rotatedSince, r.key)
-		}
-		t.setStatus(StateRunning, "")
-		t.m.Files.Inc()
 		gone, rotated, err := t.follow(r)
-		t.m.Files.Dec()
-		if rotated {
-			rotatedSince = opened
-			t.recoverSkipped(rotatedSince, r.key)
-		}
-		if err != nil && ctx.Err() == nil {
-			t.setStatus(StateError, err.Error())
-			t.thr.Log("read", t.log.WithError(err), logrus.WarnLevel, "reading file failed; reopening")
-			backoff.Sleep(ctx, bo.Next())
-		}
-		if gone && t.cfg.GlobMember {
+		if t.followed(r, gone, rotated, err) {
 			return nil
 		}
 	}
 	return nil
+}
+
+// What Run does after next.
+const (
+	nextFollow = iota // follow the reader returned
+	nextRetry         // try again (next waited out a backoff)
+	nextWait          // no file yet: idle, then try again
+	nextStop          // a glob member whose file is gone: Run returns
+)
+
+// stopped cleans up when Run returns: drainers first, then the
+// subscription and the timer.
+//
+//go:noinline
+func (t *Tailer) stopped() {
+	t.wg.Wait()
+	if t.unsub != nil {
+		t.unsub()
+	}
+	t.idleTm.Stop()
+}
+
+// next opens the path for Run's next turn.
+//
+//go:noinline
+func (t *Tailer) next() (*reader, int) {
+	ctx := t.ctx
+	t.opened = time.Now()
+	r, err := t.open(t.first)
+	if err != nil {
+		t.setStatus(StateError, err.Error())
+		t.m.OpenErrors.Inc()
+		t.thr.Log("open", t.log.WithError(err), logrus.WarnLevel, "cannot read file; retrying")
+		backoff.Sleep(ctx, t.bo.Next())
+		return nil, nextRetry
+	}
+	if r == nil {
+		if t.cfg.GlobMember && !t.first {
+			return nil, nextStop
+		}
+		if t.first {
+			// Renamed away while the agent was stopped and not
+			// replaced: its unread rest is still to be sent.
+			t.recoverRotated(registry.Key{})
+			t.recoverSkipped(t.reg.Written(), registry.Key{})
+		}
+		t.first = false
+		t.setStatus(StateWaiting, "")
+		return nil, nextWait
+	}
+	t.first = false
+	t.bo.Reset()
+	if !t.rotatedSince.IsZero() {
+		t.recoverSkipped(t.rotatedSince, r.key)
+	}
+	t.setStatus(StateRunning, "")
+	t.m.Files.Inc()
+	return r, nextFollow
+}
+
+// followed ends a turn of Run after follow returned; it reports whether
+// Run returns.
+//
+//go:noinline
+func (t *Tailer) followed(r *reader, gone, rotated bool, err error) bool {
+	t.m.Files.Dec()
+	if rotated {
+		t.rotatedSince = t.opened
+		t.recoverSkipped(t.rotatedSince, r.key)
+	}
+	if err != nil && t.ctx.Err() == nil {
+		t.setStatus(StateError, err.Error())
+		t.thr.Log("read", t.log.WithError(err), logrus.WarnLevel, "reading file failed; reopening")
+		backoff.Sleep(t.ctx, t.bo.Next())
+	}
+	return gone && t.cfg.GlobMember
 }
 
 // open opens the path and positions a reader on it. It returns nil, nil if
@@ -381,89 +434,122 @@ func (t *Tailer) startGeneration(r *reader, off int64) error {
 // r to a drainer, reports rotated, and gone when nothing replaced it) or
 // ctx ends.
 func (t *Tailer) follow(r *reader) (gone, rotated bool, err error) {
-	ctx := t.ctx
 	handed := false
-	defer func() {
-		if handed {
-			return
-		}
-		if ctx.Err() != nil && t.cfg.Drains != nil && t.cfg.Drains.Ctx.Err() == nil && unlinked(r.f) {
-			// Stopped while following a deleted file: nobody can open it
-			// again, so a drainer reads what is left, from where the
-			// registry says reading stopped.
-			r.discard()
-			r.pos, r.carry, r.carrySplit = r.h.Resume(), nil, false
-			if r.ml != nil {
-				r.ml.reset()
-			}
-			t.handOff(r)
-			return
-		}
-		r.discard()
-		r.f.Close()
-		r.h.Release()
-	}()
+	defer t.letGo(r, &handed)
 	for {
-		fi, err := r.f.Stat()
-		if err != nil {
-			return false, false, fmt.Errorf("stat: %w", err)
-		}
-		size := fi.Size()
-		if size < r.pos {
-			if err := t.truncated(r); err != nil {
-				return false, false, err
-			}
+		act, err := t.step(r)
+		switch act {
+		case stepAgain:
 			continue
-		}
-		if size > r.pos {
-			same, err := r.sameGeneration(size)
-			if err != nil {
-				return false, false, err
-			}
-			if !same {
-				if err := t.truncated(r); err != nil {
-					return false, false, err
-				}
-				continue
-			}
-			if err := r.readAvailable(ctx, size); err != nil {
-				return false, false, err
-			}
-			continue
-		}
-		now := t.now()
-		if r.ml != nil && r.ml.expired(now) {
-			if err := r.ml.flush(r.emitter(now)); err != nil {
-				return false, false, err
-			}
-			if err := r.flush(); err != nil {
-				return false, false, err
-			}
-		}
-		pfi, err := os.Stat(t.cfg.Path)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			t.m.Rotations.Inc()
-			t.log.Info("file removed or renamed away; reading what is left")
+		case stepFailed:
+			return false, false, err
+		case stepGone:
 			handed = true
-			t.handOff(r)
 			return true, true, nil
-		case err == nil && !os.SameFile(pfi, fi):
-			t.m.Rotations.Inc()
-			t.log.Debug("file rotated; reading the old one to its end, then the new one from its start")
+		case stepRotated:
 			handed = true
-			t.handOff(r)
 			return false, true, nil
 		}
-		if t.rescan.Load() && now.Sub(t.lastRescan) >= t.cfg.RotatedRescan {
-			// A writer that kept its descriptor past RotateWait.
-			t.lastRescan = now
-			t.rescan.Store(t.recoverRotated(r.key) > 0)
-		}
-		if !t.idle(ctx, r) {
+		if !t.idle(t.ctx, r) {
 			return false, false, nil
 		}
 	}
+}
+
+// What follow does after a step.
+const (
+	stepIdle    = iota // everything read: wait for more
+	stepAgain          // read something (or reopened a truncated file): look again
+	stepFailed         // reading failed
+	stepGone           // removed or renamed away, not replaced: handed to a drainer
+	stepRotated        // replaced by a new file: handed to a drainer
+)
+
+// letGo releases r when follow returns without having handed it off.
+//
+//go:noinline
+func (t *Tailer) letGo(r *reader, handed *bool) {
+	if *handed {
+		return
+	}
+	if t.ctx.Err() != nil && t.cfg.Drains != nil && t.cfg.Drains.Ctx.Err() == nil && unlinked(r.f) {
+		// Stopped while following a deleted file: nobody can open it
+		// again, so a drainer reads what is left, from where the
+		// registry says reading stopped.
+		r.discard()
+		r.pos, r.carry, r.carrySplit = r.h.Resume(), nil, false
+		if r.ml != nil {
+			r.ml.reset()
+		}
+		t.handOff(r)
+		return
+	}
+	r.discard()
+	r.f.Close()
+	r.h.Release()
+}
+
+// step is one look at the file: read what was appended, reopen it when
+// truncated, flush a timed-out multiline event, notice a rotation.
+//
+//go:noinline
+func (t *Tailer) step(r *reader) (int, error) {
+	ctx := t.ctx
+	fi, err := r.f.Stat()
+	if err != nil {
+		return stepFailed, fmt.Errorf("stat: %w", err)
+	}
+	size := fi.Size()
+	if size < r.pos {
+		if err := t.truncated(r); err != nil {
+			return stepFailed, err
+		}
+		return stepAgain, nil
+	}
+	if size > r.pos {
+		same, err := r.sameGeneration(size)
+		if err != nil {
+			return stepFailed, err
+		}
+		if !same {
+			if err := t.truncated(r); err != nil {
+				return stepFailed, err
+			}
+			return stepAgain, nil
+		}
+		if err := r.readAvailable(ctx, size); err != nil {
+			return stepFailed, err
+		}
+		return stepAgain, nil
+	}
+	now := t.now()
+	if r.ml != nil && r.ml.expired(now) {
+		if err := r.ml.flush(r.emitter(now)); err != nil {
+			return stepFailed, err
+		}
+		if err := r.flush(); err != nil {
+			return stepFailed, err
+		}
+	}
+	pfi, err := os.Stat(t.cfg.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		t.m.Rotations.Inc()
+		t.log.Info("file removed or renamed away; reading what is left")
+		t.handOff(r)
+		return stepGone, nil
+	case err == nil && !os.SameFile(pfi, fi):
+		t.m.Rotations.Inc()
+		t.log.Debug("file rotated; reading the old one to its end, then the new one from its start")
+		t.handOff(r)
+		return stepRotated, nil
+	}
+	if t.rescan.Load() && now.Sub(t.lastRescan) >= t.cfg.RotatedRescan {
+		// A writer that kept its descriptor past RotateWait.
+		t.lastRescan = now
+		t.rescan.Store(t.recoverRotated(r.key) > 0)
+	}
+	return stepIdle, nil
 }
 
 // idlePollMax bounds how far the safety-net poll of a quiet file backs
@@ -489,6 +575,22 @@ func idlePollFor(base time.Duration, last, now time.Time) time.Duration {
 // time of a pending multiline event, whichever comes first. It reports
 // false when ctx ended.
 func (t *Tailer) idle(ctx context.Context, r *reader) bool {
+	t.idleTm.Reset(t.idleFor(r))
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.wake:
+		return true
+	case <-t.idleTm.C:
+		t.rested(r)
+		return true
+	}
+}
+
+// idleFor is how long idle waits at most.
+//
+//go:noinline
+func (t *Tailer) idleFor(r *reader) time.Duration {
 	if t.wake == nil && t.cfg.Notifier != nil {
 		// (Re)try: the directory may not have existed before.
 		if wake, unsub, ok := t.cfg.Notifier.Subscribe(t.cfg.Path); ok {
@@ -506,17 +608,16 @@ func (t *Tailer) idle(ctx context.Context, r *reader) bool {
 	if r != nil && r.ml != nil && r.ml.pending() {
 		d = min(d, max(time.Until(r.ml.last.Add(r.ml.timeout)), 0)+time.Millisecond)
 	}
-	t.idleTm.Reset(d)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.wake:
-		return true
-	case <-t.idleTm.C:
-		if r != nil && t.now().Sub(r.lastRead) >= t.cfg.IdlePoll {
-			r.rest() // nothing read for a whole idle poll
-		}
-		return true
+	return d
+}
+
+// rested lets go of r's read buffer once nothing was read for a whole
+// idle poll.
+//
+//go:noinline
+func (t *Tailer) rested(r *reader) {
+	if r != nil && t.now().Sub(r.lastRead) >= t.cfg.IdlePoll {
+		r.rest()
 	}
 }
 

@@ -279,6 +279,21 @@ var mutants = []mutant{
 		edits: []edit{{old: "\t\tcase missingPipeline(r):\n", new: "\t\tcase missingPipeline(r) && false:\n"}},
 		tests: []target{{"./internal/eswriter", "^TestMissingIngestPipelineHeldNotDeadLettered$"}},
 	},
+	{
+		name:  "an idle agent collects once before returning memory (idle tailers keep half the stack their burst grew)",
+		file:  "internal/memtune/memtune.go",
+		edits: []edit{{old: "const maxShrinks = 4\n", new: "const maxShrinks = 0\n"}},
+		tests: []target{{"./internal/memtune", "^TestReleaseShrinksParkedStacks$"}},
+	},
+	{
+		name: "a frame on an idle tailer's parked stack grows by 1.5 KiB (the runtime can no longer shrink its 8 KiB stack)",
+		file: "internal/tailer/tailer.go",
+		edits: []edit{{
+			old: "\tt.idleTm.Reset(t.idleFor(r))\n",
+			new: "\tvar scratch [64]time.Time\n\tscratch[len(t.cfg.Path)%64] = t.now()\n\tt.idleTm.Reset(t.idleFor(r) + time.Duration(scratch[len(t.cfg.Path)%64].Nanosecond()%2))\n",
+		}},
+		tests: []target{{"./internal/collector", "^TestIdleTailerStacksShrink$"}},
+	},
 }
 
 func main() {

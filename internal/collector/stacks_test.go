@@ -1,0 +1,96 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/collectconf"
+	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/registry"
+	"github.com/logpipe/logpipe/internal/testutil"
+)
+
+// ackSink acknowledges every event at once and counts them.
+type ackSink struct{ n atomic.Int64 }
+
+func (s *ackSink) Send(_ context.Context, b *record.Batch) error {
+	for i := range b.Events {
+		b.Events[i].Acker.Ack(b.Events[i].Seq)
+	}
+	s.n.Add(int64(len(b.Events)))
+	return nil
+}
+
+// An idle agent's memory is mostly its tailers' stacks: one goroutine per
+// file, parked while the file is quiet. Parked, a tailer of a glob must
+// let the runtime shrink the stack its reading grew to 4 KiB (the runtime
+// shrinks only a stack whose used part, plus 800 bytes, is under a
+// quarter of it); frames kept on the parked stack by mistake double it.
+func TestIdleTailerStacksShrink(t *testing.T) {
+	const n = 200
+	dir := t.TempDir()
+	for i := 0; i < n; i++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d.log", i)), []byte("one line\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	log := logrus.NewEntry(l)
+	reg, err := registry.Open(t.TempDir(), log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.StackInuse
+
+	snk := &ackSink{}
+	c := New(Config{Host: "h", IP: "127.0.0.1", MaxLineBytes: 64 << 10, PollInterval: time.Second, ScanInterval: time.Hour, RotateWait: time.Second}, reg, snk, log, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	c.Apply([]collectconf.Entry{{Path: filepath.Join(dir, "*.log"), Topic: "t"}})
+	testutil.Eventually(t, 20*time.Second, func() bool { return snk.n.Load() == n }, func() string { return fmt.Sprintf("%d of %d lines", snk.n.Load(), n) })
+	// Every tailer parks once it found nothing more to read.
+	testutil.Eventually(t, 20*time.Second, func() bool { return parkedTailers() >= n }, func() string { return fmt.Sprintf("%d of %d tailers parked", parkedTailers(), n) })
+	for i := 0; i < 4; i++ { // each collection halves a stack at most once
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	per := (int64(ms.StackInuse) - int64(base)) / n
+	if per > 6<<10 {
+		t.Fatalf("parked tailers keep %d B of stack each; want 4 KiB (at most 6 KiB with the collector's own goroutines)", per)
+	}
+	t.Logf("%d B of stack per parked tailer", per)
+}
+
+// parkedTailers counts goroutines waiting in Tailer.idle.
+func parkedTailers() int {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return countIdle(buf)
+}
+
+func countIdle(dump []byte) int {
+	n := 0
+	for _, g := range strings.Split(string(dump), "\n\n") {
+		if strings.Contains(g, "[select") && strings.Contains(g, "tailer.(*Tailer).idle(") {
+			n++
+		}
+	}
+	return n
+}
