@@ -36,7 +36,13 @@ func (s *ackSink) Send(_ context.Context, b *record.Batch) error {
 // let the runtime shrink the stack its reading grew to 4 KiB (the runtime
 // shrinks only a stack whose used part, plus 800 bytes, is under a
 // quarter of it); frames kept on the parked stack by mistake double it.
+//
+// The race detector's instrumentation changes frame sizes, so this runs
+// without it (make test runs it on its own).
 func TestIdleTailerStacksShrink(t *testing.T) {
+	if raceEnabled {
+		t.Skip("frame sizes differ under the race detector; make test runs this without it")
+	}
 	const n = 200
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
