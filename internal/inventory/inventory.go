@@ -6,10 +6,10 @@
 package inventory
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -117,30 +117,34 @@ func (p *Publisher) session(ctx context.Context) error {
 		return fmt.Errorf("keeping lease alive: %w", err)
 	}
 	var (
-		lastBody    []byte
-		lastUpdated time.Time
-		written     time.Time
-		scratch     bytes.Buffer
+		last    Report // as last written, without progress
+		wrote   bool
+		updated time.Time
+		written time.Time
 	)
 	tick := time.NewTicker(p.opt.Interval)
 	defer tick.Stop()
 	for {
 		r := p.report()
-		shape, updated, changed := encode(&scratch, r, lastBody, lastUpdated)
+		changed := !wrote || !sameShape(r, last)
+		if changed {
+			updated = time.Now().UTC()
+		}
 		if changed || time.Since(written) >= p.opt.RefreshEvery {
-			body := shape
+			shape := r
+			shape.Tasks = slices.Clone(r.Tasks) // Progress fills r's in place
+			r.Updated = updated
 			if p.opt.Progress != nil {
-				r.Updated = updated
 				p.opt.Progress(&r)
-				body, _ = json.Marshal(r) // plain types always marshal
 			}
+			body, _ := json.Marshal(r) // plain types always marshal
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := p.cli.Put(pctx, p.opt.Key, string(body), clientv3.WithLease(lease.ID))
 			cancel()
 			if err != nil {
 				return fmt.Errorf("writing inventory: %w", err)
 			}
-			lastBody, lastUpdated, written = shape, updated, time.Now()
+			last, wrote, written = shape, true, time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -156,21 +160,13 @@ func (p *Publisher) session(ctx context.Context) error {
 	}
 }
 
-// encode returns r's JSON and whether it differs from the last written
-// one (without progress, when a Progress function adds it). Updated is
-// carried over unless something else changed. The comparison is encoded
-// into scratch, reused: an idle agent with a thousand files would
-// otherwise allocate the whole report every Interval to find it unchanged.
-func encode(scratch *bytes.Buffer, r Report, lastBody []byte, lastUpdated time.Time) ([]byte, time.Time, bool) {
-	r.Updated = lastUpdated
-	scratch.Reset()
-	_ = json.NewEncoder(scratch).Encode(r) // plain types always marshal
-	if lastBody != nil && bytes.Equal(bytes.TrimSuffix(scratch.Bytes(), []byte("\n")), lastBody) {
-		return lastBody, lastUpdated, false
-	}
-	r.Updated = time.Now().UTC()
-	body, _ := json.Marshal(r)
-	return body, r.Updated, true
+// sameShape reports whether a report (without progress, when a Progress
+// function adds it) equals the last one written. It compares fields, not
+// encodings: an idle agent with a thousand files would otherwise encode
+// its whole report every Interval to find it unchanged.
+func sameShape(r, last Report) bool {
+	return r.Host == last.Host && r.IP == last.IP && r.Version == last.Version && r.Started.Equal(last.Started) &&
+		r.ConfigRevision == last.ConfigRevision && r.ConfigError == last.ConfigError && slices.Equal(r.Tasks, last.Tasks)
 }
 
 // List reads every agent's report under prefix (e.g. /logagent/agents/).

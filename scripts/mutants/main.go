@@ -294,6 +294,12 @@ var mutants = []mutant{
 		}},
 		tests: []target{{"./internal/collector", "^TestIdleTailerStacksShrink$"}},
 	},
+	{
+		name:  "the inventory compares each round with the report its progress filled (an idle agent rewrites etcd every round)",
+		file:  "internal/inventory/inventory.go",
+		edits: []edit{{old: "shape.Tasks = slices.Clone(r.Tasks)", new: "shape.Tasks = r.Tasks"}},
+		tests: []target{{"./internal/inventory", "^TestProgressDoesNotCauseWrites$"}},
+	},
 }
 
 func main() {
