@@ -67,13 +67,13 @@ func TestIdleReturnsMemoryAndWorkRestoresHeadroom(t *testing.T) {
 	}
 }
 
-// grow recurses deep enough to grow the goroutine's stack to about 32 KiB,
-// then parks on done with a shallow frame, the way a tailer parks after a
-// burst.
-func grow(depth int, ready chan<- struct{}, done <-chan struct{}) byte {
+// grow recurses deep enough to grow the goroutine's stack to about 32 KiB
+// and returns; its caller then parks with a shallow frame, the way a
+// tailer parks after a burst.
+func grow(depth int) byte {
 	var pad [512]byte
 	if depth > 0 {
-		pad[depth%len(pad)] = grow(depth-1, ready, done)
+		pad[depth%len(pad)] = grow(depth - 1)
 		return pad[0]
 	}
 	return pad[1]
@@ -91,7 +91,7 @@ func TestReleaseShrinksParkedStacks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			grow(50, ready, done) // ~28 KiB deep, then returns
+			grow(50) // ~28 KiB deep, then returns
 			ready <- struct{}{}
 			<-done
 		}()
