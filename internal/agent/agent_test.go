@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/ctl"
@@ -64,9 +63,7 @@ level = warn
 // start runs an agent in-process until the returned stop is called.
 func (e *env) start(cfg *config.AgentConfig) (*Agent, func()) {
 	e.t.Helper()
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
-	a, err := New(cfg, Options{Version: "test"}, logrus.NewEntry(log))
+	a, err := New(cfg, Options{Version: "test"}, testutil.Logger(e.t))
 	if err != nil {
 		e.t.Fatal(err)
 	}

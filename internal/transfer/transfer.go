@@ -48,8 +48,7 @@ type Options struct {
 	// Prepare runs once per topic before it is first consumed (template
 	// installation). It makes one attempt: a topic whose Prepare fails is
 	// held back and retried every TopicRecheck while the others are
-	// consumed. (
-	// installation); it retries internally and fails only when ctx ends.
+	// consumed.
 	Prepare func(ctx context.Context, topic string) error
 	// MaxFuture bounds how far past now a record's time may be and still
 	// pick its daily index (0: unbounded); MaxAge likewise into the past
@@ -86,6 +85,7 @@ type Consumer struct {
 	absent   *prometheus.GaugeVec
 	heldG    *prometheus.GaugeVec
 	piped    *prometheus.CounterVec
+	errs     prometheus.Counter
 }
 
 // TopicRecheck is how often topics that Kafka does not have are looked up
@@ -104,6 +104,8 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 			Help: "1 while a wanted topic does not exist in Kafka; the other topics are consumed meanwhile."}, []string{"topic"}),
 		heldG: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "logtransfer_topic_held",
 			Help: "1 while a topic is not consumed because its preparation (index template) fails; the other topics are consumed meanwhile."}, []string{"topic"}),
+		errs: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_consumer_errors_total",
+			Help: "Errors the consumer group reported (a claim that could not start, a failed fetch or commit); logged at most every 10s."}),
 		piped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtransfer_pipeline_events_total",
 			Help: "Records run through a processing pipeline, by pipeline and result (parsed; failed: indexed raw with error.message; unknown: no such pipeline, indexed raw)."}, []string{"pipeline", "result"}),
 	}
@@ -112,7 +114,7 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 		c.piped.WithLabelValues(n, "failed")
 	}
 	if reg != nil {
-		reg.MustRegister(c.consumed, c.lag, c.absent, c.heldG, c.piped)
+		reg.MustRegister(c.consumed, c.lag, c.absent, c.heldG, c.piped, c.errs)
 	}
 	return c
 }
@@ -345,6 +347,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer c.group.Close()
 	go func() {
 		for err := range c.group.Errors() {
+			c.errs.Inc()
 			c.thr.Log("group", c.log.WithError(err), logrus.WarnLevel, "consumer group error")
 		}
 	}()

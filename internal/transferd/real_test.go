@@ -375,24 +375,30 @@ func TestRealNginxPipelineSearchable(t *testing.T) {
 func TestRealIngestPipelineHeldUntilCreated(t *testing.T) {
 	e, es := newRealEnv(t)
 	const n = 300
-	name := fmt.Sprintf("lp-ingest-%d", time.Now().UnixNano())
-	dlq := testutil.Consume(t, e.kafka.Addr(), "ringest.dlq")
-	e.produce("ringest", 0, n)
-	d, _ := e.start(e.config("[kafka]\ntopics = ringest\n[es]\npipeline = " + name + "\n"))
+	run := time.Now().UnixNano()
+	name := fmt.Sprintf("lp-ingest-%d", run)
+	topic := fmt.Sprintf("ringest%d", run) // its own index too when run with -count
+	dlq := testutil.Consume(t, e.kafka.Addr(), topic+".dlq")
+	e.produce(topic, 0, n)
+	d, _ := e.start(e.config("[kafka]\ntopics = " + topic + "\n[es]\npipeline = " + name + "\n"))
 	var ready string
+	var retried float64
 	testutil.Eventually(t, 60*time.Second, func() bool {
 		_, ready = readyz(t, d)
-		return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_retried_total", nil) >= n && strings.Contains(ready, "does not exist")
-	}, func() string { return "documents refused for the missing pipeline, /readyz " + ready })
+		retried = testutil.MetricValue(d.Prometheus(), "logtransfer_docs_retried_total", nil)
+		return retried >= n && strings.Contains(ready, "does not exist")
+	}, func() string {
+		return fmt.Sprintf("documents refused for the missing pipeline: %v retried, /readyz %s, /status %s", retried, ready, status(t, d))
+	})
 	if !strings.Contains(ready, name) {
 		t.Fatalf("/readyz does not name the pipeline: %s", ready)
 	}
-	if c := es.Count(t, "ringest-*", ""); c != 0 {
+	if c := es.Count(t, topic+"-*", ""); c != 0 {
 		t.Fatalf("%d documents indexed without their pipeline", c)
 	}
 	es.JSON(t, 200, "PUT", "/_ingest/pipeline/"+name, `{"description":"logpipe test","processors":[{"set":{"field":"labels.ingest","value":"yes"}}]}`, nil)
-	waitCount(t, es, "ringest-*", "", n, 60*time.Second)
-	if c := es.Count(t, "ringest-*", `{"term":{"labels.ingest":"yes"}}`); c != n {
+	waitCount(t, es, topic+"-*", "", n, 60*time.Second)
+	if c := es.Count(t, topic+"-*", `{"term":{"labels.ingest":"yes"}}`); c != n {
 		t.Fatalf("%d documents set by the ingest pipeline, want %d", c, n)
 	}
 	var stats struct {
@@ -413,7 +419,7 @@ func TestRealIngestPipelineHeldUntilCreated(t *testing.T) {
 	if through < n {
 		t.Fatalf("%d documents went through the ingest pipeline, want %d", through, n)
 	}
-	if c := es.Count(t, "ringest-*", ""); c != n {
+	if c := es.Count(t, topic+"-*", ""); c != n {
 		t.Fatalf("%d documents, want %d", c, n)
 	}
 	if v := testutil.MetricValue(d.Prometheus(), "logtransfer_docs_dead_lettered_total", nil); v != 0 || dlq.Len() != 0 {

@@ -337,3 +337,15 @@ func TestDiscoveryOverEtcdTLSWithAuth(t *testing.T) {
 	e.waitDocs(100, 60*time.Second)
 	e.checkDocs("discovered", 100, nil)
 }
+
+// status is the daemon's /status body, for failure messages.
+func status(t *testing.T, d *Daemon) string {
+	t.Helper()
+	resp, err := http.Get("http://" + d.HTTPAddr() + "/status")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

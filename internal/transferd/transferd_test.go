@@ -4,17 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/fakees"
@@ -77,13 +76,7 @@ level = warn
 // start runs a daemon in-process; stop waits for a clean shutdown.
 func (e *env) start(cfg *config.TransferConfig) (*Daemon, func()) {
 	e.t.Helper()
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	if os.Getenv("DEBUG_LOGS") != "" {
-		l.SetOutput(os.Stderr)
-		l.SetLevel(logrus.DebugLevel)
-	}
-	d, err := New(cfg, Options{Version: "test"}, logrus.NewEntry(l))
+	d, err := New(cfg, Options{Version: "test"}, testutil.Logger(e.t))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -223,6 +216,52 @@ func TestHundredThousandOverEightPartitions(t *testing.T) {
 		t.Fatalf("%d overwrites without any failure", st.Updated)
 	}
 	report(t, "100k over 8 partitions", n, e.es, 0)
+}
+
+// A claim sarama cannot start (the broker answers "not leader" to every
+// offset lookup of partition 2, more times than sarama retries) ends the
+// session: the error is counted, the consumer rejoins, and once the broker
+// answers again every record of every partition is indexed once. (Older
+// sarama left such a partition unconsumed for the rest of the session.)
+func TestUnstartedClaimIsRetried(t *testing.T) {
+	e := newEnv(t, 4)
+	const n = 400
+	e.produce("stall", 0, n)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	var refused atomic.Int64
+	k := e.kafka.(*testutil.Kafka)
+	k.Cluster().ControlKey(int16(kmsg.ListOffsets), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster().KeepControl()
+		req := r.(*kmsg.ListOffsetsRequest)
+		if !refuse.Load() || len(req.Topics) != 1 || req.Topics[0].Topic != "stall" ||
+			len(req.Topics[0].Partitions) != 1 || req.Topics[0].Partitions[0].Partition != 2 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		rt := kmsg.NewListOffsetsResponseTopic()
+		rt.Topic = "stall"
+		rp := kmsg.NewListOffsetsResponseTopicPartition()
+		rp.Partition, rp.ErrorCode = 2, kerr.NotLeaderForPartition.Code
+		rt.Partitions = append(rt.Partitions, rp)
+		resp.Topics = append(resp.Topics, rt)
+		return resp, nil, true
+	})
+	d, _ := e.start(e.config("[kafka]\ntopics = stall\n"))
+	// Until sarama reports that it gave the claim up, not only retried.
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_consumer_errors_total", nil) >= 1
+	}, func() string { return "the claim of stall/2 given up, /status " + status(t, d) })
+	if c := e.es.Count(); c > 3*n/4 {
+		t.Fatalf("%d documents while partition 2 could not be consumed", c)
+	}
+	refuse.Store(false)
+	e.waitDocs(n, 60*time.Second)
+	e.checkDocs("stall", n, nil)
+	if refused.Load() == 0 {
+		t.Fatal("no offset lookup was refused: the fault did not bite")
+	}
 }
 
 func TestItem429OnTenPercentAllArriveOnce(t *testing.T) {

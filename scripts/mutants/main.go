@@ -300,6 +300,12 @@ var mutants = []mutant{
 		edits: []edit{{old: "shape.Tasks = slices.Clone(r.Tasks)", new: "shape.Tasks = r.Tasks"}},
 		tests: []target{{"./internal/inventory", "^TestProgressDoesNotCauseWrites$"}},
 	},
+	{
+		name:  "the consumer does not join again after a session sarama ended (a partition whose claim failed is never consumed)",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "\t\t\tcontinue\n\t\t}\n\t\tbo.Reset()\n\t}\n\treturn nil\n", new: "\t\t\tcontinue\n\t\t}\n\t\tbo.Reset()\n\t\tif ctx.Err() == nil {\n\t\t\t<-ctx.Done()\n\t\t}\n\t}\n\treturn nil\n"}},
+		tests: []target{{"./internal/transferd", "^TestUnstartedClaimIsRetried$"}},
+	},
 }
 
 func main() {

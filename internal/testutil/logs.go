@@ -1,0 +1,62 @@
+package testutil
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Logger is a logrus logger for a daemon run in-process by a test. Its
+// output is kept (the last 64 KiB) and printed only when the test fails,
+// so a failure in CI comes with what the daemon said; DEBUG_LOGS=1 sends
+// everything, at debug level, to stderr instead.
+func Logger(t testing.TB) *logrus.Entry {
+	t.Helper()
+	l := logrus.New()
+	if os.Getenv("DEBUG_LOGS") != "" {
+		l.SetOutput(os.Stderr)
+		l.SetLevel(logrus.DebugLevel)
+		return logrus.NewEntry(l)
+	}
+	tail := &tailBuffer{max: 64 << 10}
+	l.SetOutput(tail)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log (last %d KiB):\n%s", tail.max>>10, tail.String())
+		}
+	})
+	return logrus.NewEntry(l)
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+var _ io.Writer = (*tailBuffer)(nil)
+
+func (w *tailBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	if over := len(w.b) - w.max; over > 0 {
+		cut := over
+		if i := bytes.IndexByte(w.b[over:], '\n'); i >= 0 {
+			cut += i + 1 // start at a whole line
+		}
+		w.b = append(w.b[:0], w.b[min(cut, len(w.b)):]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.b)
+}
