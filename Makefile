@@ -8,9 +8,11 @@ CMDS    := $(notdir $(wildcard cmd/*))
 
 all: build
 
+# Static binaries (no libc: the pure-Go resolver), as deploy/Dockerfile
+# builds them; an idle logagent maps 1.3 MB less.
 build:
 	@mkdir -p bin
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 # Every test. It first installs what the tests need (scripts/deps.sh: seconds
 # when all is there). Unit, integration and failure tests run with the race

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/ctl"
 	"github.com/logpipe/logpipe/internal/record"

@@ -31,7 +31,7 @@ func crashCopy(t *testing.T, r *Registry) *Registry {
 func (r *Registry) saved() bool {
 	r.saveMu.Lock()
 	defer r.saveMu.Unlock()
-	return r.lastSaved != nil && r.lastSum == r.stateSum()
+	return r.hasSaved && r.lastSum == r.stateSum()
 }
 
 // With the save clock in the test's hands: a restart after a crash resumes

@@ -8,6 +8,7 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -102,9 +103,13 @@ type Registry struct {
 	files   map[Key]*fileState
 	entries map[string]bool // collect entries that have been active
 
-	saveMu      sync.Mutex // serialises disk writes; taken before mu
-	lastSaved   []byte
-	lastSum     uint64 // stateSum of lastSaved, to skip encoding when idle
+	saveMu sync.Mutex // serialises disk writes; taken before mu
+	// What the last write put on disk: a digest of its bytes (not the
+	// bytes: half a megabyte for a thousand files, kept for a comparison)
+	// and the stateSum it was encoded from, to skip encoding when idle.
+	hasSaved    bool
+	lastSaved   [sha256.Size]byte
+	lastSum     uint64
 	snapGen     uint64 // generation of the last snapshot (mu)
 	lastSaveErr error  // of the last failed save (saveMu)
 	// lastStampSave is when a save streams asked for began (saveMu).
@@ -371,7 +376,7 @@ func (r *Registry) Close() error { return r.lock.Close() }
 // forceSave makes the next Save write even if the state looks unchanged.
 func (r *Registry) forceSave() {
 	r.saveMu.Lock()
-	r.lastSaved, r.lastSum = nil, 0
+	r.hasSaved, r.lastSum = false, 0
 	r.saveMu.Unlock()
 }
 
@@ -385,12 +390,13 @@ func (r *Registry) Save() error {
 // saveLocked is Save with saveMu held.
 func (r *Registry) saveLocked() error {
 	sum := r.stateSum()
-	if r.lastSaved != nil && sum == r.lastSum {
+	if r.hasSaved && sum == r.lastSum {
 		return nil // nothing moved: skip encoding (an idle agent saves nothing)
 	}
 	data, g := r.snapshot()
 	r.lastSum = sum
-	if string(data) == string(r.lastSaved) {
+	digest := sha256.Sum256(data)
+	if r.hasSaved && digest == r.lastSaved {
 		r.snapshotDone(g, true)
 		return nil
 	}
@@ -401,7 +407,7 @@ func (r *Registry) saveLocked() error {
 		return err
 	}
 	r.saves.Inc()
-	r.lastSaved = data
+	r.hasSaved, r.lastSaved = true, digest
 	r.snapshotDone(g, true)
 	return nil
 }
@@ -715,7 +721,7 @@ func (h *Handle) Start(offset int64, fpLen int, fp uint64) error {
 		r.mu.Lock()
 		h.s.inst, h.s.instGen, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen, h.s.st = old.inst, old.instGen, old.tr, old.fpLen, old.fp, old.seen, oldStamps
 		r.mu.Unlock()
-		r.lastSaved, r.lastSum = nil, 0 // what is on disk may now differ from memory
+		r.hasSaved, r.lastSum = false, 0 // what is on disk may now differ from memory
 		return fmt.Errorf("persisting new file generation: %w", err)
 	}
 	if old.tr != nil {

@@ -320,7 +320,7 @@ func (r *Registry) saveStamps() {
 			time.Sleep(d) // holding saveMu: streams asking meanwhile share this save
 		}
 		r.lastStampSave = time.Now()
-		r.lastSaved, r.lastSum = nil, 0
+		r.hasSaved, r.lastSum = false, 0
 		if err := r.saveLocked(); err != nil {
 			r.log.WithError(err).Warn("saving registry for index-time stamps; sending without waiting for a while")
 		}

@@ -634,15 +634,19 @@ func (b *bench) agentIdle(run int) result {
 	}
 	time.Sleep(idleWindow)
 	c1, t1 := procCPU(pid), time.Now()
-	rssNow := procStatus(pid, "VmRSS:")
+	rssNow, rssFile := procStatus(pid, "VmRSS:"), procStatus(pid, "RssFile:")
 	m := metrics(a.http)
 	if *profile != "" {
 		saveProfile(a.http, "/debug/pprof/heap", filepath.Join(*profile, fmt.Sprintf("idle-%d.heap.pprof", run)))
+		saveProfile(a.http, "/debug/pprof/goroutine?debug=1", filepath.Join(*profile, fmt.Sprintf("idle-%d.goroutines.txt", run)))
+		if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid)); err == nil {
+			_ = os.WriteFile(filepath.Join(*profile, fmt.Sprintf("idle-%d.smaps", run)), smaps, 0o644)
+		}
 	}
 	_, rss := a.stop()
 	return result{seconds: t1.Sub(t0).Seconds(), cpu: c1 - c0, rss: math.Max(rss, rssNow), p50: math.NaN(), p99: math.NaN(),
-		cpuPercent: 100 * (c1 - c0) / t1.Sub(t0).Seconds(), note: fmt.Sprintf("1,000 files; %s, idle %v before it; at rest RSS %.1f MB (heap in use %.1f, stacks %.1f, %d goroutines)", idleWindow, idleSettle, rssNow/(1<<20),
-			m["go_memstats_heap_inuse_bytes"]/(1<<20), m["go_memstats_stack_inuse_bytes"]/(1<<20), int(m["go_goroutines"]))}
+		cpuPercent: 100 * (c1 - c0) / t1.Sub(t0).Seconds(), note: fmt.Sprintf("1,000 files; %s, idle %v before it; at rest RSS %.1f MB (file-backed %.1f, heap in use %.1f, stacks %.1f, %d goroutines)", idleWindow, idleSettle, rssNow/(1<<20),
+			rssFile/(1<<20), m["go_memstats_heap_inuse_bytes"]/(1<<20), m["go_memstats_stack_inuse_bytes"]/(1<<20), int(m["go_goroutines"]))}
 }
 
 func (b *bench) agentMany(run int) result {
