@@ -6,13 +6,18 @@
 // CPU. On a quiet host that headroom is only resident memory. Once no event
 // has been sent for IdleAfter, the governor lowers the GC percentage and
 // returns freed memory to the OS; the first event sent restores the busy
-// setting.
+// setting. While idle it watches the goroutine stacks: an idle file's
+// safety-net poll can grow its tailer's stack again, and nothing shrinks
+// it back until the runtime's next collection, so stacks that grew well
+// past what the last release left are released again (at most once per
+// RegrowEvery).
 package memtune
 
 import (
 	"context"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -29,23 +34,44 @@ type Governor struct {
 	IdleAfter time.Duration
 	// Check is how often Activity is read.
 	Check time.Duration
-	Log   *logrus.Entry
+	// RegrowEvery is the shortest time between two releases in one idle
+	// spell (default 30s).
+	RegrowEvery time.Duration
+	Log         *logrus.Entry
 
-	// setGC and free are the runtime's, replaced in tests.
-	setGC func(int) int
-	free  func()
+	// setGC, free and stacks are the runtime's, replaced in tests.
+	setGC  func(int) int
+	free   func()
+	stacks func() uint64
+}
+
+// regrown tells whether stacks at now bytes grew far enough past the after
+// a release left to be released again: enough that a release (a few collections) is worth
+// it, and proportional so a host with many busy-once files is not
+// collecting for a few goroutines.
+func regrown(now, after uint64) bool {
+	return now > after+1<<20 && now > after+after/4
 }
 
 // Run governs until ctx ends, leaving the busy setting in place.
 func (g *Governor) Run(ctx context.Context) error {
-	setGC, free := g.setGC, g.free
+	setGC, free, stacks := g.setGC, g.free, g.stacks
 	if setGC == nil {
 		setGC, free = debug.SetGCPercent, release
+	}
+	if stacks == nil {
+		stacks = stackBytes
+	}
+	regrowEvery := g.RegrowEvery
+	if regrowEvery <= 0 {
+		regrowEvery = 30 * time.Second
 	}
 	tick := time.NewTicker(g.Check)
 	defer tick.Stop()
 	last, quietSince := g.Activity(), time.Now()
 	idle, busyGC := false, 0
+	var released time.Time // of the last release in this idle spell
+	var left uint64        // stack bytes that release left
 	wake := func() {
 		if idle && g.IdleGCPercent > 0 {
 			setGC(busyGC)
@@ -71,11 +97,28 @@ func (g *Governor) Run(ctx context.Context) error {
 					busyGC = setGC(g.IdleGCPercent)
 				}
 				free()
-				idle = true
+				idle, released, left = true, now, stacks()
 				g.Log.Debug("idle: memory returned to the OS")
+			case idle && now.Sub(released) >= regrowEvery:
+				if st := stacks(); regrown(st, left) {
+					free()
+					released, left = now, stacks()
+					g.Log.WithFields(logrus.Fields{"stacks_before": st, "stacks_after": left}).Debug("idle: stacks grew again; released")
+				}
 			}
 		}
 	}
+}
+
+// stackBytes is the memory in goroutine stacks, read without stopping the
+// world (runtime.ReadMemStats would, every Check).
+func stackBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // maxShrinks bounds the collections release runs to shrink stacks.

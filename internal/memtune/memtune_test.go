@@ -67,6 +67,41 @@ func TestIdleReturnsMemoryAndWorkRestoresHeadroom(t *testing.T) {
 	}
 }
 
+// An idle spell releases again when the stacks grow back well past what
+// the last release left, and not while they stay put.
+func TestIdleReleasesAgainWhenStacksRegrow(t *testing.T) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	rec := &recorder{gc: 400}
+	var stacks atomic.Uint64
+	stacks.Store(4 << 20)
+	var reads atomic.Int64
+	g := &Governor{Activity: func() uint64 { return 7 }, IdleGCPercent: 25, IdleAfter: 10 * time.Millisecond, Check: 2 * time.Millisecond,
+		RegrowEvery: 20 * time.Millisecond, Log: logrus.NewEntry(l), setGC: rec.setGC, free: rec.free,
+		stacks: func() uint64 { reads.Add(1); return stacks.Load() }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); g.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(t, 5*time.Second, func() bool { _, frees := rec.state(); return frees == 1 }, testutil.Msg("the first idle release"))
+	// Unchanged stacks, and a growth too small to be worth collections:
+	// many regrowth checks, no release.
+	stacks.Store(4<<20 + 512<<10)
+	r0 := reads.Load()
+	testutil.Eventually(t, 5*time.Second, func() bool { return reads.Load() >= r0+5 }, testutil.Msg("regrowth checks"))
+	if _, frees := rec.state(); frees != 1 {
+		t.Fatalf("%d releases with stacks grown by 512 KiB; want only the first", frees)
+	}
+	// Stacks grown by half: released again, once.
+	stacks.Store(6 << 20)
+	testutil.Eventually(t, 5*time.Second, func() bool { _, frees := rec.state(); return frees == 2 }, testutil.Msg("a release for the regrown stacks"))
+	r0 = reads.Load()
+	testutil.Eventually(t, 5*time.Second, func() bool { return reads.Load() >= r0+5 }, testutil.Msg("regrowth checks"))
+	if _, frees := rec.state(); frees != 2 {
+		t.Fatalf("%d releases; after the regrown stacks were released (and stayed), want 2", frees)
+	}
+}
+
 // grow recurses deep enough to grow the goroutine's stack to about 32 KiB
 // and returns; its caller then parks with a shallow frame, the way a
 // tailer parks after a burst.

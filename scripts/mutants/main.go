@@ -286,6 +286,18 @@ var mutants = []mutant{
 		tests: []target{{"./internal/memtune", "^TestReleaseShrinksParkedStacks$"}},
 	},
 	{
+		name:  "an idle agent releases memory once per quiet spell (stacks a safety-net poll grew back stay grown)",
+		file:  "internal/memtune/memtune.go",
+		edits: []edit{{old: "case idle && now.Sub(released) >= regrowEvery:", new: "case idle && now.Sub(released) >= regrowEvery && false:"}},
+		tests: []target{{"./internal/memtune", "^TestIdleReleasesAgainWhenStacksRegrow$"}},
+	},
+	{
+		name:  "an idle agent releases whenever the stacks grew at all (collections every 30 s for a few goroutines)",
+		file:  "internal/memtune/memtune.go",
+		edits: []edit{{old: "return now > after+1<<20 && now > after+after/4", new: "return now > after"}},
+		tests: []target{{"./internal/memtune", "^TestIdleReleasesAgainWhenStacksRegrow$"}},
+	},
+	{
 		name: "a frame on an idle tailer's parked stack grows by 1.5 KiB (the runtime can no longer shrink its 8 KiB stack)",
 		file: "internal/tailer/tailer.go",
 		edits: []edit{{
