@@ -114,7 +114,12 @@ func (k *Kafka) properties(i int) string {
 		"background.threads":                "2",
 		"log.segment.bytes":                 strconv.Itoa(64 << 20),
 		"log.retention.check.interval.ms":   "60000",
-		"controlled.shutdown.enable":        "true",
+		// No deletion by age: tests write records with fixed timestamps
+		// (a day in November 2026, lines of 2019), and with the default 7
+		// days the retention check deleted them between produce and fetch
+		// (the consumer's offset then out of range, nothing to index).
+		"log.retention.ms":           "-1",
+		"controlled.shutdown.enable": "true",
 	}
 	rf := strconv.Itoa(k.o.Nodes)
 	isr := "1"

@@ -3,6 +3,7 @@ package tailer
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
@@ -21,8 +22,8 @@ type Notifier struct {
 	log *logrus.Entry
 
 	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{} // file path -> wake channels
-	dirs map[string]int                        // watched dir -> subscribers
+	subs map[string][]chan struct{} // file path -> wake channels (mostly one)
+	dirs map[string]int             // watched dir -> subscribers
 }
 
 // NewNotifier starts an inotify watcher. If the system has none (or no
@@ -33,7 +34,7 @@ func NewNotifier(log *logrus.Entry) *Notifier {
 		log.WithError(err).Warn("inotify unavailable: files are polled")
 		return nil
 	}
-	return &Notifier{w: w, log: log.WithField("component", "notify"), subs: map[string]map[chan struct{}]struct{}{}, dirs: map[string]int{}}
+	return &Notifier{w: w, log: log.WithField("component", "notify"), subs: map[string][]chan struct{}{}, dirs: map[string]int{}}
 }
 
 // Run delivers events until ctx ends, then closes the watcher.
@@ -63,7 +64,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 func (n *Notifier) wake(path string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for ch := range n.subs[path] {
+	for _, ch := range n.subs[path] {
 		select {
 		case ch <- struct{}{}:
 		default:
@@ -75,7 +76,7 @@ func (n *Notifier) wakeAll() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, s := range n.subs {
-		for ch := range s {
+		for _, ch := range s {
 			select {
 			case ch <- struct{}{}:
 			default:
@@ -99,16 +100,15 @@ func (n *Notifier) Subscribe(path string) (wake <-chan struct{}, cancel func(), 
 		}
 	}
 	n.dirs[dir]++
-	if n.subs[path] == nil {
-		n.subs[path] = map[chan struct{}]struct{}{}
-	}
-	n.subs[path][ch] = struct{}{}
+	n.subs[path] = append(n.subs[path], ch)
 	return ch, func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		delete(n.subs[path], ch)
-		if len(n.subs[path]) == 0 {
+		subs := slices.DeleteFunc(n.subs[path], func(c chan struct{}) bool { return c == ch })
+		if len(subs) == 0 {
 			delete(n.subs, path)
+		} else {
+			n.subs[path] = subs
 		}
 		if n.dirs[dir]--; n.dirs[dir] == 0 {
 			delete(n.dirs, dir)

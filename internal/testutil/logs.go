@@ -3,12 +3,31 @@ package testutil
 import (
 	"bytes"
 	"io"
+	"log"
 	"os"
 	"sync"
 	"testing"
 
+	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 )
+
+// saramaTail keeps the last of what sarama (its own package-level logger,
+// shared by every client in the test binary) said; a failing test that
+// ran a daemon through Logger prints it. It is set up once, before any
+// test runs, and never swapped (sarama's goroutines read sarama.Logger
+// without a lock).
+var saramaTail = &tailBuffer{max: 64 << 10}
+
+// captureSaramaLog sends sarama's log into saramaTail (stderr with
+// DEBUG_LOGS). Call it before the tests start.
+func captureSaramaLog() {
+	var w io.Writer = saramaTail
+	if os.Getenv("DEBUG_LOGS") != "" {
+		w = os.Stderr
+	}
+	sarama.Logger = log.New(w, "sarama ", log.Ltime|log.Lmicroseconds)
+}
 
 // Logger is a logrus logger for a daemon run in-process by a test. Its
 // output is kept (the last 64 KiB) and printed only when the test fails,
@@ -27,6 +46,7 @@ func Logger(t testing.TB) *logrus.Entry {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("daemon log (last %d KiB):\n%s", tail.max>>10, tail.String())
+			t.Logf("sarama log, all tests of this binary (last %d KiB):\n%s", saramaTail.max>>10, saramaTail.String())
 		}
 	})
 	return logrus.NewEntry(l)

@@ -308,6 +308,7 @@ func MainWithBinaries(m *testing.M, bins map[string]string, pkgs ...string) {
 		}
 		bins[filepath.Base(pkg)] = p
 	}
+	captureSaramaLog()
 	code := m.Run()
 	StopShared()
 	os.RemoveAll(dir)
@@ -429,6 +430,7 @@ func CheckMetricsListed(t testing.TB, g prometheus.Gatherer, listFile, prefix st
 // Main is a TestMain body for packages without binaries to build: it runs
 // the tests, then stops the shared real servers.
 func Main(m *testing.M) {
+	captureSaramaLog()
 	code := m.Run()
 	StopShared()
 	os.Exit(code)
