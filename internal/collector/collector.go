@@ -61,10 +61,16 @@ type Collector struct {
 	tasksGauge prometheus.GaugeFunc
 	files      atomic.Int64 // tailers running
 	thr        *logging.Throttle
+	opens      chan struct{}  // tailers opening a file now (tailer.Config.Opens)
 	drains     *tailer.Drains // deleted files read on after their task stops
 }
 
 // New returns a collector; call Run and Apply.
+// concurrentOpens is how many tailers open a file at once: enough to keep
+// a start with thousands of files quick (an open is microseconds), few
+// enough that the runtime does not start a thread per file.
+const concurrentOpens = 4
+
 func New(cfg Config, reg *registry.Registry, sink tailer.Sink, log *logrus.Entry, prom prometheus.Registerer) *Collector {
 	c := &Collector{
 		cfg: cfg, reg: reg, sink: sink,
@@ -73,6 +79,7 @@ func New(cfg Config, reg *registry.Registry, sink tailer.Sink, log *logrus.Entry
 		notify: make(chan struct{}, 1),
 		tasks:  map[string]*task{},
 		thr:    logging.NewThrottle(time.Minute),
+		opens:  make(chan struct{}, concurrentOpens),
 	}
 	c.ntf = tailer.NewNotifier(c.log)
 	c.tasksGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_tasks", Help: "Collect entries running."},
@@ -261,6 +268,7 @@ func (c *Collector) newTailer(e collectconf.Entry, path string, fromEnd, glob bo
 		Notifier:     c.ntf,
 		Guard:        c.cfg.Guard,
 		Drains:       c.drains,
+		Opens:        c.opens,
 	}, c.reg, c.sink, log, c.tm)
 }
 

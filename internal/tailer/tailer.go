@@ -74,6 +74,13 @@ type Config struct {
 	// Drains, if set, keeps reading deleted files after the tailer
 	// stops (see Drains).
 	Drains *Drains
+	// Opens, if set, is shared by the tailers of an agent and bounds how
+	// many of them open a file at once (a slot is taken by sending, for
+	// the open). A thousand files found at start (or rotated at
+	// midnight) otherwise put hundreds of goroutines in open(2) at the
+	// same moment, the runtime starts a thread for each, and it keeps
+	// every thread it ever started: 48 KiB of stacks each for good.
+	Opens chan struct{}
 	// Clock, if set, is the time lines are read at (tests); time.Now
 	// otherwise.
 	Clock func() time.Time
@@ -250,7 +257,17 @@ func (t *Tailer) stopped() {
 func (t *Tailer) next() (*reader, int) {
 	ctx := t.ctx
 	t.opened = time.Now()
+	if o := t.cfg.Opens; o != nil {
+		select {
+		case o <- struct{}{}:
+		case <-ctx.Done():
+			return nil, nextRetry // Run sees ctx ended
+		}
+	}
 	r, err := t.open(t.first)
+	if o := t.cfg.Opens; o != nil {
+		<-o
+	}
 	if err != nil {
 		t.setStatus(StateError, err.Error())
 		t.m.OpenErrors.Inc()

@@ -604,6 +604,37 @@ func TestNotifierWakesIdleTailer(t *testing.T) {
 	}
 }
 
+// A tailer opens its file only with a slot of Opens: while the agent's
+// slots are taken it waits, holding nothing open.
+func TestOpenWaitsForASlot(t *testing.T) {
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, "first\n")
+	opens := make(chan struct{}, 1)
+	opens <- struct{}{} // the only slot, taken
+	h.run(Config{Path: p, Opens: opens})
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		buf := make([]byte, 1<<20)
+		dump := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(dump, "\n\n") {
+			if strings.Contains(g, "(*Tailer).next(") && strings.Contains(g, "[select") {
+				return true
+			}
+		}
+		return false
+	}, testutil.Msg("the tailer waiting for a slot"))
+	if n := openFDsTo(t, p); n != 0 || len(h.sink.events()) != 0 {
+		t.Fatalf("without a slot: %d descriptors open on the file, %d events", n, len(h.sink.events()))
+	}
+	<-opens
+	if got := h.waitN(1); got[0] != "first" {
+		t.Fatalf("got %q", got)
+	}
+	if len(opens) != 0 {
+		t.Fatal("the tailer kept its slot after opening")
+	}
+}
+
 func TestGuardRefusesSymlinkEscape(t *testing.T) {
 	h := newHarness(t)
 	outside := t.TempDir()

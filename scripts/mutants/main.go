@@ -286,6 +286,15 @@ var mutants = []mutant{
 		tests: []target{{"./internal/memtune", "^TestReleaseShrinksParkedStacks$"}},
 	},
 	{
+		name: "tailers open their files all at once (a thread per blocked open(2), kept for good)",
+		file: "internal/tailer/tailer.go",
+		edits: []edit{
+			{old: "if o := t.cfg.Opens; o != nil {\n\t\tselect {", new: "if o := t.cfg.Opens; o != nil && false {\n\t\tselect {"},
+			{old: "if o := t.cfg.Opens; o != nil {\n\t\t<-o", new: "if o := t.cfg.Opens; o != nil && false {\n\t\t<-o"},
+		},
+		tests: []target{{"./internal/tailer", "^TestOpenWaitsForASlot$"}},
+	},
+	{
 		name:  "an idle agent releases memory once per quiet spell (stacks a safety-net poll grew back stay grown)",
 		file:  "internal/memtune/memtune.go",
 		edits: []edit{{old: "case idle && now.Sub(released) >= regrowEvery:", new: "case idle && now.Sub(released) >= regrowEvery && false:"}},
