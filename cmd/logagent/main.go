@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -52,6 +53,12 @@ func run() int {
 		return 2
 	}
 	tuneGC(cfg.Agent.MemoryLimit)
+	if !cfg.HTTP.Pprof && os.Getenv("GODEBUG") == "" {
+		// Nobody can fetch a heap profile: stop sampling allocations for
+		// it (its stack records stay for the process's life; GODEBUG
+		// memprofilerate=N restores it without pprof).
+		runtime.MemProfileRate = 0
+	}
 	idleGC := 25 // see tuneGC and internal/memtune
 	if os.Getenv("GOGC") != "" {
 		idleGC = 0

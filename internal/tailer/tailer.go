@@ -588,6 +588,20 @@ func idlePollFor(base time.Duration, last, now time.Time) time.Duration {
 	return min(max(base, now.Sub(last)/2), idlePollMax*base)
 }
 
+// coalesce stretches a safety-net poll of d (if a second or more) to end
+// on the next whole second, so the polls of a thousand quiet files fall
+// due together and the runtime wakes a thread once a second for all that
+// are due rather than once per file: each wake-up of a sleeping process
+// costs more CPU than the poll it runs (the idle bench: 0.4 against 0.7 %
+// of a core when tailers that started a few at a time polled each on its
+// own clock).
+func coalesce(now time.Time, d time.Duration) time.Duration {
+	if d < time.Second {
+		return d
+	}
+	return now.Add(d).Truncate(time.Second).Add(time.Second).Sub(now)
+}
+
 // idle waits for a file system event, the poll interval, or the flush
 // time of a pending multiline event, whichever comes first. It reports
 // false when ctx ended.
@@ -620,7 +634,9 @@ func (t *Tailer) idleFor(r *reader) time.Duration {
 		if r != nil {
 			last = r.lastRead
 		}
-		d = idlePollFor(t.cfg.IdlePoll, last, t.now())
+		// The backoff on the tailer's clock, the alignment on the
+		// timer's.
+		d = coalesce(time.Now(), idlePollFor(t.cfg.IdlePoll, last, t.now()))
 	}
 	if r != nil && r.ml != nil && r.ml.pending() {
 		d = min(d, max(time.Until(r.ml.last.Add(r.ml.timeout)), 0)+time.Millisecond)

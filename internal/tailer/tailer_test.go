@@ -1192,3 +1192,27 @@ func TestIdlePollBacksOff(t *testing.T) {
 		t.Errorf("never read: poll every %v, want %v", got, idlePollMax*base)
 	}
 }
+
+// Safety-net polls of a second or more end on a whole second, so quiet
+// files fall due together (one wake-up of the process for all of them);
+// shorter waits (PollInterval, a multiline flush) are left exact.
+func TestSafetyNetPollsCoalesce(t *testing.T) {
+	now := time.Date(2026, 12, 3, 7, 0, 0, 123456789, time.UTC)
+	for _, d := range []time.Duration{time.Second, 5 * time.Second, 7*time.Second + 999*time.Millisecond, 30 * time.Second} {
+		got := coalesce(now, d)
+		if due := now.Add(got); due.Nanosecond() != 0 || got < d || got >= d+time.Second {
+			t.Errorf("coalesce(%v): %v, due at %v; want due on the first whole second at least %v away", d, got, due.Format(time.StampNano), d)
+		}
+	}
+	// Files whose polls were set a few hundred milliseconds apart fall due
+	// at the same instant.
+	a, b := now.Add(coalesce(now, 5*time.Second)), now.Add(300*time.Millisecond).Add(coalesce(now.Add(300*time.Millisecond), 5*time.Second))
+	if !a.Equal(b) {
+		t.Errorf("polls set 300ms apart fall due at %v and %v", a, b)
+	}
+	for _, d := range []time.Duration{time.Millisecond, 250 * time.Millisecond, 999 * time.Millisecond} {
+		if got := coalesce(now, d); got != d {
+			t.Errorf("coalesce(%v) = %v; want it unchanged", d, got)
+		}
+	}
+}

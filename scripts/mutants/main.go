@@ -295,6 +295,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/tailer", "^TestOpenWaitsForASlot$"}},
 	},
 	{
+		name:  "each quiet file polls on its own clock (a thousand wake-ups of the process where one would do)",
+		file:  "internal/tailer/tailer.go",
+		edits: []edit{{old: "\tif d < time.Second {\n\t\treturn d\n\t}", new: "\tif d < time.Hour {\n\t\treturn d\n\t}"}},
+		tests: []target{{"./internal/tailer", "^TestSafetyNetPollsCoalesce$"}},
+	},
+	{
 		name:  "an idle agent releases memory once per quiet spell (stacks a safety-net poll grew back stay grown)",
 		file:  "internal/memtune/memtune.go",
 		edits: []edit{{old: "case idle && now.Sub(released) >= regrowEvery:", new: "case idle && now.Sub(released) >= regrowEvery && false:"}},
