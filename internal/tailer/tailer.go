@@ -134,7 +134,10 @@ type Tailer struct {
 	cfg  Config
 	reg  *registry.Registry
 	sink Sink
-	log  *logrus.Entry
+	// base is the logger New was given; logger adds the file's fields
+	// when there is something to say (rarely: kept as fields, they were
+	// a copied map of every parent field per file, for good).
+	base *logrus.Entry
 	m    *Metrics
 	thr  *logging.Throttle
 
@@ -176,7 +179,7 @@ func New(cfg Config, reg *registry.Registry, sink Sink, log *logrus.Entry, m *Me
 		cfg.RotatedRescan = time.Minute
 	}
 	t := &Tailer{cfg: cfg, reg: reg, sink: sink, m: m, thr: logging.NewThrottle(time.Minute),
-		log: log.WithFields(logrus.Fields{"path": cfg.Path, "topic": cfg.Source.Topic})}
+		base: log}
 	t.setStatus(StateStarting, "")
 	return t
 }
@@ -193,6 +196,11 @@ func (t *Tailer) setStatus(state, reason string) {
 		return
 	}
 	t.status.Store(&Status{Path: t.cfg.Path, State: state, Reason: reason, Since: time.Now()})
+}
+
+// logger is the tailer's logger, with the file's path and topic.
+func (t *Tailer) logger() *logrus.Entry {
+	return t.base.WithFields(logrus.Fields{"path": t.cfg.Path, "topic": t.cfg.Source.Topic})
 }
 
 // Run follows the path until ctx ends. Files handed to drainers are
@@ -271,7 +279,7 @@ func (t *Tailer) next() (*reader, int) {
 	if err != nil {
 		t.setStatus(StateError, err.Error())
 		t.m.OpenErrors.Inc()
-		t.thr.Log("open", t.log.WithError(err), logrus.WarnLevel, "cannot read file; retrying")
+		t.thr.Log("open", t.logger().WithError(err), logrus.WarnLevel, "cannot read file; retrying")
 		backoff.Sleep(ctx, t.bo.Next())
 		return nil, nextRetry
 	}
@@ -311,7 +319,7 @@ func (t *Tailer) followed(r *reader, gone, rotated bool, err error) bool {
 	}
 	if err != nil && t.ctx.Err() == nil {
 		t.setStatus(StateError, err.Error())
-		t.thr.Log("read", t.log.WithError(err), logrus.WarnLevel, "reading file failed; reopening")
+		t.thr.Log("read", t.logger().WithError(err), logrus.WarnLevel, "reading file failed; reopening")
 		backoff.Sleep(t.ctx, t.bo.Next())
 	}
 	return gone && t.cfg.GlobMember
@@ -377,7 +385,7 @@ func (t *Tailer) position(f *os.File, first bool) (r *reader, err error) {
 		}
 		if same && size >= h.Resume() {
 			r.pos = h.Resume()
-			t.log.WithFields(logrus.Fields{"offset": r.pos, "size": size}).Info("resuming file")
+			t.logger().WithFields(logrus.Fields{"offset": r.pos, "size": size}).Info("resuming file")
 			return r, nil
 		}
 		// Truncated or replaced (inode reuse) while we were not reading.
@@ -395,7 +403,7 @@ func (t *Tailer) position(f *os.File, first bool) (r *reader, err error) {
 		h.Release()
 		return nil, err
 	}
-	t.log.WithFields(logrus.Fields{"offset": off, "size": size}).Info("reading new file")
+	t.logger().WithFields(logrus.Fields{"offset": off, "size": size}).Info("reading new file")
 	return r, nil
 }
 
@@ -552,12 +560,12 @@ func (t *Tailer) step(r *reader) (int, error) {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		t.m.Rotations.Inc()
-		t.log.Info("file removed or renamed away; reading what is left")
+		t.logger().Info("file removed or renamed away; reading what is left")
 		t.handOff(r)
 		return stepGone, nil
 	case err == nil && !os.SameFile(pfi, fi):
 		t.m.Rotations.Inc()
-		t.log.Debug("file rotated; reading the old one to its end, then the new one from its start")
+		t.logger().Debug("file rotated; reading the old one to its end, then the new one from its start")
 		t.handOff(r)
 		return stepRotated, nil
 	}
@@ -732,7 +740,7 @@ func (t *Tailer) drain(r *reader, detach func() bool) {
 	}
 	if ctx.Err() == nil {
 		if err := r.finish(t.now()); err != nil {
-			t.log.WithError(err).Warn("sending the end of a rotated file")
+			t.logger().WithError(err).Warn("sending the end of a rotated file")
 		}
 	}
 	r.discard()
@@ -771,13 +779,13 @@ func (t *Tailer) truncated(r *reader) error {
 		if err != nil {
 			return err
 		}
-		t.log.WithFields(logrus.Fields{"copy": c.Name(), "from": resume, "to": size}).Info("file truncated; read the rest of the old content from its rotated copy")
+		t.logger().WithFields(logrus.Fields{"copy": c.Name(), "from": resume, "to": size}).Info("file truncated; read the rest of the old content from its rotated copy")
 	} else {
 		// The bytes in memory are all that is left of the old content.
 		if err := r.finish(now); err != nil {
 			return err
 		}
-		t.log.WithField("offset", r.pos).Info("file truncated or replaced; reading it from the start")
+		t.logger().WithField("offset", r.pos).Info("file truncated or replaced; reading it from the start")
 	}
 	for r.h.InFlight() > 0 {
 		if !backoff.Sleep(t.ctx, 20*time.Millisecond) {
@@ -918,7 +926,7 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 		}
 		f, fi, err := t.cfg.Guard.OpenAt(d, e.Name())
 		if err != nil {
-			t.thr.Log("rotated-open", t.log.WithError(err), logrus.WarnLevel, "not reading a rotated file")
+			t.thr.Log("rotated-open", t.logger().WithError(err), logrus.WarnLevel, "not reading a rotated file")
 			continue
 		}
 		k, ok := fileKey(fi, t.cfg.Source.Topic)
@@ -938,7 +946,7 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 			continue
 		}
 		r.inst, r.pos = h.Instance(), h.Resume()
-		t.log.WithFields(logrus.Fields{"rotated": p, "offset": r.pos, "size": fi.Size()}).Info("reading the rest of a file rotated while the agent was down")
+		t.logger().WithFields(logrus.Fields{"rotated": p, "offset": r.pos, "size": fi.Size()}).Info("reading the rest of a file rotated while the agent was down")
 		t.handOff(r)
 	}
 	return len(streams)
@@ -975,7 +983,7 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 		}
 		f, fi, err := t.cfg.Guard.OpenAt(d, name)
 		if err != nil {
-			t.thr.Log("rotated-open", t.log.WithError(err), logrus.WarnLevel, "not reading a rotated file")
+			t.thr.Log("rotated-open", t.logger().WithError(err), logrus.WarnLevel, "not reading a rotated file")
 			continue
 		}
 		k, ok := fileKey(fi, t.cfg.Source.Topic)
@@ -999,7 +1007,7 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 			f.Close()
 			continue
 		}
-		t.log.WithField("rotated", p).Info("reading a file that was rotated away before it was opened")
+		t.logger().WithField("rotated", p).Info("reading a file that was rotated away before it was opened")
 		t.handOff(r)
 	}
 }
