@@ -45,20 +45,8 @@ func TestIdleTailerStacksShrink(t *testing.T) {
 		t.Skip("frame sizes differ under the race detector; make test runs this without it")
 	}
 	const n = 200
-	dir := t.TempDir()
-	for i := 0; i < n; i++ {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d.log", i)), []byte("one line\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	log := logrus.NewEntry(l)
-	reg, err := registry.Open(t.TempDir(), log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	dir := oneLineFiles(t, n)
+	reg, log := quietRegistry(t)
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
@@ -102,6 +90,32 @@ func countIdle(dump []byte) int {
 	return n
 }
 
+// oneLineFiles is a directory of n files of one line each.
+func oneLineFiles(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := 0; i < n; i++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.log", i)), []byte("one line\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// quietRegistry is a fresh registry and a logger that discards.
+func quietRegistry(t *testing.T) (*registry.Registry, *logrus.Entry) {
+	t.Helper()
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	log := logrus.NewEntry(l)
+	reg, err := registry.Open(t.TempDir(), log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	return reg, log
+}
+
 // threads is how many OS threads the process has (Linux).
 func threads(t *testing.T) int {
 	t.Helper()
@@ -126,20 +140,8 @@ func threads(t *testing.T) int {
 // idle agent's memory when every tailer opened at once).
 func TestManyFilesAtStartStartFewThreads(t *testing.T) {
 	const n = 1000
-	dir := t.TempDir()
-	for i := 0; i < n; i++ {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.log", i)), []byte("one line\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	log := logrus.NewEntry(l)
-	reg, err := registry.Open(t.TempDir(), log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	dir := oneLineFiles(t, n)
+	reg, log := quietRegistry(t)
 	guard, err := pathguard.New([]string{dir + "/**"})
 	if err != nil {
 		t.Fatal(err)
