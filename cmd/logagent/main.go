@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/logpipe/logpipe/internal/agent"
@@ -53,10 +54,10 @@ func run() int {
 		return 2
 	}
 	tuneGC(cfg.Agent.MemoryLimit)
-	if !cfg.HTTP.Pprof && os.Getenv("GODEBUG") == "" {
+	if !cfg.HTTP.Pprof && !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate") {
 		// Nobody can fetch a heap profile: stop sampling allocations for
-		// it (its stack records stay for the process's life; GODEBUG
-		// memprofilerate=N restores it without pprof).
+		// it (its stack records stay for the process's life). An
+		// operator's GODEBUG memprofilerate=N is left in place.
 		runtime.MemProfileRate = 0
 	}
 	idleGC := 25 // see tuneGC and internal/memtune

@@ -65,12 +65,12 @@ type Collector struct {
 	drains     *tailer.Drains // deleted files read on after their task stops
 }
 
-// New returns a collector; call Run and Apply.
 // concurrentOpens is how many tailers open a file at once: enough to keep
 // a start with thousands of files quick (an open is microseconds), few
 // enough that the runtime does not start a thread per file.
 const concurrentOpens = 4
 
+// New returns a collector; call Run and Apply.
 func New(cfg Config, reg *registry.Registry, sink tailer.Sink, log *logrus.Entry, prom prometheus.Registerer) *Collector {
 	c := &Collector{
 		cfg: cfg, reg: reg, sink: sink,

@@ -45,10 +45,10 @@ type Governor struct {
 	stacks func() uint64
 }
 
-// regrown tells whether stacks at now bytes grew far enough past the after
-// a release left to be released again: enough that a release (a few collections) is worth
-// it, and proportional so a host with many busy-once files is not
-// collecting for a few goroutines.
+// regrown tells whether the stacks, now bytes, grew far enough past the
+// after bytes the last release left to be released again: by enough that
+// a release (a few collections) is worth it, and in proportion, so that a
+// host with many busy-once files does not collect for a few goroutines.
 func regrown(now, after uint64) bool {
 	return now > after+1<<20 && now > after+after/4
 }
