@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/logpipe/logpipe/internal/config"
@@ -41,7 +44,10 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "logtransfer: %v\n", err)
 		return 2
 	}
-	d, err := transferd.New(cfg, transferd.Options{Version: version}, log)
+	if !cfg.HTTP.Pprof && !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate") {
+		runtime.MemProfileRate = 0 // as in logagent: nobody can fetch a heap profile
+	}
+	d, err := transferd.New(cfg, transferd.Options{Version: version, MemoryLimit: tuneGC(cfg.MemoryLimit)}, log)
 	if err != nil {
 		log.WithError(err).Error("cannot start")
 		return 1
@@ -53,4 +59,23 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// tuneGC lets the heap grow to a soft limit below memory_limit before the
+// garbage collector works hard: most of what logtransfer allocates lives
+// only until its bulk request is answered, and collecting at the default
+// pace cost a tenth of its CPU (make bench: 505k docs/s at GOGC 100, 587k
+// at 400 under an 80 MiB soft limit, with a peak RSS of 76 and 93 MB). It
+// returns the soft limit for transferd's memtune.Floor, which raises it
+// over a large live heap, or 0 when GOMEMLIMIT is set (the environment
+// wins, as does GOGC).
+func tuneGC(limit int) int64 {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	// Leave room for what the runtime does not count (binary, stacks).
+	return int64(limit) * 11 / 16
 }

@@ -87,6 +87,9 @@ type TransferConfig struct {
 	ES        ES
 	Log       Log
 	HTTP      HTTP
+	// MemoryLimit is the memory logtransfer aims to stay under (a soft
+	// limit for the Go runtime, see cmd/logtransfer).
+	MemoryLimit int
 }
 
 // LoadTransfer reads and validates a logtransfer ini file.
@@ -242,6 +245,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	e.RetryBackoffMax = c.Duration("es", "retry_backoff_max", 30*time.Second, 10*time.Millisecond, 10*time.Minute)
 	e.ShutdownTimeout = c.Duration("es", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
 
+	cfg.MemoryLimit = c.Int("transfer", "memory_limit", 112<<20, 32<<20, 1<<40)
 	cfg.Log = decodeLog(c)
 	cfg.HTTP = decodeHTTP(c, "127.0.0.1:9732")
 	if err := c.finish(); err != nil {

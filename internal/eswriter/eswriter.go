@@ -407,14 +407,16 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 	now := time.Now()
 	if noErrors(res.Body) && countItems(res.Body) == len(docs) {
 		w.noPipeline.Store(false)
+		// The count of updates, not which ones, is what the metric needs.
 		updated := bytes.Count(res.Body, []byte(`"result":"updated"`))
-		for i, d := range docs {
-			r := "created"
-			if i < updated { // the count, not which ones, is what the metric needs
-				r = "updated"
+		w.m.updated.Add(float64(updated))
+		w.m.created.Add(float64(len(docs) - updated))
+		for _, d := range docs {
+			if !d.Time.IsZero() {
+				w.m.delay.Observe(now.Sub(d.Time).Seconds())
 			}
-			w.ack(d, r, now)
 		}
+		ackAll(docs)
 		w.m.requests.WithLabelValues("ok").Inc()
 		return nil, buf
 	}
@@ -575,6 +577,39 @@ func (w *Writer) ack(d *Doc, result string, now time.Time) {
 		w.m.delay.Observe(now.Sub(d.Time).Seconds())
 	}
 	d.Acker.Ack(d.Seq)
+}
+
+// batchAcker is an Acker that takes many sequence numbers in one call
+// (acktrack.Tracker: one lock for them all).
+type batchAcker interface {
+	AckBatch(seqs []uint64)
+}
+
+// ackAll acknowledges docs, each run of documents of one Acker (one
+// partition's, submitted together) in one call where the Acker can.
+func ackAll(docs []*Doc) {
+	var seqs []uint64
+	for i := 0; i < len(docs); {
+		a, j := docs[i].Acker, i+1
+		for j < len(docs) && docs[j].Acker == a {
+			j++
+		}
+		if b, ok := a.(batchAcker); ok && j-i > 1 {
+			if seqs == nil {
+				seqs = make([]uint64, 0, len(docs))
+			}
+			seqs = seqs[:0]
+			for _, d := range docs[i:j] {
+				seqs = append(seqs, d.Seq)
+			}
+			b.AckBatch(seqs)
+		} else {
+			for _, d := range docs[i:j] {
+				a.Ack(d.Seq)
+			}
+		}
+		i = j
+	}
 }
 
 // deadLetter hands d to the dead-letter target, retrying until it takes

@@ -445,3 +445,40 @@ func TestMissingIngestPipelineHeldNotDeadLettered(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// A request's answer acknowledges each partition's documents in one call
+// to its tracker: every document of every run, whichever partition it is
+// of and however the runs interleave.
+func TestAcksReachEveryPartitionsTracker(t *testing.T) {
+	r := newWriter(t, func(_ int, ids []string) answer { return answer{body: allOK(ids)} })
+	a, b := acktrack.New(0), acktrack.New(100)
+	var docs []*Doc
+	add := func(tr *acktrack.Tracker, end int64) {
+		d := &Doc{Index: "idx", ID: fmt.Sprintf("d%d", len(docs)), Body: []byte(`{"message":"x"}`), Acker: tr}
+		d.Seq = tr.Emit(end, false)
+		docs = append(docs, d)
+	}
+	add(a, 1)
+	add(a, 2)
+	add(a, 3)
+	add(b, 101)
+	add(b, 102)
+	add(a, 4) // a again, after b's run
+	add(b, 103)
+	if err := r.w.Submit(context.Background(), docs); err != nil {
+		t.Fatal(err)
+	}
+	state := func(tr *acktrack.Tracker) (int64, int) { acked, _, n := tr.State(); return acked, n }
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		aa, an := state(a)
+		ba, bn := state(b)
+		return aa == 4 && an == 0 && ba == 103 && bn == 0
+	}, func() string {
+		aa, an := state(a)
+		ba, bn := state(b)
+		return fmt.Sprintf("partition a acked to %d (%d in flight), want 4; b to %d (%d), want 103; requests %v", aa, an, ba, bn, r.sc.requests())
+	})
+	if n := len(r.sc.requests()); n != 1 {
+		t.Fatalf("%d requests, want the one", n)
+	}
+}

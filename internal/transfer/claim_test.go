@@ -18,7 +18,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/confwatch"
 	"github.com/logpipe/logpipe/internal/eswriter"
+	"github.com/logpipe/logpipe/internal/pipeline"
 	"github.com/logpipe/logpipe/internal/testutil"
 )
 
@@ -90,6 +92,12 @@ type claimRig struct {
 }
 
 func newClaimRig(t *testing.T, initial int64) *claimRig {
+	return newClaimRigWith(t, initial, nil, nil)
+}
+
+// newClaimRigWith is newClaimRig with pipelines, and with records queued
+// before the claim starts (so that it takes them in one round).
+func newClaimRigWith(t *testing.T, initial int64, pipes *pipeline.Set, queued []*sarama.ConsumerMessage) *claimRig {
 	idx, err := config.ParseIndex("%{topic}-%{+2006.01.02}")
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +106,10 @@ func newClaimRig(t *testing.T, initial int64) *claimRig {
 	l.SetOutput(io.Discard)
 	r := &claimRig{t: t, cl: &claim{msgs: make(chan *sarama.ConsumerMessage, 100), initial: initial},
 		sub: &submitter{docs: make(chan *eswriter.Doc, 100)}, done: make(chan struct{})}
-	c := NewConsumer(Options{Index: idx, Out: r.sub, DrainTimeout: 300 * time.Millisecond}, logrus.NewEntry(l), nil)
+	for _, m := range queued {
+		r.cl.msgs <- m
+	}
+	c := NewConsumer(Options{Index: idx, Out: r.sub, DrainTimeout: 300 * time.Millisecond, Pipelines: pipes}, logrus.NewEntry(l), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.sess, r.end = &session{ctx: ctx}, cancel
 	go func() { defer close(r.done); c.ConsumeClaim(r.sess, r.cl) }()
@@ -200,4 +211,40 @@ func TestRefusedSubmitIsNotMarked(t *testing.T) {
 	if m := r.sess.last(); m != 1 {
 		t.Fatalf("marked %d, want 1: a refused document counted as done", m)
 	}
+}
+
+// A round's records are registered with the tracker together; a record its
+// pipeline dropped is done at once, and every document keeps the sequence
+// number of its own record, so acknowledging the documents marks past the
+// whole round.
+func TestDroppedRecordInARoundKeepsTheOthersInPlace(t *testing.T) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	pipes := pipeline.NewSet("/p/", logrus.NewEntry(l), nil)
+	pipes.Update(&confwatch.Snapshot{Revision: 1, KVs: map[string]confwatch.KV{"/p/dropper": {Value: []byte(`[{"drop":{"matches":"^skip"}}]`), ModRevision: 1}}})
+	if _, ok := pipes.Lookup([]byte("dropper")); !ok {
+		t.Fatal("pipeline not loaded")
+	}
+	var queued []*sarama.ConsumerMessage
+	for i, v := range []string{"keep a", "skip b", "keep c", "keep d"} {
+		queued = append(queued, &sarama.ConsumerMessage{Topic: "t", Offset: int64(10 + i), Value: []byte(v), Timestamp: time.Now(),
+			Headers: []*sarama.RecordHeader{{Key: []byte("pipeline"), Value: []byte("dropper")}}})
+	}
+	r := newClaimRigWith(t, 10, pipes, queued)
+	var docs []*eswriter.Doc
+	for len(docs) < 3 {
+		select {
+		case d := <-r.sub.docs:
+			docs = append(docs, d)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d documents submitted, want 3 (one record dropped)", len(docs))
+		}
+	}
+	r.noMarkBeyond(10)
+	docs[0].Acker.Ack(docs[0].Seq)
+	r.waitMark(12) // record 10's document, and the dropped record 11
+	docs[2].Acker.Ack(docs[2].Seq)
+	r.noMarkBeyond(12) // record 12's document is still out
+	docs[1].Acker.Ack(docs[1].Seq)
+	r.waitMark(14)
 }

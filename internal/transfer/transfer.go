@@ -520,19 +520,25 @@ loop:
 		}
 		// Take what else is buffered without blocking: one submission, one
 		// counter update per round instead of per record.
+		// The round's records are registered with the tracker in one call
+		// (one lock instead of one per record), before any of its
+		// documents is submitted and can be acknowledged.
 		var docs []*eswriter.Doc
+		st.ends, st.done, st.pos = st.ends[:0], st.done[:0], st.pos[:0]
 		n, last, closed := 0, msg, false
 		for {
 			n++
 			last = msg
-			if d := c.document(msg, &st); d == nil { // dropped by its pipeline: done at once
-				tr.Emit(msg.Offset+1, true)
-			} else {
+			d := c.document(msg, &st)
+			st.ends = append(st.ends, msg.Offset+1)
+			st.done = append(st.done, d == nil) // dropped by its pipeline: done at once
+			if d != nil {
 				if docs == nil {
 					docs = make([]*eswriter.Doc, 0, min(len(msgs)+1, maxSubmit))
 				}
-				d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, false)
+				d.Acker = tr
 				docs = append(docs, d)
+				st.pos = append(st.pos, uint64(n-1))
 			}
 			if n == maxSubmit {
 				break
@@ -546,6 +552,10 @@ loop:
 			default:
 			}
 			break
+		}
+		first := tr.EmitBatch(st.ends, st.done)
+		for i, d := range docs {
+			d.Seq = first + st.pos[i]
 		}
 		c.consumed.Add(float64(n))
 		lag.Set(float64(claim.HighWaterMarkOffset() - last.Offset - 1))
@@ -585,6 +595,12 @@ type claimState struct {
 	res       pipeline.Result
 	extra     []byte
 	slab      []source // sources not yet handed out
+	// ends, done and pos are a round's scratch for the tracker: each
+	// record's end offset, whether it is done already (no document), and
+	// each document's place among the records.
+	ends []int64
+	done []bool
+	pos  []uint64
 	ids       idArena
 	// piped caches the outcome counters of each pipeline met (names are
 	// those that resolved to a pipeline: a bounded set).

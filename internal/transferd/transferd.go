@@ -26,6 +26,7 @@ import (
 	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/httpserver"
 	"github.com/logpipe/logpipe/internal/lifecycle"
+	"github.com/logpipe/logpipe/internal/memtune"
 	"github.com/logpipe/logpipe/internal/pipeline"
 	"github.com/logpipe/logpipe/internal/transfer"
 )
@@ -33,6 +34,9 @@ import (
 // Options come from flags.
 type Options struct {
 	Version string
+	// MemoryLimit is the runtime's soft memory limit, kept by a
+	// memtune.Floor (0: left alone).
+	MemoryLimit int64
 }
 
 // Daemon is a configured logtransfer.
@@ -50,11 +54,15 @@ type Daemon struct {
 	pipeWatch *confwatch.Watcher
 	pipes     *pipeline.Set
 	http      *httpserver.Server
+	mem       *memtune.Floor // nil: the memory limit is left alone
 }
 
 // New builds the daemon without starting it.
 func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
+	if opts.MemoryLimit > 0 {
+		d.mem = &memtune.Floor{Limit: opts.MemoryLimit, Ratio: 2, Check: 500 * time.Millisecond, Log: log.WithField("component", "memtune")}
+	}
 	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	idx, err := config.ParseIndex(cfg.ES.Index)
@@ -206,7 +214,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.http != nil {
 		r.Stage("http").Go("http", d.http.Run)
 	}
-	r.Stage("write").Go("es writer", d.writer.Run)
+	write := r.Stage("write")
+	write.Go("es writer", d.writer.Run)
+	if d.mem != nil {
+		write.Go("memory limit", d.mem.Run)
+	}
 	read := r.Stage("read")
 	if d.watch != nil {
 		read.Go("etcd watch", d.watch.Run)

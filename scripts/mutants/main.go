@@ -115,8 +115,8 @@ var mutants = []mutant{
 		name: "transfer commits the offsets of what it handed to the writer, not what Elasticsearch acknowledged",
 		file: "internal/transfer/transfer.go",
 		edits: []edit{{
-			old: "d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, false)",
-			new: "d.Acker, d.Seq = tr, tr.Emit(msg.Offset+1, true)",
+			old: "st.done = append(st.done, d == nil)",
+			new: "st.done = append(st.done, true)",
 		}},
 		tests: []target{{"./internal/transfer", "^TestMarkOnlyOverAcknowledgedPrefix$"}, {"./cmd/logtransfer", "^TestSIGKILLWhileElasticsearchUnavailable$"}, {"./cmd/logtransfer", "^TestSIGKILLWhileBulkAnswersDelayed$"}},
 	},
@@ -332,6 +332,30 @@ var mutants = []mutant{
 		file:  "internal/transfer/transfer.go",
 		edits: []edit{{old: "\t\t\tcontinue\n\t\t}\n\t\tbo.Reset()\n\t}\n\treturn nil\n", new: "\t\t\tcontinue\n\t\t}\n\t\tbo.Reset()\n\t\tif ctx.Err() == nil {\n\t\t\t<-ctx.Done()\n\t\t}\n\t}\n\treturn nil\n"}},
 		tests: []target{{"./internal/transferd", "^TestUnstartedClaimIsRetried$"}},
+	},
+	{
+		name:  "a round's documents take the sequence numbers of its first records (a record dropped by its pipeline shifts the rest onto the wrong ones)",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "d.Seq = first + st.pos[i]", new: "d.Seq = first + uint64(i)"}},
+		tests: []target{{"./internal/transfer", "^TestDroppedRecordInARoundKeepsTheOthersInPlace$"}},
+	},
+	{
+		name:  "a request's answer acknowledges only the first document of each partition's run",
+		file:  "internal/eswriter/eswriter.go",
+		edits: []edit{{old: "\t\t\tfor _, d := range docs[i:j] {\n\t\t\t\tseqs = append(seqs, d.Seq)", new: "\t\t\tfor _, d := range docs[i : i+1] {\n\t\t\t\tseqs = append(seqs, d.Seq)"}},
+		tests: []target{{"./internal/eswriter", "^TestAcksReachEveryPartitionsTracker$"}},
+	},
+	{
+		name:  "a request's answer takes its documents for one partition's (the others' trackers never hear of them)",
+		file:  "internal/eswriter/eswriter.go",
+		edits: []edit{{old: "for j < len(docs) && docs[j].Acker == a {", new: "for j < len(docs) {"}},
+		tests: []target{{"./internal/eswriter", "^TestAcksReachEveryPartitionsTracker$"}},
+	},
+	{
+		name:  "the transfer's memory limit ignores the live heap (a live heap near it collects over and over)",
+		file:  "internal/memtune/floor.go",
+		edits: []edit{{old: "w := max(f.Limit, int64(live)*f.Ratio)", new: "w := f.Limit"}},
+		tests: []target{{"./internal/memtune", "^TestFloor"}},
 	},
 }
 
