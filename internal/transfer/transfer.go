@@ -601,7 +601,7 @@ type claimState struct {
 	ends []int64
 	done []bool
 	pos  []uint64
-	ids       idArena
+	ids  idArena
 	// piped caches the outcome counters of each pipeline met (names are
 	// those that resolved to a pipeline: a bounded set).
 	piped map[string]*pipeCounters
