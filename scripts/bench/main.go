@@ -540,6 +540,7 @@ func (b *bench) agentFile(run int) result {
 			saveProfile(a.http, "/debug/pprof/profile?seconds=5", filepath.Join(*profile, fmt.Sprintf("agent-%d.cpu.pprof", run)))
 			saveProfile(a.http, "/debug/pprof/heap?gc=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.heap.pprof", run)))
 		}()
+		benchProfile(filepath.Join(*profile, fmt.Sprintf("agent-%d.bench.cpu.pprof", run)))
 		go func() { // where the goroutines wait, mid-run
 			time.Sleep(3 * time.Second)
 			saveProfile(a.http, "/debug/pprof/goroutine?debug=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.goroutines.txt", run)))
@@ -883,6 +884,16 @@ func (t *transferProc) stop() (cpu, rss float64) {
 	return usage(t.cmd.ProcessState), rss
 }
 
+// benchProfile writes the bench's own 5 s CPU profile to file: its side
+// (broker, sink) shares the machine with what it measures.
+func benchProfile(file string) {
+	check(os.MkdirAll(filepath.Dir(file), 0o755))
+	f, err := os.Create(file)
+	check(err)
+	check(pprof.StartCPUProfile(f))
+	time.AfterFunc(5*time.Second, func() { pprof.StopCPUProfile(); f.Close() })
+}
+
 // saveProfile fetches a pprof endpoint of the process at addr into file.
 func saveProfile(addr, path, file string) {
 	resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + addr + path)
@@ -966,12 +977,7 @@ func (b *bench) transfer(run int, pipe string) result {
 	mallocs0 := metrics(t.http)["go_memstats_mallocs_total"]
 	if *profile != "" {
 		go saveProfile(t.http, "/debug/pprof/profile?seconds=5", filepath.Join(*profile, fmt.Sprintf("%s-%d.cpu.pprof", name, run)))
-		// The bench's own side (broker, sink) shares the machine: its
-		// profile over the same window.
-		f, err := os.Create(filepath.Join(*profile, fmt.Sprintf("%s-%d.bench.cpu.pprof", name, run)))
-		check(err)
-		check(pprof.StartCPUProfile(f))
-		time.AfterFunc(5*time.Second, func() { pprof.StopCPUProfile(); f.Close() })
+		benchProfile(filepath.Join(*profile, fmt.Sprintf("%s-%d.bench.cpu.pprof", name, run)))
 	}
 	for s.docs.Load() < int64(n) {
 		if time.Since(start) > 10*time.Minute {
