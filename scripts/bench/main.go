@@ -533,6 +533,7 @@ func (b *bench) agentFile(run int) result {
 	a := b.startAgent(run, broker.ListenAddrs()[0], "file")
 	m0 := metrics(a.http)
 	mallocs0, allocBytes0, gcs0 := m0["go_memstats_mallocs_total"], m0["go_memstats_alloc_bytes_total"], m0["go_gc_duration_seconds_count"]
+	saves0 := m0["logagent_registry_saves_total"]
 	start := time.Now()
 	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"bench"}]`, b.file))
 	if *profile != "" {
@@ -544,6 +545,8 @@ func (b *bench) agentFile(run int) result {
 		go func() { // where the goroutines wait, mid-run
 			time.Sleep(3 * time.Second)
 			saveProfile(a.http, "/debug/pprof/goroutine?debug=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.goroutines.txt", run)))
+			// What waits on what (go tool trace): 1 s mid-run.
+			saveProfile(a.http, "/debug/pprof/trace?seconds=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.trace", run)))
 		}()
 	}
 	for broker.records("bench") < int64(*lines) {
@@ -570,7 +573,7 @@ func (b *bench) agentFile(run int) result {
 	allocBytes := (m["go_memstats_alloc_bytes_total"] - allocBytes0) / float64(*lines)
 	return result{seconds: secs, bytes: float64(*lines * *lineSize), lines: float64(*lines), cpu: cpu, rss: rss,
 		p50: quantile(m, "logagent_ack_latency_seconds", 0.5), p99: quantile(m, "logagent_ack_latency_seconds", 0.99), cpuPercent: math.NaN(),
-		note: fmt.Sprintf("counted in the broker; %.1f heap allocations and %.0f bytes allocated per line (whole process), %.0f GC cycles", allocs, allocBytes, m["go_gc_duration_seconds_count"]-gcs0)}
+		note: fmt.Sprintf("counted in the broker; %.1f heap allocations and %.0f bytes allocated per line (whole process), %.0f GC cycles; %.0f registry saves", allocs, allocBytes, m["go_gc_duration_seconds_count"]-gcs0, m["logagent_registry_saves_total"]-saves0)}
 }
 
 // procCPU returns utime+stime of pid in seconds.
