@@ -19,9 +19,11 @@ package registry
 // as before; beyond the limit nothing was sent, so anything goes.
 //
 // In steady state nothing waits: each save (every second) raises an active
-// stream's limit by about a second's worth of its bytes and starts a fresh
-// epoch at the old limit, so stamps trail read times by one to two
-// seconds. A slow stream (its limit many seconds of its bytes ahead) gets
+// stream's limit to two seconds of its traffic (at its rate since the last
+// save) past what it has read and starts a fresh epoch at the old limit,
+// which the stream reaches about a second later, so stamps trail read
+// times by one to two seconds. A slow stream (its limit more than four
+// seconds of its traffic ahead) gets
 // its fresh epoch where its unsent events begin instead; a line it reads
 // while that save is being written waits for it. A stream that outruns its
 // limit, or wakes up after being idle (its epoch is older than
@@ -51,6 +53,10 @@ const (
 	stampDegradedFor = time.Second
 	// stampSaveGap is the least time between saves streams ask for.
 	stampSaveGap = 50 * time.Millisecond
+	// stampAheadFor is how much of an active stream's traffic a save
+	// raises its limit by: two periodic saves' worth, so that one a little
+	// late does not make the stream wait.
+	stampAheadFor = 2 * time.Second
 )
 
 type epoch struct {
@@ -75,8 +81,9 @@ type stamps struct {
 	// floor is the limit loaded from disk: events below it may have been
 	// sent by an earlier run, so their epochs are never replaced.
 	floor  int64
-	hw     int64 // highest end of the events stamped in this process
-	snapHW int64 // hw when the last snapshot was taken
+	hw     int64     // highest end of the events stamped in this process
+	snapHW int64     // hw when the last snapshot was taken
+	snapAt time.Time // when that snapshot found the stream active
 }
 
 // cover returns the epoch covering offset o (nil if none). With durable,
@@ -129,7 +136,7 @@ func (st *stamps) request(o, end int64, now time.Time) {
 	if e := st.cover(o, false); e == nil || e.gen == 0 && o >= ground && now.Sub(e.t) > stampMaxLag {
 		st.startEpoch(min(o, ground), now, unsnapshotted) // below ground only with no epoch at all
 	}
-	if want := end + st.ahead(); o >= st.limit && want > st.plimit {
+	if want := end + st.ahead(now); o >= st.limit && want > st.plimit {
 		st.plimit, st.pgen = want, unsnapshotted
 	}
 }
@@ -146,9 +153,24 @@ func (st *stamps) startEpoch(from int64, t time.Time, gen uint64) {
 	st.epochs = append(keep, epoch{from: from, t: t.Truncate(time.Millisecond), gen: gen})
 }
 
-// ahead is how far a limit is raised: about what the stream sent since the
-// last snapshot (a second's worth), at least stampMinAhead.
-func (st *stamps) ahead() int64 { return max(stampMinAhead, st.hw-st.snapHW) }
+// ahead is how far a limit is raised at now: stampAheadFor of the
+// stream's bytes at the rate it sent them since the last snapshot that
+// found it active, at least stampMinAhead. A rate, not the bytes since
+// that snapshot: a periodic save just after one the stream asked for
+// would otherwise raise the limit by only the bytes in between, and the
+// stream would ask, and wait for an fsync, every stampSaveGap.
+func (st *stamps) ahead(now time.Time) int64 { return max(stampMinAhead, st.traffic(now)) }
+
+// traffic is stampAheadFor of the stream's bytes at the rate it sent them
+// since the last snapshot that found it active (before any: what it sent).
+func (st *stamps) traffic(now time.Time) int64 {
+	sent := st.hw - st.snapHW
+	if st.snapAt.IsZero() {
+		return sent
+	}
+	el := max(now.Sub(st.snapAt), stampSaveGap)
+	return int64(float64(sent) * float64(stampAheadFor) / float64(el))
+}
 
 // snapshotted is called for each stream as snapshot g takes it (with
 // Registry.mu held): an active stream gets a higher limit and a fresh
@@ -157,18 +179,18 @@ func (st *stamps) ahead() int64 { return max(stampMinAhead, st.hw-st.snapHW) }
 func (st *stamps) snapshotted(g uint64, now time.Time, acked int64) ([]diskStamp, int64) {
 	if st.hw > st.snapHW {
 		old := st.limit
-		want := max(old, st.hw+st.ahead())
+		want := max(old, st.hw+st.ahead(now))
 		if want > max(st.limit, st.plimit) || st.pgen == unsnapshotted {
 			st.plimit, st.pgen = max(want, st.plimit), unsnapshotted
 		}
 		from := max(old, st.ground())
-		if slow := old-st.ground() > 2*(st.hw-st.snapHW); slow {
+		if slow := old-st.ground() > 2*st.traffic(now); slow {
 			from = st.ground() // its next lines would be stamped from an aging epoch
 		}
 		if now.Sub(st.tAt(from)) >= time.Second {
 			st.startEpoch(from, now, unsnapshotted)
 		}
-		st.snapHW = st.hw
+		st.snapHW, st.snapAt = st.hw, now
 	}
 	if st.pgen == unsnapshotted {
 		st.pgen = g

@@ -345,3 +345,46 @@ func TestConcurrentStartsAreEachOnDisk(t *testing.T) {
 	}
 	t.Logf("%d starts, %v saves", n, counterValue(t, r.saves))
 }
+
+// A stream read as fast as the disk allows waits for no save in steady
+// state: each periodic save raises its limit by a couple of seconds of its
+// bytes, however close to it the last save was (a periodic save just after
+// one the stream asked for used to raise the limit by only the bytes in
+// between, and the stream then asked for a save, and waited for its fsync,
+// every stampSaveGap).
+func TestFastStreamWaitsForNoSaveInSteadyState(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: day(0, 12, 0, 0, 0)}
+	r := openAt(t, dir, c)
+	defer r.Close()
+	h := startStream(t, r)
+	var waits, late int
+	r.mu.Lock()
+	r.onStampWait = func() { waits++ }
+	r.mu.Unlock()
+	ctx := context.Background()
+	const batch, size = 256, 1024 // 256 KiB a batch, 100 a second: 25 MiB/s
+	start, off := c.t, int64(0)
+	nextSave := start.Add(time.Second)
+	for i := 0; i < 800; i++ {
+		c.t = start.Add(time.Duration(i) * 10 * time.Millisecond)
+		if !c.t.Before(nextSave) {
+			if err := r.Save(); err != nil { // the once-a-second save
+				t.Fatal(err)
+			}
+			// The ticker and the write take their time: 0-60 ms late.
+			nextSave = nextSave.Add(time.Second + time.Duration(i%3)*30*time.Millisecond)
+		}
+		before := waits
+		evs, e := events(off, batch, size)
+		h.Stamp(ctx, evs, e, c.t)
+		h.EmitBatch(ends(evs, e), make([]bool, batch))
+		off = e
+		if waits > before && c.t.Sub(start) >= 2*time.Second {
+			late++
+		}
+	}
+	if late > 0 {
+		t.Fatalf("after the first 2 s the stream waited for %d saves (%d in all); want none", late, waits)
+	}
+}

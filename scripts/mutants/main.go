@@ -357,6 +357,12 @@ var mutants = []mutant{
 		edits: []edit{{old: "w := max(f.Limit, int64(live)*f.Ratio)", new: "w := f.Limit"}},
 		tests: []target{{"./internal/memtune", "^TestFloor"}},
 	},
+	{
+		name:  "a save raises a fast stream's stamp limit by the bytes since the last save, not by its rate (a save just after another leaves it waiting for an fsync every 50 ms)",
+		file:  "internal/registry/stamp.go",
+		edits: []edit{{old: "return max(stampMinAhead, st.traffic(now))", new: "return max(stampMinAhead, st.hw-st.snapHW)"}},
+		tests: []target{{"./internal/registry", "^TestFastStreamWaitsForNoSaveInSteadyState$"}},
+	},
 }
 
 func main() {
