@@ -130,7 +130,8 @@ const maxShrinks = 4
 // KiB after a burst); one collection would leave a thousand idle files
 // holding 8 MiB of stacks. So it collects until the stacks stop shrinking
 // (a few milliseconds for a small heap, once per quiet spell), then returns
-// the freed memory.
+// the freed memory, and the pages of its own executable that nothing
+// runs (see dropBinaryPages).
 func release() {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -143,4 +144,5 @@ func release() {
 		}
 	}
 	debug.FreeOSMemory()
+	_, _ = dropBinaryPages() // best effort: an old kernel keeps them
 }

@@ -363,6 +363,18 @@ var mutants = []mutant{
 		edits: []edit{{old: "return max(stampMinAhead, st.traffic(now))", new: "return max(stampMinAhead, st.hw-st.snapHW)"}},
 		tests: []target{{"./internal/registry", "^TestFastStreamWaitsForNoSaveInSteadyState$"}},
 	},
+	{
+		name:  "an idle agent keeps the pages of its executable that starting up touched (most of its 20 MB)",
+		file:  "internal/memtune/memtune.go",
+		edits: []edit{{old: "\t_, _ = dropBinaryPages() // best effort: an old kernel keeps them\n", new: ""}},
+		tests: []target{{"./internal/memtune", "^TestReleaseDropsBinaryPages$"}},
+	},
+	{
+		name:  "the executable's pages are advised but not paged out",
+		file:  "internal/memtune/pageout_linux.go",
+		edits: []edit{{old: "if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), madvPageout); errno != 0 {", new: "if errno := syscall.Errno(0); errno != 0 {"}},
+		tests: []target{{"./internal/memtune", "^TestDropBinaryPagesShrinksResidentFileMemory$"}},
+	},
 }
 
 func main() {
