@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/logging"
 )
 
 // Floor keeps the runtime's soft memory limit at Limit, raised to Ratio ×
@@ -57,24 +59,25 @@ func (f *Floor) Run(ctx context.Context) error {
 	defer func() { setLimit(f.Limit) }()
 	tick := time.NewTicker(f.Check)
 	defer tick.Stop()
-	var warned time.Time
+	// A heap that hovers around the threshold would otherwise log every
+	// Check.
+	thr := logging.NewThrottle(10 * time.Minute)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case now := <-tick.C:
+		case <-tick.C:
 			l := live()
 			w, change := f.next(cur, l)
 			if !change {
 				continue
 			}
-			if cur == f.Limit && w > cur && now.Sub(warned) >= 10*time.Minute {
-				warned = now
-				f.Log.WithFields(logrus.Fields{"live_heap": l, "memory_limit": f.Limit}).
-					Warn("live heap too large for the memory limit: collecting at the default pace, above the limit; raise memory_limit")
+			if cur == f.Limit && w > cur {
+				thr.Log("over", f.Log.WithFields(logrus.Fields{"live_heap": l, "memory_limit": f.Limit}), logrus.WarnLevel,
+					"live heap too large for the memory limit: collecting at the default pace, above the limit; raise memory_limit")
 			}
 			if w == f.Limit && cur > f.Limit {
-				f.Log.WithField("live_heap", l).Info("live heap back within the memory limit")
+				thr.Log("back", f.Log.WithField("live_heap", l), logrus.InfoLevel, "live heap back within the memory limit")
 			}
 			cur = w
 			setLimit(cur)
