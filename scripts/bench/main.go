@@ -536,18 +536,21 @@ func (b *bench) agentFile(run int) result {
 	saves0 := m0["logagent_registry_saves_total"]
 	start := time.Now()
 	b.put(a.key, fmt.Sprintf(`[{"path":%q,"topic":"bench"}]`, b.file))
+	// The profiles are taken while the agent runs; one that outlasts the
+	// run is waited for before the agent is stopped.
+	var profiles sync.WaitGroup
 	if *profile != "" {
-		go func() {
+		profiles.Go(func() {
 			saveProfile(a.http, "/debug/pprof/profile?seconds=5", filepath.Join(*profile, fmt.Sprintf("agent-%d.cpu.pprof", run)))
 			saveProfile(a.http, "/debug/pprof/heap?gc=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.heap.pprof", run)))
-		}()
+		})
 		benchProfile(filepath.Join(*profile, fmt.Sprintf("agent-%d.bench.cpu.pprof", run)))
-		go func() { // where the goroutines wait, mid-run
-			time.Sleep(3 * time.Second)
+		profiles.Go(func() { // where the goroutines wait, mid-run
+			time.Sleep(time.Second)
 			saveProfile(a.http, "/debug/pprof/goroutine?debug=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.goroutines.txt", run)))
 			// What waits on what (go tool trace): 1 s mid-run.
 			saveProfile(a.http, "/debug/pprof/trace?seconds=1", filepath.Join(*profile, fmt.Sprintf("agent-%d.trace", run)))
-		}()
+		})
 	}
 	for broker.records("bench") < int64(*lines) {
 		if time.Since(start) > 10*time.Minute {
@@ -568,6 +571,7 @@ func (b *bench) agentFile(run int) result {
 	if *profile != "" {
 		saveProfile(a.http, "/debug/pprof/allocs", filepath.Join(*profile, fmt.Sprintf("agent-%d.allocs.pprof", run)))
 	}
+	profiles.Wait()
 	cpu, rss := a.stop()
 	allocs := (m["go_memstats_mallocs_total"] - mallocs0) / float64(*lines)
 	allocBytes := (m["go_memstats_alloc_bytes_total"] - allocBytes0) / float64(*lines)
