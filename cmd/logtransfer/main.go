@@ -64,8 +64,8 @@ func run() int {
 // tuneGC lets the heap grow to a soft limit below memory_limit before the
 // garbage collector works hard: most of what logtransfer allocates lives
 // only until its bulk request is answered, and collecting at the default
-// pace cost a tenth of its CPU (make bench: 505k docs/s at GOGC 100, 587k
-// at 400 under an 80 MiB soft limit, with a peak RSS of 76 and 93 MB). It
+// pace cost a tenth of its CPU (bench: 505k docs/s at GOGC 100, 611k at
+// 400 under the default 77 MiB soft limit, at a peak RSS of 76 and 91 MB). It
 // returns the soft limit for transferd's memtune.Floor, which raises it
 // over a large live heap, or 0 when GOMEMLIMIT is set (the environment
 // wins, as does GOGC).

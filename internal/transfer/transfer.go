@@ -519,10 +519,9 @@ loop:
 			break loop
 		}
 		// Take what else is buffered without blocking: one submission, one
-		// counter update per round instead of per record.
-		// The round's records are registered with the tracker in one call
-		// (one lock instead of one per record), before any of its
-		// documents is submitted and can be acknowledged.
+		// counter update and one registration with the tracker (one lock)
+		// per round instead of per record; the registration comes before
+		// the submission, so no document can be acknowledged before it.
 		var docs []*eswriter.Doc
 		st.ends, st.done, st.pos = st.ends[:0], st.done[:0], st.pos[:0]
 		n, last, closed := 0, msg, false
