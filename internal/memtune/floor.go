@@ -3,7 +3,6 @@ package memtune
 import (
 	"context"
 	"runtime/debug"
-	"runtime/metrics"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -86,11 +85,4 @@ func (f *Floor) Run(ctx context.Context) error {
 }
 
 // liveHeap is the heap the last collection found live.
-func liveHeap() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
-}
+func liveHeap() uint64 { return runtimeMetric("/gc/heap/live:bytes") }

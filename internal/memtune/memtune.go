@@ -112,8 +112,12 @@ func (g *Governor) Run(ctx context.Context) error {
 
 // stackBytes is the memory in goroutine stacks, read without stopping the
 // world (runtime.ReadMemStats would, every Check).
-func stackBytes() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
+func stackBytes() uint64 { return runtimeMetric("/memory/classes/heap/stacks:bytes") }
+
+// runtimeMetric reads one of the runtime's uint64 metrics (0 if it has
+// no such one).
+func runtimeMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
