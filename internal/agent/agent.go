@@ -352,7 +352,7 @@ func (a *Agent) loadCache() ([]collectconf.Entry, bool) {
 func (a *Agent) saveCache(value []byte, rev int64) {
 	data, err := json.Marshal(cacheFile{Key: a.key, Revision: rev, Value: json.RawMessage(value)})
 	if err == nil {
-		err = fsutil.WriteAtomic(a.cachePath(), data, 0o644)
+		err = fsutil.WriteAtomic(a.cachePath(), data, 0o600)
 	}
 	if err != nil {
 		a.log.WithError(err).Warn("saving collect config cache")

@@ -247,6 +247,11 @@ func TestKeyDeletedStopsAll(t *testing.T) {
 	cons := testutil.Consume(t, e.kafka.Addr(), "t1")
 	e.etcd.Put(a.Key(), "["+entryJSON(p1, "t1", "")+","+entryJSON(p2, "t1", "")+"]")
 	waitLines(t, cons, "t1", "b", 1)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(e.data, "collect_config.json"))
+		return err == nil
+	}, func() string { return "the collect config cached" })
+	checkPrivate(t, e.data)
 	e.etcd.Delete(a.Key())
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(a.Status().Tasks) == 0 && testutil.OpenFDs(t, e.dir) == 0 },
 		func() string { return fmt.Sprintf("all tasks stopped, have %+v", a.Status().Tasks) })
@@ -566,4 +571,32 @@ func TestMaxFiles(t *testing.T) {
 		return len(st.Tasks) == 1 && len(st.Tasks[0].Files) == 2 && st.Tasks[0].FilesOverLimit == 2 &&
 			testutil.MetricValue(a.Prometheus(), "logagent_files_over_limit", nil) == 2
 	}, func() string { return fmt.Sprintf("2 files tailed, 2 over the limit: %+v", a.Status()) })
+}
+
+// checkPrivate fails unless dir is 0700 and everything in it is 0600 (or
+// a 0700 directory): the registry, the lock and the cached collect config
+// name the host's files.
+func checkPrivate(t *testing.T, dir string) {
+	t.Helper()
+	n := 0
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if fi.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s is %v, want %v", p, fi.Mode().Perm(), want)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 4 { // dir, LOCK, registry.json, collect_config.json
+		t.Fatalf("only %d entries checked in %s", n, dir)
+	}
 }

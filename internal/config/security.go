@@ -257,8 +257,13 @@ func kafkaSecurity(c *iniFile) KafkaSecurity {
 	if len(missing) > 0 {
 		c.Fail("kafka", "sasl_mechanism", "%s needs %s", mech, strings.Join(missing, " and "))
 	}
-	if mech == "plain" && len(missing) == 0 && !pass.IsZero() && !s.TLS.Enabled && !insecure {
-		c.Fail("kafka", "sasl_mechanism", "plain without tls = true sends the password in cleartext (enable tls, use scram-sha-256/512, or set allow_insecure_auth = true)")
+	if mech == "plain" && len(missing) == 0 && !pass.IsZero() && !insecure {
+		switch {
+		case !s.TLS.Enabled:
+			c.Fail("kafka", "sasl_mechanism", "plain without tls = true sends the password in cleartext (enable tls, use scram-sha-256/512, or set allow_insecure_auth = true)")
+		case s.TLS.InsecureSkipVerify:
+			c.Fail("kafka", "tls_insecure_skip_verify", "with sasl_mechanism plain sends the password to whoever answers, unverified (set tls_ca, use scram-sha-256/512, or set allow_insecure_auth = true)")
+		}
 	}
 	s.SASL = SASL{Mechanism: mech, User: user, Password: pass}
 	return s
@@ -294,8 +299,13 @@ func etcdSecurity(c *iniFile, endpoints []string) EtcdSecurity {
 	if s.Username == "" && passSet {
 		c.Fail("etcd", "password", "needs username")
 	}
-	if s.Username != "" && !s.Password.IsZero() && !on && !insecure {
-		c.Fail("etcd", "password", "is sent in cleartext without TLS (set tls = true or use https:// addresses, or set allow_insecure_auth = true)")
+	if s.Username != "" && !s.Password.IsZero() && !insecure {
+		switch {
+		case !on:
+			c.Fail("etcd", "password", "is sent in cleartext without TLS (set tls = true or use https:// addresses, or set allow_insecure_auth = true)")
+		case s.TLS.InsecureSkipVerify:
+			c.Fail("etcd", "tls_insecure_skip_verify", "with a password sends it to whoever answers, unverified (set tls_ca, or set allow_insecure_auth = true)")
+		}
 	}
 	return s
 }

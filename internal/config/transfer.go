@@ -210,6 +210,9 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 				break
 			}
 		}
+		if e.TLS.InsecureSkipVerify {
+			c.Fail("es", "tls_insecure_skip_verify", "with credentials sends them to whoever answers, unverified (set tls_ca, or set allow_insecure_auth = true)")
+		}
 	}
 	e.Workers = c.Int("es", "workers", 16, 1, 1024)
 	e.BulkActions = c.Int("es", "bulk_actions", 1000, 1, 100000)

@@ -12,6 +12,7 @@ import (
 // transferBadFiles maps every testdata/transfer/*.bad.ini to the exact
 // error LoadTransfer must give.
 var transferBadFiles = map[string]string{
+	"es_creds_skip_verify.bad.ini": `testdata/transfer/es_creds_skip_verify.bad.ini:5: [es] tls_insecure_skip_verify: with credentials sends them to whoever answers, unverified (set tls_ca, or set allow_insecure_auth = true)`,
 	"unknown_key.bad.ini":        `testdata/transfer/unknown_key.bad.ini:3: [kafka] group: unknown key`,
 	"no_topics.bad.ini":          `testdata/transfer/no_topics.bad.ini: [kafka] topics: no topics to consume: list them here or set [etcd] discover_topics = true`,
 	"bad_topic.bad.ini":          `testdata/transfer/bad_topic.bad.ini:2: [kafka] topics: topic "web log" is not a legal Kafka topic name (letters, digits, '.', '_', '-')`,

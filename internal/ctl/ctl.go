@@ -41,6 +41,7 @@ flags:
 
 // Run executes logctl with args and returns the exit code.
 func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	stdout, stderr = safeWriter{stdout}, safeWriter{stderr}
 	fs := flag.NewFlagSet("logctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	endpoints := fs.String("endpoints", envOr("ETCDCTL_ENDPOINTS", "127.0.0.1:2379"), "etcd endpoints, comma separated (like etcdctl)")

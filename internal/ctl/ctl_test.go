@@ -3,6 +3,7 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -53,4 +54,43 @@ func TestConfigPutGetValidate(t *testing.T) {
 	if code, _, _ = run(t, "", ep, "config", "frobnicate"); code != 2 {
 		t.Fatalf("unknown subcommand exit %d", code)
 	}
+}
+
+// TestOutputEscapesControlCharacters: whatever an agent's inventory,
+// a collect config or an error holds, nothing logctl prints for a human
+// carries a raw control character (a path holding an OSC sequence and a
+// terminal reset once retitled and reset the operator's terminal).
+func TestOutputEscapesControlCharacters(t *testing.T) {
+	etcd := testutil.StartEtcd(t)
+	ep := "--endpoints=" + etcd.Endpoint()
+	evil := "/var/log/\x1b]0;pwned\x07\x1bc\r\u009b31m.log"
+	inv := `{"host":"h\u001b[2J","ip":"10.0.0.7","version":"v\u0007","config_error":"bad \u001b]0;x\u0007",` +
+		`"tasks":[{"path":` + string(must(json.Marshal(evil))) + `,"topic":"t","state":"running","reason":"r\u001bc"}]}`
+	if _, err := etcd.Client().Put(context.Background(), "/logagent/agents/10.0.0.7", inv); err != nil {
+		t.Fatal(err)
+	}
+	// A value that is not JSON is printed as it is stored: escaped too.
+	if _, err := etcd.Client().Put(context.Background(), "/logagent/10.0.0.7/collect_config", "[\x1bc"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"agents"}, {"status", "10.0.0.7"}, {"config", "get", "10.0.0.7"}, {"config", "validate", "10.0.0.7"}} {
+		_, out, errOut := run(t, "", append([]string{ep}, args...)...)
+		all := out + errOut
+		if strings.ContainsFunc(all, func(r rune) bool { return (r < 0x20 && r != '\n' && r != '\t') || (r >= 0x7f && r <= 0x9f) }) {
+			t.Errorf("logctl %v printed a control character:\n%q", args, all)
+		}
+		if !strings.Contains(all, `\x1b`) {
+			t.Errorf("logctl %v shows no escaped ESC:\n%s", args, all)
+		}
+	}
+	if got := Escape("a\x1b]0;x\x07\tb\u0085"); got != `a\x1b]0;x\x07`+"\tb"+`\u0085` {
+		t.Errorf("Escape = %q", got)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -150,17 +150,66 @@ type diskEntry struct {
 	Limit  int64       `json:"limit,omitempty"`
 }
 
+// privateDir creates dir readable by the agent's user only (0700). An
+// existing directory that is empty or holds a registry of ours is narrowed
+// to 0700 too (older versions made it 0755); any other directory is left
+// as the operator made it, with a warning when others may read it.
+func privateDir(dir string, log *logrus.Entry) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("creating data dir: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking data dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("data dir %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if ownDir(dir) && fi.Mode()&os.ModeSticky == 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("restricting data dir to its owner: %w", err)
+		}
+		return nil
+	}
+	log.WithFields(logrus.Fields{"data_dir": dir, "mode": fi.Mode().Perm().String()}).Warn("data dir is readable by other users; the agent's files in it are 0600")
+	return nil
+}
+
+// ownDir reports whether dir is empty or already the agent's.
+func ownDir(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, fileName)); err == nil {
+		return true
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0
+}
+
 // Open loads the registry in dir, creating dir if needed, and takes an
 // exclusive lock on it so two agents cannot share one registry. A corrupt
 // registry file falls back to the previous one; if both are unreadable the
 // agent starts empty, and says so loudly.
 func Open(dir string, log *logrus.Entry, reg prometheus.Registerer) (*Registry, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating data dir: %w", err)
+	if err := privateDir(dir, log); err != nil {
+		return nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening registry lock: %w", err)
+	}
+	if err := lock.Chmod(0o600); err != nil { // a lock from an older version was 0644
+		lock.Close()
+		return nil, fmt.Errorf("restricting registry lock: %w", err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()

@@ -439,6 +439,58 @@ func TestOpenLocked(t *testing.T) {
 	open(t, dir)
 }
 
+func TestDataDirIsPrivate(t *testing.T) {
+	perm := func(p string) os.FileMode {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	// A new data dir, and one left 0755 with a 0644 lock by an older
+	// version, end 0700 with a 0600 lock and registry.
+	fresh := filepath.Join(t.TempDir(), "new", "data")
+	old := t.TempDir()
+	if err := os.WriteFile(filepath.Join(old, fileName), []byte(`{"streams":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, lockName), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{fresh, old} {
+		r := open(t, dir)
+		if err := r.Save(); err != nil {
+			t.Fatal(err)
+		}
+		if got := perm(dir); got != 0o700 {
+			t.Errorf("%s is %v, want 0700", dir, got)
+		}
+		for _, f := range []string{lockName, fileName} {
+			if got := perm(filepath.Join(dir, f)); got != 0o600 {
+				t.Errorf("%s/%s is %v, want 0600", dir, f, got)
+			}
+		}
+		r.Close()
+	}
+	// A directory the operator made and filled, not ours yet, keeps its
+	// mode.
+	shared := t.TempDir()
+	if err := os.WriteFile(filepath.Join(shared, "other.txt"), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	open(t, shared).Close()
+	if got := perm(shared); got != 0o750 {
+		t.Errorf("operator's dir changed to %v", got)
+	}
+}
+
 func TestSaveWithoutChangeDoesNotWrite(t *testing.T) {
 	hour := time.Now().UTC().Truncate(seenGranularity)
 	dir := t.TempDir()
