@@ -23,8 +23,8 @@ import (
 var badFiles = map[string]string{
 	"kafka_plain_skip_verify.bad.ini":   `testdata/kafka_plain_skip_verify.bad.ini:3: [kafka] tls_insecure_skip_verify: with sasl_mechanism plain sends the password to whoever answers, unverified (set tls_ca, use scram-sha-256/512, or set allow_insecure_auth = true)`,
 	"etcd_password_skip_verify.bad.ini": `testdata/etcd_password_skip_verify.bad.ini:3: [etcd] tls_insecure_skip_verify: with a password sends it to whoever answers, unverified (set tls_ca, or set allow_insecure_auth = true)`,
-	"bad_allowed_paths.bad.ini": `testdata/bad_allowed_paths.bad.ini:2: [agent] allowed_paths: allowed path "/var/log/[a" is not a valid glob`,
-	"unknown_key.bad.ini":       `testdata/unknown_key.bad.ini:3: [kafka] adress: unknown key`,
+	"bad_allowed_paths.bad.ini":         `testdata/bad_allowed_paths.bad.ini:2: [agent] allowed_paths: allowed path "/var/log/[a" is not a valid glob`,
+	"unknown_key.bad.ini":               `testdata/unknown_key.bad.ini:3: [kafka] adress: unknown key`,
 
 	"unknown_section.bad.ini": `testdata/unknown_section.bad.ini:4: unknown section [kafak]`,
 
