@@ -74,8 +74,9 @@ type ES struct {
 	Headers         map[string]string
 	RetryBackoffMax time.Duration
 	ShutdownTimeout time.Duration
-	// MaxFuture and MaxAge bound how far a record's time may be from now
-	// and still choose its daily index (0: no bound).
+	// MaxFuture and MaxAge bound how far a record's index-time stamp may
+	// be after or before the record's own Kafka timestamp and still choose
+	// its daily index (0: no bound); beyond, the Kafka timestamp chooses.
 	MaxFuture, MaxAge time.Duration
 }
 
@@ -228,7 +229,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	}
 	e.ManageTemplates = c.Bool("es", "manage_templates", true)
 	e.MaxFuture = c.Duration("es", "max_future", 24*time.Hour, 0, 366*24*time.Hour)
-	e.MaxAge = c.Duration("es", "max_age", 0, 0, 100*366*24*time.Hour)
+	e.MaxAge = c.Duration("es", "max_age", 7*24*time.Hour, 0, 100*366*24*time.Hour)
 	e.Headers = map[string]string{}
 	if v, ok := c.raw("es", "headers"); ok {
 		for _, part := range strings.Split(v, ";") {

@@ -19,8 +19,10 @@ import (
 // Processing through both daemons, on both backends: an nginx log written
 // in November 2019 and an application log with a custom pipeline.
 //
-//   - The nginx lines are searchable by status code and land in the index
-//     of their own day (2019-11-23), with @timestamp from the line.
+//   - The nginx lines are searchable by status code and carry @timestamp
+//     from the line (2019-11-23), in the index of the day they were read
+//     (the agent's stamp: a re-delivery under another pipeline version
+//     meets its _id there).
 //   - Health-check lines excluded by the collect entry never reach Kafka
 //     (the topic holds only the other lines).
 //   - The custom pipeline, changed with etcdctl put while everything runs,
@@ -106,9 +108,10 @@ func processing(t *testing.T, be string) {
 	if n := s.records(s.topic); n != int64(want) {
 		t.Errorf("the topic holds %d records, want %d: the %d excluded health checks reached Kafka", n, want, healthLines)
 	}
-	day := s.topic + "-2019.11.23"
-	if n := s.indexCounts()[day]; n != nginxLines {
-		t.Errorf("%d documents in %s, want the %d nginx lines (indices %v)", n, day, nginxLines, s.indexCounts())
+	for idx := range s.indexCounts() {
+		if strings.HasSuffix(idx, "-2019.11.23") {
+			t.Errorf("index %s exists: a line's own time picked its index (indices %v)", idx, s.indexCounts())
+		}
 	}
 	byStatus := map[float64]int{}
 	versions := map[string]int{}

@@ -58,13 +58,24 @@ func (a *idArena) docID(meta *record.View) string {
 	return unsafe.String(&a.buf[start], len(a.buf)-start)
 }
 
-// eventTime is the record timestamp (when the agent read the line).
-func eventTime(msg *sarama.ConsumerMessage) time.Time {
+// recordTime is the record's Kafka timestamp (for the agent's records,
+// when it read the line), or its batch's; false when it has none.
+func recordTime(msg *sarama.ConsumerMessage) (time.Time, bool) {
 	if !msg.Timestamp.IsZero() && msg.Timestamp.Unix() > 0 {
-		return msg.Timestamp
+		return msg.Timestamp, true
 	}
 	if !msg.BlockTimestamp.IsZero() && msg.BlockTimestamp.Unix() > 0 {
-		return msg.BlockTimestamp
+		return msg.BlockTimestamp, true
+	}
+	return time.Time{}, false
+}
+
+// eventTime is the record timestamp (when the agent read the line), or
+// now for a record that has none: it is the document's @timestamp when no
+// pipeline parsed one, never what places it.
+func eventTime(msg *sarama.ConsumerMessage) time.Time {
+	if t, ok := recordTime(msg); ok {
+		return t
 	}
 	return time.Now()
 }

@@ -117,49 +117,6 @@ func BenchmarkDocument(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 }
 
-func TestIndexDateBounds(t *testing.T) {
-	// A record dated far in the future (or, with max_age, far in the past)
-	// must not create an index of its own: it goes to today's, marked.
-	idx, err := config.ParseIndex(config.DefaultIndex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	c := NewConsumer(Options{Index: idx, MaxFuture: 24 * time.Hour, MaxAge: 30 * 24 * time.Hour, Now: func() time.Time { return now }}, logrus.NewEntry(l), nil)
-	for _, tc := range []struct {
-		name       string
-		ts         time.Time
-		index      string
-		outOfRange string
-	}{
-		{"today", now.Add(-time.Hour), "web-2026.12.01", ""},
-		{"replayed last week", now.Add(-7 * 24 * time.Hour), "web-2026.11.24", ""},
-		{"tomorrow within a day", now.Add(20 * time.Hour), "web-2026.12.02", ""},
-		{"far future", now.Add(400 * 24 * time.Hour), "web-2026.12.01", "future"},
-		{"older than max_age", now.Add(-60 * 24 * time.Hour), "web-2026.12.01", "past"},
-	} {
-		msg := &sarama.ConsumerMessage{Topic: "web", Value: []byte("x"), Timestamp: tc.ts}
-		d := c.document(msg, &claimState{})
-		if d.Index != tc.index {
-			t.Errorf("%s: index %s, want %s", tc.name, d.Index, tc.index)
-		}
-		var doc struct {
-			Timestamp time.Time `json:"@timestamp"`
-			Event     struct {
-				OutOfRange string `json:"timestamp_out_of_range"`
-			}
-		}
-		if err := json.Unmarshal(body(d), &doc); err != nil {
-			t.Fatalf("%s: %v\n%s", tc.name, err, body(d))
-		}
-		if doc.Event.OutOfRange != tc.outOfRange || !doc.Timestamp.Equal(tc.ts) {
-			t.Errorf("%s: @timestamp %v, out of range %q; want %v, %q", tc.name, doc.Timestamp, doc.Event.OutOfRange, tc.ts, tc.outOfRange)
-		}
-	}
-}
-
 // BenchmarkDocumentNginx is the transfer's work per record with the nginx
 // pipeline: headers, the access-log parse, the document and its index.
 func BenchmarkDocumentNginx(b *testing.B) {

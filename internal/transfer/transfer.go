@@ -50,14 +50,11 @@ type Options struct {
 	// held back and retried every TopicRecheck while the others are
 	// consumed.
 	Prepare func(ctx context.Context, topic string) error
-	// MaxFuture bounds how far past now a record's time may be and still
-	// pick its daily index (0: unbounded); MaxAge likewise into the past
-	// (0: unbounded, so replayed old logs land in their own day). A record
-	// outside is indexed by the time it is consumed, marked with
-	// event.timestamp_out_of_range, so a producer cannot create indices
-	// without bound. Now is the clock (nil: time.Now).
+	// MaxFuture bounds how far past the record's Kafka timestamp its
+	// index-time stamp may be and still pick its daily index (0:
+	// unbounded); MaxAge likewise before it. A record outside is placed by
+	// its Kafka timestamp, marked with event.timestamp_out_of_range.
 	MaxFuture, MaxAge time.Duration
-	Now               func() time.Time
 	// Pipelines resolves the records' pipeline headers (nil: built-ins
 	// only).
 	Pipelines *pipeline.Set
@@ -627,19 +624,11 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 			message = res.Message
 		}
 	}
-	// The index comes from the time in the line when a pipeline found one
-	// (the line's own day, the same on every delivery), else from the
-	// agent's index-time stamp: unlike the read time it is the same for a
-	// line re-sent after a crash, so both copies meet on one _id in one
-	// index.
-	it := ts
-	switch {
-	case res != nil && !res.Time.IsZero():
-		it = res.Time
-	case !meta.IndexTime.IsZero():
-		it = meta.IndexTime
-	}
-	idxTime, out := c.indexTime(it)
+	// The index is a function of the record alone (see placeTime): never
+	// of the pipeline in force, whether pipelines are loaded, the clock or
+	// when the record is consumed, so every delivery of a record, and every
+	// copy of a line the agent re-sent, meets its _id in one index.
+	idxTime, out := c.placeTime(msg, meta.IndexTime)
 	if key := c.opt.Index.Period(idxTime); key != st.indexKey || st.indexName == "" {
 		st.indexKey, st.indexName = key, c.opt.Index.Name(msg.Topic, idxTime)
 	}
@@ -736,23 +725,29 @@ func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.
 	}
 }
 
-// indexTime is the time that picks a record's daily index: its own, or,
-// beyond MaxFuture/MaxAge, now (and which bound it crossed).
-func (c *Consumer) indexTime(ts time.Time) (time.Time, string) {
-	if c.opt.MaxFuture <= 0 && c.opt.MaxAge <= 0 {
-		return ts, ""
-	}
-	now := time.Now()
-	if c.opt.Now != nil {
-		now = c.opt.Now()
-	}
+// undated places records that carry no time at all (no Kafka timestamp):
+// the Unix epoch's day, the same on every delivery.
+var undated = time.Unix(0, 0).UTC()
+
+// placeTime is the time that picks a record's daily index, from the record
+// alone: the agent's index-time stamp (the same for every copy of a line)
+// when it has one within MaxAge before and MaxFuture after the record's
+// Kafka timestamp, else the Kafka timestamp (with the bound it crossed),
+// else the epoch ("undated"). A line's own time, parsed by a pipeline,
+// goes to @timestamp and never picks the index.
+func (c *Consumer) placeTime(msg *sarama.ConsumerMessage, stamp time.Time) (time.Time, string) {
+	kts, ok := recordTime(msg)
 	switch {
-	case c.opt.MaxFuture > 0 && ts.After(now.Add(c.opt.MaxFuture)):
-		return now, "future"
-	case c.opt.MaxAge > 0 && ts.Before(now.Add(-c.opt.MaxAge)):
-		return now, "past"
+	case !ok:
+		return undated, "undated"
+	case stamp.IsZero():
+		return kts, ""
+	case c.opt.MaxFuture > 0 && stamp.After(kts.Add(c.opt.MaxFuture)):
+		return kts, "future"
+	case c.opt.MaxAge > 0 && stamp.Before(kts.Add(-c.opt.MaxAge)):
+		return kts, "past"
 	}
-	return ts, ""
+	return stamp, ""
 }
 
 // DeadLetter publishes rejected documents' source records to

@@ -328,16 +328,17 @@ func TestRealResentAcrossMidnightLandsInOneIndex(t *testing.T) {
 }
 
 // The nginx pipeline on Apache Kafka and Elasticsearch 7.17: the lines of
-// 2019 land in their day's index, are found by status code (a long) and
-// client address (an ip, by CIDR), and the unparsed line is there raw.
+// 2019 land in their records' day's index with their own @timestamp, are
+// found by status code (a long), client address (an ip, by CIDR) and a
+// range of @timestamp, and the unparsed line is there raw.
 func TestRealNginxPipelineSearchable(t *testing.T) {
 	e, es := newRealEnv(t)
 	const n = 100
 	e.produceLines("rpipe", "nginx", accessLines(n))
 	e.start(e.config("[kafka]\ntopics = rpipe\n"))
 	waitCount(t, es, "rpipe-*", "", n+1, 60*time.Second)
-	if c := es.Count(t, "rpipe-2019.11.23", ""); c != n {
-		t.Fatalf("%d documents in rpipe-2019.11.23, want %d", c, n)
+	if c := es.Count(t, "rpipe-2026.11.23", ""); c != n+1 {
+		t.Fatalf("%d documents in rpipe-2026.11.23 (the records' day), want %d", c, n+1)
 	}
 	if c := es.Count(t, "rpipe-*", `{"term":{"http.response.status_code":404}}`); c != n/2 {
 		t.Fatalf("%d documents with status 404, want %d", c, n/2)
@@ -359,8 +360,8 @@ func TestRealNginxPipelineSearchable(t *testing.T) {
 			Properties map[string]json.RawMessage `json:"properties"`
 		} `json:"mappings"`
 	}
-	es.JSON(t, 200, "GET", "/rpipe-2019.11.23/_mapping", "", &m)
-	props := m["rpipe-2019.11.23"].Mappings.Properties
+	es.JSON(t, 200, "GET", "/rpipe-2026.11.23/_mapping", "", &m)
+	props := m["rpipe-2026.11.23"].Mappings.Properties
 	if !strings.Contains(string(props["http"]), `"status_code":{"type":"long"}`) || !strings.Contains(string(props["source"]), `"ip":{"type":"ip"}`) {
 		t.Fatalf("mapping http %s, source %s", props["http"], props["source"])
 	}

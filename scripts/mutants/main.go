@@ -214,8 +214,8 @@ var mutants = []mutant{
 	{
 		name:  "the transfer picks the index from the read time, not the agent's index-time stamp",
 		file:  "internal/transfer/transfer.go",
-		edits: []edit{{old: "\tcase !meta.IndexTime.IsZero():\n", new: "\tcase false:\n"}},
-		tests: []target{{"./internal/transferd", "^TestResentAcrossMidnightLandsInOneIndex$"}},
+		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime)\n", new: "\tidxTime, out := c.placeTime(msg, time.Time{})\n"}},
+		tests: []target{{"./internal/transferd", "^TestResentAcrossMidnightLandsInOneIndex$"}, {"./internal/transfer", "^TestPlacement$"}},
 	},
 	{
 		name:  "events dropped by a line filter are not read past (the registry stops at them)",
@@ -230,10 +230,16 @@ var mutants = []mutant{
 		tests: []target{{"./cmd/logagent", "^TestExcludedLinesNeverReachKafka$"}, {"./internal/e2e", "^TestProcessingThroughBothDaemons$/^fake$"}},
 	},
 	{
-		name:  "the index ignores the time a pipeline parsed from the line",
+		name:  "the index follows the time a pipeline parsed from the line (a re-delivery under another pipeline version, or before pipelines load, lands in another index)",
 		file:  "internal/transfer/transfer.go",
-		edits: []edit{{old: "\tcase res != nil && !res.Time.IsZero():\n", new: "\tcase false:\n"}},
-		tests: []target{{"./internal/transferd", "^TestNginxPipelineFieldsAndOwnDay$"}},
+		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime)\n", new: "\tidxTime, out := c.placeTime(msg, meta.IndexTime)\n\tif res != nil && !res.Time.IsZero() {\n\t\tidxTime = res.Time\n\t}\n"}},
+		tests: []target{{"./internal/transfer", "^TestPlacementDependsOnTheRecordAlone$"}, {"./internal/transferd", "^TestNginxPipelineFieldsAndOwnDay$"}},
+	},
+	{
+		name:  "a record with no time is placed by the clock (each delivery after midnight lands in another index)",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "\t\treturn undated, \"undated\"\n", new: "\t\treturn time.Now(), \"undated\"\n"}},
+		tests: []target{{"./internal/transfer", "^TestPlacementDependsOnTheRecordAlone$"}},
 	},
 	{
 		name:  "an invalid custom pipeline version replaces the last good one",
