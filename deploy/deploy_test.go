@@ -511,8 +511,13 @@ func TestSystemdUnits(t *testing.T) {
 				if !okB || bound != "" || !okA || ambient != "" {
 					t.Errorf("capabilities bound=%q ambient=%q: want both set and empty", bound, ambient)
 				}
-				if state != "" || len(rw) > 0 {
-					t.Errorf("logtransfer has no local state: StateDirectory=%q ReadWritePaths=%q", state, rw)
+				if state != "logtransfer" {
+					t.Errorf("StateDirectory=%q, want logtransfer (/var/lib/logtransfer, the pipeline cache)", state)
+				}
+				for _, p := range rw {
+					if p != "/var/lib/logtransfer" {
+						t.Errorf("ReadWritePaths=%s: only the transfer's state may be writable", p)
+					}
 				}
 			}
 		})

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -91,6 +92,9 @@ type TransferConfig struct {
 	// MemoryLimit is the memory logtransfer aims to stay under (a soft
 	// limit for the Go runtime, see cmd/logtransfer).
 	MemoryLimit int
+	// DataDir keeps the last good custom pipelines, so a transfer started
+	// while etcd is unreachable knows them at once.
+	DataDir string
 }
 
 // LoadTransfer reads and validates a logtransfer ini file.
@@ -250,6 +254,12 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	e.ShutdownTimeout = c.Duration("es", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
 
 	cfg.MemoryLimit = c.Int("transfer", "memory_limit", 112<<20, 32<<20, 1<<40)
+	cfg.DataDir = c.Str("transfer", "data_dir", "./data/logtransfer")
+	if cfg.DataDir == "" {
+		c.Fail("transfer", "data_dir", "must not be empty")
+	} else {
+		cfg.DataDir = filepath.Clean(cfg.DataDir)
+	}
 	cfg.Log = decodeLog(c)
 	cfg.HTTP = decodeHTTP(c, "127.0.0.1:9732")
 	if err := c.finish(); err != nil {

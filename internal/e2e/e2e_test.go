@@ -201,9 +201,11 @@ bulk_actions = 500
 flush_interval = 100ms
 retry_backoff_max = 1s
 shutdown_timeout = 5s
+[transfer]
+data_dir = %s
 [http]
 addr = 127.0.0.1:0
-%s`, s.kafkaPort, s.etcdAddr, esURL, transferExtra)), 0o644)
+%s`, s.kafkaPort, s.etcdAddr, esURL, filepath.Join(s.dir, "transfer-data"), transferExtra)), 0o644)
 	s.startEtcd()
 	s.noAutoCreate = o.noAutoCreate
 	if backend == "real" {

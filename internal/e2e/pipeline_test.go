@@ -156,8 +156,12 @@ func processing(t *testing.T, be string) {
 	if versions["first v1"] != appBatch || versions["second v2"] != appBatch {
 		t.Errorf("application documents by batch and pipeline version %v, want %d first v1 and %d second v2", versions, appBatch, appBatch)
 	}
-	if s.realES != nil { // searchable by status code in that day's index, as Kibana would ask
+	if s.realES != nil { // searchable by status code and by the lines' own day, as Kibana would ask
 		es := testutil.ESClient{URL: s.realES.URL()}
+		day := s.topic + "-*"
+		if n := es.Count(t, day, `{"range":{"@timestamp":{"gte":"2019-11-23T00:00:00Z","lt":"2019-11-24T00:00:00Z"}}}`); n != nginxLines {
+			t.Errorf("%d documents dated 2019-11-23, want the %d nginx lines", n, nginxLines)
+		}
 		if n := es.Count(t, day, `{"term":{"http.response.status_code":404}}`); n != 100 {
 			t.Errorf("%d documents with status 404 in %s, want 100", n, day)
 		}

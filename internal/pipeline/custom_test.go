@@ -179,3 +179,83 @@ func TestKeysFromTheLineAreEscaped(t *testing.T) {
 		}
 	}
 }
+
+// A set is not ready until it was loaded, from etcd or from a cached
+// copy; the cache holds the versions in force, a cached version is checked
+// like one from etcd, and etcd's first answer replaces the cache whole
+// (a pipeline deleted while the transfer was down is gone).
+func TestSetReadyAndCache(t *testing.T) {
+	l := logrus.New()
+	l.SetLevel(logrus.PanicLevel)
+	snap := func(rev int64, kv map[string]string) *confwatch.Snapshot {
+		out := &confwatch.Snapshot{Revision: rev, KVs: map[string]confwatch.KV{}}
+		for k, v := range kv {
+			out.KVs[DefaultPrefix+k] = confwatch.KV{Value: []byte(v), ModRevision: rev}
+		}
+		return out
+	}
+	has := func(s *Set, name, want string) {
+		t.Helper()
+		f, ok := s.Lookup([]byte(name))
+		got := "<none>"
+		if ok {
+			var r Result
+			f([]byte("x"), time.Time{}, &r)
+			got = strings.TrimPrefix(string(r.Fragment()), ",")
+		}
+		if got != want {
+			t.Fatalf("%s gives %s, want %s", name, got, want)
+		}
+	}
+	a := NewSet(DefaultPrefix, logrus.NewEntry(l), nil)
+	if a.Ready() == nil {
+		t.Fatal("a set never loaded is ready")
+	}
+	if _, ok := a.MarshalCache(); ok {
+		t.Fatal("a set never loaded from etcd has a cache to keep")
+	}
+	a.Update(snap(5, map[string]string{"app": `[{"set": {"field": "v", "value": 1}}]`, "gone": `[{"set": {"field": "g", "value": 1}}]`, "bad": `[{"sett": {}}]`}))
+	if err := a.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	cache, ok := a.MarshalCache()
+	if !ok || strings.Contains(string(cache), "sett") {
+		t.Fatalf("cache %s %v: want the versions in force only", cache, ok)
+	}
+
+	b := NewSet(DefaultPrefix, logrus.NewEntry(l), nil)
+	if err := b.LoadCache(cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(); err != nil || b.Status().From != "cache" || b.Status().Revisions["app"] != 5 {
+		t.Fatalf("ready %v, status %+v", err, b.Status())
+	}
+	has(b, "app", `"v":1`)
+	has(b, "gone", `"g":1`)
+	// etcd's first answer: gone was deleted meanwhile.
+	b.Update(snap(7, map[string]string{"app": `[{"set": {"field": "v", "value": 1}}]`}))
+	has(b, "app", `"v":1`)
+	has(b, "gone", "<none>")
+	if b.Status().From != "etcd" || b.Status().Revisions["app"] != 7 {
+		t.Fatalf("status %+v", b.Status())
+	}
+	// A cache loaded after etcd answered changes nothing.
+	if err := b.LoadCache(cache); err != nil {
+		t.Fatal(err)
+	}
+	has(b, "gone", "<none>")
+
+	// A cached version that does not validate (edited by hand, or a rule
+	// tightened since) is refused, the others load.
+	c := NewSet(DefaultPrefix, logrus.NewEntry(l), nil)
+	tampered := strings.Replace(string(cache), `"set"`, `"sett"`, 1)
+	if err := c.LoadCache([]byte(tampered)); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Status().Errors) != 1 || len(c.Status().Custom) != 1 {
+		t.Fatalf("tampered cache loaded as %+v", c.Status())
+	}
+	if err := NewSet("/other/", logrus.NewEntry(l), nil).LoadCache(cache); err == nil {
+		t.Fatal("a cache of another prefix was loaded")
+	}
+}

@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
@@ -40,15 +43,19 @@ type Set struct {
 	mu     sync.RWMutex
 	custom map[string]Func
 	inUse  map[string]int64  // name -> mod revision of the version in custom
+	raw    map[string][]byte // name -> the value of the version in custom
 	seen   map[string]int64  // name -> mod revision applied or refused
 	errs   map[string]string // name -> why its latest version was refused
+	// from is where the custom pipelines in force came from: "" until the
+	// first load, then "cache" or "etcd".
+	from string
 
 	invalid prometheus.Counter
 }
 
 // NewSet returns a set with only the built-ins until Update.
 func NewSet(prefix string, log *logrus.Entry, reg prometheus.Registerer) *Set {
-	s := &Set{prefix: prefix, log: log.WithField("component", "pipelines"), custom: map[string]Func{}, inUse: map[string]int64{}, seen: map[string]int64{}, errs: map[string]string{},
+	s := &Set{prefix: prefix, log: log.WithField("component", "pipelines"), custom: map[string]Func{}, inUse: map[string]int64{}, raw: map[string][]byte{}, seen: map[string]int64{}, errs: map[string]string{},
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_pipeline_config_errors_total",
 			Help: "Custom pipeline versions refused (invalid); the last good version stays in use."})}
 	if reg != nil {
@@ -68,10 +75,28 @@ func (s *Set) Lookup(name []byte) (Func, bool) {
 	return f, ok
 }
 
+// Ready reports why records naming a custom pipeline cannot be processed
+// yet (nil once the set is loaded, from etcd or from a cached copy): until
+// then a name the set does not know may be one etcd holds.
+func (s *Set) Ready() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.from == "" {
+		return errors.New("waiting for the first load of the custom pipelines from etcd (no cached copy)")
+	}
+	return nil
+}
+
 // Update applies the custom pipelines under the prefix in snap.
 func (s *Set) Update(snap *confwatch.Snapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.from != "etcd" {
+		s.log.WithFields(logrus.Fields{"revision": snap.Revision, "was": s.from}).Info("custom pipelines loaded from etcd")
+		// A cached version is not what etcd holds: take etcd's whole.
+		clear(s.seen)
+		s.from = "etcd"
+	}
 	present := map[string]bool{}
 	for key, kv := range snap.KVs {
 		name, ok := strings.CutPrefix(key, s.prefix)
@@ -96,11 +121,17 @@ func (s *Set) Update(snap *confwatch.Snapshot) {
 		_, had := s.custom[name]
 		s.custom[name] = f
 		s.inUse[name] = kv.ModRevision
+		s.raw[name] = kv.Value
 		delete(s.errs, name)
 		if had {
 			log.Info("custom pipeline updated")
 		} else {
 			log.Info("custom pipeline loaded")
+		}
+	}
+	for name := range s.custom {
+		if !present[name] { // cached, and no longer in etcd
+			s.seen[name] = 0
 		}
 	}
 	for name := range s.seen {
@@ -110,6 +141,7 @@ func (s *Set) Update(snap *confwatch.Snapshot) {
 			if _, ok := s.custom[name]; ok {
 				delete(s.custom, name)
 				delete(s.inUse, name)
+				delete(s.raw, name)
 				s.log.WithField("pipeline", name).Info("custom pipeline deleted")
 			}
 		}
@@ -128,6 +160,9 @@ func (s *Set) refuse(log *logrus.Entry, name, why string) {
 
 // Status is the custom pipelines in use and the refused versions.
 type Status struct {
+	// From is where the custom pipelines in force came from: "etcd",
+	// "cache", or "" while the first load is awaited.
+	From    string   `json:"from"`
 	Builtin []string `json:"builtin"`
 	Custom  []string `json:"custom"`
 	// Revisions is the etcd mod revision of each custom pipeline's version
@@ -140,7 +175,7 @@ type Status struct {
 func (s *Set) Status() Status {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := Status{Builtin: Builtins(), Custom: []string{}}
+	st := Status{From: s.from, Builtin: Builtins(), Custom: []string{}}
 	for n := range s.custom {
 		st.Custom = append(st.Custom, n)
 		if st.Revisions == nil {
@@ -156,4 +191,65 @@ func (s *Set) Status() Status {
 		}
 	}
 	return st
+}
+
+// cacheFile is the set's custom pipelines in force, as the transfer keeps
+// them in its data_dir.
+type cacheFile struct {
+	Prefix    string                    `json:"prefix"`
+	Pipelines map[string]cachedPipeline `json:"pipelines"`
+}
+
+type cachedPipeline struct {
+	Revision int64           `json:"revision"`
+	Value    json.RawMessage `json:"value"`
+}
+
+// MarshalCache is the custom pipelines in force, to be kept for a start
+// while etcd is unreachable; false until the set was loaded from etcd.
+func (s *Set) MarshalCache() ([]byte, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.from != "etcd" {
+		return nil, false
+	}
+	c := cacheFile{Prefix: s.prefix, Pipelines: map[string]cachedPipeline{}}
+	for n, v := range s.raw {
+		c.Pipelines[n] = cachedPipeline{Revision: s.inUse[n], Value: json.RawMessage(v)}
+	}
+	data, err := json.Marshal(c)
+	return data, err == nil
+}
+
+// LoadCache loads the custom pipelines kept by MarshalCache, each checked
+// as one from etcd (a version that no longer validates is left out, and
+// said). It does nothing once the set was loaded from etcd.
+func (s *Set) LoadCache(data []byte) error {
+	var c cacheFile
+	if err := json.Unmarshal(data, &c); err != nil {
+		return fmt.Errorf("decoding the pipeline cache: %w", err)
+	}
+	if c.Prefix != s.prefix {
+		return fmt.Errorf("the pipeline cache is of prefix %q, not %q", c.Prefix, s.prefix)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.from != "" {
+		return nil
+	}
+	for name, p := range c.Pipelines {
+		if why := ValidName(name); why != "" {
+			s.refuse(s.log.WithField("pipeline", name), name, "cached copy: "+why)
+			continue
+		}
+		f, err := Parse(p.Value)
+		if err != nil {
+			s.refuse(s.log.WithField("pipeline", name), name, "cached copy: "+err.Error())
+			continue
+		}
+		s.custom[name], s.inUse[name], s.raw[name], s.seen[name] = f, p.Revision, []byte(p.Value), p.Revision
+	}
+	s.from = "cache"
+	s.log.WithField("pipelines", len(s.custom)).Info("custom pipelines loaded from the cache; etcd's replace them when it answers")
+	return nil
 }

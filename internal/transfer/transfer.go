@@ -58,6 +58,10 @@ type Options struct {
 	// Pipelines resolves the records' pipeline headers (nil: built-ins
 	// only).
 	Pipelines *pipeline.Set
+	// Ready, if set, is asked before the group is joined: nothing is
+	// consumed while it returns an error (the custom pipelines not loaded
+	// yet: a record naming one would be indexed unprocessed).
+	Ready func() error
 	// DrainTimeout bounds the wait, when a partition is revoked or at
 	// shutdown, for its in-flight documents to be acknowledged.
 	DrainTimeout time.Duration
@@ -317,6 +321,9 @@ func (c *Consumer) Claims() []string {
 // Run consumes until ctx ends. At the end every claim waits (up to
 // DrainTimeout) for its documents to be acknowledged, marks and commits.
 func (c *Consumer) Run(ctx context.Context) error {
+	if !c.waitReady(ctx) {
+		return nil
+	}
 	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	var client sarama.Client
 	for ctx.Err() == nil {
@@ -437,6 +444,34 @@ func (c *Consumer) Run(ctx context.Context) error {
 		bo.Reset()
 	}
 	return nil
+}
+
+// waitReady waits until Options.Ready has no objection; false if ctx ended
+// first.
+func (c *Consumer) waitReady(ctx context.Context) bool {
+	if c.opt.Ready == nil {
+		return true
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for logged := false; ; {
+		err := c.opt.Ready()
+		if err == nil {
+			if logged {
+				c.log.Info("ready; joining the consumer group")
+			}
+			return true
+		}
+		if !logged {
+			c.log.WithError(err).Warn("not consuming yet")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // Setup is called at the start of a session (after every rebalance).

@@ -58,6 +58,7 @@ level = warn
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.DataDir = t.TempDir()
 	return cfg
 }
 

@@ -6,11 +6,14 @@
 package transferd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -24,8 +27,10 @@ import (
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/confwatch"
 	"github.com/logpipe/logpipe/internal/eswriter"
+	"github.com/logpipe/logpipe/internal/fsutil"
 	"github.com/logpipe/logpipe/internal/httpserver"
 	"github.com/logpipe/logpipe/internal/lifecycle"
+	"github.com/logpipe/logpipe/internal/logging"
 	"github.com/logpipe/logpipe/internal/memtune"
 	"github.com/logpipe/logpipe/internal/pipeline"
 	"github.com/logpipe/logpipe/internal/transfer"
@@ -55,11 +60,14 @@ type Daemon struct {
 	pipes     *pipeline.Set
 	http      *httpserver.Server
 	mem       *memtune.Floor // nil: the memory limit is left alone
+	thr       *logging.Throttle
+	// savedPipes is the pipeline cache last written.
+	savedPipes []byte
 }
 
 // New builds the daemon without starting it.
 func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, error) {
-	d := &Daemon{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
+	d := &Daemon{cfg: cfg, log: log, prom: prometheus.NewRegistry(), thr: logging.NewThrottle(time.Minute)}
 	if opts.MemoryLimit > 0 {
 		d.mem = &memtune.Floor{Limit: opts.MemoryLimit, Ratio: 2, Check: 500 * time.Millisecond, Log: log.WithField("component", "memtune")}
 	}
@@ -104,6 +112,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		MaxFuture:    cfg.ES.MaxFuture,
 		MaxAge:       cfg.ES.MaxAge,
 		Pipelines:    d.pipes,
+		Ready:        d.ready,
 	}, log, d.prom)
 
 	if cfg.Discovery.Enabled || cfg.Discovery.Pipelines {
@@ -118,12 +127,14 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	}
 	if cfg.Discovery.Pipelines {
 		d.pipeWatch = confwatch.New(d.cli, cfg.Discovery.PipelinesKey, true, cfg.Discovery.Timeout, log, d.prom, "logtransfer_pipelines")
+		d.loadPipelineCache()
 	}
 
 	if cfg.HTTP.Addr != "" {
 		checks := []httpserver.Check{
 			{Name: "kafka", Fn: func() error { return boolErr(d.consumer.Joined(), "not a member of the consumer group") }},
 			{Name: "elasticsearch", Fn: d.writer.Ready},
+			{Name: "pipelines", Fn: d.ready},
 		}
 		d.http = httpserver.New(cfg.HTTP.Addr, cfg.HTTP.Pprof, d.prom, checks, log)
 		d.http.Handle("/status", http.HandlerFunc(d.serveStatus))
@@ -260,8 +271,52 @@ func (d *Daemon) loadPipelines(ctx context.Context) error {
 			return nil
 		case <-d.pipeWatch.Changed():
 			d.pipes.Update(d.pipeWatch.Latest())
+			d.savePipelineCache()
 		}
 	}
+}
+
+// ready is nil once the transfer knows the custom pipelines (from etcd or
+// its cache), or at once when it does not watch them.
+func (d *Daemon) ready() error {
+	if d.pipeWatch == nil {
+		return nil
+	}
+	return d.pipes.Ready()
+}
+
+func (d *Daemon) pipelineCachePath() string { return filepath.Join(d.cfg.DataDir, "pipelines.json") }
+
+// loadPipelineCache loads the pipelines kept by the last run, so that a
+// transfer started while etcd is unreachable processes records at once.
+func (d *Daemon) loadPipelineCache() {
+	data, err := os.ReadFile(d.pipelineCachePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err == nil {
+		err = d.pipes.LoadCache(data)
+	}
+	if err != nil {
+		d.log.WithError(err).Warn("ignoring the pipeline cache; waiting for etcd")
+	}
+}
+
+// savePipelineCache keeps the pipelines in force when they changed.
+func (d *Daemon) savePipelineCache() {
+	data, ok := d.pipes.MarshalCache()
+	if !ok || bytes.Equal(data, d.savedPipes) {
+		return
+	}
+	err := os.MkdirAll(d.cfg.DataDir, 0o700)
+	if err == nil {
+		err = fsutil.WriteAtomic(d.pipelineCachePath(), data, 0o600)
+	}
+	if err != nil {
+		d.thr.Log("pipecache", d.log.WithError(err), logrus.WarnLevel, "saving the pipeline cache")
+		return
+	}
+	d.savedPipes = data
 }
 
 func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {

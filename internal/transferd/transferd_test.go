@@ -70,6 +70,9 @@ level = warn
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	if !strings.Contains(extra, "data_dir") {
+		cfg.DataDir = e.t.TempDir()
+	}
 	return cfg
 }
 

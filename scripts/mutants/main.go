@@ -236,6 +236,18 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestPlacementDependsOnTheRecordAlone$"}, {"./internal/transferd", "^TestNginxPipelineFieldsAndOwnDay$"}},
 	},
 	{
+		name:  "the transfer consumes before it knows the custom pipelines (records naming one are indexed unprocessed, for good)",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "\tif !c.waitReady(ctx) {\n", new: "\tif false && !c.waitReady(ctx) {\n"}},
+		tests: []target{{"./internal/transferd", "^TestRedeliveryGivesOneDocumentPerLine$/^fake$"}},
+	},
+	{
+		name:  "pipelines cached by an earlier run outlive etcd's answer (a pipeline deleted meanwhile keeps running)",
+		file:  "internal/pipeline/set.go",
+		edits: []edit{{old: "\t\tif !present[name] { // cached, and no longer in etcd\n", new: "\t\tif false {\n"}},
+		tests: []target{{"./internal/pipeline", "^TestSetReadyAndCache$"}},
+	},
+	{
 		name:  "a record with no time is placed by the clock (each delivery after midnight lands in another index)",
 		file:  "internal/transfer/transfer.go",
 		edits: []edit{{old: "\t\treturn undated, \"undated\"\n", new: "\t\treturn time.Now(), \"undated\"\n"}},
