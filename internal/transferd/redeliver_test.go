@@ -144,7 +144,9 @@ func redelivery(t *testing.T, e *env, docs func() map[string][]stored) {
 	// 3. Delivered again (a new group) after version 2 changed the layout.
 	etcd.Put(key, `[{"dissect":{"pattern":"%{d} %{t} %{rest}"}},{"set":{"field":"v","value":2}},{"timestamp":{"field":"t","layouts":["15:04:05"]}}]`)
 	d, stop = e.start(e.config(cfg("g2", etcd.Endpoint(), dataDir)))
-	testutil.Eventually(t, 20*time.Second, func() bool { return d.pipes.Status().Revisions["app"] > 0 && strings.Contains(string(must(d.pipes.MarshalCache())), `"value":2`) },
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return d.pipes.Status().Revisions["app"] > 0 && strings.Contains(string(must(d.pipes.MarshalCache())), `"value":2`)
+	},
 		testutil.Msg("version 2 loaded"))
 	waitIndexed(t, d, n)
 	stop()
