@@ -51,7 +51,9 @@ type Config struct {
 	Path   string
 	Source *record.Source
 	// FromEnd starts a file the registry has never seen at its last
-	// complete line, on the first open only.
+	// complete line, on the first open only; it is set only for an entry
+	// that never read anything, so no file was rotated past it and none
+	// next to the path is recovered.
 	FromEnd      bool
 	Multiline    *collectconf.Multiline
 	MaxLineBytes int
@@ -364,9 +366,11 @@ func (t *Tailer) position(f *os.File, first bool) (r *reader, err error) {
 		// past it unseen (twice or more while stopped) from their start
 		// once the current file is positioned (a copytruncate copy of
 		// its old generation is taken care of by then).
+		// An entry that starts at the end has never read this path: nothing
+		// was rotated past it, and only what is written from now on is its.
 		t.recoverRotated(key)
 		defer func() {
-			if r != nil {
+			if r != nil && !t.cfg.FromEnd {
 				t.recoverSkipped(t.reg.Written(), key)
 			}
 		}()

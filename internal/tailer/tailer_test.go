@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1213,6 +1214,45 @@ func TestSafetyNetPollsCoalesce(t *testing.T) {
 	for _, d := range []time.Duration{time.Millisecond, 250 * time.Millisecond, 999 * time.Millisecond} {
 		if got := coalesce(now, d); got != d {
 			t.Errorf("coalesce(%v) = %v; want it unchanged", d, got)
+		}
+	}
+}
+
+// TestFromEndAfterRestartShipsOnlyNewLines: an entry with from: end added
+// to an agent that has a registry (it ran before, with other files) ships
+// only what is written after the entry applied. The rotated a.log.1 next
+// to it, modified since the registry's last save, was taken for a file
+// rotated past the entry while the agent was down and sent whole, though
+// the entry had never read anything.
+func TestFromEndAfterRestartShipsOnlyNewLines(t *testing.T) {
+	h := newHarness(t)
+	other := filepath.Join(h.dir, "other.log")
+	write(t, other, numbered("o", 0, 3))
+	stop := h.run(Config{Path: other})
+	h.waitN(3)
+	stop()
+	reopen(t, h)
+
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p+".1", numbered("old", 0, 1000))
+	write(t, p, numbered("old", 1000, 5))
+	h.run(Config{Path: p, FromEnd: true})
+	// The new line is read once the file was positioned: rotation recovery
+	// (which claims a rotated file in the registry before it reads it) is
+	// over by then.
+	h.waitState(StateRunning)
+	write(t, p, "new 0\n")
+	testutil.Eventually(t, 10*time.Second, func() bool { return slices.Contains(h.sink.values(), "new 0") }, testutil.Msg("the new line sent"))
+	fi, err := os.Stat(p + ".1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := fileKey(fi, "t"); h.reg.Has(k) {
+		t.Errorf("a.log.1 was claimed for reading by an entry that starts at the end")
+	}
+	for _, v := range h.sink.values() {
+		if strings.HasPrefix(v, "old") {
+			t.Fatalf("sent %q, written before the from: end entry applied", v)
 		}
 	}
 }

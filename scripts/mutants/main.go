@@ -248,6 +248,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/pipeline", "^TestSetReadyAndCache$"}},
 	},
 	{
+		name:  "an entry with from: end recovers files rotated before it ever read (a.log.1 shipped whole before the first new line)",
+		file:  "internal/tailer/tailer.go",
+		edits: []edit{{old: "\t\t\tif r != nil && !t.cfg.FromEnd {\n", new: "\t\t\tif r != nil {\n"}},
+		tests: []target{{"./internal/tailer", "^TestFromEndAfterRestartShipsOnlyNewLines$"}},
+	},
+	{
 		name:  "a record with no time is placed by the clock (each delivery after midnight lands in another index)",
 		file:  "internal/transfer/transfer.go",
 		edits: []edit{{old: "\t\treturn undated, \"undated\"\n", new: "\t\treturn time.Now(), \"undated\"\n"}},
