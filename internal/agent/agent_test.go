@@ -223,7 +223,9 @@ func TestInvalidConfigKeepsRunningConfig(t *testing.T) {
 	failures := func() float64 {
 		return testutil.MetricValue(a.Prometheus(), "logagent_config_reloads_total", map[string]string{"result": "failure"})
 	}
-	for i, bad := range []string{`[{"path":"/x","topic":"t1"`, `[{"path":"relative.log","topic":"t1"}]`, `[{"path":"/x","topic":"bad topic"}]`} {
+	heavy := `"a{0,999}b{0,999}c{0,999}d{0,999}"` // about 8,000 instructions: two pass an entry's budget
+	overBudget := `[{"path":"/x","topic":"t1","include_lines":[` + heavy + `,` + heavy + `]}]`
+	for i, bad := range []string{`[{"path":"/x","topic":"t1"`, `[{"path":"relative.log","topic":"t1"}]`, overBudget, `[{"path":"/x","topic":"bad topic"}]`} {
 		e.etcd.Put(a.Key(), bad)
 		testutil.Eventually(t, 10*time.Second, func() bool { return failures() == float64(i+1) },
 			func() string { return fmt.Sprintf("failure count %d, have %v", i+1, failures()) })

@@ -28,7 +28,16 @@ const (
 	// MaxPatternInsts bounds a multiline pattern's compiled program, so a
 	// short pattern such as (a{0,1000}){0,1000} cannot make every line
 	// expensive to match or the compile itself a memory bomb.
-	MaxPatternInsts  = 10000
+	MaxPatternInsts = 10000
+	// MaxEntryInsts bounds an entry's patterns together (multiline,
+	// include_lines, exclude_lines): every byte of every event is matched
+	// against each of them, so their total program size is the work a byte
+	// can cost (RE2's time grows with program size × input length).
+	MaxEntryInsts = 10000
+	// MaxConfigInsts bounds every pattern of a collect config together: a
+	// compiled program holds about 140 bytes per instruction, so this keeps
+	// a config's matchers within a few MB of an agent's memory_limit.
+	MaxConfigInsts   = 40000
 	MaxFields        = 64
 	MaxFieldValueLen = 1024
 	DefaultMaxLines  = 500
@@ -191,6 +200,7 @@ func Parse(data []byte) ([]Entry, error) {
 	entries := make([]Entry, len(raw))
 	var errs []error
 	seen := make(map[string]int, len(raw))
+	left := MaxConfigInsts
 	for i, r := range raw {
 		e := &entries[i]
 		d := json.NewDecoder(bytes.NewReader(r))
@@ -199,7 +209,7 @@ func Parse(data []byte) ([]Entry, error) {
 			errs = append(errs, fmt.Errorf("entry %d: %w", i, jsonErr(r, err)))
 			continue
 		}
-		if err := e.validate(); err != nil {
+		if err := e.validate(&left); err != nil {
 			errs = append(errs, fmt.Errorf("entry %d (path %q, topic %q): %w", i, e.Path, e.Topic, err))
 			continue
 		}
@@ -259,7 +269,11 @@ func ValidTopic(name string) error {
 	return nil
 }
 
-func (e *Entry) validate() error {
+// validate checks e and compiles its patterns, within left instructions
+// of the config's budget (what they use is taken off it). Patterns are
+// sized before any is compiled, so a config over budget costs no more
+// than its size checks.
+func (e *Entry) validate(left *int) error {
 	var errs []error
 	switch {
 	case e.Path == "":
@@ -296,17 +310,30 @@ func (e *Entry) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("from %q must be %q or %q", e.From, FromBeginning, FromEnd))
 	}
-	if m := e.Multiline; m != nil {
-		if err := m.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("multiline: %w", err))
+	if *left < 0 {
+		// The config's budget is spent (said once, at the entry that spent
+		// it): sizing more patterns would only cost more.
+	} else if insts, err := e.patternInsts(min(MaxEntryInsts, *left)); err != nil {
+		errs = append(errs, err)
+	} else if insts > MaxEntryInsts {
+		errs = append(errs, fmt.Errorf("patterns (multiline, include_lines, exclude_lines) compile to %d instructions in all, at most %d per entry: every byte of every event is matched against each of them", insts, MaxEntryInsts))
+	} else if insts > *left {
+		errs = append(errs, fmt.Errorf("patterns compile to more than the %d instructions left of the collect config's budget (%d in all); later entries' patterns are not checked", *left, MaxConfigInsts))
+		*left = -1
+	} else {
+		*left -= insts
+		if m := e.Multiline; m != nil {
+			if err := m.validate(); err != nil {
+				errs = append(errs, fmt.Errorf("multiline: %w", err))
+			}
 		}
-	}
-	var err error
-	if e.include, err = compileLines("include_lines", e.IncludeLines); err != nil {
-		errs = append(errs, err)
-	}
-	if e.exclude, err = compileLines("exclude_lines", e.ExcludeLines); err != nil {
-		errs = append(errs, err)
+		var err error
+		if e.include, err = compileLines("include_lines", e.IncludeLines); err != nil {
+			errs = append(errs, err)
+		}
+		if e.exclude, err = compileLines("exclude_lines", e.ExcludeLines); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if e.Pipeline != "" && !pipelineRE.MatchString(e.Pipeline) {
 		errs = append(errs, fmt.Errorf("pipeline %q must be 1-64 of a-z 0-9 _ - (starting with a letter or digit)", e.Pipeline))
@@ -337,7 +364,56 @@ func (e *Entry) validate() error {
 	return errors.Join(errs...)
 }
 
-// compileLines compiles a list of line patterns.
+// patternInsts checks the size of each of e's patterns and returns their
+// programs' instructions in all; it stops sizing once they exceed limit.
+func (e *Entry) patternInsts(limit int) (int, error) {
+	total := 0
+	var errs []error
+	if m := e.Multiline; m != nil {
+		n, err := patternSize(m.Pattern)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("multiline: %w", err))
+		}
+		total += n
+	}
+	for _, l := range []struct {
+		name string
+		pats []string
+	}{{"include_lines", e.IncludeLines}, {"exclude_lines", e.ExcludeLines}} {
+		if len(l.pats) > MaxLinePatterns {
+			errs = append(errs, fmt.Errorf("%s has %d patterns, at most %d allowed", l.name, len(l.pats), MaxLinePatterns))
+			continue
+		}
+		for i, p := range l.pats {
+			if total > limit {
+				return total, errors.Join(errs...)
+			}
+			if p == "" {
+				errs = append(errs, fmt.Errorf("%s[%d] is empty (it would match every line)", l.name, i))
+				continue
+			}
+			n, err := patternSize(p)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", l.name, i, err))
+			}
+			total += n
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// patternSize is checkProgramSize's count, after the length check.
+func patternSize(p string) (int, error) {
+	if p == "" {
+		return 0, errors.New("pattern is required")
+	}
+	if len(p) > MaxPatternLen {
+		return 0, fmt.Errorf("pattern is %d bytes, at most %d allowed", len(p), MaxPatternLen)
+	}
+	return checkProgramSize(p)
+}
+
+// compileLines compiles a list of line patterns (sized by patternInsts).
 func compileLines(name string, pats []string) ([]*regexp.Regexp, error) {
 	if len(pats) > MaxLinePatterns {
 		return nil, fmt.Errorf("%s has %d patterns, at most %d allowed", name, len(pats), MaxLinePatterns)
@@ -351,10 +427,6 @@ func compileLines(name string, pats []string) ([]*regexp.Regexp, error) {
 		}
 		if len(p) > MaxPatternLen {
 			errs = append(errs, fmt.Errorf("%s[%d] is %d bytes, at most %d allowed", name, i, len(p), MaxPatternLen))
-			continue
-		}
-		if err := checkProgramSize(p); err != nil {
-			errs = append(errs, fmt.Errorf("%s[%d]: %w", name, i, err))
 			continue
 		}
 		re, err := regexp.Compile(p)
@@ -374,7 +446,7 @@ func (m *Multiline) validate() error {
 	if len(m.Pattern) > MaxPatternLen {
 		return fmt.Errorf("pattern is %d bytes, at most %d allowed", len(m.Pattern), MaxPatternLen)
 	}
-	if err := checkProgramSize(m.Pattern); err != nil {
+	if _, err := checkProgramSize(m.Pattern); err != nil {
 		return err
 	}
 	re, err := regexp.Compile(m.Pattern)
@@ -398,20 +470,22 @@ func (m *Multiline) validate() error {
 }
 
 // checkProgramSize compiles pattern's syntax tree (without building a
-// matcher) and refuses programs over MaxPatternInsts instructions.
-func checkProgramSize(pattern string) error {
+// matcher), refuses programs over MaxPatternInsts instructions and returns
+// the instructions.
+func checkProgramSize(pattern string) (int, error) {
 	tree, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
-		return fmt.Errorf("pattern %q: %w", pattern, err)
+		return 0, fmt.Errorf("pattern %q: %w", pattern, err)
 	}
 	prog, err := syntax.Compile(tree.Simplify())
 	if err != nil {
-		return fmt.Errorf("pattern %q: %w", pattern, err)
+		return 0, fmt.Errorf("pattern %q: %w", pattern, err)
 	}
-	if n := len(prog.Inst); n > MaxPatternInsts {
-		return fmt.Errorf("pattern compiles to %d instructions, at most %d allowed (simplify its repetitions)", n, MaxPatternInsts)
+	n := len(prog.Inst)
+	if n > MaxPatternInsts {
+		return n, fmt.Errorf("pattern compiles to %d instructions, at most %d allowed (simplify its repetitions)", n, MaxPatternInsts)
 	}
-	return nil
+	return n, nil
 }
 
 // ParseTopics returns the distinct topics of a collect config without

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -458,5 +459,73 @@ func TestLineFilters(t *testing.T) {
 		if _, err := Parse([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%s): %v, want an error containing %q", tc.doc, err, tc.want)
 		}
+	}
+}
+
+// heavy is a pattern of about 8,000 instructions, within MaxPatternInsts.
+const heavy = `a{0,999}b{0,999}c{0,999}d{0,999}`
+
+// TestPatternBudgets: the patterns of an entry, and of a whole config,
+// have a total budget of compiled instructions, checked before anything
+// is compiled; a config over either is refused whole with an error naming
+// the entry, and parsing it costs the agent little memory (10 entries of
+// 64 such patterns each once took an agent from 25 to 317 MB, and 64 in
+// one entry cost 0.64 CPU-seconds per 200-byte line).
+func TestPatternBudgets(t *testing.T) {
+	n, err := checkProgramSize(heavy)
+	if err != nil || n <= MaxEntryInsts/2 || n > MaxPatternInsts {
+		t.Fatalf("heavy compiles to %d instructions (%v): want one per entry to fit, two not", n, err)
+	}
+	entry := func(path string, pats ...string) string {
+		b, _ := json.Marshal(map[string]any{"path": path, "topic": "t", "include_lines": pats})
+		return string(b)
+	}
+	many := make([]string, 64)
+	for i := range many {
+		many[i] = heavy
+	}
+	// One entry of 64: over the entry's budget.
+	_, err = Parse([]byte("[" + entry("/var/log/a.log", many...) + "]"))
+	if err == nil || !strings.Contains(err.Error(), `entry 0 (path "/var/log/a.log", topic "t"): patterns (multiline, include_lines, exclude_lines) compile to`) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("at most %d per entry", MaxEntryInsts)) {
+		t.Fatalf("64 heavy patterns in one entry: %v", err)
+	}
+	t.Logf("a user sees: %v", err)
+	// Ten entries of 64 (the 16 KB config), measured while parsing.
+	var entries []string
+	for i := range 10 {
+		entries = append(entries, entry(fmt.Sprintf("/var/log/%d.log", i), many...))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = Parse([]byte("[" + strings.Join(entries, ",") + "]"))
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("ten entries of 64 heavy patterns accepted")
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("parsing the refused config allocated %d MB", alloc>>20)
+	}
+	// One heavy pattern per entry: as many as the config's budget holds
+	// fit, one more is refused, and with it the whole config.
+	fit := MaxConfigInsts / n
+	entries = entries[:0]
+	for i := range fit + 1 {
+		entries = append(entries, entry(fmt.Sprintf("/var/log/%d.log", i), heavy))
+	}
+	if _, err := Parse([]byte("[" + strings.Join(entries[:fit], ",") + "]")); err != nil {
+		t.Fatalf("%d heavy entries: %v", fit, err)
+	}
+	_, err = Parse([]byte("[" + strings.Join(entries, ",") + "]"))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf(`entry %d (path "/var/log/%d.log", topic "t"): patterns compile to more than the`, fit, fit)) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("collect config's budget (%d in all)", MaxConfigInsts)) {
+		t.Fatalf("%d heavy entries: %v", fit+1, err)
+	}
+	t.Logf("a user sees: %v", err)
+	// Multiline patterns count too.
+	ml, _ := json.Marshal(map[string]any{"path": "/var/log/m.log", "topic": "t", "multiline": heavy, "exclude_lines": []string{heavy}})
+	if _, err := Parse([]byte("[" + string(ml) + "]")); err == nil || !strings.Contains(err.Error(), "per entry") {
+		t.Fatalf("a heavy multiline and exclude pattern: %v", err)
 	}
 }

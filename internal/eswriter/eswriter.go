@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,11 @@ type Doc struct {
 	// appends, for BulkBytes.
 	Src     Source
 	SrcSize int
+
+	// Reject, if set, is why the document must not be indexed: it goes
+	// straight to the dead-letter target with this reason (a pipeline
+	// over its per-document budget).
+	Reject string
 }
 
 // Source renders a document's body into a bulk request. It must append
@@ -319,6 +325,17 @@ func (w *Writer) batcher(ctx context.Context) {
 // buf is the worker's reusable body buffer.
 func (w *Writer) flush(ctx context.Context, docs []*Doc, buf []byte) []byte {
 	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: w.cfg.RetryBackoffMax}
+	if slices.ContainsFunc(docs, func(d *Doc) bool { return d.Reject != "" }) {
+		kept := make([]*Doc, 0, len(docs))
+		for _, d := range docs {
+			if d.Reject == "" {
+				kept = append(kept, d)
+			} else {
+				w.deadLetter(ctx, d, d.Reject)
+			}
+		}
+		docs = kept
+	}
 	for len(docs) > 0 && ctx.Err() == nil {
 		var retry []*Doc
 		retry, buf = w.bulk(ctx, docs, buf)

@@ -7,14 +7,76 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// MaxProcessors bounds a custom pipeline.
-const MaxProcessors = 64
+// Bounds on what a custom pipeline may make the transfer do.
+const (
+	// MaxProcessors bounds a custom pipeline.
+	MaxProcessors = 64
+	// MaxPatternLen and MaxPatternInsts bound one regex or drop.matches
+	// pattern, and MaxPipelineInsts all of a pipeline's patterns together:
+	// a compiled program holds about 140 bytes per instruction, and RE2's
+	// time grows with program size × input length.
+	MaxPatternLen    = 4096
+	MaxPatternInsts  = 10000
+	MaxPipelineInsts = 10000
+	// MaxDocWork bounds the work one document may cost: the sum, over the
+	// pattern processors that run, of instructions × bytes matched (about
+	// 30 ms). A document that would cost more is not matched at all: it
+	// goes to the dead-letter topic with the reason, so a long line never
+	// holds up the documents behind it.
+	MaxDocWork = 1 << 25
+)
+
+// errOverBudget marks a processor's refusal to run past MaxDocWork.
+var errOverBudget = errors.New("over the per-document work budget")
+
+// compileBudgeted compiles a pattern of a regex or drop processor once its
+// size is within MaxPatternLen, MaxPatternInsts and what is left of the
+// pipeline's MaxPipelineInsts (taken off left); it returns the program's
+// instructions for the run-time budget.
+func compileBudgeted(pattern string, left *int) (*regexp.Regexp, int, error) {
+	if len(pattern) > MaxPatternLen {
+		return nil, 0, fmt.Errorf("pattern is %d bytes, at most %d allowed", len(pattern), MaxPatternLen)
+	}
+	tree, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, 0, err
+	}
+	prog, err := syntax.Compile(tree.Simplify())
+	if err != nil {
+		return nil, 0, err
+	}
+	n := len(prog.Inst)
+	switch {
+	case n > MaxPatternInsts:
+		return nil, n, fmt.Errorf("pattern compiles to %d instructions, at most %d allowed (simplify its repetitions)", n, MaxPatternInsts)
+	case n > *left:
+		return nil, n, fmt.Errorf("pattern compiles to %d instructions, past the pipeline's budget of %d in all for its patterns (%d left)", n, MaxPipelineInsts, *left)
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, n, err
+	}
+	*left -= n
+	return re, n, nil
+}
+
+// spend takes the work of matching n bytes against a program of insts
+// instructions off the event's budget; false if it is not enough.
+func (e *event) spend(insts, n int) bool {
+	w := int64(insts) * int64(max(n, 1))
+	if w > e.work {
+		return false
+	}
+	e.work -= w
+	return true
+}
 
 // Custom pipelines are JSON lists of processors, each an object with one
 // key naming it:
@@ -47,6 +109,8 @@ type event struct {
 	msgSet  bool
 	t       time.Time
 	dropped bool
+	// work is what is left of MaxDocWork for this line.
+	work int64
 }
 
 func (e *event) get(k string) (any, bool) {
@@ -118,13 +182,14 @@ func Parse(data []byte) (Func, error) {
 	}
 	var procs []proc
 	var errs []error
+	left := MaxPipelineInsts
 	for i, spec := range specs {
 		if len(spec) != 1 {
 			errs = append(errs, fmt.Errorf("processor %d: an object with exactly one key (its kind), got %d", i, len(spec)))
 			continue
 		}
 		for kind, raw := range spec {
-			p, err := compileProc(kind, raw)
+			p, err := compileProc(kind, raw, &left)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("processor %d (%s): %w", i, kind, err))
 				continue
@@ -137,10 +202,11 @@ func Parse(data []byte) (Func, error) {
 		return nil, errors.Join(errs...)
 	}
 	return func(line []byte, _ time.Time, r *Result) {
-		e := &event{line: line, vals: map[string]any{}}
+		e := &event{line: line, vals: map[string]any{}, work: MaxDocWork}
 		for _, p := range procs {
 			if err := p.run(e); err != nil {
 				r.Fail(p.name + ": " + err.Error())
+				r.OverBudget = errors.Is(err, errOverBudget)
 				return
 			}
 			if e.dropped {
@@ -191,7 +257,7 @@ func checkTarget(k string) error {
 	return nil
 }
 
-func compileProc(kind string, raw json.RawMessage) (proc, error) {
+func compileProc(kind string, raw json.RawMessage, left *int) (proc, error) {
 	switch kind {
 	case "dissect":
 		var o struct{ Field, Pattern string }
@@ -229,10 +295,7 @@ func compileProc(kind string, raw json.RawMessage) (proc, error) {
 			return proc{}, err
 		}
 		field := orMessage(o.Field)
-		if len(o.Pattern) > 4096 {
-			return proc{}, errors.New("pattern longer than 4096 bytes")
-		}
-		re, err := regexp.Compile(o.Pattern)
+		re, insts, err := compileBudgeted(o.Pattern, left)
 		if err != nil {
 			return proc{}, err
 		}
@@ -253,6 +316,9 @@ func compileProc(kind string, raw json.RawMessage) (proc, error) {
 			s, err := e.str(field)
 			if err != nil {
 				return err
+			}
+			if !e.spend(insts, len(s)) {
+				return fmt.Errorf("matching %d bytes against %d instructions is %w", len(s), insts, errOverBudget)
 			}
 			m := re.FindStringSubmatchIndex(s)
 			if m == nil {
@@ -441,9 +507,10 @@ func compileProc(kind string, raw json.RawMessage) (proc, error) {
 			return proc{}, errors.New(`one of "equals" and "matches" is required`)
 		}
 		var re *regexp.Regexp
+		var insts int
 		if o.Matches != "" {
 			var err error
-			if re, err = regexp.Compile(o.Matches); err != nil {
+			if re, insts, err = compileBudgeted(o.Matches, left); err != nil {
 				return proc{}, err
 			}
 		}
@@ -451,6 +518,9 @@ func compileProc(kind string, raw json.RawMessage) (proc, error) {
 			s, err := e.str(field)
 			if err != nil {
 				return nil // no such field: nothing to drop
+			}
+			if re != nil && !e.spend(insts, len(s)) {
+				return fmt.Errorf("matching %d bytes against %d instructions is %w", len(s), insts, errOverBudget)
 			}
 			if o.Equals != nil && s == *o.Equals || re != nil && re.MatchString(s) {
 				e.dropped = true

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +258,60 @@ func TestSetReadyAndCache(t *testing.T) {
 	}
 	if err := NewSet("/other/", logrus.NewEntry(l), nil).LoadCache(cache); err == nil {
 		t.Fatal("a cache of another prefix was loaded")
+	}
+}
+
+// TestPipelineBudgets: a pipeline's patterns are sized before they are
+// compiled (one pattern, and all of them together), and a line that would
+// cost a document more than MaxDocWork is not matched but marked over
+// budget (the transfer dead-letters it), while a usual line runs.
+func TestPipelineBudgets(t *testing.T) {
+	heavy := `(?P<x>a{0,999}b{0,999}c{0,999}d{0,999})` // about 8,000 instructions
+	f := func(name, pipeline, want string) {
+		t.Helper()
+		_, err := Parse([]byte(pipeline))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", name, err, want)
+		} else {
+			t.Logf("%s: a user sees: %v", name, err)
+		}
+	}
+	rx := func(p string) string {
+		b, _ := json.Marshal(map[string]any{"regex": map[string]string{"pattern": p}})
+		return string(b)
+	}
+	drop := func(p string) string {
+		b, _ := json.Marshal(map[string]any{"drop": map[string]string{"matches": p}})
+		return string(b)
+	}
+	f("one pattern too large", "["+rx(`(?P<x>a{0,999}b{0,999}c{0,999}d{0,999}e{0,999}f{0,999})`)+"]", "processor 0 (regex): pattern compiles to 11")
+	f("two heavy regexes", "["+rx(heavy)+","+rx(heavy)+"]", "processor 1 (regex): pattern compiles to 7")
+	f("a heavy regex and a heavy drop", "["+rx(heavy)+","+drop(heavy)+"]", fmt.Sprintf("past the pipeline's budget of %d", MaxPipelineInsts))
+	f("a pattern too long", "["+drop(strings.Repeat("a", MaxPatternLen+1))+"]", "processor 0 (drop): pattern is 4097 bytes")
+
+	p, err := Parse([]byte("[" + rx(heavy) + "]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	p([]byte("abcd"), time.Time{}, &r)
+	if r.Err != "" || r.OverBudget || !strings.Contains(string(r.Fragment()), `"x":"abcd"`) {
+		t.Fatalf("a short line: %+v %s", r, r.Fragment())
+	}
+	r.Reset()
+	long := []byte(strings.Repeat("z", MaxDocWork/7000)) // over the budget for 8,000 instructions
+	p(long, time.Time{}, &r)
+	if !r.OverBudget || !strings.Contains(r.Err, "per-document work budget") {
+		t.Fatalf("a long line: over budget %v, error %q", r.OverBudget, r.Err)
+	}
+	// The budget is per document, spent across processors.
+	d, err := Parse([]byte("[" + drop(`(?:x{0,999}){0,1}q`) + "," + drop(`(?:y{0,999}){0,1}q`) + "]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Reset()
+	d([]byte(strings.Repeat("z", MaxDocWork/2000/2+MaxDocWork/2000/4)), time.Time{}, &r)
+	if !r.OverBudget || !strings.HasPrefix(r.Err, "processor 1 (drop)") {
+		t.Fatalf("two processors sharing a document's budget: over budget %v, error %q", r.OverBudget, r.Err)
 	}
 }

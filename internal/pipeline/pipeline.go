@@ -53,12 +53,16 @@ type Result struct {
 	HasMessage bool
 	// Drop says the line is not to be indexed (a drop processor).
 	Drop bool
+	// OverBudget says the line would cost more than a document may (see
+	// MaxDocWork): it is not indexed but dead-lettered, with Err saying
+	// why.
+	OverBudget bool
 }
 
 // Reset empties r for the next line.
 func (r *Result) Reset() {
 	r.frag = r.frag[:0]
-	r.Time, r.Err, r.Message, r.HasMessage, r.Drop = time.Time{}, "", r.Message[:0], false, false
+	r.Time, r.Err, r.Message, r.HasMessage, r.Drop, r.OverBudget = time.Time{}, "", r.Message[:0], false, false, false
 }
 
 // Fragment is the fields as a JSON object fragment: `,"k":v,…` (empty if

@@ -108,7 +108,7 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 		errs: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_consumer_errors_total",
 			Help: "Errors the consumer group reported (a claim that could not start, a failed fetch or commit); logged at most every 10s."}),
 		piped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtransfer_pipeline_events_total",
-			Help: "Records run through a processing pipeline, by pipeline and result (parsed; failed: indexed raw with error.message; unknown: no such pipeline, indexed raw)."}, []string{"pipeline", "result"}),
+			Help: "Records run through a processing pipeline, by pipeline and result (parsed; failed: indexed raw with error.message; dropped; over_budget: dead-lettered unmatched, the line would cost more than a document may; unknown: no such pipeline, indexed raw)."}, []string{"pipeline", "result"}),
 	}
 	for _, n := range pipeline.Builtins() {
 		c.piped.WithLabelValues(n, "parsed")
@@ -638,7 +638,7 @@ type claimState struct {
 	piped map[string]*pipeCounters
 }
 
-type pipeCounters struct{ parsed, failed, dropped prometheus.Counter }
+type pipeCounters struct{ parsed, failed, dropped, overBudget prometheus.Counter }
 
 func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
 	meta := record.ParseRecord(msg.Key, msg.Headers)
@@ -711,13 +711,19 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: len(msg.Value) + 320 + len(extra), Time: ts, Origin: msg}
 		return &s.Doc
 	}
-	return &eswriter.Doc{
+	d := &eswriter.Doc{
 		Index:  st.indexName,
 		ID:     docID(msg, &meta, st),
 		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320+len(extra)), msg, message, &h, docTime, extra),
 		Time:   ts,
 		Origin: msg,
 	}
+	if res != nil && res.OverBudget {
+		// Not matched at all (that would hold up the records behind it):
+		// dead-lettered with the reason, never indexed.
+		d.Reject = "pipeline " + strconv.Quote(string(meta.Pipeline)) + ": " + res.Err
+	}
+	return d
 }
 
 // sourceSlab is how many sources a claim allocates at once: a slab lives
@@ -744,13 +750,16 @@ func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.
 	pc := st.piped[string(name)]
 	if pc == nil {
 		n := string(name)
-		pc = &pipeCounters{parsed: c.piped.WithLabelValues(n, "parsed"), failed: c.piped.WithLabelValues(n, "failed"), dropped: c.piped.WithLabelValues(n, "dropped")}
+		pc = &pipeCounters{parsed: c.piped.WithLabelValues(n, "parsed"), failed: c.piped.WithLabelValues(n, "failed"), dropped: c.piped.WithLabelValues(n, "dropped"),
+			overBudget: c.piped.WithLabelValues(n, "over_budget")}
 		if st.piped == nil {
 			st.piped = map[string]*pipeCounters{}
 		}
 		st.piped[n] = pc
 	}
 	switch {
+	case res.OverBudget:
+		pc.overBudget.Inc()
 	case res.Err != "":
 		pc.failed.Inc()
 	case res.Drop:

@@ -180,3 +180,44 @@ func waitIndexed(t *testing.T, d *Daemon, n int) {
 	testutil.Eventually(t, 60*time.Second, func() bool { return acked() >= float64(n) },
 		func() string { return fmt.Sprintf("%d documents acknowledged, have %v", n, acked()) })
 }
+
+// A line that would cost its pipeline more than a document may is not
+// matched: it goes to the dead-letter topic with the reason, and the
+// records beside it are indexed (a 10 KB pipeline once cost 8.4 s a line
+// and held up another host's record behind three such lines).
+func TestPipelineOverBudgetIsDeadLettered(t *testing.T) {
+	e := newEnv(t, 1)
+	etcd := testutil.StartEtcd(t)
+	etcd.Put("/logtransfer/pipelines/heavy", `[{"regex":{"pattern":"(?P<x>a{0,999}b{0,999}c{0,999}d{0,999})"}}]`)
+	dlq := testutil.Consume(t, e.kafka.Addr(), "theavy.dlq")
+	rec := func(i int, pipe, value string) *kgo.Record {
+		hs := []kgo.RecordHeader{{Key: "host.name", Value: []byte("web-1")}, {Key: "host.ip", Value: []byte("10.0.0.1")},
+			{Key: "event.id", Value: []byte(fmt.Sprintf("gen-theavy-%d", i))}}
+		if pipe != "" {
+			hs = append(hs, kgo.RecordHeader{Key: "pipeline", Value: []byte(pipe)})
+		}
+		return &kgo.Record{Topic: "theavy", Value: []byte(value), Timestamp: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC), Headers: hs}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	long := strings.Repeat("z", 64<<10)
+	if err := e.prod.ProduceSync(ctx, rec(0, "heavy", long), rec(1, "heavy", long), rec(2, "heavy", long), rec(3, "heavy", "abcd"), rec(4, "", "plain")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := e.start(e.config(fmt.Sprintf("[kafka]\ntopics = theavy\n[etcd]\naddress = %s\npipelines = true\n", etcd.Endpoint())))
+	e.waitDocs(2, 30*time.Second)
+	testutil.Eventually(t, 30*time.Second, func() bool { return dlq.Len() >= 3 }, func() string { return fmt.Sprintf("3 dead letters, have %d", dlq.Len()) })
+	docs := e.es.Docs()["theavy-2026.11.23"]
+	if len(docs) != 2 || !strings.Contains(string(docs[genID("theavy", 3)]), `"x":"abcd"`) || docs[genID("theavy", 4)] == nil {
+		t.Fatalf("indexed %v", docs)
+	}
+	for _, r := range dlq.Records() {
+		if !strings.Contains(r.Headers["dlq.reason"], `pipeline "heavy": processor 0 (regex): matching 65536 bytes against`) ||
+			!strings.Contains(r.Headers["dlq.reason"], "per-document work budget") || len(r.Value) != len(long) {
+			t.Fatalf("dead letter %v", r.Headers)
+		}
+	}
+	if v := testutil.MetricValue(d.Prometheus(), "logtransfer_pipeline_events_total", map[string]string{"pipeline": "heavy", "result": "over_budget"}); v != 3 {
+		t.Errorf("over_budget count %v, want 3", v)
+	}
+}

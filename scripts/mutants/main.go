@@ -254,6 +254,24 @@ var mutants = []mutant{
 		tests: []target{{"./internal/tailer", "^TestFromEndAfterRestartShipsOnlyNewLines$"}},
 	},
 	{
+		name:  "a collect entry's patterns have no budget in all (64 patterns each under the cap: 300 MB and 0.6 CPU-s a line)",
+		file:  "internal/collectconf/collectconf.go",
+		edits: []edit{{old: "\t} else if insts > MaxEntryInsts {\n", new: "\t} else if false {\n"}},
+		tests: []target{{"./internal/collectconf", "^TestPatternBudgets$"}, {"./internal/agent", "^TestInvalidConfigKeepsRunningConfig$"}},
+	},
+	{
+		name:  "a pipeline's regex runs whatever a line costs (a long line holds up the records behind it)",
+		file:  "internal/pipeline/custom.go",
+		edits: []edit{{old: "\t\t\tif !e.spend(insts, len(s)) {\n\t\t\t\treturn fmt.Errorf(\"matching %d bytes against %d instructions is %w\", len(s), insts, errOverBudget)\n\t\t\t}\n\t\t\tm := re.FindStringSubmatchIndex(s)\n", new: "\t\t\tif false && !e.spend(insts, len(s)) {\n\t\t\t\treturn fmt.Errorf(\"matching %d bytes against %d instructions is %w\", len(s), insts, errOverBudget)\n\t\t\t}\n\t\t\tm := re.FindStringSubmatchIndex(s)\n"}},
+		tests: []target{{"./internal/pipeline", "^TestPipelineBudgets$"}, {"./internal/transferd", "^TestPipelineOverBudgetIsDeadLettered$"}},
+	},
+	{
+		name:  "a document the pipeline refused as over budget is indexed instead of dead-lettered",
+		file:  "internal/eswriter/eswriter.go",
+		edits: []edit{{old: "\t\t\tif d.Reject == \"\" {\n", new: "\t\t\tif true {\n"}},
+		tests: []target{{"./internal/transferd", "^TestPipelineOverBudgetIsDeadLettered$"}},
+	},
+	{
 		name:  "a record with no time is placed by the clock (each delivery after midnight lands in another index)",
 		file:  "internal/transfer/transfer.go",
 		edits: []edit{{old: "\t\treturn undated, \"undated\"\n", new: "\t\treturn time.Now(), \"undated\"\n"}},
