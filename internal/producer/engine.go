@@ -36,10 +36,13 @@ type batchState struct {
 	left   int // events not yet acknowledged; settle's
 	bytes  int64
 	events int64
-	slab   *slab
-	batch  *record.Batch
-	one    chunk    // the first (usually only) chunk
-	more   []*chunk // the others, if the batch is larger than a record batch may be
+	// share and what the batch holds of it (see Producer.shareOf).
+	share              *share
+	shareEv, shareByte int64
+	slab               *slab
+	batch              *record.Batch
+	one                chunk    // the first (usually only) chunk
+	more               []*chunk // the others, if the batch is larger than a record batch may be
 }
 
 // chunk is events [from, to) of one batch, sent in one record batch.
@@ -629,6 +632,9 @@ func (e *engine) ack(c *chunk) {
 		// again.
 		p.bytes.Release(st.bytes)
 		p.events.Release(st.events)
+		if st.share != nil {
+			st.share.release(st.shareEv, st.shareByte)
+		}
 		p.m.buffered.Add(-st.bytes)
 		p.recycle(st.slab)
 		if st.batch.Done != nil {
@@ -713,6 +719,7 @@ func (p *Producer) prepare(b *record.Batch, maxBatch int) *batchState {
 	}
 	sl := p.slab(n, nh)
 	st := &batchState{left: n, bytes: p.cost(b), events: p.eventCost(b), slab: sl, batch: b}
+	st.share, st.shareEv, st.shareByte = p.shareOf(b)
 	hdrs, hptrs, buf, recs := sl.hdrs, sl.hptrs, sl.buf, sl.recs
 	c := &st.one
 	*c = chunk{st: st}

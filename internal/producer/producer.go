@@ -102,6 +102,12 @@ type Producer struct {
 	m       *metrics
 	gates   *gates
 
+	// shares bound what one topic may hold of the bounds above (half
+	// of each): a topic Kafka starts refusing while busy keeps retrying
+	// what it holds, and the other half stays for the other topics.
+	sharesMu sync.Mutex
+	shares   map[string]*share
+
 	inflight atomic.Int64  // events taken from ch, not yet acked
 	starved  chan struct{} // a Send waits for the bounds: flush now
 	slabs    sync.Pool     // of *slab, see messages
@@ -133,6 +139,7 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		max:     int64(cfg.Kafka.BufferBytes),
 		m:       &metrics{},
 		starved: make(chan struct{}, 1),
+		shares:  map[string]*share{},
 	}
 	p.connect = connectSarama
 	p.gates = newGates(p.log)
@@ -206,11 +213,28 @@ func (p *Producer) Send(ctx context.Context, b *record.Batch) error {
 		}
 	}
 	n, e := p.cost(b), p.eventCost(b)
+	sh, se, sn := p.shareOf(b)
+	if sh != nil {
+		if err := p.acquire(ctx, sh.events, se); err != nil {
+			return err
+		}
+		if err := p.acquire(ctx, sh.bytes, sn); err != nil {
+			sh.events.Release(se)
+			return err
+		}
+	}
+	release := func() {
+		if sh != nil {
+			sh.release(se, sn)
+		}
+	}
 	if err := p.acquire(ctx, p.events, e); err != nil {
+		release()
 		return err
 	}
 	if err := p.acquire(ctx, p.bytes, n); err != nil {
 		p.events.Release(e)
+		release()
 		return err
 	}
 	select {
@@ -221,8 +245,36 @@ func (p *Producer) Send(ctx context.Context, b *record.Batch) error {
 	case <-ctx.Done():
 		p.bytes.Release(n)
 		p.events.Release(e)
+		release()
 		return ctx.Err()
 	}
+}
+
+// share is one topic's part of the event and byte bounds.
+type share struct{ events, bytes *semaphore.Weighted }
+
+func (s *share) release(events, bytes int64) {
+	s.events.Release(events)
+	s.bytes.Release(bytes)
+}
+
+// shareOf is b's topic's share and what b takes of it (nil when the bounds
+// are too small to share). The same batch always gives the same answer:
+// the last ack releases what Send took.
+func (p *Producer) shareOf(b *record.Batch) (*share, int64, int64) {
+	ev, by := int64(p.cfg.Kafka.ChanMaxSize)/2, p.max/2
+	if len(b.Events) == 0 || ev < 1 || by < 1 {
+		return nil, 0, 0
+	}
+	topic := b.Events[0].Source.Topic
+	p.sharesMu.Lock()
+	sh := p.shares[topic]
+	if sh == nil {
+		sh = &share{events: semaphore.NewWeighted(ev), bytes: semaphore.NewWeighted(by)}
+		p.shares[topic] = sh
+	}
+	p.sharesMu.Unlock()
+	return sh, min(p.eventCost(b), ev), min(p.cost(b), by)
 }
 
 // acquire takes n of sem, and tells route when it has to wait: with the

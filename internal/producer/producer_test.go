@@ -359,3 +359,56 @@ func TestShutdownLeavesUnackedUnacked(t *testing.T) {
 		t.Fatalf("acked offset %d after shutdown, want 10", a)
 	}
 }
+
+// A topic that Kafka starts refusing while it is busy keeps what it holds
+// (re-sent once the topic is back), but it holds at most half of
+// chan_max_size and buffer_bytes: a healthy topic's batch still goes
+// through (with eight of topic bad in flight and the topic then missing, a
+// 1-event batch for good waited past its 3 s deadline).
+func TestFailingTopicLeavesTheOthersTheirShare(t *testing.T) {
+	r := newRig(t, "chan_max_size = 8\n")
+	bad, good := newFile("bad"), newFile("good")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for range 8 {
+			if r.p.Send(ctx, bad.batch(1)) != nil {
+				return
+			}
+		}
+	}()
+	var calls []*call
+	for n := 0; n < 4; {
+		c := r.k.take(t)
+		calls = append(calls, c)
+		n += len(c.offsets)
+	}
+	r.k.set("bad", true) // deleted under load
+	for _, c := range calls {
+		c.fail(sarama.ErrUnknownTopicOrPartition)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		for _, ts := range r.p.Topics() {
+			if ts.Topic == "bad" && ts.State == TopicBlocked {
+				return true
+			}
+		}
+		return false
+	}, testutil.Msg("bad shown as blocked: %v", r.p.Topics()))
+	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer scancel()
+	if err := r.p.Send(sctx, good.batch(1)); err != nil {
+		t.Fatalf("a healthy topic's batch waited behind the failing topic's: %v", err)
+	}
+	for {
+		c := r.k.take(t)
+		if c.topic == "good" {
+			c.ack()
+			break
+		}
+	}
+	waitAcked(t, good, 10)
+	if a := bad.acked(); a != 0 {
+		t.Fatalf("the failing topic's offset moved to %d", a)
+	}
+}

@@ -272,6 +272,12 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transferd", "^TestPipelineOverBudgetIsDeadLettered$"}},
 	},
 	{
+		name:  "a topic may hold all of chan_max_size and buffer_bytes (one that Kafka starts refusing while busy stalls every other topic)",
+		file:  "internal/producer/producer.go",
+		edits: []edit{{old: "\tif len(b.Events) == 0 || ev < 1 || by < 1 {\n", new: "\tif true {\n"}},
+		tests: []target{{"./internal/producer", "^TestFailingTopicLeavesTheOthersTheirShare$"}},
+	},
+	{
 		name:  "a record with no time is placed by the clock (each delivery after midnight lands in another index)",
 		file:  "internal/transfer/transfer.go",
 		edits: []edit{{old: "\t\treturn undated, \"undated\"\n", new: "\t\treturn time.Now(), \"undated\"\n"}},
