@@ -37,6 +37,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,11 @@ type Doc struct {
 	// straight to the dead-letter target with this reason (a pipeline
 	// over its per-document budget).
 	Reject string
+	// Topic groups documents that Elasticsearch may hold back together
+	// (see parking).
+	Topic string
+
+	held bool // the last answer held it back for its topic's reason
 }
 
 // Source renders a document's body into a bulk request. It must append
@@ -136,6 +142,7 @@ type Writer struct {
 	// pipeline does not exist.
 	noPipeline  atomic.Bool
 	missingName atomic.Pointer[string]
+	park        *parking
 	m           metrics
 }
 
@@ -161,6 +168,7 @@ func New(cfg Config, client *elastic.Client, dlq DeadLetter, log *logrus.Entry, 
 		thr:     logging.NewThrottle(10 * time.Second),
 		queue:   make(chan []*Doc, max(4, 2*cfg.BulkActions/256)),
 		batches: make(chan []*Doc),
+		park:    newParking(max(2*cfg.BulkActions, 512), cfg.RetryBackoffMax),
 	}
 	if cfg.Pipeline != "" {
 		w.params = url.Values{"pipeline": {cfg.Pipeline}}
@@ -210,18 +218,22 @@ func (w *Writer) Ready() error {
 	switch {
 	case !w.up.Load():
 		return errors.New("last bulk request did not reach Elasticsearch")
-	case w.noPipeline.Load():
+	case w.noPipeline.Load() || len(w.park.held()) > 0:
 		return fmt.Errorf("ingest pipeline %q does not exist in Elasticsearch", w.missing())
 	}
 	return nil
 }
 
 func (w *Writer) missing() string {
-	if p := w.missingName.Load(); p != nil && w.noPipeline.Load() {
+	if p := w.missingName.Load(); p != nil && (w.noPipeline.Load() || len(w.park.held()) > 0) {
 		return *p
 	}
 	return ""
 }
+
+// Held lists the topics whose documents Elasticsearch holds back, with
+// why; the other topics are written meanwhile.
+func (w *Writer) Held() map[string]string { return w.park.held() }
 
 // Status is what /status shows of the writer.
 type Status struct {
@@ -229,11 +241,14 @@ type Status struct {
 	IngestPipeline        string `json:"ingest_pipeline,omitempty"`
 	IngestPipelineMissing string `json:"ingest_pipeline_missing,omitempty"`
 	Queued                int    `json:"queued"`
+	// HeldTopics are the topics whose documents Elasticsearch holds back
+	// (parked, retried with backoff; the others flow), with why.
+	HeldTopics map[string]string `json:"held_topics,omitempty"`
 }
 
 // Status reports the writer's state.
 func (w *Writer) Status() Status {
-	return Status{Up: w.up.Load(), IngestPipeline: w.cfg.Pipeline, IngestPipelineMissing: w.missing(), Queued: int(w.queued.Load())}
+	return Status{Up: w.up.Load(), IngestPipeline: w.cfg.Pipeline, IngestPipelineMissing: w.missing(), Queued: int(w.queued.Load()), HeldTopics: w.park.held()}
 }
 
 // Submit queues docs (the writer owns the slice from then on), blocking
@@ -245,6 +260,9 @@ func (w *Writer) Status() Status {
 func (w *Writer) Submit(ctx context.Context, docs []*Doc) error {
 	if len(docs) == 0 {
 		return nil
+	}
+	if err := w.park.wait(ctx, docs[0].Topic); err != nil {
+		return err
 	}
 	w.queued.Add(int64(len(docs)))
 	select {
@@ -274,14 +292,27 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	parker := make(chan struct{})
+	go func() {
+		defer close(parker)
+		w.park.run(ctx, w.cfg.BulkActions, func(docs []*Doc) bool {
+			select {
+			case w.batches <- docs:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		})
+	}()
 	w.batcher(ctx)
+	<-parker
+	close(w.batches) // the batcher and the parker are the senders
 	wg.Wait()
 	return nil
 }
 
 // batcher forms bulk requests from the queue.
 func (w *Writer) batcher(ctx context.Context) {
-	defer close(w.batches)
 	var (
 		batch []*Doc
 		size  int
@@ -339,6 +370,12 @@ func (w *Writer) flush(ctx context.Context, docs []*Doc, buf []byte) []byte {
 	for len(docs) > 0 && ctx.Err() == nil {
 		var retry []*Doc
 		retry, buf = w.bulk(ctx, docs, buf)
+		if slices.ContainsFunc(retry, func(d *Doc) bool { return d.held }) {
+			var held []*Doc
+			retry, held = splitHeld(retry)
+			w.m.retried.Add(float64(len(held)))
+			w.park.park(held, "ingest pipeline "+strconv.Quote(w.missing())+" does not exist")
+		}
 		if len(retry) == 0 {
 			break
 		}
@@ -350,6 +387,18 @@ func (w *Writer) flush(ctx context.Context, docs []*Doc, buf []byte) []byte {
 		buf = nil // do not keep an outsized buffer after a burst
 	}
 	return buf
+}
+
+// splitHeld splits docs into those to retry at once and those held back.
+func splitHeld(docs []*Doc) (retry, held []*Doc) {
+	for _, d := range docs {
+		if d.held {
+			held = append(held, d)
+		} else {
+			retry = append(retry, d)
+		}
+	}
+	return retry, held
 }
 
 // appendBody appends the NDJSON bulk body for docs.
@@ -447,6 +496,7 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 	missing, missingName := 0, ""
 	for i, item := range resp.Items {
 		d := docs[i]
+		d.held = false
 		var r bulkItem
 		found := false
 		for _, v := range item {
@@ -470,6 +520,7 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 				missingName = strings.TrimSuffix(strings.TrimPrefix(r.Error.Reason, "pipeline with id ["), "] does not exist")
 			}
 			missing++
+			d.held = true
 			retry = append(retry, d)
 		case retryableItem(r):
 			retry = append(retry, d)

@@ -708,7 +708,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		s := &st.slab[0]
 		st.slab = st.slab[1:]
 		*s = source{msg: msg, head: h, extra: extra}
-		s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: len(msg.Value) + 320 + len(extra), Time: ts, Origin: msg}
+		s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: len(msg.Value) + 320 + len(extra), Time: ts, Origin: msg, Topic: msg.Topic}
 		return &s.Doc
 	}
 	d := &eswriter.Doc{
@@ -717,6 +717,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		Body:   appendDoc(make([]byte, 0, len(msg.Value)+320+len(extra)), msg, message, &h, docTime, extra),
 		Time:   ts,
 		Origin: msg,
+		Topic:  msg.Topic,
 	}
 	if res != nil && res.OverBudget {
 		// Not matched at all (that would hold up the records behind it):
