@@ -31,7 +31,9 @@ func TestHeldTopicLeavesTheOthersFlowing(t *testing.T) {
 	dlq := testutil.Consume(t, e.kafka.Addr(), held+".dlq")
 	e.produce(held, 0, n)
 	d, _ := e.start(e.config(fmt.Sprintf("[kafka]\ntopics = %s, %s\n", held, flowing)))
-	testutil.Eventually(t, 30*time.Second, func() bool { return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_retried_total", nil) >= 4*500 },
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_retried_total", nil) >= 4*500
+	},
 		func() string { return "the held topic's documents refused: " + status(t, d) })
 	e.produce(flowing, 0, n)
 	testutil.Eventually(t, 30*time.Second, func() bool { return len(e.es.Docs()[flowing+"-2026.11.23"]) == n },
