@@ -516,6 +516,8 @@ func TestFaultSuite(t *testing.T) {
 		{"FIFO in glob during config changes", fifoInGlob},
 		{"bad inputs while running", badInputs},
 		{"missing topic+overlapping names+401", topicFaults},
+		{"transfer SIGKILL x5 across pipeline changes", pipelineChanges},
+		{"one topic refused 10s under load", topicRefused},
 	}
 	for _, be := range backends {
 		t.Run(be, func(t *testing.T) {
@@ -976,4 +978,98 @@ func topicFaults(t *testing.T, be string) {
 			}
 		}
 	})
+}
+
+// pipelineChanges: every line names the custom pipeline app, whose version
+// changes at every transfer kill between one that leaves @timestamp alone
+// and one that dates every line 2019-11-23. What the killed transfer had
+// not committed is delivered again under the other version: it must meet
+// its _id in the same index (when a parsed time chose the index, those
+// re-deliveries were stored a second time, in the 2019 index).
+func pipelineChanges(t *testing.T, be string) {
+	s := newSys(t, be, "[kafka]\ninstance_id = e2e-transfer\n")
+	versions := []string{
+		`[{"set":{"field":"labels.v","value":"1"}}]`,
+		`[{"set":{"field":"labels.v","value":"2"}},{"set":{"field":"labels.d","value":"2019-11-23"}},{"timestamp":{"field":"labels.d","layouts":["2006-01-02"]}}]`,
+	}
+	putPipeline := func(v string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := s.cli.Put(ctx, "/logtransfer/pipelines/app", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putPipeline(versions[0])
+	var entries []string
+	for _, n := range []string{"a.log", "b.log"} {
+		entries = append(entries, fmt.Sprintf(`{"path":%q,"topic":%q,"pipeline":"app"}`, filepath.Join(s.logs, n), s.topic))
+	}
+	w := s.startWith("["+strings.Join(entries, ",")+"]", "a.log", "b.log")
+	for i := 0; i < 5; i++ {
+		time.Sleep(1500 * time.Millisecond)
+		s.transfer.Kill()
+		putPipeline(versions[(i+1)%2])
+		s.startTransfer()
+	}
+	s.finish("transfer SIGKILL x5 across pipeline changes", w, nil)
+	dated := false
+	for idx := range s.indexCounts() {
+		if strings.HasSuffix(idx, "-2019.11.23") {
+			t.Errorf("index %s exists: a parsed time chose the index", idx)
+		}
+	}
+	for _, d := range s.store.Docs() {
+		if strings.Contains(string(d.Source), `"@timestamp":"2019-11-23T`) {
+			dated = true
+			break
+		}
+	}
+	if !dated {
+		t.Error("no document was dated by version 2: the pipeline change never applied")
+	}
+}
+
+// topicRefused: the agent ships a.log to one topic and b.log to another;
+// the second starts refusing writes while busy (min.insync.replicas above
+// its replicas: every produce to it fails, nothing is deleted) for 10 s.
+// The first topic keeps being stored meanwhile; afterwards every line of
+// both is stored once. Apache Kafka only: kfake does not enforce
+// min.insync.replicas.
+func topicRefused(t *testing.T, be string) {
+	if be != "real" {
+		t.Skip("kfake does not enforce min.insync.replicas")
+	}
+	s := newSys(t, be, "")
+	other := s.topic + "-b" // its indices match the scenario's store pattern too
+	s.createTopics(s.topic, other)
+	cfg := fmt.Sprintf(`[{"path":%q,"topic":%q},{"path":%q,"topic":%q}]`, filepath.Join(s.logs, "a.log"), s.topic, filepath.Join(s.logs, "b.log"), other)
+	w := s.startWith(cfg, "a.log", "b.log")
+	cl, adm := s.kafkaAdmin()
+	defer cl.Close()
+	set := func(v string) {
+		if err := adm.AlterConfig(sarama.TopicResource, other, map[string]*string{"min.insync.replicas": &v}, false); err != nil {
+			t.Fatalf("setting min.insync.replicas of %s: %v", other, err)
+		}
+	}
+	set("2")
+	start := time.Now()
+	// Once the refused topic has had time to fill its share, the other
+	// must still be stored: count the first topic's documents twice, 5 s
+	// apart, within the outage.
+	time.Sleep(4 * time.Second)
+	before := s.indexCounts()
+	time.Sleep(5 * time.Second)
+	after := s.indexCounts()
+	grew := 0
+	for idx, n := range after {
+		if strings.HasPrefix(idx, s.topic+"-") && !strings.HasPrefix(idx, other+"-") {
+			grew += n - before[idx]
+		}
+	}
+	if grew < rate {
+		t.Errorf("only %d lines of %s stored in 5 s while %s was refused", grew, s.topic, other)
+	}
+	time.Sleep(max(0, 10*time.Second-time.Since(start)))
+	set("1")
+	s.finish("one topic refused 10s under load", w, nil)
 }
