@@ -138,6 +138,7 @@ type sysOpts struct {
 	transferExtra string // appended to the transfer's ini
 	noAutoCreate  bool   // the broker refuses to create topics on first use
 	esProxy       bool   // the transfer reaches the store through a proxy that can answer 401
+	kafkaExtra    string // more [kafka] keys for the agent
 }
 
 func newSys(t *testing.T, backend, transferExtra string) *sys {
@@ -172,6 +173,7 @@ func newSysWith(t *testing.T, backend string, o sysOpts) *sys {
 	s.agentIni = filepath.Join(s.dir, "logagent.ini")
 	os.WriteFile(s.agentIni, []byte(fmt.Sprintf(`[kafka]
 address = 127.0.0.1:%d
+`+o.kafkaExtra+`
 [etcd]
 address = %s
 timeout = 2s
@@ -1030,32 +1032,39 @@ func pipelineChanges(t *testing.T, be string) {
 }
 
 // topicRefused: the agent ships a.log to one topic and b.log to another;
-// the second starts refusing writes while busy (min.insync.replicas above
-// its replicas: every produce to it fails, nothing is deleted) for 10 s.
-// The first topic keeps being stored meanwhile; afterwards every line of
-// both is stored once. Apache Kafka only: kfake does not enforce
-// min.insync.replicas.
+// the second starts refusing writes while busy (its max.message.bytes
+// below any record batch: every produce to it fails, nothing is deleted)
+// for 10 s. The first topic keeps being stored meanwhile; afterwards every
+// line of both is stored once. Apache Kafka only: kfake does not enforce
+// topic configs.
 func topicRefused(t *testing.T, be string) {
 	if be != "real" {
-		t.Skip("kfake does not enforce min.insync.replicas")
+		t.Skip("kfake does not enforce topic configs")
 	}
-	s := newSys(t, be, "")
+	// A bound the refused topic fills within a second or two (b.log gets
+	// half of the writer's 3,000 lines/s), so the check below sees
+	// whether the other topic still flows once it is full.
+	s := newSysWith(t, be, sysOpts{kafkaExtra: "chan_max_size = 2000"})
 	other := s.topic + "-b" // its indices match the scenario's store pattern too
 	s.createTopics(s.topic, other)
 	cfg := fmt.Sprintf(`[{"path":%q,"topic":%q},{"path":%q,"topic":%q}]`, filepath.Join(s.logs, "a.log"), s.topic, filepath.Join(s.logs, "b.log"), other)
 	w := s.startWith(cfg, "a.log", "b.log")
 	cl, adm := s.kafkaAdmin()
 	defer cl.Close()
-	set := func(v string) {
-		if err := adm.AlterConfig(sarama.TopicResource, other, map[string]*string{"min.insync.replicas": &v}, false); err != nil {
-			t.Fatalf("setting min.insync.replicas of %s: %v", other, err)
+	// Every produce to it is refused (MESSAGE_TOO_LARGE) while its
+	// max.message.bytes is below any record batch; nothing is deleted.
+	set := func(op sarama.IncrementalAlterConfigsOperation, v string) {
+		err := adm.IncrementalAlterConfig(sarama.TopicResource, other,
+			map[string]sarama.IncrementalAlterConfigsEntry{"max.message.bytes": {Operation: op, Value: &v}}, false)
+		if err != nil {
+			t.Fatalf("setting max.message.bytes of %s: %v", other, err)
 		}
 	}
-	set("2")
+	set(sarama.IncrementalAlterConfigsOperationSet, "16")
 	start := time.Now()
-	// Once the refused topic has had time to fill its share, the other
-	// must still be stored: count the first topic's documents twice, 5 s
-	// apart, within the outage.
+	// Once the refused topic has had time to fill its share (or, without
+	// shares, the whole bound), the other must still be stored: count the
+	// first topic's documents twice, 5 s apart, within the outage.
 	time.Sleep(4 * time.Second)
 	before := s.indexCounts()
 	time.Sleep(5 * time.Second)
@@ -1070,6 +1079,6 @@ func topicRefused(t *testing.T, be string) {
 		t.Errorf("only %d lines of %s stored in 5 s while %s was refused", grew, s.topic, other)
 	}
 	time.Sleep(max(0, 10*time.Second-time.Since(start)))
-	set("1")
+	set(sarama.IncrementalAlterConfigsOperationDelete, "")
 	s.finish("one topic refused 10s under load", w, nil)
 }

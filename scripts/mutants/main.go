@@ -275,7 +275,7 @@ var mutants = []mutant{
 		name:  "a topic may hold all of chan_max_size and buffer_bytes (one that Kafka starts refusing while busy stalls every other topic)",
 		file:  "internal/producer/producer.go",
 		edits: []edit{{old: "\tif len(b.Events) == 0 || ev < 1 || by < 1 {\n", new: "\tif true {\n"}},
-		tests: []target{{"./internal/producer", "^TestFailingTopicLeavesTheOthersTheirShare$"}},
+		tests: []target{{"./internal/producer", "^TestFailingTopicLeavesTheOthersTheirShare$"}, {"./internal/e2e", "^TestFaultSuite$/^real$/^one_topic_refused_10s_under_load$"}},
 	},
 	{
 		name:  "a bulk worker retries a held topic's documents itself (an index whose ingest pipeline is missing takes every worker from the other topics)",
