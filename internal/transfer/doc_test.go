@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -135,7 +136,7 @@ func BenchmarkDocumentNginx(b *testing.B) {
 	b.ReportAllocs()
 	var n int
 	for i := 0; i < b.N; i++ {
-		d := c.document(msg, st)
+		d, _ := c.document(context.Background(), msg, st)
 		n = len(body(d))
 	}
 	b.SetBytes(int64(n))

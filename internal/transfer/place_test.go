@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,7 +45,7 @@ func TestPlacement(t *testing.T) {
 	nginx := `203.0.113.9 - - [23/Nov/2019:10:11:12 +0000] "GET / HTTP/1.1" 404 5 "-" "curl"`
 	f := func(name string, msg *sarama.ConsumerMessage, index, outOfRange string, ts time.Time) {
 		t.Helper()
-		d := c.document(msg, &claimState{})
+		d, _ := c.document(context.Background(), msg, &claimState{})
 		if d.Index != index {
 			t.Errorf("%s: index %s, want %s", name, d.Index, index)
 		}
@@ -135,7 +136,7 @@ func TestPlacementDependsOnTheRecordAlone(t *testing.T) {
 			for i := range deliveries {
 				time.Sleep(later[i])
 				at[i] = time.Now()
-				if d := placeConsumer(t, worlds[ws[i]]).document(msg, &claimState{}); d != nil {
+				if d, _ := placeConsumer(t, worlds[ws[i]]).document(context.Background(), msg, &claimState{}); d != nil {
 					got[i] = [2]string{d.Index, d.ID}
 				}
 			}

@@ -58,10 +58,11 @@ type Options struct {
 	// Pipelines resolves the records' pipeline headers (nil: built-ins
 	// only).
 	Pipelines *pipeline.Set
-	// Ready, if set, is asked before the group is joined: nothing is
-	// consumed while it returns an error (the custom pipelines not loaded
-	// yet: a record naming one would be indexed unprocessed).
-	Ready func() error
+	// PipelinesReady, if set, says whether the custom pipelines are known
+	// (nil) or not yet: a record naming a pipeline that is not built in
+	// then holds its partition until they are (indexed now, it would be
+	// indexed unprocessed, for good); the other partitions flow.
+	PipelinesReady func() error
 	// DrainTimeout bounds the wait, when a partition is revoked or at
 	// shutdown, for its in-flight documents to be acknowledged.
 	DrainTimeout time.Duration
@@ -87,6 +88,7 @@ type Consumer struct {
 	heldG    *prometheus.GaugeVec
 	piped    *prometheus.CounterVec
 	errs     prometheus.Counter
+	waiting  prometheus.Gauge
 }
 
 // TopicRecheck is how often topics that Kafka does not have are looked up
@@ -107,6 +109,8 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 			Help: "1 while a topic is not consumed because its preparation (index template) fails; the other topics are consumed meanwhile."}, []string{"topic"}),
 		errs: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_consumer_errors_total",
 			Help: "Errors the consumer group reported (a claim that could not start, a failed fetch or commit); logged at most every 10s."}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "logtransfer_claims_waiting_for_pipelines",
+			Help: "Partitions held because a record names a custom pipeline and the custom pipelines are not loaded yet (etcd unreachable at start, no cached copy)."}),
 		piped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtransfer_pipeline_events_total",
 			Help: "Records run through a processing pipeline, by pipeline and result (parsed; failed: indexed raw with error.message; dropped; over_budget: dead-lettered unmatched, the line would cost more than a document may; unknown: no such pipeline, indexed raw)."}, []string{"pipeline", "result"}),
 	}
@@ -115,7 +119,7 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 		c.piped.WithLabelValues(n, "failed")
 	}
 	if reg != nil {
-		reg.MustRegister(c.consumed, c.lag, c.absent, c.heldG, c.piped, c.errs)
+		reg.MustRegister(c.consumed, c.lag, c.absent, c.heldG, c.piped, c.errs, c.waiting)
 	}
 	return c
 }
@@ -321,9 +325,6 @@ func (c *Consumer) Claims() []string {
 // Run consumes until ctx ends. At the end every claim waits (up to
 // DrainTimeout) for its documents to be acknowledged, marks and commits.
 func (c *Consumer) Run(ctx context.Context) error {
-	if !c.waitReady(ctx) {
-		return nil
-	}
 	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	var client sarama.Client
 	for ctx.Err() == nil {
@@ -446,32 +447,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// waitReady waits until Options.Ready has no objection; false if ctx ended
+// knowsPipeline reports whether a record naming pipeline name can be
+// processed now, waiting (this claim only) while it names a custom
+// pipeline and the custom pipelines are not loaded; false if ctx ended
 // first.
-func (c *Consumer) waitReady(ctx context.Context) bool {
-	if c.opt.Ready == nil {
+func (c *Consumer) knowsPipeline(ctx context.Context, name []byte) bool {
+	if c.opt.PipelinesReady == nil || c.opt.Pipelines == nil {
 		return true
 	}
+	if _, builtin := pipeline.Builtin(string(name)); builtin {
+		return true
+	}
+	err := c.opt.PipelinesReady()
+	if err == nil {
+		return true
+	}
+	c.waiting.Inc()
+	defer c.waiting.Dec()
+	c.thr.Log("pipelines", c.log.WithError(err).WithField("pipeline", string(name)), logrus.WarnLevel,
+		"a record names a custom pipeline: holding its partition until the pipelines are known")
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	for logged := false; ; {
-		err := c.opt.Ready()
-		if err == nil {
-			if logged {
-				c.log.Info("ready; joining the consumer group")
-			}
-			return true
-		}
-		if !logged {
-			c.log.WithError(err).Warn("not consuming yet")
-			logged = true
-		}
+	for c.opt.PipelinesReady() != nil {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-tick.C:
 		}
 	}
+	return true
 }
 
 // Setup is called at the start of a session (after every rebalance).
@@ -560,7 +564,10 @@ loop:
 		for {
 			n++
 			last = msg
-			d := c.document(msg, &st)
+			d, ok := c.document(ctx, msg, &st)
+			if !ok {
+				break loop // ctx ended: this round's records are not registered, so they come again
+			}
 			st.ends = append(st.ends, msg.Offset+1)
 			st.done = append(st.done, d == nil) // dropped by its pipeline: done at once
 			if d != nil {
@@ -640,11 +647,16 @@ type claimState struct {
 
 type pipeCounters struct{ parsed, failed, dropped, overBudget prometheus.Counter }
 
-func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswriter.Doc {
+// document builds msg's document (nil: none, dropped by its pipeline);
+// false if ctx ended while the record waited for its pipeline.
+func (c *Consumer) document(ctx context.Context, msg *sarama.ConsumerMessage, st *claimState) (*eswriter.Doc, bool) {
 	meta := record.ParseRecord(msg.Key, msg.Headers)
 	ts := eventTime(msg) // read time
 	docTime, message := ts, msg.Value
 	var res *pipeline.Result
+	if len(meta.Pipeline) > 0 && !c.knowsPipeline(ctx, meta.Pipeline) {
+		return nil, false
+	}
 	if len(meta.Pipeline) > 0 {
 		res = &st.res
 		res.Reset()
@@ -653,7 +665,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 			docTime = res.Time
 		}
 		if res.Drop {
-			return nil // a drop processor: not indexed
+			return nil, true // a drop processor: not indexed
 		}
 		if res.HasMessage {
 			message = res.Message
@@ -709,7 +721,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		st.slab = st.slab[1:]
 		*s = source{msg: msg, head: h, extra: extra}
 		s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: len(msg.Value) + 320 + len(extra), Time: ts, Origin: msg, Topic: msg.Topic}
-		return &s.Doc
+		return &s.Doc, true
 	}
 	d := &eswriter.Doc{
 		Index:  st.indexName,
@@ -724,7 +736,7 @@ func (c *Consumer) document(msg *sarama.ConsumerMessage, st *claimState) *eswrit
 		// dead-lettered with the reason, never indexed.
 		d.Reject = "pipeline " + strconv.Quote(string(meta.Pipeline)) + ": " + res.Err
 	}
-	return d
+	return d, true
 }
 
 // sourceSlab is how many sources a claim allocates at once: a slab lives

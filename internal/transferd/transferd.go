@@ -102,17 +102,17 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		}
 	}
 	d.consumer = transfer.NewConsumer(transfer.Options{
-		Kafka:        cfg.Kafka,
-		Sarama:       transfer.SaramaConfig(cfg.Kafka, "logtransfer"),
-		Index:        idx,
-		Topics:       d.topics,
-		Out:          d.writer,
-		Prepare:      prepare,
-		DrainTimeout: cfg.ES.ShutdownTimeout,
-		MaxFuture:    cfg.ES.MaxFuture,
-		MaxAge:       cfg.ES.MaxAge,
-		Pipelines:    d.pipes,
-		Ready:        d.ready,
+		Kafka:          cfg.Kafka,
+		Sarama:         transfer.SaramaConfig(cfg.Kafka, "logtransfer"),
+		Index:          idx,
+		Topics:         d.topics,
+		Out:            d.writer,
+		Prepare:        prepare,
+		DrainTimeout:   cfg.ES.ShutdownTimeout,
+		MaxFuture:      cfg.ES.MaxFuture,
+		MaxAge:         cfg.ES.MaxAge,
+		Pipelines:      d.pipes,
+		PipelinesReady: d.ready,
 	}, log, d.prom)
 
 	if cfg.Discovery.Enabled || cfg.Discovery.Pipelines {
