@@ -82,7 +82,8 @@ type Doc struct {
 	// (see parking).
 	Topic string
 
-	held bool // the last answer held it back for its topic's reason
+	held   bool // the last answer held it back for its topic's reason
+	parked bool // counted among its topic's parked documents until settled
 }
 
 // Source renders a document's body into a bulk request. It must append
@@ -483,6 +484,7 @@ func (w *Writer) bulk(ctx context.Context, docs []*Doc, buf []byte) ([]*Doc, []b
 			}
 		}
 		ackAll(docs)
+		w.park.settle(docs...)
 		w.m.requests.WithLabelValues("ok").Inc()
 		return nil, buf
 	}
@@ -645,6 +647,7 @@ func (w *Writer) ack(d *Doc, result string, now time.Time) {
 		w.m.delay.Observe(now.Sub(d.Time).Seconds())
 	}
 	d.Acker.Ack(d.Seq)
+	w.park.settle(d)
 }
 
 // batchAcker is an Acker that takes many sequence numbers in one call
@@ -690,6 +693,7 @@ func (w *Writer) deadLetter(ctx context.Context, d *Doc, reason string) {
 			w.m.dead.Inc()
 			w.thr.Log("dlq", w.log.WithFields(logrus.Fields{"index": d.Index, "id": d.ID, "reason": reason}), logrus.WarnLevel, "document rejected by Elasticsearch; sent to the dead-letter topic")
 			d.Acker.Ack(d.Seq)
+			w.park.settle(d)
 			return
 		}
 		w.thr.Log("dlqerr", w.log.WithError(err), logrus.ErrorLevel, "dead-letter send failed; retrying")

@@ -3,6 +3,7 @@ package eswriter
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logpipe/logpipe/internal/backoff"
@@ -14,8 +15,9 @@ import (
 // looping on one topic's documents is a worker lost to every other topic,
 // and with a few such batches every worker was. A parker re-sends each
 // topic's documents after a backoff of its own; while a topic has
-// parkLimit documents parked, Submit takes no more of that topic (its
-// claims wait), so the other topics keep the workers and the memory.
+// parkLimit documents parked and not yet settled (acknowledged or
+// dead-lettered), Submit takes no more of that topic (its claims wait), so
+// the other topics keep the workers and the memory.
 type parking struct {
 	limit int
 	max   time.Duration // longest backoff
@@ -23,14 +25,18 @@ type parking struct {
 	mu     sync.Mutex
 	topics map[string]*parked
 	wake   chan struct{} // something was parked
+	// outstanding counts documents parked and not yet acknowledged or
+	// dead-lettered (waiting, or re-sent), over all topics.
+	outstanding atomic.Int64
 }
 
 type parked struct {
 	docs   []*Doc
+	out    int       // documents parked and not yet settled (docs, and those re-sent)
 	due    time.Time // when docs are sent again
 	bo     backoff.Backoff
 	last   time.Time     // when docs were last parked
-	room   chan struct{} // closed when docs go below limit
+	room   chan struct{} // closed when out goes below limit
 	reason string
 }
 
@@ -56,6 +62,11 @@ func (p *parking) park(docs []*Doc, reason string) {
 		}
 		t.docs = append(t.docs, d)
 		t.last, t.reason = now, reason
+		if !d.parked {
+			d.parked = true
+			t.out++
+			p.outstanding.Add(1)
+		}
 	}
 	p.mu.Unlock()
 	select {
@@ -64,12 +75,34 @@ func (p *parking) park(docs []*Doc, reason string) {
 	}
 }
 
+// settle takes docs that were acknowledged or dead-lettered off the
+// count of their topics' parked documents.
+func (p *parking) settle(docs ...*Doc) {
+	if p.outstanding.Load() == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, d := range docs {
+		if !d.parked {
+			continue
+		}
+		d.parked = false
+		p.outstanding.Add(-1)
+		t := p.topics[d.Topic]
+		if t.out--; t.out == p.limit-1 {
+			close(t.room)
+			t.room = make(chan struct{})
+		}
+	}
+}
+
 // wait blocks while topic has limit documents parked.
 func (p *parking) wait(ctx context.Context, topic string) error {
 	for {
 		p.mu.Lock()
 		t := p.topics[topic]
-		if t == nil || len(t.docs) < p.limit {
+		if t == nil || t.out < p.limit {
 			p.mu.Unlock()
 			return nil
 		}
@@ -83,13 +116,16 @@ func (p *parking) wait(ctx context.Context, topic string) error {
 	}
 }
 
-// held lists the topics with parked documents, with why.
+// held lists the topics with parked documents not yet settled, with why.
 func (p *parking) held() map[string]string {
+	if p.outstanding.Load() == 0 {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out map[string]string
 	for name, t := range p.topics {
-		if len(t.docs) > 0 {
+		if t.out > 0 {
 			if out == nil {
 				out = map[string]string{}
 			}
@@ -113,8 +149,6 @@ func (p *parking) due(now time.Time) ([]*Doc, time.Time) {
 		if !t.due.After(now) {
 			out = append(out, t.docs...)
 			t.docs = nil
-			close(t.room)
-			t.room = make(chan struct{})
 			continue
 		}
 		if next.IsZero() || t.due.Before(next) {
