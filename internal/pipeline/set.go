@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -47,8 +48,9 @@ type Set struct {
 	seen   map[string]int64  // name -> mod revision applied or refused
 	errs   map[string]string // name -> why its latest version was refused
 	// from is where the custom pipelines in force came from: "" until the
-	// first load, then "cache" or "etcd".
-	from string
+	// first load, then "cache" or "etcd"; loaded is set with it.
+	from   string
+	loaded atomic.Bool
 
 	invalid prometheus.Counter
 }
@@ -79,12 +81,10 @@ func (s *Set) Lookup(name []byte) (Func, bool) {
 // yet (nil once the set is loaded, from etcd or from a cached copy): until
 // then a name the set does not know may be one etcd holds.
 func (s *Set) Ready() error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.from == "" {
-		return errors.New("waiting for the first load of the custom pipelines from etcd (no cached copy)")
+	if s.loaded.Load() { // asked for every record that names a pipeline
+		return nil
 	}
-	return nil
+	return errors.New("waiting for the first load of the custom pipelines from etcd (no cached copy)")
 }
 
 // Update applies the custom pipelines under the prefix in snap.
@@ -96,6 +96,7 @@ func (s *Set) Update(snap *confwatch.Snapshot) {
 		// A cached version is not what etcd holds: take etcd's whole.
 		clear(s.seen)
 		s.from = "etcd"
+		defer s.loaded.Store(true) // once etcd's versions are in place
 	}
 	present := map[string]bool{}
 	for key, kv := range snap.KVs {
@@ -250,6 +251,7 @@ func (s *Set) LoadCache(data []byte) error {
 		s.custom[name], s.inUse[name], s.raw[name], s.seen[name] = f, p.Revision, []byte(p.Value), p.Revision
 	}
 	s.from = "cache"
+	s.loaded.Store(true)
 	s.log.WithField("pipelines", len(s.custom)).Info("custom pipelines loaded from the cache; etcd's replace them when it answers")
 	return nil
 }

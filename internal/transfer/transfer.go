@@ -455,11 +455,11 @@ func (c *Consumer) knowsPipeline(ctx context.Context, name []byte) bool {
 	if c.opt.PipelinesReady == nil || c.opt.Pipelines == nil {
 		return true
 	}
-	if _, builtin := pipeline.Builtin(string(name)); builtin {
-		return true
-	}
 	err := c.opt.PipelinesReady()
 	if err == nil {
+		return true
+	}
+	if _, builtin := pipeline.Builtin(string(name)); builtin {
 		return true
 	}
 	c.waiting.Inc()
