@@ -30,10 +30,12 @@ import (
 	"github.com/logpipe/logpipe/internal/fsutil"
 	"github.com/logpipe/logpipe/internal/httpserver"
 	"github.com/logpipe/logpipe/internal/inventory"
+	"github.com/logpipe/logpipe/internal/keyring"
 	"github.com/logpipe/logpipe/internal/lifecycle"
 	"github.com/logpipe/logpipe/internal/memtune"
 	"github.com/logpipe/logpipe/internal/pathguard"
 	"github.com/logpipe/logpipe/internal/producer"
+	"github.com/logpipe/logpipe/internal/record"
 	"github.com/logpipe/logpipe/internal/registry"
 	"github.com/logpipe/logpipe/internal/tailer"
 )
@@ -67,6 +69,7 @@ type Agent struct {
 	coll  *collector.Collector
 	cli   *clientv3.Client
 	watch *confwatch.Watcher
+	keys  *keyring.Holder // nil: records are not signed
 	http  *httpserver.Server
 
 	reloads    *prometheus.CounterVec
@@ -114,10 +117,25 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		return nil, err
 	}
 	a.reg = reg
+	cli, err := clientv3.New(cfg.Etcd.ClientConfig(zap.NewNop()))
+	if err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("creating etcd client: %w", err)
+	}
+	a.cli = cli
+	var signer func() *record.SigningKey
+	if cfg.Agent.Sign {
+		a.keys = keyring.NewHolder(cli, keyring.HolderOptions{
+			Key: cfg.Etcd.KeysKeyFor(a.ip), IP: a.ip, Host: a.host,
+			CachePath: filepath.Join(cfg.Agent.DataDir, "signing_key.json"), Timeout: cfg.Etcd.Timeout,
+		}, log, a.prom)
+		signer = a.keys.Key
+	}
 	a.prod = producer.New(producer.Config{
 		Kafka:           cfg.Kafka,
 		MaxRecordBytes:  cfg.Agent.MaxRecordBytes(),
 		ShutdownTimeout: cfg.Agent.ShutdownTimeout,
+		Signer:          signer,
 	}, log, a.prom)
 	a.coll = collector.New(collector.Config{
 		Host: a.host, IP: a.ip,
@@ -129,12 +147,6 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		Guard:        guard,
 	}, reg, a.prod, log, a.prom)
 
-	cli, err := clientv3.New(cfg.Etcd.ClientConfig(zap.NewNop()))
-	if err != nil {
-		reg.Close()
-		return nil, fmt.Errorf("creating etcd client: %w", err)
-	}
-	a.cli = cli
 	a.watch = confwatch.New(cli, a.key, false, cfg.Etcd.Timeout, log, a.prom, "logagent")
 	a.mem = &memtune.Governor{Activity: a.prod.Sent, IdleGCPercent: opts.IdleGCPercent, IdleAfter: 10 * time.Second, Check: 2 * time.Second,
 		Log: log.WithField("component", "memtune")}
@@ -154,6 +166,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		a.http = httpserver.New(cfg.HTTP.Addr, cfg.HTTP.Pprof, a.prom, []httpserver.Check{
 			{Name: "etcd", Fn: func() error { return boolErr(a.watch.Up(), "etcd watch not established") }},
 			{Name: "kafka", Fn: func() error { return boolErr(a.prod.Ready(), "no recent successful Kafka send") }},
+			{Name: "signing key", Fn: a.keyErr},
 		}, log)
 		a.http.Handle("/status", http.HandlerFunc(a.serveStatus))
 		if err := a.http.Listen(); err != nil {
@@ -212,7 +225,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.coll.Apply(cached)
 	}
 	read := r.Stage("read")
-	read.Go("collector", a.coll.Run)
+	if a.keys != nil {
+		read.Go("signing key", a.keys.Run)
+	}
+	read.Go("collector", a.collect)
 	read.Go("etcd watch", a.watch.Run)
 	read.Go("config", a.configLoop)
 	read.Go("inventory", a.inv.Run)
@@ -234,6 +250,28 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("stopped")
 	return err
+}
+
+// collect runs the collector once records can be signed: nothing is read
+// before (the files keep the lines).
+func (a *Agent) collect(ctx context.Context) error {
+	if a.keys != nil && a.keys.Key() == nil {
+		a.log.Info("waiting for this agent's signing key before reading files")
+		select {
+		case <-a.keys.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return a.coll.Run(ctx)
+}
+
+// keyErr is the signing key's readiness (nil when records are not signed).
+func (a *Agent) keyErr() error {
+	if a.keys == nil {
+		return nil
+	}
+	return a.keys.Err()
 }
 
 // configLoop validates every new collect config and applies the good ones.

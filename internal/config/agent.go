@@ -45,12 +45,19 @@ type Etcd struct {
 	// from the inventory after it); InventoryRefresh is how often the
 	// entry is rewritten when nothing but progress changed.
 	InventoryTTL, InventoryRefresh time.Duration
+	// KeysKey is where the agent's signing keys are (a fmt pattern with
+	// one %s for the agent's IP); the agent creates its document there
+	// when there is none.
+	KeysKey string
 	// Security is TLS and user/password towards etcd.
 	Security EtcdSecurity
 }
 
 // Agent is [agent].
 type Agent struct {
+	// Sign signs every record with the agent's key (see package keyring),
+	// so the transfer can tell them from forgeries.
+	Sign         bool
 	IP           string
 	Hostname     string
 	DataDir      string
@@ -169,9 +176,11 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	if strings.Count(e.InventoryKey, "%s") != 1 || strings.Count(e.InventoryKey, "%") != 1 || !strings.HasPrefix(e.InventoryKey, "/") {
 		c.Fail("etcd", "inventory_key", "%q must start with / and contain exactly one %%s (the agent's IP)", e.InventoryKey)
 	}
+	e.KeysKey = keysKey(c)
 	e.Security = etcdSecurity(c, e.Endpoints)
 
 	a := &cfg.Agent
+	a.Sign = c.Bool("agent", "sign", true)
 	a.IP = c.Str("agent", "ip", "")
 	a.Hostname = c.Str("agent", "hostname", "")
 	a.DataDir = c.Str("agent", "data_dir", "./data/logagent")
@@ -259,6 +268,18 @@ func kafkaVersion(c *iniFile, section, key, def string) sarama.KafkaVersion {
 		return sarama.V2_8_0_0
 	}
 	return kv
+}
+
+// KeysKeyFor returns the etcd key of ip's signing keys.
+func (e Etcd) KeysKeyFor(ip string) string { return fmt.Sprintf(e.KeysKey, ip) }
+
+// keysKey reads [etcd] keys_key, the same for both daemons.
+func keysKey(c *iniFile) string {
+	k := c.Str("etcd", "keys_key", "/logagent/keys/%s")
+	if !strings.HasSuffix(k, "/%s") || strings.Count(k, "%") != 1 || !strings.HasPrefix(k, "/") || k == "/%s" {
+		c.Fail("etcd", "keys_key", "%q must start with / and end with /%%s (the agent's IP)", k)
+	}
+	return k
 }
 
 // CollectKeyFor returns the etcd key of ip's collect config.

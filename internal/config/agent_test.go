@@ -72,6 +72,8 @@ var badFiles = map[string]string{
 
 	"collect_key_relative.bad.ini": `testdata/collect_key_relative.bad.ini:2: [etcd] collect_log_key: "logagent/%s/collect_config" must start with / and contain exactly one %s (the agent's IP)`,
 
+	"keys_key_not_last.bad.ini": `testdata/keys_key_not_last.bad.ini:2: [etcd] keys_key: "/logagent/keys/%s/key" must start with / and end with /%s (the agent's IP)`,
+
 	"bad_ip.bad.ini": `testdata/bad_ip.bad.ini:2: [agent] ip: "10.0.0.256" is not an IP address`,
 
 	"bad_address.bad.ini": `testdata/bad_address.bad.ini:2: [etcd] address: "localhost": want host:port`,
@@ -217,14 +219,14 @@ func TestLoadAgentGood(t *testing.T) {
 			Endpoints:    []string{"etcd1:2379", "https://etcd2:2379"},
 			Timeout:      3 * time.Second,
 			CollectKey:   "/agents/%s/collect",
-			InventoryKey: "/agents/live/%s", InventoryTTL: 10 * time.Second, InventoryRefresh: time.Minute,
+			InventoryKey: "/agents/live/%s", InventoryTTL: 10 * time.Second, InventoryRefresh: time.Minute, KeysKey: "/logagent/keys/%s",
 			Security: EtcdSecurity{
 				TLS:      TLS{Enabled: true, Files: files("etcd.internal")},
 				Username: "logagent",
 				Password: NewSecret("etcd-secret"),
 			},
 		},
-		Agent: Agent{
+		Agent: Agent{Sign: true,
 			IP:              "10.0.0.7",
 			Hostname:        "web-7",
 			DataDir:         "/var/lib/logagent",
@@ -300,9 +302,9 @@ func TestLoadAgentDefaults(t *testing.T) {
 				Endpoints:    []string{"127.0.0.1:2379"},
 				Timeout:      5 * time.Second,
 				CollectKey:   "/logagent/%s/collect_config",
-				InventoryKey: "/logagent/agents/%s", InventoryTTL: 10 * time.Second, InventoryRefresh: time.Minute,
+				InventoryKey: "/logagent/agents/%s", InventoryTTL: 10 * time.Second, InventoryRefresh: time.Minute, KeysKey: "/logagent/keys/%s",
 			},
-			Agent: Agent{
+			Agent: Agent{Sign: true,
 				DataDir:         "data/logagent",
 				MaxLineBytes:    262144,
 				PollInterval:    250 * time.Millisecond,

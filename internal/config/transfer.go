@@ -23,6 +23,9 @@ type Consumer struct {
 	InitialOffset int64 // sarama.OffsetOldest or sarama.OffsetNewest
 	// DLQSuffix names the dead-letter topic: <topic><suffix>.
 	DLQSuffix string
+	// QuarantineSuffix names the quarantine topic, where records that fail
+	// the origin check go: <topic><suffix>.
+	QuarantineSuffix string
 	// SessionTimeout is how long the group waits for a silent member
 	// (e.g. a killed instance) before giving its partitions to others.
 	SessionTimeout time.Duration
@@ -51,6 +54,9 @@ type Discovery struct {
 	// Pipelines watches custom processing pipelines under PipelinesKey.
 	Pipelines    bool
 	PipelinesKey string
+	// KeysKey is the agents' signing keys' pattern (see [etcd] keys_key
+	// of logagent); the transfer watches every key under its prefix.
+	KeysKey string
 }
 
 // ES is logtransfer's [es].
@@ -95,6 +101,12 @@ type TransferConfig struct {
 	// DataDir keeps the last good custom pipelines, so a transfer started
 	// while etcd is unreachable knows them at once.
 	DataDir string
+	// VerifySignatures checks every record's signature against its
+	// agent's key and quarantines those that fail.
+	VerifySignatures bool
+	// AcceptUnsigned lets unsigned records through (agents older than
+	// signing, other producers), except those claiming a host that signs.
+	AcceptUnsigned bool
 }
 
 // LoadTransfer reads and validates a logtransfer ini file.
@@ -147,6 +159,10 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	if k.DLQSuffix == "" || collectconf.ValidTopic("x"+k.DLQSuffix) != nil {
 		c.Fail("kafka", "dlq_suffix", "%q must be non-empty and legal in a topic name", k.DLQSuffix)
 	}
+	k.QuarantineSuffix = c.Str("kafka", "quarantine_suffix", ".quarantine")
+	if k.QuarantineSuffix == "" || k.QuarantineSuffix == k.DLQSuffix || collectconf.ValidTopic("x"+k.QuarantineSuffix) != nil {
+		c.Fail("kafka", "quarantine_suffix", "%q must be non-empty, legal in a topic name and not dlq_suffix", k.QuarantineSuffix)
+	}
 	k.Security = kafkaSecurity(c)
 
 	d := &cfg.Discovery
@@ -164,6 +180,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 		}
 		d.Pattern = re
 	}
+	d.KeysKey = keysKey(c)
 	d.Pipelines = c.Bool("etcd", "pipelines", d.Enabled)
 	d.PipelinesKey = c.Str("etcd", "pipelines_key", "/logtransfer/pipelines/")
 	if !strings.HasPrefix(d.PipelinesKey, "/") || !strings.HasSuffix(d.PipelinesKey, "/") {
@@ -260,6 +277,8 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	} else {
 		cfg.DataDir = filepath.Clean(cfg.DataDir)
 	}
+	cfg.VerifySignatures = c.Bool("transfer", "verify_signatures", true)
+	cfg.AcceptUnsigned = c.Bool("transfer", "accept_unsigned", false)
 	cfg.Log = decodeLog(c)
 	cfg.HTTP = decodeHTTP(c, "127.0.0.1:9732")
 	if err := c.finish(); err != nil {

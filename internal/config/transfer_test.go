@@ -13,6 +13,7 @@ import (
 // error LoadTransfer must give.
 var transferBadFiles = map[string]string{
 	"es_creds_skip_verify.bad.ini": `testdata/transfer/es_creds_skip_verify.bad.ini:5: [es] tls_insecure_skip_verify: with credentials sends them to whoever answers, unverified (set tls_ca, or set allow_insecure_auth = true)`,
+	"quarantine_is_dlq.bad.ini":    `testdata/transfer/quarantine_is_dlq.bad.ini:3: [kafka] quarantine_suffix: ".dlq" must be non-empty, legal in a topic name and not dlq_suffix`,
 	"unknown_key.bad.ini":          `testdata/transfer/unknown_key.bad.ini:3: [kafka] group: unknown key`,
 	"no_topics.bad.ini":            `testdata/transfer/no_topics.bad.ini: [kafka] topics: no topics to consume: list them here or set [etcd] discover_topics = true`,
 	"bad_topic.bad.ini":            `testdata/transfer/bad_topic.bad.ini:2: [kafka] topics: topic "web log" is not a legal Kafka topic name (letters, digits, '.', '_', '-')`,

@@ -35,6 +35,9 @@ commands:
   pipeline get <name>          print a custom pipeline
   pipeline put <name> [file|-] validate a custom pipeline (a JSON list of processors) and write it
   pipeline test <name> [file|-] run sample lines through a pipeline; print the documents it would index
+  keys                         the agents' signing key ids (never the secrets), and invalid key documents
+  keys rotate <ip>             give the agent at <ip> a new signing key; the old ones still verify
+  keys retire <ip>             drop every key of <ip> but its signing one (once Kafka holds nothing older)
 
 flags:
 `
@@ -49,6 +52,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 5*time.Second, "etcd request timeout")
 	agentsPrefix := fs.String("agents-prefix", "/logagent/agents/", "where agents keep their inventory entries")
 	jsonOut := fs.Bool("json", false, "print agents and status as JSON")
+	keysPrefix := fs.String("keys-prefix", "/logagent/keys/", "where the agents' signing keys live (the prefix of [etcd] keys_key)")
 	pipelinesPrefix := fs.String("pipelines-prefix", "/logtransfer/pipelines/", "where custom pipelines live in etcd (logtransfer's [etcd] pipelines_key)")
 	etcdSec := etcdFlags{
 		cacert: fs.String("cacert", "", "verify etcd's certificate with this CA bundle; enables TLS (or ETCDCTL_CACERT)"),
@@ -66,7 +70,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr,
-		agentsPrefix: *agentsPrefix, json: *jsonOut, pipelinesPrefix: *pipelinesPrefix}
+		agentsPrefix: *agentsPrefix, json: *jsonOut, pipelinesPrefix: *pipelinesPrefix, keysPrefix: *keysPrefix}
 	c.etcd = etcdSec
 	var err error
 	switch rest[0] {
@@ -90,6 +94,8 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return 2
 		}
+	case "keys":
+		err = c.keysCmd(rest[1:])
 	case "pipeline":
 		if len(rest) < 2 {
 			fs.Usage()
@@ -134,6 +140,8 @@ type cmd struct {
 	json           bool
 	// pipelinesPrefix is where custom pipelines live.
 	pipelinesPrefix string
+	// keysPrefix is where the agents' key documents live.
+	keysPrefix string
 }
 
 func (c *cmd) key(ip string) string { return fmt.Sprintf(c.keyPattern, ip) }

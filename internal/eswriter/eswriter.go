@@ -78,6 +78,10 @@ type Doc struct {
 	// straight to the dead-letter target with this reason (a pipeline
 	// over its per-document budget).
 	Reject string
+	// Quarantine marks a Reject for the record's origin, not its content
+	// (a forged or unverifiable record): the dead-letter target keeps it
+	// apart from the documents Elasticsearch refused.
+	Quarantine bool
 	// Topic groups documents that Elasticsearch may hold back together
 	// (see parking).
 	Topic string
@@ -690,8 +694,12 @@ func (w *Writer) deadLetter(ctx context.Context, d *Doc, reason string) {
 	for ctx.Err() == nil {
 		err := w.dlq.Send(ctx, d, reason)
 		if err == nil {
-			w.m.dead.Inc()
-			w.thr.Log("dlq", w.log.WithFields(logrus.Fields{"index": d.Index, "id": d.ID, "reason": reason}), logrus.WarnLevel, "document rejected by Elasticsearch; sent to the dead-letter topic")
+			if d.Quarantine {
+				w.thr.Log("quarantine", w.log.WithFields(logrus.Fields{"id": d.ID, "reason": reason}), logrus.WarnLevel, "record quarantined, not indexed")
+			} else {
+				w.m.dead.Inc()
+				w.thr.Log("dlq", w.log.WithFields(logrus.Fields{"index": d.Index, "id": d.ID, "reason": reason}), logrus.WarnLevel, "document rejected; sent to the dead-letter topic")
+			}
 			d.Acker.Ack(d.Seq)
 			w.park.settle(d)
 			return

@@ -713,9 +713,16 @@ func (p *Producer) recycle(sl *slab) {
 // encoded bytes.
 func (p *Producer) prepare(b *record.Batch, maxBatch int) *batchState {
 	n := len(b.Events)
+	var sk *record.SigningKey
+	if p.cfg.Signer != nil {
+		sk = p.cfg.Signer()
+	}
 	nh := 0
 	for i := range b.Events {
 		nh += b.Events[i].HeaderCount()
+	}
+	if sk != nil {
+		nh += n
 	}
 	sl := p.slab(n, nh)
 	st := &batchState{left: n, bytes: p.cost(b), events: p.eventCost(b), slab: sl, batch: b}
@@ -729,6 +736,17 @@ func (p *Producer) prepare(b *record.Batch, maxBatch int) *batchState {
 		hdrs, buf = ev.AppendHeaders(hdrs, buf)
 		key := ev.Source.Key()
 		size := recordOverhead + len(key) + len(ev.Value)
+		if sk != nil {
+			// Signed over the record exactly as sent: its topic, key,
+			// value and the headers before.
+			hs := hptrs[start:len(hdrs):len(hdrs)]
+			for j := range hs {
+				hs[j] = &hdrs[start+j]
+			}
+			from := len(buf)
+			buf, p.signScratch = sk.AppendSig(buf, p.signScratch, ev.Source.Topic, key, ev.Value, hs)
+			hdrs = append(hdrs, sarama.RecordHeader{Key: p.sigKey, Value: buf[from:len(buf):len(buf)]})
+		}
 		hs := hptrs[start:len(hdrs):len(hdrs)]
 		for j := range hs {
 			h := &hdrs[start+j]

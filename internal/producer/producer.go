@@ -38,6 +38,10 @@ type Config struct {
 	MaxRecordBytes  int
 	ShutdownTimeout time.Duration
 	ClientID        string
+	// Signer, if set, is the key each record is signed with (read once
+	// per batch, so a rotated key takes over at the next one). It must
+	// not return nil: the agent sends nothing before it has a key.
+	Signer func() *record.SigningKey
 }
 
 // metadata is what the topic gates use of sarama's Client.
@@ -90,17 +94,21 @@ func connectSarama(brokers []string, cfg *sarama.Config) (cluster, error) {
 
 // Producer is the agent's Kafka side.
 type Producer struct {
-	cfg     Config
-	connect connectFunc // sarama's, or a test's
-	log     *logrus.Entry
-	thr     *logging.Throttle
-	ch      chan *record.Batch
-	bytes   *semaphore.Weighted // event value bytes, read to ack
-	events  *semaphore.Weighted // events, read to ack
-	max     int64
-	ready   atomic.Bool
-	m       *metrics
-	gates   *gates
+	cfg Config
+	// sigKey is the signature header's name and signScratch the bytes a
+	// signature covers, reused (prepare runs on one goroutine).
+	sigKey      []byte
+	signScratch []byte
+	connect     connectFunc // sarama's, or a test's
+	log         *logrus.Entry
+	thr         *logging.Throttle
+	ch          chan *record.Batch
+	bytes       *semaphore.Weighted // event value bytes, read to ack
+	events      *semaphore.Weighted // events, read to ack
+	max         int64
+	ready       atomic.Bool
+	m           *metrics
+	gates       *gates
 
 	// shares bound what one topic may hold of the bounds above (half
 	// of each): a topic Kafka starts refusing while busy keeps retrying
@@ -140,6 +148,7 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		m:       &metrics{},
 		starved: make(chan struct{}, 1),
 		shares:  map[string]*share{},
+		sigKey:  []byte(record.HeaderSig),
 	}
 	p.connect = connectSarama
 	p.gates = newGates(p.log)
@@ -187,8 +196,9 @@ var (
 // recordSlack covers allocation size classes.
 const recordSlack = 32
 
-// headerBytes is the header bytes reserved per event in messages.
-const headerBytes = 72
+// headerBytes is the header bytes reserved per event in messages (the
+// signature's included).
+const headerBytes = 72 + record.SigLen
 
 // cost is the memory a batch holds until its last event is acked, as
 // counted against buffer_bytes: what its values pin (b.Bytes), the batch's

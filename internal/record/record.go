@@ -244,8 +244,9 @@ func (e *Event) Headers() []sarama.RecordHeader {
 	return h
 }
 
-// MaxHeaders is the most headers AppendHeaders adds for one event.
-const MaxHeaders = 7
+// MaxHeaders is the most headers a record of the agent carries:
+// AppendHeaders' and the signature.
+const MaxHeaders = 8
 
 // HeaderCount is how many headers AppendHeaders adds for e.
 func (e *Event) HeaderCount() int {
@@ -304,6 +305,10 @@ type View struct {
 	// IndexTime is HeaderIndexTime (zero if absent or malformed).
 	IndexTime time.Time
 	Pipeline  []byte
+	// Sig is the HeaderSig value; Sigs counts HeaderSig headers (a record
+	// with more than one is malformed).
+	Sig  []byte
+	Sigs int
 }
 
 // ParseRecord reads a View from a record's key and headers: Parse, and
@@ -366,6 +371,9 @@ func Parse(headers []*sarama.RecordHeader) View {
 			v.Fields = h.Value
 		case HeaderPipeline:
 			v.Pipeline = h.Value
+		case HeaderSig:
+			v.Sig = h.Value
+			v.Sigs++
 		case HeaderIndexTime:
 			if ms, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil && ms > 0 {
 				v.IndexTime = time.UnixMilli(ms).UTC()

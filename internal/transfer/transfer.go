@@ -63,9 +63,21 @@ type Options struct {
 	// then holds its partition until they are (indexed now, it would be
 	// indexed unprocessed, for good); the other partitions flow.
 	PipelinesReady func() error
+	// Verify, if set, checks each record's origin before anything else is
+	// done with it.
+	Verify Verifier
 	// DrainTimeout bounds the wait, when a partition is revoked or at
 	// shutdown, for its in-flight documents to be acknowledged.
 	DrainTimeout time.Duration
+}
+
+// Verifier tells an agent's records from forgeries (keyring.Ring).
+type Verifier interface {
+	// Check returns "" for a record to index, or why it goes to
+	// quarantine. It may wait (this claim only) while it cannot tell yet;
+	// false if ctx ended first. round is when the claim took the record
+	// in hand; scratch is the claim's.
+	Check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (string, bool)
 }
 
 // Consumer runs the consumer group.
@@ -560,6 +572,9 @@ loop:
 		// the submission, so no document can be acknowledged before it.
 		var docs []*eswriter.Doc
 		st.ends, st.done, st.pos = st.ends[:0], st.done[:0], st.pos[:0]
+		if c.opt.Verify != nil {
+			st.round = time.Now()
+		}
 		n, last, closed := 0, msg, false
 		for {
 			n++
@@ -640,6 +655,10 @@ type claimState struct {
 	done []bool
 	pos  []uint64
 	ids  idArena
+	// round is when this round's first record was taken in hand; scratch
+	// is the signature check's.
+	round   time.Time
+	scratch []byte
 	// piped caches the outcome counters of each pipeline met (names are
 	// those that resolved to a pipeline: a bounded set).
 	piped map[string]*pipeCounters
@@ -654,6 +673,17 @@ func (c *Consumer) document(ctx context.Context, msg *sarama.ConsumerMessage, st
 	ts := eventTime(msg) // read time
 	docTime, message := ts, msg.Value
 	var res *pipeline.Result
+	if c.opt.Verify != nil {
+		reason, ok := c.opt.Verify.Check(ctx, msg, &meta, st.round, &st.scratch)
+		if !ok {
+			return nil, false
+		}
+		if reason != "" {
+			// Not indexed, and before its pipeline (which could take it
+			// as its own): kept apart with the reason.
+			return &eswriter.Doc{ID: docID(msg, &meta, st), Body: []byte{}, Time: ts, Origin: msg, Topic: msg.Topic, Reject: reason, Quarantine: true}, true
+		}
+	}
 	if len(meta.Pipeline) > 0 && !c.knowsPipeline(ctx, meta.Pipeline) {
 		return nil, false
 	}
@@ -808,11 +838,14 @@ func (c *Consumer) placeTime(msg *sarama.ConsumerMessage, stamp time.Time) (time
 }
 
 // DeadLetter publishes rejected documents' source records to
-// <topic><suffix> with the reason in the "dlq.reason" header.
+// <topic><suffix> with the reason in the "dlq.reason" header, and
+// quarantined ones (eswriter.Doc.Quarantine) to <topic><quarantine
+// suffix> likewise.
 type DeadLetter struct {
 	brokers []string
 	cfg     *sarama.Config
 	suffix  string
+	qsuffix string
 	mu      sync.Mutex
 	p       sarama.SyncProducer
 }
@@ -830,7 +863,7 @@ func NewDeadLetter(cfg config.Consumer) *DeadLetter {
 	c.Producer.Retry.Max = 3
 	c.Net.DialTimeout = 5 * time.Second
 	cfg.Security.Apply(c)
-	return &DeadLetter{brokers: cfg.Brokers, cfg: c, suffix: cfg.DLQSuffix}
+	return &DeadLetter{brokers: cfg.Brokers, cfg: c, suffix: cfg.DLQSuffix, qsuffix: cfg.QuarantineSuffix}
 }
 
 // Send implements eswriter.DeadLetter.
@@ -860,12 +893,16 @@ func (d *DeadLetter) Send(_ context.Context, doc *eswriter.Doc, reason string) e
 		sarama.RecordHeader{Key: []byte("dlq.id"), Value: []byte(doc.ID)},
 		sarama.RecordHeader{Key: []byte("dlq.source"), Value: []byte(fmt.Sprintf("%s/%d/%d", msg.Topic, msg.Partition, msg.Offset))},
 	)
+	suffix := d.suffix
+	if doc.Quarantine {
+		suffix = d.qsuffix
+	}
 	_, _, err := d.p.SendMessage(&sarama.ProducerMessage{
-		Topic: msg.Topic + d.suffix, Key: sarama.ByteEncoder(msg.Key), Value: sarama.ByteEncoder(msg.Value),
+		Topic: msg.Topic + suffix, Key: sarama.ByteEncoder(msg.Key), Value: sarama.ByteEncoder(msg.Value),
 		Headers: headers, Timestamp: msg.Timestamp,
 	})
 	if err != nil {
-		return fmt.Errorf("producing to %s%s: %w", msg.Topic, d.suffix, err)
+		return fmt.Errorf("producing to %s%s: %w", msg.Topic, suffix, err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/olivere/elastic/v7"
@@ -29,6 +30,7 @@ import (
 	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/fsutil"
 	"github.com/logpipe/logpipe/internal/httpserver"
+	"github.com/logpipe/logpipe/internal/keyring"
 	"github.com/logpipe/logpipe/internal/lifecycle"
 	"github.com/logpipe/logpipe/internal/logging"
 	"github.com/logpipe/logpipe/internal/memtune"
@@ -58,6 +60,7 @@ type Daemon struct {
 	watch     *confwatch.Watcher
 	pipeWatch *confwatch.Watcher
 	pipes     *pipeline.Set
+	ring      *keyring.Ring // nil: signatures not checked
 	http      *httpserver.Server
 	mem       *memtune.Floor // nil: the memory limit is left alone
 	thr       *logging.Throttle
@@ -95,6 +98,25 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, log, d.prom)
 	d.topics.SetPattern(cfg.Discovery.Pattern)
 
+	if cfg.Discovery.Enabled || cfg.Discovery.Pipelines || cfg.VerifySignatures {
+		cli, err := clientv3.New(cfg.Discovery.ClientConfig(zap.NewNop()))
+		if err != nil {
+			return nil, fmt.Errorf("creating etcd client: %w", err)
+		}
+		d.cli = cli
+	}
+	if cfg.VerifySignatures {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			d.close()
+			return nil, fmt.Errorf("creating [transfer] data_dir: %w", err)
+		}
+		d.ring = keyring.NewRing(d.cli, keyring.RingOptions{
+			Prefix:         strings.TrimSuffix(cfg.Discovery.KeysKey, "%s"),
+			CachePath:      filepath.Join(cfg.DataDir, "agent_keys.json"),
+			Timeout:        cfg.Discovery.Timeout,
+			AcceptUnsigned: cfg.AcceptUnsigned,
+		}, log, d.prom)
+	}
 	var prepare func(context.Context, string) error
 	if cfg.ES.ManageTemplates {
 		prepare = func(ctx context.Context, topic string) error {
@@ -113,15 +135,9 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		MaxAge:         cfg.ES.MaxAge,
 		Pipelines:      d.pipes,
 		PipelinesReady: d.ready,
+		Verify:         d.verifier(),
 	}, log, d.prom)
 
-	if cfg.Discovery.Enabled || cfg.Discovery.Pipelines {
-		cli, err := clientv3.New(cfg.Discovery.ClientConfig(zap.NewNop()))
-		if err != nil {
-			return nil, fmt.Errorf("creating etcd client: %w", err)
-		}
-		d.cli = cli
-	}
 	if cfg.Discovery.Enabled {
 		d.watch = confwatch.New(d.cli, transfer.WatchPrefix(cfg.Discovery.CollectKey), true, cfg.Discovery.Timeout, log, d.prom, "logtransfer")
 	}
@@ -135,6 +151,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 			{Name: "kafka", Fn: func() error { return boolErr(d.consumer.Joined(), "not a member of the consumer group") }},
 			{Name: "elasticsearch", Fn: d.writer.Ready},
 			{Name: "pipelines", Fn: d.ready},
+			{Name: "keys", Fn: d.keysReady},
 		}
 		d.http = httpserver.New(cfg.HTTP.Addr, cfg.HTTP.Pprof, d.prom, checks, log)
 		d.http.Handle("/status", http.HandlerFunc(d.serveStatus))
@@ -239,6 +256,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		read.Go("pipelines watch", d.pipeWatch.Run)
 		read.Go("pipelines", d.loadPipelines)
 	}
+	if d.ring != nil {
+		read.Go("agent keys", d.ring.Run)
+	}
 	read.Go("consumer", d.consumer.Run)
 
 	err := r.Wait(ctx, func(s *lifecycle.Stage) {
@@ -283,6 +303,24 @@ func (d *Daemon) ready() error {
 		return nil
 	}
 	return d.pipes.Ready()
+}
+
+// verifier is the ring as the consumer's Verifier (nil when off: a nil
+// *Ring in the interface would not be nil).
+func (d *Daemon) verifier() transfer.Verifier {
+	if d.ring == nil {
+		return nil
+	}
+	return d.ring
+}
+
+// keysReady is nil once the agents' keys are known, or at once when
+// signatures are not checked.
+func (d *Daemon) keysReady() error {
+	if d.ring == nil {
+		return nil
+	}
+	return d.ring.Ready()
 }
 
 func (d *Daemon) pipelineCachePath() string { return filepath.Join(d.cfg.DataDir, "pipelines.json") }

@@ -1,0 +1,109 @@
+// Package keyring provisions and follows the agents' signing keys in etcd.
+//
+// Each agent has a document at /logagent/keys/<ip> (KeyDoc): the host it
+// belongs to and its keys, the first of which signs; the others still
+// verify, so a key can be rotated while records signed with the old one
+// are in Kafka. An agent creates its document when there is none (an etcd
+// transaction, so two agents never both think they made it), keeps a copy
+// in its data_dir and follows changes (Holder). The transfer watches every
+// document (Ring) and checks each record against the key it names and the
+// host that key belongs to.
+package keyring
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/logpipe/logpipe/internal/record"
+)
+
+// MaxKeys bounds the keys of one document (rotation keeps a few old ones).
+const MaxKeys = 8
+
+// MaxDocBytes bounds one key document.
+const MaxDocBytes = 4096
+
+// KeyDoc is one agent's keys, as stored in etcd (JSON).
+type KeyDoc struct {
+	IP   string `json:"ip"`
+	Host string `json:"host"`
+	Keys []Key  `json:"keys"`
+}
+
+// Key is one signing key: its id (8 hex digits) and its secret (32 bytes,
+// standard base64).
+type Key struct {
+	ID      string    `json:"id"`
+	Secret  string    `json:"secret"`
+	Created time.Time `json:"created,omitzero"`
+}
+
+// NewKey draws a fresh key.
+func NewKey(now time.Time) (Key, error) {
+	var id record.KeyID
+	secret := make([]byte, record.SecretLen)
+	if _, err := rand.Read(id[:]); err != nil {
+		return Key{}, fmt.Errorf("drawing a key id: %w", err)
+	}
+	if _, err := rand.Read(secret); err != nil {
+		return Key{}, fmt.Errorf("drawing a key: %w", err)
+	}
+	return Key{ID: id.String(), Secret: base64.StdEncoding.EncodeToString(secret), Created: now.UTC().Truncate(time.Second)}, nil
+}
+
+// Parsed is a validated KeyDoc: its signing keys, the first one signing.
+type Parsed struct {
+	IP, Host string
+	Keys     []*record.SigningKey
+}
+
+// Parse validates a key document whole: an error names what is wrong and
+// nothing of it is used.
+func Parse(data []byte) (*Parsed, error) {
+	if len(data) > MaxDocBytes {
+		return nil, fmt.Errorf("key document of %d bytes, more than %d", len(data), MaxDocBytes)
+	}
+	var d KeyDoc
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("parsing key document: %w", err)
+	}
+	if net.ParseIP(d.IP) == nil {
+		return nil, fmt.Errorf("key document: ip %q is not an IP address", d.IP)
+	}
+	if d.Host == "" || len(d.Host) > 255 {
+		return nil, errors.New("key document: host must be 1 to 255 bytes")
+	}
+	if len(d.Keys) == 0 || len(d.Keys) > MaxKeys {
+		return nil, fmt.Errorf("key document: %d keys, want 1 to %d", len(d.Keys), MaxKeys)
+	}
+	p := &Parsed{IP: d.IP, Host: d.Host}
+	seen := map[record.KeyID]bool{}
+	for i, k := range d.Keys {
+		id, err := record.ParseKeyID(k.ID)
+		if err != nil {
+			return nil, fmt.Errorf("key document: key %d: %w", i, err)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("key document: key id %s twice", id)
+		}
+		seen[id] = true
+		secret, err := base64.StdEncoding.DecodeString(k.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("key document: key %s: secret is not base64", id)
+		}
+		sk, err := record.NewSigningKey(id, secret)
+		if err != nil {
+			return nil, fmt.Errorf("key document: %w", err)
+		}
+		p.Keys = append(p.Keys, sk)
+	}
+	return p, nil
+}
+
+// Signing is the key that signs.
+func (p *Parsed) Signing() *record.SigningKey { return p.Keys[0] }
