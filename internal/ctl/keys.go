@@ -99,12 +99,21 @@ func (c *cmd) changeKeys(op, ip string) error {
 		if err := json.Unmarshal(kv.Value, &doc); err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}
+		for i := range doc.Keys { // each key keeps the host it signs for
+			if doc.Keys[i].Host == "" {
+				doc.Keys[i].Host = doc.Host
+			}
+			if doc.Keys[i].IP == "" {
+				doc.Keys[i].IP = doc.IP
+			}
+		}
 		switch op {
 		case "rotate":
 			k, err := keyring.NewKey(time.Now())
 			if err != nil {
 				return err
 			}
+			k.Host, k.IP = doc.Host, doc.IP
 			doc.Keys = append([]keyring.Key{k}, doc.Keys...)
 			if len(doc.Keys) > keyring.MaxKeys {
 				doc.Keys = doc.Keys[:keyring.MaxKeys]

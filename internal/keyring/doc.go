@@ -35,15 +35,20 @@ type KeyDoc struct {
 	Keys []Key  `json:"keys"`
 }
 
-// Key is one signing key: its id (8 hex digits) and its secret (32 bytes,
-// standard base64).
+// Key is one signing key: its id (8 hex digits), its secret (32 bytes,
+// standard base64), and the host and IP it signs for. A key's host and IP
+// never change (the agent's records name their host by their key, so a
+// record delivered again must find the same one): a renamed host gets a
+// new key. Empty, they are the document's.
 type Key struct {
 	ID      string    `json:"id"`
 	Secret  string    `json:"secret"`
+	Host    string    `json:"host,omitempty"`
+	IP      string    `json:"ip,omitempty"`
 	Created time.Time `json:"created,omitzero"`
 }
 
-// NewKey draws a fresh key.
+// NewKey draws a fresh key (with no host or IP of its own yet).
 func NewKey(now time.Time) (Key, error) {
 	var id record.KeyID
 	secret := make([]byte, record.SecretLen)
@@ -56,11 +61,16 @@ func NewKey(now time.Time) (Key, error) {
 	return Key{ID: id.String(), Secret: base64.StdEncoding.EncodeToString(secret), Created: now.UTC().Truncate(time.Second)}, nil
 }
 
-// Parsed is a validated KeyDoc: its signing keys, the first one signing.
+// Parsed is a validated KeyDoc: its signing keys, the first one signing,
+// and each key's host and IP.
 type Parsed struct {
 	IP, Host string
 	Keys     []*record.SigningKey
+	Idents   []Identity
 }
+
+// Identity is the host a key signs for.
+type Identity struct{ Host, IP string }
 
 // Parse validates a key document whole: an error names what is wrong and
 // nothing of it is used.
@@ -100,10 +110,24 @@ func Parse(data []byte) (*Parsed, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key document: %w", err)
 		}
+		ident := Identity{Host: k.Host, IP: k.IP}
+		if ident.Host == "" {
+			ident.Host = d.Host
+		}
+		if ident.IP == "" {
+			ident.IP = d.IP
+		}
+		if net.ParseIP(ident.IP) == nil || len(ident.Host) > 255 {
+			return nil, fmt.Errorf("key document: key %s: ip %q or host of %d bytes", id, ident.IP, len(ident.Host))
+		}
 		p.Keys = append(p.Keys, sk)
+		p.Idents = append(p.Idents, ident)
 	}
 	return p, nil
 }
 
 // Signing is the key that signs.
 func (p *Parsed) Signing() *record.SigningKey { return p.Keys[0] }
+
+// SignsFor reports whether the signing key is host/ip's.
+func (p *Parsed) SignsFor(host, ip string) bool { return p.Idents[0] == Identity{Host: host, IP: ip} }

@@ -167,7 +167,7 @@ func (h *Holder) handle(ctx context.Context, s *confwatch.Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", h.opt.Key, err)
 	}
-	if p.IP != h.opt.IP || p.Host != h.opt.Host {
+	if p.IP != h.opt.IP || p.Host != h.opt.Host || !p.SignsFor(h.opt.Host, h.opt.IP) {
 		return h.repair(ctx, kv)
 	}
 	h.use(p, kv.Value, "etcd")
@@ -181,12 +181,16 @@ func (h *Holder) handle(ctx context.Context, s *confwatch.Snapshot) error {
 func (h *Holder) create(ctx context.Context) error {
 	var doc KeyDoc
 	if raw, err := os.ReadFile(h.opt.CachePath); err == nil && json.Unmarshal(raw, &doc) == nil && len(doc.Keys) > 0 {
-		doc.IP, doc.Host = h.opt.IP, h.opt.Host
+		err := h.adopt(&doc)
+		if err != nil {
+			return err
+		}
 	} else {
 		k, err := NewKey(time.Now())
 		if err != nil {
 			return err
 		}
+		k.Host, k.IP = h.opt.Host, h.opt.IP
 		doc = KeyDoc{IP: h.opt.IP, Host: h.opt.Host, Keys: []Key{k}}
 	}
 	raw, err := json.Marshal(doc)
@@ -213,16 +217,47 @@ func (h *Holder) create(ctx context.Context) error {
 	return nil
 }
 
-// repair rewrites the host and IP of the document (the host was renamed,
-// or an operator copied another's), keeping its keys, unless it changed
-// meanwhile.
+// adopt makes doc this agent's: its keys keep the host and IP they were
+// made for, and unless the signing one is this agent's, a new key for it
+// goes first.
+func (h *Holder) adopt(doc *KeyDoc) error {
+	for i := range doc.Keys {
+		if doc.Keys[i].Host == "" {
+			doc.Keys[i].Host = doc.Host
+		}
+		if doc.Keys[i].IP == "" {
+			doc.Keys[i].IP = doc.IP
+		}
+	}
+	doc.IP, doc.Host = h.opt.IP, h.opt.Host
+	if len(doc.Keys) > 0 && doc.Keys[0].Host == h.opt.Host && doc.Keys[0].IP == h.opt.IP {
+		return nil
+	}
+	k, err := NewKey(time.Now())
+	if err != nil {
+		return err
+	}
+	k.Host, k.IP = h.opt.Host, h.opt.IP
+	doc.Keys = append([]Key{k}, doc.Keys...)
+	if len(doc.Keys) > MaxKeys {
+		doc.Keys = doc.Keys[:MaxKeys]
+	}
+	return nil
+}
+
+// repair makes the document this agent's (the host was renamed, or an
+// operator copied another's): a new key for this host first, the others
+// kept with the host they signed for (their records still name it),
+// unless the document changed meanwhile.
 func (h *Holder) repair(ctx context.Context, kv confwatch.KV) error {
 	var doc KeyDoc
 	if err := json.Unmarshal(kv.Value, &doc); err != nil {
 		return fmt.Errorf("%s: %w", h.opt.Key, err)
 	}
-	h.log.WithFields(logrus.Fields{"was_host": doc.Host, "was_ip": doc.IP}).Warn("key document names another host or IP; rewriting it")
-	doc.IP, doc.Host = h.opt.IP, h.opt.Host
+	h.log.WithFields(logrus.Fields{"was_host": doc.Host, "was_ip": doc.IP}).Warn("key document names another host or IP; adding a key for this one")
+	if err := h.adopt(&doc); err != nil {
+		return err
+	}
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		return fmt.Errorf("encoding key document: %w", err)
@@ -246,7 +281,7 @@ func (h *Holder) loadCache() {
 	if err == nil {
 		p, err = Parse(raw)
 	}
-	if err == nil && (p.IP != h.opt.IP || p.Host != h.opt.Host) {
+	if err == nil && (p.IP != h.opt.IP || p.Host != h.opt.Host || !p.SignsFor(h.opt.Host, h.opt.IP)) {
 		err = fmt.Errorf("cached key document is %s/%s's, not %s/%s", p.Host, p.IP, h.opt.Host, h.opt.IP)
 	}
 	if err != nil {

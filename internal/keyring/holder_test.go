@@ -86,10 +86,14 @@ func TestHolderCreatesOnceAndFollows(t *testing.T) {
 	// Another host's name: repaired, keys kept.
 	doc.Host = "somebody-else"
 	put(t, etcd, key, doc)
+	// A key never changes the host it signs for: the agent adds one for
+	// itself, the others stay.
 	until(t, "the repair", func() bool {
 		var d KeyDoc
-		return json.Unmarshal(get(t, etcd, key), &d) == nil && d.Host == "web-1" && len(d.Keys) == 2 && d.Keys[0].ID == nk.ID
+		return json.Unmarshal(get(t, etcd, key), &d) == nil && d.Host == "web-1" && len(d.Keys) == 3 &&
+			d.Keys[0].Host == "web-1" && d.Keys[0].IP == "10.1.1.1" && d.Keys[1].ID == nk.ID && d.Keys[1].Host == "somebody-else"
 	})
+	until(t, "signing with the new key", func() bool { return a.Key().ID.String() != nk.ID && a.Key().ID != first })
 	until(t, "no error", func() bool { return a.Err() == nil })
 
 	// Deleted (revoked): a new document, with the cached key.

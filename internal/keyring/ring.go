@@ -70,6 +70,9 @@ type ringState struct {
 type ringKey struct {
 	key      *record.SigningKey
 	ip, host string
+	// ipB and hostB are the same, handed to the records it verifies
+	// (never written).
+	ipB, hostB []byte
 }
 
 // Quarantine reasons (the label values of
@@ -167,14 +170,16 @@ func (r *Ring) rebuild() {
 			continue
 		}
 		st.hosts[p.IP] = true
-		for _, sk := range p.Keys {
-			if other, dup := st.byID[sk.ID]; dup && (other.ip != p.IP || other.host != p.Host) {
+		for i, sk := range p.Keys {
+			id := p.Idents[i]
+			st.hosts[id.IP] = true
+			if other, dup := st.byID[sk.ID]; dup && (other == nil || other.ip != id.IP || other.host != id.Host) {
 				// Two hosts under one id: neither can be told apart.
 				r.thr.Log("dup:"+sk.ID.String(), r.log.WithFields(logrus.Fields{"key_id": sk.ID.String(), "key": k}), logrus.ErrorLevel, "key id used by two hosts: neither verifies")
 				st.byID[sk.ID] = nil
 				continue
 			}
-			st.byID[sk.ID] = &ringKey{key: sk, ip: p.IP, host: p.Host}
+			st.byID[sk.ID] = &ringKey{key: sk, ip: id.IP, host: id.Host, ipB: []byte(id.IP), hostB: []byte(id.Host)}
 		}
 	}
 	r.badDocs.Set(float64(st.bad))
@@ -189,50 +194,62 @@ func (r *Ring) rebuild() {
 // seen; false if ctx ended first. round is when the claim took the record
 // in hand: a key id still unknown to a read of etcd started after it was
 // never an agent's when the record was produced. scratch is the claim's.
-func (r *Ring) Check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (string, bool) {
+func (r *Ring) Check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (record.Verdict, bool) {
+	reason, k, ok := r.check(ctx, msg, v, round, scratch)
+	if k == nil {
+		return record.Verdict{Quarantine: reason}, ok
+	}
+	return record.Verdict{Signed: true, HostName: k.hostB, HostIP: k.ipB}, ok
+}
+
+// check returns why a record is quarantined, or the key that verified it
+// (nil for an unsigned record let through).
+func (r *Ring) check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (string, *ringKey, bool) {
 	st := r.state.Load()
 	if st == nil {
 		if st = r.waitLoaded(ctx); st == nil {
-			return "", false
+			return "", nil, false
 		}
 	}
 	if v.Sigs == 0 {
 		switch {
 		case !r.opt.AcceptUnsigned:
-			return r.quarantine(ReasonUnsigned, "unsigned record (the transfer requires signatures; see accept_unsigned)"), true
+			return r.quarantine(ReasonUnsigned, "unsigned record (the transfer requires signatures; see accept_unsigned)"), nil, true
 		case st.hosts[string(v.HostIP)]:
-			return r.quarantine(ReasonUnsigned, "unsigned record claims host.ip "+strconv.Quote(string(v.HostIP))+", whose agent signs its records"), true
+			return r.quarantine(ReasonUnsigned, "unsigned record claims host.ip "+strconv.Quote(string(v.HostIP))+", whose agent signs its records"), nil, true
 		}
-		return "", true
+		return "", nil, true
 	}
 	if v.Sigs > 1 {
-		return r.quarantine(ReasonMalformed, "more than one sig header"), true
+		return r.quarantine(ReasonMalformed, "more than one sig header"), nil, true
 	}
-	id, _, err := record.ParseSig(v.Sig)
+	id, _, _, err := record.ParseSig(v.Sig)
 	if err != nil {
-		return r.quarantine(ReasonMalformed, err.Error()), true
+		return r.quarantine(ReasonMalformed, err.Error()), nil, true
 	}
 	k, known := st.byID[id]
 	if !known {
 		if !r.sync(ctx, round) {
-			return "", false
+			return "", nil, false
 		}
 		k, known = r.state.Load().byID[id]
 		if !known {
-			return r.quarantine(ReasonUnknownKey, "signed with key "+id.String()+", which no agent has"), true
+			return r.quarantine(ReasonUnknownKey, "signed with key "+id.String()+", which no agent has"), nil, true
 		}
 	}
 	if k == nil {
-		return r.quarantine(ReasonUnknownKey, "signed with key "+id.String()+", which two hosts claim"), true
+		return r.quarantine(ReasonUnknownKey, "signed with key "+id.String()+", which two hosts claim"), nil, true
 	}
 	*scratch, err = k.key.Verify(*scratch, v.Sig, msg.Topic, msg.Key, msg.Value, msg.Headers)
 	if err != nil {
-		return r.quarantine(ReasonBadSignature, err.Error()), true
+		return r.quarantine(ReasonBadSignature, err.Error()), nil, true
 	}
-	if string(v.HostIP) != k.ip || string(v.HostName) != k.host {
-		return r.quarantine(ReasonWrongHost, fmt.Sprintf("key %s is %s/%s's; the record claims %q/%q", id, k.host, k.ip, v.HostName, v.HostIP)), true
+	// An agent's record names its host by its key; one that names a host
+	// must name the key's.
+	if (len(v.HostIP) > 0 || len(v.HostName) > 0) && (string(v.HostIP) != k.ip || string(v.HostName) != k.host) {
+		return r.quarantine(ReasonWrongHost, fmt.Sprintf("key %s is %s/%s's; the record claims %q/%q", id, k.host, k.ip, v.HostName, v.HostIP)), nil, true
 	}
-	return "", true
+	return "", k, true
 }
 
 func (r *Ring) quarantine(reason, detail string) string {

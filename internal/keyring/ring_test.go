@@ -58,15 +58,21 @@ func startRing(t *testing.T, etcd *tu.Etcd, opt RingOptions) *Ring {
 
 // message builds a record as the agent sends it, claiming host, signed
 // with k (nil: unsigned).
+// (no host, as the agent sends its records: the key names it.)
 func message(topic string, host, ip string, value []byte, k *record.SigningKey) *sarama.ConsumerMessage {
-	hs := []*sarama.RecordHeader{
-		{Key: []byte(record.HeaderHostName), Value: []byte(host)},
-		{Key: []byte(record.HeaderHostIP), Value: []byte(ip)},
-		{Key: []byte(record.HeaderEventID), Value: []byte("0123456789abcdef-42")},
+	var hs []*sarama.RecordHeader
+	if host != "" || ip != "" {
+		hs = append(hs, &sarama.RecordHeader{Key: []byte(record.HeaderHostName), Value: []byte(host)},
+			&sarama.RecordHeader{Key: []byte(record.HeaderHostIP), Value: []byte(ip)})
 	}
+	n := len(hs)
+	hs = append(hs, &sarama.RecordHeader{Key: []byte(record.HeaderEventID), Value: []byte("0123456789abcdef-42")})
 	msg := &sarama.ConsumerMessage{Topic: topic, Key: []byte("/var/log/app.log"), Value: value, Headers: hs}
 	if k != nil {
-		sig, _ := k.AppendSig(nil, nil, topic, msg.Key, value, hs)
+		sig, err := k.Sign(nil, topic, msg.Key, value, n, hs)
+		if err != nil {
+			panic(err)
+		}
 		msg.Headers = append(msg.Headers, &sarama.RecordHeader{Key: []byte(record.HeaderSig), Value: sig})
 	}
 	return msg
@@ -75,11 +81,14 @@ func message(topic string, host, ip string, value []byte, k *record.SigningKey) 
 func check(t interface{ Fatal(...any) }, r *Ring, msg *sarama.ConsumerMessage) string {
 	v := record.ParseRecord(msg.Key, msg.Headers)
 	var scratch []byte
-	reason, ok := r.Check(context.Background(), msg, &v, time.Now(), &scratch)
+	verdict, ok := r.Check(context.Background(), msg, &v, time.Now(), &scratch)
 	if !ok {
 		t.Fatal("check gave up")
 	}
-	return reason
+	if verdict.Signed != (verdict.Quarantine == "" && v.Sigs > 0) {
+		t.Fatal("signed is not 'indexed with a signature'")
+	}
+	return verdict.Quarantine
 }
 
 // The guarantee: a record is indexed if and only if it is exactly what
@@ -103,7 +112,7 @@ func TestRingIndexesOnlyWhatTheClaimedHostSigned(t *testing.T) {
 	until(t, "keys loaded", func() bool { return strict.Ready() == nil && lenient.Ready() == nil })
 	until(t, "both documents", func() bool { return len(strict.state.Load().hosts) == 2 && len(lenient.state.Load().hosts) == 2 })
 
-	claims := []struct{ host, ip string }{{"web-1", "10.0.0.1"}, {"db-1", "10.0.0.2"}, {"laptop", "10.0.0.3"}, {"web-1", "10.0.0.2"}}
+	claims := []struct{ host, ip string }{{"web-1", "10.0.0.1"}, {"db-1", "10.0.0.2"}, {"laptop", "10.0.0.3"}, {"web-1", "10.0.0.2"}, {"", ""}}
 	signers := []*agentKey{&a0, &a1, &b, &stranger, nil}
 	rapid.Check(t, func(rt *rapid.T) {
 		claim := claims[rapid.IntRange(0, len(claims)-1).Draw(rt, "claim")]
@@ -123,7 +132,11 @@ func TestRingIndexesOnlyWhatTheClaimedHostSigned(t *testing.T) {
 		case 3:
 			msg.Key = []byte("/var/log/other.log")
 		case 4:
-			msg.Headers[2] = &sarama.RecordHeader{Key: []byte(record.HeaderEventID), Value: []byte("0123456789abcdef-43")}
+			for i, h := range msg.Headers {
+				if string(h.Key) == record.HeaderEventID {
+					msg.Headers[i] = &sarama.RecordHeader{Key: h.Key, Value: []byte("0123456789abcdef-43")}
+				}
+			}
 		case 5:
 			msg.Headers = append([]*sarama.RecordHeader{{Key: []byte(record.HeaderPipeline), Value: []byte("x")}}, msg.Headers...)
 		case 6:
@@ -147,7 +160,8 @@ func TestRingIndexesOnlyWhatTheClaimedHostSigned(t *testing.T) {
 			}
 		}
 		intact := change == 0
-		signedByClaimed := signer != nil && signer != &stranger && signer.ip == claim.ip && signer.host == claim.host
+		// A record without host headers claims its key's host.
+		signedByClaimed := signer != nil && signer != &stranger && (claim.ip == "" || signer.ip == claim.ip && signer.host == claim.host)
 		for _, c := range []struct {
 			r      *Ring
 			accept bool
@@ -156,9 +170,18 @@ func TestRingIndexesOnlyWhatTheClaimedHostSigned(t *testing.T) {
 			if signer == nil {
 				// Unsigned: any content goes, if unsigned records are
 				// accepted at all and the IP is not a signer's.
-				want = c.accept && claim.ip == "10.0.0.3"
+				want = c.accept && claim.ip != a0.ip && claim.ip != b.ip
 			}
-			reason := check(rt, c.r, msg)
+			v := record.ParseRecord(msg.Key, msg.Headers)
+			var scratch []byte
+			verdict, ok := c.r.Check(context.Background(), msg, &v, time.Now(), &scratch)
+			if !ok {
+				rt.Fatal("check gave up")
+			}
+			reason := verdict.Quarantine
+			if verdict.Signed && (string(verdict.HostName) != signer.host || string(verdict.HostIP) != signer.ip) {
+				rt.Fatalf("a record signed by %v indexed as %s/%s's", signer, verdict.HostName, verdict.HostIP)
+			}
 			if (reason == "") != want {
 				rt.Fatalf("accept_unsigned=%v, signer %v, claim %v, change %d: verdict %q, want indexed=%v", c.accept, signer, claim, change, reason, want)
 			}
@@ -199,7 +222,8 @@ func TestRingReadsEtcdForAKeyNotSeenYet(t *testing.T) {
 	msg := message("app", a.host, a.ip, []byte("forged"), x.key)
 	v := record.ParseRecord(msg.Key, msg.Headers)
 	var scratch []byte
-	reason, ok := r.Check(context.Background(), msg, &v, before, &scratch)
+	verdict, ok := r.Check(context.Background(), msg, &v, before, &scratch)
+	reason := verdict.Quarantine
 	if !ok || !strings.Contains(reason, "no agent has") || testutil.ToFloat64(r.syncs) != 1 {
 		t.Fatalf("unknown key: %q %v, %v reads", reason, ok, testutil.ToFloat64(r.syncs))
 	}

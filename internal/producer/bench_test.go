@@ -20,9 +20,22 @@ func (nopAcker) Ack(uint64) {}
 // BenchmarkMessages measures building the records (headers, event id) of
 // a batch. One op is one line.
 func BenchmarkMessages(b *testing.B) {
+	b.Run("unsigned", func(b *testing.B) { benchMessages(b, nil) })
+	b.Run("signed", func(b *testing.B) { benchMessages(b, testSigner(b)) })
+}
+
+func testSigner(t testing.TB) func() *record.SigningKey {
+	k, err := record.NewSigningKey(record.KeyID{1, 2, 3, 4}, []byte(strings.Repeat("k", record.SecretLen)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() *record.SigningKey { return k }
+}
+
+func benchMessages(b *testing.B, signer func() *record.SigningKey) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
-	p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}}, logrus.NewEntry(l), nil)
+	p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}, Signer: signer}, logrus.NewEntry(l), nil)
 	src := record.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
 	const n = 1024
 	batch := &record.Batch{Events: make([]record.Event, n)}
@@ -52,8 +65,12 @@ func TestMessageMemoryIsCounted(t *testing.T) {
 	src := record.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
 	val := []byte(strings.Repeat("x", 199))
 	inst := record.NewInstance()
-	for _, n := range []int{100, slabEvents*3/4 - 1, slabEvents * 3 / 4, slabEvents} {
-		p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}}, logrus.NewEntry(l), nil)
+	for i, n := range []int{100, slabEvents*3/4 - 1, slabEvents * 3 / 4, slabEvents, 100, slabEvents} {
+		var signer func() *record.SigningKey
+		if i >= 4 { // signed records carry one header more
+			signer = testSigner(t)
+		}
+		p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}, Signer: signer}, logrus.NewEntry(l), nil)
 		const batches = 20
 		var bs []*record.Batch
 		for j := 0; j < batches; j++ {

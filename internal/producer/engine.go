@@ -737,14 +737,16 @@ func (p *Producer) prepare(b *record.Batch, maxBatch int) *batchState {
 		key := ev.Source.Key()
 		size := recordOverhead + len(key) + len(ev.Value)
 		if sk != nil {
-			// Signed over the record exactly as sent: its topic, key,
-			// value and the headers before.
-			hs := hptrs[start:len(hdrs):len(hdrs)]
-			for j := range hs {
-				hs[j] = &hdrs[start+j]
+			// Signed over the record exactly as sent: its topic, key and
+			// the file's headers (absorbed once per file and key), its
+			// value and its own headers.
+			sc := ev.Source.SigContext(sk)
+			own := hptrs[start+sc.Headers() : len(hdrs) : len(hdrs)]
+			for j := range own {
+				own[j] = &hdrs[start+sc.Headers()+j]
 			}
 			from := len(buf)
-			buf, p.signScratch = sk.AppendSig(buf, p.signScratch, ev.Source.Topic, key, ev.Value, hs)
+			buf, p.signScratch = sc.AppendSig(buf, p.signScratch, ev.Value, own)
 			hdrs = append(hdrs, sarama.RecordHeader{Key: p.sigKey, Value: buf[from:len(buf):len(buf)]})
 		}
 		hs := hptrs[start:len(hdrs):len(hdrs)]

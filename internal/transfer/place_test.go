@@ -16,7 +16,9 @@ import (
 
 	"github.com/logpipe/logpipe/internal/config"
 	"github.com/logpipe/logpipe/internal/confwatch"
+	"github.com/logpipe/logpipe/internal/eswriter"
 	"github.com/logpipe/logpipe/internal/pipeline"
+	"github.com/logpipe/logpipe/internal/record"
 )
 
 func quietEntry() *logrus.Entry {
@@ -147,6 +149,47 @@ func TestPlacementDependsOnTheRecordAlone(t *testing.T) {
 			}
 			if got[i] != got[0] {
 				rt.Fatalf("delivery %d at %v placed the record at %v, the first (at %v) at %v", i, at[i], got[i], at[0], got[0])
+			}
+		}
+	})
+}
+
+// signedStub stands for the key ring at the edge: a record with a sig
+// header passes as signed (what a signature proves is the ring's test).
+type signedStub struct{}
+
+func (signedStub) Check(_ context.Context, _ *sarama.ConsumerMessage, v *record.View, _ time.Time, _ *[]byte) (record.Verdict, bool) {
+	return record.Verdict{Signed: v.Sigs > 0}, true
+}
+
+// A signed record's index is its stamp's day, whatever Kafka timestamp it
+// is produced again with (the timestamp is not signed): every copy meets
+// its _id in one index and none makes an index of its own. Unsigned
+// records keep the bounded rule.
+func TestSignedRecordsArePlacedByTheirStamp(t *testing.T) {
+	idx, err := config.ParseIndex(config.DefaultIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewConsumer(Options{Index: idx, MaxFuture: 24 * time.Hour, MaxAge: 7 * 24 * time.Hour, Verify: signedStub{}}, quietEntry(), nil)
+	rapid.Check(t, func(rt *rapid.T) {
+		stamp := time.UnixMilli(rapid.Int64Range(1, 4102444800000).Draw(rt, "stamp")).UTC()
+		var first *eswriter.Doc
+		for i, n := 0, rapid.IntRange(1, 4).Draw(rt, "copies"); i < n; i++ {
+			kts := time.UnixMilli(rapid.Int64Range(-1, 4102444800000).Draw(rt, "kts")).UTC()
+			msg := &sarama.ConsumerMessage{Topic: "web", Value: []byte("x"), Timestamp: kts,
+				Headers: hdrs("host.name", "h", "host.ip", "10.0.0.1", "event.id", "g-1", "index.time", stampHeader(stamp), "sig", "s")}
+			if kts.UnixMilli() < 0 {
+				msg.Timestamp = time.Time{}
+			}
+			d, _ := c.document(context.Background(), msg, &claimState{})
+			if want := "web-" + stamp.Format("2006.01.02"); d.Index != want {
+				rt.Fatalf("copy %d (Kafka timestamp %v): index %s, want %s", i, kts, d.Index, want)
+			}
+			if first == nil {
+				first = d
+			} else if d.ID != first.ID {
+				rt.Fatalf("copy %d: _id %s, first %s", i, d.ID, first.ID)
 			}
 		}
 	})

@@ -73,11 +73,11 @@ type Options struct {
 
 // Verifier tells an agent's records from forgeries (keyring.Ring).
 type Verifier interface {
-	// Check returns "" for a record to index, or why it goes to
-	// quarantine. It may wait (this claim only) while it cannot tell yet;
-	// false if ctx ended first. round is when the claim took the record
-	// in hand; scratch is the claim's.
-	Check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (string, bool)
+	// Check says whether a record is indexed or quarantined, and whether
+	// it carries a verified signature. It may wait (this claim only)
+	// while it cannot tell yet; false if ctx ended first. round is when
+	// the claim took the record in hand; scratch is the claim's.
+	Check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (record.Verdict, bool)
 }
 
 // Consumer runs the consumer group.
@@ -673,15 +673,22 @@ func (c *Consumer) document(ctx context.Context, msg *sarama.ConsumerMessage, st
 	ts := eventTime(msg) // read time
 	docTime, message := ts, msg.Value
 	var res *pipeline.Result
+	signed := false
 	if c.opt.Verify != nil {
-		reason, ok := c.opt.Verify.Check(ctx, msg, &meta, st.round, &st.scratch)
+		v, ok := c.opt.Verify.Check(ctx, msg, &meta, st.round, &st.scratch)
 		if !ok {
 			return nil, false
 		}
-		if reason != "" {
+		if reason := v.Quarantine; reason != "" {
 			// Not indexed, and before its pipeline (which could take it
 			// as its own): kept apart with the reason.
 			return &eswriter.Doc{ID: docID(msg, &meta, st), Body: []byte{}, Time: ts, Origin: msg, Topic: msg.Topic, Reject: reason, Quarantine: true}, true
+		}
+		signed = v.Signed
+		if signed {
+			// The host is the key's (the agent leaves it out of its
+			// records; one that names it was checked to name the key's).
+			meta.HostName, meta.HostIP = v.HostName, v.HostIP
 		}
 	}
 	if len(meta.Pipeline) > 0 && !c.knowsPipeline(ctx, meta.Pipeline) {
@@ -705,7 +712,7 @@ func (c *Consumer) document(ctx context.Context, msg *sarama.ConsumerMessage, st
 	// of the pipeline in force, whether pipelines are loaded, the clock or
 	// when the record is consumed, so every delivery of a record, and every
 	// copy of a line the agent re-sent, meets its _id in one index.
-	idxTime, out := c.placeTime(msg, meta.IndexTime)
+	idxTime, out := c.placeTime(msg, meta.IndexTime, signed)
 	if key := c.opt.Index.Period(idxTime); key != st.indexKey || st.indexName == "" {
 		st.indexKey, st.indexName = key, c.opt.Index.Name(msg.Topic, idxTime)
 	}
@@ -817,12 +824,21 @@ func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.
 var undated = time.Unix(0, 0).UTC()
 
 // placeTime is the time that picks a record's daily index, from the record
-// alone: the agent's index-time stamp (the same for every copy of a line)
-// when it has one within MaxAge before and MaxFuture after the record's
-// Kafka timestamp, else the Kafka timestamp (with the bound it crossed),
-// else the epoch ("undated"). A line's own time, parsed by a pipeline,
-// goes to @timestamp and never picks the index.
-func (c *Consumer) placeTime(msg *sarama.ConsumerMessage, stamp time.Time) (time.Time, string) {
+// alone. A signed record (verified: its agent wrote the stamp, and nobody
+// can change it) is placed by its index-time stamp, the same for every
+// copy of a line: its Kafka timestamp is not signed, and a copy of the
+// record produced again with another one must still meet its _id in one
+// index, and create no index of its own. Other records are placed by their
+// stamp when it lies within MaxAge before and MaxFuture after the record's
+// Kafka timestamp, else by the Kafka timestamp (with the bound it crossed),
+// else on the epoch's day ("undated"); what bounds the indices they can
+// make is the Kafka timestamp, when the broker gives it (topics with
+// message.timestamp.type=LogAppendTime). A line's own time, parsed by a
+// pipeline, goes to @timestamp and never picks the index.
+func (c *Consumer) placeTime(msg *sarama.ConsumerMessage, stamp time.Time, signed bool) (time.Time, string) {
+	if signed && !stamp.IsZero() {
+		return stamp, ""
+	}
 	kts, ok := recordTime(msg)
 	switch {
 	case !ok:

@@ -222,7 +222,7 @@ func (b *bench) transferScale(k int) float64 {
 	topic := "scale"
 	broker := newBroker(24, topic)
 	defer broker.Close()
-	fill(broker.ListenAddrs()[0], topic, *fleetRecords, "")
+	b.fill(broker.ListenAddrs()[0], topic, *fleetRecords, "")
 	s := newSink()
 	defer s.srv.Close()
 	start := time.Now()

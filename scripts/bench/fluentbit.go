@@ -165,7 +165,7 @@ func (b *bench) fbTransfer(run int) result {
 	broker := newBroker(8, "tbench")
 	defer broker.Close()
 	n := *transferN
-	fill(broker.ListenAddrs()[0], "tbench", n, "")
+	b.fill(broker.ListenAddrs()[0], "tbench", n, "")
 	s := newSink()
 	s.uniq = make([]uint64, (n+63)/64)
 	defer s.srv.Close()

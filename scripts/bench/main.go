@@ -23,6 +23,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -42,11 +43,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/logpipe/logpipe/internal/keyring"
+	"github.com/logpipe/logpipe/internal/record"
 )
 
 var (
@@ -60,6 +65,7 @@ var (
 	transferN  = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
 	keep       = flag.Bool("keep", false, "keep the work directory")
 	agentKafka = flag.String("agent-kafka", "", "extra [kafka] settings for logagent, ; separated, e.g. \"flush_interval = 50ms\" (experiments; the table is meant for defaults)")
+	agentSign  = flag.Bool("agent-sign", true, "logagent signs its records ([agent] sign); false measures what signing costs")
 	agentEnv   = flag.String("agent-env", "", "extra environment for logagent, e.g. GOGC=200 (experiments; the table is meant for defaults)")
 	transEnv   = flag.String("transfer-env", "", "extra environment for logtransfer, e.g. GODEBUG=gctrace=1 (experiments)")
 	codec      = flag.String("compression", "lz4", "compression for kcat and the agent alike (none, gzip, snappy, lz4, zstd)")
@@ -263,9 +269,11 @@ func check(err error) {
 type bench struct {
 	work string
 	etcd *embed.Etcd
-	cli  *clientv3.Client
-	ep   string
-	file string
+	// signer signs the records fill produces.
+	signer *record.SigningKey
+	cli    *clientv3.Client
+	ep     string
+	file   string
 }
 
 func freePort() int {
@@ -291,6 +299,16 @@ func (b *bench) startEtcd() {
 	b.etcd, b.ep = e, cu.Host
 	b.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{b.ep}, Logger: zap.NewNop()})
 	check(err)
+	// The transfer scenarios' records are signed as an agent of
+	// bench-host/10.0.0.1 would sign them, and checked (the default).
+	k, err := keyring.NewKey(time.Now())
+	check(err)
+	doc, err := json.Marshal(keyring.KeyDoc{IP: "10.0.0.1", Host: "bench-host", Keys: []keyring.Key{k}})
+	check(err)
+	parsed, err := keyring.Parse(doc)
+	check(err)
+	b.put("/logagent/keys/10.0.0.1", string(doc))
+	b.signer = parsed.Signing()
 }
 
 func (b *bench) put(key, value string) {
@@ -425,8 +443,8 @@ func (b *bench) startAgent(run int, brokerAddr, name string) *agent {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	ip := fmt.Sprintf("10.99.%d.%d", run, len(name))
 	ini := filepath.Join(dir, "logagent.ini")
-	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ncompression = %s\n%s\n[etcd]\naddress = %s\n[agent]\nip = %s\ndata_dir = %s\nallowed_paths = /**\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
-		brokerAddr, *codec, strings.ReplaceAll(*agentKafka, ";", "\n"), b.ep, ip, filepath.Join(dir, "data"), httpAddr, *profile != "")), 0o644))
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ncompression = %s\n%s\n[etcd]\naddress = %s\n[agent]\nsign = %v\nip = %s\ndata_dir = %s\nallowed_paths = /**\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
+		brokerAddr, *codec, strings.ReplaceAll(*agentKafka, ";", "\n"), b.ep, *agentSign, ip, filepath.Join(dir, "data"), httpAddr, *profile != "")), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logagent"), "-config", ini)
 	if *agentEnv != "" {
 		cmd.Env = append(os.Environ(), strings.Fields(*agentEnv)...)
@@ -867,8 +885,8 @@ func (b *bench) startTransferGroup(run int, brokerAddr, sinkAddr, topic, name, g
 	check(os.MkdirAll(dir, 0o755))
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	ini := filepath.Join(dir, "logtransfer.ini")
-	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ntopics = %s\ngroup_id = %s\n[es]\naddress = http://%s\nmanage_templates = false\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
-		brokerAddr, topic, group, sinkAddr, httpAddr, *profile != "")), 0o644))
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ntopics = %s\ngroup_id = %s\n[etcd]\naddress = %s\n[es]\naddress = http://%s\nmanage_templates = false\n[transfer]\ndata_dir = %s\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
+		brokerAddr, topic, group, b.ep, sinkAddr, filepath.Join(dir, "data"), httpAddr, *profile != "")), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logtransfer"), "-config", ini)
 	if *transEnv != "" {
 		cmd.Env = append(os.Environ(), strings.Fields(*transEnv)...)
@@ -921,7 +939,7 @@ var benchPath = []byte("/var/log/bench.log")
 
 // fill produces n agent-style records of lineSize bytes into topic, naming
 // pipe (if any) in their pipeline header.
-func fill(addr, topic string, n int, pipe string) {
+func (b *bench) fill(addr, topic string, n int, pipe string) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	check(err)
@@ -946,11 +964,23 @@ func fill(addr, topic string, n int, pipe string) {
 		}
 		return h
 	}
+	// sign appends the agent's signature over the record as sent.
+	var hs []*sarama.RecordHeader
+	sign := func(topic string, v []byte, h []kgo.RecordHeader) []kgo.RecordHeader {
+		hs = hs[:0]
+		for _, x := range h {
+			hs = append(hs, &sarama.RecordHeader{Key: []byte(x.Key), Value: x.Value})
+		}
+		sig, err := b.signer.Sign(nil, topic, benchPath, v, 2, hs) // host.name and host.ip before the value, as the agent signs
+		check(err)
+		return append(h, kgo.RecordHeader{Key: record.HeaderSig, Value: sig})
+	}
 	var wg sync.WaitGroup
 	var ferr atomic.Value
 	for i := 0; i < n; i++ {
 		wg.Add(1)
-		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: benchPath, Value: val(i), Headers: hdr(i)}, func(_ *kgo.Record, err error) {
+		v := val(i)
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: benchPath, Value: v, Headers: sign(topic, v, hdr(i))}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				ferr.Store(err)
 			}
@@ -970,7 +1000,7 @@ func (b *bench) transfer(run int, pipe string) result {
 	broker := newBroker(8, "tbench")
 	defer broker.Close()
 	n := *transferN
-	fill(broker.ListenAddrs()[0], "tbench", n, pipe)
+	b.fill(broker.ListenAddrs()[0], "tbench", n, pipe)
 	s := newSink()
 	s.uniq = make([]uint64, (n+63)/64)
 	s.parsedCheck = pipe != ""
