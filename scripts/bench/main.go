@@ -311,6 +311,15 @@ func (b *bench) startEtcd() {
 	b.signer = parsed.Signing()
 }
 
+// signLine is the agent's [agent] sign setting when -agent-sign=false, and
+// nothing otherwise (the default; a release before signing refuses the key).
+func signLine() string {
+	if *agentSign {
+		return ""
+	}
+	return "sign = false\n"
+}
+
 func (b *bench) put(key, value string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -443,8 +452,8 @@ func (b *bench) startAgent(run int, brokerAddr, name string) *agent {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	ip := fmt.Sprintf("10.99.%d.%d", run, len(name))
 	ini := filepath.Join(dir, "logagent.ini")
-	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ncompression = %s\n%s\n[etcd]\naddress = %s\n[agent]\nsign = %v\nip = %s\ndata_dir = %s\nallowed_paths = /**\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
-		brokerAddr, *codec, strings.ReplaceAll(*agentKafka, ";", "\n"), b.ep, *agentSign, ip, filepath.Join(dir, "data"), httpAddr, *profile != "")), 0o644))
+	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ncompression = %s\n%s\n[etcd]\naddress = %s\n[agent]\n%sip = %s\ndata_dir = %s\nallowed_paths = /**\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
+		brokerAddr, *codec, strings.ReplaceAll(*agentKafka, ";", "\n"), b.ep, signLine(), ip, filepath.Join(dir, "data"), httpAddr, *profile != "")), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logagent"), "-config", ini)
 	if *agentEnv != "" {
 		cmd.Env = append(os.Environ(), strings.Fields(*agentEnv)...)

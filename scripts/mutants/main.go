@@ -429,6 +429,36 @@ var mutants = []mutant{
 		edits: []edit{{old: "if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), madvPageout); errno != 0 {", new: "if errno := syscall.Errno(0); errno != 0 {"}},
 		tests: []target{{"./internal/memtune", "^TestDropBinaryPagesShrinksResidentFileMemory$"}},
 	},
+	{
+		name:  "the transfer indexes a signed record that claims another host than its key's",
+		file:  "internal/keyring/ring.go",
+		edits: []edit{{old: "if (len(v.HostIP) > 0 || len(v.HostName) > 0) && (string(v.HostIP) != k.ip || string(v.HostName) != k.host) {", new: "if false {"}},
+		tests: []target{{"./internal/keyring", "^TestRingIndexesOnlyWhatTheClaimedHostSigned$"}},
+	},
+	{
+		name:  "accept_unsigned lets an unsigned record claim the IP of an agent that signs",
+		file:  "internal/keyring/ring.go",
+		edits: []edit{{old: "\t\tcase st.hosts[string(v.HostIP)]:\n", new: "\t\tcase false:\n"}},
+		tests: []target{{"./internal/keyring", "^TestRingIndexesOnlyWhatTheClaimedHostSigned$"}},
+	},
+	{
+		name:  "a record naming a key the watch has not brought yet is quarantined without asking etcd",
+		file:  "internal/keyring/ring.go",
+		edits: []edit{{old: "\t\tif !r.sync(ctx, round) {\n\t\t\treturn \"\", nil, false\n\t\t}\n", new: ""}},
+		tests: []target{{"./internal/keyring", "^TestRingReadsEtcdForAKeyNotSeenYet$"}},
+	},
+	{
+		name:  "a signature does not cover a record's own headers (event id, index.time)",
+		file:  "internal/record/sign.go",
+		edits: []edit{{old: "\t\tif h != nil && string(h.Key) != HeaderSig {\n\t\t\tdst = appendHeader(dst, h)\n", new: "\t\tif false {\n\t\t\tdst = appendHeader(dst, h)\n"}},
+		tests: []target{{"./internal/record", "^TestSignatureCoversTheRecord$"}},
+	},
+	{
+		name:  "a signed record is placed by its Kafka timestamp, which is not signed (a copy produced again makes an index and a duplicate)",
+		file:  "internal/transfer/transfer.go",
+		edits: []edit{{old: "\tif signed && !stamp.IsZero() {\n", new: "\tif false {\n"}},
+		tests: []target{{"./internal/transfer", "^TestSignedRecordsArePlacedByTheirStamp$"}, {"./internal/transferd", "^TestForgedRecordsAreQuarantinedAndMakeNoIndex$"}},
+	},
 }
 
 func main() {
