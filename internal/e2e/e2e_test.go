@@ -520,7 +520,7 @@ func TestFaultSuite(t *testing.T) {
 		{"missing topic+overlapping names+401", topicFaults},
 		{"transfer SIGKILL x5 across pipeline changes", pipelineChanges},
 		{"one topic refused 10s under load", topicRefused},
-		{"forged records for the agent's next lines", forgedRecords},
+		{"forged records ahead of the agent", forgedRecords},
 	}
 	for _, be := range backends {
 		t.Run(be, func(t *testing.T) {

@@ -95,7 +95,7 @@ func forgedRecords(t *testing.T, be string) {
 	}
 	prod.Close()
 	s.startAgent()
-	s.finish("forged records for the agent's next lines", w, func(docs map[string]json.RawMessage) {
+	s.finish("forged records ahead of the agent", w, func(docs map[string]json.RawMessage) {
 		for id, raw := range docs {
 			if bytes.Contains(raw, []byte("FORGED")) {
 				t.Errorf("forged record stored as %s", id)
