@@ -214,7 +214,7 @@ var mutants = []mutant{
 	{
 		name:  "the transfer picks the index from the read time, not the agent's index-time stamp",
 		file:  "internal/transfer/transfer.go",
-		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime)\n", new: "\tidxTime, out := c.placeTime(msg, time.Time{})\n"}},
+		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n", new: "\tidxTime, out := c.placeTime(msg, time.Time{}, signed)\n"}},
 		tests: []target{{"./internal/transferd", "^TestResentAcrossMidnightLandsInOneIndex$"}, {"./internal/transfer", "^TestPlacement$"}},
 	},
 	{
@@ -232,7 +232,7 @@ var mutants = []mutant{
 	{
 		name:  "the index follows the time a pipeline parsed from the line (a re-delivery under another pipeline version, or before pipelines load, lands in another index)",
 		file:  "internal/transfer/transfer.go",
-		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime)\n", new: "\tidxTime, out := c.placeTime(msg, meta.IndexTime)\n\tif res != nil && !res.Time.IsZero() {\n\t\tidxTime = res.Time\n\t}\n"}},
+		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n", new: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n\tif res != nil && !res.Time.IsZero() {\n\t\tidxTime = res.Time\n\t}\n"}},
 		tests: []target{{"./internal/transfer", "^TestPlacementDependsOnTheRecordAlone$"}, {"./internal/transferd", "^TestNginxPipelineFieldsAndOwnDay$"}},
 	},
 	{
