@@ -99,9 +99,6 @@ func (k *SigningKey) NewContext(topic string, key []byte, headers []sarama.Recor
 	return &Context{key: k, n: byte(n), sum: highwayhash.Sum128(buf, k.secret)}
 }
 
-// KeyID is the id of the context's key.
-func (c *Context) KeyID() KeyID { return c.key.ID }
-
 // Headers is how many of a record's first headers the context holds.
 func (c *Context) Headers() int { return int(c.n) }
 
@@ -194,11 +191,8 @@ func (k *SigningKey) Sign(dst []byte, topic string, key, value []byte, n int, he
 	return appendSig(dst, k.ID, byte(n), &tag), nil
 }
 
-// Signature errors, for the transfer's quarantine reasons.
-var (
-	ErrUnsigned     = errors.New("unsigned record")
-	ErrBadSignature = errors.New("signature does not match the record")
-)
+// ErrBadSignature is a signature that does not match its record.
+var ErrBadSignature = errors.New("signature does not match the record")
 
 // ParseSig splits a HeaderSig value into its key id, the number of headers
 // before the value, and the tag.
