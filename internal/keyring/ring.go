@@ -187,47 +187,75 @@ func (r *Ring) rebuild() {
 	r.saveCache(kvs)
 }
 
-// Check says whether a record goes to the index ("") or to quarantine
-// (why), after verifying its signature with the key it names and that
-// the key is its host's. It waits (this claim only) while the keys are not
-// loaded, or while etcd cannot be asked about a key id the ring has not
-// seen; false if ctx ended first. round is when the claim took the record
-// in hand: a key id still unknown to a read of etcd started after it was
-// never an agent's when the record was produced. scratch is the claim's.
-func (r *Ring) Check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (record.Verdict, bool) {
-	reason, k, ok := r.check(ctx, msg, v, round, scratch)
-	if k == nil {
-		return record.Verdict{Quarantine: reason}, ok
+// Check judges msgs, consecutive records of one partition: a chunk whose
+// signature is on the last record, or one record that no signature covers
+// (transfer.Verifier). A chunk whose signature verifies with the key it
+// names is the agent's: each record is indexed as its host's, unless it
+// names another host than the key's. A chunk that fails has its signed
+// record quarantined with the reason, and the others judged as the
+// unsigned records they are. Check waits (this claim only) while the keys
+// are not loaded, or while etcd cannot be asked about a key id the ring
+// has not seen; false if ctx ended first. round is when the claim took the
+// records in hand: a key id still unknown to a read of etcd started after
+// it was never an agent's when the records were produced.
+func (r *Ring) Check(ctx context.Context, msgs []*sarama.ConsumerMessage, views []record.View, round time.Time, ch *record.Chunk, out []record.Verdict) bool {
+	if r.state.Load() == nil && r.waitLoaded(ctx) == nil {
+		return false
 	}
-	return record.Verdict{Signed: true, HostName: k.hostB, HostIP: k.ipB}, ok
+	last := len(msgs) - 1
+	var k *ringKey
+	if views[last].Sigs > 0 {
+		reason, key, ok := r.verify(ctx, msgs, views, round, ch)
+		if !ok {
+			return false
+		}
+		if key == nil {
+			out[last] = record.Verdict{Quarantine: reason}
+			last-- // the others are as unsigned as they look
+		}
+		k = key
+	}
+	st := r.state.Load()
+	for i := range msgs[:last+1] {
+		v := &views[i]
+		switch {
+		case k == nil:
+			out[i] = record.Verdict{Quarantine: r.unsigned(st, v)}
+		case (len(v.HostIP) > 0 || len(v.HostName) > 0) && (string(v.HostIP) != k.ip || string(v.HostName) != k.host):
+			// An agent's record names its host by its key; one that names
+			// a host must name the key's.
+			out[i] = record.Verdict{Quarantine: r.quarantine(ReasonWrongHost, fmt.Sprintf("key %s is %s/%s's; the record claims %q/%q", k.key.ID, k.host, k.ip, v.HostName, v.HostIP))}
+		default:
+			out[i] = record.Verdict{Signed: true, HostName: k.hostB, HostIP: k.ipB}
+		}
+	}
+	return true
 }
 
-// check returns why a record is quarantined, or the key that verified it
-// (nil for an unsigned record let through).
-func (r *Ring) check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (string, *ringKey, bool) {
-	st := r.state.Load()
-	if st == nil {
-		if st = r.waitLoaded(ctx); st == nil {
-			return "", nil, false
-		}
+// unsigned says why a record no signature covers is quarantined ("": it is
+// let through).
+func (r *Ring) unsigned(st *ringState, v *record.View) string {
+	switch {
+	case !r.opt.AcceptUnsigned:
+		return r.quarantine(ReasonUnsigned, "unsigned record (the transfer requires signatures; see accept_unsigned)")
+	case st.hosts[string(v.HostIP)]:
+		return r.quarantine(ReasonUnsigned, "unsigned record claims host.ip "+strconv.Quote(string(v.HostIP))+", whose agent signs its records")
 	}
-	if v.Sigs == 0 {
-		switch {
-		case !r.opt.AcceptUnsigned:
-			return r.quarantine(ReasonUnsigned, "unsigned record (the transfer requires signatures; see accept_unsigned)"), nil, true
-		case st.hosts[string(v.HostIP)]:
-			return r.quarantine(ReasonUnsigned, "unsigned record claims host.ip "+strconv.Quote(string(v.HostIP))+", whose agent signs its records"), nil, true
-		}
-		return "", nil, true
-	}
-	if v.Sigs > 1 {
+	return ""
+}
+
+// verify checks the signature on the last of msgs over all of them, and
+// returns the key that made it, or why not.
+func (r *Ring) verify(ctx context.Context, msgs []*sarama.ConsumerMessage, views []record.View, round time.Time, ch *record.Chunk) (string, *ringKey, bool) {
+	sig := &views[len(views)-1]
+	if sig.Sigs > 1 {
 		return r.quarantine(ReasonMalformed, "more than one sig header"), nil, true
 	}
-	id, _, _, err := record.ParseSig(v.Sig)
+	id, _, ctxHeaders, _, err := record.ParseSig(sig.Sig)
 	if err != nil {
 		return r.quarantine(ReasonMalformed, err.Error()), nil, true
 	}
-	k, known := st.byID[id]
+	k, known := r.state.Load().byID[id]
 	if !known {
 		if !r.sync(ctx, round) {
 			return "", nil, false
@@ -240,14 +268,12 @@ func (r *Ring) check(ctx context.Context, msg *sarama.ConsumerMessage, v *record
 	if k == nil {
 		return r.quarantine(ReasonUnknownKey, "signed with key "+id.String()+", which two hosts claim"), nil, true
 	}
-	*scratch, err = k.key.Verify(*scratch, v.Sig, msg.Topic, msg.Key, msg.Value, msg.Headers)
-	if err != nil {
-		return r.quarantine(ReasonBadSignature, err.Error()), nil, true
+	ch.Reset(k.key, msgs[0].Topic, ctxHeaders)
+	for _, m := range msgs {
+		ch.Add(m.Key, m.Value, m.Headers)
 	}
-	// An agent's record names its host by its key; one that names a host
-	// must name the key's.
-	if (len(v.HostIP) > 0 || len(v.HostName) > 0) && (string(v.HostIP) != k.ip || string(v.HostName) != k.host) {
-		return r.quarantine(ReasonWrongHost, fmt.Sprintf("key %s is %s/%s's; the record claims %q/%q", id, k.host, k.ip, v.HostName, v.HostIP)), nil, true
+	if err := ch.Verify(sig.Sig); err != nil {
+		return r.quarantine(ReasonBadSignature, err.Error()), nil, true
 	}
 	return "", k, true
 }

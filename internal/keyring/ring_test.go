@@ -56,32 +56,34 @@ func startRing(t *testing.T, etcd *tu.Etcd, opt RingOptions) *Ring {
 	return r
 }
 
-// message builds a record as the agent sends it, claiming host, signed
-// with k (nil: unsigned).
-// (no host, as the agent sends its records: the key names it.)
+// message builds a record as the agent sends it, claiming host (none:
+// the key names it), signed on its own with k (nil: unsigned).
 func message(topic string, host, ip string, value []byte, k *record.SigningKey) *sarama.ConsumerMessage {
 	var hs []*sarama.RecordHeader
 	if host != "" || ip != "" {
 		hs = append(hs, &sarama.RecordHeader{Key: []byte(record.HeaderHostName), Value: []byte(host)},
 			&sarama.RecordHeader{Key: []byte(record.HeaderHostIP), Value: []byte(ip)})
 	}
-	n := len(hs)
 	hs = append(hs, &sarama.RecordHeader{Key: []byte(record.HeaderEventID), Value: []byte("0123456789abcdef-42")})
 	msg := &sarama.ConsumerMessage{Topic: topic, Key: []byte("/var/log/app.log"), Value: value, Headers: hs}
 	if k != nil {
-		sig, err := k.Sign(nil, topic, msg.Key, value, n, hs)
-		if err != nil {
-			panic(err)
-		}
+		sig := k.Sign(nil, topic, msg.Key, value, hs) // a chunk of one
 		msg.Headers = append(msg.Headers, &sarama.RecordHeader{Key: []byte(record.HeaderSig), Value: sig})
 	}
 	return msg
 }
 
+// checkOne has r judge msg alone, taken in hand at round.
+func checkOne(r *Ring, msg *sarama.ConsumerMessage, round time.Time) (record.View, record.Verdict, bool) {
+	v := []record.View{record.ParseRecord(msg.Key, msg.Headers)}
+	out := make([]record.Verdict, 1)
+	var ch record.Chunk
+	ok := r.Check(context.Background(), []*sarama.ConsumerMessage{msg}, v, round, &ch, out)
+	return v[0], out[0], ok
+}
+
 func check(t interface{ Fatal(...any) }, r *Ring, msg *sarama.ConsumerMessage) string {
-	v := record.ParseRecord(msg.Key, msg.Headers)
-	var scratch []byte
-	verdict, ok := r.Check(context.Background(), msg, &v, time.Now(), &scratch)
+	v, verdict, ok := checkOne(r, msg, time.Now())
 	if !ok {
 		t.Fatal("check gave up")
 	}
@@ -172,9 +174,7 @@ func TestRingIndexesOnlyWhatTheClaimedHostSigned(t *testing.T) {
 				// accepted at all and the IP is not a signer's.
 				want = c.accept && claim.ip != a0.ip && claim.ip != b.ip
 			}
-			v := record.ParseRecord(msg.Key, msg.Headers)
-			var scratch []byte
-			verdict, ok := c.r.Check(context.Background(), msg, &v, time.Now(), &scratch)
+			_, verdict, ok := checkOne(c.r, msg, time.Now())
 			if !ok {
 				rt.Fatal("check gave up")
 			}
@@ -220,9 +220,7 @@ func TestRingReadsEtcdForAKeyNotSeenYet(t *testing.T) {
 	// Taken in hand before that read: no read again, quarantined.
 	x := newAgentKey(t, "10.0.0.1", "web-1")
 	msg := message("app", a.host, a.ip, []byte("forged"), x.key)
-	v := record.ParseRecord(msg.Key, msg.Headers)
-	var scratch []byte
-	verdict, ok := r.Check(context.Background(), msg, &v, before, &scratch)
+	_, verdict, ok := checkOne(r, msg, before)
 	reason := verdict.Quarantine
 	if !ok || !strings.Contains(reason, "no agent has") || testutil.ToFloat64(r.syncs) != 1 {
 		t.Fatalf("unknown key: %q %v, %v reads", reason, ok, testutil.ToFloat64(r.syncs))

@@ -32,6 +32,21 @@ func testSigner(t testing.TB) func() *record.SigningKey {
 	return func() *record.SigningKey { return k }
 }
 
+func tmpSetup(t testing.TB) (*Producer, *record.Batch) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}, Signer: testSigner(t)}, logrus.NewEntry(l), nil)
+	src := record.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
+	const n = 1024
+	batch := &record.Batch{Events: make([]record.Event, n)}
+	val := []byte(strings.Repeat("x", 199))
+	inst := record.NewInstance()
+	for i := range batch.Events {
+		batch.Events[i] = record.Event{Source: src, Value: val, Offset: int64(i * 200), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
+	}
+	return p, batch
+}
+
 func benchMessages(b *testing.B, signer func() *record.SigningKey) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
@@ -52,6 +67,7 @@ func benchMessages(b *testing.B, signer func() *record.SigningKey) {
 		if st.one.to != n {
 			b.Fatal(st.one.to)
 		}
+		p.recycle(st.slab) // as the acknowledgement of a batch does
 	}
 }
 

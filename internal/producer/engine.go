@@ -721,34 +721,27 @@ func (p *Producer) prepare(b *record.Batch, maxBatch int) *batchState {
 	for i := range b.Events {
 		nh += b.Events[i].HeaderCount()
 	}
-	if sk != nil {
-		nh += n
-	}
 	sl := p.slab(n, nh)
 	st := &batchState{left: n, bytes: p.cost(b), events: p.eventCost(b), slab: sl, batch: b}
 	st.share, st.shareEv, st.shareByte = p.shareOf(b)
 	hdrs, hptrs, buf, recs := sl.hdrs, sl.hptrs, sl.buf, sl.recs
 	c := &st.one
 	*c = chunk{st: st}
+	// A signed chunk's last record carries the signature of the chunk's
+	// records (see record.HeaderSig); its room is counted in the chunk's
+	// size from the start.
+	sigSize, limit := 0, maxBatch
+	if sk != nil {
+		sigSize = len(p.sigKey) + record.SigLen + headerOverhead
+		c.size = sigSize
+		limit = min(maxBatch, record.MaxChunkBytes) // what the transfer holds
+	}
 	for i := range b.Events {
 		ev := &b.Events[i]
 		start := len(hdrs)
 		hdrs, buf = ev.AppendHeaders(hdrs, buf)
 		key := ev.Source.Key()
 		size := recordOverhead + len(key) + len(ev.Value)
-		if sk != nil {
-			// Signed over the record exactly as sent: its topic, key and
-			// the file's headers (absorbed once per file and key), its
-			// value and its own headers.
-			sc := ev.Source.SigContext(sk)
-			own := hptrs[start+sc.Headers() : len(hdrs) : len(hdrs)]
-			for j := range own {
-				own[j] = &hdrs[start+sc.Headers()+j]
-			}
-			from := len(buf)
-			buf, p.signScratch = sc.AppendSig(buf, p.signScratch, ev.Value, own)
-			hdrs = append(hdrs, sarama.RecordHeader{Key: p.sigKey, Value: buf[from:len(buf):len(buf)]})
-		}
 		hs := hptrs[start:len(hdrs):len(hdrs)]
 		for j := range hs {
 			h := &hdrs[start+j]
@@ -756,18 +749,46 @@ func (p *Producer) prepare(b *record.Batch, maxBatch int) *batchState {
 			size += len(h.Key) + len(h.Value) + headerOverhead
 		}
 		recs[i] = sarama.Record{Key: key, Value: ev.Value, Headers: hs}
-		if i > c.from && c.size+size > maxBatch {
+		if i > c.from && (c.size+size > limit || sk != nil && i-c.from == record.MaxChunk) {
 			c.to = i
-			c = &chunk{st: st, from: i}
+			if sk != nil {
+				buf = p.sign(sk, c, buf)
+			}
+			c = &chunk{st: st, from: i, size: sigSize}
 			st.more = append(st.more, c)
 		}
 		c.size += size
 	}
 	c.to = n
+	if sk != nil {
+		buf = p.sign(sk, c, buf)
+	}
 	// If buf had to grow, the slab keeps the larger one for next time
 	// (earlier headers still point into the old one, which stays valid).
 	sl.hdrs, sl.buf = hdrs, buf
 	return st
+}
+
+// sign appends the signature of c's records to buf and adds it to the
+// headers of c's last record (two small allocations per chunk).
+func (p *Producer) sign(sk *record.SigningKey, c *chunk, buf []byte) []byte {
+	recs := c.st.slab.recs[c.from:c.to]
+	src := c.st.batch.Events[c.from].Source
+	p.chunk.Reset(sk, src.Topic, src.ContextHeaders())
+	for i := range recs {
+		p.chunk.Add(recs[i].Key, recs[i].Value, recs[i].Headers)
+	}
+	from := len(buf)
+	buf, err := p.chunk.AppendSig(buf)
+	if err != nil { // one source per batch, chunks cut at record.MaxChunk
+		panic("signing a chunk: " + err.Error())
+	}
+	last := &recs[len(recs)-1]
+	hs := make([]*sarama.RecordHeader, len(last.Headers)+1)
+	copy(hs, last.Headers)
+	hs[len(hs)-1] = &sarama.RecordHeader{Key: p.sigKey, Value: buf[from:len(buf):len(buf)]}
+	last.Headers = hs
+	return buf
 }
 
 type dueMsg struct {

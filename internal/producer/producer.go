@@ -38,8 +38,9 @@ type Config struct {
 	MaxRecordBytes  int
 	ShutdownTimeout time.Duration
 	ClientID        string
-	// Signer, if set, is the key each record is signed with (read once
-	// per batch, so a rotated key takes over at the next one). It must
+	// Signer, if set, is the key each chunk (the records of a batch that
+	// go in one record batch) is signed with (read once per batch, so a
+	// rotated key takes over at the next one). It must
 	// not return nil: the agent sends nothing before it has a key.
 	Signer func() *record.SigningKey
 }
@@ -95,20 +96,20 @@ func connectSarama(brokers []string, cfg *sarama.Config) (cluster, error) {
 // Producer is the agent's Kafka side.
 type Producer struct {
 	cfg Config
-	// sigKey is the signature header's name and signScratch the bytes a
-	// signature covers, reused (prepare runs on one goroutine).
-	sigKey      []byte
-	signScratch []byte
-	connect     connectFunc // sarama's, or a test's
-	log         *logrus.Entry
-	thr         *logging.Throttle
-	ch          chan *record.Batch
-	bytes       *semaphore.Weighted // event value bytes, read to ack
-	events      *semaphore.Weighted // events, read to ack
-	max         int64
-	ready       atomic.Bool
-	m           *metrics
-	gates       *gates
+	// sigKey is the signature header's name and chunk the signature's
+	// hash, reused (prepare runs on one goroutine).
+	sigKey  []byte
+	chunk   record.Chunk
+	connect connectFunc // sarama's, or a test's
+	log     *logrus.Entry
+	thr     *logging.Throttle
+	ch      chan *record.Batch
+	bytes   *semaphore.Weighted // event value bytes, read to ack
+	events  *semaphore.Weighted // events, read to ack
+	max     int64
+	ready   atomic.Bool
+	m       *metrics
+	gates   *gates
 
 	// shares bound what one topic may hold of the bounds above (half
 	// of each): a topic Kafka starts refusing while busy keeps retrying

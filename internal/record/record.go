@@ -171,20 +171,12 @@ type Source struct {
 	static []sarama.RecordHeader
 	// names of the per-event headers, allocated once per source
 	idKey, flagKey, stampKey []byte
-	// sigCtx is the signing context of the source's records (SigContext).
-	sigCtx *Context
 }
 
-// SigContext is the signing context of s's records for k: topic, key and
-// the headers every record of s carries, absorbed once per key. Only one
-// goroutine (the producer's) may call it.
-func (s *Source) SigContext(k *SigningKey) *Context {
-	if c := s.sigCtx; c != nil && c.key == k {
-		return c
-	}
-	s.sigCtx = k.NewContext(s.Topic, s.key, s.static)
-	return s.sigCtx
-}
+// ContextHeaders is how many headers every record of s starts with that
+// are the same for all of them (host, fields, pipeline): a signed chunk's
+// context.
+func (s *Source) ContextHeaders() int { return len(s.static) }
 
 // NewSource builds a Source and pre-encodes its constant headers.
 func NewSource(topic, path, host, ip string, fields map[string]string) *Source {

@@ -18,114 +18,193 @@ func testKey(t testing.TB, id byte) *SigningKey {
 	return k
 }
 
-func cloneHeaders(hs []*sarama.RecordHeader) []*sarama.RecordHeader {
-	out := make([]*sarama.RecordHeader, len(hs))
-	for i, h := range hs {
-		out[i] = &sarama.RecordHeader{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)}
+// testRec is one record of a chunk.
+type testRec struct {
+	key, value []byte
+	headers    []*sarama.RecordHeader
+}
+
+func cloneRecs(rs []testRec) []testRec {
+	out := make([]testRec, len(rs))
+	for i, r := range rs {
+		out[i] = testRec{key: bytes.Clone(r.key), value: bytes.Clone(r.value)}
+		for _, h := range r.headers {
+			out[i].headers = append(out[i].headers, &sarama.RecordHeader{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)})
+		}
 	}
 	return out
 }
 
-// The agent's way (a Context per file, then each record) and the one-shot
-// way give the same signature for every record and split; any change to
-// what a signed record carries (topic, key, value, a header's name or
-// value, a header added, dropped or moved across the value, the split the
-// signature names) fails its check, and so does another key; the record as
-// signed passes, also with its signature header among the others.
-func TestSignatureCoversTheRecord(t *testing.T) {
+func signChunk(k *SigningKey, topic string, ctx int, rs []testRec) ([]byte, error) {
+	var c Chunk
+	c.Reset(k, topic, ctx)
+	for _, r := range rs {
+		c.Add(r.key, r.value, r.headers)
+	}
+	return c.AppendSig(nil)
+}
+
+func verifyChunk(k *SigningKey, topic string, sig []byte, rs []testRec) error {
+	_, _, ctx, _, err := ParseSig(sig)
+	if err != nil {
+		return err
+	}
+	var c Chunk
+	c.Reset(k, topic, ctx)
+	for _, r := range rs {
+		c.Add(r.key, r.value, r.headers)
+	}
+	return c.Verify(sig)
+}
+
+// A chunk verifies as signed, also with the signature among the last
+// record's headers; with another key it does not, nor after any change to
+// what it carries: the topic, a record's key, value or header (name or
+// value, added, dropped), a context header of a later record, a record
+// added, dropped or moved, the count or context the signature names.
+func TestSignatureCoversTheChunk(t *testing.T) {
 	k, other := testKey(t, 1), testKey(t, 2)
 	rapid.Check(t, func(rt *rapid.T) {
-		bs := rapid.SliceOfN(rapid.Byte(), 0, 64)
+		bs := rapid.SliceOfN(rapid.Byte(), 0, 40)
 		topic := rapid.StringN(1, 10, -1).Draw(rt, "topic")
-		key, value := bs.Draw(rt, "key"), bs.Draw(rt, "value")
-		var hs []*sarama.RecordHeader
-		for i, m := 0, rapid.IntRange(0, 6).Draw(rt, "headers"); i < m; i++ {
-			hs = append(hs, &sarama.RecordHeader{Key: bs.Draw(rt, "name"), Value: bs.Draw(rt, "hv")})
+		key := bs.Draw(rt, "key")
+		ctx := rapid.IntRange(0, 3).Draw(rt, "ctx")
+		var shared []*sarama.RecordHeader
+		for i := 0; i < ctx; i++ {
+			shared = append(shared, &sarama.RecordHeader{Key: bs.Draw(rt, "cname"), Value: bs.Draw(rt, "cvalue")})
 		}
-		n := rapid.IntRange(0, len(hs)).Draw(rt, "n")
-		sig, err := k.Sign(nil, topic, key, value, n, hs)
+		n := rapid.IntRange(1, 6).Draw(rt, "records")
+		rs := make([]testRec, n)
+		for i := range rs {
+			rs[i] = testRec{key: key, value: bs.Draw(rt, "value"), headers: append([]*sarama.RecordHeader(nil), shared...)}
+			for j, m := 0, rapid.IntRange(0, 3).Draw(rt, "own"); j < m; j++ {
+				rs[i].headers = append(rs[i].headers, &sarama.RecordHeader{Key: bs.Draw(rt, "name"), Value: bs.Draw(rt, "hv")})
+			}
+		}
+		sig, err := signChunk(k, topic, ctx, rs)
 		if err != nil {
 			rt.Fatal(err)
 		}
-		static := make([]sarama.RecordHeader, n)
-		for i := range static {
-			static[i] = *hs[i]
+		if sig2 := k.Sign(nil, topic, key, rs[0].value, rs[0].headers); n == 1 && ctx == 0 && !bytes.Equal(sig, sig2) {
+			rt.Fatalf("Sign %x differs from a chunk of one %x", sig2, sig)
 		}
-		streamed, _ := k.NewContext(topic, key, static).AppendSig(nil, nil, value, hs[n:])
-		if !bytes.Equal(streamed, sig) {
-			rt.Fatalf("the agent's signature %x differs from the one-shot %x", streamed, sig)
+		withSig := cloneRecs(rs)
+		last := &withSig[n-1]
+		last.headers = append(last.headers, &sarama.RecordHeader{Key: []byte(HeaderSig), Value: sig})
+		if err := verifyChunk(k, topic, sig, withSig); err != nil {
+			rt.Fatalf("the chunk as signed: %v", err)
 		}
-		withSig := append(cloneHeaders(hs), &sarama.RecordHeader{Key: []byte(HeaderSig), Value: sig})
-		if _, err := k.Verify(nil, sig, topic, key, value, withSig); err != nil {
-			rt.Fatalf("the record as signed: %v", err)
-		}
-		if _, err := other.Verify(nil, sig, topic, key, value, hs); err == nil {
+		if err := verifyChunk(other, topic, sig, rs); err == nil {
 			rt.Fatal("verified with another key")
 		}
 		// One change, drawn.
-		t2, k2, v2, s2 := topic, bytes.Clone(key), bytes.Clone(value), bytes.Clone(sig)
-		h2 := cloneHeaders(hs)
-		switch rapid.IntRange(0, 7).Draw(rt, "change") {
+		t2, s2, r2 := topic, bytes.Clone(sig), cloneRecs(rs)
+		i := rapid.IntRange(0, n-1).Draw(rt, "which")
+		r := &r2[i]
+		switch rapid.IntRange(0, 10).Draw(rt, "change") {
 		case 0:
 			t2 += "x"
 		case 1:
-			k2 = append(k2, 0)
+			r.key = append(r.key, 0)
 		case 2:
-			v2 = append(v2, 'x')
+			r.value = append(r.value, 'x')
 		case 3:
-			h2 = append(h2, &sarama.RecordHeader{Key: []byte(HeaderEventID), Value: []byte("forged")})
-		case 4:
-			if len(h2) == 0 {
-				h2 = append(h2, &sarama.RecordHeader{Key: []byte("a")})
+			r.headers = append(r.headers, &sarama.RecordHeader{Key: []byte(HeaderEventID), Value: []byte("forged")})
+		case 4: // a header's value (context or own)
+			if len(r.headers) == 0 {
+				r.headers = append(r.headers, &sarama.RecordHeader{Key: []byte("a")})
 			} else {
-				h2[0].Value = append(h2[0].Value, '!')
+				h := r.headers[rapid.IntRange(0, len(r.headers)-1).Draw(rt, "h")]
+				h.Value = append(h.Value, '!')
 			}
-		case 5:
-			if len(v2) == 0 {
-				v2 = []byte{0}
+		case 5: // a header dropped
+			if len(r.headers) > 0 {
+				r.headers = r.headers[1:]
 			} else {
-				v2[0] ^= 1
+				r.value = append(r.value, 1)
 			}
-		case 6: // the split moved: a header crosses the value
-			if n < len(hs) {
-				s2[5]++
-			} else if n > 0 {
-				s2[5]--
-			} else {
-				v2 = append(v2, 1)
-			}
-		case 7: // a header dropped
-			if len(h2) > 0 {
-				h2 = h2[1:]
+		case 6: // a record dropped
+			if n > 1 {
+				r2 = append(r2[:i], r2[i+1:]...)
+				s2[6]-- // and the count made to match
 			} else {
 				t2 += "y"
 			}
+		case 7: // a record added (a copy of one)
+			if n < MaxChunk {
+				r2 = append(r2, cloneRecs(r2[i:i+1])...)
+				s2[6]++
+			}
+		case 8: // two records swapped
+			j := rapid.IntRange(0, n-1).Draw(rt, "other")
+			if bytes.Equal(r2[i].value, r2[j].value) {
+				r2[i].value = append(r2[i].value, 2)
+			} else {
+				r2[i], r2[j] = r2[j], r2[i]
+			}
+		case 9: // the context the signature names
+			if ctx > 0 {
+				s2[7]--
+			} else {
+				s2[7]++
+			}
+		case 10: // the count the signature names
+			s2[6]++
 		}
-		if _, err := k.Verify(nil, s2, t2, k2, v2, h2); err == nil {
-			rt.Fatal("a changed record verified")
+		if err := verifyChunk(k, t2, s2, r2); err == nil {
+			rt.Fatal("a changed chunk verified")
 		}
 	})
 }
 
-// A signature the wrong size, of another version or of another key id is
-// refused without a comparison.
+// The agent signs only chunks whose records share their key and context:
+// one that does not is refused when signing, and fails verification.
+func TestChunkRecordsShareTheirContext(t *testing.T) {
+	k := testKey(t, 1)
+	host := func(v string) *sarama.RecordHeader {
+		return &sarama.RecordHeader{Key: []byte(HeaderHostName), Value: []byte(v)}
+	}
+	for name, rs := range map[string][]testRec{
+		"context header": {{key: []byte("a"), value: []byte("1"), headers: []*sarama.RecordHeader{host("x")}}, {key: []byte("a"), value: []byte("2"), headers: []*sarama.RecordHeader{host("y")}}},
+		"key":            {{key: []byte("a"), value: []byte("1"), headers: []*sarama.RecordHeader{host("x")}}, {key: []byte("b"), value: []byte("2"), headers: []*sarama.RecordHeader{host("x")}}},
+		"fewer headers":  {{key: []byte("a"), value: []byte("1"), headers: []*sarama.RecordHeader{host("x")}}, {key: []byte("a"), value: []byte("2")}},
+	} {
+		if _, err := signChunk(k, "t", 1, rs); err == nil {
+			t.Errorf("%s: signed", name)
+		}
+		good, err := signChunk(k, "t", 1, rs[:1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		good[6] = 2
+		if err := verifyChunk(k, "t", good, rs); err == nil {
+			t.Errorf("%s: verified", name)
+		}
+	}
+}
+
+// A signature the wrong size, of another version, of another key id, or
+// covering no records or more than MaxChunk is refused without a
+// comparison.
 func TestMalformedSignatures(t *testing.T) {
 	k := testKey(t, 1)
-	sig, err := k.Sign(nil, "t", nil, []byte("line"), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := []testRec{{value: []byte("line")}}
+	sig := k.Sign(nil, "t", nil, []byte("line"), nil)
 	for name, bad := range map[string][]byte{
-		"empty":        nil,
-		"short":        sig[:SigLen-1],
-		"long":         append(bytes.Clone(sig), 0),
-		"version":      append([]byte{SigVersion + 1}, sig[1:]...),
-		"other key":    append(append([]byte{SigVersion}, 9, 9, 9, 9), sig[5:]...),
-		"more headers": append(append([]byte(nil), sig[:5]...), append([]byte{3}, sig[6:]...)...),
+		"empty":      nil,
+		"short":      sig[:SigLen-1],
+		"long":       append(bytes.Clone(sig), 0),
+		"version":    append([]byte{SigVersion + 1}, sig[1:]...),
+		"other key":  append(append([]byte{SigVersion}, 9, 9, 9, 9), sig[5:]...),
+		"no records": append(append(bytes.Clone(sig[:5]), 0, 0), sig[7:]...),
+		"too many":   append(append(bytes.Clone(sig[:5]), MaxChunk>>8, MaxChunk&0xff+1), sig[7:]...),
 	} {
-		if _, err := k.Verify(nil, bad, "t", nil, []byte("line"), nil); err == nil || errors.Is(err, ErrBadSignature) {
+		if err := verifyChunk(k, "t", bad, rs); err == nil || errors.Is(err, ErrBadSignature) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+	if err := verifyChunk(k, "t", sig, rs); err != nil {
+		t.Errorf("the record as signed: %v", err)
 	}
 	if _, err := NewSigningKey(KeyID{1}, make([]byte, 16)); err == nil {
 		t.Error("a 16-byte secret was taken")
@@ -136,18 +215,25 @@ func TestMalformedSignatures(t *testing.T) {
 	}
 }
 
-// BenchmarkSign is the agent's cost per 200-byte line with its usual
-// headers (host name and IP absorbed once per file).
-func BenchmarkSign(b *testing.B) {
+// BenchmarkChunk is the agent's signing cost per 200-byte line with its
+// usual headers, in chunks of 512 records.
+func BenchmarkChunk(b *testing.B) {
 	k := testKey(b, 1)
-	value := bytes.Repeat([]byte("x"), 200)
-	static := []sarama.RecordHeader{{Key: []byte(HeaderHostName), Value: []byte("web-1")}, {Key: []byte(HeaderHostIP), Value: []byte("10.0.0.1")}}
-	rest := []*sarama.RecordHeader{{Key: []byte(HeaderEventID), Value: []byte("9f8e7d6c5b4a39281706f5e4d3c2b1a0-1024")}, {Key: []byte(HeaderIndexTime), Value: []byte("1764000000000")}}
-	c := k.NewContext("web_log", []byte("/var/log/nginx/access.log"), static)
-	var dst, scratch []byte
+	value := bytes.Repeat([]byte("x"), 199)
+	hs := []*sarama.RecordHeader{{Key: []byte(HeaderHostName), Value: []byte("web-1")}, {Key: []byte(HeaderHostIP), Value: []byte("10.0.0.1")},
+		{Key: []byte(HeaderEventID), Value: []byte("9f8e7d6c5b4a39281706f5e4d3c2b1a0-1024")}}
+	key := []byte("/var/log/nginx/access.log")
+	var c Chunk
+	var sig []byte
 	b.SetBytes(int64(len(value)))
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		dst, scratch = c.AppendSig(dst[:0], scratch, value, rest)
+		if i%512 == 0 {
+			if c.Len() > 0 {
+				sig, _ = c.AppendSig(sig[:0])
+			}
+			c.Reset(k, "web_log", 2)
+		}
+		c.Add(key, value, hs)
 	}
 }

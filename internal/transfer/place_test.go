@@ -47,7 +47,7 @@ func TestPlacement(t *testing.T) {
 	nginx := `203.0.113.9 - - [23/Nov/2019:10:11:12 +0000] "GET / HTTP/1.1" 404 5 "-" "curl"`
 	f := func(name string, msg *sarama.ConsumerMessage, index, outOfRange string, ts time.Time) {
 		t.Helper()
-		d, _ := c.document(context.Background(), msg, &claimState{})
+		d, _ := c.document(context.Background(), gatedOf(msg), &claimState{})
 		if d.Index != index {
 			t.Errorf("%s: index %s, want %s", name, d.Index, index)
 		}
@@ -138,7 +138,7 @@ func TestPlacementDependsOnTheRecordAlone(t *testing.T) {
 			for i := range deliveries {
 				time.Sleep(later[i])
 				at[i] = time.Now()
-				if d, _ := placeConsumer(t, worlds[ws[i]]).document(context.Background(), msg, &claimState{}); d != nil {
+				if d, _ := placeConsumer(t, worlds[ws[i]]).document(context.Background(), gatedOf(msg), &claimState{}); d != nil {
 					got[i] = [2]string{d.Index, d.ID}
 				}
 			}
@@ -154,12 +154,15 @@ func TestPlacementDependsOnTheRecordAlone(t *testing.T) {
 	})
 }
 
-// signedStub stands for the key ring at the edge: a record with a sig
-// header passes as signed (what a signature proves is the ring's test).
+// signedStub stands for the key ring at the edge: the records are judged
+// signed (what a signature proves is the ring's test).
 type signedStub struct{}
 
-func (signedStub) Check(_ context.Context, _ *sarama.ConsumerMessage, v *record.View, _ time.Time, _ *[]byte) (record.Verdict, bool) {
-	return record.Verdict{Signed: v.Sigs > 0}, true
+func (signedStub) Check(_ context.Context, _ []*sarama.ConsumerMessage, _ []record.View, _ time.Time, _ *record.Chunk, out []record.Verdict) bool {
+	for i := range out {
+		out[i] = record.Verdict{Signed: true}
+	}
+	return true
 }
 
 // A signed record's index is its stamp's day, whatever Kafka timestamp it
@@ -182,7 +185,9 @@ func TestSignedRecordsArePlacedByTheirStamp(t *testing.T) {
 			if kts.UnixMilli() < 0 {
 				msg.Timestamp = time.Time{}
 			}
-			d, _ := c.document(context.Background(), msg, &claimState{})
+			g := gatedOf(msg)
+			g.verdict = record.Verdict{Signed: true}
+			d, _ := c.document(context.Background(), g, &claimState{})
 			if want := "web-" + stamp.Format("2006.01.02"); d.Index != want {
 				rt.Fatalf("copy %d (Kafka timestamp %v): index %s, want %s", i, kts, d.Index, want)
 			}

@@ -73,11 +73,14 @@ type Options struct {
 
 // Verifier tells an agent's records from forgeries (keyring.Ring).
 type Verifier interface {
-	// Check says whether a record is indexed or quarantined, and whether
-	// it carries a verified signature. It may wait (this claim only)
-	// while it cannot tell yet; false if ctx ended first. round is when
-	// the claim took the record in hand; scratch is the claim's.
-	Check(ctx context.Context, msg *sarama.ConsumerMessage, v *record.View, round time.Time, scratch *[]byte) (record.Verdict, bool)
+	// Check fills out[i] with whether msgs[i] is indexed or quarantined,
+	// and whether it carries a verified signature. msgs are consecutive
+	// records of one partition, views their parsed headers: either a
+	// chunk, whose signature is on the last record, or one record that no
+	// signature covers (see gate). It may wait (this claim only) while it
+	// cannot tell yet; false if ctx ended first. round is when the claim
+	// took the records in hand; ch is the claim's.
+	Check(ctx context.Context, msgs []*sarama.ConsumerMessage, views []record.View, round time.Time, ch *record.Chunk, out []record.Verdict) bool
 }
 
 // Consumer runs the consumer group.
@@ -89,6 +92,7 @@ type Consumer struct {
 
 	mu      sync.Mutex
 	group   sarama.ConsumerGroup
+	client  sarama.Client  // for reading a chunk's beginning (see gate)
 	claims  map[string]int // topic/partition -> 1 while claimed
 	joined  bool
 	missing []string          // wanted topics Kafka does not have (yet)
@@ -350,7 +354,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if err == nil {
 			client = cl
 			c.mu.Lock()
-			c.group = g
+			c.group, c.client = g, cl
 			c.mu.Unlock()
 			break
 		}
@@ -553,15 +557,45 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 	}()
 	ctx := s.Context()
 	var st claimState
+	st.gate.first = -1
 	msgs := claim.Messages()
+	var wait *time.Timer // while records are held (see gate)
+	defer func() {
+		if wait != nil {
+			wait.Stop()
+		}
+	}()
+	last := (*sarama.ConsumerMessage)(nil)
 loop:
 	for {
 		var msg *sarama.ConsumerMessage
 		var ok bool
-		select {
-		case msg, ok = <-msgs:
-		case <-ctx.Done():
-			break loop
+		if len(st.gate.held) == 0 {
+			select {
+			case msg, ok = <-msgs:
+			case <-ctx.Done():
+				break loop
+			}
+		} else {
+			if wait == nil {
+				wait = time.NewTimer(heldWait)
+			} else {
+				wait.Reset(heldWait)
+			}
+			select {
+			case msg, ok = <-msgs:
+			case <-ctx.Done():
+				break loop
+			case <-wait.C:
+				// Nothing came for heldWait: the held records are judged
+				// alone (a record that did come meanwhile goes first).
+				select {
+				case msg, ok = <-msgs:
+				default:
+					msg, ok = nil, true
+				}
+			}
+			wait.Stop()
 		}
 		if !ok {
 			break loop
@@ -572,28 +606,23 @@ loop:
 		// the submission, so no document can be acknowledged before it.
 		var docs []*eswriter.Doc
 		st.ends, st.done, st.pos = st.ends[:0], st.done[:0], st.pos[:0]
+		st.gate.ready = st.gate.ready[:0]
 		if c.opt.Verify != nil {
 			st.round = time.Now()
 		}
-		n, last, closed := 0, msg, false
-		for {
+		n, closed := 0, false
+		if msg == nil { // the wait for held records ran out
+			if !c.release(ctx, &st, len(st.gate.held)) {
+				break loop
+			}
+		}
+		for msg != nil {
 			n++
 			last = msg
-			d, ok := c.document(ctx, msg, &st)
-			if !ok {
+			if !c.take(ctx, msg, &st) {
 				break loop // ctx ended: this round's records are not registered, so they come again
 			}
-			st.ends = append(st.ends, msg.Offset+1)
-			st.done = append(st.done, d == nil) // dropped by its pipeline: done at once
-			if d != nil {
-				if docs == nil {
-					docs = make([]*eswriter.Doc, 0, min(len(msgs)+1, maxSubmit))
-				}
-				d.Acker = tr
-				docs = append(docs, d)
-				st.pos = append(st.pos, uint64(n-1))
-			}
-			if n == maxSubmit {
+			if len(st.gate.ready) >= maxSubmit {
 				break
 			}
 			select {
@@ -606,15 +635,50 @@ loop:
 			}
 			break
 		}
-		first := tr.EmitBatch(st.ends, st.done)
-		for i, d := range docs {
-			d.Seq = first + st.pos[i]
+		// Everything below the high-water mark taken: no record still to
+		// come completes a held chunk (see gate).
+		if len(st.gate.held) > 0 && !closed && last.Offset+1 >= claim.HighWaterMarkOffset() {
+			if !c.release(ctx, &st, len(st.gate.held)) {
+				break loop
+			}
+		}
+		for i := range st.gate.ready {
+			r := &st.gate.ready[i]
+			d, ok := c.document(ctx, r, &st)
+			if !ok {
+				break loop // ctx ended: this round's records are not registered, so they come again
+			}
+			st.ends = append(st.ends, r.end)
+			st.done = append(st.done, d == nil) // dropped by its pipeline: done at once
+			if d != nil {
+				if docs == nil {
+					docs = make([]*eswriter.Doc, 0, min(len(st.gate.ready), maxSubmit))
+				}
+				d.Acker = tr
+				docs = append(docs, d)
+				st.pos = append(st.pos, uint64(i))
+			}
+		}
+		clear(st.gate.ready)
+		if len(st.ends) > 0 {
+			first := tr.EmitBatch(st.ends, st.done)
+			for i, d := range docs {
+				d.Seq = first + st.pos[i]
+			}
 		}
 		c.consumed.Add(float64(n))
-		lag.Set(float64(claim.HighWaterMarkOffset() - last.Offset - 1))
-		if err := c.opt.Out.Submit(ctx, docs); err != nil {
-			tr.Retract(docs[0].Seq)
-			break loop
+		if last != nil {
+			lag.Set(float64(claim.HighWaterMarkOffset() - last.Offset - 1))
+		}
+		// A judged chunk can make a round longer than maxSubmit: handed on
+		// in pieces of at most maxSubmit.
+		for len(docs) > 0 {
+			piece := docs[:min(len(docs), maxSubmit):min(len(docs), maxSubmit)]
+			docs = docs[len(piece):]
+			if err := c.opt.Out.Submit(ctx, piece); err != nil {
+				tr.Retract(piece[0].Seq)
+				break loop
+			}
 		}
 		if closed {
 			break loop
@@ -655,10 +719,10 @@ type claimState struct {
 	done []bool
 	pos  []uint64
 	ids  idArena
-	// round is when this round's first record was taken in hand; scratch
-	// is the signature check's.
-	round   time.Time
-	scratch []byte
+	// round is when this round's first record was taken in hand; gate
+	// holds records until their chunk's signature is in (see gate).
+	round time.Time
+	gate  gate
 	// piped caches the outcome counters of each pipeline met (names are
 	// those that resolved to a pipeline: a bounded set).
 	piped map[string]*pipeCounters
@@ -668,17 +732,14 @@ type pipeCounters struct{ parsed, failed, dropped, overBudget prometheus.Counter
 
 // document builds msg's document (nil: none, dropped by its pipeline);
 // false if ctx ended while the record waited for its pipeline.
-func (c *Consumer) document(ctx context.Context, msg *sarama.ConsumerMessage, st *claimState) (*eswriter.Doc, bool) {
-	meta := record.ParseRecord(msg.Key, msg.Headers)
+func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*eswriter.Doc, bool) {
+	msg, meta := r.msg, r.view
 	ts := eventTime(msg) // read time
 	docTime, message := ts, msg.Value
 	var res *pipeline.Result
 	signed := false
 	if c.opt.Verify != nil {
-		v, ok := c.opt.Verify.Check(ctx, msg, &meta, st.round, &st.scratch)
-		if !ok {
-			return nil, false
-		}
+		v := r.verdict
 		if reason := v.Quarantine; reason != "" {
 			// Not indexed, and before its pipeline (which could take it
 			// as its own): kept apart with the reason.

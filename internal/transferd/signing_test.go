@@ -11,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/logpipe/logpipe/internal/keyring"
 	"github.com/logpipe/logpipe/internal/record"
@@ -36,28 +37,38 @@ func agentKey(t *testing.T, etcd *testutil.Etcd, host, ip string) *record.Signin
 
 // agentRecord is line i of topic as an agent of host/ip sends it: its
 // index-time stamp, Kafka timestamp kts, event id gen-<topic>-<i>, signed
-// with k (nil: unsigned).
+// on its own with k (nil: unsigned).
 func agentRecord(t *testing.T, topic, host, ip string, i int, value string, stamp, kts time.Time, k *record.SigningKey) *kgo.Record {
 	t.Helper()
-	hs := []*sarama.RecordHeader{
-		{Key: []byte(record.HeaderHostName), Value: []byte(host)},
-		{Key: []byte(record.HeaderHostIP), Value: []byte(ip)},
-		{Key: []byte(record.HeaderEventID), Value: []byte(fmt.Sprintf("gen-%s-%d", topic, i))},
-		{Key: []byte(record.HeaderIndexTime), Value: []byte(fmt.Sprint(stamp.UnixMilli()))},
+	r := &kgo.Record{Topic: topic, Key: []byte("/var/log/" + topic + ".log"), Value: []byte(value), Timestamp: kts}
+	for _, h := range [][2]string{{record.HeaderHostName, host}, {record.HeaderHostIP, ip},
+		{record.HeaderEventID, fmt.Sprintf("gen-%s-%d", topic, i)}, {record.HeaderIndexTime, fmt.Sprint(stamp.UnixMilli())}} {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h[0], Value: []byte(h[1])})
 	}
-	key := []byte("/var/log/" + topic + ".log")
 	if k != nil {
-		sig, err := k.Sign(nil, topic, key, []byte(value), 2, hs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs = append(hs, &sarama.RecordHeader{Key: []byte(record.HeaderSig), Value: sig})
-	}
-	r := &kgo.Record{Topic: topic, Key: key, Value: []byte(value), Timestamp: kts}
-	for _, h := range hs {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: string(h.Key), Value: h.Value})
+		signChunk(k, 0, r)
 	}
 	return r
+}
+
+// signChunk signs recs as one chunk with k, as the agent does (the first
+// ctx headers are the same in every record), the signature on the last.
+func signChunk(k *record.SigningKey, ctx int, recs ...*kgo.Record) {
+	var c record.Chunk
+	c.Reset(k, recs[0].Topic, ctx)
+	for _, r := range recs {
+		var hs []*sarama.RecordHeader
+		for _, h := range r.Headers {
+			hs = append(hs, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+		}
+		c.Add(r.Key, r.Value, hs)
+	}
+	sig, err := c.AppendSig(nil)
+	if err != nil {
+		panic(err)
+	}
+	last := recs[len(recs)-1]
+	last.Headers = append(last.Headers, kgo.RecordHeader{Key: record.HeaderSig, Value: sig})
 }
 
 func (e *env) produceRecords(recs []*kgo.Record) {
@@ -69,20 +80,47 @@ func (e *env) produceRecords(recs []*kgo.Record) {
 	}
 }
 
+// produceInOrder writes recs to partition 0 of their topics, in order, as
+// one agent's file goes to one partition: a chunk's records stay
+// consecutive.
+func (e *env) produceInOrder(recs []*kgo.Record) {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.kafka.Addr(), ",")...), kgo.AllowAutoTopicCreation(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.MaxBufferedRecords(1<<16))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, r := range recs {
+		r.Partition = 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		e.t.Fatalf("producing: %v", err)
+	}
+}
+
 // forgeries is what a producer without the agent's key sends against
-// web-1/10.0.0.1, whose genuine lines 0..99 are produced first: unsigned
-// records for its next lines 100..149 dated 1 March 1971…2020, copies of
-// its genuine records 0..49 produced again with Kafka timestamps of
-// 1 March 1971…2020, records signed with a key nobody has, and records
-// signed with db-1's own key claiming web-1. It returns the genuine
-// records, the forged ones and how many of those are not copies (they
-// must be quarantined; the copies must meet their _ids).
+// web-1/10.0.0.1, whose genuine lines 0..149 are signed in chunks of 10
+// (its host headers the chunks' context) and produced around the
+// forgeries: unsigned records for its next lines 100..149 dated 1 March
+// 1971…2020, the chunks of lines 0..49 produced again with Kafka
+// timestamps of 1 March 1971…2020, records signed with a key nobody has,
+// records signed with db-1's own key claiming web-1, and a signature of
+// web-1's lifted onto forged lines (a chunk with its last record
+// genuine, the others not). It returns the genuine records, the forged
+// ones and how many of those must be quarantined (the copies must meet
+// their _ids).
 func forgeries(t *testing.T, topic string, web, db *record.SigningKey) (genuine, forged []*kgo.Record, quarantined int) {
 	day := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	line := func(i int) string { return fmt.Sprintf("line %d of %s", i, topic) }
 	for i := 0; i < 150; i++ {
 		at := day.Add(time.Duration(i) * time.Millisecond)
-		genuine = append(genuine, agentRecord(t, topic, "web-1", "10.0.0.1", i, line(i), at, at, web))
+		genuine = append(genuine, agentRecord(t, topic, "web-1", "10.0.0.1", i, line(i), at, at, nil))
+	}
+	for i := 0; i < 150; i += 10 {
+		signChunk(web, 2, genuine[i:i+10]...)
 	}
 	stranger, err := record.NewSigningKey(record.KeyID{9, 9, 9, 9}, []byte(strings.Repeat("s", record.SecretLen)))
 	if err != nil {
@@ -91,15 +129,26 @@ func forgeries(t *testing.T, topic string, web, db *record.SigningKey) (genuine,
 	for j := 0; j < 50; j++ {
 		old := time.Date(1971+j, 3, 1, 0, 0, 0, 0, time.UTC)
 		forged = append(forged, agentRecord(t, topic, "web-1", "10.0.0.1", 100+j, "FORGED "+line(100+j), old, old, nil))
-		replay := *genuine[j]
-		replay.Timestamp = old
-		forged = append(forged, &replay)
+		if j%10 == 9 { // the chunk of lines j-9..j again
+			for _, g := range genuine[j-9 : j+1] {
+				replay := *g
+				replay.Timestamp = old
+				forged = append(forged, &replay)
+			}
+		}
 		forged = append(forged, agentRecord(t, topic, "web-1", "10.0.0.1", 100+j, "FORGED "+line(100+j), old, old, stranger))
 		if j < 20 {
 			forged = append(forged, agentRecord(t, topic, "web-1", "10.0.0.1", 100+j, "FORGED "+line(100+j), old, old, db))
 		}
 	}
-	return genuine, forged, 50 + 50 + 20
+	// Nine forged lines, then genuine line 9 with its signature: the
+	// signature covers ten records, and these are not the ten it signed.
+	for j := 0; j < 9; j++ {
+		forged = append(forged, agentRecord(t, topic, "web-1", "10.0.0.1", 100+j, "FORGED "+line(100+j), day, day, nil))
+	}
+	lifted := *genuine[9]
+	forged = append(forged, &lifted)
+	return genuine, forged, 50 + 50 + 20 + 10
 }
 
 // Issue 25 items 5 and 6, on kfake and the fake Elasticsearch: forged
@@ -114,9 +163,9 @@ func TestForgedRecordsAreQuarantinedAndMakeNoIndex(t *testing.T) {
 	const topic = "tforged"
 	genuine, forged, quarantined := forgeries(t, topic, web, db)
 	q := testutil.Consume(t, e.kafka.Addr(), topic+".quarantine")
-	e.produceRecords(genuine[:100])
-	e.produceRecords(forged)
-	e.produceRecords(genuine[100:])
+	e.produceInOrder(genuine[:100])
+	e.produceInOrder(forged)
+	e.produceInOrder(genuine[100:])
 	d, _ := e.start(e.config(fmt.Sprintf("[kafka]\ntopics = %s\n[etcd]\naddress = %s\n[transfer]\nverify_signatures = true\n", topic, etcd.Endpoint())))
 	e.waitDocs(150, 60*time.Second)
 	testutil.Eventually(t, 30*time.Second, func() bool { return q.Len() >= quarantined },
@@ -131,10 +180,10 @@ func TestForgedRecordsAreQuarantinedAndMakeNoIndex(t *testing.T) {
 	for _, r := range q.Records() {
 		reasons[strings.SplitN(r.Headers["dlq.reason"], ",", 2)[0]]++
 	}
-	if len(reasons) < 3 {
+	if len(reasons) < 4 {
 		t.Errorf("quarantine reasons: %v", reasons)
 	}
-	for _, reason := range []string{"unsigned", "unknown_key", "wrong_host"} {
+	for _, reason := range []string{"unsigned", "unknown_key", "wrong_host", "bad_signature"} {
 		if v := testutil.MetricValue(d.Prometheus(), "logtransfer_records_quarantined_total", map[string]string{"reason": reason}); v == 0 {
 			t.Errorf("no %s quarantine counted", reason)
 		}
@@ -180,9 +229,9 @@ func TestRealForgedRecordsAreQuarantinedAndMakeNoIndex(t *testing.T) {
 	topic := fmt.Sprintf("rforged%d", time.Now().UnixNano())
 	genuine, forged, quarantined := forgeries(t, topic, web, db)
 	q := testutil.Consume(t, e.kafka.Addr(), topic+".quarantine")
-	e.produceRecords(genuine[:100])
-	e.produceRecords(forged)
-	e.produceRecords(genuine[100:])
+	e.produceInOrder(genuine[:100])
+	e.produceInOrder(forged)
+	e.produceInOrder(genuine[100:])
 	e.start(e.config(fmt.Sprintf("[kafka]\ntopics = %s\n[etcd]\naddress = %s\n[transfer]\nverify_signatures = true\n", topic, etcd.Endpoint())))
 	waitCount(t, es, topic+"-*", "", 150, 90*time.Second)
 	testutil.Eventually(t, 60*time.Second, func() bool { return q.Len() >= quarantined }, testutil.Msg("%d forgeries quarantined", quarantined))
@@ -250,5 +299,60 @@ func TestRealLogAppendTimeBoundsUnsignedIndices(t *testing.T) {
 	es.JSON(t, 200, "GET", "/_cat/indices/"+open+"-*?format=json", "", &cat)
 	if len(cat) != 50 {
 		t.Fatalf("CreateTime topic: %d indices for 50 records dated 50 years apart (the contrast this test documents)", len(cat))
+	}
+}
+
+// A transfer whose group's commit is inside a chunk (offsets an operator
+// reset, a commit another version made) reads the chunk's beginning again
+// and indexes the chunk: the agent's lines after the commit are not
+// quarantined for a signature the claim saw only the end of.
+func TestClaimStartingInsideAChunkReadsItsBeginning(t *testing.T) {
+	etcd := testutil.StartEtcd(t)
+	web := agentKey(t, etcd, "web-1", "10.0.0.1")
+	e := newEnv(t, 1)
+	const topic = "tinside"
+	day := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	var recs []*kgo.Record
+	for i := 0; i < 30; i++ {
+		recs = append(recs, agentRecord(t, topic, "web-1", "10.0.0.1", i, fmt.Sprintf("line %d of %s", i, topic), day, day, nil))
+	}
+	for i := 0; i < 30; i += 10 {
+		signChunk(web, 2, recs[i:i+10]...)
+	}
+	e.produceInOrder(recs)
+	// The group's commit: offset 15, inside the second chunk, made by a
+	// member that joined the group and left.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.kafka.Addr(), ",")...), kgo.ConsumerGroup("logtransfer"),
+		kgo.ConsumeTopics(topic), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if fs := cl.PollRecords(ctx, 1); fs.Err() != nil {
+		t.Fatal(fs.Err())
+	}
+	var commitErr error
+	cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{topic: {0: {Epoch: -1, Offset: 15}}},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+			commitErr = err
+		})
+	if commitErr != nil {
+		t.Fatal(commitErr)
+	}
+	cl.Close()
+	q := testutil.Consume(t, e.kafka.Addr(), topic+".quarantine")
+	d, _ := e.start(e.config(fmt.Sprintf("[kafka]\ntopics = %s\n[etcd]\naddress = %s\n[transfer]\nverify_signatures = true\n", topic, etcd.Endpoint())))
+	// Lines 10..29: the second chunk whole (its first five read again),
+	// and the third.
+	e.waitDocs(20, 60*time.Second)
+	docs := e.es.Docs()[topic+"-2026.11.23"]
+	for i := 10; i < 30; i++ {
+		if _, ok := docs[genID(topic, i)]; !ok {
+			t.Fatalf("line %d not indexed: %s", i, status(t, d))
+		}
+	}
+	if len(docs) != 20 || q.Len() != 0 {
+		t.Fatalf("%d documents (want 20), %d quarantined", len(docs), q.Len())
 	}
 }

@@ -432,13 +432,13 @@ var mutants = []mutant{
 	{
 		name:  "the transfer indexes a signed record that claims another host than its key's",
 		file:  "internal/keyring/ring.go",
-		edits: []edit{{old: "if (len(v.HostIP) > 0 || len(v.HostName) > 0) && (string(v.HostIP) != k.ip || string(v.HostName) != k.host) {", new: "if false {"}},
-		tests: []target{{"./internal/keyring", "^TestRingIndexesOnlyWhatTheClaimedHostSigned$"}},
+		edits: []edit{{old: "case (len(v.HostIP) > 0 || len(v.HostName) > 0) && (string(v.HostIP) != k.ip || string(v.HostName) != k.host):", new: "case false:"}},
+		tests: []target{{"./internal/keyring", "^TestRingIndexesOnlyWhatTheClaimedHostSigned$"}, {"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
 	},
 	{
 		name:  "accept_unsigned lets an unsigned record claim the IP of an agent that signs",
 		file:  "internal/keyring/ring.go",
-		edits: []edit{{old: "\t\tcase st.hosts[string(v.HostIP)]:\n", new: "\t\tcase false:\n"}},
+		edits: []edit{{old: "\tcase st.hosts[string(v.HostIP)]:\n", new: "\tcase false:\n"}},
 		tests: []target{{"./internal/keyring", "^TestRingIndexesOnlyWhatTheClaimedHostSigned$"}},
 	},
 	{
@@ -450,8 +450,44 @@ var mutants = []mutant{
 	{
 		name:  "a signature does not cover a record's own headers (event id, index.time)",
 		file:  "internal/record/sign.go",
-		edits: []edit{{old: "\t\tif h != nil && string(h.Key) != HeaderSig {\n\t\t\tdst = appendHeader(dst, h)\n", new: "\t\tif false {\n\t\t\tdst = appendHeader(dst, h)\n"}},
-		tests: []target{{"./internal/record", "^TestSignatureCoversTheRecord$"}},
+		edits: []edit{{old: "\t\t\tb = appendBytes(b, hd.Key)\n\t\t\tb = appendBytes(b, hd.Value)\n", new: ""}},
+		tests: []target{{"./internal/record", "^TestSignatureCoversTheChunk$"}},
+	},
+	{
+		name:  "a chunk's later records are not checked to repeat its context (host, fields)",
+		file:  "internal/record/sign.go",
+		edits: []edit{{old: "} else if p := c.hdrs[seen]; !bytes.Equal(p.Key, h.Key) || !bytes.Equal(p.Value, h.Value) {", new: "} else if p := c.hdrs[seen]; p == nil {"}},
+		tests: []target{{"./internal/record", "^TestChunkRecordsShareTheirContext$"}},
+	},
+	{
+		name:  "a commit can fall inside a chunk (the next owner sees it cut, and quarantines the agent's lines)",
+		file:  "internal/transfer/gate.go",
+		edits: []edit{{old: "if chunk && i < len(recs)-1 {", new: "if chunk && i < 0 {"}},
+		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
+	},
+	{
+		name:  "a signature is checked over every record held, not only the chunk's",
+		file:  "internal/transfer/gate.go",
+		edits: []edit{{old: "if k := len(g.held) - (n - 1); k > 0 {", new: "if k := len(g.held) - (n - 1); k > len(g.held) {"}},
+		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
+	},
+	{
+		name:  "a claim that starts inside a chunk does not read its beginning (the agent's lines after the commit are quarantined)",
+		file:  "internal/transfer/gate.go",
+		edits: []edit{{old: "\t\tg.held = append(c.beginning(ctx, msg, start, g.first), g.held...)\n", new: "\t\t_ = start\n"}},
+		tests: []target{{"./internal/transferd", "^TestClaimStartingInsideAChunkReadsItsBeginning$"}},
+	},
+	{
+		name:  "the transfer holds any number of bytes of a partition's unsigned records (a producer floods its memory)",
+		file:  "internal/transfer/gate.go",
+		edits: []edit{{old: "n >= record.MaxChunk || b > record.MaxChunkBytes && n > 1;", new: "n >= record.MaxChunk || b > record.MaxChunkBytes<<20 && n > 1;"}},
+		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
+	},
+	{
+		name:  "the records of a chunk whose signature fails are let through",
+		file:  "internal/keyring/ring.go",
+		edits: []edit{{old: "\t\t\tout[i] = record.Verdict{Quarantine: r.unsigned(st, v)}\n", new: "\t\t\tout[i] = record.Verdict{Quarantine: r.unsigned(st, v)[:0]}\n"}},
+		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
 	},
 	{
 		name:  "a signed record is placed by its Kafka timestamp, which is not signed (a copy produced again makes an index and a duplicate)",
