@@ -19,11 +19,12 @@ import (
 // c of headers that make the chunk's context, and the 8-byte tag
 //
 //	HH64(0x03 | topic | c | key | the first c headers |
-//	     for each record: value | h | its other h headers | N)
+//	     for each record: value | its other headers | 0 | N)
 //
 // where HH64 is HighwayHash keyed with the agent's 256-bit secret, every
-// field length-prefixed, each header as its name and value, HeaderSig
-// left out. The context (key and first c headers: the file's path, host
+// field length-prefixed, each header as its name and value (a record's own
+// headers with their name's length plus one, so the 0 ends the list),
+// HeaderSig left out. The context (key and first c headers: the file's path, host
 // and fields) is the first record's, and every record of the chunk must
 // carry the same. Only the agent that holds the key can make the tag, so
 // the transfer can tell an agent's records from a producer's forgeries
@@ -191,20 +192,16 @@ func (c *Chunk) Add(key, value []byte, headers []*sarama.RecordHeader) {
 	} else {
 		b = append(b, value...)
 	}
-	own := headers[i:]
-	h := 0
-	for _, hd := range own {
+	// The record's own headers, each as its name's length plus one, name,
+	// value; a zero ends the list.
+	for _, hd := range headers[i:] {
 		if hd != nil && string(hd.Key) != HeaderSig {
-			h++
-		}
-	}
-	b = binary.AppendUvarint(b, uint64(h))
-	for _, hd := range own {
-		if hd != nil && string(hd.Key) != HeaderSig {
-			b = appendBytes(b, hd.Key)
+			b = binary.AppendUvarint(b, uint64(len(hd.Key))+1)
+			b = append(b, hd.Key...)
 			b = appendBytes(b, hd.Value)
 		}
 	}
+	b = append(b, 0)
 	c.d.Write(b)
 	c.buf = b
 }

@@ -46,6 +46,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -65,7 +66,8 @@ var (
 	transferN  = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
 	keep       = flag.Bool("keep", false, "keep the work directory")
 	agentKafka = flag.String("agent-kafka", "", "extra [kafka] settings for logagent, ; separated, e.g. \"flush_interval = 50ms\" (experiments; the table is meant for defaults)")
-	agentSign  = flag.Bool("agent-sign", true, "logagent signs its records ([agent] sign); false measures what signing costs")
+	agentSign  = flag.Bool("agent-sign", true, "logagent signs its records ([agent] sign = true, the default); false: never (releases before signing)")
+	signCost   = flag.Bool("sign-cost", true, "run the agent scenario also with sign = false, interleaved, and note what signing costs")
 	agentEnv   = flag.String("agent-env", "", "extra environment for logagent, e.g. GOGC=200 (experiments; the table is meant for defaults)")
 	transEnv   = flag.String("transfer-env", "", "extra environment for logtransfer, e.g. GODEBUG=gctrace=1 (experiments)")
 	codec      = flag.String("compression", "lz4", "compression for kcat and the agent alike (none, gzip, snappy, lz4, zstd)")
@@ -113,7 +115,12 @@ func main() {
 		rows = append(rows, repeat("sarama AsyncProducer alone", b.saramaAlone))
 	}
 	if want("agent") {
-		rows = append(rows, repeat("agent file→kafka", b.agentFile))
+		if *agentSign && *signCost {
+			signed, unsigned := b.agentSignCost()
+			rows = append(rows, signed, unsigned)
+		} else {
+			rows = append(rows, repeat("agent file→kafka", b.agentFile))
+		}
 		if fb {
 			rows = append(rows, repeat("Fluent Bit tail→kafka", b.fbFile))
 		}
@@ -274,6 +281,8 @@ type bench struct {
 	cli    *clientv3.Client
 	ep     string
 	file   string
+	// unsigned starts agents with sign = false (the signing cost's row).
+	unsigned bool
 }
 
 func freePort() int {
@@ -311,13 +320,55 @@ func (b *bench) startEtcd() {
 	b.signer = parsed.Signing()
 }
 
-// signLine is the agent's [agent] sign setting when -agent-sign=false, and
-// nothing otherwise (the default; a release before signing refuses the key).
-func signLine() string {
-	if *agentSign {
+// signLine is the agent's [agent] sign setting when -agent-sign=false or
+// for the signing cost's row, and nothing otherwise (the default; a
+// release before signing refuses the key).
+func (b *bench) signLine() string {
+	if *agentSign && !b.unsigned {
 		return ""
 	}
 	return "sign = false\n"
+}
+
+// agentSignCost runs the agent scenario signed and with sign = false,
+// interleaved run by run (the order alternating) so that drift on shared
+// cores weighs on both alike, and notes on the signed row what signing
+// costs: the median of the runs' paired CPU ratios.
+func (b *bench) agentSignCost() (signed, unsigned []result) {
+	const name, uname = "agent file→kafka", "agent file→kafka, sign = false"
+	one := func(i int, off bool) {
+		b.unsigned = off
+		r := b.agentFile(i)
+		b.unsigned = false
+		n := name
+		if off {
+			n = uname
+			unsigned = append(unsigned, r)
+		} else {
+			signed = append(signed, r)
+		}
+		fmt.Fprintf(os.Stderr, "  %-28s run %d: %.2fs %.1f MB/s %.0f lines/s cpu %.2fs rss %.1f MB %s\n", n, i+1, r.seconds,
+			r.bytes/r.seconds/1e6, r.lines/r.seconds, r.cpu, r.rss/(1<<20), r.note)
+	}
+	for i := 0; i < *runs; i++ {
+		one(i, i%2 == 0)
+		one(i, i%2 != 0)
+	}
+	var ratios []float64
+	for i := range signed {
+		ratios = append(ratios, signed[i].cpu/signed[i].bytes/(unsigned[i].cpu/unsigned[i].bytes))
+	}
+	sort.Float64s(ratios)
+	cost := fmt.Sprintf("; signing costs %+.1f %% CPU per GB (median of %d paired runs against the sign = false row; paired ratios %.2f…%.2f)",
+		100*(ratios[len(ratios)/2]-1), len(ratios), ratios[0], ratios[len(ratios)-1])
+	fmt.Fprintln(os.Stderr, "  "+cost[2:])
+	for i := range signed {
+		signed[i].name, signed[i].note = name, signed[i].note+cost
+	}
+	for i := range unsigned {
+		unsigned[i].name = uname
+	}
+	return signed, unsigned
 }
 
 func (b *bench) put(key, value string) {
@@ -447,13 +498,16 @@ type agent struct {
 }
 
 func (b *bench) startAgent(run int, brokerAddr, name string) *agent {
+	if b.unsigned {
+		name += "-unsigned" // a registry and a host of its own
+	}
 	dir := filepath.Join(b.work, fmt.Sprintf("%s-%d", name, run))
 	check(os.MkdirAll(dir, 0o755))
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	ip := fmt.Sprintf("10.99.%d.%d", run, len(name))
 	ini := filepath.Join(dir, "logagent.ini")
 	check(os.WriteFile(ini, []byte(fmt.Sprintf("[kafka]\naddress = %s\ncompression = %s\n%s\n[etcd]\naddress = %s\n[agent]\n%sip = %s\ndata_dir = %s\nallowed_paths = /**\n[http]\naddr = %s\npprof = %v\n[log]\nlevel = warn\n",
-		brokerAddr, *codec, strings.ReplaceAll(*agentKafka, ";", "\n"), b.ep, signLine(), ip, filepath.Join(dir, "data"), httpAddr, *profile != "")), 0o644))
+		brokerAddr, *codec, strings.ReplaceAll(*agentKafka, ";", "\n"), b.ep, b.signLine(), ip, filepath.Join(dir, "data"), httpAddr, *profile != "")), 0o644))
 	cmd := exec.Command(filepath.Join(*binDir, "logagent"), "-config", ini)
 	if *agentEnv != "" {
 		cmd.Env = append(os.Environ(), strings.Fields(*agentEnv)...)
@@ -950,9 +1004,10 @@ var benchPath = []byte("/var/log/bench.log")
 // pipe (if any) in their pipeline header.
 func (b *bench) fill(addr, topic string, n int, pipe string) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	check(err)
 	defer cl.Close()
+	parts := b.partitions(cl, topic)
 	// Values like the generated access log, so compression ratios (and
 	// with them the consumer's memory) are realistic.
 	val := func(i int) []byte {
@@ -973,31 +1028,72 @@ func (b *bench) fill(addr, topic string, n int, pipe string) {
 		}
 		return h
 	}
-	// sign appends the agent's signature over the record as sent.
+	// The records go in chunks of benchChunk consecutive records of one
+	// partition, signed as the agent signs them (host headers the context,
+	// the signature on the last).
+	var ch record.Chunk
 	var hs []*sarama.RecordHeader
-	sign := func(topic string, v []byte, h []kgo.RecordHeader) []kgo.RecordHeader {
-		hs = hs[:0]
-		for _, x := range h {
-			hs = append(hs, &sarama.RecordHeader{Key: []byte(x.Key), Value: x.Value})
-		}
-		sig := b.signer.Sign(nil, topic, []byte(benchPath), v, hs) // each record a chunk of its own
-		return append(h, kgo.RecordHeader{Key: record.HeaderSig, Value: sig})
-	}
+	chunk := make([]*kgo.Record, 0, benchChunk)
 	var wg sync.WaitGroup
 	var ferr atomic.Value
 	for i := 0; i < n; i++ {
-		wg.Add(1)
 		v := val(i)
-		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: benchPath, Value: v, Headers: sign(topic, v, hdr(i))}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				ferr.Store(err)
-			}
-			wg.Done()
-		})
+		r := &kgo.Record{Topic: topic, Key: benchPath, Value: v, Headers: hdr(i), Partition: parts[(i/benchChunk)%len(parts)]}
+		if len(chunk) == 0 {
+			ch.Reset(b.signer, topic, 2)
+		}
+		hs = hs[:0]
+		for _, x := range r.Headers {
+			hs = append(hs, &sarama.RecordHeader{Key: []byte(x.Key), Value: x.Value})
+		}
+		ch.Add(r.Key, r.Value, hs)
+		chunk = append(chunk, r)
+		if len(chunk) < benchChunk && i < n-1 {
+			continue
+		}
+		sig, err := ch.AppendSig(nil)
+		check(err)
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: record.HeaderSig, Value: sig})
+		for _, r := range chunk {
+			wg.Add(1)
+			cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					ferr.Store(err)
+				}
+				wg.Done()
+			})
+		}
+		chunk = chunk[:0]
 	}
 	wg.Wait()
 	if err, _ := ferr.Load().(error); err != nil {
 		check(err)
+	}
+}
+
+// benchChunk is how many records the transfer scenarios' signatures cover,
+// about what the agent's chunks hold at full speed.
+const benchChunk = 256
+
+// partitions lists topic's partitions (the broker makes it on first use).
+func (b *bench) partitions(cl *kgo.Client, topic string) []int32 {
+	req := kmsg.NewPtrMetadataRequest()
+	t := kmsg.NewMetadataRequestTopic()
+	t.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, t)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := req.RequestWith(context.Background(), cl)
+		if err == nil && len(resp.Topics) == 1 && resp.Topics[0].ErrorCode == 0 && len(resp.Topics[0].Partitions) > 0 {
+			var ps []int32
+			for _, p := range resp.Topics[0].Partitions {
+				ps = append(ps, p.Partition)
+			}
+			return ps
+		}
+		if time.Now().After(deadline) {
+			check(fmt.Errorf("no partitions for %s: %v", topic, err))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

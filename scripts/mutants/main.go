@@ -450,7 +450,7 @@ var mutants = []mutant{
 	{
 		name:  "a signature does not cover a record's own headers (event id, index.time)",
 		file:  "internal/record/sign.go",
-		edits: []edit{{old: "\t\t\tb = appendBytes(b, hd.Key)\n\t\t\tb = appendBytes(b, hd.Value)\n", new: ""}},
+		edits: []edit{{old: "\t\t\tb = append(b, hd.Key...)\n\t\t\tb = appendBytes(b, hd.Value)\n", new: ""}},
 		tests: []target{{"./internal/record", "^TestSignatureCoversTheChunk$"}},
 	},
 	{
