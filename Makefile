@@ -23,8 +23,8 @@ build:
 # process-level fault suite (test-e2e) prints its table, on both backends.
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/e2e)
-	$(GO) test -count=1 -run '^TestIdleTailerStacksShrink$$' ./internal/collector
+	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/dev/e2e)
+	$(GO) test -count=1 -run '^TestIdleTailerStacksShrink$$' ./internal/agent/collector
 	$(MAKE) test-e2e
 	$(MAKE) test-mutants
 	$(MAKE) test-ui
@@ -37,7 +37,7 @@ test-mutants:
 # The process-level fault suite: real binaries, devstack processes, fake ES.
 # (No race detector: the daemons under test are separate processes.)
 test-e2e:
-	$(GO) test -count=1 -timeout 30m -v -run TestFaultSuite ./internal/e2e/
+	$(GO) test -count=1 -timeout 30m -v -run TestFaultSuite ./internal/dev/e2e/
 
 vet:
 	$(GO) vet ./...

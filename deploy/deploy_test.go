@@ -27,7 +27,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
 // repoRoot is the repository root (the test runs in deploy/).

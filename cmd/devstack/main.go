@@ -12,8 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/logpipe/logpipe/internal/devstack"
-	"github.com/logpipe/logpipe/internal/logging"
+	"github.com/logpipe/logpipe/internal/dev/devstack"
+	"github.com/logpipe/logpipe/internal/platform/logging"
 )
 
 func main() {

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/logpipe/logpipe/internal/realstack"
+	"github.com/logpipe/logpipe/internal/dev/realstack"
 )
 
 const realUsage = `usage: devstack real <command> [flags] [kafka|kafka3|es ...]

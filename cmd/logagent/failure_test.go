@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/record"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 var bins = map[string]string{}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 // Health-check lines excluded in the agent never reach Kafka; the file is

@@ -15,8 +15,8 @@ import (
 	"syscall"
 
 	"github.com/logpipe/logpipe/internal/agent"
-	"github.com/logpipe/logpipe/internal/config"
-	"github.com/logpipe/logpipe/internal/logging"
+	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -60,7 +60,7 @@ func run() int {
 		// operator's GODEBUG memprofilerate=N is left in place.
 		runtime.MemProfileRate = 0
 	}
-	idleGC := 25 // see tuneGC and internal/memtune
+	idleGC := 25 // see tuneGC and internal/platform/memtune
 	if os.Getenv("GOGC") != "" {
 		idleGC = 0
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 // The agent is SIGKILLed while the broker is down, with events read and

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/fakees"
-	"github.com/logpipe/logpipe/internal/record"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/dev/fakees"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 var bins = map[string]string{}

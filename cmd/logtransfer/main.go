@@ -14,9 +14,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/logpipe/logpipe/internal/config"
-	"github.com/logpipe/logpipe/internal/logging"
-	"github.com/logpipe/logpipe/internal/transferd"
+	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/logging"
+	"github.com/logpipe/logpipe/internal/transfer/transferd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

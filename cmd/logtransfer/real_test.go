@@ -10,8 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/logpipe/logpipe/internal/record"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 // streamRecords produces records "line i" with event ids "<topic>-i" at

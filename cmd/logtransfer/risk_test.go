@@ -14,9 +14,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/logpipe/logpipe/internal/fakees"
-	"github.com/logpipe/logpipe/internal/record"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/dev/fakees"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 func riskIni(t *testing.T, kafka, es string) string {

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/ctl"
-	"github.com/logpipe/logpipe/internal/record"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
 type env struct {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/logpipe/logpipe/internal/inventory"
-	"github.com/logpipe/logpipe/internal/registry"
+	"github.com/logpipe/logpipe/internal/agent/registry"
+	"github.com/logpipe/logpipe/internal/platform/inventory"
 )
 
 // fileTasks describes every followed file: its state, the offset Kafka

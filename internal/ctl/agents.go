@@ -10,7 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/logpipe/logpipe/internal/inventory"
+	"github.com/logpipe/logpipe/internal/platform/inventory"
 )
 
 // agents prints the live agents from their inventory leases.

@@ -19,8 +19,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/logpipe/logpipe/internal/collectconf"
-	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/platform/collectconf"
+	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
 const usage = `usage: logctl [flags] <command>

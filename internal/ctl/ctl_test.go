@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/logpipe/logpipe/internal/collectconf"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/logpipe/logpipe/internal/platform/collectconf"
 )
 
 func run(t *testing.T, stdin string, args ...string) (code int, out, errOut string) {

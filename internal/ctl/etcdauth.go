@@ -10,8 +10,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/logpipe/logpipe/internal/config"
-	"github.com/logpipe/logpipe/internal/security"
+	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/security"
 )
 
 // etcdFlags are etcdctl's transport and auth flags: --cacert, --cert,

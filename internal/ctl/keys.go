@@ -10,7 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/logpipe/logpipe/internal/keyring"
+	"github.com/logpipe/logpipe/internal/platform/keyring"
 )
 
 // keysCmd runs `logctl keys [rotate|retire <ip>]`. Secrets are never

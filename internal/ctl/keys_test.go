@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/keyring"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/logpipe/logpipe/internal/platform/keyring"
 )
 
 // logctl keys lists key ids and never a secret; rotate puts a new signing

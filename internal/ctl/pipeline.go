@@ -11,8 +11,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/logpipe/logpipe/internal/jsonenc"
-	"github.com/logpipe/logpipe/internal/pipeline"
+	"github.com/logpipe/logpipe/internal/platform/jsonenc"
+	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
 // pipelineCmd runs `logctl pipeline list|get|put|test`.

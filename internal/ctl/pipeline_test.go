@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 func TestPipelineCommands(t *testing.T) {

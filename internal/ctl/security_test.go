@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 // TestTLSAndAuth runs logctl against an etcd that serves only https,

@@ -17,11 +17,11 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 
-	"github.com/logpipe/logpipe/internal/config"
-	"github.com/logpipe/logpipe/internal/confwatch"
-	"github.com/logpipe/logpipe/internal/eswriter"
-	"github.com/logpipe/logpipe/internal/pipeline"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/confwatch"
+	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
 // session records marks; its context ends when the test says.

@@ -10,9 +10,9 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/logpipe/logpipe/internal/eswriter"
-	"github.com/logpipe/logpipe/internal/jsonenc"
-	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/jsonenc"
+	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 )
 
 // reservedField reports whether a static field would collide with a

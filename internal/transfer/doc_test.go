@@ -12,10 +12,10 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 
-	"github.com/logpipe/logpipe/internal/config"
-	"github.com/logpipe/logpipe/internal/eswriter"
-	"github.com/logpipe/logpipe/internal/jsonenc"
-	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/jsonenc"
+	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 )
 
 func hdrs(kv ...string) []*sarama.RecordHeader {

@@ -7,7 +7,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 
-	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/contract/record"
 )
 
 // An agent signs chunks, not records (see record.HeaderSig): the last

@@ -12,9 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"pgregory.net/rapid"
 
-	"github.com/logpipe/logpipe/internal/keyring"
-	"github.com/logpipe/logpipe/internal/record"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/logpipe/logpipe/internal/platform/keyring"
 )
 
 // gateHost is an agent (or a host without one) in the generated streams.

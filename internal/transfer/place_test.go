@@ -14,11 +14,11 @@ import (
 	"github.com/sirupsen/logrus"
 	"pgregory.net/rapid"
 
-	"github.com/logpipe/logpipe/internal/config"
-	"github.com/logpipe/logpipe/internal/confwatch"
-	"github.com/logpipe/logpipe/internal/eswriter"
-	"github.com/logpipe/logpipe/internal/pipeline"
-	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/confwatch"
+	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
 func quietEntry() *logrus.Entry {

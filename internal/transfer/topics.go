@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
-	"github.com/logpipe/logpipe/internal/collectconf"
-	"github.com/logpipe/logpipe/internal/confwatch"
+	"github.com/logpipe/logpipe/internal/platform/collectconf"
+	"github.com/logpipe/logpipe/internal/platform/confwatch"
 )
 
 // Topics is the set of topics to consume: the configured ones plus every

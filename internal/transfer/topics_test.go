@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
-	"github.com/logpipe/logpipe/internal/confwatch"
-	"github.com/logpipe/logpipe/internal/testutil"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/logpipe/logpipe/internal/platform/confwatch"
 )
 
 func TestDiscoveryRefusesInternalAndUnmatchedTopics(t *testing.T) {

@@ -18,14 +18,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
-	"github.com/logpipe/logpipe/internal/acktrack"
-	"github.com/logpipe/logpipe/internal/backoff"
-	"github.com/logpipe/logpipe/internal/config"
-	"github.com/logpipe/logpipe/internal/eswriter"
-	"github.com/logpipe/logpipe/internal/jsonenc"
-	"github.com/logpipe/logpipe/internal/logging"
-	"github.com/logpipe/logpipe/internal/pipeline"
-	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/contract/acktrack"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/backoff"
+	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/jsonenc"
+	"github.com/logpipe/logpipe/internal/platform/logging"
+	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
 // Submitter takes documents, all or (when ctx ends first) none of them,

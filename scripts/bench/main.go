@@ -51,8 +51,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
-	"github.com/logpipe/logpipe/internal/keyring"
-	"github.com/logpipe/logpipe/internal/record"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/keyring"
 )
 
 var (

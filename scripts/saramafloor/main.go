@@ -16,7 +16,7 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/logpipe/logpipe/internal/config"
+	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
 func main() {

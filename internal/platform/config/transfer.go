@@ -1,0 +1,418 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/logpipe/logpipe/internal/platform/collectconf"
+)
+
+// Consumer is logtransfer's [kafka].
+type Consumer struct {
+	Brokers []string
+	GroupID string
+	// Topics are always consumed; discovery adds to them.
+	Topics        []string
+	Version       sarama.KafkaVersion
+	InitialOffset int64 // sarama.OffsetOldest or sarama.OffsetNewest
+	// DLQSuffix names the dead-letter topic: <topic><suffix>.
+	DLQSuffix string
+	// QuarantineSuffix names the quarantine topic, where records that fail
+	// the origin check go: <topic><suffix>.
+	QuarantineSuffix string
+	// SessionTimeout is how long the group waits for a silent member
+	// (e.g. a killed instance) before giving its partitions to others.
+	SessionTimeout time.Duration
+	// InstanceID enables static group membership: an instance restarted
+	// with the same id takes its partitions back at once, without a
+	// rebalance or waiting out the session timeout.
+	InstanceID string
+	// Security is TLS and SASL towards the brokers, for the consumer
+	// group and the dead-letter producer alike.
+	Security KafkaSecurity
+}
+
+// Discovery is logtransfer's [etcd].
+type Discovery struct {
+	Endpoints []string
+	Timeout   time.Duration
+	Enabled   bool
+	// CollectKey is the agents' key pattern; only keys matching it are
+	// read as collect configs.
+	CollectKey string
+	// Pattern, if set, is what a discovered topic must match (besides
+	// never starting with _ or .).
+	Pattern *regexp.Regexp
+	// Security is TLS and user/password towards etcd.
+	Security EtcdSecurity
+	// Pipelines watches custom processing pipelines under PipelinesKey.
+	Pipelines    bool
+	PipelinesKey string
+	// KeysKey is the agents' signing keys' pattern (see [etcd] keys_key
+	// of logagent); the transfer watches every key under its prefix.
+	KeysKey string
+}
+
+// ES is logtransfer's [es].
+type ES struct {
+	URLs     []string
+	Username string
+	Password Secret
+	APIKey   Secret
+	// TLS applies to the https:// URLs.
+	TLS           TLS
+	Workers       int
+	BulkActions   int
+	BulkBytes     int
+	FlushInterval time.Duration
+	Index         string
+	// Pipeline is an Elasticsearch ingest pipeline every bulk request names
+	// ("": none).
+	Pipeline        string
+	ManageTemplates bool
+	// Headers are extra HTTP headers on every request (ES-compatible
+	// stores such as VictoriaLogs take their options this way).
+	Headers         map[string]string
+	RetryBackoffMax time.Duration
+	ShutdownTimeout time.Duration
+	// MaxFuture and MaxAge bound how far a record's index-time stamp may
+	// be after or before the record's own Kafka timestamp and still choose
+	// its daily index (0: no bound); beyond, the Kafka timestamp chooses.
+	MaxFuture, MaxAge time.Duration
+}
+
+// TransferConfig is the whole of logtransfer.ini.
+type TransferConfig struct {
+	Path      string
+	Kafka     Consumer
+	Discovery Discovery
+	ES        ES
+	Log       Log
+	HTTP      HTTP
+	// MemoryLimit is the memory logtransfer aims to stay under (a soft
+	// limit for the Go runtime, see cmd/logtransfer).
+	MemoryLimit int
+	// DataDir keeps the last good custom pipelines, so a transfer started
+	// while etcd is unreachable knows them at once.
+	DataDir string
+	// VerifySignatures checks every record's signature against its
+	// agent's key and quarantines those that fail.
+	VerifySignatures bool
+	// AcceptUnsigned lets unsigned records through (agents older than
+	// signing, other producers), except those claiming a host that signs.
+	AcceptUnsigned bool
+}
+
+// LoadTransfer reads and validates a logtransfer ini file.
+func LoadTransfer(path string) (*TransferConfig, error) {
+	c, err := loadINI(path)
+	if err != nil {
+		return nil, err
+	}
+	return decodeTransfer(c)
+}
+
+// ParseTransfer is LoadTransfer on bytes; name is used in error messages.
+func ParseTransfer(name string, data []byte) (*TransferConfig, error) {
+	c, err := parseINI(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return decodeTransfer(c)
+}
+
+// DefaultIndex is the index name pattern: the topic and the event's day.
+const DefaultIndex = "%{topic}-%{+2006.01.02}"
+
+func decodeTransfer(c *iniFile) (*TransferConfig, error) {
+	cfg := &TransferConfig{Path: c.path}
+	k := &cfg.Kafka
+	k.Brokers = c.HostPorts("kafka", "address", []string{"127.0.0.1:9092"})
+	k.GroupID = c.Str("kafka", "group_id", "logtransfer")
+	if k.GroupID == "" {
+		c.Fail("kafka", "group_id", "must not be empty")
+	}
+	if _, ok := c.raw("kafka", "topics"); ok {
+		k.Topics = c.List("kafka", "topics", nil)
+	}
+	for _, t := range k.Topics {
+		if err := collectconf.ValidTopic(t); err != nil {
+			c.Fail("kafka", "topics", "%v", err)
+		}
+	}
+	k.Version = kafkaVersion(c, "kafka", "version", "2.8.0")
+	switch c.Enum("kafka", "initial_offset", "oldest", "oldest", "newest") {
+	case "newest":
+		k.InitialOffset = sarama.OffsetNewest
+	default:
+		k.InitialOffset = sarama.OffsetOldest
+	}
+	k.SessionTimeout = c.Duration("kafka", "session_timeout", 10*time.Second, 6*time.Second, 5*time.Minute)
+	k.InstanceID = c.Str("kafka", "instance_id", "")
+	k.DLQSuffix = c.Str("kafka", "dlq_suffix", ".dlq")
+	if k.DLQSuffix == "" || collectconf.ValidTopic("x"+k.DLQSuffix) != nil {
+		c.Fail("kafka", "dlq_suffix", "%q must be non-empty and legal in a topic name", k.DLQSuffix)
+	}
+	k.QuarantineSuffix = c.Str("kafka", "quarantine_suffix", ".quarantine")
+	if k.QuarantineSuffix == "" || k.QuarantineSuffix == k.DLQSuffix || collectconf.ValidTopic("x"+k.QuarantineSuffix) != nil {
+		c.Fail("kafka", "quarantine_suffix", "%q must be non-empty, legal in a topic name and not dlq_suffix", k.QuarantineSuffix)
+	}
+	k.Security = kafkaSecurity(c)
+
+	d := &cfg.Discovery
+	d.Enabled = c.Bool("etcd", "discover_topics", false)
+	d.Endpoints = c.HostPorts("etcd", "address", []string{"127.0.0.1:2379"})
+	d.Timeout = c.Duration("etcd", "timeout", 5*time.Second, 100*time.Millisecond, time.Minute)
+	d.CollectKey = c.Str("etcd", "collect_log_key", "/logagent/%s/collect_config")
+	if strings.Count(d.CollectKey, "%s") != 1 || strings.Count(d.CollectKey, "%") != 1 || !strings.HasPrefix(d.CollectKey, "/") || strings.HasPrefix(d.CollectKey, "/%s") {
+		c.Fail("etcd", "collect_log_key", "%q must start with a /-prefix and contain exactly one %%s (the agent's IP)", d.CollectKey)
+	}
+	if p := c.Str("etcd", "discover_pattern", ""); p != "" {
+		re, err := regexp.Compile("^(?:" + p + ")$")
+		if err != nil {
+			c.Fail("etcd", "discover_pattern", "%v", err)
+		}
+		d.Pattern = re
+	}
+	d.KeysKey = keysKey(c)
+	d.Pipelines = c.Bool("etcd", "pipelines", d.Enabled)
+	d.PipelinesKey = c.Str("etcd", "pipelines_key", "/logtransfer/pipelines/")
+	if !strings.HasPrefix(d.PipelinesKey, "/") || !strings.HasSuffix(d.PipelinesKey, "/") {
+		c.Fail("etcd", "pipelines_key", "%q must start and end with /", d.PipelinesKey)
+	}
+	d.Security = etcdSecurity(c, d.Endpoints)
+	if !d.Enabled && len(k.Topics) == 0 {
+		c.Fail("kafka", "topics", "no topics to consume: list them here or set [etcd] discover_topics = true")
+	}
+
+	e := &cfg.ES
+	e.URLs = c.List("es", "address", []string{"http://127.0.0.1:9200"})
+	https := false
+	for i, u := range e.URLs {
+		if !strings.Contains(u, "://") {
+			u = "http://" + u
+			e.URLs[i] = u
+		}
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
+			c.Fail("es", "address", "%q is not an http(s) URL", redactURL(u))
+			continue
+		}
+		if pu.User != nil {
+			c.Fail("es", "address", "%q: credentials in the URL are not allowed (use username/password or api_key)", redactURL(u))
+		}
+		https = https || pu.Scheme == "https"
+	}
+	e.TLS = c.TLS("es", https, "no address is https://")
+	e.Username = c.Str("es", "username", "")
+	e.Password = c.Secret("es", "password")
+	e.APIKey = c.Secret("es", "api_key")
+	passSet, keySet := c.nonEmpty("es", "password"), c.nonEmpty("es", "api_key")
+	if keySet && e.Username != "" {
+		c.Fail("es", "api_key", "set either username/password or api_key, not both")
+	}
+	if e.Username != "" && !passSet {
+		c.Fail("es", "username", "needs password")
+	}
+	if e.Username == "" && passSet {
+		c.Fail("es", "password", "needs username")
+	}
+	// (Only for credentials that are otherwise valid: one error at a time.)
+	validCreds := (e.Username != "" && !e.Password.IsZero() && !keySet) || (!e.APIKey.IsZero() && e.Username == "")
+	if insecure := c.Bool("es", "allow_insecure_auth", false); validCreds && !insecure {
+		for _, u := range e.URLs {
+			if strings.HasPrefix(u, "http://") {
+				c.Fail("es", "address", "%q is plain http: the credentials would cross the network in cleartext (use https://, or set allow_insecure_auth = true)", redactURL(u))
+				break
+			}
+		}
+		if e.TLS.InsecureSkipVerify {
+			c.Fail("es", "tls_insecure_skip_verify", "with credentials sends them to whoever answers, unverified (set tls_ca, or set allow_insecure_auth = true)")
+		}
+	}
+	e.Workers = c.Int("es", "workers", 16, 1, 1024)
+	e.BulkActions = c.Int("es", "bulk_actions", 1000, 1, 100000)
+	e.BulkBytes = c.Int("es", "bulk_bytes", 5<<20, 1<<10, 100<<20)
+	e.FlushInterval = c.Duration("es", "flush_interval", time.Second, time.Millisecond, time.Minute)
+	e.Index = c.Str("es", "index", DefaultIndex)
+	if _, err := ParseIndex(e.Index); err != nil {
+		c.Fail("es", "index", "%v", err)
+	}
+	e.Pipeline = c.Str("es", "pipeline", "")
+	if strings.ContainsFunc(e.Pipeline, func(r rune) bool { return r <= ' ' || r == 0x7f }) || len(e.Pipeline) > 512 {
+		c.Fail("es", "pipeline", "%q is not an ingest pipeline id (no spaces or control characters, at most 512 bytes)", e.Pipeline)
+	}
+	e.ManageTemplates = c.Bool("es", "manage_templates", true)
+	e.MaxFuture = c.Duration("es", "max_future", 24*time.Hour, 0, 366*24*time.Hour)
+	e.MaxAge = c.Duration("es", "max_age", 7*24*time.Hour, 0, 100*366*24*time.Hour)
+	e.Headers = map[string]string{}
+	if v, ok := c.raw("es", "headers"); ok {
+		for _, part := range strings.Split(v, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			name, val, found := strings.Cut(part, ":")
+			name = strings.TrimSpace(name)
+			if !found || name == "" || strings.ContainsAny(name, " \t") {
+				c.Fail("es", "headers", "%q: want Name: value; Name2: value2", part)
+				continue
+			}
+			e.Headers[name] = strings.TrimSpace(val)
+		}
+	}
+	e.RetryBackoffMax = c.Duration("es", "retry_backoff_max", 30*time.Second, 10*time.Millisecond, 10*time.Minute)
+	e.ShutdownTimeout = c.Duration("es", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
+
+	cfg.MemoryLimit = c.Int("transfer", "memory_limit", 112<<20, 32<<20, 1<<40)
+	cfg.DataDir = c.Str("transfer", "data_dir", "./data/logtransfer")
+	if cfg.DataDir == "" {
+		c.Fail("transfer", "data_dir", "must not be empty")
+	} else {
+		cfg.DataDir = filepath.Clean(cfg.DataDir)
+	}
+	cfg.VerifySignatures = c.Bool("transfer", "verify_signatures", true)
+	cfg.AcceptUnsigned = c.Bool("transfer", "accept_unsigned", false)
+	cfg.Log = decodeLog(c)
+	cfg.HTTP = decodeHTTP(c, "127.0.0.1:9732")
+	if err := c.finish(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// IndexName is a parsed [es] index pattern: literal text with %{topic}
+// and %{+<Go time layout>} (the event's @timestamp in UTC).
+type IndexName struct {
+	parts []indexPart
+	// daily: the name depends on the day only (no time-of-day in it), so
+	// one name serves a whole UTC day.
+	daily bool
+}
+
+type indexPart struct {
+	lit    string
+	topic  bool
+	layout string
+}
+
+// ParseIndex parses an index pattern such as "%{topic}-%{+2006.01.02}".
+func ParseIndex(s string) (*IndexName, error) {
+	if s == "" {
+		return nil, fmt.Errorf("index pattern is empty")
+	}
+	n := &IndexName{}
+	rest := s
+	for rest != "" {
+		i := strings.Index(rest, "%{")
+		if i < 0 {
+			n.parts = append(n.parts, indexPart{lit: rest})
+			break
+		}
+		if i > 0 {
+			n.parts = append(n.parts, indexPart{lit: rest[:i]})
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return nil, fmt.Errorf("index pattern %q: unclosed %%{", s)
+		}
+		tok := rest[i+2 : i+j]
+		switch {
+		case tok == "topic":
+			n.parts = append(n.parts, indexPart{topic: true})
+		case strings.HasPrefix(tok, "+") && len(tok) > 1:
+			if strings.Contains(tok, "05.0") || strings.Contains(tok, "05.9") || strings.Contains(tok, "05,0") || strings.Contains(tok, "05,9") {
+				return nil, fmt.Errorf("index pattern %q: fractional seconds are not supported in index names", s)
+			}
+			n.parts = append(n.parts, indexPart{layout: tok[1:]})
+		default:
+			return nil, fmt.Errorf("index pattern %q: unknown %%{%s}; use %%{topic} or %%{+2006.01.02}", s, tok)
+		}
+		rest = rest[i+j+1:]
+	}
+	n.daily = n.sameAllDay()
+	// Elasticsearch index names are lower case and cannot start with _ - +.
+	sample := n.Name("topic", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if strings.ToLower(sample) != sample {
+		return nil, fmt.Errorf("index pattern %q: Elasticsearch index names must be lower case", s)
+	}
+	if strings.ContainsAny(sample, ` "*\<|,>/?#:`) || strings.HasPrefix(sample, "_") || strings.HasPrefix(sample, "-") || strings.HasPrefix(sample, "+") {
+		return nil, fmt.Errorf("index pattern %q gives the invalid index name %q", s, sample)
+	}
+	return n, nil
+}
+
+// sameAllDay reports whether every time of day gives the day's first
+// name: each hour, and minutes and seconds 0, 1, 30 and 59 (a layout's
+// hour, minute or second token changes between some two of them), on a
+// few days.
+func (n *IndexName) sameAllDay() bool {
+	for _, day := range []time.Time{time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), time.Date(2019, 12, 31, 0, 0, 0, 0, time.UTC)} {
+		first := n.Name("t", day)
+		for h := 0; h < 24; h++ {
+			for _, m := range []int{0, 1, 30, 59} {
+				for _, s := range []int{0, 1, 30, 59} {
+					if n.Name("t", day.Add(time.Duration(h)*time.Hour+time.Duration(m)*time.Minute+time.Duration(s)*time.Second)) != first {
+						return false
+					}
+				}
+			}
+		}
+	}
+	return true
+}
+
+// Period returns a key of t such that every time with the same key gets
+// the same name: its UTC day for a daily pattern, else its second.
+func (n *IndexName) Period(t time.Time) int64 {
+	sec := t.Unix()
+	if !n.daily {
+		return sec
+	}
+	day := sec / 86400
+	if sec%86400 < 0 {
+		day--
+	}
+	return day
+}
+
+// Name returns the index for an event of topic at t. Topics are lower-cased
+// because Elasticsearch index names must be.
+func (n *IndexName) Name(topic string, t time.Time) string {
+	var b strings.Builder
+	t = t.UTC()
+	for _, p := range n.parts {
+		switch {
+		case p.topic:
+			b.WriteString(strings.ToLower(topic))
+		case p.layout != "":
+			b.WriteString(t.Format(p.layout))
+		default:
+			b.WriteString(p.lit)
+		}
+	}
+	return b.String()
+}
+
+// Pattern returns the index pattern (for templates and Kibana data views)
+// covering every index of topic: the date parts become *.
+func (n *IndexName) Pattern(topic string) string {
+	var b strings.Builder
+	for _, p := range n.parts {
+		switch {
+		case p.topic:
+			b.WriteString(strings.ToLower(topic))
+		case p.layout != "":
+			b.WriteString("*")
+		default:
+			b.WriteString(p.lit)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,97 @@
+package eswriter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// TemplateName is the composable index template logtransfer manages for
+// a topic.
+func TemplateName(topic string) string { return "logpipe-" + strings.ToLower(topic) }
+
+// TemplatePriority orders the managed templates so that no two whose
+// patterns overlap share a priority (Elasticsearch refuses that): a topic's
+// pattern "<topic>-*" can only overlap another's when one topic plus "-" is
+// a prefix of the other, so the longer, more specific pattern gets the
+// higher priority ("nginx-error-*" over "nginx-*").
+func TemplatePriority(pattern string) int { return 200 + len(pattern) }
+
+// TemplateBody is the composable index template for indices matching
+// pattern: @timestamp as date, message as text, the pipeline's host, log
+// and kafka fields as keyword/long, the built-in processing pipelines'
+// fields with their types (long, ip, keyword, date), and other strings
+// (the agents' static fields) as keyword, so a Kibana data view
+// "<topic>-*" works at once.
+func TemplateBody(pattern string) []byte {
+	kw := map[string]any{"type": "keyword"}
+	long := map[string]any{"type": "long"}
+	date := map[string]any{"type": "date", "format": "strict_date_optional_time_nanos||strict_date_optional_time"}
+	t := map[string]any{
+		"index_patterns": []string{pattern},
+		"priority":       TemplatePriority(pattern),
+		"_meta":          map[string]any{"managed_by": "logtransfer"},
+		"template": map[string]any{
+			"mappings": map[string]any{
+				"dynamic_templates": []any{
+					map[string]any{"strings_as_keyword": map[string]any{
+						"match_mapping_type": "string",
+						"mapping":            map[string]any{"type": "keyword", "ignore_above": 1024},
+					}},
+				},
+				"properties": map[string]any{
+					"@timestamp": date,
+					"message":    map[string]any{"type": "text"},
+					"host":       map[string]any{"properties": map[string]any{"name": kw, "ip": kw, "hostname": kw}},
+					"log": map[string]any{"properties": map[string]any{
+						"file":   map[string]any{"properties": map[string]any{"path": kw}},
+						"offset": long,
+						"flags":  kw,
+						"syslog": map[string]any{"properties": map[string]any{
+							"priority": long, "msgid": kw,
+							"facility": map[string]any{"properties": map[string]any{"code": long}},
+							"severity": map[string]any{"properties": map[string]any{"code": long}},
+						}},
+					}},
+					"kafka": map[string]any{"properties": map[string]any{"topic": kw, "partition": long, "offset": long}},
+					// The built-in pipelines' fields (internal/transfer/pipeline).
+					"event":  map[string]any{"properties": map[string]any{"created": date}},
+					"error":  map[string]any{"properties": map[string]any{"message": map[string]any{"type": "text"}}},
+					"source": map[string]any{"properties": map[string]any{"ip": map[string]any{"type": "ip"}, "address": kw}},
+					"user":   map[string]any{"properties": map[string]any{"name": kw}},
+					"url":    map[string]any{"properties": map[string]any{"original": map[string]any{"type": "keyword", "ignore_above": 8191}}},
+					"http": map[string]any{"properties": map[string]any{
+						"version": kw,
+						"request": map[string]any{"properties": map[string]any{"method": kw, "referrer": kw}},
+						"response": map[string]any{"properties": map[string]any{
+							"status_code": long,
+							"body":        map[string]any{"properties": map[string]any{"bytes": long}},
+						}},
+					}},
+					"user_agent": map[string]any{"properties": map[string]any{"original": kw}},
+					"process":    map[string]any{"properties": map[string]any{"name": kw, "pid": long}},
+				},
+			},
+		},
+	}
+	b, _ := json.Marshal(t) // static shape: always marshals
+	return b
+}
+
+// EnsureTemplate installs (or updates) the template named name for
+// pattern, retrying until Elasticsearch accepts it or ctx ends.
+// TryTemplate makes one attempt at installing the template (bounded by
+// 10 s), for callers that keep other work going while it fails.
+func (w *Writer) TryTemplate(ctx context.Context, name, pattern string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := w.client.IndexPutIndexTemplate(name).BodyString(string(TemplateBody(pattern))).Do(ctx); err != nil {
+		return fmt.Errorf("installing index template %s for %s: %w", name, pattern, err)
+	}
+	w.log.WithFields(logrus.Fields{"template": name, "pattern": pattern}).Info("index template installed")
+	return nil
+}

@@ -1,0 +1,367 @@
+// Package transferd assembles logtransfer: Elasticsearch client and bulk
+// writer, dead-letter producer, topic discovery from etcd, the consumer
+// group and the HTTP endpoints. At shutdown fetching stops first, claims
+// wait for their documents to be acknowledged and commit, then the writer
+// stops.
+package transferd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/olivere/elastic/v7"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/confwatch"
+	"github.com/logpipe/logpipe/internal/platform/fsutil"
+	"github.com/logpipe/logpipe/internal/platform/httpserver"
+	"github.com/logpipe/logpipe/internal/platform/keyring"
+	"github.com/logpipe/logpipe/internal/platform/lifecycle"
+	"github.com/logpipe/logpipe/internal/platform/logging"
+	"github.com/logpipe/logpipe/internal/platform/memtune"
+	"github.com/logpipe/logpipe/internal/transfer"
+	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/pipeline"
+)
+
+// Options come from flags.
+type Options struct {
+	Version string
+	// MemoryLimit is the runtime's soft memory limit, kept by a
+	// memtune.Floor (0: left alone).
+	MemoryLimit int64
+}
+
+// Daemon is a configured logtransfer.
+type Daemon struct {
+	cfg  *config.TransferConfig
+	log  *logrus.Entry
+	prom *prometheus.Registry
+
+	writer    *eswriter.Writer
+	dlq       *transfer.DeadLetter
+	topics    *transfer.Topics
+	consumer  *transfer.Consumer
+	cli       *clientv3.Client
+	watch     *confwatch.Watcher
+	pipeWatch *confwatch.Watcher
+	pipes     *pipeline.Set
+	ring      *keyring.Ring // nil: signatures not checked
+	http      *httpserver.Server
+	mem       *memtune.Floor // nil: the memory limit is left alone
+	thr       *logging.Throttle
+	// savedPipes is the pipeline cache last written.
+	savedPipes []byte
+}
+
+// New builds the daemon without starting it.
+func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, error) {
+	d := &Daemon{cfg: cfg, log: log, prom: prometheus.NewRegistry(), thr: logging.NewThrottle(time.Minute)}
+	if opts.MemoryLimit > 0 {
+		d.mem = &memtune.Floor{Limit: opts.MemoryLimit, Ratio: 2, Check: 500 * time.Millisecond, Log: log.WithField("component", "memtune")}
+	}
+	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	idx, err := config.ParseIndex(cfg.ES.Index)
+	if err != nil {
+		return nil, err
+	}
+	es, err := newESClient(cfg.ES)
+	if err != nil {
+		return nil, err
+	}
+	d.dlq = transfer.NewDeadLetter(cfg.Kafka)
+	d.writer = eswriter.New(eswriter.Config{
+		Workers:         cfg.ES.Workers,
+		BulkActions:     cfg.ES.BulkActions,
+		BulkBytes:       cfg.ES.BulkBytes,
+		FlushInterval:   cfg.ES.FlushInterval,
+		RetryBackoffMax: cfg.ES.RetryBackoffMax,
+		ShutdownTimeout: cfg.ES.ShutdownTimeout,
+		Pipeline:        cfg.ES.Pipeline,
+	}, es, d.dlq, log, d.prom)
+	d.pipes = pipeline.NewSet(cfg.Discovery.PipelinesKey, log, d.prom)
+	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, log, d.prom)
+	d.topics.SetPattern(cfg.Discovery.Pattern)
+
+	if cfg.Discovery.Enabled || cfg.Discovery.Pipelines || cfg.VerifySignatures {
+		cli, err := clientv3.New(cfg.Discovery.ClientConfig(zap.NewNop()))
+		if err != nil {
+			return nil, fmt.Errorf("creating etcd client: %w", err)
+		}
+		d.cli = cli
+	}
+	if cfg.VerifySignatures {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			d.close()
+			return nil, fmt.Errorf("creating [transfer] data_dir: %w", err)
+		}
+		d.ring = keyring.NewRing(d.cli, keyring.RingOptions{
+			Prefix:         strings.TrimSuffix(cfg.Discovery.KeysKey, "%s"),
+			CachePath:      filepath.Join(cfg.DataDir, "agent_keys.json"),
+			Timeout:        cfg.Discovery.Timeout,
+			AcceptUnsigned: cfg.AcceptUnsigned,
+		}, log, d.prom)
+	}
+	var prepare func(context.Context, string) error
+	if cfg.ES.ManageTemplates {
+		prepare = func(ctx context.Context, topic string) error {
+			return d.writer.TryTemplate(ctx, eswriter.TemplateName(topic), idx.Pattern(topic))
+		}
+	}
+	d.consumer = transfer.NewConsumer(transfer.Options{
+		Kafka:          cfg.Kafka,
+		Sarama:         transfer.SaramaConfig(cfg.Kafka, "logtransfer"),
+		Index:          idx,
+		Topics:         d.topics,
+		Out:            d.writer,
+		Prepare:        prepare,
+		DrainTimeout:   cfg.ES.ShutdownTimeout,
+		MaxFuture:      cfg.ES.MaxFuture,
+		MaxAge:         cfg.ES.MaxAge,
+		Pipelines:      d.pipes,
+		PipelinesReady: d.ready,
+		Verify:         d.verifier(),
+	}, log, d.prom)
+
+	if cfg.Discovery.Enabled {
+		d.watch = confwatch.New(d.cli, transfer.WatchPrefix(cfg.Discovery.CollectKey), true, cfg.Discovery.Timeout, log, d.prom, "logtransfer")
+	}
+	if cfg.Discovery.Pipelines {
+		d.pipeWatch = confwatch.New(d.cli, cfg.Discovery.PipelinesKey, true, cfg.Discovery.Timeout, log, d.prom, "logtransfer_pipelines")
+		d.loadPipelineCache()
+	}
+
+	if cfg.HTTP.Addr != "" {
+		checks := []httpserver.Check{
+			{Name: "kafka", Fn: func() error { return boolErr(d.consumer.Joined(), "not a member of the consumer group") }},
+			{Name: "elasticsearch", Fn: d.writer.Ready},
+			{Name: "pipelines", Fn: d.ready},
+			{Name: "keys", Fn: d.keysReady},
+		}
+		d.http = httpserver.New(cfg.HTTP.Addr, cfg.HTTP.Pprof, d.prom, checks, log)
+		d.http.Handle("/status", http.HandlerFunc(d.serveStatus))
+		if err := d.http.Listen(); err != nil {
+			d.close()
+			return nil, err
+		}
+	}
+	log.WithFields(logrus.Fields{"group": cfg.Kafka.GroupID, "topics": cfg.Kafka.Topics, "discover": cfg.Discovery.Enabled,
+		"es": cfg.ES.URLs, "workers": cfg.ES.Workers, "index": cfg.ES.Index, "ingest_pipeline": cfg.ES.Pipeline, "version": opts.Version}).Info("logtransfer configured")
+	return d, nil
+}
+
+func boolErr(ok bool, msg string) error {
+	if ok {
+		return nil
+	}
+	return errors.New(msg)
+}
+
+// newESClient builds the olivere client: no sniffing and no health checks
+// (ES-compatible stores and proxies do not answer them; failures are
+// handled per request), credentials and extra headers on every request,
+// and the [es] tls_* setup (custom CA, client certificate) for https URLs.
+func newESClient(cfg config.ES) (*elastic.Client, error) {
+	h := http.Header{}
+	for k, v := range cfg.Headers {
+		h.Set(k, v)
+	}
+	if !cfg.APIKey.IsZero() {
+		h.Set("Authorization", "ApiKey "+cfg.APIKey.Reveal())
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tc := cfg.TLS.Config(); tc != nil {
+		tr.TLSClientConfig = tc
+	}
+	// A bulk answer is a few hundred bytes per document; anything far
+	// beyond is a broken or hostile store.
+	limit := max(int64(64<<20), int64(cfg.BulkActions)*2048)
+	hc := &http.Client{Timeout: 2 * time.Minute, Transport: eswriter.LimitResponses(tr, limit)}
+	opts := []elastic.ClientOptionFunc{
+		elastic.SetURL(cfg.URLs...),
+		elastic.SetSniff(false),
+		elastic.SetHealthcheck(false),
+		elastic.SetHttpClient(hc),
+		elastic.SetHeaders(h),
+	}
+	if cfg.Username != "" {
+		opts = append(opts, elastic.SetBasicAuth(cfg.Username, cfg.Password.Reveal()))
+	}
+	c, err := elastic.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating Elasticsearch client: %w", err)
+	}
+	return c, nil
+}
+
+// Prometheus is the metrics registry.
+func (d *Daemon) Prometheus() *prometheus.Registry { return d.prom }
+
+// Consumer exposes the consumer (status, tests).
+func (d *Daemon) Consumer() *transfer.Consumer { return d.consumer }
+
+// Topics exposes the topic set.
+func (d *Daemon) Topics() *transfer.Topics { return d.topics }
+
+// HTTPAddr is the bound HTTP address ("" if disabled).
+func (d *Daemon) HTTPAddr() string {
+	if d.http == nil {
+		return ""
+	}
+	return d.http.Addr()
+}
+
+func (d *Daemon) close() {
+	if d.cli != nil {
+		d.cli.Close()
+	}
+	d.dlq.Close()
+}
+
+// Run runs until ctx ends, then shuts down in order.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.close()
+	// Stopped in reverse: consumption stops first (claims wait for their
+	// documents and commit), then the writer, then the HTTP endpoints.
+	r := lifecycle.New()
+	if d.http != nil {
+		r.Stage("http").Go("http", d.http.Run)
+	}
+	write := r.Stage("write")
+	write.Go("es writer", d.writer.Run)
+	if d.mem != nil {
+		write.Go("memory limit", d.mem.Run)
+	}
+	read := r.Stage("read")
+	if d.watch != nil {
+		read.Go("etcd watch", d.watch.Run)
+		read.Go("discovery", d.discover)
+	}
+	if d.pipeWatch != nil {
+		read.Go("pipelines watch", d.pipeWatch.Run)
+		read.Go("pipelines", d.loadPipelines)
+	}
+	if d.ring != nil {
+		read.Go("agent keys", d.ring.Run)
+	}
+	read.Go("consumer", d.consumer.Run)
+
+	err := r.Wait(ctx, func(s *lifecycle.Stage) {
+		if s.Name == "read" {
+			d.log.Info("shutting down: stopping consumption, waiting for in-flight documents")
+		}
+	})
+	if err != nil {
+		d.log.WithError(err).Error("component failed; shut down")
+	}
+	d.log.Info("stopped")
+	return err
+}
+
+func (d *Daemon) discover(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.watch.Changed():
+			d.topics.Update(d.watch.Latest())
+		}
+	}
+}
+
+func (d *Daemon) loadPipelines(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.pipeWatch.Changed():
+			d.pipes.Update(d.pipeWatch.Latest())
+			d.savePipelineCache()
+		}
+	}
+}
+
+// ready is nil once the transfer knows the custom pipelines (from etcd or
+// its cache), or at once when it does not watch them.
+func (d *Daemon) ready() error {
+	if d.pipeWatch == nil {
+		return nil
+	}
+	return d.pipes.Ready()
+}
+
+// verifier is the ring as the consumer's Verifier (nil when off: a nil
+// *Ring in the interface would not be nil).
+func (d *Daemon) verifier() transfer.Verifier {
+	if d.ring == nil {
+		return nil
+	}
+	return d.ring
+}
+
+// keysReady is nil once the agents' keys are known, or at once when
+// signatures are not checked.
+func (d *Daemon) keysReady() error {
+	if d.ring == nil {
+		return nil
+	}
+	return d.ring.Ready()
+}
+
+func (d *Daemon) pipelineCachePath() string { return filepath.Join(d.cfg.DataDir, "pipelines.json") }
+
+// loadPipelineCache loads the pipelines kept by the last run, so that a
+// transfer started while etcd is unreachable processes records at once.
+func (d *Daemon) loadPipelineCache() {
+	data, err := os.ReadFile(d.pipelineCachePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err == nil {
+		err = d.pipes.LoadCache(data)
+	}
+	if err != nil {
+		d.log.WithError(err).Warn("ignoring the pipeline cache; waiting for etcd")
+	}
+}
+
+// savePipelineCache keeps the pipelines in force when they changed.
+func (d *Daemon) savePipelineCache() {
+	data, ok := d.pipes.MarshalCache()
+	if !ok || bytes.Equal(data, d.savedPipes) {
+		return
+	}
+	err := os.MkdirAll(d.cfg.DataDir, 0o700)
+	if err == nil {
+		err = fsutil.WriteAtomic(d.pipelineCachePath(), data, 0o600)
+	}
+	if err != nil {
+		d.thr.Log("pipecache", d.log.WithError(err), logrus.WarnLevel, "saving the pipeline cache")
+		return
+	}
+	d.savedPipes = data
+}
+
+func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	claims := d.consumer.Claims()
+	sort.Strings(claims)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined(), "pipelines": d.pipes.Status(), "elasticsearch": d.writer.Status()})
+}

@@ -1,9 +1,0 @@
-package transferd
-
-import (
-	"testing"
-
-	"github.com/logpipe/logpipe/internal/testutil"
-)
-
-func TestMain(m *testing.M) { testutil.Main(m) }
