@@ -309,8 +309,8 @@ var mutants = []mutant{
 	},
 	{
 		name:  "the transfer no longer derives the path (key) and offset (event id) the agent leaves out of the headers",
-		file:  "internal/transfer/transfer.go",
-		edits: []edit{{old: "\tmeta := record.ParseRecord(msg.Key, msg.Headers)\n", new: "\tmeta := record.Parse(msg.Headers)\n"}},
+		file:  "internal/transfer/gate.go",
+		edits: []edit{{old: "\tv := record.ParseRecord(msg.Key, msg.Headers)\n", new: "\tv := record.Parse(msg.Headers)\n"}},
 		tests: []target{{"./internal/dev/e2e", "^TestProcessingThroughBothDaemons$/^fake$"}},
 	},
 	{
