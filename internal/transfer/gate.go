@@ -29,7 +29,7 @@ import (
 //     record is);
 //   - records nothing else resolves (the mark stays ahead: transaction
 //     markers, which take offsets and are never delivered) are judged
-//     alone after heldWait without another record.
+//     alone after heldMax.
 //
 // A judged chunk's records are registered with the tracker so that a
 // commit never falls inside the chunk: every record but the last ends at
@@ -47,6 +47,8 @@ type gate struct {
 	// bytes is what the held records count against record.MaxChunkBytes.
 	first int64
 	bytes int
+	// since is when the oldest record held was taken.
+	since time.Time
 }
 
 // gated is a record on its way through the gate: its parsed headers, and
@@ -58,10 +60,15 @@ type gated struct {
 	end     int64
 }
 
-// heldWait is how long held records wait, with nothing else arriving,
-// before they are judged alone. The rest of a chunk arrives in the same
-// fetch as its first record, so this is a last resort.
-const heldWait = 5 * time.Second
+// heldWait is how often a claim holding records with nothing else
+// arriving looks again at the high-water mark; heldMax is how long held
+// records wait at most when the mark stays ahead of what was delivered
+// (transaction markers). The rest of a chunk arrives in the same fetch as
+// its first record, so both are a last resort.
+const (
+	heldWait = 5 * time.Second
+	heldMax  = time.Minute
+)
 
 // take passes msg through the gate: what it resolves is appended to
 // st.gate.ready in offset order. False if ctx ended while a verdict
@@ -82,6 +89,9 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 		}
 	}
 	if v.Sigs == 0 {
+		if len(g.held) == 0 {
+			g.since = time.Now()
+		}
 		g.held = append(g.held, gated{msg: msg, view: v})
 		g.bytes += record.HeldSize(msg.Key, msg.Value, msg.Headers)
 		// The oldest records held can be in no chunk still to come once

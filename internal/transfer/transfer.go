@@ -587,12 +587,20 @@ loop:
 			case <-ctx.Done():
 				break loop
 			case <-wait.C:
-				// Nothing came for heldWait: the held records are judged
-				// alone (a record that did come meanwhile goes first).
+				// Nothing came for heldWait. The held records are judged
+				// alone once the claim has everything below the high-water
+				// mark, or after heldMax whatever it says (transaction
+				// markers take offsets that are never delivered); a record
+				// that came meanwhile goes first, and a stall of this
+				// process is not taken for the end of a chunk.
 				select {
 				case msg, ok = <-msgs:
 				default:
 					msg, ok = nil, true
+					if last.Offset+1 < claim.HighWaterMarkOffset() && time.Since(st.gate.since) < heldMax {
+						wait.Stop()
+						continue loop
+					}
 				}
 			}
 			wait.Stop()

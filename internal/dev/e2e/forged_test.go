@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 // forgedRecords is the attack of issue 25: whoever can produce to a topic
@@ -103,7 +104,31 @@ func forgedRecords(t *testing.T, be string) {
 			}
 		}
 		if q := s.records(s.topic + ".quarantine"); q != int64(len(msgs)) {
-			t.Errorf("%d records in the quarantine topic, want the %d forged", q, len(msgs))
+			t.Errorf("%d records in the quarantine topic, want the %d forged; %s", q, len(msgs), s.quarantineReasons(int(q)))
 		}
 	})
+}
+
+// quarantineReasons reads the n records of the quarantine topic and says,
+// for the agent's own lines among them, why each was quarantined (counted
+// by reason), with where they were in the topic: what to look at when
+// a genuine line is found there.
+func (s *sys) quarantineReasons(n int) string {
+	c := testutil.Consume(s.t, fmt.Sprintf("127.0.0.1:%d", s.kafkaPort), s.topic+".quarantine")
+	deadline := time.Now().Add(30 * time.Second)
+	for c.Len() < n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	reasons := map[string]int{}
+	var where []string
+	for _, r := range c.Records() {
+		if bytes.HasPrefix(r.Value, []byte("FORGED")) {
+			continue
+		}
+		reasons[r.Headers["dlq.reason"]]++
+		if len(where) < 5 {
+			where = append(where, r.Headers["dlq.source"]+" "+r.Headers[record.HeaderEventID])
+		}
+	}
+	return fmt.Sprintf("genuine lines quarantined, by reason: %v; first at %v", reasons, where)
 }
