@@ -47,7 +47,8 @@ type gate struct {
 	// bytes is what the held records count against record.MaxChunkBytes.
 	first int64
 	bytes int
-	// since is when the oldest record held was taken.
+	// since is when the gate last started holding (held went from empty
+	// to not): at or before when its oldest record was taken.
 	since time.Time
 }
 
