@@ -29,7 +29,7 @@ import (
 //     record is);
 //   - records nothing else resolves (the mark stays ahead: transaction
 //     markers, which take offsets and are never delivered) are judged
-//     alone after heldMax.
+//     alone once nothing came for heldMax (see heldClock).
 //
 // A judged chunk's records are registered with the tracker so that a
 // commit never falls inside the chunk: every record but the last ends at
@@ -47,9 +47,7 @@ type gate struct {
 	// bytes is what the held records count against record.MaxChunkBytes.
 	first int64
 	bytes int
-	// since is when the gate last started holding (held went from empty
-	// to not): at or before when its oldest record was taken.
-	since time.Time
+	clock heldClock
 }
 
 // gated is a record on its way through the gate: its parsed headers, and
@@ -64,12 +62,49 @@ type gated struct {
 // heldWait is how often a claim holding records with nothing else
 // arriving looks again at the high-water mark; heldMax is how long held
 // records wait at most when the mark stays ahead of what was delivered
-// (transaction markers). The rest of a chunk arrives in the same fetch as
-// its first record, so both are a last resort.
+// (transaction markers), counted in waits that ended on time (heldLate).
+// The rest of a chunk arrives in the same fetch as its first record, so
+// both are a last resort.
 const (
 	heldWait = 5 * time.Second
 	heldMax  = time.Minute
+	heldLate = heldWait / 2
 )
+
+// heldClock says when held records have waited for nothing long enough.
+// Once a chunk's first record is delivered, the rest is already in this
+// process (sarama's feeder has the whole fetch), so only a stall of the
+// process can keep it: when the process runs again, the timer and the
+// feeder are both ready, and the timer may be seen first. A wait that
+// ended late is therefore not counted, and every record that comes
+// starts the count again: held records are judged alone only after
+// heldMax of waits in which this process ran and nothing came.
+type heldClock struct {
+	armed time.Time
+	quiet time.Duration
+}
+
+// arm is called when a wait for held records starts at now.
+func (h *heldClock) arm(now time.Time) { h.armed = now }
+
+// reset is called when a record comes.
+func (h *heldClock) reset() { h.quiet = 0 }
+
+// expired is called when the wait armed last ended at now with nothing
+// come: whether the held records are judged alone now. They are once the
+// claim has every record below the high-water mark (markReached: what it
+// holds is all there is, however late the wait), or after heldMax of
+// waits that ended on time.
+func (h *heldClock) expired(now time.Time, markReached bool) bool {
+	if markReached {
+		return true
+	}
+	if now.Sub(h.armed) > heldWait+heldLate {
+		return false // this process stalled: the feeder may not have run yet
+	}
+	h.quiet += heldWait
+	return h.quiet >= heldMax
+}
 
 // take passes msg through the gate: what it resolves is appended to
 // st.gate.ready in offset order. False if ctx ended while a verdict
@@ -90,9 +125,6 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 		}
 	}
 	if v.Sigs == 0 {
-		if len(g.held) == 0 {
-			g.since = time.Now()
-		}
 		g.held = append(g.held, gated{msg: msg, view: v})
 		g.bytes += record.HeldSize(msg.Key, msg.Value, msg.Headers)
 		// The oldest records held can be in no chunk still to come once

@@ -582,28 +582,30 @@ loop:
 			} else {
 				wait.Reset(heldWait)
 			}
+			st.gate.clock.arm(time.Now())
 			select {
 			case msg, ok = <-msgs:
 			case <-ctx.Done():
 				break loop
 			case <-wait.C:
-				// Nothing came for heldWait. The held records are judged
-				// alone once the claim has everything below the high-water
-				// mark, or after heldMax whatever it says (transaction
-				// markers take offsets that are never delivered); a record
-				// that came meanwhile goes first, and a stall of this
-				// process is not taken for the end of a chunk.
+				// Nothing came for heldWait: a record that came meanwhile
+				// goes first; else the held records are judged alone if
+				// the gate's clock says so (see heldClock), and waited for
+				// again if not.
 				select {
 				case msg, ok = <-msgs:
 				default:
 					msg, ok = nil, true
-					if last.Offset+1 < claim.HighWaterMarkOffset() && time.Since(st.gate.since) < heldMax {
+					if !st.gate.clock.expired(time.Now(), last.Offset+1 >= claim.HighWaterMarkOffset()) {
 						wait.Stop()
 						continue loop
 					}
 				}
 			}
 			wait.Stop()
+		}
+		if msg != nil {
+			st.gate.clock.reset()
 		}
 		if !ok {
 			break loop

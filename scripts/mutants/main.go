@@ -484,6 +484,28 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
 	},
 	{
+		name:  "held records wait heldMax from the first held, not from the last record come (a chunk delivered slowly is cut)",
+		file:  "internal/transfer/gate.go",
+		edits: []edit{{old: "func (h *heldClock) reset() { h.quiet = 0 }", new: "func (h *heldClock) reset() {}"}},
+		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
+	},
+	{
+		name:  "held records are judged alone after one wait with nothing come (the rest of a chunk, still in the feeder, is quarantined)",
+		file:  "internal/transfer/gate.go",
+		edits: []edit{{old: "	h.quiet += heldWait
+	return h.quiet >= heldMax
+", new: "	h.quiet += heldWait
+	return true
+"}},
+		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
+	},
+	{
+		name:  "a wait that ended late (the process stalled) counts towards heldMax",
+		file:  "internal/transfer/gate.go",
+		edits: []edit{{old: "if now.Sub(h.armed) > heldWait+heldLate {", new: "if now.Sub(h.armed) > heldWait+heldLate+time.Hour<<10 {"}},
+		tests: []target{{"./internal/transfer", "^TestHeldClockCountsOnlyWaitsThisProcessRan$"}},
+	},
+	{
 		name:  "the agent's signature leaves out a record of its chunk",
 		file:  "internal/agent/producer/engine.go",
 		edits: []edit{{old: "\tfor i := range recs {\n\t\tp.chunk.Add(recs[i].Key, recs[i].Value, recs[i].Headers)\n", new: "\tfor i := range recs[1:] {\n\t\tp.chunk.Add(recs[i].Key, recs[i].Value, recs[i].Headers)\n"}},
