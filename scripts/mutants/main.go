@@ -492,11 +492,7 @@ var mutants = []mutant{
 	{
 		name:  "held records are judged alone after one wait with nothing come (the rest of a chunk, still in the feeder, is quarantined)",
 		file:  "internal/transfer/gate.go",
-		edits: []edit{{old: "	h.quiet += heldWait
-	return h.quiet >= heldMax
-", new: "	h.quiet += heldWait
-	return true
-"}},
+		edits: []edit{{old: "\th.quiet += heldWait\n\treturn h.quiet >= heldMax\n", new: "\th.quiet += heldWait\n\treturn true\n"}},
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
