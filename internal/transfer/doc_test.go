@@ -15,6 +15,7 @@ import (
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 )
 
@@ -30,7 +31,7 @@ func TestDocuments(t *testing.T) {
 	ts := time.Date(2026, 11, 23, 10, 11, 12, 345000000, time.UTC)
 	f := func(name string, msg *sarama.ConsumerMessage, wantID string, want map[string]any) {
 		t.Helper()
-		meta := record.ParseRecord(msg.Key, msg.Headers)
+		meta := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
 		var fc fieldsCache
 		body := appendDoc(nil, msg, msg.Value, ptr(headOf(&meta)), eventTime(msg), fc.fragment(meta.Fields))
 		var got map[string]any
@@ -112,7 +113,7 @@ func BenchmarkDocument(b *testing.B) {
 	var buf []byte
 	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
-		meta := record.ParseRecord(msg.Key, msg.Headers)
+		meta := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
 		buf = appendDoc(buf[:0], msg, msg.Value, ptr(headOf(&meta)), msg.Timestamp, fc.fragment(meta.Fields))
 	}
 	b.SetBytes(int64(len(buf)))
@@ -146,7 +147,7 @@ func ptr[T any](v T) *T { return &v }
 
 // gatedOf is msg as the gate hands it on with no Verifier.
 func gatedOf(msg *sarama.ConsumerMessage) *gated {
-	return &gated{msg: msg, view: record.ParseRecord(msg.Key, msg.Headers), end: msg.Offset + 1}
+	return &gated{msg: msg, view: record.ParseRecord(msg.Key, kafka.Headers(msg.Headers)), end: msg.Offset + 1}
 }
 
 // body is d's source document, however it is kept.

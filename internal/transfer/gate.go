@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 )
 
 // An agent signs chunks, not records (see record.HeaderSig): the last
@@ -114,7 +115,7 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 	if g.first < 0 {
 		g.first = msg.Offset
 	}
-	v := record.ParseRecord(msg.Key, msg.Headers)
+	v := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
 	if c.opt.Verify == nil {
 		g.ready = append(g.ready, gated{msg: msg, view: v, end: msg.Offset + 1})
 		return true
@@ -126,12 +127,12 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 	}
 	if v.Sigs == 0 {
 		g.held = append(g.held, gated{msg: msg, view: v})
-		g.bytes += record.HeldSize(msg.Key, msg.Value, msg.Headers)
+		g.bytes += record.HeldSize(msg.Key, msg.Value, kafka.Headers(msg.Headers))
 		// The oldest records held can be in no chunk still to come once
 		// there are more than a chunk holds before its signed record.
 		k := 0
 		for n, b := len(g.held), g.bytes; n >= record.MaxChunk || b > record.MaxChunkBytes && n > 1; n-- {
-			b -= record.HeldSize(g.held[k].msg.Key, g.held[k].msg.Value, g.held[k].msg.Headers)
+			b -= record.HeldSize(g.held[k].msg.Key, g.held[k].msg.Value, kafka.Headers(g.held[k].msg.Headers))
 			k++
 		}
 		if k > 0 {
@@ -174,7 +175,7 @@ func (c *Consumer) release(ctx context.Context, st *claimState, k int) bool {
 		}
 	}
 	for i := range g.held[:k] {
-		g.bytes -= record.HeldSize(g.held[i].msg.Key, g.held[i].msg.Value, g.held[i].msg.Headers)
+		g.bytes -= record.HeldSize(g.held[i].msg.Key, g.held[i].msg.Value, kafka.Headers(g.held[i].msg.Headers))
 	}
 	n := copy(g.held, g.held[k:])
 	clear(g.held[n:])
@@ -245,7 +246,7 @@ func (c *Consumer) beginning(ctx context.Context, msg *sarama.ConsumerMessage, f
 			if len(out) > 0 && m.Offset != out[len(out)-1].msg.Offset+1 {
 				out = out[:0] // not consecutive: only what follows the gap can be the chunk's
 			}
-			out = append(out, gated{msg: m, view: record.ParseRecord(m.Key, m.Headers)})
+			out = append(out, gated{msg: m, view: record.ParseRecord(m.Key, kafka.Headers(m.Headers))})
 			if m.Offset == to-1 {
 				return out
 			}

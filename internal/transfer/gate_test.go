@@ -14,6 +14,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/platform/keyring"
 )
 
@@ -80,7 +81,7 @@ func sign(k *record.SigningKey, ctx int, msgs []*sarama.ConsumerMessage) {
 	var c record.Chunk
 	c.Reset(k, msgs[0].Topic, ctx)
 	for _, m := range msgs {
-		c.Add(m.Key, m.Value, m.Headers)
+		c.Add(m.Key, m.Value, kafka.Headers(m.Headers))
 	}
 	sig, err := c.AppendSig(nil)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 )
 
@@ -37,7 +38,7 @@ func (v oneKey) Check(_ context.Context, msgs []*sarama.ConsumerMessage, views [
 		if _, n, cx, _, err := record.ParseSig(views[last].Sig); err == nil && n == len(msgs) {
 			ch.Reset(v.k, msgs[0].Topic, cx)
 			for _, m := range msgs {
-				ch.Add(m.Key, m.Value, m.Headers)
+				ch.Add(m.Key, m.Value, kafka.Headers(m.Headers))
 			}
 			ok = ch.Verify(views[last].Sig) == nil
 		}

@@ -43,7 +43,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -1032,7 +1031,7 @@ func (b *bench) fill(addr, topic string, n int, pipe string) {
 	// partition, signed as the agent signs them (host headers the context,
 	// the signature on the last).
 	var ch record.Chunk
-	var hs []*sarama.RecordHeader
+	var hs []*record.Header
 	chunk := make([]*kgo.Record, 0, benchChunk)
 	var wg sync.WaitGroup
 	var ferr atomic.Value
@@ -1044,7 +1043,7 @@ func (b *bench) fill(addr, topic string, n int, pipe string) {
 		}
 		hs = hs[:0]
 		for _, x := range r.Headers {
-			hs = append(hs, &sarama.RecordHeader{Key: []byte(x.Key), Value: x.Value})
+			hs = append(hs, &record.Header{Key: []byte(x.Key), Value: x.Value})
 		}
 		ch.Add(r.Key, r.Value, hs)
 		chunk = append(chunk, r)

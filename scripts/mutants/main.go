@@ -310,7 +310,7 @@ var mutants = []mutant{
 	{
 		name:  "the transfer no longer derives the path (key) and offset (event id) the agent leaves out of the headers",
 		file:  "internal/transfer/gate.go",
-		edits: []edit{{old: "\tv := record.ParseRecord(msg.Key, msg.Headers)\n", new: "\tv := record.Parse(msg.Headers)\n"}},
+		edits: []edit{{old: "\tv := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))\n", new: "\tv := record.Parse(kafka.Headers(msg.Headers))\n"}},
 		tests: []target{{"./internal/dev/e2e", "^TestProcessingThroughBothDaemons$/^fake$"}},
 	},
 	{
@@ -504,7 +504,7 @@ var mutants = []mutant{
 	{
 		name:  "the agent's signature leaves out a record of its chunk",
 		file:  "internal/agent/producer/engine.go",
-		edits: []edit{{old: "\tfor i := range recs {\n\t\tp.chunk.Add(recs[i].Key, recs[i].Value, recs[i].Headers)\n", new: "\tfor i := range recs[1:] {\n\t\tp.chunk.Add(recs[i].Key, recs[i].Value, recs[i].Headers)\n"}},
+		edits: []edit{{old: "\tfor i := range recs {\n\t\tp.chunk.Add(recs[i].Key, recs[i].Value, kafka.Headers(recs[i].Headers))\n", new: "\tfor i := range recs[1:] {\n\t\tp.chunk.Add(recs[i].Key, recs[i].Value, kafka.Headers(recs[i].Headers))\n"}},
 		tests: []target{{"./internal/agent/producer", "^TestEveryChunkIsSignedWhole$"}},
 	},
 	{

@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/agent/registry"
 	"github.com/logpipe/logpipe/internal/agent/tailer"
-	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 	"github.com/logpipe/logpipe/internal/platform/logging"
 	"github.com/logpipe/logpipe/internal/platform/pathguard"
@@ -250,7 +250,7 @@ func (t *task) remove(path string) {
 }
 
 func (c *Collector) newTailer(e collectconf.Entry, path string, fromEnd, glob bool, log *logrus.Entry) *tailer.Tailer {
-	src := record.NewSource(e.Topic, path, c.cfg.Host, c.cfg.IP, e.Fields).WithPipeline(e.Pipeline)
+	src := event.NewSource(e.Topic, path, c.cfg.Host, c.cfg.IP, e.Fields).WithPipeline(e.Pipeline)
 	var keep func([]byte) bool
 	if e.Filtered() {
 		keep = e.Keep

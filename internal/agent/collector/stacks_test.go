@@ -14,8 +14,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/agent/registry"
-	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 	"github.com/logpipe/logpipe/internal/platform/pathguard"
@@ -24,7 +24,7 @@ import (
 // ackSink acknowledges every event at once and counts them.
 type ackSink struct{ n atomic.Int64 }
 
-func (s *ackSink) Send(_ context.Context, b *record.Batch) error {
+func (s *ackSink) Send(_ context.Context, b *event.Batch) error {
 	for i := range b.Events {
 		b.Events[i].Acker.Ack(b.Events[i].Seq)
 	}

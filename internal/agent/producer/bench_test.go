@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/config"
 )
@@ -32,17 +33,17 @@ func testSigner(t testing.TB) func() *record.SigningKey {
 	return func() *record.SigningKey { return k }
 }
 
-func tmpSetup(t testing.TB) (*Producer, *record.Batch) {
+func tmpSetup(t testing.TB) (*Producer, *event.Batch) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}, Signer: testSigner(t)}, logrus.NewEntry(l), nil)
-	src := record.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
+	src := event.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
 	const n = 1024
-	batch := &record.Batch{Events: make([]record.Event, n)}
+	batch := &event.Batch{Events: make([]event.Event, n)}
 	val := []byte(strings.Repeat("x", 199))
 	inst := record.NewInstance()
 	for i := range batch.Events {
-		batch.Events[i] = record.Event{Source: src, Value: val, Offset: int64(i * 200), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
+		batch.Events[i] = event.Event{Source: src, Value: val, Offset: int64(i * 200), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
 	}
 	return p, batch
 }
@@ -51,13 +52,13 @@ func benchMessages(b *testing.B, signer func() *record.SigningKey) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}, Signer: signer}, logrus.NewEntry(l), nil)
-	src := record.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
+	src := event.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
 	const n = 1024
-	batch := &record.Batch{Events: make([]record.Event, n)}
+	batch := &event.Batch{Events: make([]event.Event, n)}
 	val := []byte(strings.Repeat("x", 199))
 	inst := record.NewInstance()
 	for i := range batch.Events {
-		batch.Events[i] = record.Event{Source: src, Value: val, Offset: int64(i * 200), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
+		batch.Events[i] = event.Event{Source: src, Value: val, Offset: int64(i * 200), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
 		batch.Bytes += len(val)
 	}
 	b.ReportAllocs()
@@ -78,7 +79,7 @@ func TestMessageMemoryIsCounted(t *testing.T) {
 	// around the smallest that takes a reused slab included.
 	l := logrus.New()
 	l.SetOutput(io.Discard)
-	src := record.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
+	src := event.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", map[string]string{"service": "nginx"})
 	val := []byte(strings.Repeat("x", 199))
 	inst := record.NewInstance()
 	for i, n := range []int{100, slabEvents*3/4 - 1, slabEvents * 3 / 4, slabEvents, 100, slabEvents} {
@@ -88,11 +89,11 @@ func TestMessageMemoryIsCounted(t *testing.T) {
 		}
 		p := New(Config{Kafka: config.Kafka{ChanMaxSize: 10000, BufferBytes: 16 << 20}, Signer: signer}, logrus.NewEntry(l), nil)
 		const batches = 20
-		var bs []*record.Batch
+		var bs []*event.Batch
 		for j := 0; j < batches; j++ {
-			b := &record.Batch{Events: make([]record.Event, n)}
+			b := &event.Batch{Events: make([]event.Event, n)}
 			for i := range b.Events {
-				b.Events[i] = record.Event{Source: src, Value: val, Offset: int64(i * 200), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
+				b.Events[i] = event.Event{Source: src, Value: val, Offset: int64(i * 200), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
 			}
 			bs = append(bs, b)
 		}

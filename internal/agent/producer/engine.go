@@ -10,8 +10,11 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
+	"github.com/logpipe/logpipe/internal/contract/acktrack"
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/backoff"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 )
 
 // The send path. Every event of a batch comes from one file, so a batch
@@ -40,7 +43,7 @@ type batchState struct {
 	share              *share
 	shareEv, shareByte int64
 	slab               *slab
-	batch              *record.Batch
+	batch              *event.Batch
 	one                chunk    // the first (usually only) chunk
 	more               []*chunk // the others, if the batch is larger than a record batch may be
 }
@@ -597,7 +600,7 @@ func (e *engine) ack(c *chunk) {
 	p, st := e.p, c.st
 	evs := st.batch.Events[c.from:c.to]
 	seqs := e.seqs[:0]
-	var cur record.Acker
+	var cur acktrack.Acker
 	flush := func() {
 		switch a := cur.(type) {
 		case nil:
@@ -658,7 +661,7 @@ type batchAcker interface {
 // garbage collector does not chase.
 type slab struct {
 	recs  []sarama.Record
-	hdrs  []sarama.RecordHeader
+	hdrs  []record.Header
 	hptrs []*sarama.RecordHeader
 	buf   []byte
 }
@@ -673,7 +676,7 @@ func (p *Producer) slab(n, nh int) *slab {
 	if n < slabEvents*3/4 || n > slabEvents {
 		return &slab{
 			recs:  make([]sarama.Record, n),
-			hdrs:  make([]sarama.RecordHeader, 0, nh),
+			hdrs:  make([]record.Header, 0, nh),
 			hptrs: make([]*sarama.RecordHeader, nh),
 			buf:   make([]byte, 0, n*headerBytes),
 		}
@@ -688,7 +691,7 @@ func (p *Producer) slab(n, nh int) *slab {
 		}
 	}
 	if cap(sl.hdrs) < nh {
-		sl.hdrs = make([]sarama.RecordHeader, 0, max(nh, slabEvents*3))
+		sl.hdrs = make([]record.Header, 0, max(nh, slabEvents*3))
 		sl.hptrs = make([]*sarama.RecordHeader, cap(sl.hdrs))
 	}
 	sl.recs, sl.hdrs, sl.buf = sl.recs[:n], sl.hdrs[:0], sl.buf[:0]
@@ -711,7 +714,7 @@ func (p *Producer) recycle(sl *slab) {
 // prepare builds the records of a batch in a handful of allocations, or
 // none when a slab is reused, and cuts it into chunks of at most maxBatch
 // encoded bytes.
-func (p *Producer) prepare(b *record.Batch, maxBatch int) *batchState {
+func (p *Producer) prepare(b *event.Batch, maxBatch int) *batchState {
 	n := len(b.Events)
 	var sk *record.SigningKey
 	if p.cfg.Signer != nil {
@@ -744,7 +747,7 @@ func (p *Producer) prepare(b *record.Batch, maxBatch int) *batchState {
 		size := recordOverhead + len(key) + len(ev.Value)
 		hs := hptrs[start:len(hdrs):len(hdrs)]
 		for j := range hs {
-			h := &hdrs[start+j]
+			h := kafka.Header(&hdrs[start+j])
 			hs[j] = h
 			size += len(h.Key) + len(h.Value) + headerOverhead
 		}
@@ -776,7 +779,7 @@ func (p *Producer) sign(sk *record.SigningKey, c *chunk, buf []byte) []byte {
 	src := c.st.batch.Events[c.from].Source
 	p.chunk.Reset(sk, src.Topic, src.ContextHeaders())
 	for i := range recs {
-		p.chunk.Add(recs[i].Key, recs[i].Value, recs[i].Headers)
+		p.chunk.Add(recs[i].Key, recs[i].Value, kafka.Headers(recs[i].Headers))
 	}
 	from := len(buf)
 	buf, err := p.chunk.AppendSig(buf)

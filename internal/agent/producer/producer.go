@@ -26,6 +26,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 	"github.com/logpipe/logpipe/internal/platform/config"
@@ -103,7 +104,7 @@ type Producer struct {
 	connect connectFunc // sarama's, or a test's
 	log     *logrus.Entry
 	thr     *logging.Throttle
-	ch      chan *record.Batch
+	ch      chan *event.Batch
 	bytes   *semaphore.Weighted // event value bytes, read to ack
 	events  *semaphore.Weighted // events, read to ack
 	max     int64
@@ -142,7 +143,7 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		cfg:     cfg,
 		log:     log.WithField("component", "producer"),
 		thr:     logging.NewThrottle(10 * time.Second),
-		ch:      make(chan *record.Batch, max(cfg.Kafka.ChanMaxSize/16, 16)),
+		ch:      make(chan *event.Batch, max(cfg.Kafka.ChanMaxSize/16, 16)),
 		bytes:   semaphore.NewWeighted(int64(cfg.Kafka.BufferBytes)),
 		events:  semaphore.NewWeighted(int64(cfg.Kafka.ChanMaxSize)),
 		max:     int64(cfg.Kafka.BufferBytes),
@@ -189,9 +190,9 @@ func (p *Producer) Ready() bool { return p.ready.Load() }
 // batch, and once handed to sarama its message, value encoder, flight,
 // headers and header bytes (see messages).
 var (
-	eventSlot  = int64(unsafe.Sizeof(record.Event{}))
+	eventSlot  = int64(unsafe.Sizeof(event.Event{}))
 	eventExtra = int64(unsafe.Sizeof(sarama.Record{})+unsafe.Sizeof((*sarama.Record)(nil))+
-		record.MaxHeaders*(unsafe.Sizeof(sarama.RecordHeader{})+unsafe.Sizeof((*sarama.RecordHeader)(nil)))) + headerBytes + recordSlack
+		event.MaxHeaders*(unsafe.Sizeof(sarama.RecordHeader{})+unsafe.Sizeof((*sarama.RecordHeader)(nil)))) + headerBytes + recordSlack
 )
 
 // recordSlack covers allocation size classes.
@@ -204,11 +205,11 @@ const headerBytes = 72 + record.SigLen
 // cost is the memory a batch holds until its last event is acked, as
 // counted against buffer_bytes: what its values pin (b.Bytes), the batch's
 // event slots, and each event's message.
-func (p *Producer) cost(b *record.Batch) int64 {
+func (p *Producer) cost(b *event.Batch) int64 {
 	return min(int64(b.Bytes)+int64(cap(b.Events))*eventSlot+int64(len(b.Events))*eventExtra, p.max)
 }
 
-func (p *Producer) eventCost(b *record.Batch) int64 {
+func (p *Producer) eventCost(b *event.Batch) int64 {
 	return min(int64(len(b.Events)), int64(p.cfg.Kafka.ChanMaxSize))
 }
 
@@ -217,7 +218,7 @@ func (p *Producer) Topics() []TopicStatus { return p.gates.status() }
 
 // Send queues a batch, blocking while the event or byte bound is reached,
 // and while Kafka refuses the batch's topic (see gates).
-func (p *Producer) Send(ctx context.Context, b *record.Batch) error {
+func (p *Producer) Send(ctx context.Context, b *event.Batch) error {
 	if len(b.Events) > 0 {
 		if err := p.gates.wait(ctx, b.Events[0].Source.Topic); err != nil {
 			return err
@@ -272,7 +273,7 @@ func (s *share) release(events, bytes int64) {
 // shareOf is b's topic's share and what b takes of it (nil when the bounds
 // are too small to share). The same batch always gives the same answer:
 // the last ack releases what Send took.
-func (p *Producer) shareOf(b *record.Batch) (*share, int64, int64) {
+func (p *Producer) shareOf(b *event.Batch) (*share, int64, int64) {
 	ev, by := int64(p.cfg.Kafka.ChanMaxSize)/2, p.max/2
 	if len(b.Events) == 0 || ev < 1 || by < 1 {
 		return nil, 0, 0

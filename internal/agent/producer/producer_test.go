@@ -18,8 +18,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/contract/acktrack"
-	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 	"github.com/logpipe/logpipe/internal/platform/config"
 )
@@ -136,22 +136,22 @@ func newRig(t *testing.T, ini string) *rig {
 // file is one tailed file: a tracker, and lines of 10 bytes each.
 type file struct {
 	tr  *acktrack.Tracker
-	src *record.Source
+	src *event.Source
 	off int64
 }
 
 func newFile(topic string) *file {
-	return &file{tr: acktrack.New(0), src: record.NewSource(topic, "/var/log/"+topic+".log", "h", "10.0.0.1", nil)}
+	return &file{tr: acktrack.New(0), src: event.NewSource(topic, "/var/log/"+topic+".log", "h", "10.0.0.1", nil)}
 }
 
 // batch registers n lines with the tracker and returns them as a batch.
-func (f *file) batch(n int) *record.Batch {
+func (f *file) batch(n int) *event.Batch {
 	ends := make([]int64, n)
 	dones := make([]bool, n)
-	b := &record.Batch{}
+	b := &event.Batch{}
 	for i := 0; i < n; i++ {
 		ends[i] = f.off + 10
-		b.Events = append(b.Events, record.Event{Source: f.src, Value: []byte(fmt.Sprintf("line %4d", f.off/10)), Offset: f.off, Time: time.Now()})
+		b.Events = append(b.Events, event.Event{Source: f.src, Value: []byte(fmt.Sprintf("line %4d", f.off/10)), Offset: f.off, Time: time.Now()})
 		b.Bytes += 9
 		f.off += 10
 	}
@@ -164,7 +164,7 @@ func (f *file) batch(n int) *record.Batch {
 
 func (f *file) acked() int64 { a, _, _ := f.tr.State(); return a }
 
-func (r *rig) send(b *record.Batch) {
+func (r *rig) send(b *event.Batch) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

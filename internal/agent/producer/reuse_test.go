@@ -14,10 +14,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/contract/acktrack"
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 )
 
 // The memory of an acknowledged batch is reused: the producer's slabs
@@ -65,7 +67,7 @@ func TestReusedMemoryNeverReachesTheWire(t *testing.T) {
 
 	const files, batches, n = 4, 30, slabEvents
 	var recycled atomic.Int64
-	poison := func(b *record.Batch) {
+	poison := func(b *event.Batch) {
 		for i := range b.Events {
 			for j := range b.Events[i].Value {
 				b.Events[i].Value[j] = 'X'
@@ -75,12 +77,12 @@ func TestReusedMemoryNeverReachesTheWire(t *testing.T) {
 	}
 	inst := record.NewInstance()
 	type file struct {
-		src *record.Source
+		src *event.Source
 		tr  *acktrack.Tracker
 	}
 	var fs []file
 	for f := 0; f < files; f++ {
-		fs = append(fs, file{src: record.NewSource("reuse", fmt.Sprintf("/var/log/app%d.log", f), "h", "10.0.0.1", nil), tr: acktrack.New(0)})
+		fs = append(fs, file{src: event.NewSource("reuse", fmt.Sprintf("/var/log/app%d.log", f), "h", "10.0.0.1", nil), tr: acktrack.New(0)})
 	}
 	// File 3's batches (1024 lines of 1,100 bytes) are larger than a
 	// record batch may be (1 MB).
@@ -92,13 +94,13 @@ func TestReusedMemoryNeverReachesTheWire(t *testing.T) {
 	for j := 0; j < batches; j++ {
 		for f, fl := range fs {
 			lineLen := lineLenOf(f)
-			b := &record.Batch{Events: make([]record.Event, n), Done: poison}
+			b := &event.Batch{Events: make([]event.Event, n), Done: poison}
 			ends, dones := make([]int64, n), make([]bool, n)
 			for i := range b.Events {
 				no := j*n + i
 				ends[i] = int64(no+1) * lineLen
 				v := []byte(line(f, no))
-				b.Events[i] = record.Event{Source: fl.src, Value: v, Offset: int64(no) * lineLen, Instance: inst, Time: time.Now()}
+				b.Events[i] = event.Event{Source: fl.src, Value: v, Offset: int64(no) * lineLen, Instance: inst, Time: time.Now()}
 				b.Bytes += len(v)
 			}
 			first := fl.tr.EmitBatch(ends, dones)
@@ -155,7 +157,7 @@ func TestReusedMemoryNeverReachesTheWire(t *testing.T) {
 			}
 			continue
 		}
-		v := record.ParseRecord(r.Key, hs)
+		v := record.ParseRecord(r.Key, kafka.Headers(hs))
 		if off := int64(no) * lineLenOf(f); string(v.Path) != fs[f].src.Path || v.Offset != off || string(v.EventID) != record.EventID(inst, off) {
 			if bad++; bad <= 5 {
 				t.Errorf("line %d of file %d arrived with path %s, offset %d, id %s", no, f, v.Path, v.Offset, v.EventID)

@@ -9,8 +9,10 @@ import (
 	"github.com/sirupsen/logrus"
 	"pgregory.net/rapid"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 )
 
 // Every chunk prepare cuts from a signed batch carries, on its last record
@@ -27,16 +29,16 @@ func TestEveryChunkIsSignedWhole(t *testing.T) {
 		if rapid.Bool().Draw(rt, "fields") {
 			fields = map[string]string{"service": "nginx"}
 		}
-		src := record.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", fields)
+		src := event.NewSource("web_log", "/var/log/nginx/access.log", "web-1", "10.0.0.1", fields)
 		if rapid.Bool().Draw(rt, "pipeline") {
 			src = src.WithPipeline("nginx")
 		}
 		n := rapid.IntRange(1, 300).Draw(rt, "events")
-		b := &record.Batch{Events: make([]record.Event, n)}
+		b := &event.Batch{Events: make([]event.Event, n)}
 		inst := record.NewInstance()
 		for i := range b.Events {
 			v := []byte(fmt.Sprintf("line %d %s", i, make([]byte, rapid.IntRange(0, 300).Draw(rt, "len"))))
-			b.Events[i] = record.Event{Source: src, Value: v, Offset: int64(i * 400), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
+			b.Events[i] = event.Event{Source: src, Value: v, Offset: int64(i * 400), Instance: inst, Time: time.Now(), Acker: nopAcker{}, Seq: uint64(i)}
 			if rapid.Bool().Draw(rt, "stamp") {
 				b.Events[i].Stamp = time.UnixMilli(1764000000000 + int64(i))
 			}
@@ -57,7 +59,7 @@ func TestEveryChunkIsSignedWhole(t *testing.T) {
 			recs := st.slab.recs[c.from:c.to]
 			var sig []byte
 			for i, r := range recs {
-				v := record.ParseRecord(r.Key, r.Headers)
+				v := record.ParseRecord(r.Key, kafka.Headers(r.Headers))
 				if (v.Sigs > 0) != (i == len(recs)-1) {
 					rt.Fatalf("record %d of a %d-record chunk has %d signatures", i, len(recs), v.Sigs)
 				}
@@ -70,7 +72,7 @@ func TestEveryChunkIsSignedWhole(t *testing.T) {
 			var ch record.Chunk
 			ch.Reset(signer(), "web_log", ctx)
 			for _, r := range recs {
-				ch.Add(r.Key, r.Value, r.Headers)
+				ch.Add(r.Key, r.Value, kafka.Headers(r.Headers))
 			}
 			if err := ch.Verify(sig); err != nil {
 				rt.Fatalf("chunk [%d,%d): %v", c.from, c.to, err)

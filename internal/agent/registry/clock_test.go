@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/contract/acktrack"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
@@ -62,7 +62,7 @@ func TestCrashResumesAtLastSavedAck(t *testing.T) {
 			t.Cleanup(func() { cancel(); <-done })
 			h := claim(t, r, keyA, "/a")
 			start(t, h, 0) // Start saves the new generation at once
-			var acks []record.Acker
+			var acks []acktrack.Acker
 			var seqs []uint64
 			off := int64(0)
 			for _, st := range tc.steps {

@@ -781,14 +781,14 @@ func (h *Handle) Start(offset int64, fpLen int, fp uint64) error {
 
 // Emit registers an event ending at end and returns the acker and sequence
 // number the producer reports back with.
-func (h *Handle) Emit(end int64) (record.Acker, uint64) {
+func (h *Handle) Emit(end int64) (acktrack.Acker, uint64) {
 	tr := h.s.tr
 	return tr, tr.Emit(end, false)
 }
 
 // EmitBatch registers several spans (see acktrack.Tracker.EmitBatch) and
 // returns the acker and the first sequence number.
-func (h *Handle) EmitBatch(ends []int64, done []bool) (record.Acker, uint64) {
+func (h *Handle) EmitBatch(ends []int64, done []bool) (acktrack.Acker, uint64) {
 	tr := h.s.tr
 	return tr, tr.EmitBatch(ends, done)
 }

@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/contract/acktrack"
 	"github.com/logpipe/logpipe/internal/contract/record"
 )
 
@@ -778,7 +779,7 @@ func TestRegistryConcurrent(t *testing.T) {
 	start(t, h, 0)
 
 	type ack struct {
-		a   record.Acker
+		a   acktrack.Acker
 		seq uint64
 	}
 	work := make(chan ack, 64)

@@ -37,7 +37,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/agent/event"
 )
 
 const (
@@ -104,7 +104,7 @@ func (st *stamps) ground() int64 { return max(st.hw, st.floor) }
 // assign stamps evs from epochs on disk; it reports false (and where the
 // first event it could not stamp starts) when one needs a save first.
 // degraded stamps every event from memory instead.
-func (st *stamps) assign(evs []record.Event, now time.Time, degraded bool) (bool, int64) {
+func (st *stamps) assign(evs []event.Event, now time.Time, degraded bool) (bool, int64) {
 	ground := st.ground()
 	for i := range evs {
 		o := evs[i].Offset
@@ -287,7 +287,7 @@ func restoreStamps(ds []diskStamp, limit int64) stamps {
 // they are not (an idle stream waking up, or a burst past the limit). If
 // the registry cannot be written, or ctx ends, the events are stamped from
 // memory and counted.
-func (h *Handle) Stamp(ctx context.Context, evs []record.Event, end int64, now time.Time) {
+func (h *Handle) Stamp(ctx context.Context, evs []event.Event, end int64, now time.Time) {
 	r, s := h.r, h.s
 	for attempt := 0; ; attempt++ {
 		r.mu.Lock()

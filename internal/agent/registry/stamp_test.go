@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/agent/event"
 )
 
 // clock is a settable time for the registry and the test's reads.
@@ -23,8 +23,8 @@ func day(d, h, m, s, ms int) time.Time {
 }
 
 // events are n events of size bytes from offset from.
-func events(from int64, n, size int) ([]record.Event, int64) {
-	evs := make([]record.Event, n)
+func events(from int64, n, size int) ([]event.Event, int64) {
+	evs := make([]event.Event, n)
 	for i := range evs {
 		evs[i].Offset = from + int64(i*size)
 	}
@@ -63,7 +63,7 @@ func startStream(t *testing.T, r *Registry) *Handle {
 	return h
 }
 
-func stampsOf(evs []record.Event) []time.Time {
+func stampsOf(evs []event.Event) []time.Time {
 	out := make([]time.Time, len(evs))
 	for i := range evs {
 		out[i] = evs[i].Stamp
@@ -81,7 +81,7 @@ func TestResentEventsKeepTheirStampsAcrossMidnight(t *testing.T) {
 	r := openAt(t, dir, c)
 	h := startStream(t, r)
 	ctx := context.Background()
-	var sent []record.Event
+	var sent []event.Event
 	var end int64
 	for i := 0; i < 6; i++ { // 6 s of reading at 40 KiB/s, a save every second
 		c.t = c.t.Add(500 * time.Millisecond)
@@ -129,7 +129,7 @@ func TestResentEventsKeepTheirStampsAcrossMidnight(t *testing.T) {
 	}
 }
 
-func ends(evs []record.Event, end int64) []int64 {
+func ends(evs []event.Event, end int64) []int64 {
 	out := make([]int64, len(evs))
 	for i := range evs {
 		if i+1 < len(evs) {

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/agent/registry"
-	"github.com/logpipe/logpipe/internal/contract/record"
 )
 
 // ackSink acknowledges whole batches at once, like the producer does.
 type ackSink struct{ seqs []uint64 }
 
-func (s *ackSink) Send(_ context.Context, b *record.Batch) error {
+func (s *ackSink) Send(_ context.Context, b *event.Batch) error {
 	s.seqs = s.seqs[:0]
 	for i := range b.Events {
 		s.seqs = append(s.seqs, b.Events[i].Seq)
@@ -42,7 +42,7 @@ func BenchmarkSplitLines(b *testing.B) {
 	if err := h.Start(0, 0, 0); err != nil {
 		b.Fatal(err)
 	}
-	t := New(Config{Path: p, Source: record.NewSource("t", p, "h", "1.2.3.4", nil), MaxLineBytes: 256 << 10, PollInterval: time.Second}, reg, &ackSink{}, quietLog(), NewMetrics(nil))
+	t := New(Config{Path: p, Source: event.NewSource("t", p, "h", "1.2.3.4", nil), MaxLineBytes: 256 << 10, PollInterval: time.Second}, reg, &ackSink{}, quietLog(), NewMetrics(nil))
 	t.ctx = context.Background()
 	r := t.newReader(f, registry.Key{Dev: 1, Ino: 1, Topic: "t"}, h)
 	r.inst = h.Instance()

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/agent/registry"
 	"github.com/logpipe/logpipe/internal/contract/record"
 )
@@ -41,7 +42,7 @@ type reader struct {
 	ml         *joiner
 	// batch collects events until the end of a read (or maxBatch), then
 	// goes to the sink in one Send.
-	batch    *record.Batch
+	batch    *event.Batch
 	ends     []int64 // end offset of every span read since the last flush
 	dones    []bool  // whether the span has no event (blank line)
 	batchCap int     // estimated events in the current read
@@ -296,7 +297,7 @@ func (r *reader) emit(val []byte, start, end int64, f record.Flags, now time.Tim
 	if r.batch == nil {
 		r.batch = r.t.newBatch(r.batchCap)
 	}
-	r.batch.Events = append(r.batch.Events, record.Event{
+	r.batch.Events = append(r.batch.Events, event.Event{
 		Source:   r.t.cfg.Source,
 		Value:    val,
 		Offset:   start,
@@ -322,19 +323,19 @@ func (r *reader) emit(val []byte, start, end int64, f record.Flags, now time.Tim
 // newBatch returns an empty batch for about n events. Full-size batches
 // come back from the producer when acknowledged and are reused: at full
 // speed their events are a large part of what the agent allocates.
-func (t *Tailer) newBatch(n int) *record.Batch {
+func (t *Tailer) newBatch(n int) *event.Batch {
 	if n < maxBatch {
-		return &record.Batch{Events: make([]record.Event, 0, n)}
+		return &event.Batch{Events: make([]event.Event, 0, n)}
 	}
-	if b, ok := t.batches.Get().(*record.Batch); ok {
+	if b, ok := t.batches.Get().(*event.Batch); ok {
 		return b
 	}
-	return &record.Batch{Events: make([]record.Event, 0, maxBatch), Done: t.recycle}
+	return &event.Batch{Events: make([]event.Event, 0, maxBatch), Done: t.recycle}
 }
 
 // recycle takes back an acknowledged full-size batch, clearing what its
 // events point to so that the pool pins no read buffer.
-func (t *Tailer) recycle(b *record.Batch) {
+func (t *Tailer) recycle(b *event.Batch) {
 	clear(b.Events)
 	b.Events, b.Bytes = b.Events[:0], 0
 	t.batches.Put(b)

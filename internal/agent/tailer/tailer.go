@@ -31,8 +31,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/agent/registry"
-	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 	"github.com/logpipe/logpipe/internal/platform/logging"
@@ -43,13 +43,13 @@ import (
 // (that is the backpressure that pauses reading) and fails only when ctx
 // ends.
 type Sink interface {
-	Send(ctx context.Context, b *record.Batch) error
+	Send(ctx context.Context, b *event.Batch) error
 }
 
 // Config is one tailer's job.
 type Config struct {
 	Path   string
-	Source *record.Source
+	Source *event.Source
 	// FromEnd starts a file the registry has never seen at its last
 	// complete line, on the first open only; it is set only for an entry
 	// that never read anything, so no file was rotated past it and none

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/agent/registry"
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
@@ -28,10 +29,10 @@ import (
 // sink records events and acknowledges them at once.
 type sink struct {
 	mu  sync.Mutex
-	evs []*record.Event
+	evs []*event.Event
 }
 
-func (s *sink) Send(_ context.Context, b *record.Batch) error {
+func (s *sink) Send(_ context.Context, b *event.Batch) error {
 	for i := range b.Events {
 		ev := &b.Events[i]
 		s.mu.Lock()
@@ -42,10 +43,10 @@ func (s *sink) Send(_ context.Context, b *record.Batch) error {
 	return nil
 }
 
-func (s *sink) events() []*record.Event {
+func (s *sink) events() []*event.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]*record.Event(nil), s.evs...)
+	return append([]*event.Event(nil), s.evs...)
 }
 
 func (s *sink) values() []string {
@@ -72,7 +73,7 @@ func newGate(s *sink) *gatedSink {
 	return &gatedSink{s: s, blocked: make(chan struct{}), open: make(chan struct{})}
 }
 
-func (g *gatedSink) Send(ctx context.Context, b *record.Batch) error {
+func (g *gatedSink) Send(ctx context.Context, b *event.Batch) error {
 	pass := false
 	g.first.Do(func() { pass = true })
 	if !pass {
@@ -119,7 +120,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) run(cfg Config) (stop func()) {
 	h.t.Helper()
 	if cfg.Source == nil {
-		cfg.Source = record.NewSource("t", cfg.Path, "host", "1.2.3.4", nil)
+		cfg.Source = event.NewSource("t", cfg.Path, "host", "1.2.3.4", nil)
 	}
 	if cfg.MaxLineBytes == 0 {
 		cfg.MaxLineBytes = 64 << 10
@@ -868,10 +869,10 @@ func TestFIFOInPathDoesNotWedgeTheTailer(t *testing.T) {
 // holdSink keeps every batch and acknowledges nothing: Kafka is down.
 type holdSink struct {
 	mu      sync.Mutex
-	batches []*record.Batch
+	batches []*event.Batch
 }
 
-func (s *holdSink) Send(_ context.Context, b *record.Batch) error {
+func (s *holdSink) Send(_ context.Context, b *event.Batch) error {
 	s.mu.Lock()
 	s.batches = append(s.batches, b)
 	s.mu.Unlock()
@@ -888,7 +889,7 @@ func TestBatchBytesCountWhatTheEventsHold(t *testing.T) {
 			h := newHarness(t)
 			p := filepath.Join(h.dir, "a.log")
 			write(t, p, "")
-			cfg := Config{Path: p, Source: record.NewSource("t", p, "host", "1.2.3.4", nil), MaxLineBytes: 64 << 10, PollInterval: time.Millisecond}
+			cfg := Config{Path: p, Source: event.NewSource("t", p, "host", "1.2.3.4", nil), MaxLineBytes: 64 << 10, PollInterval: time.Millisecond}
 			if ml {
 				cfg.Multiline = multiline(t, `^\S`, 0, 0)
 			}
@@ -921,7 +922,7 @@ func TestBatchBytesCountWhatTheEventsHold(t *testing.T) {
 			declared := 0
 			events := 0
 			for _, b := range snk.batches {
-				declared += b.Bytes + cap(b.Events)*int(unsafe.Sizeof(record.Event{})) + int(unsafe.Sizeof(*b))
+				declared += b.Bytes + cap(b.Events)*int(unsafe.Sizeof(event.Event{})) + int(unsafe.Sizeof(*b))
 				events += len(b.Events)
 			}
 			if events != n {
@@ -1012,10 +1013,10 @@ func TestDrainerOfDeletedFileOutlivesItsTailer(t *testing.T) {
 	checkExactlyOnce(t, old, "l", 20)
 }
 
-func (s *holdSink) events() []record.Event {
+func (s *holdSink) events() []event.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []record.Event
+	var out []event.Event
 	for _, b := range s.batches {
 		out = append(out, b.Events...)
 	}
@@ -1053,7 +1054,7 @@ func TestResentLinesKeepTheirIndexTime(t *testing.T) {
 	write(t, p, numbered("l", 300, 300))
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(first.events()) == 600 }, testutil.Msg("600 lines read"))
 	stop()
-	sent := map[int64]record.Event{}
+	sent := map[int64]event.Event{}
 	for _, ev := range first.events() {
 		sent[ev.Offset] = ev
 	}
@@ -1112,7 +1113,7 @@ func TestFilteredEventsAreReadPast(t *testing.T) {
 // dropSink acknowledges every event at once and keeps nothing of it.
 type dropSink struct{ n atomic.Int64 }
 
-func (s *dropSink) Send(_ context.Context, b *record.Batch) error {
+func (s *dropSink) Send(_ context.Context, b *event.Batch) error {
 	for i := range b.Events {
 		b.Events[i].Acker.Ack(b.Events[i].Seq)
 	}

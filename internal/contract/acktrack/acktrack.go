@@ -7,6 +7,13 @@ package acktrack
 
 import "sync"
 
+// Acker is told when the item with a given sequence number is done: an
+// agent's event durably in Kafka, a transfer's document in
+// Elasticsearch (or dead-lettered). A Tracker is one.
+type Acker interface {
+	Ack(seq uint64)
+}
+
 // Tracker tracks one ordered stream. Events are registered in stream order
 // with the position just past them; Acked only moves when every event
 // before a point is acknowledged. It is safe for concurrent use.

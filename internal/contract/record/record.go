@@ -3,7 +3,8 @@
 // (or a joined multiline event), so `kcat -C` shows the real log; the
 // metadata travels in headers named here, and the event id that the
 // transfer uses as the Elasticsearch _id is computed here. Both daemons
-// import this package, so they cannot disagree about it.
+// import this package, so they cannot disagree about it. It is plain Go:
+// no Kafka client (headers are Header; see platform/kafka for sarama's).
 package record
 
 import (
@@ -11,12 +12,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/IBM/sarama"
 )
 
 // Header names. They follow ECS field names, so the document the transfer
@@ -154,151 +152,11 @@ func EventID(inst Instance, offset int64) string {
 	return string(AppendEventID(make([]byte, 0, 48), inst, offset))
 }
 
-// Source is what all events of one tailed file into one topic share. Its
-// headers are encoded once.
-type Source struct {
-	Topic  string
-	Path   string
-	Host   string
-	IP     string
-	Fields map[string]string
-	// Pipeline is the transfer pipeline named in every record ("": none).
-	Pipeline string
-
-	key    []byte
-	keyEnc sarama.Encoder
-	hash   uint32
-	static []sarama.RecordHeader
-	// names of the per-event headers, allocated once per source
-	idKey, flagKey, stampKey []byte
-}
-
-// ContextHeaders is how many headers every record of s starts with that
-// are the same for all of them (host, fields, pipeline): a signed chunk's
-// context.
-func (s *Source) ContextHeaders() int { return len(s.static) }
-
-// NewSource builds a Source and pre-encodes its constant headers.
-func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
-	s := &Source{Topic: topic, Path: path, Host: host, IP: ip, Fields: fields, key: []byte(path),
-		idKey: []byte(HeaderEventID), flagKey: []byte(HeaderFlags), stampKey: []byte(HeaderIndexTime)}
-	s.keyEnc = sarama.ByteEncoder(s.key)
-	h := fnv.New32a()
-	h.Write(s.key)
-	s.hash = h.Sum32()
-	s.static = []sarama.RecordHeader{
-		{Key: []byte(HeaderHostName), Value: []byte(host)},
-		{Key: []byte(HeaderHostIP), Value: []byte(ip)},
-	}
-	if len(fields) > 0 {
-		b, _ := json.Marshal(fields) // map[string]string always marshals
-		s.static = append(s.static, sarama.RecordHeader{Key: []byte(HeaderFields), Value: b})
-	}
-	return s
-}
-
-// WithPipeline adds the pipeline header (none for ""), and returns s.
-// Call before the source is used.
-func (s *Source) WithPipeline(name string) *Source {
-	if name != "" {
-		s.Pipeline = name
-		s.static = append(s.static, sarama.RecordHeader{Key: []byte(HeaderPipeline), Value: []byte(name)})
-	}
-	return s
-}
-
-// Key is the record key: the file path, so one file's lines stay in order
-// in one partition.
-func (s *Source) Key() []byte { return s.key }
-
-// KeyHash is the FNV-1a hash of Key, as sarama's hash partitioner uses
-// it, computed once.
-func (s *Source) KeyHash() uint32 { return s.hash }
-
-// KeyEncoder is Key as a sarama.Encoder, built once.
-func (s *Source) KeyEncoder() sarama.Encoder { return s.keyEnc }
-
-// Acker is told when the event with a given sequence number is durably in
-// Kafka. The agent's registry implements it.
-type Acker interface {
-	Ack(seq uint64)
-}
-
-// Event is one line (or joined multiline event, or piece of a long line)
-// on its way from a file to Kafka.
-type Event struct {
-	Source *Source
-	Value  []byte
-	// Offset is the byte offset of the event's first byte in its file.
-	Offset   int64
-	Instance Instance
-	Flags    Flags
-	// Time is when the line was read; it becomes the record timestamp.
-	Time time.Time
-	// Stamp is the index time (HeaderIndexTime), from the registry; zero
-	// for none.
-	Stamp time.Time
-
-	Acker Acker
-	Seq   uint64
-}
-
-// Headers encodes the record headers of e.
-func (e *Event) Headers() []sarama.RecordHeader {
-	h, _ := e.AppendHeaders(nil, nil)
-	return h
-}
-
-// MaxHeaders is the most headers a record of the agent carries:
-// AppendHeaders' and the signature.
-const MaxHeaders = 8
-
-// HeaderCount is how many headers AppendHeaders adds for e.
-func (e *Event) HeaderCount() int {
-	n := len(e.Source.static) + 1
-	if e.Flags != 0 {
-		n++
-	}
-	if !e.Stamp.IsZero() {
-		n++
-	}
-	return n
-}
-
-// AppendHeaders appends e's record headers to dst, their variable values
-// to buf, and returns both, so a batch of events can share two
-// allocations. Earlier headers stay valid if buf grows.
-func (e *Event) AppendHeaders(dst []sarama.RecordHeader, buf []byte) ([]sarama.RecordHeader, []byte) {
-	s := e.Source
-	dst = append(dst, s.static...)
-	start := len(buf)
-	buf = AppendEventID(buf, e.Instance, e.Offset)
-	end := len(buf)
-	dst = append(dst, sarama.RecordHeader{Key: s.idKey, Value: buf[start:end:end]})
-	if e.Flags != 0 {
-		dst = append(dst, sarama.RecordHeader{Key: s.flagKey, Value: []byte(e.Flags.String())})
-	}
-	if !e.Stamp.IsZero() {
-		start := len(buf)
-		buf = strconv.AppendInt(buf, e.Stamp.UnixMilli(), 10)
-		dst = append(dst, sarama.RecordHeader{Key: s.stampKey, Value: buf[start:len(buf):len(buf)]})
-	}
-	return dst, buf
-}
-
-// Batch is events read together from one file, handed to the producer in
-// one go. Its slices belong to the producer once sent.
-type Batch struct {
-	Events []Event
-	// Bytes is the memory the values hold: the read buffers they point
-	// into (or their own, for joined multiline events), which may be more
-	// than the sum of their lengths. The producer counts it, with a fixed
-	// cost per event, against buffer_bytes.
-	Bytes int
-	// Done, if set, is called by the producer once every event of the
-	// batch is acknowledged: from then on nothing refers to the batch or
-	// its events, and whoever made it may reuse their memory.
-	Done func(*Batch)
+// Header is a record header as Kafka carries it: a name and a value.
+// The Kafka clients' own header types are this one (a producer or a
+// consumer passes theirs without copying; see platform/kafka).
+type Header struct {
+	Key, Value []byte
 }
 
 // View is a record's headers read without copying: the slices point into
@@ -319,7 +177,7 @@ type View struct {
 // ParseRecord reads a View from a record's key and headers: Parse, and
 // for a logagent record (one with an event id) without log.file.path or
 // log.offset headers, the path from the key and the offset from the id.
-func ParseRecord(key []byte, headers []*sarama.RecordHeader) View {
+func ParseRecord(key []byte, headers []*Header) View {
 	v := Parse(headers)
 	if len(v.EventID) > 0 {
 		if len(v.Path) == 0 {
@@ -351,7 +209,7 @@ func OffsetOf(eventID []byte) (int64, bool) {
 
 // Parse reads a View from record headers. Malformed values are ignored
 // rather than failing the record: the line itself is what matters.
-func Parse(headers []*sarama.RecordHeader) View {
+func Parse(headers []*Header) View {
 	var v View
 	for _, h := range headers {
 		if h == nil {
@@ -401,7 +259,7 @@ type Meta struct {
 }
 
 // Decode reads Meta from a record's key and headers (see ParseRecord).
-func Decode(key []byte, headers []*sarama.RecordHeader) Meta {
+func Decode(key []byte, headers []*Header) Meta {
 	v := ParseRecord(key, headers)
 	m := Meta{HostName: string(v.HostName), HostIP: string(v.HostIP), Path: string(v.Path),
 		Offset: v.Offset, HasOffset: v.HasOffset, EventID: string(v.EventID)}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/IBM/sarama"
 	"github.com/minio/highwayhash"
 )
 
@@ -66,7 +65,7 @@ const MaxChunk = 4096
 const MaxChunkBytes = 1 << 20
 
 // HeldSize is what a record counts against MaxChunkBytes.
-func HeldSize(key, value []byte, headers []*sarama.RecordHeader) int {
+func HeldSize(key, value []byte, headers []*Header) int {
 	n := len(key) + len(value)
 	for _, h := range headers {
 		if h != nil {
@@ -121,7 +120,7 @@ type Chunk struct {
 	// when one did not (or had fewer headers).
 	ctx  int
 	ck   []byte
-	hdrs []*sarama.RecordHeader
+	hdrs []*Header
 	bad  bool
 	buf  []byte
 }
@@ -151,7 +150,7 @@ func (c *Chunk) Len() int { return c.n }
 
 // Add hashes the next record: its key, value and headers (any HeaderSig
 // left out).
-func (c *Chunk) Add(key, value []byte, headers []*sarama.RecordHeader) {
+func (c *Chunk) Add(key, value []byte, headers []*Header) {
 	c.n++
 	if c.bad {
 		return // the chunk fails whatever follows
@@ -247,7 +246,7 @@ func appendBytes[T string | []byte](dst []byte, b T) []byte {
 // Sign appends the HeaderSig value of one record signed on its own (a
 // chunk of one, no context) to dst. For producers other than the agent,
 // and tests.
-func (k *SigningKey) Sign(dst []byte, topic string, key, value []byte, headers []*sarama.RecordHeader) []byte {
+func (k *SigningKey) Sign(dst []byte, topic string, key, value []byte, headers []*Header) []byte {
 	var c Chunk
 	c.Reset(k, topic, 0)
 	c.Add(key, value, headers)

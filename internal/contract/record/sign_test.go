@@ -5,7 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/IBM/sarama"
 	"pgregory.net/rapid"
 )
 
@@ -21,7 +20,7 @@ func testKey(t testing.TB, id byte) *SigningKey {
 // testRec is one record of a chunk.
 type testRec struct {
 	key, value []byte
-	headers    []*sarama.RecordHeader
+	headers    []*Header
 }
 
 func cloneRecs(rs []testRec) []testRec {
@@ -29,7 +28,7 @@ func cloneRecs(rs []testRec) []testRec {
 	for i, r := range rs {
 		out[i] = testRec{key: bytes.Clone(r.key), value: bytes.Clone(r.value)}
 		for _, h := range r.headers {
-			out[i].headers = append(out[i].headers, &sarama.RecordHeader{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)})
+			out[i].headers = append(out[i].headers, &Header{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)})
 		}
 	}
 	return out
@@ -69,16 +68,16 @@ func TestSignatureCoversTheChunk(t *testing.T) {
 		topic := rapid.StringN(1, 10, -1).Draw(rt, "topic")
 		key := bs.Draw(rt, "key")
 		ctx := rapid.IntRange(0, 3).Draw(rt, "ctx")
-		var shared []*sarama.RecordHeader
+		var shared []*Header
 		for i := 0; i < ctx; i++ {
-			shared = append(shared, &sarama.RecordHeader{Key: bs.Draw(rt, "cname"), Value: bs.Draw(rt, "cvalue")})
+			shared = append(shared, &Header{Key: bs.Draw(rt, "cname"), Value: bs.Draw(rt, "cvalue")})
 		}
 		n := rapid.IntRange(1, 6).Draw(rt, "records")
 		rs := make([]testRec, n)
 		for i := range rs {
-			rs[i] = testRec{key: key, value: bs.Draw(rt, "value"), headers: append([]*sarama.RecordHeader(nil), shared...)}
+			rs[i] = testRec{key: key, value: bs.Draw(rt, "value"), headers: append([]*Header(nil), shared...)}
 			for j, m := 0, rapid.IntRange(0, 3).Draw(rt, "own"); j < m; j++ {
-				rs[i].headers = append(rs[i].headers, &sarama.RecordHeader{Key: bs.Draw(rt, "name"), Value: bs.Draw(rt, "hv")})
+				rs[i].headers = append(rs[i].headers, &Header{Key: bs.Draw(rt, "name"), Value: bs.Draw(rt, "hv")})
 			}
 		}
 		sig, err := signChunk(k, topic, ctx, rs)
@@ -90,7 +89,7 @@ func TestSignatureCoversTheChunk(t *testing.T) {
 		}
 		withSig := cloneRecs(rs)
 		last := &withSig[n-1]
-		last.headers = append(last.headers, &sarama.RecordHeader{Key: []byte(HeaderSig), Value: sig})
+		last.headers = append(last.headers, &Header{Key: []byte(HeaderSig), Value: sig})
 		if err := verifyChunk(k, topic, sig, withSig); err != nil {
 			rt.Fatalf("the chunk as signed: %v", err)
 		}
@@ -109,10 +108,10 @@ func TestSignatureCoversTheChunk(t *testing.T) {
 		case 2:
 			r.value = append(r.value, 'x')
 		case 3:
-			r.headers = append(r.headers, &sarama.RecordHeader{Key: []byte(HeaderEventID), Value: []byte("forged")})
+			r.headers = append(r.headers, &Header{Key: []byte(HeaderEventID), Value: []byte("forged")})
 		case 4: // a header's value (context or own)
 			if len(r.headers) == 0 {
-				r.headers = append(r.headers, &sarama.RecordHeader{Key: []byte("a")})
+				r.headers = append(r.headers, &Header{Key: []byte("a")})
 			} else {
 				h := r.headers[rapid.IntRange(0, len(r.headers)-1).Draw(rt, "h")]
 				h.Value = append(h.Value, '!')
@@ -161,13 +160,13 @@ func TestSignatureCoversTheChunk(t *testing.T) {
 // one that does not is refused when signing, and fails verification.
 func TestChunkRecordsShareTheirContext(t *testing.T) {
 	k := testKey(t, 1)
-	host := func(v string) *sarama.RecordHeader {
-		return &sarama.RecordHeader{Key: []byte(HeaderHostName), Value: []byte(v)}
+	host := func(v string) *Header {
+		return &Header{Key: []byte(HeaderHostName), Value: []byte(v)}
 	}
 	for name, rs := range map[string][]testRec{
-		"context header": {{key: []byte("a"), value: []byte("1"), headers: []*sarama.RecordHeader{host("x")}}, {key: []byte("a"), value: []byte("2"), headers: []*sarama.RecordHeader{host("y")}}},
-		"key":            {{key: []byte("a"), value: []byte("1"), headers: []*sarama.RecordHeader{host("x")}}, {key: []byte("b"), value: []byte("2"), headers: []*sarama.RecordHeader{host("x")}}},
-		"fewer headers":  {{key: []byte("a"), value: []byte("1"), headers: []*sarama.RecordHeader{host("x")}}, {key: []byte("a"), value: []byte("2")}},
+		"context header": {{key: []byte("a"), value: []byte("1"), headers: []*Header{host("x")}}, {key: []byte("a"), value: []byte("2"), headers: []*Header{host("y")}}},
+		"key":            {{key: []byte("a"), value: []byte("1"), headers: []*Header{host("x")}}, {key: []byte("b"), value: []byte("2"), headers: []*Header{host("x")}}},
+		"fewer headers":  {{key: []byte("a"), value: []byte("1"), headers: []*Header{host("x")}}, {key: []byte("a"), value: []byte("2")}},
 	} {
 		if _, err := signChunk(k, "t", 1, rs); err == nil {
 			t.Errorf("%s: signed", name)
@@ -220,7 +219,7 @@ func TestMalformedSignatures(t *testing.T) {
 func BenchmarkChunk(b *testing.B) {
 	k := testKey(b, 1)
 	value := bytes.Repeat([]byte("x"), 199)
-	hs := []*sarama.RecordHeader{{Key: []byte(HeaderHostName), Value: []byte("web-1")}, {Key: []byte(HeaderHostIP), Value: []byte("10.0.0.1")},
+	hs := []*Header{{Key: []byte(HeaderHostName), Value: []byte("web-1")}, {Key: []byte(HeaderHostIP), Value: []byte("10.0.0.1")},
 		{Key: []byte(HeaderEventID), Value: []byte("9f8e7d6c5b4a39281706f5e4d3c2b1a0-1024")}}
 	key := []byte("/var/log/nginx/access.log")
 	var c Chunk

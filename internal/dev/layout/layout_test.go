@@ -70,9 +70,7 @@ var clients = []string{"github.com/IBM/sarama", "github.com/twmb/franz-go", "go.
 // (issue 26); the test fails on any other, and when one listed here is
 // gone (so the list only shrinks).
 var pending = map[string][]string{
-	"internal/contract/record":   {"github.com/IBM/sarama"},
 	"internal/platform/config":   {"github.com/IBM/sarama", "go.etcd.io/etcd/client", "google.golang.org/grpc"},
-	"internal/transfer/eswriter": {"github.com/IBM/sarama"},
 	"internal/transfer/pipeline": {"go.etcd.io/etcd/client", "google.golang.org/grpc"},
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
 	"github.com/logpipe/logpipe/internal/platform/fsutil"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/platform/logging"
 )
 
@@ -270,7 +271,7 @@ func (r *Ring) verify(ctx context.Context, msgs []*sarama.ConsumerMessage, views
 	}
 	ch.Reset(k.key, msgs[0].Topic, ctxHeaders)
 	for _, m := range msgs {
-		ch.Add(m.Key, m.Value, m.Headers)
+		ch.Add(m.Key, m.Value, kafka.Headers(m.Headers))
 	}
 	if err := ch.Verify(sig.Sig); err != nil {
 		return r.quarantine(ReasonBadSignature, err.Error()), nil, true

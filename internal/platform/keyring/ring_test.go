@@ -17,6 +17,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/contract/record"
 	tu "github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 )
 
 const prefix = "/logagent/keys/"
@@ -67,7 +68,7 @@ func message(topic string, host, ip string, value []byte, k *record.SigningKey) 
 	hs = append(hs, &sarama.RecordHeader{Key: []byte(record.HeaderEventID), Value: []byte("0123456789abcdef-42")})
 	msg := &sarama.ConsumerMessage{Topic: topic, Key: []byte("/var/log/app.log"), Value: value, Headers: hs}
 	if k != nil {
-		sig := k.Sign(nil, topic, msg.Key, value, hs) // a chunk of one
+		sig := k.Sign(nil, topic, msg.Key, value, kafka.Headers(hs)) // a chunk of one
 		msg.Headers = append(msg.Headers, &sarama.RecordHeader{Key: []byte(record.HeaderSig), Value: sig})
 	}
 	return msg
@@ -75,7 +76,7 @@ func message(topic string, host, ip string, value []byte, k *record.SigningKey) 
 
 // checkOne has r judge msg alone, taken in hand at round.
 func checkOne(r *Ring, msg *sarama.ConsumerMessage, round time.Time) (record.View, record.Verdict, bool) {
-	v := []record.View{record.ParseRecord(msg.Key, msg.Headers)}
+	v := []record.View{record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))}
 	out := make([]record.Verdict, 1)
 	var ch record.Chunk
 	ok := r.Check(context.Background(), []*sarama.ConsumerMessage{msg}, v, round, &ch, out)

@@ -48,7 +48,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
-	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/contract/acktrack"
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
 	"github.com/logpipe/logpipe/internal/platform/logging"
@@ -65,7 +65,7 @@ type Doc struct {
 	// source record; the writer does not look at it.
 	Origin any
 
-	Acker record.Acker
+	Acker acktrack.Acker
 	Seq   uint64
 
 	// Src renders the body when the bulk request is built, for a document

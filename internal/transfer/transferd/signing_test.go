@@ -57,9 +57,9 @@ func signChunk(k *record.SigningKey, ctx int, recs ...*kgo.Record) {
 	var c record.Chunk
 	c.Reset(k, recs[0].Topic, ctx)
 	for _, r := range recs {
-		var hs []*sarama.RecordHeader
+		var hs []*record.Header
 		for _, h := range r.Headers {
-			hs = append(hs, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+			hs = append(hs, &record.Header{Key: []byte(h.Key), Value: h.Value})
 		}
 		c.Add(r.Key, r.Value, hs)
 	}
