@@ -3,9 +3,11 @@
 //
 // For every mutant it copies the repository's tracked files into a
 // temporary directory (sharing .cache, where the real servers' jars are),
-// applies the mutant's edits (each must match exactly once, so a mutant
-// that no longer fits the code is reported, not skipped), and runs the
-// named tests there. A mutant the tests do not catch "survives", and the
+// applies the mutant's edits (each must match exactly once inside the
+// declaration it names, so a mutant that no longer fits the code is
+// reported, not skipped; code moved between files keeps its mutants), and
+// runs the named tests there. TestEveryMutantApplies checks, in make
+// test, that every mutant still finds its code. A mutant the tests do not catch "survives", and the
 // command exits 1. `make test` runs it; add a mutant with every guarantee.
 //
 //	go run ./scripts/mutants [-only substring] [-v]
@@ -24,14 +26,17 @@ import (
 	"time"
 )
 
-type edit struct{ old, new string }
+// edit replaces old, which must occur once in the declaration fn of the
+// mutant's package ("": the mutant's fn), by new.
+type edit struct{ fn, old, new string }
 
 // target is a package and a -run pattern.
 type target struct{ pkg, run string }
 
 type mutant struct {
 	name  string // the guarantee broken
-	file  string
+	pkg   string // the package directory, from the repository's root
+	fn    string // the declaration in it the edits go in (see anchor.go)
 	edits []edit
 	tests []target // each must fail on the mutant
 }
@@ -39,7 +44,8 @@ type mutant struct {
 var mutants = []mutant{
 	{
 		name: "agent marks a line durable when its request is written, before Kafka's ack",
-		file: "internal/agent/producer/engine.go",
+		pkg:  "internal/agent/producer",
+		fn:   "engine.send",
 		edits: []edit{{
 			old: "\t\te.p.m.sentN.Add(uint64(n))\n",
 			new: "\t\te.p.m.sentN.Add(uint64(n))\n\t\tfor _, ps := range set.parts {\n\t\t\tfor _, c := range ps.chunks {\n\t\t\t\tfor i := c.from; i < c.to; i++ {\n\t\t\t\t\tc.st.batch.Events[i].Acker.Ack(c.st.batch.Events[i].Seq)\n\t\t\t\t}\n\t\t\t}\n\t\t}\n",
@@ -48,11 +54,13 @@ var mutants = []mutant{
 	},
 	{
 		name: "agent hands a batch back for reuse once it is written, before Kafka acknowledged it (a re-send then carries reused memory)",
-		file: "internal/agent/producer/engine.go",
+		pkg:  "internal/agent/producer",
+		fn:   "engine.ack",
 		edits: []edit{{
 			old: "\t\tif st.batch.Done != nil {\n\t\t\tst.batch.Done(st.batch)\n\t\t}\n",
 			new: "",
 		}, {
+			fn:  "engine.send",
 			old: "\t\tswitch {\n\t\tcase err != nil:\n",
 			new: "\t\tfor _, ps := range set.parts {\n\t\t\tfor _, c := range ps.chunks {\n\t\t\t\tif c.attempts == 0 && c.to == len(c.st.batch.Events) && c.st.batch.Done != nil {\n\t\t\t\t\tc.st.batch.Done(c.st.batch)\n\t\t\t\t}\n\t\t\t}\n\t\t}\n\t\tswitch {\n\t\tcase err != nil:\n",
 		}},
@@ -60,7 +68,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "agent hands a batch back for reuse at the ack of its first record batch, before the rest of it reached Kafka",
-		file: "internal/agent/producer/engine.go",
+		pkg:  "internal/agent/producer",
+		fn:   "engine.ack",
 		edits: []edit{{
 			old: "\t\tif st.batch.Done != nil {\n\t\t\tst.batch.Done(st.batch)\n\t\t}\n",
 			new: "",
@@ -72,7 +81,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "agent reuses a batch's records while some of them are still in flight",
-		file: "internal/agent/producer/engine.go",
+		pkg:  "internal/agent/producer",
+		fn:   "engine.ack",
 		edits: []edit{{
 			old: "\t\tp.recycle(st.slab)\n",
 			new: "",
@@ -84,7 +94,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "agent gives up on a record batch Kafka refused instead of re-sending it",
-		file: "internal/agent/producer/engine.go",
+		pkg:  "internal/agent/producer",
+		fn:   "engine.retry",
 		edits: []edit{{
 			old: "\tq.push(dueMsg{due: time.Now().Add(b.Next()), c: c})\n",
 			new: "",
@@ -95,7 +106,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "an idle file keeps its last read buffer alive (the partial line slices the chunk)",
-		file: "internal/agent/tailer/reader.go",
+		pkg:  "internal/agent/tailer",
+		fn:   "reader.process",
 		edits: []edit{{
 			old: "\tif len(rest) == 0 {\n\t\tr.carry = nil\n\t} else {\n\t\tr.carry = append([]byte(nil), rest...)\n\t}\n",
 			new: "\tr.carry = rest\n",
@@ -104,7 +116,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "a once-busy idle file keeps the ack ring it grew for its burst",
-		file: "internal/agent/tailer/reader.go",
+		pkg:  "internal/agent/tailer",
+		fn:   "reader.rest",
 		edits: []edit{{
 			old: "\tr.h.Shrink()\n",
 			new: "",
@@ -113,7 +126,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "transfer commits the offsets of what it handed to the writer, not what Elasticsearch acknowledged",
-		file: "internal/transfer/transfer.go",
+		pkg:  "internal/transfer",
+		fn:   "Consumer.ConsumeClaim",
 		edits: []edit{{
 			old: "st.done = append(st.done, d == nil)",
 			new: "st.done = append(st.done, true)",
@@ -122,7 +136,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "the registry's once-a-second save removed",
-		file: "internal/agent/registry/registry.go",
+		pkg:  "internal/agent/registry",
+		fn:   "Registry.RunClock",
 		edits: []edit{{
 			old: "\t\t\tif err := r.Save(); err != nil {\n\t\t\t\tr.log.WithError(err).Warn(\"saving registry\")",
 			new: "\t\t\tif err := error(nil); err != nil {\n\t\t\t\tr.log.WithError(err).Warn(\"saving registry\")",
@@ -134,7 +149,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "no split of a batch rejected whole (413): the whole batch goes to the dead-letter topic",
-		file: "internal/transfer/eswriter/eswriter.go",
+		pkg:  "internal/transfer/eswriter",
+		fn:   "Writer.requestFailed",
 		edits: []edit{
 			{old: "\tif len(docs) > 1 {\n\t\th := len(docs) / 2", new: "\tif len(docs) < 0 {\n\t\th := len(docs) / 2"},
 			{old: "\tw.deadLetter(ctx, docs[0], fmt.Sprintf(\"%d %v\", status, err))\n\treturn nil",
@@ -144,7 +160,8 @@ var mutants = []mutant{
 	},
 	{
 		name: "copytruncate never reads the unread rest from the rotated copy",
-		file: "internal/agent/tailer/tailer.go",
+		pkg:  "internal/agent/tailer",
+		fn:   "Tailer.truncated",
 		edits: []edit{{
 			old: "if c, size := t.findCopy(r, n, fp, resume); c != nil {",
 			new: "if c, size := t.findCopy(r, n, fp, resume); c != nil && false {",
@@ -153,169 +170,197 @@ var mutants = []mutant{
 	},
 	{
 		name:  "a chunk read after the file was copytruncated and refilled is taken for old content",
-		file:  "internal/agent/tailer/reader.go",
+		pkg:   "internal/agent/tailer",
+		fn:    "reader.readAvailable",
 		edits: []edit{{old: "\t\tif !first {\n\t\t\tsame, err := r.unchanged()", new: "\t\tif first && !first {\n\t\t\tsame, err := r.unchanged()"}},
 		tests: []target{{"./internal/agent/tailer", "^TestCopyTruncateWhileHeldBack$"}},
 	},
 	{
 		name:  "a copytruncate copy read for the old content stays unknown (re-read whole at the next rotation)",
-		file:  "internal/agent/tailer/tailer.go",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.truncated",
 		edits: []edit{{old: "err = t.registerCopy(c, size)", new: "err = nil"}},
 		tests: []target{{"./internal/agent/tailer", "^TestCopiesAreNotReadAgainAfterRename$"}},
 	},
 	{
 		name:  "a generation whose save failed stays in use",
-		file:  "internal/agent/registry/registry.go",
+		pkg:   "internal/agent/registry",
+		fn:    "Handle.Start",
 		edits: []edit{{old: "\t\th.s.inst, h.s.instGen, h.s.tr, h.s.fpLen, h.s.fp, h.s.seen, h.s.st = old.inst, old.instGen, old.tr, old.fpLen, old.fp, old.seen, oldStamps\n", new: "\t\t_, _ = old, oldStamps\n"}},
 		tests: []target{{"./internal/agent/registry", "^TestFailedStartLeavesTheStreamAsItWas$"}},
 	},
 	{
 		name:  "streams unclaimed for a day are dropped at the first save (before the tailers claim them)",
-		file:  "internal/agent/registry/registry.go",
+		pkg:   "internal/agent/registry",
+		fn:    "Registry.snapshot",
 		edits: []edit{{old: "\t\tif s.claimed {\n\t\t\ts.seen = now\n\t\t}\n\t\tacked, _, _ := s.offsets()", new: "\t\tif s.claimed {\n\t\t\ts.seen = now\n\t\t} else if time.Since(s.seen) > 24*time.Hour {\n\t\t\tdelete(r.files, k)\n\t\t\tcontinue\n\t\t}\n\t\tacked, _, _ := s.offsets()"}},
 		tests: []target{{"./internal/agent/registry", "^TestOldStreamsSurviveStartAndArePrunedOnlyWhenGone$"}},
 	},
 	{
 		name:  "one topic's failing index template holds back every topic",
-		file:  "internal/transfer/transfer.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.Run",
 		edits: []edit{{old: "\t\t\t\tif err := c.opt.Prepare(ctx, t); err != nil {", new: "\t\t\t\tfor c.opt.Prepare(ctx, t) != nil && ctx.Err() == nil {\n\t\t\t\t}\n\t\t\t\tif err := ctx.Err(); err != nil {"}},
 		tests: []target{{"./internal/transfer/transferd", "^TestTemplateFailureHoldsOnlyItsTopic$"}},
 	},
 	{
 		name:  "retracting a batch that starts with a blank line leaves its events in flight",
-		file:  "internal/contract/acktrack/acktrack.go",
+		pkg:   "internal/contract/acktrack",
+		fn:    "Tracker.Retract",
 		edits: []edit{{old: "\tseq = max(seq, t.head)\n", new: "\tif seq < t.head {\n\t\treturn\n\t}\n"}},
 		tests: []target{{"./internal/contract/acktrack", "^TestTrackerRetract$"}},
 	},
 	{
 		name:  "documents are indexed (overwriting a stored _id) instead of created",
-		file:  "internal/transfer/eswriter/eswriter.go",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "appendBody",
 		edits: []edit{{old: "buf = append(buf, `{\"create\":{\"_index\":`...)", new: "buf = append(buf, `{\"index\":{\"_index\":`...)"}},
 		tests: []target{{"./internal/transfer/transferd", "^TestStoredDocumentIsNeverReplaced$"}},
 	},
 	{
 		name:  "index-time stamps are the read time (a line re-sent after midnight lands in a second index)",
-		file:  "internal/agent/registry/stamp.go",
+		pkg:   "internal/agent/registry",
+		fn:    "stamps.assign",
 		edits: []edit{{old: "\t\t\treturn false, o // idle for a while: a fresh epoch\n\t\t}\n\t\tevs[i].Stamp = e.t\n", new: "\t\t\treturn false, o // idle for a while: a fresh epoch\n\t\t}\n\t\tevs[i].Stamp = now\n"}},
 		tests: []target{{"./internal/agent/registry", "^TestResentEventsKeepTheirStampsAcrossMidnight$"}, {"./internal/agent/tailer", "^TestResentLinesKeepTheirIndexTime$"}},
 	},
 	{
 		name:  "a line is sent with a stamp epoch not yet on disk",
-		file:  "internal/agent/registry/stamp.go",
+		pkg:   "internal/agent/registry",
+		fn:    "stamps.assign",
 		edits: []edit{{old: "\t\tcase o >= st.limit, e == nil, e.gen != 0:\n", new: "\t\tcase o >= st.limit, e == nil:\n"}},
 		tests: []target{{"./internal/agent/registry", "^TestLineDuringSaveWaitsForIt$"}},
 	},
 	{
 		name:  "lines are sent past the stamp limit on disk",
-		file:  "internal/agent/registry/stamp.go",
+		pkg:   "internal/agent/registry",
+		fn:    "stamps.assign",
 		edits: []edit{{old: "\t\tcase o >= st.limit, e == nil, e.gen != 0:\n", new: "\t\tcase e == nil, e.gen != 0:\n"}},
 		tests: []target{{"./internal/agent/registry", "^TestBurstPastTheLimitIsSavedFirst$"}},
 	},
 	{
 		name:  "the transfer picks the index from the read time, not the agent's index-time stamp",
-		file:  "internal/transfer/transfer.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.document",
 		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n", new: "\tidxTime, out := c.placeTime(msg, time.Time{}, signed)\n"}},
 		tests: []target{{"./internal/transfer/transferd", "^TestResentAcrossMidnightLandsInOneIndex$"}, {"./internal/transfer", "^TestPlacement$"}},
 	},
 	{
 		name:  "events dropped by a line filter are not read past (the registry stops at them)",
-		file:  "internal/agent/tailer/reader.go",
+		pkg:   "internal/agent/tailer",
+		fn:    "reader.emit",
 		edits: []edit{{old: "\t\tval = nil // read past like a blank line: done, never sent\n", new: "\t\treturn nil\n"}},
 		tests: []target{{"./internal/agent/tailer", "^TestFilteredEventsAreReadPast$"}},
 	},
 	{
 		name:  "exclude_lines ignored: health checks the operator excluded are shipped",
-		file:  "internal/platform/collectconf/collectconf.go",
+		pkg:   "internal/platform/collectconf",
+		fn:    "Entry.Keep",
 		edits: []edit{{old: "\tfor _, re := range e.exclude {\n\t\tif re.Match(b) {\n", new: "\tfor _, re := range e.exclude {\n\t\tif re.Match(b) && false {\n"}},
 		tests: []target{{"./cmd/logagent", "^TestExcludedLinesNeverReachKafka$"}, {"./internal/dev/e2e", "^TestProcessingThroughBothDaemons$/^fake$"}},
 	},
 	{
 		name:  "the index follows the time a pipeline parsed from the line (a re-delivery under another pipeline version, or before pipelines load, lands in another index)",
-		file:  "internal/transfer/transfer.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.document",
 		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n", new: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n\tif res != nil && !res.Time.IsZero() {\n\t\tidxTime = res.Time\n\t}\n"}},
 		tests: []target{{"./internal/transfer", "^TestPlacementDependsOnTheRecordAlone$"}, {"./internal/transfer/transferd", "^TestNginxPipelineFieldsAndOwnDay$"}},
 	},
 	{
 		name:  "the transfer consumes before it knows the custom pipelines (records naming one are indexed unprocessed, for good)",
-		file:  "internal/transfer/transfer.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.knowsPipeline",
 		edits: []edit{{old: "\terr := c.opt.PipelinesReady()\n\tif err == nil {\n", new: "\terr := c.opt.PipelinesReady()\n\tif true {\n"}},
 		tests: []target{{"./internal/transfer/transferd", "^TestRedeliveryGivesOneDocumentPerLine$/^fake$"}},
 	},
 	{
 		name:  "pipelines cached by an earlier run outlive etcd's answer (a pipeline deleted meanwhile keeps running)",
-		file:  "internal/transfer/pipeline/set.go",
+		pkg:   "internal/transfer/pipeline",
+		fn:    "Set.Update",
 		edits: []edit{{old: "\t\tif !present[name] { // cached, and no longer in etcd\n", new: "\t\tif false {\n"}},
 		tests: []target{{"./internal/transfer/pipeline", "^TestSetReadyAndCache$"}},
 	},
 	{
 		name:  "an entry with from: end recovers files rotated before it ever read (a.log.1 shipped whole before the first new line)",
-		file:  "internal/agent/tailer/tailer.go",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.position",
 		edits: []edit{{old: "\t\t\tif r != nil && !t.cfg.FromEnd {\n", new: "\t\t\tif r != nil {\n"}},
 		tests: []target{{"./internal/agent/tailer", "^TestFromEndAfterRestartShipsOnlyNewLines$"}},
 	},
 	{
 		name:  "a collect entry's patterns have no budget in all (64 patterns each under the cap: 300 MB and 0.6 CPU-s a line)",
-		file:  "internal/platform/collectconf/collectconf.go",
+		pkg:   "internal/platform/collectconf",
+		fn:    "Entry.validate",
 		edits: []edit{{old: "\t} else if insts > MaxEntryInsts {\n", new: "\t} else if false {\n"}},
 		tests: []target{{"./internal/platform/collectconf", "^TestPatternBudgets$"}, {"./internal/agent", "^TestInvalidConfigKeepsRunningConfig$"}},
 	},
 	{
 		name:  "a pipeline's regex runs whatever a line costs (a long line holds up the records behind it)",
-		file:  "internal/transfer/pipeline/custom.go",
+		pkg:   "internal/transfer/pipeline",
+		fn:    "compileProc",
 		edits: []edit{{old: "\t\t\tif !e.spend(insts, len(s)) {\n\t\t\t\treturn fmt.Errorf(\"matching %d bytes against %d instructions is %w\", len(s), insts, errOverBudget)\n\t\t\t}\n\t\t\tm := re.FindStringSubmatchIndex(s)\n", new: "\t\t\tif false && !e.spend(insts, len(s)) {\n\t\t\t\treturn fmt.Errorf(\"matching %d bytes against %d instructions is %w\", len(s), insts, errOverBudget)\n\t\t\t}\n\t\t\tm := re.FindStringSubmatchIndex(s)\n"}},
 		tests: []target{{"./internal/transfer/pipeline", "^TestPipelineBudgets$"}, {"./internal/transfer/transferd", "^TestPipelineOverBudgetIsDeadLettered$"}},
 	},
 	{
 		name:  "a document the pipeline refused as over budget is indexed instead of dead-lettered",
-		file:  "internal/transfer/eswriter/eswriter.go",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "Writer.flush",
 		edits: []edit{{old: "\t\t\tif d.Reject == \"\" {\n", new: "\t\t\tif true {\n"}},
 		tests: []target{{"./internal/transfer/transferd", "^TestPipelineOverBudgetIsDeadLettered$"}},
 	},
 	{
 		name:  "a topic may hold all of chan_max_size and buffer_bytes (one that Kafka starts refusing while busy stalls every other topic)",
-		file:  "internal/agent/producer/producer.go",
+		pkg:   "internal/agent/producer",
+		fn:    "Producer.shareOf",
 		edits: []edit{{old: "\tif len(b.Events) == 0 || ev < 1 || by < 1 {\n", new: "\tif true {\n"}},
 		tests: []target{{"./internal/agent/producer", "^TestFailingTopicLeavesTheOthersTheirShare$"}, {"./internal/dev/e2e", "^TestFaultSuite$/^real$/^one_topic_refused_10s_under_load$"}},
 	},
 	{
 		name:  "a bulk worker retries a held topic's documents itself (an index whose ingest pipeline is missing takes every worker from the other topics)",
-		file:  "internal/transfer/eswriter/eswriter.go",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "Writer.flush",
 		edits: []edit{{old: "\t\tif slices.ContainsFunc(retry, func(d *Doc) bool { return d.held }) {\n", new: "\t\tif false {\n"}},
 		tests: []target{{"./internal/transfer/transferd", "^TestHeldTopicLeavesTheOthersFlowing$"}},
 	},
 	{
 		name:  "a record with no time is placed by the clock (each delivery after midnight lands in another index)",
-		file:  "internal/transfer/transfer.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.placeTime",
 		edits: []edit{{old: "\t\treturn undated, \"undated\"\n", new: "\t\treturn time.Now(), \"undated\"\n"}},
 		tests: []target{{"./internal/transfer", "^TestPlacementDependsOnTheRecordAlone$"}},
 	},
 	{
 		name:  "an invalid custom pipeline version replaces the last good one",
-		file:  "internal/transfer/pipeline/set.go",
+		pkg:   "internal/transfer/pipeline",
+		fn:    "Set.Update",
 		edits: []edit{{old: "\t\tif err != nil {\n\t\t\ts.refuse(log, name, err.Error())\n", new: "\t\tif err != nil {\n\t\t\tdelete(s.custom, name)\n\t\t\ts.refuse(log, name, err.Error())\n"}},
 		tests: []target{{"./internal/transfer/pipeline", "^TestSetKeepsLastGood$"}, {"./internal/transfer/transferd", "^TestCustomPipelineFromEtcd$"}},
 	},
 	{
 		name:  "a whole-request 401 (expired credential) is taken as about the documents: split and dead-lettered",
-		file:  "internal/transfer/eswriter/eswriter.go",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "Writer.requestFailed",
 		edits: []edit{{old: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest", new: "aboutDocs := status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest || status == http.StatusUnauthorized"}},
 		tests: []target{{"./internal/transfer/eswriter", "^TestBulkOutcomes$/^401"}, {"./internal/dev/e2e", "^TestFaultSuite$/^fake$/^missing_topic"}},
 	},
 	{
 		name:  "a 409 (already stored) is dead-lettered as a rejection",
-		file:  "internal/transfer/eswriter/eswriter.go",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "Writer.bulk",
 		edits: []edit{{old: "\t\tcase alreadyStored(r):\n", new: "\t\tcase alreadyStored(r) && false:\n"}},
 		tests: []target{{"./internal/transfer/eswriter", "^TestBulkOutcomes$/^409"}, {"./internal/transfer/transferd", "^TestStoredDocumentIsNeverReplaced$"}},
 	},
 	{
 		name:  "the transfer no longer derives the path (key) and offset (event id) the agent leaves out of the headers",
-		file:  "internal/transfer/gate.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.take",
 		edits: []edit{{old: "\tv := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))\n", new: "\tv := record.Parse(kafka.Headers(msg.Headers))\n"}},
 		tests: []target{{"./internal/dev/e2e", "^TestProcessingThroughBothDaemons$/^fake$"}},
 	},
 	{
 		name:  "a glob rescan is skipped although its directory changed",
-		file:  "internal/agent/collector/collector.go",
+		pkg:   "internal/agent/collector",
+		fn:    "globSkip.unchanged",
 		edits: []edit{{old: "mod.Equal(g.mod) && g.scanned.Sub(mod) > time.Second", new: "g.scanned.Sub(g.mod) > time.Second"}},
 		// Only the unit test: an agent test's directory is new, so its
 		// mtime stays within the second that is never trusted.
@@ -323,25 +368,29 @@ var mutants = []mutant{
 	},
 	{
 		name:  "a directory changed in the clock tick of the last glob scan is trusted as unchanged",
-		file:  "internal/agent/collector/collector.go",
+		pkg:   "internal/agent/collector",
+		fn:    "globSkip.unchanged",
 		edits: []edit{{old: "g.scanned.Sub(mod) > time.Second", new: "g.scanned.Sub(mod) > -time.Second"}},
 		tests: []target{{"./internal/agent/collector", "^TestGlobSkipOnlyWhileDirectoryUnchanged$"}},
 	},
 	{
 		name:  "an ingest pipeline that does not exist dead-letters every document",
-		file:  "internal/transfer/eswriter/eswriter.go",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "Writer.bulk",
 		edits: []edit{{old: "\t\tcase missingPipeline(r):\n", new: "\t\tcase missingPipeline(r) && false:\n"}},
 		tests: []target{{"./internal/transfer/eswriter", "^TestMissingIngestPipelineHeldNotDeadLettered$"}},
 	},
 	{
 		name:  "an idle agent collects once before returning memory (idle tailers keep half the stack their burst grew)",
-		file:  "internal/platform/memtune/memtune.go",
+		pkg:   "internal/platform/memtune",
+		fn:    "maxShrinks",
 		edits: []edit{{old: "const maxShrinks = 4\n", new: "const maxShrinks = 0\n"}},
 		tests: []target{{"./internal/platform/memtune", "^TestReleaseShrinksParkedStacks$"}},
 	},
 	{
 		name: "tailers open their files all at once (a thread per blocked open(2), kept for good)",
-		file: "internal/agent/tailer/tailer.go",
+		pkg:  "internal/agent/tailer",
+		fn:   "Tailer.next",
 		edits: []edit{
 			{old: "if o := t.cfg.Opens; o != nil {\n\t\tselect {", new: "if o := t.cfg.Opens; o != nil && false {\n\t\tselect {"},
 			{old: "if o := t.cfg.Opens; o != nil {\n\t\t<-o", new: "if o := t.cfg.Opens; o != nil && false {\n\t\t<-o"},
@@ -350,25 +399,29 @@ var mutants = []mutant{
 	},
 	{
 		name:  "each quiet file polls on its own clock (a thousand wake-ups of the process where one would do)",
-		file:  "internal/agent/tailer/tailer.go",
+		pkg:   "internal/agent/tailer",
+		fn:    "coalesce",
 		edits: []edit{{old: "\tif d < time.Second {\n\t\treturn d\n\t}", new: "\tif d < time.Hour {\n\t\treturn d\n\t}"}},
 		tests: []target{{"./internal/agent/tailer", "^TestSafetyNetPollsCoalesce$"}},
 	},
 	{
 		name:  "an idle agent releases memory once per quiet spell (stacks a safety-net poll grew back stay grown)",
-		file:  "internal/platform/memtune/memtune.go",
+		pkg:   "internal/platform/memtune",
+		fn:    "Governor.Run",
 		edits: []edit{{old: "case idle && now.Sub(released) >= regrowEvery:", new: "case idle && now.Sub(released) >= regrowEvery && false:"}},
 		tests: []target{{"./internal/platform/memtune", "^TestIdleReleasesAgainWhenStacksRegrow$"}},
 	},
 	{
 		name:  "an idle agent releases whenever the stacks grew at all (collections every 30 s for a few goroutines)",
-		file:  "internal/platform/memtune/memtune.go",
+		pkg:   "internal/platform/memtune",
+		fn:    "regrown",
 		edits: []edit{{old: "return now > after+1<<20 && now > after+after/4", new: "return now > after"}},
 		tests: []target{{"./internal/platform/memtune", "^TestIdleReleasesAgainWhenStacksRegrow$"}},
 	},
 	{
 		name: "a frame on an idle tailer's parked stack grows by 1.5 KiB (the runtime can no longer shrink its 8 KiB stack)",
-		file: "internal/agent/tailer/tailer.go",
+		pkg:  "internal/agent/tailer",
+		fn:   "Tailer.idle",
 		edits: []edit{{
 			old: "\tt.idleTm.Reset(t.idleFor(r))\n",
 			new: "\tvar scratch [64]time.Time\n\tscratch[len(t.cfg.Path)%64] = t.now()\n\tt.idleTm.Reset(t.idleFor(r) + time.Duration(scratch[len(t.cfg.Path)%64].Nanosecond()%2))\n",
@@ -377,151 +430,176 @@ var mutants = []mutant{
 	},
 	{
 		name:  "the inventory compares each round with the report its progress filled (an idle agent rewrites etcd every round)",
-		file:  "internal/platform/inventory/inventory.go",
+		pkg:   "internal/platform/inventory",
+		fn:    "Publisher.session",
 		edits: []edit{{old: "shape.Tasks = slices.Clone(r.Tasks)", new: "shape.Tasks = r.Tasks"}},
 		tests: []target{{"./internal/platform/inventory", "^TestProgressDoesNotCauseWrites$"}},
 	},
 	{
 		name:  "the consumer does not join again after a session sarama ended (a partition whose claim failed is never consumed)",
-		file:  "internal/transfer/transfer.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.Run",
 		edits: []edit{{old: "\t\t\tcontinue\n\t\t}\n\t\tbo.Reset()\n\t}\n\treturn nil\n", new: "\t\t\tcontinue\n\t\t}\n\t\tbo.Reset()\n\t\tif ctx.Err() == nil {\n\t\t\t<-ctx.Done()\n\t\t}\n\t}\n\treturn nil\n"}},
 		tests: []target{{"./internal/transfer/transferd", "^TestUnstartedClaimIsRetried$"}},
 	},
 	{
 		name:  "a round's documents take the sequence numbers of its first records (a record dropped by its pipeline shifts the rest onto the wrong ones)",
-		file:  "internal/transfer/transfer.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.ConsumeClaim",
 		edits: []edit{{old: "d.Seq = first + st.pos[i]", new: "d.Seq = first + uint64(i)"}},
 		tests: []target{{"./internal/transfer", "^TestDroppedRecordInARoundKeepsTheOthersInPlace$"}},
 	},
 	{
 		name:  "a request's answer acknowledges only the first document of each partition's run",
-		file:  "internal/transfer/eswriter/eswriter.go",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "ackAll",
 		edits: []edit{{old: "\t\t\tfor _, d := range docs[i:j] {\n\t\t\t\tseqs = append(seqs, d.Seq)", new: "\t\t\tfor _, d := range docs[i : i+1] {\n\t\t\t\tseqs = append(seqs, d.Seq)"}},
 		tests: []target{{"./internal/transfer/eswriter", "^TestAcksReachEveryPartitionsTracker$"}},
 	},
 	{
 		name:  "a request's answer takes its documents for one partition's (the others' trackers never hear of them)",
-		file:  "internal/transfer/eswriter/eswriter.go",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "ackAll",
 		edits: []edit{{old: "for j < len(docs) && docs[j].Acker == a {", new: "for j < len(docs) {"}},
 		tests: []target{{"./internal/transfer/eswriter", "^TestAcksReachEveryPartitionsTracker$"}},
 	},
 	{
 		name:  "the transfer's memory limit ignores the live heap (a live heap near it collects over and over)",
-		file:  "internal/platform/memtune/floor.go",
+		pkg:   "internal/platform/memtune",
+		fn:    "Floor.next",
 		edits: []edit{{old: "w := max(f.Limit, int64(live)*f.Ratio)", new: "w := f.Limit"}},
 		tests: []target{{"./internal/platform/memtune", "^TestFloor"}},
 	},
 	{
 		name:  "a save raises a fast stream's stamp limit by the bytes since the last save, not by its rate (a save just after another leaves it waiting for an fsync every 50 ms)",
-		file:  "internal/agent/registry/stamp.go",
+		pkg:   "internal/agent/registry",
+		fn:    "stamps.ahead",
 		edits: []edit{{old: "return max(stampMinAhead, st.traffic(now))", new: "return max(stampMinAhead, st.hw-st.snapHW)"}},
 		tests: []target{{"./internal/agent/registry", "^TestFastStreamWaitsForNoSaveInSteadyState$"}},
 	},
 	{
 		name:  "an idle agent keeps the pages of its executable that starting up touched (most of its 20 MB)",
-		file:  "internal/platform/memtune/memtune.go",
+		pkg:   "internal/platform/memtune",
+		fn:    "release",
 		edits: []edit{{old: "\t_, _ = dropBinaryPages() // best effort: an old kernel keeps them\n", new: ""}},
 		tests: []target{{"./internal/platform/memtune", "^TestReleaseDropsBinaryPages$"}},
 	},
 	{
 		name:  "the executable's pages are advised but not paged out",
-		file:  "internal/platform/memtune/pageout_linux.go",
+		pkg:   "internal/platform/memtune",
+		fn:    "dropBinaryPages",
 		edits: []edit{{old: "if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), madvPageout); errno != 0 {", new: "if errno := syscall.Errno(0); errno != 0 {"}},
 		tests: []target{{"./internal/platform/memtune", "^TestDropBinaryPagesShrinksResidentFileMemory$"}},
 	},
 	{
 		name:  "the transfer indexes a signed record that claims another host than its key's",
-		file:  "internal/platform/keyring/ring.go",
+		pkg:   "internal/platform/keyring",
+		fn:    "Ring.Check",
 		edits: []edit{{old: "case (len(v.HostIP) > 0 || len(v.HostName) > 0) && (string(v.HostIP) != k.ip || string(v.HostName) != k.host):", new: "case false:"}},
 		tests: []target{{"./internal/platform/keyring", "^TestRingIndexesOnlyWhatTheClaimedHostSigned$"}, {"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
 	},
 	{
 		name:  "accept_unsigned lets an unsigned record claim the IP of an agent that signs",
-		file:  "internal/platform/keyring/ring.go",
+		pkg:   "internal/platform/keyring",
+		fn:    "Ring.unsigned",
 		edits: []edit{{old: "\tcase st.hosts[string(v.HostIP)]:\n", new: "\tcase false:\n"}},
 		tests: []target{{"./internal/platform/keyring", "^TestRingIndexesOnlyWhatTheClaimedHostSigned$"}},
 	},
 	{
 		name:  "a record naming a key the watch has not brought yet is quarantined without asking etcd",
-		file:  "internal/platform/keyring/ring.go",
+		pkg:   "internal/platform/keyring",
+		fn:    "Ring.verify",
 		edits: []edit{{old: "\t\tif !r.sync(ctx, round) {\n\t\t\treturn \"\", nil, false\n\t\t}\n", new: ""}},
 		tests: []target{{"./internal/platform/keyring", "^TestRingReadsEtcdForAKeyNotSeenYet$"}},
 	},
 	{
 		name:  "a signature does not cover a record's own headers (event id, index.time)",
-		file:  "internal/contract/record/sign.go",
+		pkg:   "internal/contract/record",
+		fn:    "Chunk.Add",
 		edits: []edit{{old: "\t\t\tb = append(b, hd.Key...)\n\t\t\tb = appendBytes(b, hd.Value)\n", new: ""}},
 		tests: []target{{"./internal/contract/record", "^TestSignatureCoversTheChunk$"}},
 	},
 	{
 		name:  "a chunk's later records are not checked to repeat its context (host, fields)",
-		file:  "internal/contract/record/sign.go",
+		pkg:   "internal/contract/record",
+		fn:    "Chunk.Add",
 		edits: []edit{{old: "} else if p := c.hdrs[seen]; !bytes.Equal(p.Key, h.Key) || !bytes.Equal(p.Value, h.Value) {", new: "} else if p := c.hdrs[seen]; p == nil {"}},
 		tests: []target{{"./internal/contract/record", "^TestChunkRecordsShareTheirContext$"}},
 	},
 	{
 		name:  "a commit can fall inside a chunk (the next owner sees it cut, and quarantines the agent's lines)",
-		file:  "internal/transfer/gate.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.judge",
 		edits: []edit{{old: "if chunk && i < len(recs)-1 {", new: "if chunk && i < 0 {"}},
 		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
 	},
 	{
 		name:  "a signature is checked over every record held, not only the chunk's",
-		file:  "internal/transfer/gate.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.take",
 		edits: []edit{{old: "if k := len(g.held) - (n - 1); k > 0 {", new: "if k := len(g.held) - (n - 1); k > len(g.held) {"}},
 		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
 	},
 	{
 		name:  "a claim that starts inside a chunk does not read its beginning (the agent's lines after the commit are quarantined)",
-		file:  "internal/transfer/gate.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.take",
 		edits: []edit{{old: "\t\tg.held = append(c.beginning(ctx, msg, start, g.first), g.held...)\n", new: "\t\t_ = start\n"}},
 		tests: []target{{"./internal/transfer/transferd", "^TestClaimStartingInsideAChunkReadsItsBeginning$"}},
 	},
 	{
 		name:  "the transfer holds any number of bytes of a partition's unsigned records (a producer floods its memory)",
-		file:  "internal/transfer/gate.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.take",
 		edits: []edit{{old: "n >= record.MaxChunk || b > record.MaxChunkBytes && n > 1;", new: "n >= record.MaxChunk || b > record.MaxChunkBytes<<20 && n > 1;"}},
 		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
 	},
 	{
 		name:  "held records wait heldMax from the first held, not from the last record come (a chunk delivered slowly is cut)",
-		file:  "internal/transfer/gate.go",
+		pkg:   "internal/transfer",
+		fn:    "heldClock.reset",
 		edits: []edit{{old: "func (h *heldClock) reset() { h.quiet = 0 }", new: "func (h *heldClock) reset() {}"}},
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
 		name:  "held records are judged alone after one wait with nothing come (the rest of a chunk, still in the feeder, is quarantined)",
-		file:  "internal/transfer/gate.go",
+		pkg:   "internal/transfer",
+		fn:    "heldClock.expired",
 		edits: []edit{{old: "\th.quiet += heldWait\n\treturn h.quiet >= heldMax\n", new: "\th.quiet += heldWait\n\treturn true\n"}},
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
 		name:  "a wait that ended late (the process stalled) counts towards heldMax",
-		file:  "internal/transfer/gate.go",
+		pkg:   "internal/transfer",
+		fn:    "heldClock.expired",
 		edits: []edit{{old: "if now.Sub(h.armed) > heldWait+heldLate {", new: "if now.Sub(h.armed) > heldWait+heldLate+time.Hour<<10 {"}},
 		tests: []target{{"./internal/transfer", "^TestHeldClockCountsOnlyWaitsThisProcessRan$"}},
 	},
 	{
 		name:  "the agent's signature leaves out a record of its chunk",
-		file:  "internal/agent/producer/engine.go",
+		pkg:   "internal/agent/producer",
+		fn:    "Producer.sign",
 		edits: []edit{{old: "\tfor i := range recs {\n\t\tp.chunk.Add(recs[i].Key, recs[i].Value, kafka.Headers(recs[i].Headers))\n", new: "\tfor i := range recs[1:] {\n\t\tp.chunk.Add(recs[i].Key, recs[i].Value, kafka.Headers(recs[i].Headers))\n"}},
 		tests: []target{{"./internal/agent/producer", "^TestEveryChunkIsSignedWhole$"}},
 	},
 	{
 		name:  "the agent's side links the transfer's (the layout's first rule)",
-		file:  "internal/agent/registry/registry.go",
+		pkg:   "internal/agent/registry",
+		fn:    "file:registry.go",
 		edits: []edit{{old: "\t\"github.com/sirupsen/logrus\"\n", new: "\t\"github.com/sirupsen/logrus\"\n\t_ \"github.com/logpipe/logpipe/internal/transfer/pipeline\"\n"}},
 		tests: []target{{"./internal/dev/layout", "^TestImportRules$"}},
 	},
 	{
 		name:  "the records of a chunk whose signature fails are let through",
-		file:  "internal/platform/keyring/ring.go",
+		pkg:   "internal/platform/keyring",
+		fn:    "Ring.Check",
 		edits: []edit{{old: "\t\t\tout[i] = record.Verdict{Quarantine: r.unsigned(st, v)}\n", new: "\t\t\tout[i] = record.Verdict{Quarantine: r.unsigned(st, v)[:0]}\n"}},
 		tests: []target{{"./internal/transfer", "^TestGateIndexesWhatTheClaimedHostSignedWhole$"}},
 	},
 	{
 		name:  "a signed record is placed by its Kafka timestamp, which is not signed (a copy produced again makes an index and a duplicate)",
-		file:  "internal/transfer/transfer.go",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.placeTime",
 		edits: []edit{{old: "\tif signed && !stamp.IsZero() {\n", new: "\tif false {\n"}},
 		tests: []target{{"./internal/transfer", "^TestSignedRecordsArePlacedByTheirStamp$"}, {"./internal/transfer/transferd", "^TestForgedRecordsAreQuarantinedAndMakeNoIndex$"}},
 	},
@@ -593,22 +671,17 @@ func runMutant(root string, m mutant) (string, []byte, error) {
 	if err := os.Symlink(filepath.Join(root, ".cache"), filepath.Join(dir, ".cache")); err != nil {
 		return "", nil, err
 	}
-	path := filepath.Join(dir, m.file)
-	src, err := os.ReadFile(path)
+	files, err := apply(dir, m)
 	if err != nil {
 		return "", nil, err
 	}
-	for _, e := range m.edits {
-		if n := bytes.Count(src, []byte(e.old)); n != 1 {
-			return "", nil, fmt.Errorf("mutant no longer applies: %q occurs %d times in %s (update scripts/mutants)", e.old, n, m.file)
+	for path, src := range files {
+		if err := os.WriteFile(path, src, 0o644); err != nil {
+			return "", nil, err
 		}
-		src = bytes.Replace(src, []byte(e.old), []byte(e.new), 1)
-	}
-	if err := os.WriteFile(path, src, 0o644); err != nil {
-		return "", nil, err
 	}
 	// The mutated code must build: a compile error would "catch" anything.
-	vet := exec.Command("go", "vet", "./"+filepath.Dir(m.file))
+	vet := exec.Command("go", "vet", "./"+m.pkg)
 	vet.Dir = dir
 	if out, err := vet.CombinedOutput(); err != nil {
 		return "", out, fmt.Errorf("mutated code does not build: %v", err)
