@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/internal/agent/collector"
 	"github.com/logpipe/logpipe/internal/agent/producer"
@@ -31,6 +30,7 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
+	"github.com/logpipe/logpipe/internal/platform/etcdclient"
 	"github.com/logpipe/logpipe/internal/platform/fsutil"
 	"github.com/logpipe/logpipe/internal/platform/httpserver"
 	"github.com/logpipe/logpipe/internal/platform/inventory"
@@ -117,7 +117,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		return nil, err
 	}
 	a.reg = reg
-	cli, err := clientv3.New(cfg.Etcd.ClientConfig(zap.NewNop()))
+	cli, err := etcdclient.New(cfg.Etcd.Endpoints, cfg.Etcd.Timeout, cfg.Etcd.Security)
 	if err != nil {
 		reg.Close()
 		return nil, fmt.Errorf("creating etcd client: %w", err)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/etcdclient"
 	"github.com/logpipe/logpipe/internal/platform/security"
 )
 
@@ -75,5 +76,5 @@ func (f etcdFlags) clientConfig(endpoints []string, timeout time.Duration, log *
 		}
 		sec.Username, sec.Password = name, config.NewSecret(pass)
 	}
-	return sec.ClientConfig(endpoints, timeout, log), nil
+	return etcdclient.Config(endpoints, timeout, sec, log), nil
 }

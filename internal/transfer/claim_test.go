@@ -19,7 +19,6 @@ import (
 
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 	"github.com/logpipe/logpipe/internal/platform/config"
-	"github.com/logpipe/logpipe/internal/platform/confwatch"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
@@ -221,7 +220,7 @@ func TestDroppedRecordInARoundKeepsTheOthersInPlace(t *testing.T) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	pipes := pipeline.NewSet("/p/", logrus.NewEntry(l), nil)
-	pipes.Update(&confwatch.Snapshot{Revision: 1, KVs: map[string]confwatch.KV{"/p/dropper": {Value: []byte(`[{"drop":{"matches":"^skip"}}]`), ModRevision: 1}}})
+	pipes.Update(1, map[string]pipeline.Def{"/p/dropper": {Value: []byte(`[{"drop":{"matches":"^skip"}}]`), Revision: 1}})
 	if _, ok := pipes.Lookup([]byte("dropper")); !ok {
 		t.Fatal("pipeline not loaded")
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/config"
-	"github.com/logpipe/logpipe/internal/platform/confwatch"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
@@ -90,7 +89,7 @@ func TestPlacementDependsOnTheRecordAlone(t *testing.T) {
 	world := func(value string) *pipeline.Set {
 		s := pipeline.NewSet(pipeline.DefaultPrefix, quietEntry(), nil)
 		if value != "" {
-			s.Update(&confwatch.Snapshot{Revision: 1, KVs: map[string]confwatch.KV{pipeline.DefaultPrefix + "app": {Value: []byte(value), ModRevision: 1}}})
+			s.Update(1, map[string]pipeline.Def{pipeline.DefaultPrefix + "app": {Value: []byte(value), Revision: 1}})
 		}
 		return s
 	}

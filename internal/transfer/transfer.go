@@ -23,6 +23,7 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/platform/logging"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
@@ -143,10 +144,10 @@ func NewConsumer(opt Options, log *logrus.Entry, reg prometheus.Registerer) *Con
 // SaramaConfig is the consumer group configuration for cfg.
 func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
 	c := sarama.NewConfig()
-	config.NoSaramaMetrics(c)
+	kafka.NoMetrics(c)
 	c.ClientID = clientID
-	c.Version = cfg.Version
-	c.Consumer.Offsets.Initial = cfg.InitialOffset
+	c.Version = kafka.Version(cfg.Version)
+	c.Consumer.Offsets.Initial = kafka.InitialOffset(cfg.InitialOffset)
 	c.Consumer.Offsets.AutoCommit.Enable = true
 	c.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
 	c.Consumer.Return.Errors = true
@@ -166,7 +167,7 @@ func SaramaConfig(cfg config.Consumer, clientID string) *sarama.Config {
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
 	c.Net.DialTimeout = 5 * time.Second
 	c.ChannelBufferSize = 64
-	cfg.Security.Apply(c)
+	kafka.Secure(c, cfg.Security)
 	return c
 }
 
@@ -942,14 +943,14 @@ type DeadLetter struct {
 // use.
 func NewDeadLetter(cfg config.Consumer) *DeadLetter {
 	c := sarama.NewConfig()
-	config.NoSaramaMetrics(c)
+	kafka.NoMetrics(c)
 	c.ClientID = "logtransfer-dlq"
-	c.Version = cfg.Version
+	c.Version = kafka.Version(cfg.Version)
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Return.Successes = true
 	c.Producer.Retry.Max = 3
 	c.Net.DialTimeout = 5 * time.Second
-	cfg.Security.Apply(c)
+	kafka.Secure(c, cfg.Security)
 	return &DeadLetter{brokers: cfg.Brokers, cfg: c, suffix: cfg.DLQSuffix, qsuffix: cfg.QuarantineSuffix}
 }
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 )
 
 func main() {
@@ -33,7 +33,7 @@ func main() {
 
 func run(broker, topic, file, codec string) error {
 	c := sarama.NewConfig()
-	config.NoSaramaMetrics(c)
+	kafka.NoMetrics(c)
 	c.Version = sarama.V2_8_0_0
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	var cc sarama.CompressionCodec

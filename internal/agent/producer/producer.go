@@ -30,6 +30,7 @@ import (
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/platform/logging"
 )
 
@@ -306,11 +307,11 @@ func (p *Producer) acquire(ctx context.Context, sem *semaphore.Weighted, n int64
 func (p *Producer) saramaConfig() *sarama.Config {
 	k := p.cfg.Kafka
 	c := sarama.NewConfig()
-	config.NoSaramaMetrics(c)
+	kafka.NoMetrics(c)
 	c.ClientID = p.cfg.ClientID
-	c.Version = k.Version
-	c.Producer.RequiredAcks = k.RequiredAcks
-	c.Producer.Compression = k.Compression
+	c.Version = kafka.Version(k.Version)
+	c.Producer.RequiredAcks = kafka.Acks(k.RequiredAcks)
+	c.Producer.Compression = kafka.Codec(k.Compression)
 	c.Producer.Return.Successes = true
 	c.Producer.Return.Errors = true
 	c.Producer.Flush.Frequency = k.FlushInterval
@@ -327,7 +328,7 @@ func (p *Producer) saramaConfig() *sarama.Config {
 	c.Net.WriteTimeout = 15 * time.Second
 	c.Net.MaxOpenRequests = 5
 	c.ChannelBufferSize = 4096
-	k.Security.Apply(c)
+	kafka.Secure(c, k.Security)
 	return c
 }
 

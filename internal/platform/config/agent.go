@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/IBM/sarama"
 
 	"github.com/logpipe/logpipe/internal/platform/pathguard"
 )
@@ -20,9 +19,9 @@ type Kafka struct {
 	// BufferBytes bounds the bytes of events between read and Kafka ack
 	// (channel plus in flight), so a Kafka outage cannot grow memory.
 	BufferBytes  int
-	Compression  sarama.CompressionCodec
-	RequiredAcks sarama.RequiredAcks
-	Version      sarama.KafkaVersion
+	Compression  Compression
+	RequiredAcks Acks
+	Version      KafkaVersion
 	// FlushInterval and FlushBytes shape the produce requests.
 	FlushInterval time.Duration
 	FlushBytes    int
@@ -224,50 +223,72 @@ func decodeLog(c *iniFile) Log {
 	}
 }
 
-func compression(c *iniFile, section, key, def string) sarama.CompressionCodec {
-	switch c.Enum(section, key, def, "none", "gzip", "snappy", "lz4", "zstd") {
-	case "gzip":
-		return sarama.CompressionGZIP
-	case "snappy":
-		return sarama.CompressionSnappy
-	case "lz4":
-		return sarama.CompressionLZ4
-	case "zstd":
-		return sarama.CompressionZSTD
-	}
-	return sarama.CompressionNone
+// Compression is a Kafka compression codec: "none", "gzip", "snappy",
+// "lz4" or "zstd".
+type Compression string
+
+func compression(c *iniFile, section, key, def string) Compression {
+	return Compression(c.Enum(section, key, def, "none", "gzip", "snappy", "lz4", "zstd"))
 }
 
-func requiredAcks(c *iniFile, section, key, def string) sarama.RequiredAcks {
+// Acks is how many replicas acknowledge a produce request.
+type Acks string
+
+// The acknowledgements a producer can ask for (required_acks all or -1,
+// 1, 0).
+const (
+	AcksAll    Acks = "all"    // every in-sync replica
+	AcksLeader Acks = "leader" // the partition's leader alone
+	AcksNone   Acks = "none"   // none: the request is not answered
+)
+
+func requiredAcks(c *iniFile, section, key, def string) Acks {
 	switch c.Enum(section, key, def, "all", "-1", "1", "0") {
 	case "1":
-		return sarama.WaitForLocal
+		return AcksLeader
 	case "0":
-		return sarama.NoResponse
+		return AcksNone
 	}
-	return sarama.WaitForAll
+	return AcksAll
 }
+
+// KafkaVersion is the Kafka protocol version the clients speak, in
+// sarama's form: "2.8.0" from 1.0 on, "0.11.0.2" before.
+type KafkaVersion string
 
 // kafkaVersion accepts 0.11.0 or newer: record headers, which carry the
 // event metadata, need the v2 message format.
-func kafkaVersion(c *iniFile, section, key, def string) sarama.KafkaVersion {
+func kafkaVersion(c *iniFile, section, key, def string) KafkaVersion {
 	v := c.Str(section, key, def)
-	pv := v
-	if strings.HasPrefix(pv, "0.") && strings.Count(pv, ".") == 2 {
-		// sarama wants four parts before 1.0 (0.11.0.0); accept the
-		// three-part name operators write (0.11.0) as well.
-		pv += ".0"
+	parts := strings.Split(v, ".")
+	nums := make([]int, 0, 4)
+	for _, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || p == "" || p[0] == '+' {
+			nums = nil
+			break
+		}
+		nums = append(nums, n)
 	}
-	kv, err := sarama.ParseKafkaVersion(pv)
-	if err != nil {
+	switch {
+	case len(nums) == 3 && nums[0] == 0:
+		// four parts before 1.0 (0.11.0.0); accept the three-part name
+		// operators write (0.11.0) as well.
+		nums = append(nums, 0)
+	case len(nums) == 3, len(nums) == 4 && nums[0] == 0:
+	default:
 		c.Fail(section, key, "%q is not a Kafka version (e.g. 2.8.0)", v)
-		return sarama.V2_8_0_0
+		return "2.8.0"
 	}
-	if !kv.IsAtLeast(sarama.V0_11_0_0) {
+	if nums[0] == 0 && nums[1] < 11 {
 		c.Fail(section, key, "%s is too old: record headers need 0.11.0 or newer", v)
-		return sarama.V2_8_0_0
+		return "2.8.0"
 	}
-	return kv
+	out := make([]string, len(nums))
+	for i, n := range nums {
+		out[i] = strconv.Itoa(n)
+	}
+	return KafkaVersion(strings.Join(out, "."))
 }
 
 // KeysKeyFor returns the etcd key of ip's signing keys.

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/logpipe/logpipe/internal/platform/security"
 )
 
@@ -204,9 +202,9 @@ func TestLoadAgentGood(t *testing.T) {
 			Brokers:         []string{"kafka1:9092", "kafka2:9093", "kafka3:9094"},
 			ChanMaxSize:     20000,
 			BufferBytes:     32 << 20,
-			Compression:     sarama.CompressionZSTD,
-			RequiredAcks:    sarama.WaitForLocal,
-			Version:         sarama.V3_6_0_0,
+			Compression:     "zstd",
+			RequiredAcks:    AcksLeader,
+			Version:         "3.6.0",
 			FlushInterval:   50 * time.Millisecond,
 			FlushBytes:      1 << 20,
 			RetryBackoffMax: 30 * time.Second,
@@ -291,9 +289,9 @@ func TestLoadAgentDefaults(t *testing.T) {
 				Brokers:         []string{"127.0.0.1:9092"},
 				ChanMaxSize:     10000,
 				BufferBytes:     16 << 20,
-				Compression:     sarama.CompressionLZ4,
-				RequiredAcks:    sarama.WaitForAll,
-				Version:         sarama.V2_8_0_0,
+				Compression:     "lz4",
+				RequiredAcks:    AcksAll,
+				Version:         "2.8.0",
 				FlushInterval:   10 * time.Millisecond,
 				FlushBytes:      1 << 20,
 				RetryBackoffMax: 10 * time.Second,
@@ -359,23 +357,23 @@ func TestLoadAgentValues(t *testing.T) {
 		f("[kafka]\nbuffer_bytes = "+tc.v+"\n[agent]\nmemory_limit = 4GiB\n", func(c *AgentConfig) (any, any) { return c.Kafka.BufferBytes, tc.want })
 	}
 
-	for v, want := range map[string]sarama.CompressionCodec{
-		"none": sarama.CompressionNone, "gzip": sarama.CompressionGZIP, "snappy": sarama.CompressionSnappy,
-		"LZ4": sarama.CompressionLZ4, "zstd": sarama.CompressionZSTD,
+	for v, want := range map[string]Compression{
+		"none": "none", "gzip": "gzip", "snappy": "snappy",
+		"LZ4": "lz4", "zstd": "zstd",
 	} {
 		f("[kafka]\ncompression = "+v+"\n", func(c *AgentConfig) (any, any) { return c.Kafka.Compression, want })
 	}
-	for v, want := range map[string]sarama.RequiredAcks{
-		"all": sarama.WaitForAll, "ALL": sarama.WaitForAll, "-1": sarama.WaitForAll,
-		"1": sarama.WaitForLocal, "0": sarama.NoResponse,
+	for v, want := range map[string]Acks{
+		"all": AcksAll, "ALL": AcksAll, "-1": AcksAll,
+		"1": AcksLeader, "0": AcksNone,
 	} {
 		f("[kafka]\nrequired_acks = "+v+"\n", func(c *AgentConfig) (any, any) { return c.Kafka.RequiredAcks, want })
 	}
 
 	// 0.11.0 is the oldest version with record headers, written either way.
-	f("[kafka]\nversion = 0.11.0\n", func(c *AgentConfig) (any, any) { return c.Kafka.Version, sarama.V0_11_0_0 })
-	f("[kafka]\nversion = 0.11.0.2\n", func(c *AgentConfig) (any, any) { return c.Kafka.Version, sarama.V0_11_0_2 })
-	f("[kafka]\nversion = 3.9.0\n", func(c *AgentConfig) (any, any) { return c.Kafka.Version, sarama.V3_9_0_0 })
+	f("[kafka]\nversion = 0.11.0\n", func(c *AgentConfig) (any, any) { return c.Kafka.Version, KafkaVersion("0.11.0.0") })
+	f("[kafka]\nversion = 0.11.0.2\n", func(c *AgentConfig) (any, any) { return c.Kafka.Version, KafkaVersion("0.11.0.2") })
+	f("[kafka]\nversion = 3.9.0\n", func(c *AgentConfig) (any, any) { return c.Kafka.Version, KafkaVersion("3.9.0") })
 
 	f("[agent]\nip = ::1\n", func(c *AgentConfig) (any, any) { return c.Agent.IP, "::1" })
 	f("[agent]\ndata_dir = ./var//data/\n", func(c *AgentConfig) (any, any) { return c.Agent.DataDir, "var/data" })

@@ -6,13 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
-
-	"github.com/IBM/sarama"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/logpipe/logpipe/internal/platform/security"
 )
@@ -101,63 +94,11 @@ type KafkaSecurity struct {
 	SASL SASL
 }
 
-// Apply sets s on a sarama config.
-func (s KafkaSecurity) Apply(c *sarama.Config) {
-	if t := s.TLS.Config(); t != nil {
-		c.Net.TLS.Enable = true
-		c.Net.TLS.Config = t
-	}
-	switch s.SASL.Mechanism {
-	case "plain":
-		c.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-	case "scram-sha-256":
-		c.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
-		c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return security.NewSCRAMClient(security.SHA256) }
-	case "scram-sha-512":
-		c.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
-		c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return security.NewSCRAMClient(security.SHA512) }
-	default:
-		return
-	}
-	c.Net.SASL.Enable = true
-	c.Net.SASL.Handshake = true
-	c.Net.SASL.User = s.SASL.User
-	c.Net.SASL.Password = s.SASL.Password.Reveal()
-}
-
 // EtcdSecurity is TLS and user/password authentication for etcd.
 type EtcdSecurity struct {
 	TLS      TLS
 	Username string
 	Password Secret
-}
-
-// ClientConfig is the etcd client configuration for endpoints with s.
-// Reconnects back off to at most 2 s (gRPC's default grows to 2 minutes),
-// so a daemon is back on etcd within seconds of an outage ending.
-func (s EtcdSecurity) ClientConfig(endpoints []string, timeout time.Duration, log *zap.Logger) clientv3.Config {
-	return clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: timeout,
-		TLS:         s.TLS.Config(),
-		Username:    s.Username,
-		Password:    s.Password.Reveal(),
-		Logger:      log,
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-			MinConnectTimeout: timeout,
-		})},
-	}
-}
-
-// ClientConfig is the agent's etcd client configuration.
-func (e Etcd) ClientConfig(log *zap.Logger) clientv3.Config {
-	return e.Security.ClientConfig(e.Endpoints, e.Timeout, log)
-}
-
-// ClientConfig is the transfer's etcd client configuration.
-func (d Discovery) ClientConfig(log *zap.Logger) clientv3.Config {
-	return d.Security.ClientConfig(d.Endpoints, d.Timeout, log)
 }
 
 // Secret reads a secret-bearing key: a literal, env:NAME or file:/path.

@@ -9,11 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
-	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/internal/platform/security"
 )
@@ -204,65 +201,6 @@ func TestTLSValues(t *testing.T) {
 	}
 	if tc := a.Etcd.Security.TLS.Config(); tc == nil || !tc.InsecureSkipVerify {
 		t.Errorf("etcd insecure: %+v", tc)
-	}
-	cc := a.Etcd.ClientConfig(zap.NewNop())
-	if cc.TLS == nil || cc.Username != "" || cc.Password != "" || cc.DialTimeout != 5*time.Second || len(cc.Endpoints) != 1 {
-		t.Errorf("etcd client config %+v", cc)
-	}
-	a, err = ParseAgent("a.ini", []byte("[etcd]\nusername = agent\npassword = pw\nallow_insecure_auth = true\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cc := a.Etcd.ClientConfig(nil); cc.TLS != nil || cc.Username != "agent" || cc.Password != "pw" {
-		t.Errorf("etcd auth client config %+v", cc)
-	}
-}
-
-// TestKafkaSecurityApply checks the sarama settings for every mechanism
-// and that sarama accepts them.
-func TestKafkaSecurityApply(t *testing.T) {
-	for _, mech := range []string{"none", "plain", "scram-sha-256", "scram-sha-512"} {
-		ini := "[kafka]\ntls = true\n" + tlsKeys4 + "sasl_mechanism = " + mech + "\n"
-		if mech != "none" {
-			ini += "sasl_user = agent\nsasl_password = pw\n"
-		}
-		cfg, err := ParseAgent("a.ini", []byte(ini))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := sarama.NewConfig()
-		cfg.Kafka.Security.Apply(c)
-		if err := c.Validate(); err != nil {
-			t.Errorf("%s: sarama rejects the config: %v", mech, err)
-		}
-		if !c.Net.TLS.Enable || c.Net.TLS.Config == nil || len(c.Net.TLS.Config.Certificates) != 1 {
-			t.Errorf("%s: TLS not applied", mech)
-		}
-		want := map[string]sarama.SASLMechanism{"plain": sarama.SASLTypePlaintext, "scram-sha-256": sarama.SASLTypeSCRAMSHA256, "scram-sha-512": sarama.SASLTypeSCRAMSHA512}[mech]
-		if c.Net.SASL.Enable != (mech != "none") || c.Net.SASL.Mechanism != want && mech != "none" {
-			t.Errorf("%s: SASL enable=%v mechanism=%q", mech, c.Net.SASL.Enable, c.Net.SASL.Mechanism)
-		}
-		if mech != "none" && (c.Net.SASL.User != "agent" || c.Net.SASL.Password != "pw") {
-			t.Errorf("%s: credentials not applied", mech)
-		}
-		if strings.HasPrefix(mech, "scram") {
-			if c.Net.SASL.SCRAMClientGeneratorFunc == nil {
-				t.Fatalf("%s: no SCRAM client", mech)
-			}
-			cl := c.Net.SASL.SCRAMClientGeneratorFunc()
-			if err := cl.Begin("agent", "pw", ""); err != nil {
-				t.Errorf("%s: Begin: %v", mech, err)
-			}
-			if first, err := cl.Step(""); err != nil || !strings.HasPrefix(first, "n,,n=agent,r=") {
-				t.Errorf("%s: first message %q, %v", mech, first, err)
-			}
-		}
-	}
-	// Plain Kafka (the default) leaves sarama untouched.
-	c := sarama.NewConfig()
-	KafkaSecurity{}.Apply(c)
-	if c.Net.TLS.Enable || c.Net.SASL.Enable {
-		t.Error("default security changed sarama's config")
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 )
 
@@ -18,9 +16,11 @@ type Consumer struct {
 	Brokers []string
 	GroupID string
 	// Topics are always consumed; discovery adds to them.
-	Topics        []string
-	Version       sarama.KafkaVersion
-	InitialOffset int64 // sarama.OffsetOldest or sarama.OffsetNewest
+	Topics  []string
+	Version KafkaVersion
+	// InitialOffset is where a partition without a committed offset is
+	// read from: "oldest" or "newest".
+	InitialOffset string
 	// DLQSuffix names the dead-letter topic: <topic><suffix>.
 	DLQSuffix string
 	// QuarantineSuffix names the quarantine topic, where records that fail
@@ -147,12 +147,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 		}
 	}
 	k.Version = kafkaVersion(c, "kafka", "version", "2.8.0")
-	switch c.Enum("kafka", "initial_offset", "oldest", "oldest", "newest") {
-	case "newest":
-		k.InitialOffset = sarama.OffsetNewest
-	default:
-		k.InitialOffset = sarama.OffsetOldest
-	}
+	k.InitialOffset = c.Enum("kafka", "initial_offset", "oldest", "oldest", "newest")
 	k.SessionTimeout = c.Duration("kafka", "session_timeout", 10*time.Second, 6*time.Second, 5*time.Minute)
 	k.InstanceID = c.Str("kafka", "instance_id", "")
 	k.DLQSuffix = c.Str("kafka", "dlq_suffix", ".dlq")

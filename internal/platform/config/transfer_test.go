@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/IBM/sarama"
 )
 
 // transferBadFiles maps every testdata/transfer/*.bad.ini to the exact
@@ -73,7 +71,7 @@ func TestTransferDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, e := cfg.Kafka, cfg.ES
-	if k.GroupID != "logtransfer" || k.InitialOffset != sarama.OffsetOldest || k.DLQSuffix != ".dlq" || k.SessionTimeout != 10*time.Second || len(k.Topics) != 0 {
+	if k.GroupID != "logtransfer" || k.InitialOffset != "oldest" || k.DLQSuffix != ".dlq" || k.SessionTimeout != 10*time.Second || len(k.Topics) != 0 {
 		t.Errorf("kafka defaults %+v", k)
 	}
 	if e.Workers != 16 || e.BulkActions != 1000 || e.BulkBytes != 5<<20 || e.FlushInterval != time.Second || e.Index != DefaultIndex || !e.ManageTemplates ||
@@ -98,7 +96,7 @@ allow_insecure_auth = true
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(cfg.Kafka.Topics, "|") != "a|b|c" || cfg.Kafka.InitialOffset != sarama.OffsetNewest {
+	if strings.Join(cfg.Kafka.Topics, "|") != "a|b|c" || cfg.Kafka.InitialOffset != "newest" {
 		t.Errorf("kafka %+v", cfg.Kafka)
 	}
 	if strings.Join(cfg.ES.URLs, "|") != "http://es1:9200|https://es2:9200/prefix" {

@@ -1,5 +1,9 @@
 // Package kafka is what both daemons share about their Kafka client
-// (sarama): the contract's headers as sarama's, without copying.
+// (sarama): the config's plain data as sarama's settings (security,
+// codec, acks, version), no go-metrics, and the contract's headers as
+// sarama's without copying. Each client's own options stay with its user
+// (the agent's producer, the transfer's consumer group and dead-letter
+// producer).
 package kafka
 
 import (

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-
-	"github.com/logpipe/logpipe/internal/platform/confwatch"
 )
 
 func mustParse(t *testing.T, doc string) Func {
@@ -98,12 +96,12 @@ func TestSetKeepsLastGood(t *testing.T) {
 	l := logrus.New()
 	l.SetLevel(logrus.PanicLevel)
 	s := NewSet(DefaultPrefix, logrus.NewEntry(l), nil)
-	snap := func(rev int64, kv map[string]string) *confwatch.Snapshot {
-		out := &confwatch.Snapshot{Revision: rev, KVs: map[string]confwatch.KV{}}
+	snap := func(rev int64, kv map[string]string) (int64, map[string]Def) {
+		out := map[string]Def{}
 		for k, v := range kv {
-			out.KVs[DefaultPrefix+k] = confwatch.KV{Value: []byte(v), ModRevision: rev}
+			out[DefaultPrefix+k] = Def{Value: []byte(v), Revision: rev}
 		}
-		return out
+		return rev, out
 	}
 	out := func(name, line string) string {
 		f, ok := s.Lookup([]byte(name))
@@ -188,12 +186,12 @@ func TestKeysFromTheLineAreEscaped(t *testing.T) {
 func TestSetReadyAndCache(t *testing.T) {
 	l := logrus.New()
 	l.SetLevel(logrus.PanicLevel)
-	snap := func(rev int64, kv map[string]string) *confwatch.Snapshot {
-		out := &confwatch.Snapshot{Revision: rev, KVs: map[string]confwatch.KV{}}
+	snap := func(rev int64, kv map[string]string) (int64, map[string]Def) {
+		out := map[string]Def{}
 		for k, v := range kv {
-			out.KVs[DefaultPrefix+k] = confwatch.KV{Value: []byte(v), ModRevision: rev}
+			out[DefaultPrefix+k] = Def{Value: []byte(v), Revision: rev}
 		}
-		return out
+		return rev, out
 	}
 	has := func(s *Set, name, want string) {
 		t.Helper()

@@ -12,8 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-
-	"github.com/logpipe/logpipe/internal/platform/confwatch"
 )
 
 // DefaultPrefix is where custom pipelines live in etcd: one key per
@@ -87,29 +85,37 @@ func (s *Set) Ready() error {
 	return errors.New("waiting for the first load of the custom pipelines from etcd (no cached copy)")
 }
 
-// Update applies the custom pipelines under the prefix in snap.
-func (s *Set) Update(snap *confwatch.Snapshot) {
+// Def is a custom pipeline's definition as etcd holds it (the JSON list
+// of processors), and the revision it last changed at.
+type Def struct {
+	Value    []byte
+	Revision int64
+}
+
+// Update applies the custom pipelines etcd holds at revision: defs by key,
+// of which those under the set's prefix are pipelines.
+func (s *Set) Update(revision int64, defs map[string]Def) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.from != "etcd" {
-		s.log.WithFields(logrus.Fields{"revision": snap.Revision, "was": s.from}).Info("custom pipelines loaded from etcd")
+		s.log.WithFields(logrus.Fields{"revision": revision, "was": s.from}).Info("custom pipelines loaded from etcd")
 		// A cached version is not what etcd holds: take etcd's whole.
 		clear(s.seen)
 		s.from = "etcd"
 		defer s.loaded.Store(true) // once etcd's versions are in place
 	}
 	present := map[string]bool{}
-	for key, kv := range snap.KVs {
+	for key, kv := range defs {
 		name, ok := strings.CutPrefix(key, s.prefix)
 		if !ok {
 			continue
 		}
 		present[name] = true
-		if s.seen[name] == kv.ModRevision {
+		if s.seen[name] == kv.Revision {
 			continue
 		}
-		s.seen[name] = kv.ModRevision
-		log := s.log.WithFields(logrus.Fields{"pipeline": name, "revision": kv.ModRevision})
+		s.seen[name] = kv.Revision
+		log := s.log.WithFields(logrus.Fields{"pipeline": name, "revision": kv.Revision})
 		if why := ValidName(name); why != "" {
 			s.refuse(log, name, why)
 			continue
@@ -121,7 +127,7 @@ func (s *Set) Update(snap *confwatch.Snapshot) {
 		}
 		_, had := s.custom[name]
 		s.custom[name] = f
-		s.inUse[name] = kv.ModRevision
+		s.inUse[name] = kv.Revision
 		s.raw[name] = kv.Value
 		delete(s.errs, name)
 		if had {

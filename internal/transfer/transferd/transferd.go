@@ -23,10 +23,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
+	"github.com/logpipe/logpipe/internal/platform/etcdclient"
 	"github.com/logpipe/logpipe/internal/platform/fsutil"
 	"github.com/logpipe/logpipe/internal/platform/httpserver"
 	"github.com/logpipe/logpipe/internal/platform/keyring"
@@ -99,7 +99,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	d.topics.SetPattern(cfg.Discovery.Pattern)
 
 	if cfg.Discovery.Enabled || cfg.Discovery.Pipelines || cfg.VerifySignatures {
-		cli, err := clientv3.New(cfg.Discovery.ClientConfig(zap.NewNop()))
+		cli, err := etcdclient.New(cfg.Discovery.Endpoints, cfg.Discovery.Timeout, cfg.Discovery.Security)
 		if err != nil {
 			return nil, fmt.Errorf("creating etcd client: %w", err)
 		}
@@ -290,7 +290,12 @@ func (d *Daemon) loadPipelines(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.pipeWatch.Changed():
-			d.pipes.Update(d.pipeWatch.Latest())
+			snap := d.pipeWatch.Latest()
+			defs := make(map[string]pipeline.Def, len(snap.KVs))
+			for k, kv := range snap.KVs {
+				defs[k] = pipeline.Def{Value: kv.Value, Revision: kv.ModRevision}
+			}
+			d.pipes.Update(snap.Revision, defs)
 			d.savePipelineCache()
 		}
 	}

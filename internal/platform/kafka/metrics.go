@@ -1,15 +1,15 @@
-package config
+package kafka
 
 import (
 	"github.com/IBM/sarama"
 	metrics "github.com/rcrowley/go-metrics"
 )
 
-// NoSaramaMetrics makes c's clients record none of sarama's go-metrics
+// NoMetrics makes c's clients record none of sarama's go-metrics
 // (meters and histograms updated per request and batch, which nothing
 // here reads: the daemons export their own Prometheus metrics). It is
 // per config, unlike go-metrics' package-level UseNilMetrics.
-func NoSaramaMetrics(c *sarama.Config) { c.MetricRegistry = nilRegistry{} }
+func NoMetrics(c *sarama.Config) { c.MetricRegistry = nilRegistry{} }
 
 // nilRegistry hands out go-metrics' no-op metrics and keeps nothing.
 type nilRegistry struct{}

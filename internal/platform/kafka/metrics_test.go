@@ -1,4 +1,4 @@
-package config
+package kafka
 
 import (
 	"testing"
@@ -9,9 +9,9 @@ import (
 
 // sarama's metrics, asked for the way sarama asks, are the no-op ones:
 // nothing is recorded and no meter goroutine ticks.
-func TestNoSaramaMetrics(t *testing.T) {
+func TestNoMetrics(t *testing.T) {
 	c := sarama.NewConfig()
-	NoSaramaMetrics(c)
+	NoMetrics(c)
 	r := c.MetricRegistry
 	if _, ok := metrics.GetOrRegisterMeter("request-rate", r).(metrics.NilMeter); !ok {
 		t.Error("meter is not a no-op")
