@@ -18,8 +18,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/dev/testutil"
-	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/index"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
@@ -97,7 +97,7 @@ func newClaimRig(t *testing.T, initial int64) *claimRig {
 // newClaimRigWith is newClaimRig with pipelines, and with records queued
 // before the claim starts (so that it takes them in one round).
 func newClaimRigWith(t *testing.T, initial int64, pipes *pipeline.Set, queued []*sarama.ConsumerMessage) *claimRig {
-	idx, err := config.ParseIndex("%{topic}-%{+2006.01.02}")
+	idx, err := index.Parse("%{topic}-%{+2006.01.02}")
 	if err != nil {
 		t.Fatal(err)
 	}

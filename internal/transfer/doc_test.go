@@ -17,6 +17,7 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
 	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/index"
 )
 
 func hdrs(kv ...string) []*sarama.RecordHeader {
@@ -122,7 +123,7 @@ func BenchmarkDocument(b *testing.B) {
 // BenchmarkDocumentNginx is the transfer's work per record with the nginx
 // pipeline: headers, the access-log parse, the document and its index.
 func BenchmarkDocumentNginx(b *testing.B) {
-	idx, err := config.ParseIndex(config.DefaultIndex)
+	idx, err := index.Parse(config.DefaultIndex)
 	if err != nil {
 		b.Fatal(err)
 	}

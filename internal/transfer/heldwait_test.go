@@ -20,9 +20,9 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/logpipe/logpipe/internal/contract/record"
-	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/index"
 )
 
 // oneKey is a Verifier that knows one key: a chunk whose signature it
@@ -116,7 +116,7 @@ func TestHeldRecordsWaitForTheirChunkWhateverTheTiming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := config.ParseIndex("%{topic}-%{+2006.01.02}")
+	idx, err := index.Parse("%{topic}-%{+2006.01.02}")
 	if err != nil {
 		t.Fatal(err)
 	}

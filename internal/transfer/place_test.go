@@ -17,6 +17,7 @@ import (
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/index"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
@@ -28,7 +29,7 @@ func quietEntry() *logrus.Entry {
 
 func placeConsumer(t testing.TB, pipes *pipeline.Set) *Consumer {
 	t.Helper()
-	idx, err := config.ParseIndex(config.DefaultIndex)
+	idx, err := index.Parse(config.DefaultIndex)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func (signedStub) Check(_ context.Context, _ []*sarama.ConsumerMessage, _ []reco
 // its _id in one index and none makes an index of its own. Unsigned
 // records keep the bounded rule.
 func TestSignedRecordsArePlacedByTheirStamp(t *testing.T) {
-	idx, err := config.ParseIndex(config.DefaultIndex)
+	idx, err := index.Parse(config.DefaultIndex)
 	if err != nil {
 		t.Fatal(err)
 	}

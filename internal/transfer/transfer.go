@@ -26,6 +26,7 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/platform/logging"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/index"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
@@ -43,7 +44,7 @@ const maxSubmit = 256
 type Options struct {
 	Kafka  config.Consumer
 	Sarama *sarama.Config
-	Index  *config.IndexName
+	Index  *index.Name
 	Topics *Topics
 	Out    Submitter
 	// Prepare runs once per topic before it is first consumed (template

@@ -18,8 +18,6 @@ var transferBadFiles = map[string]string{
 	"bad_initial_offset.bad.ini":   `testdata/transfer/bad_initial_offset.bad.ini:3: [kafka] initial_offset: "latest" is not one of oldest, newest`,
 	"bad_es_url.bad.ini":           `testdata/transfer/bad_es_url.bad.ini:4: [es] address: "ftp://es:9200" is not an http(s) URL`,
 	"zero_workers.bad.ini":         `testdata/transfer/zero_workers.bad.ini:4: [es] workers: 0 is out of range [1, 1024]`,
-	"bad_index_token.bad.ini":      `testdata/transfer/bad_index_token.bad.ini:4: [es] index: index pattern "%{topic}-%{date}": unknown %{date}; use %{topic} or %{+2006.01.02}`,
-	"upper_index.bad.ini":          `testdata/transfer/upper_index.bad.ini:4: [es] index: index pattern "Logs-%{topic}": Elasticsearch index names must be lower case`,
 	"auth_both.bad.ini":            `testdata/transfer/auth_both.bad.ini:5: [es] api_key: set either username/password or api_key, not both`,
 	"bad_headers.bad.ini":          `testdata/transfer/bad_headers.bad.ini:4: [es] headers: "VL-Msg-Field message": want Name: value; Name2: value2`,
 	"bad_bool.bad.ini":             `testdata/transfer/bad_bool.bad.ini:4: [etcd] discover_topics: "maybe" is not a boolean (true or false)`,
@@ -110,32 +108,6 @@ allow_insecure_auth = true
 func TestShippedTransferConfigLoads(t *testing.T) {
 	if _, err := LoadTransfer("../../../conf/logtransfer.ini"); err != nil {
 		t.Fatalf("conf/logtransfer.ini must stay valid: %v", err)
-	}
-}
-
-func TestIndexNames(t *testing.T) {
-	ts := time.Date(2026, 11, 23, 23, 59, 59, 0, time.FixedZone("X", 2*3600)) // 21:59 UTC
-	f := func(pattern, topic, wantName, wantPattern string) {
-		t.Helper()
-		n, err := ParseIndex(pattern)
-		if err != nil {
-			t.Fatalf("%q: %v", pattern, err)
-		}
-		if got := n.Name(topic, ts); got != wantName {
-			t.Errorf("%q Name = %q, want %q", pattern, got, wantName)
-		}
-		if got := n.Pattern(topic); got != wantPattern {
-			t.Errorf("%q Pattern = %q, want %q", pattern, got, wantPattern)
-		}
-	}
-	f(DefaultIndex, "web_log", "web_log-2026.11.23", "web_log-*")
-	f("logs-%{topic}-%{+2006.01}", "App_Log", "logs-app_log-2026.11", "logs-app_log-*")
-	f("static", "t", "static", "static")
-	f("%{topic}", "t", "t", "t")
-	for _, bad := range []string{"", "%{topic", "%{nope}", "UPPER-%{topic}", "_x-%{topic}", "a b", "a*b", "%{topic}-%{+15:04:05.000}"} {
-		if _, err := ParseIndex(bad); err == nil {
-			t.Errorf("ParseIndex(%q) accepted", bad)
-		}
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/memtune"
 	"github.com/logpipe/logpipe/internal/transfer"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/index"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
@@ -76,9 +77,9 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	}
 	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	idx, err := config.ParseIndex(cfg.ES.Index)
+	idx, err := index.Parse(cfg.ES.Index)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", cfg.Where("es", "index"), err)
 	}
 	es, err := newESClient(cfg.ES)
 	if err != nil {

@@ -1,8 +1,10 @@
-package config
+package index
 
 import (
 	"testing"
 	"time"
+
+	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
 // Period groups times that get one index name: a day for a daily
@@ -12,10 +14,10 @@ func TestIndexPeriod(t *testing.T) {
 		pattern string
 		daily   bool
 	}{
-		{DefaultIndex, true}, {"logs-%{+2006.01}", true}, {"%{topic}", true}, {"%{topic}-%{+2006.01.02.15}", false},
+		{config.DefaultIndex, true}, {"logs-%{+2006.01}", true}, {"%{topic}", true}, {"%{topic}-%{+2006.01.02.15}", false},
 		{"%{topic}-%{+2006.01.02-3pm}", false}, {"x-%{+2006-01-02t1504}", false}, {"x-%{+2006.01.02-05}", false}, {"%{topic}-%{+2006.002}", true},
 	} {
-		n, err := ParseIndex(c.pattern)
+		n, err := Parse(c.pattern)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,8 +35,34 @@ func TestIndexPeriod(t *testing.T) {
 			}
 		}
 	}
-	n, _ := ParseIndex(DefaultIndex)
+	n, _ := Parse(config.DefaultIndex)
 	if a, b := time.Date(1969, 12, 31, 23, 0, 0, 0, time.UTC), time.Date(1970, 1, 1, 1, 0, 0, 0, time.UTC); n.Period(a) == n.Period(b) {
 		t.Fatal("the days either side of the epoch share a period")
+	}
+}
+
+func TestIndexNames(t *testing.T) {
+	ts := time.Date(2026, 11, 23, 23, 59, 59, 0, time.FixedZone("X", 2*3600)) // 21:59 UTC
+	f := func(pattern, topic, wantName, wantPattern string) {
+		t.Helper()
+		n, err := Parse(pattern)
+		if err != nil {
+			t.Fatalf("%q: %v", pattern, err)
+		}
+		if got := n.Name(topic, ts); got != wantName {
+			t.Errorf("%q Name = %q, want %q", pattern, got, wantName)
+		}
+		if got := n.Pattern(topic); got != wantPattern {
+			t.Errorf("%q Pattern = %q, want %q", pattern, got, wantPattern)
+		}
+	}
+	f(config.DefaultIndex, "web_log", "web_log-2026.11.23", "web_log-*")
+	f("logs-%{topic}-%{+2006.01}", "App_Log", "logs-app_log-2026.11", "logs-app_log-*")
+	f("static", "t", "static", "static")
+	f("%{topic}", "t", "t", "t")
+	for _, bad := range []string{"", "%{topic", "%{nope}", "UPPER-%{topic}", "_x-%{topic}", "a b", "a*b", "%{topic}-%{+15:04:05.000}"} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) accepted", bad)
+		}
 	}
 }
