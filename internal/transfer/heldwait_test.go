@@ -229,8 +229,8 @@ func TestHeldRecordsWaitForTheirChunkWhateverTheTiming(t *testing.T) {
 			rt.Fatalf("%d records, %d documents", len(all), len(docs))
 		}
 		for i, d := range docs {
-			m, _ := d.Origin.(*sarama.ConsumerMessage)
-			if m != all[i] {
+			m := &d.Origin
+			if m.Offset != all[i].Offset || string(m.Value) != string(all[i].Value) {
 				rt.Fatalf("document %d is of the record at offset %d, want %d", i, m.Offset, all[i].Offset)
 			}
 			if indexed := !d.Quarantine; indexed != signed[i] {

@@ -49,6 +49,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/internal/contract/acktrack"
+	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
 	"github.com/logpipe/logpipe/internal/platform/logging"
@@ -61,9 +62,11 @@ type Doc struct {
 	Body  []byte
 	// Time is the event time, for the write-to-index delay metric.
 	Time time.Time
-	// Origin is what the dead-letter target needs to re-publish the
-	// source record; the writer does not look at it.
-	Origin any
+	// Origin is the record the document was made from, for the
+	// dead-letter target to publish again; the writer does not look at
+	// it. Its Topic groups documents that Elasticsearch may hold back
+	// together (see parking).
+	Origin Origin
 
 	Acker acktrack.Acker
 	Seq   uint64
@@ -82,12 +85,19 @@ type Doc struct {
 	// (a forged or unverifiable record): the dead-letter target keeps it
 	// apart from the documents Elasticsearch refused.
 	Quarantine bool
-	// Topic groups documents that Elasticsearch may hold back together
-	// (see parking).
-	Topic string
 
 	held   bool // the last answer held it back for its topic's reason
 	parked bool // counted among its topic's parked documents until settled
+}
+
+// Origin is the Kafka record a document was made from.
+type Origin struct {
+	Topic      string
+	Partition  int32
+	Offset     int64
+	Key, Value []byte
+	Headers    []*record.Header
+	Timestamp  time.Time
 }
 
 // Source renders a document's body into a bulk request. It must append
@@ -266,7 +276,7 @@ func (w *Writer) Submit(ctx context.Context, docs []*Doc) error {
 	if len(docs) == 0 {
 		return nil
 	}
-	if err := w.park.wait(ctx, docs[0].Topic); err != nil {
+	if err := w.park.wait(ctx, docs[0].Origin.Topic); err != nil {
 		return err
 	}
 	w.queued.Add(int64(len(docs)))

@@ -1,0 +1,453 @@
+package transfer
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/jsonenc"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
+	"github.com/logpipe/logpipe/internal/transfer/eswriter"
+	"github.com/logpipe/logpipe/internal/transfer/pipeline"
+)
+
+// reservedField reports whether a static field would collide with a
+// document field the pipeline sets itself (an agent validates this; other
+// producers might not).
+func reservedField(k string) bool {
+	for _, r := range []string{"@timestamp", "message", "host", "log", "kafka", "event"} {
+		if k == r || strings.HasPrefix(k, r+".") {
+			return true
+		}
+	}
+	return k == ""
+}
+
+// docID is the Elasticsearch _id of a record: the producing host and the
+// agent's event id (record.DocID), so a re-delivered line lands on its
+// earlier copy, or topic-partition-offset for records from other
+// producers (equally stable across re-delivery).
+func docID(msg *sarama.ConsumerMessage, meta *record.View, st *claimState) string {
+	if len(meta.EventID) > 0 {
+		return st.ids.docID(meta)
+	}
+	return msg.Topic + "-" + strconv.Itoa(int(msg.Partition)) + "-" + strconv.FormatInt(msg.Offset, 10)
+}
+
+// idArena holds a claim's document ids, many to an allocation. Each id is
+// a string over bytes written once and never again (a full arena is
+// replaced, not reused), so handing them out without copying is safe.
+type idArena struct{ buf []byte }
+
+const idArenaSize = 4096
+
+func (a *idArena) docID(meta *record.View) string {
+	n := 9 + len(meta.EventID)
+	if n > idArenaSize/4 {
+		return record.DocID(meta.HostName, meta.HostIP, meta.EventID)
+	}
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, idArenaSize)
+	}
+	start := len(a.buf)
+	a.buf = record.AppendDocID(a.buf, meta.HostName, meta.HostIP, meta.EventID)
+	return unsafe.String(&a.buf[start], len(a.buf)-start)
+}
+
+// recordTime is the record's Kafka timestamp (for the agent's records,
+// when it read the line), or its batch's; false when it has none.
+func recordTime(msg *sarama.ConsumerMessage) (time.Time, bool) {
+	if !msg.Timestamp.IsZero() && msg.Timestamp.Unix() > 0 {
+		return msg.Timestamp, true
+	}
+	if !msg.BlockTimestamp.IsZero() && msg.BlockTimestamp.Unix() > 0 {
+		return msg.BlockTimestamp, true
+	}
+	return time.Time{}, false
+}
+
+// eventTime is the record timestamp (when the agent read the line), or
+// now for a record that has none: it is the document's @timestamp when no
+// pipeline parsed one, never what places it.
+func eventTime(msg *sarama.ConsumerMessage) time.Time {
+	if t, ok := recordTime(msg); ok {
+		return t
+	}
+	return time.Now()
+}
+
+// fieldsCache renders a "fields" header (a JSON object of the collect
+// entry's static fields) into the document fragment it becomes
+// (`,"k":"v",…`, reserved names dropped), once per distinct header value:
+// every record of one file carries the same one. Not safe for concurrent
+// use; each claim has its own.
+type fieldsCache struct {
+	m     map[string][]byte
+	bytes int
+}
+
+// maxFieldsCacheBytes bounds one claim's fields cache.
+const maxFieldsCacheBytes = 1 << 20
+
+func (c *fieldsCache) fragment(raw []byte) []byte {
+	if len(raw) == 0 {
+		return nil
+	}
+	if f, ok := c.m[string(raw)]; ok {
+		return f
+	}
+	var fields map[string]string
+	var frag []byte
+	if json.Unmarshal(raw, &fields) == nil {
+		keys := make([]string, 0, len(fields))
+		for k := range fields {
+			if !reservedField(k) {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			frag = append(frag, ',')
+			frag = jsonenc.AppendString(frag, k)
+			frag = append(frag, ':')
+			frag = jsonenc.AppendString(frag, fields[k])
+		}
+	}
+	// Bounded in entries and bytes: a producer sending a different large
+	// header on every record must not grow it without end.
+	if c.m == nil || len(c.m) >= 1024 || c.bytes+len(raw)+len(frag) > maxFieldsCacheBytes {
+		c.m, c.bytes = map[string][]byte{}, 0
+	}
+	if len(raw)+len(frag) <= maxFieldsCacheBytes/4 {
+		c.m[string(raw)] = frag
+		c.bytes += len(raw) + len(frag)
+	}
+	return frag
+}
+
+// head is what of a record's headers its document shows.
+type head struct {
+	HostName, HostIP, Path, Flags []byte
+	Offset                        int64
+	HasOffset                     bool
+}
+
+func headOf(v *record.View) head {
+	return head{HostName: v.HostName, HostIP: v.HostIP, Path: v.Path, Flags: v.Flags, Offset: v.Offset, HasOffset: v.HasOffset}
+}
+
+// docParts is everything a document is made of, kept until its bulk
+// request is built; render, the one place that writes a document, appends
+// its JSON then, straight into the request (no body per document is
+// allocated, copied or held while it waits). Its slices never change
+// once built, so a retried request renders the same bytes.
+type docParts struct {
+	msg     *sarama.ConsumerMessage
+	message []byte // the line, or what its pipeline made of it
+	head    head
+	time    time.Time // @timestamp: the line's own if a pipeline parsed it, else when it was read
+	fields  []byte    // the static fields (fieldsCache)
+	parsed  []byte    // the pipeline's fields (pipeline.Result.Fragment)
+	// created is when the line was read, shown when a pipeline parsed its
+	// @timestamp; outOfRange is the bound its index-time stamp crossed
+	// (see placeTime); errMsg is why its pipeline failed.
+	created    time.Time
+	outOfRange string
+	errMsg     string
+}
+
+// source is a document as its parts (eswriter.Source).
+type source struct {
+	eswriter.Doc
+	docParts
+}
+
+// AppendSource implements eswriter.Source.
+func (s *source) AppendSource(dst []byte) []byte { return s.render(dst) }
+
+// size is about how many bytes render appends, for the writer's
+// bulk_bytes.
+func (p *docParts) size() int {
+	return len(p.message) + 320 + len(p.fields) + len(p.parsed) + len(p.errMsg)
+}
+
+// render appends the ECS-shaped JSON document to dst:
+//
+//	{"@timestamp":…,"message":…,"host":{"name":…,"ip":…},
+//	 "log":{"file":{"path":…},"offset":…,"flags":[…]},
+//	 "kafka":{"topic":…,"partition":…,"offset":…}, <fields>…, <parsed>…,
+//	 "event":{"created":…,"timestamp_out_of_range":…},"error":{"message":…}}
+//
+// Absent headers and parts leave their fields out. Strings have invalid
+// UTF-8 replaced by U+FFFD, so the body is always valid JSON.
+func (p *docParts) render(dst []byte) []byte {
+	msg, meta := p.msg, &p.head
+	dst = append(dst, `{"@timestamp":"`...)
+	dst = jsonenc.AppendTime(dst, p.time)
+	dst = append(dst, `","message":`...)
+	dst = jsonenc.AppendString(dst, p.message)
+	if len(meta.HostName) > 0 || len(meta.HostIP) > 0 {
+		dst = append(dst, `,"host":{`...)
+		sep := false
+		if len(meta.HostName) > 0 {
+			dst = append(dst, `"name":`...)
+			dst = jsonenc.AppendString(dst, meta.HostName)
+			sep = true
+		}
+		if len(meta.HostIP) > 0 {
+			if sep {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"ip":`...)
+			dst = jsonenc.AppendString(dst, meta.HostIP)
+		}
+		dst = append(dst, '}')
+	}
+	if len(meta.Path) > 0 || meta.HasOffset || len(meta.Flags) > 0 {
+		dst = append(dst, `,"log":{`...)
+		sep := false
+		if len(meta.Path) > 0 {
+			dst = append(dst, `"file":{"path":`...)
+			dst = jsonenc.AppendString(dst, meta.Path)
+			dst = append(dst, '}')
+			sep = true
+		}
+		if meta.HasOffset {
+			if sep {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"offset":`...)
+			dst = strconv.AppendInt(dst, meta.Offset, 10)
+			sep = true
+		}
+		if len(meta.Flags) > 0 {
+			if sep {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"flags":[`...)
+			rest := meta.Flags
+			for i := 0; len(rest) > 0 || i == 0; i++ {
+				f := rest
+				if j := indexByte(rest, ','); j >= 0 {
+					f, rest = rest[:j], rest[j+1:]
+				} else {
+					rest = nil
+				}
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = jsonenc.AppendString(dst, f)
+			}
+			dst = append(dst, ']')
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `,"kafka":{"topic":`...)
+	dst = jsonenc.AppendString(dst, msg.Topic)
+	dst = append(dst, `,"partition":`...)
+	dst = strconv.AppendInt(dst, int64(msg.Partition), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, msg.Offset, 10)
+	dst = append(dst, '}')
+	dst = append(dst, p.fields...)
+	dst = append(dst, p.parsed...)
+	if !p.created.IsZero() || p.outOfRange != "" {
+		dst = append(dst, `,"event":{`...)
+		if !p.created.IsZero() {
+			dst = append(dst, `"created":"`...)
+			dst = jsonenc.AppendTime(dst, p.created)
+			dst = append(dst, '"')
+		}
+		if p.outOfRange != "" {
+			if !p.created.IsZero() {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"timestamp_out_of_range":`...)
+			dst = jsonenc.AppendString(dst, []byte(p.outOfRange))
+		}
+		dst = append(dst, '}')
+	}
+	if p.errMsg != "" {
+		dst = append(dst, `,"error":{"message":`...)
+		dst = jsonenc.AppendString(dst, []byte(p.errMsg))
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+type pipeCounters struct{ parsed, failed, dropped, overBudget prometheus.Counter }
+
+// document builds msg's document (nil: none, dropped by its pipeline);
+// false if ctx ended while the record waited for its pipeline.
+func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*eswriter.Doc, bool) {
+	msg, meta := r.msg, r.view
+	ts := eventTime(msg) // read time
+	origin := eswriter.Origin{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Key: msg.Key, Value: msg.Value,
+		Headers: kafka.Headers(msg.Headers), Timestamp: msg.Timestamp}
+	signed := false
+	if c.opt.Verify != nil {
+		v := r.verdict
+		if reason := v.Quarantine; reason != "" {
+			// Not indexed, and before its pipeline (which could take it
+			// as its own): kept apart with the reason.
+			return &eswriter.Doc{ID: docID(msg, &meta, st), Body: []byte{}, Time: ts, Origin: origin, Reject: reason, Quarantine: true}, true
+		}
+		signed = v.Signed
+		if signed {
+			// The host is the key's (the agent leaves it out of its
+			// records; one that names it was checked to name the key's).
+			meta.HostName, meta.HostIP = v.HostName, v.HostIP
+		}
+	}
+	if len(meta.Pipeline) > 0 && !c.knowsPipeline(ctx, meta.Pipeline) {
+		return nil, false
+	}
+	var parts docParts
+	reject := ""
+	if len(meta.Pipeline) > 0 {
+		res := &st.res
+		res.Reset()
+		c.runPipeline(meta.Pipeline, msg.Value, ts, res, st)
+		if res.Drop {
+			return nil, true // a drop processor: not indexed
+		}
+		// What the pipeline made is the claim's scratch: the document
+		// keeps its own copy (one allocation).
+		frag := res.Fragment()
+		own := make([]byte, 0, len(frag)+len(res.Message))
+		own = append(own, frag...)
+		parts.parsed = own[:len(frag):len(frag)]
+		if res.HasMessage {
+			own = append(own, res.Message...)
+			parts.message = own[len(frag):]
+		}
+		if !res.Time.IsZero() { // @timestamp is the line's; keep when it was read
+			parts.time, parts.created = res.Time, ts
+		}
+		parts.errMsg = res.Err
+		if res.OverBudget {
+			// Not matched at all (that would hold up the records behind
+			// it): dead-lettered with the reason, never indexed.
+			reject = "pipeline " + strconv.Quote(string(meta.Pipeline)) + ": " + res.Err
+		}
+	}
+	// The index is a function of the record alone (see placeTime): never
+	// of the pipeline in force, whether pipelines are loaded, the clock or
+	// when the record is consumed, so every delivery of a record, and every
+	// copy of a line the agent re-sent, meets its _id in one index.
+	idxTime, out := c.placeTime(msg, meta.IndexTime, signed)
+	if key := c.opt.Index.Period(idxTime); key != st.indexKey || st.indexName == "" {
+		st.indexKey, st.indexName = key, c.opt.Index.Name(msg.Topic, idxTime)
+	}
+	parts.msg, parts.head, parts.fields, parts.outOfRange = msg, headOf(&meta), st.fields.fragment(meta.Fields), out
+	if parts.message == nil {
+		parts.message = msg.Value
+	}
+	if parts.time.IsZero() {
+		parts.time = ts
+	}
+	// Sources come from a per-claim slab, so most documents cost no
+	// allocation of their own.
+	if len(st.slab) == 0 {
+		st.slab = make([]source, sourceSlab)
+	}
+	s := &st.slab[0]
+	st.slab = st.slab[1:]
+	s.docParts = parts
+	s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: parts.size(), Time: ts, Origin: origin, Reject: reject}
+	return &s.Doc, true
+}
+
+// sourceSlab is how many sources a claim allocates at once: a slab lives
+// while any of its documents waits, so it is kept small.
+const sourceSlab = 64
+
+// runPipeline runs the pipeline named name over line into res, and counts
+// the outcome. A name that is not a pipeline leaves the line raw, with an
+// error saying so.
+func (c *Consumer) runPipeline(name, line []byte, read time.Time, res *pipeline.Result, st *claimState) {
+	var f pipeline.Func
+	var ok bool
+	if c.opt.Pipelines != nil {
+		f, ok = c.opt.Pipelines.Lookup(name)
+	} else {
+		f, ok = pipeline.Builtin(string(name))
+	}
+	if !ok {
+		res.Fail("unknown pipeline " + strconv.Quote(string(name)))
+		c.piped.WithLabelValues("unknown", "unknown").Inc()
+		return
+	}
+	f(line, read, res)
+	pc := st.piped[string(name)]
+	if pc == nil {
+		n := string(name)
+		pc = &pipeCounters{parsed: c.piped.WithLabelValues(n, "parsed"), failed: c.piped.WithLabelValues(n, "failed"), dropped: c.piped.WithLabelValues(n, "dropped"),
+			overBudget: c.piped.WithLabelValues(n, "over_budget")}
+		if st.piped == nil {
+			st.piped = map[string]*pipeCounters{}
+		}
+		st.piped[n] = pc
+	}
+	switch {
+	case res.OverBudget:
+		pc.overBudget.Inc()
+	case res.Err != "":
+		pc.failed.Inc()
+	case res.Drop:
+		pc.dropped.Inc()
+	default:
+		pc.parsed.Inc()
+	}
+}
+
+// undated places records that carry no time at all (no Kafka timestamp):
+// the Unix epoch's day, the same on every delivery.
+var undated = time.Unix(0, 0).UTC()
+
+// placeTime is the time that picks a record's daily index, from the record
+// alone. A signed record (verified: its agent wrote the stamp, and nobody
+// can change it) is placed by its index-time stamp, the same for every
+// copy of a line: its Kafka timestamp is not signed, and a copy of the
+// record produced again with another one must still meet its _id in one
+// index, and create no index of its own. Other records are placed by their
+// stamp when it lies within MaxAge before and MaxFuture after the record's
+// Kafka timestamp, else by the Kafka timestamp (with the bound it crossed),
+// else on the epoch's day ("undated"); what bounds the indices they can
+// make is the Kafka timestamp, when the broker gives it (topics with
+// message.timestamp.type=LogAppendTime). A line's own time, parsed by a
+// pipeline, goes to @timestamp and never picks the index.
+func (c *Consumer) placeTime(msg *sarama.ConsumerMessage, stamp time.Time, signed bool) (time.Time, string) {
+	if signed && !stamp.IsZero() {
+		return stamp, ""
+	}
+	kts, ok := recordTime(msg)
+	switch {
+	case !ok:
+		return undated, "undated"
+	case stamp.IsZero():
+		return kts, ""
+	case c.opt.MaxFuture > 0 && stamp.After(kts.Add(c.opt.MaxFuture)):
+		return kts, "future"
+	case c.opt.MaxAge > 0 && stamp.Before(kts.Add(-c.opt.MaxAge)):
+		return kts, "past"
+	}
+	return stamp, ""
+}
