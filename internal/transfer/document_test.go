@@ -144,7 +144,6 @@ func BenchmarkDocumentNginx(b *testing.B) {
 	b.SetBytes(int64(n))
 }
 
-
 // gatedOf is msg as the gate hands it on with no Verifier.
 func gatedOf(msg *sarama.ConsumerMessage) *gated {
 	return &gated{msg: msg, view: record.ParseRecord(msg.Key, kafka.Headers(msg.Headers)), end: msg.Offset + 1}
