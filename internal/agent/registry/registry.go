@@ -25,6 +25,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/contract/acktrack"
 	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/fsutil"
 )
 
 const (
@@ -560,36 +561,8 @@ func (r *Registry) snapshot() ([]byte, uint64) {
 // writeAtomic replaces dir/registry.json so that at every instant either
 // registry.json or registry.json.prev is a complete, fsynced file.
 func writeAtomic(dir string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, fileName+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("creating temp registry: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing temp registry: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("syncing temp registry: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("closing temp registry: %w", err)
-	}
-	cur := filepath.Join(dir, fileName)
-	if err := os.Rename(cur, filepath.Join(dir, prevName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("keeping previous registry: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), cur); err != nil {
-		return fmt.Errorf("installing registry: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening data dir to sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing data dir: %w", err)
+	if err := fsutil.WriteAtomicKeeping(filepath.Join(dir, fileName), prevName, data, 0o600); err != nil {
+		return fmt.Errorf("saving the registry: %w", err)
 	}
 	return nil
 }

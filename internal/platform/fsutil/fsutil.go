@@ -3,6 +3,7 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,14 @@ import (
 // directory, fsyncs it, renames it over path and fsyncs the directory, so
 // after a crash path holds either the old or the new content, never a mix.
 func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	return WriteAtomicKeeping(path, "", data, perm)
+}
+
+// WriteAtomicKeeping is WriteAtomic that first renames the current file
+// (if any) to prev in the same directory ("": none), so the version before
+// stays to fall back on. At every instant path holds the old content, or
+// the new, or (between the two renames) nothing while prev holds the old.
+func WriteAtomicKeeping(path, prev string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -32,6 +41,11 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
+	}
+	if prev != "" {
+		if err := os.Rename(path, filepath.Join(dir, prev)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("keeping the previous %s: %w", path, err)
+		}
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("renaming into %s: %w", path, err)
