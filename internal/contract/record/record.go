@@ -43,6 +43,27 @@ const (
 	HeaderPipeline = "pipeline"
 )
 
+// PipelineNameRule says what may name a pipeline (HeaderPipeline): a
+// collect entry's "pipeline", a custom pipeline's etcd key.
+const PipelineNameRule = "1-64 of a-z 0-9 _ - (starting with a letter or digit)"
+
+// ValidPipelineName reports whether name follows PipelineNameRule.
+func ValidPipelineName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Flag values carried in HeaderFlags.
 const (
 	// FlagMultiline marks an event joined from several lines.

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 // fixedInstance is 00 01 02 ... 0f.
@@ -246,6 +248,27 @@ func TestDocIDIsFNV(t *testing.T) {
 		want := fmt.Sprintf("%08x-%s", h.Sum32(), c[2])
 		if got := DocID([]byte(c[0]), []byte(c[1]), []byte(c[2])); got != want {
 			t.Errorf("%q: %s, want %s", c, got, want)
+		}
+	}
+}
+
+// The pipeline-name rule, against the regular expression it replaces.
+func TestValidPipelineName(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	rapid.Check(t, func(rt *rapid.T) {
+		name := rapid.StringOfN(rapid.SampledFrom([]rune("az09_-A.é \x00")), 0, 70, -1).Draw(rt, "name")
+		if got, want := ValidPipelineName(name), re.MatchString(name); got != want {
+			rt.Fatalf("%q: %v, want %v", name, got, want)
+		}
+	})
+	for _, n := range []string{"nginx", "a", "0-x_y", strings.Repeat("a", 64)} {
+		if !ValidPipelineName(n) {
+			t.Errorf("%q refused", n)
+		}
+	}
+	for _, n := range []string{"", "-a", "_a", "A", "a.b", strings.Repeat("a", 65)} {
+		if ValidPipelineName(n) {
+			t.Errorf("%q accepted", n)
 		}
 	}
 }

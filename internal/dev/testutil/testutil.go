@@ -6,6 +6,7 @@ package testutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -86,14 +87,25 @@ func StartEtcd(t testing.TB) *Etcd {
 	cfg.LogLevel = "error"
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	cp, pp := FreePort(t), FreePort(t)
-	cu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(cp))
-	pu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(pp))
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e := &Etcd{t: t, cfg: cfg, clientPort: cp}
-	e.Start()
+	e := &Etcd{t: t, cfg: cfg}
+	// Another process may take a free port before etcd binds it (test
+	// packages run side by side): the first start picks new ones then.
+	for i := 0; ; i++ {
+		cp, pp := FreePort(t), FreePort(t)
+		cu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(cp))
+		pu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(pp))
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+		e.clientPort = cp
+		err := e.start(1)
+		if err == nil {
+			break
+		}
+		if i == 20 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("starting etcd: %v", err)
+		}
+	}
 	t.Cleanup(e.Stop)
 	return e
 }
@@ -106,21 +118,32 @@ func (e *Etcd) Start() {
 	if e.e != nil {
 		return
 	}
+	if err := e.start(50); err != nil { // the port may linger briefly after a stop
+		e.t.Fatalf("starting etcd: %v", err)
+	}
+}
+
+// start makes up to attempts tries, 100 ms apart, and waits until the
+// server is ready. Called with e.mu held, or before e is shared.
+func (e *Etcd) start(attempts int) error {
 	var err error
-	for i := 0; i < 50; i++ { // the port may linger briefly after a stop
-		e.e, err = embed.StartEtcd(e.cfg)
-		if err == nil {
+	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if e.e, err = embed.StartEtcd(e.cfg); err == nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		e.t.Fatalf("starting etcd: %v", err)
+		e.e = nil
+		return err
 	}
 	select {
 	case <-e.e.Server.ReadyNotify():
+		return nil
 	case <-time.After(30 * time.Second):
-		e.t.Fatal("etcd did not become ready")
+		return errors.New("etcd did not become ready")
 	}
 }
 

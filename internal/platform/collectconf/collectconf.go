@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/logpipe/logpipe/internal/contract/record"
 )
 
 // Limits on one document, so a bad put cannot make an agent allocate
@@ -246,7 +248,6 @@ func jsonErr(data []byte, err error) error {
 const MaxLinePatterns = 64
 
 var (
-	pipelineRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 	topicRE    = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 	fieldKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
 )
@@ -335,8 +336,8 @@ func (e *Entry) validate(left *int) error {
 			errs = append(errs, err)
 		}
 	}
-	if e.Pipeline != "" && !pipelineRE.MatchString(e.Pipeline) {
-		errs = append(errs, fmt.Errorf("pipeline %q must be 1-64 of a-z 0-9 _ - (starting with a letter or digit)", e.Pipeline))
+	if e.Pipeline != "" && !record.ValidPipelineName(e.Pipeline) {
+		errs = append(errs, fmt.Errorf("pipeline %q must be %s", e.Pipeline, record.PipelineNameRule))
 	}
 	if len(e.Fields) > MaxFields {
 		errs = append(errs, fmt.Errorf("fields has %d keys, at most %d allowed", len(e.Fields), MaxFields))

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -12,18 +11,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/contract/record"
 )
 
 // DefaultPrefix is where custom pipelines live in etcd: one key per
 // pipeline, <prefix><name>, its value a JSON list of processors.
 const DefaultPrefix = "/logtransfer/pipelines/"
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-
 // ValidName reports why name cannot name a custom pipeline ("" if it can).
 func ValidName(name string) string {
-	if !nameRE.MatchString(name) {
-		return "pipeline names are 1-64 of a-z 0-9 _ - (starting with a letter or digit)"
+	if !record.ValidPipelineName(name) {
+		return "pipeline names are " + record.PipelineNameRule
 	}
 	if _, ok := Builtin(name); ok {
 		return "is a built-in pipeline"
