@@ -57,6 +57,8 @@ func (c *Consumer) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Cons
 		}
 	}()
 	ctx := s.Context()
+	c.log.WithFields(logrus.Fields{"topic": topic, "partition": part, "offset": claim.InitialOffset(), "high_water_mark": claim.HighWaterMarkOffset()}).Debug("claim started")
+	defer c.log.WithFields(logrus.Fields{"topic": topic, "partition": part}).Debug("claim ended")
 	var st claimState
 	st.gate.first = -1
 	msgs := claim.Messages()
@@ -123,6 +125,7 @@ loop:
 		}
 		n, closed := 0, false
 		if msg == nil { // the wait for held records ran out
+			c.releasing(&st, "waited", len(st.gate.held), logrus.Fields{"last": last.Offset, "high_water_mark": claim.HighWaterMarkOffset()})
 			if !c.release(ctx, &st, len(st.gate.held)) {
 				break loop
 			}
@@ -149,6 +152,7 @@ loop:
 		// Everything below the high-water mark taken: no record still to
 		// come completes a held chunk (see gate).
 		if len(st.gate.held) > 0 && !closed && last.Offset+1 >= claim.HighWaterMarkOffset() {
+			c.releasing(&st, "high-water mark", len(st.gate.held), logrus.Fields{"last": last.Offset, "high_water_mark": claim.HighWaterMarkOffset()})
 			if !c.release(ctx, &st, len(st.gate.held)) {
 				break loop
 			}

@@ -121,6 +121,7 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 		return true
 	}
 	if len(g.held) > 0 && msg.Offset != g.held[len(g.held)-1].msg.Offset+1 {
+		c.releasing(st, "gap", len(g.held), logrus.Fields{"next": msg.Offset})
 		if !c.release(ctx, st, len(g.held)) {
 			return false
 		}
@@ -136,6 +137,7 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 			k++
 		}
 		if k > 0 {
+			c.releasing(st, "more than a chunk", k, logrus.Fields{"held_bytes": g.bytes})
 			return c.release(ctx, st, k)
 		}
 		return true
@@ -155,6 +157,7 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 	// beginning is not held (this claim started inside it, or a gap cut
 	// it) is judged as far as it is here, and fails.
 	if k := len(g.held) - (n - 1); k > 0 {
+		c.releasing(st, "before a chunk", k, logrus.Fields{"signature": msg.Offset, "covers": n})
 		if !c.release(ctx, st, k) {
 			return false
 		}
@@ -164,6 +167,19 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 	clear(g.held)
 	g.held, g.bytes = g.held[:0], 0
 	return ok
+}
+
+// releasing logs, at debug level, that the first k held records are
+// about to be judged alone, and why: what to look at when an agent's
+// lines are quarantined as unsigned.
+func (c *Consumer) releasing(st *claimState, rule string, k int, f logrus.Fields) {
+	if !c.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		return
+	}
+	g := &st.gate
+	first, last := g.held[0].msg, g.held[k-1].msg
+	c.log.WithFields(f).WithFields(logrus.Fields{"rule": rule, "topic": first.Topic, "partition": first.Partition,
+		"from": first.Offset, "to": last.Offset, "held": len(g.held)}).Debug("held records judged alone")
 }
 
 // release judges the first k held records alone.

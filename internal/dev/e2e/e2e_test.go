@@ -205,6 +205,8 @@ retry_backoff_max = 1s
 shutdown_timeout = 5s
 [transfer]
 data_dir = %s
+[log]
+level = debug
 [http]
 addr = 127.0.0.1:0
 %s`, s.kafkaPort, s.etcdAddr, esURL, filepath.Join(s.dir, "transfer-data"), transferExtra)), 0o644)

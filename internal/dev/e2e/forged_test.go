@@ -104,7 +104,8 @@ func forgedRecords(t *testing.T, be string) {
 			}
 		}
 		if q := s.records(s.topic + ".quarantine"); q != int64(len(msgs)) {
-			t.Errorf("%d records in the quarantine topic, want the %d forged; %s", q, len(msgs), s.quarantineReasons(int(q)))
+			t.Errorf("%d records in the quarantine topic, want the %d forged; %s\nthe transfer's claims and held records judged alone:\n%s",
+				q, len(msgs), s.quarantineReasons(int(q)), grepLines(s.transfer.LogText(), 60, "claim started", "claim ended", "held records judged alone", "joined consumer group"))
 		}
 	})
 }
@@ -131,4 +132,21 @@ func (s *sys) quarantineReasons(n int) string {
 		}
 	}
 	return fmt.Sprintf("genuine lines quarantined, by reason: %v; first at %v", reasons, where)
+}
+
+// grepLines returns the last max lines of text holding any of subs.
+func grepLines(text string, max int, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, sub := range subs {
+			if strings.Contains(l, sub) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return strings.Join(out, "\n")
 }
