@@ -297,8 +297,8 @@ var mutants = []mutant{
 	{
 		name:  "a pipeline's regex runs whatever a line costs (a long line holds up the records behind it)",
 		pkg:   "internal/transfer/pipeline",
-		fn:    "compileProc",
-		edits: []edit{{old: "\t\t\tif !e.spend(insts, len(s)) {\n\t\t\t\treturn fmt.Errorf(\"matching %d bytes against %d instructions is %w\", len(s), insts, errOverBudget)\n\t\t\t}\n\t\t\tm := re.FindStringSubmatchIndex(s)\n", new: "\t\t\tif false && !e.spend(insts, len(s)) {\n\t\t\t\treturn fmt.Errorf(\"matching %d bytes against %d instructions is %w\", len(s), insts, errOverBudget)\n\t\t\t}\n\t\t\tm := re.FindStringSubmatchIndex(s)\n"}},
+		fn:    "compileRegex",
+		edits: []edit{{old: "\t\tif !e.spend(insts, len(s)) {\n\t\t\treturn fmt.Errorf(\"matching %d bytes against %d instructions is %w\", len(s), insts, errOverBudget)\n\t\t}\n\t\tm := re.FindStringSubmatchIndex(s)\n", new: "\t\tif false && !e.spend(insts, len(s)) {\n\t\t\treturn fmt.Errorf(\"matching %d bytes against %d instructions is %w\", len(s), insts, errOverBudget)\n\t\t}\n\t\tm := re.FindStringSubmatchIndex(s)\n"}},
 		tests: []target{{"./internal/transfer/pipeline", "^TestPipelineBudgets$"}, {"./internal/transfer/transferd", "^TestPipelineOverBudgetIsDeadLettered$"}},
 	},
 	{

@@ -257,278 +257,326 @@ func checkTarget(k string) error {
 	return nil
 }
 
+// compiler builds one kind of processor from its options, spending the
+// pipeline's regular-expression budget (left).
+type compiler func(raw json.RawMessage, left *int) (proc, error)
+
+// processors is the table of processor kinds and their compilers.
+func processors() []struct {
+	kind    string
+	compile compiler
+} {
+	return []struct {
+		kind    string
+		compile compiler
+	}{
+		{"dissect", compileDissect},
+		{"regex", compileRegex},
+		{"json", compileJson},
+		{"timestamp", compileTimestamp},
+		{"convert", compileConvert},
+		{"rename", compileRename},
+		{"remove", compileRemove},
+		{"set", compileSet},
+		{"drop", compileDrop},
+	}
+}
+
 func compileProc(kind string, raw json.RawMessage, left *int) (proc, error) {
-	switch kind {
-	case "dissect":
-		var o struct{ Field, Pattern string }
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
+	var kinds []string
+	for _, p := range processors() {
+		if p.kind == kind {
+			return p.compile(raw, left)
 		}
-		field := orMessage(o.Field)
-		d, err := parseDissect(o.Pattern)
-		if err != nil {
-			return proc{}, err
-		}
-		for _, f := range d.fields {
-			if !f.skip {
-				if err := checkTarget(f.key); err != nil && f.key != "message" {
-					return proc{}, err
-				}
-			}
-		}
-		return proc{run: func(e *event) error {
-			s, err := e.str(field)
-			if err != nil {
-				return err
-			}
-			return d.apply([]byte(s), func(k string, v []byte, app bool) {
-				if cur, ok := e.vals[k].(string); app && ok {
-					e.set(k, cur+" "+string(v))
-					return
-				}
-				e.set(k, string(v))
-			})
-		}}, nil
-	case "regex":
-		var o struct{ Field, Pattern string }
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
-		}
-		field := orMessage(o.Field)
-		re, insts, err := compileBudgeted(o.Pattern, left)
-		if err != nil {
-			return proc{}, err
-		}
-		names := re.SubexpNames()
-		named := 0
-		for _, n := range names[1:] {
-			if n != "" {
-				named++
-				if err := checkTarget(n); err != nil {
-					return proc{}, fmt.Errorf("group %q: %w", n, err)
-				}
-			}
-		}
-		if named == 0 {
-			return proc{}, errors.New("pattern has no named group (?P<name>…)")
-		}
-		return proc{run: func(e *event) error {
-			s, err := e.str(field)
-			if err != nil {
-				return err
-			}
-			if !e.spend(insts, len(s)) {
-				return fmt.Errorf("matching %d bytes against %d instructions is %w", len(s), insts, errOverBudget)
-			}
-			m := re.FindStringSubmatchIndex(s)
-			if m == nil {
-				return errors.New("pattern does not match")
-			}
-			for i, n := range names {
-				if n != "" && m[2*i] >= 0 {
-					e.set(n, s[m[2*i]:m[2*i+1]])
-				}
-			}
-			return nil
-		}}, nil
-	case "json":
-		var o struct{ Field, Target string }
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
-		}
-		field := orMessage(o.Field)
-		if o.Target != "" {
-			if err := checkTarget(o.Target); err != nil {
+		kinds = append(kinds, p.kind)
+	}
+	return proc{}, fmt.Errorf("unknown processor %q (%s)", kind, strings.Join(kinds, ", "))
+}
+
+func compileDissect(raw json.RawMessage, left *int) (proc, error) {
+	var o struct{ Field, Pattern string }
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
+	}
+	field := orMessage(o.Field)
+	d, err := parseDissect(o.Pattern)
+	if err != nil {
+		return proc{}, err
+	}
+	for _, f := range d.fields {
+		if !f.skip {
+			if err := checkTarget(f.key); err != nil && f.key != "message" {
 				return proc{}, err
 			}
 		}
-		return proc{run: func(e *event) error {
-			s, err := e.str(field)
-			if err != nil {
-				return err
+	}
+	return proc{run: func(e *event) error {
+		s, err := e.str(field)
+		if err != nil {
+			return err
+		}
+		return d.apply([]byte(s), func(k string, v []byte, app bool) {
+			if cur, ok := e.vals[k].(string); app && ok {
+				e.set(k, cur+" "+string(v))
+				return
 			}
-			var obj map[string]json.RawMessage
-			if err := json.Unmarshal([]byte(s), &obj); err != nil {
-				return fmt.Errorf("not a JSON object: %w", err)
+			e.set(k, string(v))
+		})
+	}}, nil
+}
+
+func compileRegex(raw json.RawMessage, left *int) (proc, error) {
+	var o struct{ Field, Pattern string }
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
+	}
+	field := orMessage(o.Field)
+	re, insts, err := compileBudgeted(o.Pattern, left)
+	if err != nil {
+		return proc{}, err
+	}
+	names := re.SubexpNames()
+	named := 0
+	for _, n := range names[1:] {
+		if n != "" {
+			named++
+			if err := checkTarget(n); err != nil {
+				return proc{}, fmt.Errorf("group %q: %w", n, err)
 			}
-			if o.Target != "" {
-				e.set(o.Target, json.RawMessage(s))
+		}
+	}
+	if named == 0 {
+		return proc{}, errors.New("pattern has no named group (?P<name>…)")
+	}
+	return proc{run: func(e *event) error {
+		s, err := e.str(field)
+		if err != nil {
+			return err
+		}
+		if !e.spend(insts, len(s)) {
+			return fmt.Errorf("matching %d bytes against %d instructions is %w", len(s), insts, errOverBudget)
+		}
+		m := re.FindStringSubmatchIndex(s)
+		if m == nil {
+			return errors.New("pattern does not match")
+		}
+		for i, n := range names {
+			if n != "" && m[2*i] >= 0 {
+				e.set(n, s[m[2*i]:m[2*i+1]])
+			}
+		}
+		return nil
+	}}, nil
+}
+
+func compileJson(raw json.RawMessage, left *int) (proc, error) {
+	var o struct{ Field, Target string }
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
+	}
+	field := orMessage(o.Field)
+	if o.Target != "" {
+		if err := checkTarget(o.Target); err != nil {
+			return proc{}, err
+		}
+	}
+	return proc{run: func(e *event) error {
+		s, err := e.str(field)
+		if err != nil {
+			return err
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(s), &obj); err != nil {
+			return fmt.Errorf("not a JSON object: %w", err)
+		}
+		if o.Target != "" {
+			e.set(o.Target, json.RawMessage(s))
+			return nil
+		}
+		for _, k := range sortedKeys(obj) {
+			name := k
+			if checkTarget(k) != nil {
+				name = "json." + k
+			}
+			e.set(name, obj[k])
+		}
+		return nil
+	}}, nil
+}
+
+func compileTimestamp(raw json.RawMessage, left *int) (proc, error) {
+	var o struct {
+		Field    string
+		Layouts  []string
+		Timezone string
+		Remove   bool
+	}
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
+	}
+	if o.Field == "" || len(o.Layouts) == 0 {
+		return proc{}, errors.New(`"field" and "layouts" are required`)
+	}
+	loc := time.UTC
+	if o.Timezone != "" {
+		var err error
+		if loc, err = time.LoadLocation(o.Timezone); err != nil {
+			return proc{}, fmt.Errorf("timezone %q: %w", o.Timezone, err)
+		}
+	}
+	layouts := make([]string, len(o.Layouts))
+	for i, l := range o.Layouts {
+		layouts[i] = namedLayout(l)
+	}
+	return proc{run: func(e *event) error {
+		s, err := e.str(o.Field)
+		if err != nil {
+			return err
+		}
+		for _, l := range layouts {
+			if t, ok := parseTime(l, s, loc); ok {
+				e.t = t.UTC()
+				if o.Remove {
+					e.del(o.Field)
+				}
 				return nil
 			}
-			for _, k := range sortedKeys(obj) {
-				name := k
-				if checkTarget(k) != nil {
-					name = "json." + k
-				}
-				e.set(name, obj[k])
-			}
-			return nil
-		}}, nil
-	case "timestamp":
-		var o struct {
-			Field    string
-			Layouts  []string
-			Timezone string
-			Remove   bool
 		}
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
-		}
-		if o.Field == "" || len(o.Layouts) == 0 {
-			return proc{}, errors.New(`"field" and "layouts" are required`)
-		}
-		loc := time.UTC
-		if o.Timezone != "" {
-			var err error
-			if loc, err = time.LoadLocation(o.Timezone); err != nil {
-				return proc{}, fmt.Errorf("timezone %q: %w", o.Timezone, err)
-			}
-		}
-		layouts := make([]string, len(o.Layouts))
-		for i, l := range o.Layouts {
-			layouts[i] = namedLayout(l)
-		}
-		return proc{run: func(e *event) error {
-			s, err := e.str(o.Field)
-			if err != nil {
-				return err
-			}
-			for _, l := range layouts {
-				if t, ok := parseTime(l, s, loc); ok {
-					e.t = t.UTC()
-					if o.Remove {
-						e.del(o.Field)
-					}
-					return nil
-				}
-			}
-			return fmt.Errorf("%q matches none of the layouts", s)
-		}}, nil
-	case "convert":
-		var o struct{ Field, Type string }
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
-		}
-		if err := checkTarget(o.Field); err != nil {
-			return proc{}, err
-		}
-		var conv func(string) (any, error)
-		switch o.Type {
-		case "long":
-			conv = func(s string) (any, error) { return strconv.ParseInt(strings.TrimSpace(s), 10, 64) }
-		case "double":
-			conv = func(s string) (any, error) { return strconv.ParseFloat(strings.TrimSpace(s), 64) }
-		case "boolean":
-			conv = func(s string) (any, error) { return strconv.ParseBool(strings.TrimSpace(s)) }
-		case "ip":
-			conv = func(s string) (any, error) {
-				a, err := netip.ParseAddr(strings.TrimSpace(s))
-				if err != nil {
-					return nil, err
-				}
-				return a.String(), nil
-			}
-		default:
-			return proc{}, fmt.Errorf("type %q must be long, double, boolean or ip", o.Type)
-		}
-		return proc{run: func(e *event) error {
-			s, err := e.str(o.Field)
-			if err != nil {
-				return err
-			}
-			v, err := conv(s)
-			if err != nil {
-				return fmt.Errorf("%q is not %s", s, o.Type)
-			}
-			e.set(o.Field, v)
-			return nil
-		}}, nil
-	case "rename":
-		var o struct{ From, To string }
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
-		}
-		if o.From == "" {
-			return proc{}, errors.New(`"from" is required`)
-		}
-		if err := checkTarget(o.To); err != nil {
-			return proc{}, err
-		}
-		return proc{run: func(e *event) error {
-			v, ok := e.vals[o.From]
-			if !ok {
-				return nil // nothing to rename
-			}
-			e.del(o.From)
-			e.set(o.To, v)
-			return nil
-		}}, nil
-	case "remove":
-		var o struct{ Fields []string }
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
-		}
-		if len(o.Fields) == 0 {
-			return proc{}, errors.New(`"fields" is required`)
-		}
-		return proc{run: func(e *event) error {
-			for _, f := range o.Fields {
-				e.del(f)
-			}
-			return nil
-		}}, nil
-	case "set":
-		var o struct {
-			Field string
-			Value json.RawMessage
-		}
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
-		}
-		if err := checkTarget(o.Field); err != nil {
-			return proc{}, err
-		}
-		if len(o.Value) == 0 {
-			return proc{}, errors.New(`"value" is required`)
-		}
-		v := json.RawMessage(bytes.TrimSpace(o.Value))
-		return proc{run: func(e *event) error { e.set(o.Field, v); return nil }}, nil
-	case "drop":
-		var o struct {
-			Field   string
-			Equals  *string
-			Matches string
-		}
-		if err := strict(raw, &o); err != nil {
-			return proc{}, err
-		}
-		field := orMessage(o.Field)
-		if (o.Equals == nil) == (o.Matches == "") {
-			return proc{}, errors.New(`one of "equals" and "matches" is required`)
-		}
-		var re *regexp.Regexp
-		var insts int
-		if o.Matches != "" {
-			var err error
-			if re, insts, err = compileBudgeted(o.Matches, left); err != nil {
-				return proc{}, err
-			}
-		}
-		return proc{run: func(e *event) error {
-			s, err := e.str(field)
-			if err != nil {
-				return nil // no such field: nothing to drop
-			}
-			if re != nil && !e.spend(insts, len(s)) {
-				return fmt.Errorf("matching %d bytes against %d instructions is %w", len(s), insts, errOverBudget)
-			}
-			if o.Equals != nil && s == *o.Equals || re != nil && re.MatchString(s) {
-				e.dropped = true
-			}
-			return nil
-		}}, nil
+		return fmt.Errorf("%q matches none of the layouts", s)
+	}}, nil
+}
+
+func compileConvert(raw json.RawMessage, left *int) (proc, error) {
+	var o struct{ Field, Type string }
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
 	}
-	return proc{}, fmt.Errorf("unknown processor %q (dissect, regex, json, timestamp, convert, rename, remove, set, drop)", kind)
+	if err := checkTarget(o.Field); err != nil {
+		return proc{}, err
+	}
+	var conv func(string) (any, error)
+	switch o.Type {
+	case "long":
+		conv = func(s string) (any, error) { return strconv.ParseInt(strings.TrimSpace(s), 10, 64) }
+	case "double":
+		conv = func(s string) (any, error) { return strconv.ParseFloat(strings.TrimSpace(s), 64) }
+	case "boolean":
+		conv = func(s string) (any, error) { return strconv.ParseBool(strings.TrimSpace(s)) }
+	case "ip":
+		conv = func(s string) (any, error) {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil {
+				return nil, err
+			}
+			return a.String(), nil
+		}
+	default:
+		return proc{}, fmt.Errorf("type %q must be long, double, boolean or ip", o.Type)
+	}
+	return proc{run: func(e *event) error {
+		s, err := e.str(o.Field)
+		if err != nil {
+			return err
+		}
+		v, err := conv(s)
+		if err != nil {
+			return fmt.Errorf("%q is not %s", s, o.Type)
+		}
+		e.set(o.Field, v)
+		return nil
+	}}, nil
+}
+
+func compileRename(raw json.RawMessage, left *int) (proc, error) {
+	var o struct{ From, To string }
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
+	}
+	if o.From == "" {
+		return proc{}, errors.New(`"from" is required`)
+	}
+	if err := checkTarget(o.To); err != nil {
+		return proc{}, err
+	}
+	return proc{run: func(e *event) error {
+		v, ok := e.vals[o.From]
+		if !ok {
+			return nil // nothing to rename
+		}
+		e.del(o.From)
+		e.set(o.To, v)
+		return nil
+	}}, nil
+}
+
+func compileRemove(raw json.RawMessage, left *int) (proc, error) {
+	var o struct{ Fields []string }
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
+	}
+	if len(o.Fields) == 0 {
+		return proc{}, errors.New(`"fields" is required`)
+	}
+	return proc{run: func(e *event) error {
+		for _, f := range o.Fields {
+			e.del(f)
+		}
+		return nil
+	}}, nil
+}
+
+func compileSet(raw json.RawMessage, left *int) (proc, error) {
+	var o struct {
+		Field string
+		Value json.RawMessage
+	}
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
+	}
+	if err := checkTarget(o.Field); err != nil {
+		return proc{}, err
+	}
+	if len(o.Value) == 0 {
+		return proc{}, errors.New(`"value" is required`)
+	}
+	v := json.RawMessage(bytes.TrimSpace(o.Value))
+	return proc{run: func(e *event) error { e.set(o.Field, v); return nil }}, nil
+}
+
+func compileDrop(raw json.RawMessage, left *int) (proc, error) {
+	var o struct {
+		Field   string
+		Equals  *string
+		Matches string
+	}
+	if err := strict(raw, &o); err != nil {
+		return proc{}, err
+	}
+	field := orMessage(o.Field)
+	if (o.Equals == nil) == (o.Matches == "") {
+		return proc{}, errors.New(`one of "equals" and "matches" is required`)
+	}
+	var re *regexp.Regexp
+	var insts int
+	if o.Matches != "" {
+		var err error
+		if re, insts, err = compileBudgeted(o.Matches, left); err != nil {
+			return proc{}, err
+		}
+	}
+	return proc{run: func(e *event) error {
+		s, err := e.str(field)
+		if err != nil {
+			return nil // no such field: nothing to drop
+		}
+		if re != nil && !e.spend(insts, len(s)) {
+			return fmt.Errorf("matching %d bytes against %d instructions is %w", len(s), insts, errOverBudget)
+		}
+		if o.Equals != nil && s == *o.Equals || re != nil && re.MatchString(s) {
+			e.dropped = true
+		}
+		return nil
+	}}, nil
 }
 
 func orMessage(f string) string {
