@@ -44,10 +44,10 @@ func NewDeadLetter(cfg config.Consumer) *DeadLetter {
 
 // Send implements eswriter.DeadLetter.
 func (d *DeadLetter) Send(_ context.Context, doc *eswriter.Doc, reason string) error {
-	msg := &doc.Origin
-	if msg.Topic == "" {
+	if doc.Origin == nil {
 		return fmt.Errorf("document %s has no source record", doc.ID)
 	}
+	msg := doc.Origin.Record()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.p == nil {

@@ -150,15 +150,23 @@ func headOf(v *record.View) head {
 // allocated, copied or held while it waits). Its slices never change
 // once built, so a retried request renders the same bytes.
 type docParts struct {
-	msg     *sarama.ConsumerMessage
-	message []byte // the line, or what its pipeline made of it
-	head    head
-	time    time.Time // @timestamp: the line's own if a pipeline parsed it, else when it was read
-	fields  []byte    // the static fields (fieldsCache)
-	parsed  []byte    // the pipeline's fields (pipeline.Result.Fragment)
+	msg    *sarama.ConsumerMessage
+	head   head
+	time   time.Time // @timestamp: the line's own if a pipeline parsed it, else when it was read
+	fields []byte    // the static fields (fieldsCache)
+	more   *docMore  // nil for most documents
+}
+
+// docMore is what a pipeline made of a line, and the bound its index-time
+// stamp crossed: parts most documents do without, kept apart so that the
+// others stay small while they wait.
+type docMore struct {
+	message    []byte // the message, if the pipeline set it
+	hasMessage bool
+	parsed     []byte // the pipeline's fields (pipeline.Result.Fragment)
 	// created is when the line was read, shown when a pipeline parsed its
-	// @timestamp; outOfRange is the bound its index-time stamp crossed
-	// (see placeTime); errMsg is why its pipeline failed.
+	// @timestamp; outOfRange is the bound crossed (see placeTime); errMsg
+	// is why the pipeline failed.
 	created    time.Time
 	outOfRange string
 	errMsg     string
@@ -176,7 +184,11 @@ func (s *source) AppendSource(dst []byte) []byte { return s.render(dst) }
 // size is about how many bytes render appends, for the writer's
 // bulk_bytes.
 func (p *docParts) size() int {
-	return len(p.message) + 320 + len(p.fields) + len(p.parsed) + len(p.errMsg)
+	n := len(p.msg.Value) + 320 + len(p.fields)
+	if m := p.more; m != nil {
+		n += len(m.message) + len(m.parsed) + len(m.errMsg)
+	}
+	return n
 }
 
 // render appends the ECS-shaped JSON document to dst:
@@ -189,11 +201,15 @@ func (p *docParts) size() int {
 // Absent headers and parts leave their fields out. Strings have invalid
 // UTF-8 replaced by U+FFFD, so the body is always valid JSON.
 func (p *docParts) render(dst []byte) []byte {
-	msg, meta := p.msg, &p.head
+	msg, meta, more := p.msg, &p.head, p.more
+	message := msg.Value
+	if more != nil && more.hasMessage {
+		message = more.message
+	}
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = jsonenc.AppendTime(dst, p.time)
 	dst = append(dst, `","message":`...)
-	dst = jsonenc.AppendString(dst, p.message)
+	dst = jsonenc.AppendString(dst, message)
 	if len(meta.HostName) > 0 || len(meta.HostIP) > 0 {
 		dst = append(dst, `,"host":{`...)
 		sep := false
@@ -258,26 +274,29 @@ func (p *docParts) render(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, msg.Offset, 10)
 	dst = append(dst, '}')
 	dst = append(dst, p.fields...)
-	dst = append(dst, p.parsed...)
-	if !p.created.IsZero() || p.outOfRange != "" {
+	if more == nil {
+		return append(dst, '}')
+	}
+	dst = append(dst, more.parsed...)
+	if !more.created.IsZero() || more.outOfRange != "" {
 		dst = append(dst, `,"event":{`...)
-		if !p.created.IsZero() {
+		if !more.created.IsZero() {
 			dst = append(dst, `"created":"`...)
-			dst = jsonenc.AppendTime(dst, p.created)
+			dst = jsonenc.AppendTime(dst, more.created)
 			dst = append(dst, '"')
 		}
-		if p.outOfRange != "" {
-			if !p.created.IsZero() {
+		if more.outOfRange != "" {
+			if !more.created.IsZero() {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"timestamp_out_of_range":`...)
-			dst = jsonenc.AppendString(dst, []byte(p.outOfRange))
+			dst = jsonenc.AppendString(dst, []byte(more.outOfRange))
 		}
 		dst = append(dst, '}')
 	}
-	if p.errMsg != "" {
+	if more.errMsg != "" {
 		dst = append(dst, `,"error":{"message":`...)
-		dst = jsonenc.AppendString(dst, []byte(p.errMsg))
+		dst = jsonenc.AppendString(dst, []byte(more.errMsg))
 		dst = append(dst, '}')
 	}
 	return append(dst, '}')
@@ -299,15 +318,14 @@ type pipeCounters struct{ parsed, failed, dropped, overBudget prometheus.Counter
 func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*eswriter.Doc, bool) {
 	msg, meta := r.msg, r.view
 	ts := eventTime(msg) // read time
-	origin := eswriter.Origin{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Key: msg.Key, Value: msg.Value,
-		Headers: kafka.Headers(msg.Headers), Timestamp: msg.Timestamp}
+	origin := (*origin)(msg)
 	signed := false
 	if c.opt.Verify != nil {
 		v := r.verdict
 		if reason := v.Quarantine; reason != "" {
 			// Not indexed, and before its pipeline (which could take it
 			// as its own): kept apart with the reason.
-			return &eswriter.Doc{ID: docID(msg, &meta, st), Body: []byte{}, Time: ts, Origin: origin, Reject: reason, Quarantine: true}, true
+			return &eswriter.Doc{ID: docID(msg, &meta, st), Body: []byte{}, Time: ts, Origin: origin, Topic: msg.Topic, Reject: reason, Quarantine: true}, true
 		}
 		signed = v.Signed
 		if signed {
@@ -329,24 +347,26 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 			return nil, true // a drop processor: not indexed
 		}
 		// What the pipeline made is the claim's scratch: the document
-		// keeps its own copy (one allocation).
+		// keeps its own copy.
 		frag := res.Fragment()
+		m := &docMore{errMsg: res.Err}
 		own := make([]byte, 0, len(frag)+len(res.Message))
 		own = append(own, frag...)
-		parts.parsed = own[:len(frag):len(frag)]
+		m.parsed = own[:len(frag):len(frag)]
 		if res.HasMessage {
 			own = append(own, res.Message...)
-			parts.message = own[len(frag):]
+			m.message, m.hasMessage = own[len(frag):], true
 		}
+		parts.time = ts
 		if !res.Time.IsZero() { // @timestamp is the line's; keep when it was read
-			parts.time, parts.created = res.Time, ts
+			parts.time, m.created = res.Time, ts
 		}
-		parts.errMsg = res.Err
 		if res.OverBudget {
 			// Not matched at all (that would hold up the records behind
 			// it): dead-lettered with the reason, never indexed.
 			reject = "pipeline " + strconv.Quote(string(meta.Pipeline)) + ": " + res.Err
 		}
+		parts.more = m
 	}
 	// The index is a function of the record alone (see placeTime): never
 	// of the pipeline in force, whether pipelines are loaded, the clock or
@@ -356,10 +376,13 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 	if key := c.opt.Index.Period(idxTime); key != st.indexKey || st.indexName == "" {
 		st.indexKey, st.indexName = key, c.opt.Index.Name(msg.Topic, idxTime)
 	}
-	parts.msg, parts.head, parts.fields, parts.outOfRange = msg, headOf(&meta), st.fields.fragment(meta.Fields), out
-	if parts.message == nil {
-		parts.message = msg.Value
+	if out != "" {
+		if parts.more == nil {
+			parts.more = &docMore{}
+		}
+		parts.more.outOfRange = out
 	}
+	parts.msg, parts.head, parts.fields = msg, headOf(&meta), st.fields.fragment(meta.Fields)
 	if parts.time.IsZero() {
 		parts.time = ts
 	}
@@ -371,8 +394,18 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 	s := &st.slab[0]
 	st.slab = st.slab[1:]
 	s.docParts = parts
-	s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: parts.size(), Time: ts, Origin: origin, Reject: reject}
+	s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: parts.size(), Time: ts, Origin: origin, Topic: msg.Topic, Reject: reject}
 	return &s.Doc, true
+}
+
+// origin is a consumed record as the dead-letter target sees it
+// (eswriter.Origin).
+type origin sarama.ConsumerMessage
+
+// Record implements eswriter.Origin.
+func (o *origin) Record() eswriter.Record {
+	return eswriter.Record{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value,
+		Headers: kafka.Headers(o.Headers), Timestamp: o.Timestamp}
 }
 
 // sourceSlab is how many sources a claim allocates at once: a slab lives

@@ -34,7 +34,7 @@ func TestDocuments(t *testing.T) {
 		t.Helper()
 		meta := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
 		var fc fieldsCache
-		body := (&docParts{msg: msg, message: msg.Value, head: headOf(&meta), time: eventTime(msg), fields: fc.fragment(meta.Fields)}).render(nil)
+		body := (&docParts{msg: msg, head: headOf(&meta), time: eventTime(msg), fields: fc.fragment(meta.Fields)}).render(nil)
 		var got map[string]any
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("%s: body is not valid JSON: %v\n%s", name, err, body)
@@ -115,7 +115,7 @@ func BenchmarkDocument(b *testing.B) {
 	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
 		meta := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
-		buf = (&docParts{msg: msg, message: msg.Value, head: headOf(&meta), time: msg.Timestamp, fields: fc.fragment(meta.Fields)}).render(buf[:0])
+		buf = (&docParts{msg: msg, head: headOf(&meta), time: msg.Timestamp, fields: fc.fragment(meta.Fields)}).render(buf[:0])
 	}
 	b.SetBytes(int64(len(buf)))
 }

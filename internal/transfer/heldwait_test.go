@@ -229,7 +229,7 @@ func TestHeldRecordsWaitForTheirChunkWhateverTheTiming(t *testing.T) {
 			rt.Fatalf("%d records, %d documents", len(all), len(docs))
 		}
 		for i, d := range docs {
-			m := &d.Origin
+			m := d.Origin.Record()
 			if m.Offset != all[i].Offset || string(m.Value) != string(all[i].Value) {
 				rt.Fatalf("document %d is of the record at offset %d, want %d", i, m.Offset, all[i].Offset)
 			}

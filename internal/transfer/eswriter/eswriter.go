@@ -64,9 +64,11 @@ type Doc struct {
 	Time time.Time
 	// Origin is the record the document was made from, for the
 	// dead-letter target to publish again; the writer does not look at
-	// it. Its Topic groups documents that Elasticsearch may hold back
-	// together (see parking).
+	// it.
 	Origin Origin
+	// Topic groups documents that Elasticsearch may hold back together
+	// (see parking).
+	Topic string
 
 	Acker acktrack.Acker
 	Seq   uint64
@@ -90,8 +92,14 @@ type Doc struct {
 	parked bool // counted among its topic's parked documents until settled
 }
 
-// Origin is the Kafka record a document was made from.
-type Origin struct {
+// Origin gives the Kafka record a document was made from (the consumer's
+// own record type behind it: no copy per document).
+type Origin interface {
+	Record() Record
+}
+
+// Record is a Kafka record as the dead-letter target publishes it again.
+type Record struct {
 	Topic      string
 	Partition  int32
 	Offset     int64
@@ -276,7 +284,7 @@ func (w *Writer) Submit(ctx context.Context, docs []*Doc) error {
 	if len(docs) == 0 {
 		return nil
 	}
-	if err := w.park.wait(ctx, docs[0].Origin.Topic); err != nil {
+	if err := w.park.wait(ctx, docs[0].Topic); err != nil {
 		return err
 	}
 	w.queued.Add(int64(len(docs)))

@@ -49,10 +49,10 @@ func (p *parking) park(docs []*Doc, reason string) {
 	now := time.Now()
 	p.mu.Lock()
 	for _, d := range docs {
-		t := p.topics[d.Origin.Topic]
+		t := p.topics[d.Topic]
 		if t == nil {
 			t = &parked{bo: backoff.Backoff{Min: 200 * time.Millisecond, Max: p.max}, room: make(chan struct{})}
-			p.topics[d.Origin.Topic] = t
+			p.topics[d.Topic] = t
 		}
 		if len(t.docs) == 0 {
 			if now.Sub(t.last) > 2*p.max {
@@ -89,7 +89,7 @@ func (p *parking) settle(docs ...*Doc) {
 		}
 		d.parked = false
 		p.outstanding.Add(-1)
-		t := p.topics[d.Origin.Topic]
+		t := p.topics[d.Topic]
 		if t.out--; t.out == p.limit-1 {
 			close(t.room)
 			t.room = make(chan struct{})
