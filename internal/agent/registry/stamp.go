@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/logpipe/logpipe/internal/agent/event"
+	"github.com/logpipe/logpipe/internal/contract/acktrack"
 )
 
 const (
@@ -310,6 +311,17 @@ func (h *Handle) Stamp(ctx context.Context, evs []event.Event, end int64, now ti
 		r.mu.Unlock()
 		r.saveStamps()
 	}
+}
+
+// Register is what a reader does with a batch it read, in one visit:
+// Stamp its events (if any; the last of ends is where they end) and
+// register its spans with the stream's tracker (see EmitBatch). It
+// returns the acker and the first sequence number.
+func (h *Handle) Register(ctx context.Context, evs []event.Event, ends []int64, done []bool, now time.Time) (acktrack.Acker, uint64) {
+	if len(evs) > 0 {
+		h.Stamp(ctx, evs, ends[len(ends)-1], now)
+	}
+	return h.EmitBatch(ends, done)
 }
 
 // SetClock sets the clock new stamp epochs are taken from (tests: the

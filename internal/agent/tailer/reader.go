@@ -353,12 +353,15 @@ func (r *reader) flush() error {
 	if r.ctx != nil {
 		ctx = r.ctx // a drainer's
 	}
+	// Index-time stamps (reproducible after a crash; this may wait for a
+	// registry save, an idle file waking up) and the spans read, in one
+	// visit to the registry.
+	var evs []event.Event
+	var now time.Time
 	if b := r.batch; b != nil {
-		// Index-time stamps, reproducible after a crash; this may wait for
-		// a registry save (an idle file waking up).
-		r.h.Stamp(ctx, b.Events, r.ends[len(r.ends)-1], b.Events[len(b.Events)-1].Time)
+		evs, now = b.Events, b.Events[len(b.Events)-1].Time
 	}
-	acker, first := r.h.EmitBatch(r.ends, r.dones)
+	acker, first := r.h.Register(ctx, evs, r.ends, r.dones, now)
 	r.ends, r.dones = r.ends[:0], r.dones[:0]
 	b := r.batch
 	r.batch = nil
