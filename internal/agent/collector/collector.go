@@ -40,6 +40,10 @@ type Config struct {
 	// entries are bounded when the config is validated; files matched by
 	// globs beyond it are not started (retried at every scan) and counted.
 	MaxFiles int
+	// PollOnly leaves inotify out: files are polled (file systems without
+	// it; a simulation on a fake clock, where a goroutine waiting on the
+	// kernel would hold the clock).
+	PollOnly bool
 }
 
 // Collector runs tail tasks for the latest applied entries.
@@ -81,7 +85,9 @@ func New(cfg Config, reg *registry.Registry, sink tailer.Sink, log *logrus.Entry
 		thr:    logging.NewThrottle(time.Minute),
 		opens:  make(chan struct{}, concurrentOpens),
 	}
-	c.ntf = tailer.NewNotifier(c.log)
+	if !cfg.PollOnly {
+		c.ntf = tailer.NewNotifier(c.log)
+	}
 	c.tasksGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_tasks", Help: "Collect entries running."},
 		func() float64 { c.tasksMu.Lock(); defer c.tasksMu.Unlock(); return float64(len(c.tasks)) })
 	over := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logagent_files_over_limit", Help: "Files matched by globs but not tailed because [agent] max_files is reached."},

@@ -45,6 +45,61 @@ type Config struct {
 	// rotated key takes over at the next one). It must
 	// not return nil: the agent sends nothing before it has a key.
 	Signer func() *record.SigningKey
+	// Cluster, if set, stands in for Kafka (a simulation); nil: sarama
+	// connects to Kafka.Brokers.
+	Cluster func() (Cluster, error)
+}
+
+// Cluster is Kafka as a simulation presents it to the producer: metadata,
+// and a connection to each partition's leader.
+type Cluster interface {
+	RefreshMetadata(topics ...string) error
+	Partitions(topic string) ([]int32, error)
+	Close() error
+	Leader(topic string, partition int32) (Conn, error)
+}
+
+// Conn is a simulated broker connection. Produce takes the request and
+// the record batches it carries (req's own are not readable outside
+// sarama); it calls cb with the broker's answer, at most once, at any
+// time (or never: a request in flight when the process dies).
+type Conn interface {
+	Produce(req *sarama.ProduceRequest, batches []Batch, cb sarama.ProduceCallback) error
+	Close() error
+}
+
+// Batch is the record batch of one partition in a produce request.
+type Batch struct {
+	Topic     string
+	Partition int32
+	Records   []*sarama.Record
+}
+
+// simCluster adapts a Cluster.
+type simCluster struct{ Cluster }
+
+func (c simCluster) Leader(topic string, partition int32) (conn, error) {
+	cn, err := c.Cluster.Leader(topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	return simConn{cn}, nil
+}
+
+type simConn struct{ Conn }
+
+func (c simConn) produce(req *sarama.ProduceRequest, set *reqSet, cb sarama.ProduceCallback) error {
+	bs := make([]Batch, 0, len(set.parts))
+	for _, ps := range set.parts {
+		b := Batch{Topic: ps.tp.topic, Partition: ps.tp.part}
+		for _, c := range ps.chunks {
+			for i := c.from; i < c.to; i++ {
+				b.Records = append(b.Records, &c.st.slab.recs[i])
+			}
+		}
+		bs = append(bs, b)
+	}
+	return c.Conn.Produce(req, bs, cb)
 }
 
 // metadata is what the topic gates use of sarama's Client.
@@ -154,6 +209,15 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 		sigKey:  []byte(record.HeaderSig),
 	}
 	p.connect = connectSarama
+	if cfg.Cluster != nil {
+		p.connect = func([]string, *sarama.Config) (cluster, error) {
+			c, err := cfg.Cluster()
+			if err != nil {
+				return nil, err
+			}
+			return simCluster{c}, nil
+		}
+	}
 	p.gates = newGates(p.log)
 	gauge := func(name, help string, f func() float64) prometheus.GaugeFunc {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)

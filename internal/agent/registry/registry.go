@@ -104,7 +104,7 @@ type Registry struct {
 	files   map[Key]*fileState
 	entries map[string]bool // collect entries that have been active
 
-	saveMu sync.Mutex // serialises disk writes; taken before mu
+	saveMu saveLock // serialises disk writes; taken before mu
 	// What the last write put on disk: a digest of its bytes (not the
 	// bytes: half a megabyte for a thousand files, kept for a comparison)
 	// and the stateSum it was encoded from, to skip encoding when idle.
@@ -217,6 +217,7 @@ func Open(dir string, log *logrus.Entry, reg prometheus.Registerer) (*Registry, 
 		return nil, fmt.Errorf("locking data dir %s (is another logagent using it?): %w", dir, err)
 	}
 	r := &Registry{
+		saveMu:  make(saveLock, 1),
 		dir:     dir,
 		log:     log.WithField("component", "registry"),
 		lock:    lock,
@@ -437,6 +438,19 @@ func (r *Registry) Save() error {
 	return r.saveLocked()
 }
 
+// saveLock serialises disk writes. A channel rather than a sync.Mutex: it
+// is held across a short sleep (streams asking for stamps meanwhile share
+// one save), and a goroutine waiting on a channel is one a fake clock
+// (testing/synctest, the agentsim) sees waiting; on a mutex it would hold
+// that clock still, and the sleep would never end.
+type saveLock chan struct{}
+
+// Lock takes the lock.
+func (l saveLock) Lock() { l <- struct{}{} }
+
+// Unlock releases it.
+func (l saveLock) Unlock() { <-l }
+
 // saveLocked is Save with saveMu held.
 func (r *Registry) saveLocked() error {
 	sum := r.stateSum()
@@ -624,7 +638,7 @@ func (r *Registry) Rotated(topic, path string, except Key) []Stream {
 			continue
 		}
 		acked, _, _ := s.offsets()
-		out = append(out, Stream{Key: k, Path: s.path, Offset: acked})
+		out = append(out, Stream{Key: k, Path: s.path, Offset: acked, FPLen: s.fpLen, FP: s.fp})
 	}
 	return out
 }
@@ -638,6 +652,10 @@ type Stream struct {
 	Read     int64
 	InFlight int
 	Claimed  bool
+	// FPLen and FP fingerprint the first bytes of the generation (set by
+	// Rotated).
+	FPLen int
+	FP    uint64
 }
 
 // Streams lists every known stream.

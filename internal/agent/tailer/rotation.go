@@ -26,19 +26,15 @@ func (t *Tailer) truncated(r *reader) error {
 	resume := r.h.Resume()
 	n, fp := r.h.Fingerprint()
 	now := t.now()
-	if c, size := t.findCopy(r, n, fp, resume); c != nil {
+	c, size := t.findCopy(r, n, fp, resume)
+	if c != nil {
+		defer c.Close()
 		cr := t.newReader(c, r.key, r.h)
 		cr.inst, cr.pos = r.inst, resume
 		err := cr.readAvailable(t.ctx, size)
 		if err == nil {
 			err = cr.finish(now)
 		}
-		if err == nil {
-			// The copy is known from now on, as read to its end: a later
-			// rotation must not take it for a file never seen.
-			err = t.registerCopy(c, size)
-		}
-		c.Close()
 		if err != nil {
 			return err
 		}
@@ -53,6 +49,17 @@ func (t *Tailer) truncated(r *reader) error {
 	for r.h.InFlight() > 0 {
 		if !backoff.Sleep(t.ctx, 20*time.Millisecond) {
 			return t.ctx.Err()
+		}
+	}
+	if c != nil {
+		// The copy is known from now on, as read to its end: a later
+		// rotation must not take it for a file never seen. Only now: had
+		// it been on disk as read while its rest was still on its way to
+		// Kafka, a crash would have lost that rest (the agentsim found
+		// this); unknown, the copy is found again and read from what Kafka
+		// acknowledged (readCopy).
+		if err := t.registerCopy(c, size); err != nil {
+			return err
 		}
 	}
 	since := r.since
@@ -84,9 +91,10 @@ func (t *Tailer) registerCopy(c *os.File, size int64) error {
 		return nil // someone reads it already
 	}
 	defer h.Release()
-	if h.Known() {
-		return nil
-	}
+	// Even if the registry knows the key: its content went out under the
+	// truncated file's stream. A stream it had under that key is another
+	// file's (one deleted, whose inode number the copy took: the agentsim
+	// found the copy then read again from that stream's offset).
 	n := int(min(size, fpMax))
 	fp, err := fingerprint(c, n)
 	if err != nil {
@@ -118,7 +126,11 @@ func (t *Tailer) siblings() (*os.File, []os.DirEntry) {
 // findCopy looks next to the file for a copy of the old generation (same
 // leading bytes, at least resume bytes long), as left by copytruncate.
 func (t *Tailer) findCopy(r *reader, n int, fp uint64, resume int64) (*os.File, int64) {
-	if n == 0 || resume == 0 {
+	// Nothing sent yet (resume 0) is no reason not to look: the copy
+	// holds the old content from its start, a line only begun in memory
+	// included (the agentsim found this: the half read was sent as a line
+	// of its own). Without a fingerprint, no copy can be told apart.
+	if n == 0 {
 		return nil, 0
 	}
 	d, ents := t.siblings()
@@ -184,7 +196,7 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 		if err != nil {
 			continue
 		}
-		if k, ok := fileKey(info, t.cfg.Source.Topic); !ok || want[k].Key != k || info.Size() <= want[k].Offset {
+		if k, ok := fileKey(info, t.cfg.Source.Topic); !ok || want[k].Key != k {
 			continue
 		}
 		f, fi, err := t.cfg.Guard.OpenAt(d, e.Name())
@@ -193,7 +205,7 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 			continue
 		}
 		k, ok := fileKey(fi, t.cfg.Source.Topic)
-		if s := want[k]; !ok || s.Key != k || fi.Size() <= s.Offset {
+		if s := want[k]; !ok || s.Key != k {
 			f.Close()
 			continue
 		}
@@ -203,12 +215,24 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 			continue
 		}
 		r := t.newReader(f, k, h)
-		if same, err := r.sameGeneration(fi.Size()); err != nil || !same {
+		r.inst, r.pos = h.Instance(), h.Resume()
+		same, err := r.sameGeneration(fi.Size())
+		switch {
+		case err != nil || same && fi.Size() <= r.pos:
 			h.Release()
 			f.Close()
 			continue
+		case !same:
+			// Truncated (and written again) before it was rotated, unseen:
+			// the rest of its old content is in a copy, if there is one,
+			// and what it holds now is a generation of its own (the
+			// agentsim found these lines lost).
+			if err := t.truncated(r); err != nil {
+				h.Release()
+				f.Close()
+				continue
+			}
 		}
-		r.inst, r.pos = h.Instance(), h.Resume()
 		t.logger().WithFields(logrus.Fields{"rotated": p, "offset": r.pos, "size": fi.Size()}).Info("reading the rest of a file rotated while the agent was down")
 		t.handOff(r)
 	}
@@ -265,6 +289,10 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 			f.Close()
 			continue
 		}
+		if t.readCopy(f, fi.Size(), current, h) {
+			f.Close()
+			continue
+		}
 		if err := t.startGeneration(r, 0); err != nil {
 			h.Release()
 			f.Close()
@@ -273,6 +301,55 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 		t.logger().WithField("rotated", p).Info("reading a file that was rotated away before it was opened")
 		t.handOff(r)
 	}
+}
+
+// readCopy reads f, a sibling unknown to the registry, as what it may be:
+// the copy a copytruncate made of a generation this path had, whose
+// truncation the agent did not see (it was down, or the copy was rotated
+// on before it looked). Its first bytes are then that stream's
+// fingerprint: f is read from that stream's acknowledged offset, under its
+// instance (a line sent before keeps its event id), and registered as a
+// copy read to its end. The agentsim found this: read from its start as a
+// file never seen, the copy sent its lines a second time. hf is f's own
+// claim; readCopy releases it when f is a copy, and reports whether it was.
+func (t *Tailer) readCopy(f *os.File, size int64, current registry.Key, hf *registry.Handle) bool {
+	for _, s := range t.reg.Rotated(t.cfg.Source.Topic, t.cfg.Path, current) {
+		if s.FPLen == 0 || int64(s.FPLen) > size {
+			continue
+		}
+		if got, err := fingerprint(f, s.FPLen); err != nil || got != s.FP {
+			continue
+		}
+		h, ok := t.reg.Claim(s.Key, t.cfg.Path)
+		if !ok {
+			continue
+		}
+		cr := t.newReader(f, s.Key, h)
+		cr.inst, cr.pos = h.Instance(), h.Resume()
+		err := cr.readAvailable(t.ctx, size)
+		if err == nil {
+			err = cr.finish(t.now())
+		}
+		// Registered as read only once what was read of it is in Kafka
+		// (see truncated).
+		for err == nil && h.InFlight() > 0 {
+			if !backoff.Sleep(t.ctx, 20*time.Millisecond) {
+				err = t.ctx.Err()
+			}
+		}
+		h.Release()
+		hf.Release()
+		if err != nil {
+			t.thr.Log("copy-read", t.logger().WithError(err), logrus.WarnLevel, "reading the copy of a truncated file did not finish; it is read again at the next look")
+			return true
+		}
+		if err := t.registerCopy(f, size); err != nil {
+			t.thr.Log("copy-register", t.logger().WithError(err), logrus.WarnLevel, "registering the copy of a truncated file failed")
+		}
+		t.logger().WithFields(logrus.Fields{"copy": f.Name(), "from": cr.pos, "to": size}).Info("read the rest of a truncated file from its copy, found after the truncation")
+		return true
+	}
+	return false
 }
 
 // rotatedName reports whether name looks like a rotated copy of base
