@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-e2e test-mutants test-ui bench bench-fleet deps deps-demo vet fmt clean demo demo-real demo-stop
+.PHONY: all build test test-e2e test-mutants test-ui test-sim soak bench bench-fleet deps deps-demo vet fmt clean demo demo-real demo-stop
 
 all: build
 
@@ -25,9 +25,21 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/dev/e2e)
 	$(GO) test -count=1 -run '^TestIdleTailerStacksShrink$$' ./internal/agent/collector
+	$(MAKE) test-sim
 	$(MAKE) test-e2e
 	$(MAKE) test-mutants
 	$(MAKE) test-ui
+
+# Generated schedules over the agent's file path (internal/agent/agentsim):
+# as many as fit in SIM (CI's share), seeds printed when one fails (rapid
+# shrinks it; -rapid.seed=N replays it). make soak runs them for DURATION.
+SIM      ?= 150s
+DURATION ?= 2h
+test-sim:
+	LOGPIPE_SOAK=$(SIM) $(GO) test -count=1 -timeout 0 -v -run '^TestAgentFilePathSoak$$' ./internal/agent/agentsim
+
+soak:
+	LOGPIPE_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run '^TestAgentFilePathSoak$$' ./internal/agent/agentsim
 
 # Break each guarantee on purpose (scripts/mutants) and check that the tests
 # named for it fail.

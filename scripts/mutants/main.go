@@ -163,8 +163,8 @@ var mutants = []mutant{
 		pkg:  "internal/agent/tailer",
 		fn:   "Tailer.truncated",
 		edits: []edit{{
-			old: "if c, size := t.findCopy(r, n, fp, resume); c != nil {",
-			new: "if c, size := t.findCopy(r, n, fp, resume); c != nil && false {",
+			old: "c, size := t.findCopy(r, n, fp, resume)\n",
+			new: "c, size := t.findCopy(r, n, fp, resume)\n\tif c != nil {\n\t\tc.Close()\n\t\tc = nil\n\t}\n",
 		}},
 		tests: []target{{"./cmd/logagent", "^TestCopyTruncateWhileBehind$"}},
 	},
@@ -179,7 +179,7 @@ var mutants = []mutant{
 		name:  "a copytruncate copy read for the old content stays unknown (re-read whole at the next rotation)",
 		pkg:   "internal/agent/tailer",
 		fn:    "Tailer.truncated",
-		edits: []edit{{old: "err = t.registerCopy(c, size)", new: "err = nil"}},
+		edits: []edit{{old: "if err := t.registerCopy(c, size); err != nil {", new: "if err := error(nil); err != nil {"}},
 		tests: []target{{"./internal/agent/tailer", "^TestCopiesAreNotReadAgainAfterRename$"}},
 	},
 	{
@@ -576,6 +576,44 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestHeldClockCountsOnlyWaitsThisProcessRan$"}},
 	},
 	{
+		name:  "a truncated file's copy is not looked for while nothing of it was sent (the half-read line goes out as a line)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.findCopy",
+		edits: []edit{{old: "\tif n == 0 {\n", new: "\tif n == 0 || resume == 0 {\n"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name: "a copytruncate copy is registered as read before its rest is acknowledged (a crash loses the rest)",
+		pkg:  "internal/agent/tailer",
+		fn:   "Tailer.truncated",
+		edits: []edit{
+			{old: "if err := t.registerCopy(c, size); err != nil {", new: "if err := error(nil); err != nil {"},
+			{old: "\t\t\treturn err\n\t\t}\n\t\tt.logger().WithFields(logrus.Fields{\"copy\": c.Name(), \"from\": resume, \"to\": size})", new: "\t\t\treturn err\n\t\t}\n\t\tif err := t.registerCopy(c, size); err != nil {\n\t\t\treturn err\n\t\t}\n\t\tt.logger().WithFields(logrus.Fields{\"copy\": c.Name(), \"from\": resume, \"to\": size})"},
+		},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "the copy of a truncation the agent did not see is read from its start (its lines go out twice)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.recoverSkipped",
+		edits: []edit{{old: "if t.readCopy(f, fi.Size(), current, h) {", new: "if false && t.readCopy(f, fi.Size(), current, h) {"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "a rotated file truncated and written again while the agent did not look is read on from its old offset (its new lines are lost)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.recoverRotated",
+		edits: []edit{{old: "\t\tcase !same:\n", new: "\t\tcase !same && false:\n"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "a copy whose inode number a deleted file's registry entry still holds is not registered (read again from that entry's offset)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.registerCopy",
+		edits: []edit{{old: "\tdefer h.Release()\n", new: "\tdefer h.Release()\n\tif h.Known() {\n\t\treturn nil\n\t}\n"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
 		name:  "the agent's signature leaves out a record of its chunk",
 		pkg:   "internal/agent/producer",
 		fn:    "Producer.sign",
@@ -608,6 +646,8 @@ var mutants = []mutant{
 func main() {
 	only := flag.String("only", "", "run only the mutants whose name contains this")
 	verbose := flag.Bool("v", false, "print the test output of each mutant")
+	pkgs := flag.String("pkg", "", "run only the mutants of packages under this path (e.g. internal/agent)")
+	with := flag.String("with", "", "instead of each mutant's own tests, run these: package:pattern[:go test args, space separated] (how many mutants a simulation kills alone)")
 	flag.Parse()
 	root, err := repoRoot()
 	if err != nil {
@@ -620,13 +660,25 @@ func main() {
 		took    time.Duration
 	}
 	var results []result
+	var extraArgs []string // go test arguments -with adds to every run
 	failed := false
 	for _, m := range mutants {
-		if *only != "" && !strings.Contains(m.name, *only) {
+		if *only != "" && !strings.Contains(m.name, *only) || *pkgs != "" && !strings.HasPrefix(m.pkg, *pkgs) {
 			continue
 		}
+		if *with != "" {
+			parts := strings.SplitN(*with, ":", 3)
+			tg := target{pkg: parts[0]}
+			if len(parts) > 1 {
+				tg.run = parts[1]
+			}
+			if len(parts) > 2 {
+				extraArgs = strings.Fields(parts[2])
+			}
+			m.tests = []target{tg}
+		}
 		start := time.Now()
-		outcome, out, err := runMutant(root, m)
+		outcome, out, err := runMutant(root, m, extraArgs)
 		if err != nil {
 			outcome = "ERROR: " + err.Error()
 		}
@@ -655,7 +707,7 @@ func main() {
 
 // runMutant returns "caught" when the tests failed on the mutated copy,
 // "SURVIVED" when they passed.
-func runMutant(root string, m mutant) (string, []byte, error) {
+func runMutant(root string, m mutant, args []string) (string, []byte, error) {
 	dir, err := os.MkdirTemp("", "logpipe-mutant")
 	if err != nil {
 		return "", nil, err
@@ -688,7 +740,7 @@ func runMutant(root string, m mutant) (string, []byte, error) {
 	}
 	var all []byte
 	for _, tg := range m.tests {
-		out, err := runTests(dir, tg)
+		out, err := runTests(dir, tg, args)
 		all = append(all, out...)
 		if err != nil {
 			return "", all, err
@@ -702,10 +754,10 @@ func runMutant(root string, m mutant) (string, []byte, error) {
 
 // runTests runs one target in dir; it returns an error when the run says
 // nothing about the guarantee (no build, no matching test).
-func runTests(dir string, tg target) ([]byte, error) {
+func runTests(dir string, tg target, args []string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", tg.run, tg.pkg)
+	cmd := exec.CommandContext(ctx, "go", append([]string{"test", "-count=1", "-run", tg.run, tg.pkg}, args...)...)
 	cmd.Dir = dir
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
