@@ -576,30 +576,6 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestHeldClockCountsOnlyWaitsThisProcessRan$"}},
 	},
 	{
-		name:  "a truncated file's copy is not looked for while nothing of it was sent (the half-read line goes out as a line)",
-		pkg:   "internal/agent/tailer",
-		fn:    "Tailer.findCopy",
-		edits: []edit{{old: "\tif n == 0 {\n", new: "\tif n == 0 || resume == 0 {\n"}},
-		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
-	},
-	{
-		name: "a copytruncate copy is registered as read before its rest is acknowledged (a crash loses the rest)",
-		pkg:  "internal/agent/tailer",
-		fn:   "Tailer.truncated",
-		edits: []edit{
-			{old: "if err := t.registerCopy(c, size); err != nil {", new: "if err := error(nil); err != nil {"},
-			{old: "\t\t\treturn err\n\t\t}\n\t\tt.logger().WithFields(logrus.Fields{\"copy\": c.Name(), \"from\": resume, \"to\": size})", new: "\t\t\treturn err\n\t\t}\n\t\tif err := t.registerCopy(c, size); err != nil {\n\t\t\treturn err\n\t\t}\n\t\tt.logger().WithFields(logrus.Fields{\"copy\": c.Name(), \"from\": resume, \"to\": size})"},
-		},
-		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
-	},
-	{
-		name:  "the copy of a truncation the agent did not see is read from its start (its lines go out twice)",
-		pkg:   "internal/agent/tailer",
-		fn:    "Tailer.recoverSkipped",
-		edits: []edit{{old: "if t.readCopy(f, fi.Size(), current, h) {", new: "if false && t.readCopy(f, fi.Size(), current, h) {"}},
-		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
-	},
-	{
 		name:  "a rotated file truncated and written again while the agent did not look is read on from its old offset (its new lines are lost)",
 		pkg:   "internal/agent/tailer",
 		fn:    "Tailer.recoverRotated",
