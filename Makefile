@@ -32,12 +32,12 @@ test: deps
 # Generated schedules over the agent's file path (internal/agent/agentsim):
 # as many as fit in SIM, seeds printed when one fails (rapid shrinks it;
 # -rapid.seed=N replays it). make soak runs them for DURATION. make test
-# runs 100 of them (go test); test-sim joins it once the rare duplicate
-# it finds in a few thousand schedules is fixed (issue 27).
+# replays the schedules found; test-sim joins it once the duplicates it
+# still finds every few thousand schedules are fixed (issue 27).
 SIM      ?= 150s
 DURATION ?= 2h
 test-sim:
-	LOGPIPE_SOAK=$(SIM) $(GO) test -count=1 -timeout 0 -v -run '^TestAgentFilePathSoak$$' ./internal/agent/agentsim
+	LOGPIPE_SIM=1 LOGPIPE_SOAK=$(SIM) $(GO) test -count=1 -timeout 0 -v -run '^TestAgentFilePathSoak$$' ./internal/agent/agentsim
 
 soak:
 	LOGPIPE_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run '^TestAgentFilePathSoak$$' ./internal/agent/agentsim

@@ -643,6 +643,22 @@ func (r *Registry) Rotated(topic, path string, except Key) []Stream {
 	return out
 }
 
+// OfPath lists the streams of topic that path has had (the current one
+// and those rotated away, claimed or not), with their fingerprints.
+func (r *Registry) OfPath(topic, path string) []Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Stream
+	for k, s := range r.files {
+		if k.Topic != topic || s.path != path || s.inst.IsZero() {
+			continue
+		}
+		acked, _, _ := s.offsets()
+		out = append(out, Stream{Key: k, Path: s.path, Offset: acked, Claimed: s.claimed, FPLen: s.fpLen, FP: s.fp})
+	}
+	return out
+}
+
 // Stream is a read-only view of one stream, for status reports.
 type Stream struct {
 	Key      Key

@@ -313,16 +313,26 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 // file never seen, the copy sent its lines a second time. hf is f's own
 // claim; readCopy releases it when f is a copy, and reports whether it was.
 func (t *Tailer) readCopy(f *os.File, size int64, current registry.Key, hf *registry.Handle) bool {
-	for _, s := range t.reg.Rotated(t.cfg.Source.Topic, t.cfg.Path, current) {
+	for _, s := range t.reg.OfPath(t.cfg.Source.Topic, t.cfg.Path) {
 		if s.FPLen == 0 || int64(s.FPLen) > size {
 			continue
 		}
 		if got, err := fingerprint(f, s.FPLen); err != nil || got != s.FP {
 			continue
 		}
+		if s.Claimed || s.Key == current {
+			// A copy of a stream someone reads (this tailer's current
+			// file, a drainer's): the truncation of that file, when it
+			// is seen, takes the copy's rest from it; read from its start
+			// here, the copy would send its lines twice (the agentsim
+			// found this).
+			hf.Release()
+			return true
+		}
 		h, ok := t.reg.Claim(s.Key, t.cfg.Path)
 		if !ok {
-			continue
+			hf.Release()
+			return true
 		}
 		cr := t.newReader(f, s.Key, h)
 		cr.inst, cr.pos = h.Instance(), h.Resume()
