@@ -590,6 +590,13 @@ var mutants = []mutant{
 		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
 	},
 	{
+		name:  "a copy of the file a tailer reads is read from its start by the search for skipped rotations (its lines go out twice)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.readCopy",
+		edits: []edit{{old: "range t.reg.OfPath(t.cfg.Source.Topic, t.cfg.Path) {", new: "range t.reg.Rotated(t.cfg.Source.Topic, t.cfg.Path, current) {"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
 		name:  "the agent's signature leaves out a record of its chunk",
 		pkg:   "internal/agent/producer",
 		fn:    "Producer.sign",

@@ -178,6 +178,12 @@ var found = []struct {
 	{"a deleted file's registry entry taken for the copy that reused its inode: duplicates",
 		[]op{{kind: "delay", d: 50 * time.Millisecond}, {kind: "rename", file: "b.log"}, {kind: "append", file: "a.log", n: 1}, {kind: "rename", file: "b.log"},
 			{kind: "append", file: "b.log", n: 33}, {kind: "crash"}, {kind: "copytruncate", file: "b.log"}}},
+	{"a copy of the file being read was read from its start by the search for skipped rotations: duplicates",
+		[]op{{kind: "append", file: "b.log", n: 15}, {kind: "crash"}, {kind: "copytruncate", file: "b.log"}, {kind: "append", file: "b.log", n: 30},
+			{kind: "copytruncate", file: "a.log"}, {kind: "partial", file: "a.log"}, {kind: "append", file: "b.log", n: 3}, {kind: "sleep", d: time.Second},
+			{kind: "copytruncate", file: "b.log"}, {kind: "append", file: "a.log", n: 52}, {kind: "delay", d: 50 * time.Millisecond},
+			{kind: "copytruncate", file: "b.log"}, {kind: "append", file: "a.log", n: 20}, {kind: "rename", file: "a.log"}, {kind: "crash"},
+			{kind: "append", file: "a.log", n: 21}, {kind: "append", file: "b.log", n: 4}}},
 }
 
 // The schedules found keep the guarantees (each replays in milliseconds).
