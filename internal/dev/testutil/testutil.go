@@ -57,6 +57,9 @@ func FreePort(t testing.TB) int {
 	t.Helper()
 	for i := 0; i < 1000; i++ {
 		p := 20000 + rand.IntN(12000)
+		if _, taken := handedOut.LoadOrStore(p, true); taken {
+			continue // handed to another server of this process, maybe not bound yet
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
 			continue
@@ -67,6 +70,12 @@ func FreePort(t testing.TB) int {
 	t.Fatal("no free port between 20000 and 32000")
 	return 0
 }
+
+// handedOut is every port FreePort returned in this test process: a port
+// is free when asked for but bound only later (a JVM takes seconds), so
+// two calls must never return the same one (the fault suite's Kafka
+// failed to bind its broker port this way). Test-only process state.
+var handedOut sync.Map
 
 // Etcd is an embedded single-node etcd that can be stopped and restarted
 // on the same ports and data.
