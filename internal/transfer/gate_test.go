@@ -201,10 +201,11 @@ func TestGateIndexesWhatTheClaimedHostSignedWhole(t *testing.T) {
 					add(genRec{msg: m, ip: agent.ip, quarantine: i == n-1})
 				}
 			case 9: // a flood of large unsigned records: held no further than a chunk can reach
+				// (at least three, together past MaxChunkBytes whatever is drawn)
 				h := hosts[rapid.IntRange(0, len(hosts)-1).Draw(rt, "claims")]
-				for range chunk {
+				for range max(len(chunk), 3) {
 					m := genRecord(h, next(), "FORGED")
-					m.Value = append(m.Value, make([]byte, rapid.IntRange(100<<10, 400<<10).Draw(rt, "size"))...)
+					m.Value = append(m.Value, make([]byte, rapid.IntRange(400<<10, 700<<10).Draw(rt, "size"))...)
 					add(genRec{msg: m, ip: h.ip})
 				}
 			}
