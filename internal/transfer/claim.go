@@ -225,7 +225,7 @@ type claimState struct {
 	indexKey  int64 // the Period indexName was computed for
 	indexName string
 	res       pipeline.Result
-	slab      []source // sources not yet handed out
+	slab      []eswriter.Doc // documents not yet handed out
 	// ends, done and pos are a round's scratch for the tracker: each
 	// record's end offset, whether it is done already (no document), and
 	// each document's place among the records.

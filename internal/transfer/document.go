@@ -15,6 +15,7 @@ import (
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
 	"github.com/logpipe/logpipe/internal/platform/kafka"
+	"github.com/logpipe/logpipe/internal/transfer/document"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
@@ -133,184 +134,6 @@ func (c *fieldsCache) fragment(raw []byte) []byte {
 	return frag
 }
 
-// head is what of a record's headers its document shows.
-type head struct {
-	HostName, HostIP, Path, Flags []byte
-	Offset                        int64
-	HasOffset                     bool
-}
-
-func headOf(v *record.View) head {
-	return head{HostName: v.HostName, HostIP: v.HostIP, Path: v.Path, Flags: v.Flags, Offset: v.Offset, HasOffset: v.HasOffset}
-}
-
-// docParts is everything a document is made of, kept until its bulk
-// request is built; render, the one place that writes a document, appends
-// its JSON then, straight into the request (no body per document is
-// allocated, copied or held while it waits). Its slices never change
-// once built, so a retried request renders the same bytes.
-type docParts struct {
-	msg    *sarama.ConsumerMessage
-	head   head
-	time   time.Time // @timestamp: the line's own if a pipeline parsed it, else when it was read
-	fields []byte    // the static fields (fieldsCache)
-	more   *docMore  // nil for most documents
-}
-
-// docMore is what a pipeline made of a line, and the bound its index-time
-// stamp crossed: parts most documents do without, kept apart so that the
-// others stay small while they wait.
-type docMore struct {
-	message    []byte // the message, if the pipeline set it
-	hasMessage bool
-	parsed     []byte // the pipeline's fields (pipeline.Result.Fragment)
-	// created is when the line was read, shown when a pipeline parsed its
-	// @timestamp; outOfRange is the bound crossed (see placeTime); errMsg
-	// is why the pipeline failed.
-	created    time.Time
-	outOfRange string
-	errMsg     string
-}
-
-// source is a document as its parts (eswriter.Source).
-type source struct {
-	eswriter.Doc
-	docParts
-}
-
-// AppendSource implements eswriter.Source.
-func (s *source) AppendSource(dst []byte) []byte { return s.render(dst) }
-
-// size is about how many bytes render appends, for the writer's
-// bulk_bytes.
-func (p *docParts) size() int {
-	n := len(p.msg.Value) + 320 + len(p.fields)
-	if m := p.more; m != nil {
-		n += len(m.message) + len(m.parsed) + len(m.errMsg)
-	}
-	return n
-}
-
-// render appends the ECS-shaped JSON document to dst:
-//
-//	{"@timestamp":…,"message":…,"host":{"name":…,"ip":…},
-//	 "log":{"file":{"path":…},"offset":…,"flags":[…]},
-//	 "kafka":{"topic":…,"partition":…,"offset":…}, <fields>…, <parsed>…,
-//	 "event":{"created":…,"timestamp_out_of_range":…},"error":{"message":…}}
-//
-// Absent headers and parts leave their fields out. Strings have invalid
-// UTF-8 replaced by U+FFFD, so the body is always valid JSON.
-func (p *docParts) render(dst []byte) []byte {
-	msg, meta, more := p.msg, &p.head, p.more
-	message := msg.Value
-	if more != nil && more.hasMessage {
-		message = more.message
-	}
-	dst = append(dst, `{"@timestamp":"`...)
-	dst = jsonenc.AppendTime(dst, p.time)
-	dst = append(dst, `","message":`...)
-	dst = jsonenc.AppendString(dst, message)
-	if len(meta.HostName) > 0 || len(meta.HostIP) > 0 {
-		dst = append(dst, `,"host":{`...)
-		sep := false
-		if len(meta.HostName) > 0 {
-			dst = append(dst, `"name":`...)
-			dst = jsonenc.AppendString(dst, meta.HostName)
-			sep = true
-		}
-		if len(meta.HostIP) > 0 {
-			if sep {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `"ip":`...)
-			dst = jsonenc.AppendString(dst, meta.HostIP)
-		}
-		dst = append(dst, '}')
-	}
-	if len(meta.Path) > 0 || meta.HasOffset || len(meta.Flags) > 0 {
-		dst = append(dst, `,"log":{`...)
-		sep := false
-		if len(meta.Path) > 0 {
-			dst = append(dst, `"file":{"path":`...)
-			dst = jsonenc.AppendString(dst, meta.Path)
-			dst = append(dst, '}')
-			sep = true
-		}
-		if meta.HasOffset {
-			if sep {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `"offset":`...)
-			dst = strconv.AppendInt(dst, meta.Offset, 10)
-			sep = true
-		}
-		if len(meta.Flags) > 0 {
-			if sep {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `"flags":[`...)
-			rest := meta.Flags
-			for i := 0; len(rest) > 0 || i == 0; i++ {
-				f := rest
-				if j := indexByte(rest, ','); j >= 0 {
-					f, rest = rest[:j], rest[j+1:]
-				} else {
-					rest = nil
-				}
-				if i > 0 {
-					dst = append(dst, ',')
-				}
-				dst = jsonenc.AppendString(dst, f)
-			}
-			dst = append(dst, ']')
-		}
-		dst = append(dst, '}')
-	}
-	dst = append(dst, `,"kafka":{"topic":`...)
-	dst = jsonenc.AppendString(dst, msg.Topic)
-	dst = append(dst, `,"partition":`...)
-	dst = strconv.AppendInt(dst, int64(msg.Partition), 10)
-	dst = append(dst, `,"offset":`...)
-	dst = strconv.AppendInt(dst, msg.Offset, 10)
-	dst = append(dst, '}')
-	dst = append(dst, p.fields...)
-	if more == nil {
-		return append(dst, '}')
-	}
-	dst = append(dst, more.parsed...)
-	if !more.created.IsZero() || more.outOfRange != "" {
-		dst = append(dst, `,"event":{`...)
-		if !more.created.IsZero() {
-			dst = append(dst, `"created":"`...)
-			dst = jsonenc.AppendTime(dst, more.created)
-			dst = append(dst, '"')
-		}
-		if more.outOfRange != "" {
-			if !more.created.IsZero() {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `"timestamp_out_of_range":`...)
-			dst = jsonenc.AppendString(dst, []byte(more.outOfRange))
-		}
-		dst = append(dst, '}')
-	}
-	if more.errMsg != "" {
-		dst = append(dst, `,"error":{"message":`...)
-		dst = jsonenc.AppendString(dst, []byte(more.errMsg))
-		dst = append(dst, '}')
-	}
-	return append(dst, '}')
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
 type pipeCounters struct{ parsed, failed, dropped, overBudget prometheus.Counter }
 
 // document builds msg's document (nil: none, dropped by its pipeline);
@@ -337,7 +160,7 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 	if len(meta.Pipeline) > 0 && !c.knowsPipeline(ctx, meta.Pipeline) {
 		return nil, false
 	}
-	var parts docParts
+	parts := partsOf(msg, &meta, st.fields.fragment(meta.Fields), ts)
 	reject := ""
 	if len(meta.Pipeline) > 0 {
 		res := &st.res
@@ -349,24 +172,23 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 		// What the pipeline made is the claim's scratch: the document
 		// keeps its own copy.
 		frag := res.Fragment()
-		m := &docMore{errMsg: res.Err}
+		m := &document.More{ErrMsg: res.Err}
 		own := make([]byte, 0, len(frag)+len(res.Message))
 		own = append(own, frag...)
-		m.parsed = own[:len(frag):len(frag)]
+		m.Parsed = own[:len(frag):len(frag)]
 		if res.HasMessage {
 			own = append(own, res.Message...)
-			m.message, m.hasMessage = own[len(frag):], true
+			m.Message, m.HasMessage = own[len(frag):], true
 		}
-		parts.time = ts
 		if !res.Time.IsZero() { // @timestamp is the line's; keep when it was read
-			parts.time, m.created = res.Time, ts
+			parts.Time, m.Created = res.Time, ts
 		}
 		if res.OverBudget {
 			// Not matched at all (that would hold up the records behind
 			// it): dead-lettered with the reason, never indexed.
 			reject = "pipeline " + strconv.Quote(string(meta.Pipeline)) + ": " + res.Err
 		}
-		parts.more = m
+		parts.More = m
 	}
 	// The index is a function of the record alone (see placeTime): never
 	// of the pipeline in force, whether pipelines are loaded, the clock or
@@ -377,25 +199,28 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 		st.indexKey, st.indexName = key, c.opt.Index.Name(msg.Topic, idxTime)
 	}
 	if out != "" {
-		if parts.more == nil {
-			parts.more = &docMore{}
+		if parts.More == nil {
+			parts.More = &document.More{}
 		}
-		parts.more.outOfRange = out
+		parts.More.OutOfRange = out
 	}
-	parts.msg, parts.head, parts.fields = msg, headOf(&meta), st.fields.fragment(meta.Fields)
-	if parts.time.IsZero() {
-		parts.time = ts
-	}
-	// Sources come from a per-claim slab, so most documents cost no
-	// allocation of their own.
+	// Documents come from a per-claim slab, so most cost no allocation
+	// of their own.
 	if len(st.slab) == 0 {
-		st.slab = make([]source, sourceSlab)
+		st.slab = make([]eswriter.Doc, docSlab)
 	}
-	s := &st.slab[0]
+	d := &st.slab[0]
 	st.slab = st.slab[1:]
-	s.docParts = parts
-	s.Doc = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Src: s, SrcSize: parts.size(), Time: ts, Origin: origin, Topic: msg.Topic, Reject: reject}
-	return &s.Doc, true
+	*d = eswriter.Doc{Index: st.indexName, ID: docID(msg, &meta, st), Parts: parts, Time: ts, Origin: origin, Topic: msg.Topic, Reject: reject}
+	return d, true
+}
+
+// partsOf is the document of msg, with meta its headers, fields its
+// static fields' fragment (fieldsCache) and at its @timestamp; a
+// pipeline adds what it made.
+func partsOf(msg *sarama.ConsumerMessage, meta *record.View, fields []byte, at time.Time) document.Parts {
+	return document.Parts{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Value: msg.Value,
+		Head: document.HeadOf(meta), Time: at, Fields: fields}
 }
 
 // origin is a consumed record as the dead-letter target sees it
@@ -408,9 +233,9 @@ func (o *origin) Record() eswriter.Record {
 		Headers: kafka.Headers(o.Headers), Timestamp: o.Timestamp}
 }
 
-// sourceSlab is how many sources a claim allocates at once: a slab lives
+// docSlab is how many documents a claim allocates at once: a slab lives
 // while any of its documents waits, so it is kept small.
-const sourceSlab = 64
+const docSlab = 64
 
 // runPipeline runs the pipeline named name over line into res, and counts
 // the outcome. A name that is not a pipeline leaves the line raw, with an

@@ -34,7 +34,8 @@ func TestDocuments(t *testing.T) {
 		t.Helper()
 		meta := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
 		var fc fieldsCache
-		body := (&docParts{msg: msg, head: headOf(&meta), time: eventTime(msg), fields: fc.fragment(meta.Fields)}).render(nil)
+		p := partsOf(msg, &meta, fc.fragment(meta.Fields), eventTime(msg))
+		body := p.Render(nil)
 		var got map[string]any
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatalf("%s: body is not valid JSON: %v\n%s", name, err, body)
@@ -115,7 +116,8 @@ func BenchmarkDocument(b *testing.B) {
 	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
 		meta := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
-		buf = (&docParts{msg: msg, head: headOf(&meta), time: msg.Timestamp, fields: fc.fragment(meta.Fields)}).render(buf[:0])
+		p := partsOf(msg, &meta, fc.fragment(meta.Fields), msg.Timestamp)
+		buf = p.Render(buf[:0])
 	}
 	b.SetBytes(int64(len(buf)))
 }
@@ -151,8 +153,8 @@ func gatedOf(msg *sarama.ConsumerMessage) *gated {
 
 // body is d's source document, however it is kept.
 func body(d *eswriter.Doc) []byte {
-	if d.Src != nil {
-		return d.Src.AppendSource(nil)
+	if d.Body == nil {
+		return d.Parts.Render(nil)
 	}
 	return d.Body
 }

@@ -683,6 +683,13 @@ func main() {
 		fmt.Printf("%-95s %-10s %s (%s)\n", r.m.name, r.outcome, strings.Join(ts, "; "), r.took)
 	}
 	if failed {
+		// Repeated last: CI shows only the end of a long run.
+		fmt.Println("\nNOT CAUGHT")
+		for _, r := range results {
+			if r.outcome != "caught" {
+				fmt.Printf("%s: %s\n", r.m.name, r.outcome)
+			}
+		}
 		fmt.Println("\nmutants: a guarantee can be broken without a test noticing (or a mutant no longer applies)")
 		os.Exit(1)
 	}

@@ -60,7 +60,7 @@ var rules = []rule{
 		[]string{mod + "internal/dev"}},
 	{"the contract links no Kafka, etcd or grpc client", []string{"internal/contract"}, clients},
 	{"config links no client library", []string{"internal/platform/config"}, clients},
-	{"the ES writer knows nothing of Kafka or etcd", []string{"internal/transfer/eswriter"}, clients},
+	{"the ES writer and the document it renders know nothing of Kafka or etcd", []string{"internal/transfer/eswriter", "internal/transfer/document"}, clients},
 	{"pipelines are pure functions: no Kafka, etcd or grpc", []string{"internal/transfer/pipeline"}, clients},
 }
 

@@ -53,13 +53,18 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
 	"github.com/logpipe/logpipe/internal/platform/logging"
+	"github.com/logpipe/logpipe/internal/transfer/document"
 )
 
 // Doc is one document to index.
 type Doc struct {
 	Index string
 	ID    string
+	// Body is the document as bytes; when it is nil, Parts renders it
+	// into the bulk request (the transfer's documents, kept as their
+	// parts until then).
 	Body  []byte
+	Parts document.Parts
 	// Time is the event time, for the write-to-index delay metric.
 	Time time.Time
 	// Origin is the record the document was made from, for the
@@ -72,12 +77,6 @@ type Doc struct {
 
 	Acker acktrack.Acker
 	Seq   uint64
-
-	// Src renders the body when the bulk request is built, for a document
-	// kept as its parts (Body nil); SrcSize is about how many bytes it
-	// appends, for BulkBytes.
-	Src     Source
-	SrcSize int
 
 	// Reject, if set, is why the document must not be indexed: it goes
 	// straight to the dead-letter target with this reason (a pipeline
@@ -108,15 +107,9 @@ type Record struct {
 	Timestamp  time.Time
 }
 
-// Source renders a document's body into a bulk request. It must append
-// the same bytes every time: a retried request renders it again.
-type Source interface {
-	AppendSource(dst []byte) []byte
-}
-
 func (d *Doc) size() int {
-	if d.Src != nil {
-		return d.SrcSize
+	if d.Body == nil {
+		return d.Parts.Size()
 	}
 	return len(d.Body)
 }
@@ -432,8 +425,8 @@ func appendBody(buf []byte, docs []*Doc) []byte {
 		buf = append(buf, `,"_id":`...)
 		buf = jsonenc.AppendString(buf, d.ID)
 		buf = append(buf, "}}\n"...)
-		if d.Src != nil {
-			buf = d.Src.AppendSource(buf)
+		if d.Body == nil {
+			buf = d.Parts.Render(buf)
 		} else {
 			buf = append(buf, d.Body...)
 		}
