@@ -151,7 +151,11 @@ func (c *Consumer) take(ctx context.Context, msg *sarama.ConsumerMessage, st *cl
 	// The claim started inside this chunk (a commit another transfer
 	// made, or offsets an operator reset): its beginning is read again.
 	if start := msg.Offset - int64(n-1); start < g.first && len(g.held) == int(msg.Offset-g.first) {
-		g.held = append(c.beginning(ctx, msg, start, g.first), g.held...)
+		b, ok := c.beginning(ctx, msg, start, g.first)
+		if !ok {
+			return false // not judged from part of its beginning: the chunk comes again
+		}
+		g.held = append(b, g.held...)
 	}
 	// The held records before the chunk's are judged alone. A chunk whose
 	// beginning is not held (this claim started inside it, or a gap cut
@@ -229,25 +233,30 @@ func (c *Consumer) judge(ctx context.Context, st *claimState, recs []gated, chun
 // beginning reads the records of msg's partition in [from, to), the part
 // of a chunk before the claim's first record, with a partition consumer of
 // its own; on failure, or when they are not consecutive, what it has (the
-// chunk then fails, and its records are judged as unsigned).
-func (c *Consumer) beginning(ctx context.Context, msg *sarama.ConsumerMessage, from, to int64) []gated {
+// chunk then fails, and its records are judged as unsigned). False if ctx
+// ended first: the claim is over, and the chunk is judged by whoever reads
+// it next, whole.
+func (c *Consumer) beginning(ctx context.Context, msg *sarama.ConsumerMessage, from, to int64) ([]gated, bool) {
+	if ctx.Err() != nil {
+		return nil, false
+	}
 	c.mu.Lock()
 	client := c.client
 	c.mu.Unlock()
 	if client == nil {
-		return nil
+		return nil, true
 	}
 	log := c.log.WithFields(logrus.Fields{"topic": msg.Topic, "partition": msg.Partition, "from": from, "to": to})
 	cons, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		c.thr.Log("beginning", log.WithError(err), logrus.WarnLevel, "cannot read the beginning of a chunk the claim started inside; its records are judged as unsigned")
-		return nil
+		return nil, true
 	}
 	defer cons.Close()
 	pc, err := cons.ConsumePartition(msg.Topic, msg.Partition, from)
 	if err != nil {
 		c.thr.Log("beginning", log.WithError(err), logrus.WarnLevel, "cannot read the beginning of a chunk the claim started inside; its records are judged as unsigned")
-		return nil
+		return nil, true
 	}
 	defer pc.Close()
 	timeout := time.NewTimer(beginningTimeout)
@@ -257,23 +266,23 @@ func (c *Consumer) beginning(ctx context.Context, msg *sarama.ConsumerMessage, f
 		select {
 		case m := <-pc.Messages():
 			if m.Offset >= to {
-				return out
+				return out, true
 			}
 			if len(out) > 0 && m.Offset != out[len(out)-1].msg.Offset+1 {
 				out = out[:0] // not consecutive: only what follows the gap can be the chunk's
 			}
 			out = append(out, gated{msg: m, view: record.ParseRecord(m.Key, kafka.Headers(m.Headers))})
 			if m.Offset == to-1 {
-				return out
+				return out, true
 			}
 		case err := <-pc.Errors():
 			c.thr.Log("beginning", log.WithError(err), logrus.WarnLevel, "cannot read the beginning of a chunk the claim started inside; its records are judged as unsigned")
-			return out
+			return out, true
 		case <-timeout.C:
 			c.thr.Log("beginning", log, logrus.WarnLevel, "reading the beginning of a chunk the claim started inside timed out; its records are judged as unsigned")
-			return out
+			return out, true
 		case <-ctx.Done():
-			return out
+			return nil, false
 		}
 	}
 }

@@ -284,3 +284,80 @@ func runGate(rt *rapid.T, c *Consumer, recs []genRec, base int) []gated {
 	}
 	return out
 }
+
+// A claim that starts inside a chunk reads the chunk's beginning from
+// Kafka and judges it whole; a claim that ends (a rebalance) while it
+// would read it judges nothing: half a chunk judged is a genuine chunk
+// quarantined, and handed on in a round nobody stops any more.
+func TestChunkBeginningIsReadOrNothingIsJudged(t *testing.T) {
+	key, err := record.NewSigningKey(record.KeyID{1, 2, 3, 4}, bytes.Repeat([]byte{7}, record.SecretLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &gateHost{name: "web-1", ip: "10.0.0.1"}
+	msgs := make([]*sarama.ConsumerMessage, 10)
+	for i := range msgs {
+		msgs[i] = genRecord(h, i, fmt.Sprintf("line %d", i))
+	}
+	sign(key, 2, msgs)
+	k := testutil.StartKafka(t, 1)
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Flush.Messages = len(msgs) // one record batch: a chunk's offsets are consecutive
+	cfg.Producer.Flush.Frequency = time.Second
+	client, err := sarama.NewClient([]string{k.Addr()}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	prod, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pms []*sarama.ProducerMessage
+	for _, m := range msgs {
+		pm := &sarama.ProducerMessage{Topic: m.Topic, Key: sarama.ByteEncoder(m.Key), Value: sarama.ByteEncoder(m.Value)}
+		for _, h := range m.Headers {
+			pm.Headers = append(pm.Headers, *h)
+		}
+		pms = append(pms, pm)
+	}
+	if err := prod.SendMessages(pms); err != nil {
+		t.Fatal(err)
+	}
+	for i, pm := range pms {
+		msgs[i].Offset, msgs[i].Partition = pm.Offset, pm.Partition
+	}
+
+	const start = 6 // the claim's first offset, inside the chunk
+	claim := func(ctx context.Context, cancelAt int) ([]gated, bool) {
+		c := NewConsumer(Options{Verify: oneKey{key}}, quietEntry(), nil)
+		c.client = client
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		st := &claimState{}
+		st.gate.first = -1
+		for i := start; i < len(msgs); i++ {
+			if i == cancelAt {
+				cancel()
+			}
+			if !c.take(ctx, msgs[i], st) {
+				return st.gate.ready, false
+			}
+		}
+		return st.gate.ready, true
+	}
+	ready, ok := claim(context.Background(), -1)
+	if !ok || len(ready) != len(msgs) {
+		t.Fatalf("claim from offset %d: %d records judged (ok %v), want the chunk's %d", start, len(ready), ok, len(msgs))
+	}
+	for i, r := range ready {
+		if r.msg.Offset != int64(i) || !r.verdict.Signed {
+			t.Fatalf("record %d of the chunk judged as offset %d, verdict %+v", i, r.msg.Offset, r.verdict)
+		}
+	}
+	if ready, ok := claim(context.Background(), len(msgs)-1); ok || len(ready) != 0 {
+		t.Fatalf("a claim ended before the chunk's signature: ok %v, %d records judged: %+v", ok, len(ready), ready)
+	}
+}

@@ -544,8 +544,8 @@ var mutants = []mutant{
 		name:  "a claim that starts inside a chunk does not read its beginning (the agent's lines after the commit are quarantined)",
 		pkg:   "internal/transfer",
 		fn:    "Consumer.take",
-		edits: []edit{{old: "\t\tg.held = append(c.beginning(ctx, msg, start, g.first), g.held...)\n", new: "\t\t_ = start\n"}},
-		tests: []target{{"./internal/transfer/transferd", "^TestClaimStartingInsideAChunkReadsItsBeginning$"}},
+		edits: []edit{{old: "\t\tg.held = append(b, g.held...)\n", new: "\t\t_ = b\n"}},
+		tests: []target{{"./internal/transfer", "^TestChunkBeginningIsReadOrNothingIsJudged$"}, {"./internal/transfer/transferd", "^TestClaimStartingInsideAChunkReadsItsBeginning$"}},
 	},
 	{
 		name:  "the transfer holds any number of bytes of a partition's unsigned records (a producer floods its memory)",
@@ -567,6 +567,13 @@ var mutants = []mutant{
 		fn:    "heldClock.expired",
 		edits: []edit{{old: "\th.quiet += heldWait\n\treturn h.quiet >= heldMax\n", new: "\th.quiet += heldWait\n\treturn true\n"}},
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
+	},
+	{
+		name:  "a claim that ends while it reads a chunk's beginning judges the chunk from what it read (a genuine chunk quarantined)",
+		pkg:   "internal/transfer",
+		fn:    "Consumer.beginning",
+		edits: []edit{{old: "\tif ctx.Err() != nil {\n\t\treturn nil, false\n\t}\n", new: ""}, {old: "\t\tcase <-ctx.Done():\n\t\t\treturn nil, false\n", new: "\t\tcase <-ctx.Done():\n\t\t\treturn out, true\n"}},
+		tests: []target{{"./internal/transfer", "^TestChunkBeginningIsReadOrNothingIsJudged$"}},
 	},
 	{
 		name:  "a wait that ended late (the process stalled) counts towards heldMax",
