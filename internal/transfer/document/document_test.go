@@ -153,8 +153,8 @@ func TestRenderShowsItsParts(t *testing.T) {
 
 func BenchmarkRender(b *testing.B) {
 	p := Parts{Topic: "web_log", Partition: 3, Offset: 42, Time: time.Now(),
-		Value: []byte(strings.Repeat("10.0.0.1 - - [23/Nov/2026:10:11:12 +0000] \"GET /api/items HTTP/1.1\" 200 512 ", 2)),
-		Head: Head{HostName: []byte("web-1"), HostIP: []byte("10.0.0.1"), Path: []byte("/var/log/nginx/access.log"), Offset: 1024, HasOffset: true},
+		Value:  []byte(strings.Repeat("10.0.0.1 - - [23/Nov/2026:10:11:12 +0000] \"GET /api/items HTTP/1.1\" 200 512 ", 2)),
+		Head:   Head{HostName: []byte("web-1"), HostIP: []byte("10.0.0.1"), Path: []byte("/var/log/nginx/access.log"), Offset: 1024, HasOffset: true},
 		Fields: []byte(`,"service":"nginx"`)}
 	b.ReportAllocs()
 	var buf []byte
