@@ -25,22 +25,26 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/dev/e2e)
 	$(GO) test -count=1 -run '^TestIdleTailerStacksShrink$$' ./internal/agent/collector
+	LOGPIPE_SOAK=$(TRANSFER_SIM) $(GO) test -count=1 -timeout 10m -v -run '^TestTransferPathSoak$$' ./internal/transfer/transfersim
 	$(MAKE) test-e2e
 	$(MAKE) test-mutants
 	$(MAKE) test-ui
 
-# Generated schedules over the agent's file path (internal/agent/agentsim):
-# as many as fit in SIM, seeds printed when one fails (rapid shrinks it;
-# -rapid.seed=N replays it). make soak runs them for DURATION. make test
-# replays the schedules found; test-sim joins it once the duplicates it
-# still finds every few thousand schedules are fixed (issue 27).
-SIM      ?= 150s
-DURATION ?= 2h
+# Generated schedules (rapid: a failing one is shrunk and its seed printed;
+# -rapid.seed=N replays it) over the agent's file path
+# (internal/agent/agentsim) and the transfer's (internal/transfer/transfersim),
+# the two packages side by side: as many as fit in SIM, or in DURATION for
+# make soak. make test runs the transfer's for TRANSFER_SIM, and replays the
+# agent's found schedules: the agent's join it once the duplicates they
+# still find every few thousand schedules are fixed (issue 27).
+SIM          ?= 150s
+DURATION     ?= 2h
+TRANSFER_SIM ?= 90s
 test-sim:
-	LOGPIPE_SIM=1 LOGPIPE_SOAK=$(SIM) $(GO) test -count=1 -timeout 0 -v -run '^TestAgentFilePathSoak$$' ./internal/agent/agentsim
+	LOGPIPE_SIM=1 LOGPIPE_SOAK=$(SIM) $(GO) test -count=1 -timeout 0 -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim
 
 soak:
-	LOGPIPE_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run '^TestAgentFilePathSoak$$' ./internal/agent/agentsim
+	LOGPIPE_SIM=1 LOGPIPE_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim
 
 # Break each guarantee on purpose (scripts/mutants) and check that the tests
 # named for it fail.

@@ -36,6 +36,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -170,9 +171,61 @@ func NewWithPrefix(t testing.TB, prefix string) *Server {
 	return s
 }
 
+// NewInProcess is a fake Elasticsearch served without a socket: Transport
+// hands each request to it in this process. For simulations on a fake
+// clock (testing/synctest), where waiting on a socket would hold time
+// still. Dropped connections (SetDropConnections, SetDropResponses) are
+// errors of the round trip; a request whose context ends while it waits
+// out SetLatency is not applied.
+func NewInProcess() *Server {
+	return &Server{
+		done:      make(chan struct{}),
+		indices:   map[string]*index{},
+		templates: map[string]*template{},
+		changed:   make(chan struct{}),
+	}
+}
+
+// inProcessURL is the URL of a server made by NewInProcess: any host does,
+// as no connection is made.
+const inProcessURL = "http://fakees.in-process"
+
+// Transport is the round tripper of a server made by NewInProcess.
+func (s *Server) Transport() http.RoundTripper { return inProcess{s} }
+
+type inProcess struct{ s *Server }
+
+func (t inProcess) RoundTrip(r *http.Request) (resp *http.Response, err error) {
+	if r.Body == nil {
+		r.Body = http.NoBody
+	}
+	defer r.Body.Close()
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			resp, err = nil, errors.New("fakees: connection closed without an answer")
+		}
+	}()
+	rec := httptest.NewRecorder()
+	t.s.serveHTTP(rec, r)
+	if err := r.Context().Err(); err != nil {
+		return nil, err
+	}
+	resp = rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
 // URL is the server's root URL, "http://127.0.0.1:<port>" (without any
 // prefix).
-func (s *Server) URL() string { return s.srv.URL }
+func (s *Server) URL() string {
+	if s.srv == nil {
+		return inProcessURL
+	}
+	return s.srv.URL
+}
 
 // Prefix is the path prefix the API is served under ("" for New).
 func (s *Server) Prefix() string { return s.prefix }
@@ -190,8 +243,10 @@ func (s *Server) InFlight() int {
 func (s *Server) Close() {
 	s.once.Do(func() {
 		close(s.done)
-		s.srv.CloseClientConnections()
-		s.srv.Close()
+		if s.srv != nil {
+			s.srv.CloseClientConnections()
+			s.srv.Close()
+		}
 	})
 }
 

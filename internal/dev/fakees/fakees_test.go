@@ -1063,3 +1063,42 @@ func TestUnsupportedAPIsAreNotServed(t *testing.T) {
 		t.Errorf("store changed: %v", s.Docs())
 	}
 }
+
+// The in-process server answers as the TCP one does; a dropped answer is
+// an error of the round trip, with the request applied.
+func TestInProcess(t *testing.T) {
+	s := NewInProcess()
+	defer s.Close()
+	hc := &http.Client{Transport: s.Transport()}
+	bulk := func(id string) (*http.Response, error) {
+		body := `{"create":{"_index":"logs","_id":"` + id + `"}}` + "\n" + `{"message":"m"}` + "\n"
+		return hc.Post(s.URL()+"/_bulk", "application/x-ndjson", strings.NewReader(body))
+	}
+	resp, err := bulk("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Errors bool
+		Items  []map[string]struct{ Status int }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || out.Errors || out.Items[0]["create"].Status != 201 {
+		t.Fatalf("bulk: %d %+v %v", resp.StatusCode, out, err)
+	}
+	resp.Body.Close()
+	s.SetDropResponses(true)
+	if _, err := bulk("b"); err == nil {
+		t.Fatal("a dropped answer came back")
+	}
+	if _, ok := s.Doc("logs", "b"); !ok {
+		t.Fatal("the request whose answer was dropped was not applied")
+	}
+	s.SetDropResponses(false)
+	s.SetDropConnections(true)
+	if _, err := bulk("c"); err == nil {
+		t.Fatal("a dropped request came back")
+	}
+	if _, ok := s.Doc("logs", "c"); ok {
+		t.Fatal("a dropped request was applied")
+	}
+}
