@@ -604,6 +604,27 @@ var mutants = []mutant{
 		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
 	},
 	{
+		name:  "a file of another path that took the inode number of a file this path had is read as this path's rotated file (its lines go out twice)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.recoverRotated",
+		edits: []edit{{old: "!e.Type().IsRegular() || e.Name() != base && !rotatedName(base, e.Name()) {", new: "!e.Type().IsRegular() || base == \"\" {"}},
+		tests: []target{{"./internal/agent/tailer", "^TestAnInodeTakenByAnotherFileIsNotReadAsItsOldEntry$"}},
+	},
+	{
+		name:  "a copytruncate copy that took the inode number of a rotated file this path had is read from its start as that file (its lines go out twice)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.recoverRotated",
+		edits: []edit{{old: "if (n == 0 || err == nil && !own) && t.readCopy(", new: "if (n == 0 || err == nil && own && !own) && t.readCopy("}},
+		tests: []target{{"./internal/agent/tailer", "^TestAnInodeTakenByAnotherFileIsNotReadAsItsOldEntry$"}},
+	},
+	{
+		name:  "a rotated file's entry with no fingerprint (its file was empty) takes a copytruncate copy that reused its inode number for its own file (its lines go out twice)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.recoverRotated",
+		edits: []edit{{old: "if (n == 0 || err == nil && !own) && t.readCopy(", new: "if (n < 0 || err == nil && !own) && t.readCopy("}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
 		name:  "the agent's signature leaves out a record of its chunk",
 		pkg:   "internal/agent/producer",
 		fn:    "Producer.sign",

@@ -187,8 +187,12 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 		return len(streams)
 	}
 	defer d.Close()
+	base := filepath.Base(t.cfg.Path)
 	for i, e := range ents {
-		if i > maxSiblings || !e.Type().IsRegular() {
+		// Only this path's names: an inode number of a file this path
+		// had, deleted since, may have been taken by any new file (the
+		// agentsim found another file's copytruncate copy read as a.log's).
+		if i > maxSiblings || !e.Type().IsRegular() || e.Name() != base && !rotatedName(base, e.Name()) {
 			continue
 		}
 		p := filepath.Join(d.Name(), e.Name())
@@ -216,6 +220,21 @@ func (t *Tailer) recoverRotated(current registry.Key) int {
 		}
 		r := t.newReader(f, k, h)
 		r.inst, r.pos = h.Instance(), h.Resume()
+		// A file that does not start as its entry's generation (or whose
+		// entry has no fingerprint: its file was empty) may be a new file
+		// that took a deleted one's inode number. If it starts as another
+		// stream of this path does, it is that stream's copytruncate copy:
+		// read as a copy (readCopy), not from the start under this entry,
+		// which sent its lines twice (the agentsim found this: the inode of
+		// a rotated file deleted by rotate 2 reused at once by the copy).
+		if fi.Size() > 0 {
+			n, _ := h.Fingerprint()
+			own, err := r.unchanged()
+			if (n == 0 || err == nil && !own) && t.readCopy(f, fi.Size(), current, h) {
+				f.Close()
+				continue
+			}
+		}
 		same, err := r.sameGeneration(fi.Size())
 		switch {
 		case err != nil || same && fi.Size() <= r.pos:

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unsafe"
 
@@ -1256,4 +1257,95 @@ func TestFromEndAfterRestartShipsOnlyNewLines(t *testing.T) {
 			t.Fatalf("sent %q, written before the from: end entry applied", v)
 		}
 	}
+}
+
+// A file this path had keeps its registry entry after it is gone; a new
+// file may take its inode number. Neither another path's file with that
+// number, nor a copytruncate copy of this path's current generation with
+// it, is read as that entry's file (the agentsim found both, as duplicate
+// lines, when rotate 2 deleted a file and the next copy reused its inode).
+// Here the files keep their inodes and are renamed and rewritten while
+// the agent is stopped, which the tailer sees the same way.
+func TestAnInodeTakenByAnotherFileIsNotReadAsItsOldEntry(t *testing.T) {
+	// On a fake clock: once every goroutine waits, the drainers the
+	// tailer started have read all they would.
+	settled := func() {
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+	}
+	t.Run("another path's file", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t)
+			p := filepath.Join(h.dir, "a.log")
+			write(t, p, numbered("a", 0, 10))
+			stop := h.run(Config{Path: p})
+			h.waitN(10)
+			stop()
+			reopen(t, h)
+			// a.log's inode is now b.log.1, holding b's lines.
+			other := filepath.Join(h.dir, "b.log.1")
+			if err := os.Rename(p, other); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(other, 0); err != nil {
+				t.Fatal(err)
+			}
+			write(t, other, numbered("b", 0, 20))
+			write(t, p, numbered("a", 10, 10))
+			h.run(Config{Path: p})
+			h.waitN(20)
+			settled()
+			checkExactlyOnce(t, h.sink.values(), "a", 20)
+		})
+	})
+	t.Run("a copy of the current generation", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t)
+			p := filepath.Join(h.dir, "a.log")
+			write(t, p, numbered("x", 0, 10))
+			stop := h.run(Config{Path: p})
+			h.waitN(10)
+			stop()
+			reopen(t, h)
+			if err := os.Rename(p, p+".1"); err != nil { // inode I
+				t.Fatal(err)
+			}
+			write(t, p, numbered("y", 0, 10)) // inode J
+			stop = h.run(Config{Path: p})
+			h.waitN(20)
+			stop()
+			reopen(t, h)
+			// copytruncate of J, its copy landing on inode I: a.log.1 now
+			// holds J's generation, and a.log is written again.
+			y, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p+".1", y, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(p, 0); err != nil {
+				t.Fatal(err)
+			}
+			write(t, p, numbered("z", 0, 10))
+			h.run(Config{Path: p})
+			h.waitN(30)
+			settled()
+			vals := h.sink.values()
+			var x, yy, z []string
+			for _, v := range vals {
+				switch v[0] {
+				case 'x':
+					x = append(x, v)
+				case 'y':
+					yy = append(yy, v)
+				case 'z':
+					z = append(z, v)
+				}
+			}
+			checkExactlyOnce(t, x, "x", 10)
+			checkExactlyOnce(t, yy, "y", 10)
+			checkExactlyOnce(t, z, "z", 10)
+		})
+	})
 }
