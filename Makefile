@@ -19,13 +19,14 @@ build:
 # detector; they start embedded etcd, kfake and the fake Elasticsearch
 # in-process, Apache Kafka and Elasticsearch as JVM processes, and run the
 # daemons as subprocesses. The stack-size tests run once more without the
-# race detector, whose instrumentation changes frame sizes. Then the
-# process-level fault suite (test-e2e) prints its table, on both backends.
+# race detector, whose instrumentation changes frame sizes; the generated
+# schedules of both simulations run for SIM_SHARE. Then the process-level
+# fault suite (test-e2e) prints its table, on both backends.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/dev/e2e)
 	$(GO) test -count=1 -run '^TestIdleTailerStacksShrink$$' ./internal/agent/collector
-	LOGPIPE_SOAK=$(TRANSFER_SIM) $(GO) test -count=1 -timeout 10m -v -run '^TestTransferPathSoak$$' ./internal/transfer/transfersim
+	LOGPIPE_SOAK=$(SIM_SHARE) $(GO) test -count=1 -timeout 10m -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim -rapid.checks=500
 	$(MAKE) test-e2e
 	$(MAKE) test-mutants
 	$(MAKE) test-ui
@@ -33,18 +34,16 @@ test: deps
 # Generated schedules (rapid: a failing one is shrunk and its seed printed;
 # -rapid.seed=N replays it) over the agent's file path
 # (internal/agent/agentsim) and the transfer's (internal/transfer/transfersim),
-# the two packages side by side: as many as fit in SIM, or in DURATION for
-# make soak. make test runs the transfer's for TRANSFER_SIM, and replays the
-# agent's found schedules: the agent's join it once the duplicates they
-# still find every few thousand schedules are fixed (issue 27).
-SIM          ?= 150s
-DURATION     ?= 2h
-TRANSFER_SIM ?= 90s
+# the two packages side by side: as many as fit in SIM_SHARE in make test,
+# SIM in make test-sim, DURATION in make soak.
+SIM_SHARE ?= 90s
+SIM       ?= 150s
+DURATION  ?= 2h
 test-sim:
-	LOGPIPE_SIM=1 LOGPIPE_SOAK=$(SIM) $(GO) test -count=1 -timeout 0 -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim
+	LOGPIPE_SOAK=$(SIM) $(GO) test -count=1 -timeout 0 -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim -rapid.checks=1000
 
 soak:
-	LOGPIPE_SIM=1 LOGPIPE_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim
+	LOGPIPE_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim -rapid.checks=1000
 
 # Break each guarantee on purpose (scripts/mutants) and check that the tests
 # named for it fail.

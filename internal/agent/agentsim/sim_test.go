@@ -7,7 +7,7 @@
 // it checks the guarantees as invariants (see check). pgregory.net/rapid
 // draws the schedules and shrinks a failing one; its seed replays it:
 //
-//	go test ./internal/agent/agentsim -run TestAgentFilePath -rapid.seed=N
+//	go test ./internal/agent/agentsim -run 'TestAgentFilePath$' -rapid.seed=N
 package agentsim
 
 import (
@@ -148,14 +148,10 @@ func (w *world) failf(format string, a ...any) {
 	w.errs = append(w.errs, fmt.Sprintf(format, a...))
 }
 
-// TestAgentFilePath draws new schedules when LOGPIPE_SIM is set (make
-// test-sim; -rapid.checks=N, -rapid.seed=N). They still find a duplicate
-// every few thousand schedules after crashes among copytruncate
-// rotations (issue 27), so make test replays the found ones instead.
+// TestAgentFilePath draws schedules (-rapid.checks=N, default 100;
+// -rapid.seed=N replays one). make test runs it with the race detector,
+// and then as many as fit in its share of time (TestAgentFilePathSoak).
 func TestAgentFilePath(t *testing.T) {
-	if os.Getenv("LOGPIPE_SIM") == "" {
-		t.Skip("LOGPIPE_SIM not set (make test-sim)")
-	}
 	rapid.Check(t, schedules(t, nil))
 }
 
@@ -218,8 +214,9 @@ func TestAgentFilePathFound(t *testing.T) {
 	}
 }
 
-// TestAgentFilePathSoak runs schedules for LOGPIPE_SOAK (a duration: make
-// soak, and CI's share), 100 seeds at a time, and says how many ran.
+// TestAgentFilePathSoak runs schedules for LOGPIPE_SOAK (a duration: make soak,
+// make test-sim and make test), -rapid.checks seeds at a time, and says
+// how many ran.
 func TestAgentFilePathSoak(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("LOGPIPE_SOAK"))
 	if err != nil || d <= 0 {

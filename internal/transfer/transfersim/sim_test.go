@@ -672,8 +672,9 @@ func TestTransferPath(t *testing.T) {
 	rapid.Check(t, schedules(t, nil))
 }
 
-// TestTransferPathSoak runs schedules for LOGPIPE_SOAK (a duration: make
-// soak, and CI's share), 100 seeds at a time, and says how many ran.
+// TestTransferPathSoak runs schedules for LOGPIPE_SOAK (a duration: make soak,
+// make test-sim and make test), -rapid.checks seeds at a time, and says
+// how many ran.
 func TestTransferPathSoak(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("LOGPIPE_SOAK"))
 	if err != nil || d <= 0 {
