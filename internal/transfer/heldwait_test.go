@@ -246,12 +246,22 @@ func TestHeldRecordsWaitForTheirChunkWhateverTheTiming(t *testing.T) {
 // stall; on-time waits do after heldMax of them since the last record,
 // not before; and everything below the mark taken lets them go at once.
 func TestHeldClockCountsOnlyWaitsThisProcessRan(t *testing.T) {
+	// Stalls alone, however many, never let held records go.
+	var h heldClock
+	now := time.Unix(1e9, 0)
+	for i := 0; i < 3*int(heldMax/heldWait); i++ {
+		h.arm(now)
+		now = now.Add(heldWait + heldLate + time.Millisecond)
+		if h.expired(now, false) {
+			t.Fatalf("released after %d waits that each ended late", i+1)
+		}
+	}
 	rapid.Check(t, func(rt *rapid.T) {
 		var h heldClock
 		now := time.Unix(1e9, 0)
 		quiet := time.Duration(0) // on-time waits since the last record
 		for i, n := 0, rapid.IntRange(1, 60).Draw(rt, "events"); i < n; i++ {
-			if rapid.IntRange(0, 5).Draw(rt, "record") == 0 {
+			if rapid.IntRange(0, 15).Draw(rt, "record") == 0 {
 				h.reset()
 				quiet = 0
 				continue
@@ -263,7 +273,7 @@ func TestHeldClockCountsOnlyWaitsThisProcessRan(t *testing.T) {
 				d = heldWait + heldLate + time.Duration(rapid.Int64Range(1, int64(time.Hour)).Draw(rt, "stall"))
 			}
 			now = now.Add(d)
-			mark := rapid.IntRange(0, 9).Draw(rt, "mark reached") == 0
+			mark := rapid.IntRange(0, 15).Draw(rt, "mark reached") == 0
 			got := h.expired(now, mark)
 			switch {
 			case mark && !got:
