@@ -569,6 +569,13 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
+		name:  "a watch refused as compacted resumes from the compaction instead of getting everything again (changes made while it was broken are missed)",
+		pkg:   "internal/platform/confwatch",
+		fn:    "Watcher.watch",
+		edits: []edit{{old: "\t\t\treturn fmt.Errorf(\"%w at %d\", errCompacted, resp.CompactRevision)\n", new: "\t\t\tsnap.Revision = resp.CompactRevision - 1\n\t\t\treturn w.watch(ctx, snap)\n"}},
+		tests: []target{{"./internal/platform/confwatch", "^TestWatchBrokenWhileRunningCatchesUpAfterCompaction$"}},
+	},
+	{
 		name:  "a claim that ends while it reads a chunk's beginning judges the chunk from what it read (a genuine chunk quarantined)",
 		pkg:   "internal/transfer",
 		fn:    "Consumer.beginning",

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
@@ -119,4 +122,49 @@ func TestEtcdDownAndBack(t *testing.T) {
 	e.Start()
 	e.Put("/a", "v2")
 	testutil.Eventually(t, 20*time.Second, func() bool { return w.Up() && value(w, "/a") == "v2" }, testutil.Msg("up with v2"))
+}
+
+// A running watch whose connection breaks, while changes are made and
+// compacted away, ends with what etcd holds: the watch resumed from its
+// revision is refused as compacted, and the watcher gets everything again
+// (a delete it never saw included).
+func TestWatchBrokenWhileRunningCatchesUpAfterCompaction(t *testing.T) {
+	e := testutil.StartEtcd(t)
+	px := testutil.StartProxy(t, e.Endpoint())
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{px.Addr()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	e.Put("/p/1", "a")
+	e.Put("/p/2", "b")
+	e.Put("/p/3", "c")
+	w := New(cli, "/p/", true, 2*time.Second, quiet(), nil, "test")
+	run(t, w)
+	testutil.Eventually(t, 10*time.Second, func() bool { s := w.Latest(); return w.Up() && s != nil && len(s.KVs) == 3 },
+		testutil.Msg("three keys, watching"))
+	restarts := promtest.ToFloat64(w.restarts)
+
+	px.Break()
+	e.Put("/p/2", "b2")
+	e.Delete("/p/1")
+	resp, err := e.Client().Put(context.Background(), "/p/3", "c3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Client().Compact(context.Background(), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	px.Heal()
+
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		s := w.Latest()
+		return len(s.KVs) == 2 && value(w, "/p/1") == "<absent>" && value(w, "/p/2") == "b2" && value(w, "/p/3") == "c3"
+	}, func() string { return fmt.Sprintf("etcd's keys after the break, have %v", w.Latest().KVs) })
+	if got := promtest.ToFloat64(w.restarts); got <= restarts {
+		t.Fatalf("restarts %v, was %v: the watch did not start over", got, restarts)
+	}
+	if s := w.Latest(); s.Revision < resp.Header.Revision {
+		t.Fatalf("snapshot at revision %d, before the compaction at %d", s.Revision, resp.Header.Revision)
+	}
 }
