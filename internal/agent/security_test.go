@@ -172,7 +172,6 @@ func TestKafkaTLS(t *testing.T) {
 		"no cert":   startSecAgent(t, "10.9.0.3", kafka.Addr(), etcd.Endpoint(), "tls = true\ntls_ca = "+certs.CA+"\n", ""),
 		"plaintext": startSecAgent(t, "10.9.0.4", kafka.Addr(), etcd.Endpoint(), "", ""),
 	}
-	badSince := time.Now()
 	for name, s := range bad {
 		topic := "bad_" + strings.ReplaceAll(name, " ", "_")
 		etcd.Put(s.a.Key(), s.collectConfig(topic))
@@ -187,9 +186,16 @@ func TestKafkaTLS(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, func() bool { return cons.Len() >= 300 }, func() string { return fmt.Sprintf("300 records, have %d", cons.Len()) })
 	testutil.Eventually(t, 10*time.Second, func() bool { code, _ := good.readyz(t); return code == http.StatusOK }, testutil.Msg("the TLS agent ready"))
 
-	time.Sleep(time.Until(badSince.Add(4 * time.Second))) // ample time to connect and send
 	checkLines(t, cons.Records(), "tls", "10.9.0.1", 300)
 	for name, s := range bad {
+		// Absence by events: the agent tried and failed, and a record
+		// the test sends after that is read with nothing of the agent's
+		// before it.
+		testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(s.logs.String(), "cannot reach Kafka") },
+			testutil.Msg("%s: the agent's failure to reach Kafka", name))
+		if recs := cons.Fence(t, "bad_"+strings.ReplaceAll(name, " ", "_")); len(recs) != 0 {
+			t.Errorf("%s: %d records arrived: %+v", name, len(recs), recs[0])
+		}
 		if code, body := s.readyz(t); code != http.StatusServiceUnavailable || !strings.Contains(body, "kafka: ") {
 			t.Errorf("%s: /readyz = %d %q, want 503 for kafka", name, code, body)
 		}
@@ -219,7 +225,6 @@ func TestKafkaSASL(t *testing.T) {
 
 	wrong := startSecAgent(t, "10.9.1.9", kafka.Addr(), etcd.Endpoint(),
 		"sasl_mechanism = scram-sha-256\nsasl_user = "+user+"\nsasl_password = wrong-pw-not-logged\n", "")
-	badSince := time.Now()
 	etcd.Put(wrong.a.Key(), wrong.collectConfig("sasl_wrong"))
 	appendLines(t, wrong.file, "wrong", 0, 50)
 
@@ -242,11 +247,13 @@ func TestKafkaSASL(t *testing.T) {
 		checkLines(t, cons.Records(), mech, s.ip, 100)
 	}
 
-	time.Sleep(time.Until(badSince.Add(4 * time.Second)))
+	// Absence by events: the agent tried and failed, and a record the
+	// test sends after that is read with nothing of the agent's before it.
+	testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(wrong.logs.String(), "cannot reach Kafka") },
+		testutil.Msg("the wrong-password agent's failure to reach Kafka"))
 	wrongCons := testutil.ConsumeWith(t, kafka.Addr(), []kgo.Opt{auth}, "sasl_wrong")
-	time.Sleep(time.Second)
-	if n := wrongCons.Len(); n != 0 {
-		t.Fatalf("%d records arrived with a wrong password", n)
+	if recs := wrongCons.Fence(t, "sasl_wrong"); len(recs) != 0 {
+		t.Fatalf("%d records arrived with a wrong password", len(recs))
 	}
 	if code, body := wrong.readyz(t); code != http.StatusServiceUnavailable || !strings.Contains(body, "kafka: ") {
 		t.Errorf("wrong password: /readyz = %d %q", code, body)
@@ -308,13 +315,16 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	if st := noUser.a.Status(); st.Revision != 0 || len(st.Tasks) != 0 {
 		t.Errorf("agent without an etcd user applied a config: %+v", st)
 	}
-	time.Sleep(500 * time.Millisecond)
+	if recs := cons.Fence(t, "etcd_tls_nouser"); len(recs) != 0 {
+		t.Fatalf("the agent without an etcd user collected: %+v", recs[0])
+	}
+	n := 0
 	for _, r := range cons.Records() {
-		if r.Topic == "etcd_tls_nouser" {
-			t.Fatalf("the agent without an etcd user collected: %+v", r)
+		if r.Topic != "etcd_tls_nouser" {
+			n++
 		}
 	}
-	if cons.Len() != 50 {
-		t.Errorf("%d records, want 50", cons.Len())
+	if n != 50 {
+		t.Errorf("%d records, want 50", n)
 	}
 }

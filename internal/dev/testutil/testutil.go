@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -313,6 +314,44 @@ func (c *Consumer) Records() []Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]Record(nil), c.recs...)
+}
+
+// Fence proves absence by an event, not a wait: it produces a record of
+// its own to topic (with the consumer's client and credentials) and waits
+// until the consumer reads it, then returns the records of topic read
+// before it. A record sent before the fence is among them.
+func (c *Consumer) Fence(t testing.TB, topic string) []Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mark := fmt.Sprintf("fence-%d", rand.Uint64())
+	// The topic may not exist (nobody wrote to it): created, or left as it is.
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 1
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10000
+	if _, err := req.RequestWith(ctx, c.cl); err != nil {
+		t.Fatalf("creating %s for a fence: %v", topic, err)
+	}
+	if err := c.cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(mark)}).FirstErr(); err != nil {
+		t.Fatalf("producing a fence to %s: %v", topic, err)
+	}
+	var before []Record
+	Eventually(t, 30*time.Second, func() bool {
+		before = before[:0]
+		for _, r := range c.Records() {
+			if r.Topic != topic {
+				continue
+			}
+			if string(r.Value) == mark {
+				return true
+			}
+			before = append(before, r)
+		}
+		return false
+	}, Msg("the fence read back from %s", topic))
+	return before
 }
 
 // Len is the number of records consumed so far.
