@@ -14,11 +14,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 var bins = map[string]string{}
@@ -195,16 +198,43 @@ func sigkillRestart(t *testing.T, backend string, broker testutil.Broker) {
 	report(t, "sigkill x5 ("+backend+")", res, rss)
 }
 
+// A SIGTERM while a produce request is in flight (held by the broker
+// until the agent says it is waiting for it) is a graceful stop: the agent
+// waits for the acknowledgement, persists it, and the next run sends
+// nothing twice. The request is in flight at the signal by construction,
+// not by luck.
 func TestSIGTERMFlushesAndResumesExactly(t *testing.T) {
-	s := newStack(t, "")
+	k := testutil.StartKafka(t, 4)
+	s := newStackOn(t, "", k)
 	s.putConfig("a.log")
 	cons := testutil.Consume(t, s.kafka.Addr(), "failure_test")
 	w := testutil.StartLineWriter(t, s.dir, []string{"a.log"}, 2000)
 	for i := 0; i < 3; i++ {
 		p := s.start()
 		waitForLines(t, cons, cons.Len()+300)
-		if code := p.Term(); code != 0 {
+		var armed atomic.Bool
+		held := make(chan struct{})
+		release := make(chan struct{})
+		c := k.Cluster()
+		c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+			if armed.CompareAndSwap(true, false) {
+				close(held)
+				c.SleepControl(func() { <-release })
+			}
+			c.KeepControl()
+			return nil, nil, false // then answered as usual
+		})
+		armed.Store(true)
+		<-held
+		p.Signal(syscall.SIGTERM)
+		testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(p.LogText(), "waiting for Kafka to acknowledge in-flight events") },
+			testutil.Msg("the agent waiting for its request in flight"))
+		close(release)
+		if code := p.Wait(); code != 0 {
 			t.Fatalf("exit code %d after SIGTERM\n%s", code, p.LogText())
+		}
+		if strings.Contains(p.LogText(), "shutdown timeout") {
+			t.Fatalf("the agent gave up on its request in flight:\n%s", p.LogText())
 		}
 	}
 	w.Stop()
@@ -214,7 +244,7 @@ func TestSIGTERMFlushesAndResumesExactly(t *testing.T) {
 	if res.dups != 0 {
 		t.Errorf("a graceful stop must flush and persist: %d duplicates", res.dups)
 	}
-	report(t, "sigterm x3", res, 0)
+	report(t, "sigterm x3, a request in flight", res, 0)
 }
 
 func TestRenameRotationUnderLoad(t *testing.T) {

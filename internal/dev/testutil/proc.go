@@ -62,6 +62,25 @@ func (p *Proc) Term() int {
 	return p.Cmd.ProcessState.ExitCode()
 }
 
+// Wait waits for the exit (after a signal sent with Signal) and returns
+// the exit code.
+func (p *Proc) Wait() int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		p.t.Fatalf("%s did not exit", p.Cmd.Path)
+	}
+	return p.Cmd.ProcessState.ExitCode()
+}
+
+// Signal sends s without waiting for anything.
+func (p *Proc) Signal(s syscall.Signal) {
+	if p.Running() {
+		p.Cmd.Process.Signal(s)
+	}
+}
+
 func (p *Proc) signal(s syscall.Signal) {
 	if !p.Running() {
 		return
