@@ -569,9 +569,9 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
-		name:  "a stopping agent does not wait for its requests in flight (their lines, written by Kafka after it exited, come again after the restart)",
-		pkg:   "internal/agent/producer",
-		fn:    "Producer.Run",
+		name: "a stopping agent does not wait for its requests in flight (their lines, written by Kafka after it exited, come again after the restart)",
+		pkg:  "internal/agent/producer",
+		fn:   "Producer.Run",
 		edits: []edit{{old: "for p.inflight.Load() > 0 && time.Now().Before(deadline) {", new: "for false && p.inflight.Load() > 0 && time.Now().Before(deadline) {"},
 			{old: "p.log.WithField(\"inflight\", n).Warn(\"shutdown timeout: in-flight events not acknowledged; they will be read again after restart\")", new: "_ = n"}},
 		tests: []target{{"./cmd/logagent", "^TestSIGTERMFlushesAndResumesExactly$"}},
