@@ -569,6 +569,13 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
+		name:  "a file truncated while its lines are in flight is read again from what Kafka acknowledged, in its copy (the lines in flight go out twice)",
+		pkg:   "internal/agent/registry",
+		fn:    "Handle.Resume",
+		edits: []edit{{old: "\t_, read, _ := h.s.offsets()\n\treturn read\n", new: "\tacked, _, _ := h.s.offsets()\n\treturn acked\n"}},
+		tests: []target{{"./internal/agent/tailer", "^TestCopyTruncateWhileLinesInFlight$"}},
+	},
+	{
 		name: "a stopping agent does not wait for its requests in flight (their lines, written by Kafka after it exited, come again after the restart)",
 		pkg:  "internal/agent/producer",
 		fn:   "Producer.Run",
