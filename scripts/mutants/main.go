@@ -569,6 +569,13 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
+		name:  "a rotation skipped unseen whose file took the inode number of another path's deleted file is skipped as known (its lines are lost)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.recoverSkipped",
+		edits: []edit{{old: "|| t.reg.Has(k) && !t.staleEntry(k, f) {", new: "|| t.reg.Has(k) && (!t.staleEntry(k, f) || true) {"}},
+		tests: []target{{"./internal/agent/tailer", "^TestSkippedRotationWithAnotherPathsInodeIsRead$"}},
+	},
+	{
 		name:  "a file truncated while its lines are in flight is read again from what Kafka acknowledged, in its copy (the lines in flight go out twice)",
 		pkg:   "internal/agent/registry",
 		fn:    "Handle.Resume",

@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,7 +67,7 @@ var (
 
 func drawOp(t *rapid.T) op {
 	file := rapid.SampledFrom([]string{"a.log", "b.log"}).Draw(t, "file")
-	switch k := rapid.IntRange(0, 14).Draw(t, "op"); {
+	switch k := rapid.IntRange(0, 16).Draw(t, "op"); {
 	case k <= 3:
 		return op{kind: "append", file: file, n: rapid.IntRange(1, 60).Draw(t, "lines")}
 	case k == 4:
@@ -83,6 +84,10 @@ func drawOp(t *rapid.T) op {
 		return op{kind: rapid.SampledFrom([]string{"outage", "recover"}).Draw(t, "outage")}
 	case k == 12:
 		return op{kind: rapid.SampledFrom([]string{"refuse", "omit"}).Draw(t, "error"), n: rapid.IntRange(0, 1).Draw(t, "partition")}
+	case k == 15:
+		return op{kind: "truncate", file: file}
+	case k == 16:
+		return op{kind: "delete", file: file}
 	default:
 		return op{kind: "delay", d: rapid.SampledFrom(delays).Draw(t, "delay")}
 	}
@@ -295,6 +300,10 @@ func run(t *testing.T, ops []op) *world {
 	for w.missing() > 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Second)
 	}
+	if w.missing() > 0 && os.Getenv("SIMLOG") != "" {
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "STUCK: %d lines missing after 30 minutes; goroutines:\n%s\n", w.missing(), buf[:runtime.Stack(buf, true)])
+	}
 	w.stop()
 	// Kafka's answers to dead incarnations run out (they deliver nothing).
 	time.Sleep(time.Minute)
@@ -496,6 +505,23 @@ func (w *world) do(o op) {
 		}
 		f.gen = &gen{ino: f.gen.ino}
 		w.gens = append(w.gens, f.gen)
+	case "truncate": // in place, no copy (> file): what was not read yet is gone
+		f := w.files[o.file]
+		w.complete(f)
+		w.deleted(f.gen)
+		if err := os.Truncate(w.path(o.file), 0); err != nil {
+			w.failf("truncate %s: %v", o.file, err)
+		}
+		f.gen = &gen{ino: f.gen.ino}
+		w.gens = append(w.gens, f.gen)
+	case "delete": // removed, and created again empty
+		f := w.files[o.file]
+		w.complete(f)
+		w.deleted(f.gen)
+		if err := os.Remove(w.path(o.file)); err != nil {
+			w.failf("delete %s: %v", o.file, err)
+		}
+		w.create(o.file)
 	case "sleep":
 		time.Sleep(o.d)
 	case "crash":

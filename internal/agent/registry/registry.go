@@ -847,6 +847,19 @@ func (h *Handle) InFlight() int {
 	return n
 }
 
+// Stream returns the stream of k, if it is known (has or had a
+// generation).
+func (r *Registry) Stream(k Key) (Stream, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.files[k]
+	if !ok || s.inst.IsZero() {
+		return Stream{}, false
+	}
+	acked, _, _ := s.offsets()
+	return Stream{Key: k, Path: s.path, Offset: acked, Claimed: s.claimed, FPLen: s.fpLen, FP: s.fp}, true
+}
+
 // Has reports whether the stream is known (has or had a generation).
 func (r *Registry) Has(k Key) bool {
 	r.mu.Lock()

@@ -284,7 +284,7 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 		if err != nil || info.ModTime().Before(since) {
 			continue
 		}
-		if k, ok := fileKey(info, t.cfg.Source.Topic); !ok || k == current || t.reg.Has(k) {
+		if k, ok := fileKey(info, t.cfg.Source.Topic); !ok || k == current || t.knownHere(k) {
 			continue
 		}
 		f, fi, err := t.cfg.Guard.OpenAt(d, name)
@@ -293,7 +293,7 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 			continue
 		}
 		k, ok := fileKey(fi, t.cfg.Source.Topic)
-		if !ok || k == current || t.reg.Has(k) || fi.ModTime().Before(since) {
+		if !ok || k == current || t.knownHere(k) || fi.ModTime().Before(since) || t.reg.Has(k) && !t.staleEntry(k, f) {
 			f.Close()
 			continue
 		}
@@ -303,11 +303,6 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 			continue
 		}
 		r := t.newReader(f, k, h)
-		if h.Known() {
-			h.Release()
-			f.Close()
-			continue
-		}
 		if t.readCopy(f, fi.Size(), current, h) {
 			f.Close()
 			continue
@@ -320,6 +315,32 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 		t.logger().WithField("rotated", p).Info("reading a file that was rotated away before it was opened")
 		t.handOff(r)
 	}
+}
+
+// knownHere reports whether the registry has a stream of k that this path
+// read (recoverRotated's to take care of).
+func (t *Tailer) knownHere(k registry.Key) bool {
+	s, ok := t.reg.Stream(k)
+	return ok && s.Path == t.cfg.Path
+}
+
+// staleEntry reports whether the registry's stream of k, another path's,
+// is not f's: a file of that path was deleted and f took its inode number.
+// Only a fingerprint that f still starts with says the stream is f's (a
+// stream that read nothing has none): read as a file never seen, f's lines
+// are sent once; skipped as known, they were lost (the agentsim found
+// this: a rotated file that took the inode number of another path's
+// deleted file).
+func (t *Tailer) staleEntry(k registry.Key, f *os.File) bool {
+	s, ok := t.reg.Stream(k)
+	if !ok || s.Claimed || s.Path == t.cfg.Path {
+		return false
+	}
+	if s.FPLen == 0 {
+		return true
+	}
+	got, err := fingerprint(f, s.FPLen)
+	return err != nil || got != s.FP
 }
 
 // readCopy reads f, a sibling unknown to the registry, as what it may be:

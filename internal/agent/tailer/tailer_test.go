@@ -1420,3 +1420,38 @@ func TestCopyTruncateWhileLinesInFlight(t *testing.T) {
 		checkExactlyOnce(t, h.sink.values(), "l", 130)
 	})
 }
+
+// A generation rotated past unseen (the search for skipped rotations)
+// whose inode number another path's deleted file had, with a registry
+// entry that read nothing of it: its lines are read, not skipped as known
+// (the agentsim found them lost). Here b.log's inode, known empty to the
+// registry, becomes a.log.1 with lines of its own while the tailer of a.log
+// does not look.
+func TestSkippedRotationWithAnotherPathsInodeIsRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		a, b := filepath.Join(h.dir, "a.log"), filepath.Join(h.dir, "b.log")
+		write(t, b, "")
+		stop := h.run(Config{Path: b})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		stop()
+		reopen(t, h)
+		write(t, a, numbered("a", 0, 10))
+		stop = h.run(Config{Path: a})
+		h.waitN(10)
+		write(t, b, numbered("x", 0, 5))
+		if err := os.Rename(a, a+".2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(b, a+".1"); err != nil {
+			t.Fatal(err)
+		}
+		write(t, a, numbered("z", 0, 5))
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		stop()
+		want := map[string]int{"a": 10, "x": 5, "z": 5}
+		checkEach(t, h.sink.values(), want)
+	})
+}
