@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -705,6 +706,10 @@ func schedules(t *testing.T, n *int) func(*rapid.T) {
 			rt.Error(e)
 		}
 		if len(w.errs) > 0 {
+			// Also on stderr: a schedule that fails only with some file
+			// system states (inode numbers reused) may not fail again when
+			// rapid replays it, and rapid then prints no output of it.
+			fmt.Fprintf(os.Stderr, "FAILED SCHEDULE %v:\n  %s\n", ops, strings.Join(w.errs, "\n  "))
 			rt.Fatalf("schedule: %v", ops)
 		}
 	}
