@@ -239,6 +239,7 @@ func TestAgentFilePathSoak(t *testing.T) {
 // schedules is the property: a drawn schedule, played, keeps the
 // guarantees. n, if set, counts the schedules played.
 func schedules(t *testing.T, n *int) func(*rapid.T) {
+	printed := false // the first failure only: shrinking fails many times
 	return func(rt *rapid.T) {
 		ops := rapid.SliceOfN(rapid.Custom(drawOp), 1, 40).Draw(rt, "schedule")
 		var w *world
@@ -255,7 +256,10 @@ func schedules(t *testing.T, n *int) func(*rapid.T) {
 			// Also on stderr: a schedule that fails only with some file
 			// system states (inode numbers reused) may not fail again when
 			// rapid replays it, and rapid then prints no output of it.
-			fmt.Fprintf(os.Stderr, "FAILED SCHEDULE %v:\n  %s\n", ops, strings.Join(w.errs, "\n  "))
+			if !printed {
+				printed = true
+				fmt.Fprintf(os.Stderr, "FAILED SCHEDULE %v:\n  %s\n", ops, strings.Join(w.errs, "\n  "))
+			}
 			rt.Fatalf("schedule: %v", ops)
 		}
 	}

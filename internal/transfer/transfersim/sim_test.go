@@ -16,6 +16,7 @@
 package transfersim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,6 +41,7 @@ import (
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/fakees"
 	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/transfer"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/index"
@@ -60,12 +62,14 @@ type op struct {
 	n      int
 	status int
 	d      time.Duration
+	source string // produce: "agent" (signed chunks of up to chunk records), "foreign" (no host, unsigned), "forger" (an agent's host and event ids, unsigned)
+	chunk  int
 }
 
 func (o op) String() string {
 	switch o.kind {
 	case "produce":
-		return fmt.Sprintf("produce %d records to partition %d (poison at %d)", o.n, o.part, o.status)
+		return fmt.Sprintf("produce %d %s records to partition %d (chunks of %d, poison at %d)", o.n, o.source, o.part, o.chunk, o.status)
 	case "sleep":
 		return fmt.Sprintf("sleep %v", o.d)
 	case "items", "request":
@@ -86,7 +90,8 @@ func drawOp(t *rapid.T) op {
 		if rapid.IntRange(0, 3).Draw(t, "poisoned") == 0 {
 			poison = rapid.IntRange(0, n-1).Draw(t, "poison")
 		}
-		return op{kind: "produce", part: rapid.IntRange(0, partitions-1).Draw(t, "partition"), n: n, status: poison}
+		return op{kind: "produce", part: rapid.IntRange(0, partitions-1).Draw(t, "partition"), n: n, status: poison,
+			source: rapid.SampledFrom([]string{"agent", "agent", "foreign", "forger"}).Draw(t, "source"), chunk: rapid.IntRange(1, 40).Draw(t, "chunk")}
 	case k <= 6:
 		return op{kind: "sleep", d: rapid.SampledFrom(sleeps).Draw(t, "sleep")}
 	case k == 7:
@@ -111,6 +116,7 @@ type rec struct {
 	msg    *sarama.ConsumerMessage
 	id     string // its document's _id
 	poison bool   // Elasticsearch refuses it for good (mapping error)
+	forged bool   // claims the agent's host without its signature: quarantined
 }
 
 // letter is what the dead-letter target took.
@@ -130,6 +136,7 @@ type world struct {
 	errs      []string
 
 	es       *fakees.Server
+	key      *record.SigningKey
 	itemCode int // the status of the items hit (itemHit), 0: none
 	faultGen int // changes which items are hit
 	idx      *index.Name
@@ -225,7 +232,7 @@ func (s *session) Commit() {
 // settledLocked says whether r has its outcome: its document in
 // Elasticsearch, or a dead letter.
 func (w *world) settledLocked(r *rec) bool {
-	if _, ok := w.es.Doc(w.idx.Name(topic, day), r.id); ok {
+	if raw, ok := w.es.Doc(w.idx.Name(topic, day), r.id); ok && showsRecord(raw, r) {
 		return true
 	}
 	for _, l := range w.letters {
@@ -234,6 +241,19 @@ func (w *world) settledLocked(r *rec) bool {
 		}
 	}
 	return false
+}
+
+// showsRecord reports whether the document raw is r's: its message and
+// where it was read.
+func showsRecord(raw []byte, r *rec) bool {
+	var doc struct {
+		Message string
+		Kafka   struct {
+			Partition int32
+			Offset    int64
+		}
+	}
+	return json.Unmarshal(raw, &doc) == nil && doc.Message == string(r.msg.Value) && doc.Kafka.Partition == r.msg.Partition && doc.Kafka.Offset == r.msg.Offset
 }
 
 // claim feeds one partition from an offset, following the log as it grows;
@@ -332,7 +352,7 @@ func (w *world) start(t *testing.T) {
 		defer close(inc.wdone)
 		_ = inc.writer.Run(ctx)
 	}()
-	inc.cons = transfer.NewConsumer(transfer.Options{Index: w.idx, Out: inc.writer, DrainTimeout: 2 * time.Second}, w.logger, nil)
+	inc.cons = transfer.NewConsumer(transfer.Options{Index: w.idx, Out: inc.writer, DrainTimeout: 2 * time.Second, Verify: verifier{w.key}}, w.logger, nil)
 	w.inc = inc
 	w.session()
 }
@@ -419,34 +439,102 @@ func (w *world) stop() {
 	inc.es.Stop()
 }
 
-// produce appends n records to partition p, the poison-th (if any) one
-// Elasticsearch refuses for good; half the records are an agent's (the
-// _id from the host and event id), the others a foreign producer's
-// (topic-partition-offset).
-func (w *world) produce(p, n, poison int) {
+// produce appends o.n records to partition o.part, the o.status-th (if
+// any) one Elasticsearch refuses for good. An agent's records carry its
+// host and event ids (the _id comes from them) and are signed in chunks of
+// up to o.chunk; a foreign producer's carry nothing (topic-partition-offset
+// _id); a forger's claim the agent's host and the event ids of the agent's
+// own records, unsigned.
+func (w *world) produce(o op) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for i := 0; i < n; i++ {
+	p := o.part
+	var chunk []*sarama.ConsumerMessage
+	for i := 0; i < o.n; i++ {
 		off := int64(len(w.log[p]))
-		value := fmt.Sprintf("p%d-%d", p, off)
-		r := &rec{poison: i == poison}
+		value := fmt.Sprintf("p%d-%d %s", p, off, o.source)
+		r := &rec{poison: i == o.status && o.source != "forger", forged: o.source == "forger"}
 		if r.poison {
 			value = "poison " + value
 		}
 		msg := &sarama.ConsumerMessage{Topic: topic, Partition: int32(p), Offset: off, Timestamp: day, Value: []byte(value)}
-		if off%2 == 0 {
-			ev := fmt.Sprintf("inst%d-%d", p, off*100)
-			msg.Headers = []*sarama.RecordHeader{{Key: []byte(record.HeaderHostName), Value: []byte("web-1")},
-				{Key: []byte(record.HeaderHostIP), Value: []byte("10.0.0.1")}, {Key: []byte(record.HeaderEventID), Value: []byte(ev)}}
-			r.id = record.DocID([]byte("web-1"), []byte("10.0.0.1"), []byte(ev))
-		} else {
+		switch o.source {
+		case "foreign":
 			r.id = topic + "-" + strconv.Itoa(p) + "-" + strconv.FormatInt(off, 10)
+		default:
+			ev := fmt.Sprintf("inst%d-%d", p, off*100)
+			if r.forged {
+				// The event id of an agent's record, before or to come.
+				ev = fmt.Sprintf("inst%d-%d", p, (off+int64(i%3)-1)*100)
+			}
+			msg.Headers = []*sarama.RecordHeader{{Key: []byte(record.HeaderHostName), Value: []byte(agentHost)},
+				{Key: []byte(record.HeaderHostIP), Value: []byte(agentIP)}, {Key: []byte(record.HeaderEventID), Value: []byte(ev)}}
+			r.id = record.DocID([]byte(agentHost), []byte(agentIP), []byte(ev))
 		}
 		r.msg = msg
 		w.log[p] = append(w.log[p], r)
+		if o.source == "agent" {
+			chunk = append(chunk, msg)
+			if len(chunk) == o.chunk || i == o.n-1 {
+				sign(w.key, chunk)
+				chunk = chunk[:0]
+			}
+		}
 	}
 	close(w.grew)
 	w.grew = make(chan struct{})
+}
+
+const (
+	agentHost = "web-1"
+	agentIP   = "10.0.0.1"
+)
+
+// sign puts the signature of msgs, a chunk, on its last record, as the
+// agent does (its host and IP are the chunk's context headers).
+func sign(k *record.SigningKey, msgs []*sarama.ConsumerMessage) {
+	var c record.Chunk
+	c.Reset(k, msgs[0].Topic, 2)
+	for _, m := range msgs {
+		c.Add(m.Key, m.Value, kafka.Headers(m.Headers))
+	}
+	sig, err := c.AppendSig(nil)
+	if err != nil {
+		panic(err)
+	}
+	last := msgs[len(msgs)-1]
+	last.Headers = append(last.Headers, &sarama.RecordHeader{Key: []byte(record.HeaderSig), Value: sig})
+}
+
+// verifier knows the agent's key (the keyring's part, which reads etcd, is
+// tested in keyring): a chunk whose signature verifies is the agent's;
+// an unsigned record is indexed only if it claims no host (a foreign
+// producer's, accept_unsigned); anything else is quarantined.
+type verifier struct{ k *record.SigningKey }
+
+func (v verifier) Check(_ context.Context, msgs []*sarama.ConsumerMessage, views []record.View, _ time.Time, ch *record.Chunk, out []record.Verdict) bool {
+	last := len(msgs) - 1
+	signed := false
+	if views[last].Sigs == 1 {
+		if _, n, cx, _, err := record.ParseSig(views[last].Sig); err == nil && n == len(msgs) {
+			ch.Reset(v.k, msgs[0].Topic, cx)
+			for _, m := range msgs {
+				ch.Add(m.Key, m.Value, kafka.Headers(m.Headers))
+			}
+			signed = ch.Verify(views[last].Sig) == nil
+		}
+	}
+	for i := range out {
+		switch {
+		case signed:
+			out[i] = record.Verdict{Signed: true, HostName: []byte(agentHost), HostIP: []byte(agentIP)}
+		case views[last].Sigs == 0 && len(views[i].HostIP) == 0:
+			out[i] = record.Verdict{}
+		default:
+			out[i] = record.Verdict{Quarantine: "not the agent's"}
+		}
+	}
+	return true
 }
 
 // itemFault is the fake Elasticsearch's answer to one item: poison
@@ -474,7 +562,7 @@ func (w *world) itemFault(_, id string, source []byte) *fakees.Fault {
 func (w *world) apply(t *testing.T, o op) {
 	switch o.kind {
 	case "produce":
-		w.produce(o.part, o.n, o.status)
+		w.produce(o)
 	case "sleep":
 		time.Sleep(o.d)
 	case "items":
@@ -546,7 +634,11 @@ func run(t *testing.T, ops []op) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{grew: make(chan struct{}), es: fakees.NewInProcess(), idx: idx, logger: logrus.NewEntry(l)}
+	key, err := record.NewSigningKey(record.KeyID{1, 2, 3, 4}, bytes.Repeat([]byte{7}, record.SecretLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{grew: make(chan struct{}), es: fakees.NewInProcess(), idx: idx, logger: logrus.NewEntry(l), key: key}
 	defer w.es.Close()
 	w.es.SetItemFaultDetail(w.itemFault)
 	w.start(t)
@@ -631,6 +723,17 @@ func (w *world) check() {
 			raw, indexed := docs[name][r.id]
 			dead := letters[[2]int64{int64(p), r.msg.Offset}]
 			where := fmt.Sprintf("partition %d offset %d (%s)", p, r.msg.Offset, r.msg.Value)
+			if r.forged {
+				// Its _id is an agent's record's: what matters is that it
+				// is quarantined, and that no document shows it.
+				if dead == 0 {
+					w.errs = append(w.errs, where+": a forged record was not quarantined")
+				}
+				if indexed && showsRecord(raw, r) {
+					w.errs = append(w.errs, where+": a forged record was indexed")
+				}
+				continue
+			}
 			switch {
 			case !indexed && dead == 0:
 				w.errs = append(w.errs, where+": lost, neither indexed nor dead-lettered")
@@ -643,17 +746,8 @@ func (w *world) check() {
 			case !again && dead > 1:
 				w.errs = append(w.errs, fmt.Sprintf("%s: %d dead letters, with nothing delivered again", where, dead))
 			}
-			if indexed {
-				var doc struct {
-					Message string
-					Kafka   struct {
-						Partition int32
-						Offset    int64
-					}
-				}
-				if err := json.Unmarshal(raw, &doc); err != nil || doc.Message != string(r.msg.Value) || doc.Kafka.Partition != int32(p) || doc.Kafka.Offset != r.msg.Offset {
-					w.errs = append(w.errs, fmt.Sprintf("%s: its document does not show it: %s", where, raw))
-				}
+			if indexed && !showsRecord(raw, r) {
+				w.errs = append(w.errs, fmt.Sprintf("%s: its document does not show it: %s", where, raw))
 			}
 		}
 	}
@@ -693,6 +787,7 @@ func TestTransferPathSoak(t *testing.T) {
 // schedules is the property: a drawn schedule, played, keeps the
 // guarantees. n, if set, counts the schedules played.
 func schedules(t *testing.T, n *int) func(*rapid.T) {
+	printed := false // the first failure only: shrinking fails many times
 	return func(rt *rapid.T) {
 		ops := rapid.SliceOfN(rapid.Custom(drawOp), 1, 30).Draw(rt, "schedule")
 		var w *world
@@ -709,7 +804,10 @@ func schedules(t *testing.T, n *int) func(*rapid.T) {
 			// Also on stderr: a schedule that fails only with some file
 			// system states (inode numbers reused) may not fail again when
 			// rapid replays it, and rapid then prints no output of it.
-			fmt.Fprintf(os.Stderr, "FAILED SCHEDULE %v:\n  %s\n", ops, strings.Join(w.errs, "\n  "))
+			if !printed {
+				printed = true
+				fmt.Fprintf(os.Stderr, "FAILED SCHEDULE %v:\n  %s\n", ops, strings.Join(w.errs, "\n  "))
+			}
 			rt.Fatalf("schedule: %v", ops)
 		}
 	}
