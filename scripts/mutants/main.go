@@ -569,6 +569,27 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
+		name:  "a multiline event takes one line more than max_lines",
+		pkg:   "internal/agent/tailer",
+		fn:    "joiner.add",
+		edits: []edit{{old: "fits := j.lines < j.maxLines &&", new: "fits := j.lines <= j.maxLines &&"}},
+		tests: []target{{"./internal/agent/tailer", "^TestMultilineEventsAreExactlyTheirLines$"}},
+	},
+	{
+		name:  "a joined event's offset is past its first line's start (its event id and log.offset point elsewhere)",
+		pkg:   "internal/agent/tailer",
+		fn:    "joiner.add",
+		edits: []edit{{old: "j.start, j.end, j.lines, j.last = start, end, 1, now", new: "j.start, j.end, j.lines, j.last = start+1, end, 1, now"}},
+		tests: []target{{"./internal/agent/tailer", "^TestMultilineEventsAreExactlyTheirLines$"}},
+	},
+	{
+		name:  "a pending multiline event is sent after half its timeout (an event whose lines come slowly is cut)",
+		pkg:   "internal/agent/tailer",
+		fn:    "joiner.expired",
+		edits: []edit{{old: "now.Sub(j.last) >= j.timeout", new: "now.Sub(j.last) >= j.timeout/2"}},
+		tests: []target{{"./internal/agent/tailer", "^TestMultilineEventsAreExactlyTheirLines$"}},
+	},
+	{
 		name:  "a rotation skipped unseen whose file took the inode number of another path's deleted file is skipped as known (its lines are lost)",
 		pkg:   "internal/agent/tailer",
 		fn:    "Tailer.recoverSkipped",
