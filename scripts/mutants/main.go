@@ -569,6 +569,13 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestHeldRecordsWaitForTheirChunkWhateverTheTiming$"}},
 	},
 	{
+		name:  "a rotated or deleted file's unterminated last line is never sent",
+		pkg:   "internal/agent/tailer",
+		fn:    "reader.finish",
+		edits: []edit{{old: "\tif len(r.carry) > 0 {\n", new: "\tif len(r.carry) > 0 && r == nil {\n"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
 		name:  "a multiline event takes one line more than max_lines",
 		pkg:   "internal/agent/tailer",
 		fn:    "joiner.add",

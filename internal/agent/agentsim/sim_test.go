@@ -73,7 +73,7 @@ func drawOp(t *rapid.T) op {
 	case k == 4:
 		return op{kind: "partial", file: file}
 	case k == 5:
-		return op{kind: "rename", file: file}
+		return op{kind: rapid.SampledFrom([]string{"rename", "rename", "rename-cut"}).Draw(t, "rename"), file: file}
 	case k == 6:
 		return op{kind: "copytruncate", file: file}
 	case k <= 9:
@@ -185,6 +185,8 @@ var found = []struct {
 			{kind: "copytruncate", file: "b.log"}, {kind: "append", file: "a.log", n: 52}, {kind: "delay", d: 50 * time.Millisecond},
 			{kind: "copytruncate", file: "b.log"}, {kind: "append", file: "a.log", n: 20}, {kind: "rename", file: "a.log"}, {kind: "crash"},
 			{kind: "append", file: "a.log", n: 21}, {kind: "append", file: "b.log", n: 4}}},
+	{"a rotated file's unterminated last line is sent once the file is read to its end",
+		[]op{{kind: "partial", file: "b.log"}, {kind: "rename-cut", file: "b.log"}}},
 	// The two below depend on the file system handing a deleted file's
 	// inode number to the next file created, as it mostly does: each
 	// replays several times.
@@ -410,6 +412,22 @@ func (w *world) complete(f *wfile) {
 	f.gen.lines = append(f.gen.lines, span{l, end - int64(len(l.text)) - 1, end})
 }
 
+// cut leaves f's half-written line as it is: the writer starts afresh in
+// the next file, and the half stays the file's unterminated last line, a
+// line of its own that must be delivered (the agent sends it once the
+// rotated file is read to its end).
+func (w *world) cut(f *wfile) {
+	l := f.partial
+	if l == nil {
+		return
+	}
+	f.partial = nil
+	l.text = l.text[:len(l.text)/2]
+	l.written = true
+	end := w.size(f)
+	f.gen.lines = append(f.gen.lines, span{l, end - int64(len(l.text)), end})
+}
+
 // shift makes room for name.1: name.1 -> name.2, and an old name.2 is
 // deleted (what logrotate's rotate 2 does).
 func (w *world) shift(name string) {
@@ -469,8 +487,11 @@ func (w *world) do(o op) {
 		w.appendLines(w.files[o.file], o.n)
 	case "partial":
 		w.partial(w.files[o.file])
-	case "rename":
+	case "rename", "rename-cut":
 		f := w.files[o.file]
+		if o.kind == "rename-cut" {
+			w.cut(f)
+		}
 		w.complete(f)
 		w.shift(o.file)
 		if err := os.Rename(w.path(o.file), w.path(o.file+".1")); err != nil {
