@@ -263,7 +263,7 @@ var mutants = []mutant{
 		name:  "the index follows the time a pipeline parsed from the line (a re-delivery under another pipeline version, or before pipelines load, lands in another index)",
 		pkg:   "internal/transfer",
 		fn:    "Consumer.document",
-		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n", new: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n\tif parts.more != nil && !parts.more.created.IsZero() {\n\t\tidxTime = parts.time\n\t}\n"}},
+		edits: []edit{{old: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n", new: "\tidxTime, out := c.placeTime(msg, meta.IndexTime, signed)\n\tif parts.More != nil && !parts.More.Created.IsZero() {\n\t\tidxTime = parts.Time\n\t}\n"}},
 		tests: []target{{"./internal/transfer", "^TestPlacementDependsOnTheRecordAlone$"}, {"./internal/transfer/transferd", "^TestNginxPipelineFieldsAndOwnDay$"}},
 	},
 	{
