@@ -600,7 +600,7 @@ var mutants = []mutant{
 		name:  "a rotation skipped unseen whose file took the inode number of another path's deleted file is skipped as known (its lines are lost)",
 		pkg:   "internal/agent/tailer",
 		fn:    "Tailer.recoverSkipped",
-		edits: []edit{{old: "|| t.reg.Has(k) && !t.staleEntry(k, f) {", new: "|| t.reg.Has(k) && (!t.staleEntry(k, f) || true) {"}},
+		edits: []edit{{old: "|| t.reg.Has(k) && !stale {", new: "|| t.reg.Has(k) && (!stale || true) {"}},
 		tests: []target{{"./internal/agent/tailer", "^TestSkippedRotationWithAnotherPathsInodeIsRead$"}},
 	},
 	{

@@ -293,12 +293,18 @@ func (t *Tailer) recoverSkipped(since time.Time, current registry.Key) {
 			continue
 		}
 		k, ok := fileKey(fi, t.cfg.Source.Topic)
-		if !ok || k == current || t.knownHere(k) || fi.ModTime().Before(since) || t.reg.Has(k) && !t.staleEntry(k, f) {
+		stale := t.reg.Has(k) && t.staleEntry(k, f)
+		if !ok || k == current || t.knownHere(k) || fi.ModTime().Before(since) || t.reg.Has(k) && !stale {
 			f.Close()
 			continue
 		}
 		h, ok := t.reg.Claim(k, t.cfg.Path)
 		if !ok {
+			f.Close()
+			continue
+		}
+		if h.Known() && !stale { // registered meanwhile by another reader
+			h.Release()
 			f.Close()
 			continue
 		}
