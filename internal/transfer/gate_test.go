@@ -14,7 +14,6 @@ import (
 
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
-	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/platform/keyring"
 )
 
@@ -77,20 +76,6 @@ func genRecord(h *gateHost, i int, value string) *sarama.ConsumerMessage {
 	return &sarama.ConsumerMessage{Topic: "app", Key: []byte("/var/log/app.log"), Value: []byte(value), Headers: hs}
 }
 
-func sign(k *record.SigningKey, ctx int, msgs []*sarama.ConsumerMessage) {
-	var c record.Chunk
-	c.Reset(k, msgs[0].Topic, ctx)
-	for _, m := range msgs {
-		c.Add(m.Key, m.Value, kafka.Headers(m.Headers))
-	}
-	sig, err := c.AppendSig(nil)
-	if err != nil {
-		panic(err)
-	}
-	last := msgs[len(msgs)-1]
-	last.Headers = append(last.Headers, &sarama.RecordHeader{Key: []byte(record.HeaderSig), Value: sig})
-}
-
 // The guarantee, over generated partitions: a record is indexed if and
 // only if it is in a chunk that the agent of the host it claims signed and
 // that arrives whole, or no signature covers it, accept_unsigned is on and
@@ -141,7 +126,7 @@ func TestGateIndexesWhatTheClaimedHostSignedWhole(t *testing.T) {
 			}
 			switch kind := rapid.IntRange(0, 9).Draw(rt, "kind"); kind {
 			case 0, 1: // genuine, whole
-				sign(agent.keys[rapid.IntRange(0, len(agent.keys)-1).Draw(rt, "key")], 2, chunk)
+				testutil.SignChunk(agent.keys[rapid.IntRange(0, len(agent.keys)-1).Draw(rt, "key")], 2, chunk)
 				for _, m := range chunk {
 					add(genRec{msg: m, signed: true, ip: agent.ip})
 				}
@@ -158,18 +143,18 @@ func TestGateIndexesWhatTheClaimedHostSignedWhole(t *testing.T) {
 				for i := range chunk {
 					chunk[i] = genRecord(claim, next(), "FORGED")
 				}
-				sign(k, 2, chunk)
+				testutil.SignChunk(k, 2, chunk)
 				for i, m := range chunk {
 					add(genRec{msg: m, ip: claim.ip, quarantine: i == n-1 && kind == 3})
 				}
 			case 5: // changed after signing
-				sign(agent.keys[0], 2, chunk)
+				testutil.SignChunk(agent.keys[0], 2, chunk)
 				chunk[rapid.IntRange(0, n-1).Draw(rt, "changed")].Value = []byte("FORGED")
 				for i, m := range chunk {
 					add(genRec{msg: m, ip: agent.ip, quarantine: i == n-1})
 				}
 			case 6: // cut: its first records, or one in the middle, missing
-				sign(agent.keys[0], 2, chunk)
+				testutil.SignChunk(agent.keys[0], 2, chunk)
 				if n == 1 {
 					add(genRec{msg: chunk[0], signed: true, ip: agent.ip})
 					break
@@ -183,13 +168,13 @@ func TestGateIndexesWhatTheClaimedHostSignedWhole(t *testing.T) {
 					add(genRec{msg: m, ip: agent.ip, quarantine: i == n-1})
 				}
 			case 7: // a genuine signature lifted onto forged records before it
-				sign(agent.keys[0], 2, chunk)
+				testutil.SignChunk(agent.keys[0], 2, chunk)
 				for i := range chunk[:n-1] {
 					add(genRec{msg: genRecord(agent, i, "FORGED"), ip: agent.ip})
 				}
 				add(genRec{msg: chunk[n-1], ip: agent.ip, signed: n == 1, quarantine: n > 1})
 			case 8: // the signature doubled, or cut short
-				sign(agent.keys[0], 2, chunk)
+				testutil.SignChunk(agent.keys[0], 2, chunk)
 				last := chunk[n-1]
 				sig := last.Headers[len(last.Headers)-1]
 				if rapid.Bool().Draw(rt, "double") {
@@ -299,7 +284,7 @@ func TestChunkBeginningIsReadOrNothingIsJudged(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = genRecord(h, i, fmt.Sprintf("line %d", i))
 	}
-	sign(key, 2, msgs)
+	testutil.SignChunk(key, 2, msgs)
 	k := testutil.StartKafka(t, 1)
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0

@@ -20,6 +20,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/index"
@@ -151,7 +152,7 @@ func TestHeldRecordsWaitForTheirChunkWhateverTheTiming(t *testing.T) {
 					signed = append(signed, chunk)
 				}
 				if chunk {
-					sign(key, 0, batch)
+					testutil.SignChunk(key, 0, batch)
 				}
 				fe.recs = append(fe.recs, batch...)
 			}

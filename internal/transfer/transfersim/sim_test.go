@@ -40,6 +40,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/dev/fakees"
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/transfer"
@@ -476,7 +477,7 @@ func (w *world) produce(o op) {
 		if o.source == "agent" {
 			chunk = append(chunk, msg)
 			if len(chunk) == o.chunk || i == o.n-1 {
-				sign(w.key, chunk)
+				testutil.SignChunk(w.key, 2, chunk)
 				chunk = chunk[:0]
 			}
 		}
@@ -489,22 +490,6 @@ const (
 	agentHost = "web-1"
 	agentIP   = "10.0.0.1"
 )
-
-// sign puts the signature of msgs, a chunk, on its last record, as the
-// agent does (its host and IP are the chunk's context headers).
-func sign(k *record.SigningKey, msgs []*sarama.ConsumerMessage) {
-	var c record.Chunk
-	c.Reset(k, msgs[0].Topic, 2)
-	for _, m := range msgs {
-		c.Add(m.Key, m.Value, kafka.Headers(m.Headers))
-	}
-	sig, err := c.AppendSig(nil)
-	if err != nil {
-		panic(err)
-	}
-	last := msgs[len(msgs)-1]
-	last.Headers = append(last.Headers, &sarama.RecordHeader{Key: []byte(record.HeaderSig), Value: sig})
-}
 
 // verifier knows the agent's key (the keyring's part, which reads etcd, is
 // tested in keyring): a chunk whose signature verifies is the agent's;
