@@ -49,6 +49,8 @@ func (o op) String() string {
 	switch o.kind {
 	case "append":
 		return fmt.Sprintf("append %d lines to %s", o.n, o.file)
+	case "long":
+		return fmt.Sprintf("append a line of %d bytes to %s", o.n, o.file)
 	case "sleep", "delay":
 		return fmt.Sprintf("%s %v", o.kind, o.d)
 	case "refuse", "omit":
@@ -69,6 +71,9 @@ func drawOp(t *rapid.T) op {
 	file := rapid.SampledFrom([]string{"a.log", "b.log"}).Draw(t, "file")
 	switch k := rapid.IntRange(0, 16).Draw(t, "op"); {
 	case k <= 3:
+		if rapid.IntRange(0, 7).Draw(t, "long") == 0 {
+			return op{kind: "long", file: file, n: rapid.IntRange(simMaxLine+1, 3*simMaxLine).Draw(t, "length")}
+		}
 		return op{kind: "append", file: file, n: rapid.IntRange(1, 60).Draw(t, "lines")}
 	case k == 4:
 		return op{kind: "partial", file: file}
@@ -97,6 +102,7 @@ func drawOp(t *rapid.T) op {
 type line struct {
 	id      string
 	text    string
+	long    bool // longer than simMaxLine: sent in pieces
 	exempt  bool // its only copy was deleted before Kafka acknowledged it
 	written bool // complete in its file
 }
@@ -374,6 +380,64 @@ func (w *world) newLine(f *wfile) *line {
 	return l
 }
 
+// simMaxLine is the agent's max_line_bytes in the simulation: a longer
+// line is sent in pieces of at most this many bytes, each marked split.
+const simMaxLine = 16 << 10
+
+// appendLong appends one line of n bytes (past simMaxLine), its id and
+// positions written through it, so every piece of it is its own.
+func (w *world) appendLong(f *wfile, n int) {
+	w.complete(f)
+	if r := n % simMaxLine; r > 0 && r < 40 {
+		n += 40 // a last piece long enough to hold a whole mark
+	}
+	l := w.newLine(f)
+	var b strings.Builder
+	b.WriteString(l.id + " ")
+	for b.Len() < n {
+		fmt.Fprintf(&b, "%s/%d.", l.id, b.Len()) // where it is: no two pieces alike
+	}
+	l.text = b.String()[:n]
+	l.long = true
+	off := w.size(f)
+	w.write(f, []byte(l.text+"\n"))
+	l.written = true
+	f.gen.lines = append(f.gen.lines, span{l, off, off + int64(len(l.text)) + 1})
+}
+
+// piece is one record's worth of a long line.
+type piece struct {
+	l   *line
+	idx int
+}
+
+// pieces indexes the pieces of the long lines by their bytes.
+func (w *world) pieces() map[string]piece {
+	ix := map[string]piece{}
+	for _, l := range w.lines {
+		if !l.long {
+			continue
+		}
+		for i, t := 0, l.text; len(t) > 0; i++ {
+			k := min(len(t), simMaxLine)
+			ix[t[:k]] = piece{l, i}
+			t = t[k:]
+		}
+	}
+	return ix
+}
+
+// nPieces is how many records a long line takes.
+func nPieces(l *line) int { return (len(l.text) + simMaxLine - 1) / simMaxLine }
+
+// idOf is the id of the line a record's value is (or is a piece of).
+func idOf(ix map[string]piece, v []byte) string {
+	if p, ok := ix[string(v)]; ok {
+		return p.l.id
+	}
+	return lineID(v)
+}
+
 func (w *world) appendLines(f *wfile, n int) {
 	w.complete(f)
 	var buf bytes.Buffer
@@ -485,6 +549,8 @@ func (w *world) do(o op) {
 	switch o.kind {
 	case "append":
 		w.appendLines(w.files[o.file], o.n)
+	case "long":
+		w.appendLong(w.files[o.file], o.n)
 	case "partial":
 		w.partial(w.files[o.file])
 	case "rename", "rename-cut":
@@ -595,7 +661,7 @@ func (w *world) start() {
 			Version: "2.8.0", FlushInterval: 10 * time.Millisecond, FlushBytes: 16 << 10, RetryBackoffMax: 2 * time.Second},
 		MaxRecordBytes: 1 << 20, ShutdownTimeout: 5 * time.Second, Cluster: w.b.cluster,
 	}, w.log, nil)
-	coll := collector.New(collector.Config{Host: "sim", IP: "10.0.0.1", MaxLineBytes: 16 << 10, PollInterval: 100 * time.Millisecond,
+	coll := collector.New(collector.Config{Host: "sim", IP: "10.0.0.1", MaxLineBytes: simMaxLine, PollInterval: 100 * time.Millisecond,
 		ScanInterval: time.Second, RotateWait: 5 * time.Second, PollOnly: true}, reg, prod, w.log, nil)
 	entries, err := collectconf.Parse([]byte(fmt.Sprintf(`[{"path":%q,"topic":"logs"}]`, filepath.Join(w.dir, "*.log"))))
 	if err != nil {
@@ -674,8 +740,9 @@ func (w *world) crashState(dir string) crashState {
 		}
 		cs.files = d.Files
 	}
+	ix := w.pieces()
 	for _, r := range w.b.records() {
-		cs.delivered[lineID(r.value)]++
+		cs.delivered[idOf(ix, r.value)]++
 	}
 	return cs
 }
@@ -687,24 +754,43 @@ func lineID(v []byte) string {
 
 // acked is the lines some record of which Kafka acknowledged.
 func (w *world) acked() map[string]bool {
+	ix := w.pieces()
 	w.b.mu.Lock()
 	defer w.b.mu.Unlock()
 	out := map[string]bool{}
+	got := map[piece]bool{} // the pieces of long lines acknowledged
 	for _, l := range w.b.log {
 		for _, r := range l {
-			if r.acked {
-				out[lineID(r.value)] = true
+			if !r.acked {
+				continue
 			}
+			if p, ok := ix[string(r.value)]; ok {
+				got[p] = true
+				continue
+			}
+			out[lineID(r.value)] = true
 		}
+	}
+	// A long line is acknowledged once every piece of it is.
+	for _, l := range w.lines {
+		if !l.long {
+			continue
+		}
+		all := true
+		for i := range nPieces(l) {
+			all = all && got[piece{l, i}]
+		}
+		out[l.id] = all
 	}
 	return out
 }
 
 // deliveredIDs is the lines some record of which is in Kafka.
 func (w *world) deliveredIDs() map[string]bool {
+	ix := w.pieces()
 	out := map[string]bool{}
 	for _, r := range w.b.records() {
-		out[lineID(r.value)] = true
+		out[idOf(ix, r.value)] = true
 	}
 	return out
 }
@@ -725,7 +811,18 @@ func (w *world) missing() int {
 func (w *world) check() {
 	recs := w.b.records()
 	count := map[string]int{}
+	ix := w.pieces()
+	pieceCount := map[piece]int{}
 	for _, r := range recs {
+		if p, ok := ix[string(r.value)]; ok {
+			// A piece of a long line; the line is counted by its most
+			// delivered piece, below.
+			pieceCount[p]++
+			if r.headers[record.HeaderFlags] != "split" {
+				w.failf("a piece of long line %s is not marked split: %q", p.l.id, r.headers[record.HeaderFlags])
+			}
+			continue
+		}
 		id := lineID(r.value)
 		l, ok := w.lines[id]
 		if ok && l.exempt && len(r.value) < len(l.text) && strings.HasPrefix(l.text, string(r.value)) {
@@ -738,6 +835,9 @@ func (w *world) check() {
 			continue
 		}
 		count[id]++
+	}
+	for p, n := range pieceCount {
+		count[p.l.id] = max(count[p.l.id], n)
 	}
 	// 1. Every complete line written is in Kafka (but those whose only
 	// copy was deleted before they were acknowledged).
