@@ -380,6 +380,10 @@ func (w *world) newLine(f *wfile) *line {
 	return l
 }
 
+// half is how much of l a partial write puts down: half of it, and at
+// least its id and the space after it (what a record of it is known by).
+func (l *line) half() int { return max(len(l.text)/2, len(l.id)+1) }
+
 // simMaxLine is the agent's max_line_bytes in the simulation: a longer
 // line is sent in pieces of at most this many bytes, each marked split.
 const simMaxLine = 16 << 10
@@ -460,7 +464,7 @@ func (w *world) partial(f *wfile) {
 	}
 	l := w.newLine(f)
 	f.partial = l
-	w.write(f, []byte(l.text[:len(l.text)/2]))
+	w.write(f, []byte(l.text[:l.half()]))
 }
 
 // complete writes the rest of f's begun line.
@@ -470,8 +474,8 @@ func (w *world) complete(f *wfile) {
 		return
 	}
 	f.partial = nil
-	end := w.size(f) + int64(len(l.text)-len(l.text)/2) + 1
-	w.write(f, []byte(l.text[len(l.text)/2:]+"\n"))
+	end := w.size(f) + int64(len(l.text)-l.half()) + 1
+	w.write(f, []byte(l.text[l.half():]+"\n"))
 	l.written = true
 	f.gen.lines = append(f.gen.lines, span{l, end - int64(len(l.text)) - 1, end})
 }
@@ -486,7 +490,7 @@ func (w *world) cut(f *wfile) {
 		return
 	}
 	f.partial = nil
-	l.text = l.text[:len(l.text)/2]
+	l.text = l.text[:l.half()]
 	l.written = true
 	end := w.size(f)
 	f.gen.lines = append(f.gen.lines, span{l, end - int64(len(l.text)), end})
