@@ -4,7 +4,6 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/logpipe/logpipe/internal/contract/record"
-	"github.com/logpipe/logpipe/internal/platform/kafka"
 )
 
 // SignChunk signs msgs as one chunk with k, the way the agent does: the
@@ -13,7 +12,13 @@ func SignChunk(k *record.SigningKey, ctx int, msgs []*sarama.ConsumerMessage) {
 	var c record.Chunk
 	c.Reset(k, msgs[0].Topic, ctx)
 	for _, m := range msgs {
-		c.Add(m.Key, m.Value, kafka.Headers(m.Headers))
+		// Copied, not platform/kafka's cast: testutil must not link the
+		// platform packages whose own tests import it.
+		hs := make([]*record.Header, len(m.Headers))
+		for i, h := range m.Headers {
+			hs[i] = &record.Header{Key: h.Key, Value: h.Value}
+		}
+		c.Add(m.Key, m.Value, hs)
 	}
 	sig, err := c.AppendSig(nil)
 	if err != nil {
