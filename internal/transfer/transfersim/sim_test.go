@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -756,44 +755,11 @@ func TestTransferPath(t *testing.T) {
 // make test-sim and make test), -rapid.checks seeds at a time, and says
 // how many ran.
 func TestTransferPathSoak(t *testing.T) {
-	d, err := time.ParseDuration(os.Getenv("LOGPIPE_SOAK"))
-	if err != nil || d <= 0 {
-		t.Skip("LOGPIPE_SOAK (a duration) not set")
-	}
-	var n int
-	start := time.Now()
-	for time.Since(start) < d && !t.Failed() {
-		rapid.Check(t, schedules(t, &n))
-	}
-	el := time.Since(start)
-	t.Logf("transfersim: %d schedules in %v, %.0f a second", n, el.Round(time.Second), float64(n)/el.Seconds())
+	testutil.Soak(t, "transfersim", func(n *int) func(*rapid.T) { return schedules(t, n) })
 }
 
 // schedules is the property: a drawn schedule, played, keeps the
 // guarantees. n, if set, counts the schedules played.
 func schedules(t *testing.T, n *int) func(*rapid.T) {
-	printed := false // the first failure only: shrinking fails many times
-	return func(rt *rapid.T) {
-		ops := rapid.SliceOfN(rapid.Custom(drawOp), 1, 30).Draw(rt, "schedule")
-		var w *world
-		synctest.Test(t, func(t *testing.T) {
-			w = run(t, ops)
-		})
-		if n != nil {
-			*n++
-		}
-		for _, e := range w.errs {
-			rt.Error(e)
-		}
-		if len(w.errs) > 0 {
-			// Also on stderr: a schedule that fails only with some file
-			// system states (inode numbers reused) may not fail again when
-			// rapid replays it, and rapid then prints no output of it.
-			if !printed {
-				printed = true
-				fmt.Fprintf(os.Stderr, "FAILED SCHEDULE %v:\n  %s\n", ops, strings.Join(w.errs, "\n  "))
-			}
-			rt.Fatalf("schedule: %v", ops)
-		}
-	}
+	return testutil.Schedules(t, drawOp, 30, func(t *testing.T, ops []op) []string { return run(t, ops).errs }, n)
 }
