@@ -161,7 +161,7 @@ var mutants = []mutant{
 	{
 		name: "copytruncate never reads the unread rest from the rotated copy",
 		pkg:  "internal/agent/tailer",
-		fn:   "Tailer.truncated",
+		fn:   "Tailer.restFromCopy",
 		edits: []edit{{
 			old: "c, size := t.findCopy(r, n, fp, resume)\n",
 			new: "c, size := t.findCopy(r, n, fp, resume)\n\tif c != nil {\n\t\tc.Close()\n\t\tc = nil\n\t}\n",
@@ -178,8 +178,8 @@ var mutants = []mutant{
 	{
 		name:  "a copytruncate copy read for the old content stays unknown (re-read whole at the next rotation)",
 		pkg:   "internal/agent/tailer",
-		fn:    "Tailer.truncated",
-		edits: []edit{{old: "if err := t.registerCopy(c, size); err != nil {", new: "if err := error(nil); err != nil {"}},
+		fn:    "Tailer.restFromCopy",
+		edits: []edit{{old: "return true, t.registerCopy(c, size)", new: "return true, nil"}},
 		tests: []target{{"./internal/agent/tailer", "^TestCopiesAreNotReadAgainAfterRename$"}},
 	},
 	{
@@ -680,6 +680,27 @@ var mutants = []mutant{
 		fn:    "Tailer.recoverRotated",
 		edits: []edit{{old: "if (n == 0 || err == nil && !own) && t.readCopy(", new: "if (n < 0 || err == nil && !own) && t.readCopy("}},
 		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "a path's new tail task (after a config change) looks for files rotated past it only since the last run's registry was written (a rotation the old task did not see is lost)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.position",
+		edits: []edit{{old: "since := t.reg.FollowedSince(t.cfg.Path)", new: "since := t.reg.Written()"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "a drainer whose deleted file was copied and truncated stops without reading the rest from the copy (those lines are lost)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.drain",
+		edits: []edit{{old: "found, err := t.restFromCopy(ctx, r, t.now())", new: "found, err := false, error(nil)"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "a symlink that leads outside the allowlist is opened before it is refused",
+		pkg:   "internal/platform/pathguard",
+		fn:    "Guard.Open",
+		edits: []edit{{old: "\tif g != nil {\n\t\tif real, err := filepath.EvalSymlinks(path)", new: "\tif g != nil && false {\n\t\tif real, err := filepath.EvalSymlinks(path)"}},
+		tests: []target{{"./internal/platform/pathguard", "^TestOpenDoesNotTouchWhatASymlinkLeadsOutTo$"}, {"./internal/agent/agentsim", "^TestAgentFilePath$"}},
 	},
 	{
 		name:  "the agent's signature leaves out a record of its chunk",

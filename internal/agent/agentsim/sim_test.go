@@ -25,6 +25,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	"pgregory.net/rapid"
@@ -36,6 +37,7 @@ import (
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/pathguard"
 )
 
 // op is one step of a schedule.
@@ -56,6 +58,8 @@ func (o op) String() string {
 		return fmt.Sprintf("%s %v", o.kind, o.d)
 	case "refuse", "omit":
 		return fmt.Sprintf("%s partition %d for %d requests", o.kind, o.n, o.n+1)
+	case "config":
+		return "collect " + o.file
 	}
 	if o.file != "" {
 		return o.kind + " " + o.file
@@ -70,7 +74,7 @@ var (
 
 func drawOp(t *rapid.T) op {
 	file := rapid.SampledFrom([]string{"a.log", "b.log"}).Draw(t, "file")
-	switch k := rapid.IntRange(0, 16).Draw(t, "op"); {
+	switch k := rapid.IntRange(0, 17).Draw(t, "op"); {
 	case k <= 3:
 		if rapid.IntRange(0, 7).Draw(t, "long") == 0 {
 			return op{kind: "long", file: file, n: rapid.IntRange(simMaxLine+1, 3*simMaxLine).Draw(t, "length")}
@@ -94,10 +98,37 @@ func drawOp(t *rapid.T) op {
 		return op{kind: "truncate", file: file}
 	case k == 16:
 		return op{kind: "delete", file: file}
+	case k == 17:
+		return op{kind: "config", file: rapid.SampledFrom(configNames).Draw(t, "config")}
 	default:
 		return op{kind: "delay", d: rapid.SampledFrom(delays).Draw(t, "delay")}
 	}
 }
+
+// configs are the collect configs a schedule switches between (all to one
+// topic), by name: which of the writer's files each collects, and its
+// entries. The allowlist is the writer's directory; c.log in it is a
+// symlink to a file outside, and h.log a hard link to another: the glob
+// matches both, "c" names c.log. Neither may be read, and the one outside
+// behind the symlink may not even be opened.
+var configs = map[string]struct {
+	collects string // of a.log and b.log
+	entries  func(dir string) string
+}{
+	"glob": {"ab", func(d string) string { return fmt.Sprintf(`[{"path":%q,"topic":"logs"}]`, filepath.Join(d, "*.log")) }},
+	"a":    {"a", func(d string) string { return fmt.Sprintf(`[{"path":%q,"topic":"logs"}]`, filepath.Join(d, "a.log")) }},
+	"ab": {"ab", func(d string) string {
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs"},{"path":%q,"topic":"logs"}]`, filepath.Join(d, "a.log"), filepath.Join(d, "b.log"))
+	}},
+	"fields": {"ab", func(d string) string {
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs","fields":{"env":"sim"}}]`, filepath.Join(d, "*.log"))
+	}},
+	"c": {"a", func(d string) string {
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs"},{"path":%q,"topic":"logs"}]`, filepath.Join(d, "a.log"), filepath.Join(d, "c.log"))
+	}},
+}
+
+var configNames = []string{"glob", "a", "ab", "fields", "c"}
 
 // line is one line the writer wrote, known by its content ("a.log-17 …").
 type line struct {
@@ -139,7 +170,14 @@ type world struct {
 	inc       *incarnation
 	crashes   []crashState
 	errs      []string
-	log       *logrus.Entry
+	// config is the collect config in force (see configs); outside is the
+	// directory the allowlist leaves out; opens counts opens of the file
+	// c.log leads to; peak is the most the meters saw in flight.
+	config  string
+	outside string
+	opens   func() int
+	peak    int64
+	log     *logrus.Entry
 	// deliveries at each crash
 }
 
@@ -154,6 +192,11 @@ type diskEntry struct {
 	Path     string `json:"path"`
 	Instance string `json:"instance"`
 	Offset   int64  `json:"offset"`
+}
+
+// collects reports whether the config in force collects the writer's file.
+func (w *world) collects(name string) bool {
+	return strings.Contains(configs[w.config].collects, strings.TrimSuffix(name, ".log"))
 }
 
 func (w *world) failf(format string, a ...any) {
@@ -194,6 +237,11 @@ var found = []struct {
 			{kind: "append", file: "a.log", n: 21}, {kind: "append", file: "b.log", n: 4}}},
 	{"a rotated file's unterminated last line is sent once the file is read to its end",
 		[]op{{kind: "partial", file: "b.log"}, {kind: "rename-cut", file: "b.log"}}},
+	{"a config change after a rotation nobody saw: the rotated file was not read by the path's new tail task",
+		[]op{{kind: "rename", file: "a.log"}, {kind: "append", file: "a.log", n: 59}, {kind: "rename", file: "a.log"}, {kind: "config", file: "ab"}}},
+	{"a deleted file copied and truncated, its task stopped by a config change: the drainer did not read the rest from the copy",
+		[]op{{kind: "long", file: "a.log", n: 16385}, {kind: "sleep", d: 20 * time.Second}, {kind: "append", file: "a.log", n: 1}, {kind: "copytruncate", file: "a.log"},
+			{kind: "delete", file: "a.log"}, {kind: "config", file: "a"}}},
 	// The two below depend on the file system handing a deleted file's
 	// inode number to the next file created, as it mostly does: each
 	// replays several times.
@@ -249,12 +297,14 @@ func run(t *testing.T, ops []op) *world {
 		l.SetOutput(os.Stderr)
 		l.SetLevel(logrus.DebugLevel)
 	}
-	w := &world{dir: t.TempDir(), b: newBroker(2), files: map[string]*wfile{}, lines: map[string]*line{}, rotated: map[string]*gen{}, log: logrus.NewEntry(l)}
+	w := &world{dir: t.TempDir(), b: newBroker(2), files: map[string]*wfile{}, lines: map[string]*line{}, rotated: map[string]*gen{}, log: logrus.NewEntry(l),
+		config: "glob", outside: t.TempDir()}
 	w.data = filepath.Join(t.TempDir(), "data0")
 	for _, f := range []string{"a.log", "b.log"} {
 		w.files[f] = &wfile{name: f}
 		w.create(f)
 	}
+	w.plantOutside(t)
 	w.start()
 	// After every step the agent does all it can at that instant before
 	// the next (synctest.Wait): a schedule plays the same every time, so a
@@ -293,6 +343,54 @@ func run(t *testing.T, ops []op) *world {
 	time.Sleep(time.Minute)
 	w.check()
 	return w
+}
+
+// plantOutside writes the files the allowlist leaves out, and the links to
+// them in the writer's directory.
+func (w *world) plantOutside(t *testing.T) {
+	secret, other := filepath.Join(w.outside, "secret.log"), filepath.Join(w.outside, "other.log")
+	for _, p := range []string{secret, other} {
+		if err := os.WriteFile(p, []byte("secret-1 not to be shipped\nsecret-2 nor this\n"), 0o600); err != nil {
+			w.failf("%v", err)
+		}
+	}
+	if err := os.Symlink(secret, w.path("c.log")); err != nil {
+		w.failf("%v", err)
+	}
+	if err := os.Link(other, w.path("h.log")); err != nil {
+		w.failf("%v", err)
+	}
+	w.opens = watchOpens(t, secret)
+}
+
+// watchOpens watches path for opens (inotify, read without blocking); the
+// returned func counts those seen since the last call.
+func watchOpens(t *testing.T, path string) func() int {
+	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
+	if err != nil {
+		t.Fatalf("inotify: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if _, err := syscall.InotifyAddWatch(fd, path, syscall.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	return func() int {
+		n := 0
+		buf := make([]byte, 4096)
+		for {
+			m, err := syscall.Read(fd, buf)
+			if m <= 0 || err != nil {
+				return n
+			}
+			for off := 0; off+syscall.SizeofInotifyEvent <= m; {
+				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				if ev.Mask&syscall.IN_OPEN != 0 {
+					n++
+				}
+				off += syscall.SizeofInotifyEvent + int(ev.Len)
+			}
+		}
+	}
 }
 
 func (w *world) path(name string) string { return filepath.Join(w.dir, name) }
@@ -343,7 +441,8 @@ func (w *world) newLine(f *wfile) *line {
 	f.next++
 	id := fmt.Sprintf("%s-%d", f.name, f.next)
 	pad := strings.Repeat(string(rune('a'+f.next%26)), (f.next*37)%150)
-	l := &line{id: id, text: id + " " + pad}
+	// A line written while no config collects its file need not arrive.
+	l := &line{id: id, text: id + " " + pad, exempt: !w.collects(f.name)}
 	w.lines[id] = l
 	return l
 }
@@ -351,6 +450,12 @@ func (w *world) newLine(f *wfile) *line {
 // half is how much of l a partial write puts down: half of it, and at
 // least its id and the space after it (what a record of it is known by).
 func (l *line) half() int { return max(len(l.text)/2, len(l.id)+1) }
+
+// The producer's bounds in the simulation: buffer_bytes and chan_max_size.
+const (
+	simBufferBytes = 64 << 10
+	simChanMaxSize = 256
+)
 
 // simMaxLine is the agent's max_line_bytes in the simulation: a longer
 // line is sent in pieces of at most this many bytes, each marked split.
@@ -610,12 +715,74 @@ func (w *world) do(o op) {
 		w.b.mu.Lock()
 		w.b.delay = o.d
 		w.b.mu.Unlock()
+	case "config":
+		// A file the new config leaves out: what of it Kafka has not
+		// acknowledged need not arrive (its tail task stops); what does
+		// arrive, arrives once.
+		for name := range w.files {
+			if w.collects(name) && !strings.Contains(configs[o.file].collects, strings.TrimSuffix(name, ".log")) {
+				w.dropped(name)
+			}
+		}
+		w.config = o.file
+		if w.inc != nil {
+			w.apply(w.inc.coll)
+		}
 	}
+}
+
+// dropped marks what the writer's file name and its rotated copies hold,
+// not yet acknowledged, as free not to arrive.
+func (w *world) dropped(name string) {
+	acked := w.acked()
+	gens := []*gen{w.files[name].gen, w.rotated[name+".1"], w.rotated[name+".2"]}
+	for _, g := range gens {
+		if g == nil {
+			continue
+		}
+		for _, s := range g.lines {
+			if !acked[s.l.id] {
+				s.l.exempt = true
+			}
+		}
+	}
+	if l := w.files[name].partial; l != nil {
+		l.exempt = true
+	}
+}
+
+// apply hands the config in force to a collector, validated as the agent
+// validates it.
+func (w *world) apply(coll *collector.Collector) {
+	entries, err := collectconf.Parse([]byte(configs[w.config].entries(w.dir)))
+	if err == nil {
+		for _, e := range entries {
+			if err = w.guard().CheckEntry(e.Path); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		w.failf("collect config %s: %v", w.config, err)
+		return
+	}
+	coll.Apply(entries)
+}
+
+// guard is the allowlist: the writer's directory.
+func (w *world) guard() *pathguard.Guard {
+	g, err := pathguard.New([]string{filepath.Join(w.dir, "*")})
+	if err != nil {
+		panic(err)
+	}
+	return g
 }
 
 // incarnation is one run of the agent's file path.
 type incarnation struct {
 	reg                *registry.Registry
+	coll               *collector.Collector
+	meter              *meter
 	readStop, sendStop context.CancelFunc
 	storeStop          context.CancelFunc
 	readDone, sendDone chan struct{}
@@ -629,19 +796,15 @@ func (w *world) start() {
 		return
 	}
 	prod := producer.New(producer.Config{
-		Kafka: config.Kafka{Brokers: []string{"sim:9092"}, ChanMaxSize: 256, BufferBytes: 64 << 10, Compression: "none", RequiredAcks: config.AcksAll,
+		Kafka: config.Kafka{Brokers: []string{"sim:9092"}, ChanMaxSize: simChanMaxSize, BufferBytes: simBufferBytes, Compression: "none", RequiredAcks: config.AcksAll,
 			Version: "2.8.0", FlushInterval: 10 * time.Millisecond, FlushBytes: 16 << 10, RetryBackoffMax: 2 * time.Second},
 		MaxRecordBytes: 1 << 20, ShutdownTimeout: 5 * time.Second, Cluster: w.b.cluster,
 	}, w.log, nil)
+	m := newMeter(prod, simBufferBytes, simChanMaxSize)
 	coll := collector.New(collector.Config{Host: "sim", IP: "10.0.0.1", MaxLineBytes: simMaxLine, PollInterval: 100 * time.Millisecond,
-		ScanInterval: time.Second, RotateWait: 5 * time.Second, PollOnly: true}, reg, prod, w.log, nil)
-	entries, err := collectconf.Parse([]byte(fmt.Sprintf(`[{"path":%q,"topic":"logs"}]`, filepath.Join(w.dir, "*.log"))))
-	if err != nil {
-		w.failf("collect config: %v", err)
-		return
-	}
-	coll.Apply(entries)
-	inc := &incarnation{reg: reg, readDone: make(chan struct{}), sendDone: make(chan struct{}), storeDone: make(chan struct{})}
+		ScanInterval: time.Second, RotateWait: 5 * time.Second, PollOnly: true, Guard: w.guard()}, reg, m, w.log, nil)
+	w.apply(coll)
+	inc := &incarnation{reg: reg, coll: coll, meter: m, readDone: make(chan struct{}), sendDone: make(chan struct{}), storeDone: make(chan struct{})}
 	var rctx, sctx, stctx context.Context
 	rctx, inc.readStop = context.WithCancel(context.Background())
 	sctx, inc.sendStop = context.WithCancel(context.Background())
@@ -669,7 +832,15 @@ func (w *world) stop() {
 		w.failf("last save: %v", err)
 	}
 	inc.reg.Close()
+	w.metered(inc)
 	w.inc = nil
+}
+
+// metered takes what an incarnation's meter found, once it has stopped.
+func (w *world) metered(inc *incarnation) {
+	errs, peak := inc.meter.result()
+	w.errs = append(w.errs, errs...)
+	w.peak = max(w.peak, peak)
 }
 
 // crash kills the agent: Kafka's answers due to it are lost, and the next
@@ -698,6 +869,7 @@ func (w *world) crash() {
 	<-inc.sendDone
 	<-inc.storeDone
 	inc.reg.Close()
+	w.metered(inc)
 	w.inc, w.data = nil, next
 }
 
@@ -802,6 +974,10 @@ func (w *world) check() {
 			// deleted file: sent as the file's unterminated last line.
 			continue
 		}
+		if strings.HasPrefix(string(r.value), "secret-") {
+			w.failf("Kafka holds %q, from a file outside the allowlist", r.value)
+			continue
+		}
 		if !ok || string(r.value) != l.text {
 			w.failf("Kafka holds %q, which is no line written", r.value)
 			continue
@@ -833,6 +1009,12 @@ func (w *world) check() {
 	// 4. The registry on disk is never ahead of Kafka's acknowledgements.
 	for i, cs := range w.crashes {
 		w.checkRegistry(i, cs, recs)
+	}
+	// 5. Nothing outside the allowlist was opened: the file c.log leads
+	// to was not (the one h.log links to is opened by its allowed name,
+	// and refused; 1. shows neither was read).
+	if n := w.opens(); n > 0 {
+		w.failf("the file outside the allowlist that c.log leads to was opened (%d opens seen)", n)
 	}
 }
 

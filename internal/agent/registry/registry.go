@@ -69,7 +69,9 @@ type fileState struct {
 	// released is when the last holder let go of the stream in this
 	// process, or when the registry file it was loaded from was written.
 	released time.Time
-	st       stamps // index-time stamps (stamp.go)
+	// claimedAt is when a reader first took the stream in this process.
+	claimedAt time.Time
+	st        stamps // index-time stamps (stamp.go)
 	// instGen is 0 once inst is on disk; before, the snapshot carrying it
 	// (unsnapshotted until one does).
 	instGen uint64
@@ -585,6 +587,25 @@ func writeAtomic(dir string, data []byte) error {
 // previous run (zero if the agent starts without one).
 func (r *Registry) Written() time.Time { return r.written }
 
+// FollowedSince returns since when the files of path are known to have been
+// followed: when the registry loaded at start was written, or when a reader
+// in this process first took a stream of path, whichever is earlier (zero
+// if neither: the path was never read). A file rotated away from path
+// since then, and unknown to the registry, was rotated past every reader
+// (a tailer stopped by a config change, or held back by backpressure,
+// before it looked again) and is the path's to read.
+func (r *Registry) FollowedSince(path string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	since := r.written
+	for _, s := range r.files {
+		if s.path == path && !s.claimedAt.IsZero() && (since.IsZero() || s.claimedAt.Before(since)) {
+			since = s.claimedAt
+		}
+	}
+	return since
+}
+
 // EntrySeen reports whether the collect entry with key has been active on
 // this host before (so files unknown to the registry appeared while it was
 // active and must be read from their start).
@@ -620,6 +641,9 @@ func (r *Registry) Claim(k Key, path string) (*Handle, bool) {
 	}
 	s.claimed = true
 	s.path = path
+	if s.claimedAt.IsZero() {
+		s.claimedAt = time.Now()
+	}
 	if !s.inst.IsZero() && s.tr == nil {
 		s.tr = acktrack.New(s.restored)
 	}

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/logpipe/logpipe/internal/platform/backoff"
 )
 
@@ -115,10 +117,22 @@ func (t *Tailer) drain(r *reader, detach func() bool) {
 	defer stopWatch()
 	r.ctx = ctx
 	idle := time.Now()
+	copied := false
 	for ctx.Err() == nil {
 		fi, err := r.f.Stat()
-		if err != nil || fi.Size() < r.pos {
-			break // truncated after rotation: nothing sane left to read
+		if err != nil {
+			break
+		}
+		if fi.Size() < r.pos {
+			// Truncated after it was rotated or deleted (copytruncate
+			// of a file its tailer had stopped following, or had
+			// stopped with): the rest is in the copy, if there is one.
+			found, err := t.restFromCopy(ctx, r, t.now())
+			if err != nil {
+				t.thr.Log("copy-read", t.logger().WithError(err), logrus.WarnLevel, "reading the copy of a truncated file did not finish")
+			}
+			copied = found && err == nil
+			break
 		}
 		if fi.Size() > r.pos {
 			if err := r.readAvailable(ctx, fi.Size()); err != nil {
@@ -132,7 +146,7 @@ func (t *Tailer) drain(r *reader, detach func() bool) {
 		}
 		backoff.Sleep(ctx, t.cfg.PollInterval)
 	}
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && !copied {
 		if err := r.finish(t.now()); err != nil {
 			t.logger().WithError(err).Warn("sending the end of a rotated file")
 		}

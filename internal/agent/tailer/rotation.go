@@ -2,6 +2,7 @@ package tailer
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,42 +24,18 @@ import (
 // new generation starts at 0 once every event of the old one is acked.
 func (t *Tailer) truncated(r *reader) error {
 	t.m.Truncations.Inc()
-	resume := r.h.Resume()
-	n, fp := r.h.Fingerprint()
 	now := t.now()
-	c, size := t.findCopy(r, n, fp, resume)
-	if c != nil {
-		defer c.Close()
-		cr := t.newReader(c, r.key, r.h)
-		cr.inst, cr.pos = r.inst, resume
-		err := cr.readAvailable(t.ctx, size)
-		if err == nil {
-			err = cr.finish(now)
-		}
-		if err != nil {
-			return err
-		}
-		t.logger().WithFields(logrus.Fields{"copy": c.Name(), "from": resume, "to": size}).Info("file truncated; read the rest of the old content from its rotated copy")
-	} else {
+	found, err := t.restFromCopy(t.ctx, r, now)
+	if err != nil {
+		return err
+	}
+	if !found {
 		// The bytes in memory are all that is left of the old content.
 		if err := r.finish(now); err != nil {
 			return err
 		}
 		t.logger().WithField("offset", r.pos).Info("file truncated or replaced; reading it from the start")
-	}
-	for r.h.InFlight() > 0 {
-		if !backoff.Sleep(t.ctx, 20*time.Millisecond) {
-			return t.ctx.Err()
-		}
-	}
-	if c != nil {
-		// The copy is known from now on, as read to its end: a later
-		// rotation must not take it for a file never seen. Only now: had
-		// it been on disk as read while its rest was still on its way to
-		// Kafka, a crash would have lost that rest (the agentsim found
-		// this); unknown, the copy is found again and read from what Kafka
-		// acknowledged (readCopy).
-		if err := t.registerCopy(c, size); err != nil {
+		if err := waitAcked(t.ctx, r); err != nil {
 			return err
 		}
 	}
@@ -71,6 +48,50 @@ func (t *Tailer) truncated(r *reader) error {
 	// with copytruncate and rotate N): the generations in between are
 	// only in copies nobody has seen.
 	t.recoverSkipped(since, r.key)
+	return nil
+}
+
+// restFromCopy reads what r's generation held past where reading resumes
+// from a copy next to the file, as copytruncate leaves one, if one is
+// found (true). Once that is in Kafka, the copy is registered as read to
+// its end.
+func (t *Tailer) restFromCopy(ctx context.Context, r *reader, now time.Time) (bool, error) {
+	resume := r.h.Resume()
+	n, fp := r.h.Fingerprint()
+	c, size := t.findCopy(r, n, fp, resume)
+	if c == nil {
+		return false, nil
+	}
+	defer c.Close()
+	cr := t.newReader(c, r.key, r.h)
+	cr.inst, cr.pos, cr.ctx = r.inst, resume, r.ctx
+	err := cr.readAvailable(ctx, size)
+	if err == nil {
+		err = cr.finish(now)
+	}
+	if err != nil {
+		return true, err
+	}
+	t.logger().WithFields(logrus.Fields{"copy": c.Name(), "from": resume, "to": size}).Info("file truncated; read the rest of the old content from its rotated copy")
+	if err := waitAcked(ctx, r); err != nil {
+		return true, err
+	}
+	// The copy is known from now on, as read to its end: a later rotation
+	// must not take it for a file never seen. Only now: had it been on
+	// disk as read while its rest was still on its way to Kafka, a crash
+	// would have lost that rest (the agentsim found this); unknown, the
+	// copy is found again and read from what Kafka acknowledged
+	// (readCopy).
+	return true, t.registerCopy(c, size)
+}
+
+// waitAcked waits until every event read from r's stream is acknowledged.
+func waitAcked(ctx context.Context, r *reader) error {
+	for r.h.InFlight() > 0 {
+		if !backoff.Sleep(ctx, 20*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 

@@ -272,7 +272,7 @@ func (t *Tailer) next() (*reader, int) {
 			// Renamed away while the agent was stopped and not
 			// replaced: its unread rest is still to be sent.
 			t.recoverRotated(registry.Key{})
-			t.recoverSkipped(t.reg.Written(), registry.Key{})
+			t.recoverSkipped(t.reg.FollowedSince(t.cfg.Path), registry.Key{})
 		}
 		t.first = false
 		t.setStatus(StateWaiting, "")
@@ -335,6 +335,7 @@ func (t *Tailer) position(f *os.File, first bool) (r *reader, err error) {
 	if !ok {
 		return nil, errors.New("no device/inode for file")
 	}
+	since := t.reg.FollowedSince(t.cfg.Path) // before this claim counts
 	h, ok := t.reg.Claim(key, t.cfg.Path)
 	if !ok {
 		return nil, nil // a drainer or another glob's tailer still reads it
@@ -350,7 +351,7 @@ func (t *Tailer) position(f *os.File, first bool) (r *reader, err error) {
 		t.recoverRotated(key)
 		defer func() {
 			if r != nil && !t.cfg.FromEnd {
-				t.recoverSkipped(t.reg.Written(), key)
+				t.recoverSkipped(since, key)
 			}
 		}()
 	}

@@ -101,6 +101,18 @@ var ErrNotRegular = errors.New("not a regular file")
 // HardLinks), and a file whose real path is outside the allowlist. A nil
 // Guard allows every path but checks the rest.
 func (g *Guard) Open(path string) (*os.File, os.FileInfo, error) {
+	// Where the path leads is checked before it is opened as well: a file
+	// outside the allowlist is not to be touched at all (opening can have
+	// effects of its own: a device, an automount, an audit rule). The check
+	// after the open still decides, as a symlink can be swapped between.
+	if g != nil {
+		if real, err := filepath.EvalSymlinks(path); err == nil && !g.Allowed(real) {
+			if real != filepath.Clean(path) {
+				return nil, nil, fmt.Errorf("%s resolves to %s, outside [agent] allowed_paths (%s)", path, real, strings.Join(g.patterns, ", "))
+			}
+			return nil, nil, fmt.Errorf("%s is outside [agent] allowed_paths (%s)", real, strings.Join(g.patterns, ", "))
+		}
+	}
 	fd, err := syscall.Open(path, openFlags, 0)
 	if err != nil {
 		return nil, nil, &os.PathError{Op: "open", Path: path, Err: err}

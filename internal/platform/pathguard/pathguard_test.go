@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestEntries(t *testing.T) {
@@ -168,5 +169,71 @@ func TestOpenRefusesWhatIsNotAPlainAllowedFile(t *testing.T) {
 	}
 	if _, _, err := g.OpenAt(d, "../etc/passwd"); err == nil {
 		t.Fatal("OpenAt with a path, not a name, accepted")
+	}
+}
+
+// A symlink in an allowed directory that leads outside is refused without
+// the file it leads to being opened: the kernel (inotify IN_OPEN) sees no
+// open of it. (An open of the file itself proves the watch works.)
+func TestOpenDoesNotTouchWhatASymlinkLeadsOutTo(t *testing.T) {
+	root := t.TempDir()
+	logs, secret := filepath.Join(root, "logs"), filepath.Join(root, "secret")
+	os.Mkdir(logs, 0o755)
+	os.Mkdir(secret, 0o755)
+	shadow := filepath.Join(secret, "shadow")
+	os.WriteFile(shadow, []byte("x\n"), 0o600)
+	os.Symlink(shadow, filepath.Join(logs, "evil.log"))
+	os.Symlink(secret, filepath.Join(logs, "dirlink"))
+	g, err := New([]string{logs + "/**"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opens := watchOpens(t, shadow)
+	for _, p := range []string{filepath.Join(logs, "evil.log"), filepath.Join(logs, "dirlink", "shadow")} {
+		if f, _, err := g.Open(p); err == nil || !strings.Contains(err.Error(), "resolves to "+shadow) {
+			if f != nil {
+				f.Close()
+			}
+			t.Errorf("Open(%s) = %v, want refused as resolving to %s", p, err, shadow)
+		}
+	}
+	if n := opens(); n != 0 {
+		t.Errorf("%s was opened %d times through symlinks the allowlist refuses", shadow, n)
+	}
+	if f, _, err := (*Guard)(nil).Open(shadow); err == nil {
+		f.Close()
+	}
+	if n := opens(); n != 1 {
+		t.Fatalf("the watch saw %d opens of an open file, want 1", n)
+	}
+}
+
+// watchOpens watches path for opens; the returned func counts those since
+// the last call.
+func watchOpens(t *testing.T, path string) func() int {
+	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
+	if err != nil {
+		t.Skipf("no inotify: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if _, err := syscall.InotifyAddWatch(fd, path, syscall.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	return func() int {
+		n := 0
+		buf := make([]byte, 4096)
+		for {
+			m, err := syscall.Read(fd, buf)
+			if m <= 0 || err != nil {
+				return n
+			}
+			for off := 0; off+syscall.SizeofInotifyEvent <= m; {
+				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				if ev.Mask&syscall.IN_OPEN != 0 {
+					n++
+				}
+				off += syscall.SizeofInotifyEvent + int(ev.Len)
+			}
+		}
 	}
 }
