@@ -71,6 +71,8 @@ type Agent struct {
 	watch *confwatch.Watcher
 	keys  *keyring.Holder // nil: records are not signed
 	http  *httpserver.Server
+	// metrics runs host metrics as /logagent/<ip>/metrics_config says.
+	metrics *hostMetrics
 
 	reloads    *prometheus.CounterVec
 	lastOK     prometheus.Gauge
@@ -148,6 +150,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 	}, reg, a.prod, log, a.prom)
 
 	a.watch = confwatch.New(cli, a.key, false, cfg.Etcd.Timeout, log, a.prom, "logagent")
+	a.metrics = newHostMetrics(a, cfg.Etcd.MetricsKeyFor(a.ip))
 	a.mem = &memtune.Governor{Activity: a.prod.Sent, IdleGCPercent: opts.IdleGCPercent, IdleAfter: 10 * time.Second, Check: 2 * time.Second,
 		Log: log.WithField("component", "memtune")}
 	a.inv = inventory.New(cli, inventory.Options{Key: fmt.Sprintf(cfg.Etcd.InventoryKey, a.ip), TTL: cfg.Etcd.InventoryTTL,
@@ -229,6 +232,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		read.Go("signing key", a.keys.Run)
 	}
 	read.Go("collector", a.collect)
+	read.Go("host metrics", func(ctx context.Context) error { return a.signed(ctx, "sending host metrics", a.metrics.Run) })
 	read.Go("etcd watch", a.watch.Run)
 	read.Go("config", a.configLoop)
 	read.Go("inventory", a.inv.Run)
@@ -255,15 +259,20 @@ func (a *Agent) Run(ctx context.Context) error {
 // collect runs the collector once records can be signed: nothing is read
 // before (the files keep the lines).
 func (a *Agent) collect(ctx context.Context) error {
+	return a.signed(ctx, "reading files", a.coll.Run)
+}
+
+// signed runs run once records can be signed (at once if they are not).
+func (a *Agent) signed(ctx context.Context, what string, run func(context.Context) error) error {
 	if a.keys != nil && a.keys.Key() == nil {
-		a.log.Info("waiting for this agent's signing key before reading files")
+		a.log.Info("waiting for this agent's signing key before " + what)
 		select {
 		case <-a.keys.Ready():
 		case <-ctx.Done():
 			return nil
 		}
 	}
-	return a.coll.Run(ctx)
+	return run(ctx)
 }
 
 // keyErr is the signing key's readiness (nil when records are not signed).
@@ -413,6 +422,8 @@ type Status struct {
 	Tasks       []collector.TaskStatus `json:"tasks"`
 	// Topics are the topics sent to, with the ones Kafka refuses.
 	Topics []producer.TopicStatus `json:"topics"`
+	// Metrics is the host metrics' state (nil: none configured).
+	Metrics *inventory.Metrics `json:"metrics,omitempty"`
 }
 
 // Status reports what the agent is doing.
@@ -420,7 +431,8 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	rev, lastErr := a.appliedRev, a.lastErr
 	a.mu.Unlock()
-	return Status{Host: a.host, IP: a.ip, Key: a.key, Revision: rev, ConfigError: lastErr, Tasks: a.tasks(), Topics: a.prod.Topics()}
+	return Status{Host: a.host, IP: a.ip, Key: a.key, Revision: rev, ConfigError: lastErr, Tasks: a.tasks(), Topics: a.prod.Topics(),
+		Metrics: a.metrics.status()}
 }
 
 // StatePaused is a file's state while Kafka refuses its topic.

@@ -71,7 +71,7 @@ func (a *Agent) report() inventory.Report {
 	st := a.Status()
 	return inventory.Report{
 		Host: a.host, IP: a.ip, Version: a.opts.Version, Started: a.started,
-		ConfigRevision: st.Revision, ConfigError: st.ConfigError, Tasks: a.fileStates(),
+		ConfigRevision: st.Revision, ConfigError: st.ConfigError, Tasks: a.fileStates(), Metrics: st.Metrics,
 	}
 }
 

@@ -157,6 +157,11 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 			meta.HostName, meta.HostIP = v.HostName, v.HostIP
 		}
 	}
+	// A host metrics document: from an agent whose records are checked,
+	// only if signed (an unsigned producer's records are lines).
+	if string(meta.Kind) == record.KindMetric && (signed || c.opt.Verify == nil) {
+		return c.metricDoc(msg, &meta, st, ts, signed), true
+	}
 	if len(meta.Pipeline) > 0 && !c.knowsPipeline(ctx, meta.Pipeline) {
 		return nil, false
 	}

@@ -12,22 +12,24 @@ import (
 
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
+	"github.com/logpipe/logpipe/internal/platform/metricsconf"
 )
 
 // Topics is the set of topics to consume: the configured ones plus every
-// topic named in an agent's collect config. A topic no config names any
+// topic named in an agent's collect config or host metrics config. A topic no config names any
 // more may still hold records not yet consumed: it stays until the
 // consumer finds it drained and releases it. An invalid collect config
 // never removes topics; the key's last valid topics stay.
 type Topics struct {
-	log    *logrus.Entry
-	keyRE  *regexp.Regexp
-	mu     sync.Mutex
-	static []string
-	perKey map[string][]string // last valid topics per agent key
-	revs   map[string]int64    // mod revision last parsed per key
-	set    map[string]bool
-	notify chan struct{}
+	log       *logrus.Entry
+	keyRE     *regexp.Regexp
+	metricsRE *regexp.Regexp // nil: metrics configs are not read
+	mu        sync.Mutex
+	static    []string
+	perKey    map[string][]string // last valid topics per agent key
+	revs      map[string]int64    // mod revision last parsed per key
+	set       map[string]bool
+	notify    chan struct{}
 
 	invalid prometheus.Counter
 	refused prometheus.Counter
@@ -35,13 +37,14 @@ type Topics struct {
 	seenBad map[string]bool // refused topics already logged
 }
 
-// NewTopics starts with the static topics. collectKey is the agents' key
-// pattern ("/logagent/%s/collect_config"); only matching keys are read.
-func NewTopics(static []string, collectKey string, log *logrus.Entry, reg prometheus.Registerer) *Topics {
-	prefix, suffix, _ := strings.Cut(collectKey, "%s")
+// NewTopics starts with the static topics. collectKey and metricsKey are
+// the agents' key patterns ("/logagent/%s/collect_config",
+// "/logagent/%s/metrics_config"; "" for none); only matching keys are
+// read.
+func NewTopics(static []string, collectKey, metricsKey string, log *logrus.Entry, reg prometheus.Registerer) *Topics {
 	t := &Topics{
 		log:    log.WithField("component", "topics"),
-		keyRE:  regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + "([^/]+)" + regexp.QuoteMeta(suffix) + "$"),
+		keyRE:  keyPattern(collectKey),
 		static: static, perKey: map[string][]string{}, revs: map[string]int64{}, set: map[string]bool{},
 		notify: make(chan struct{}, 1),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtransfer_discovery_invalid_configs_total",
@@ -50,6 +53,9 @@ func NewTopics(static []string, collectKey string, log *logrus.Entry, reg promet
 			Help: "Topics named in agents' collect configs that discovery does not consume (internal names, or outside [etcd] discover_pattern)."}),
 		seenBad: map[string]bool{},
 	}
+	if metricsKey != "" {
+		t.metricsRE = keyPattern(metricsKey)
+	}
 	for _, s := range static {
 		t.set[s] = true
 	}
@@ -57,6 +63,12 @@ func NewTopics(static []string, collectKey string, log *logrus.Entry, reg promet
 		reg.MustRegister(t.invalid, t.refused)
 	}
 	return t
+}
+
+// keyPattern matches the keys of a pattern with one %s (an agent's IP).
+func keyPattern(p string) *regexp.Regexp {
+	prefix, suffix, _ := strings.Cut(p, "%s")
+	return regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + "([^/]+)" + regexp.QuoteMeta(suffix) + "$")
 }
 
 // SetPattern restricts discovered topics to those matching re (nil: any).
@@ -153,18 +165,28 @@ func (t *Topics) Update(s *confwatch.Snapshot) {
 	defer t.mu.Unlock()
 	seen := map[string]bool{}
 	for key, kv := range s.KVs {
-		if !t.keyRE.MatchString(key) {
-			continue // not an agent's collect config (inventory keys, …)
+		metrics := t.metricsRE != nil && t.metricsRE.MatchString(key)
+		if !metrics && !t.keyRE.MatchString(key) {
+			continue // not an agent's config (inventory keys, …)
 		}
 		seen[key] = true
 		if t.revs[key] == kv.ModRevision {
 			continue // unchanged since last parsed
 		}
 		t.revs[key] = kv.ModRevision
-		topics, err := collectconf.ParseTopics(kv.Value)
+		var topics []string
+		var err error
+		if metrics {
+			var tp string
+			if tp, err = metricsconf.ParseTopic(kv.Value); err == nil && tp != "" {
+				topics = []string{tp}
+			}
+		} else {
+			topics, err = collectconf.ParseTopics(kv.Value)
+		}
 		if err != nil {
 			t.invalid.Inc()
-			t.log.WithError(err).WithField("key", key).Warn("ignoring an invalid collect config; its previous topics stay")
+			t.log.WithError(err).WithField("key", key).Warn("ignoring an invalid agent config; its previous topics stay")
 			continue
 		}
 		t.perKey[key] = topics

@@ -17,7 +17,7 @@ func TestDiscoveryRefusesInternalAndUnmatchedTopics(t *testing.T) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	reg := prometheus.NewRegistry()
-	tp := NewTopics([]string{"static_one"}, "/logagent/%s/collect_config", logrus.NewEntry(l), reg)
+	tp := NewTopics([]string{"static_one"}, "/logagent/%s/collect_config", "/logagent/%s/metrics_config", logrus.NewEntry(l), reg)
 	tp.SetPattern(regexp.MustCompile(`^(?:web_.*)$`))
 	tp.Update(&confwatch.Snapshot{Revision: 2, KVs: map[string]confwatch.KV{
 		"/logagent/10.0.0.1/collect_config": {Value: []byte(`[{"path":"/a","topic":"web_log"},{"path":"/b","topic":"__consumer_offsets"}]`), ModRevision: 2},
@@ -51,5 +51,44 @@ func TestFieldsCacheIsBoundedInBytes(t *testing.T) {
 	}
 	if total > maxFieldsCacheBytes {
 		t.Fatalf("cache entries hold %d bytes, bound %d", total, maxFieldsCacheBytes)
+	}
+}
+
+// An agent's host metrics topic is discovered like its collect config's;
+// an invalid metrics config keeps the key's previous topic, and a deleted
+// one leaves its topic to be drained and released.
+func TestDiscoveryReadsMetricsConfigs(t *testing.T) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	reg := prometheus.NewRegistry()
+	tp := NewTopics(nil, "/logagent/%s/collect_config", "/logagent/%s/metrics_config", logrus.NewEntry(l), reg)
+	snap := func(rev int64, kvs map[string]string) {
+		s := &confwatch.Snapshot{Revision: rev, KVs: map[string]confwatch.KV{}}
+		for k, v := range kvs {
+			s.KVs[k] = confwatch.KV{Value: []byte(v), ModRevision: rev}
+		}
+		tp.Update(s)
+	}
+	snap(2, map[string]string{
+		"/logagent/10.0.0.1/collect_config": `[{"path":"/a","topic":"web_log"}]`,
+		"/logagent/10.0.0.1/metrics_config": `{"topic":"host_metrics","prometheus":true}`,
+		"/logagent/10.0.0.2/metrics_config": `{"prometheus":true}`,
+	})
+	if got := strings.Join(tp.List(), ","); got != "host_metrics,web_log" {
+		t.Fatalf("topics %s, want host_metrics,web_log", got)
+	}
+	snap(3, map[string]string{
+		"/logagent/10.0.0.1/collect_config": `[{"path":"/a","topic":"web_log"}]`,
+		"/logagent/10.0.0.1/metrics_config": `{"topic":"host_metrics","interval":"1ms"}`,
+	})
+	if got := strings.Join(tp.Unnamed(), ","); got != "" {
+		t.Errorf("an invalid metrics config dropped its topic: unnamed %s", got)
+	}
+	if n := testutil.MetricValue(reg, "logtransfer_discovery_invalid_configs_total", nil); n != 1 {
+		t.Errorf("invalid configs counted %v, want 1", n)
+	}
+	snap(4, map[string]string{"/logagent/10.0.0.1/collect_config": `[{"path":"/a","topic":"web_log"}]`})
+	if got := strings.Join(tp.Unnamed(), ","); got != "host_metrics" {
+		t.Errorf("unnamed %q after the metrics config was deleted, want host_metrics", got)
 	}
 }

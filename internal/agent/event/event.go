@@ -65,6 +65,15 @@ func (s *Source) WithPipeline(name string) *Source {
 	return s
 }
 
+// WithKind adds the event kind header (record.HeaderEventKind; none for
+// ""), and returns s. Call before the source is used.
+func (s *Source) WithKind(kind string) *Source {
+	if kind != "" {
+		s.static = append(s.static, record.Header{Key: []byte(record.HeaderEventKind), Value: []byte(kind)})
+	}
+	return s
+}
+
 // Key is the record key: the file path, so one file's lines stay in order
 // in one partition.
 func (s *Source) Key() []byte { return s.key }

@@ -24,16 +24,20 @@ type Doc struct {
 // system.network.*, system.process.summary.*, system.uptime.*. r are the
 // CPU shares since the previous collection (the cpu set is left out
 // without them, as Metricbeat does); period is the collection interval.
+// With host "" the documents name no host (the Kafka records do, in their
+// headers, and the transfer adds it).
 func BeatDocs(host string, s *Snapshot, r Rates, period time.Duration) []Doc {
 	var out []Doc
 	add := func(set, instance string, fields map[string]any) {
 		doc := map[string]any{
 			"@timestamp": s.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
-			"host":       map[string]any{"name": host},
 			"event":      map[string]any{"module": "system", "dataset": "system." + strings.ReplaceAll(set, "_", ".")},
 			"metricset":  map[string]any{"name": set, "period": period.Milliseconds()},
 			"service":    map[string]any{"type": "system"},
 			"system":     map[string]any{set: fields},
+		}
+		if host != "" {
+			doc["host"] = map[string]any{"name": host}
 		}
 		if set == "process_summary" {
 			doc["system"] = map[string]any{"process": map[string]any{"summary": fields}}

@@ -41,7 +41,15 @@ const (
 	// HeaderPipeline names the transfer pipeline for the record (the
 	// collect entry's "pipeline"); absent for none.
 	HeaderPipeline = "pipeline"
+	// HeaderEventKind says what the record is when it is not a line:
+	// KindMetric for a host metrics document (its value a Metricbeat
+	// document without host, which the transfer adds from the record's
+	// headers). Absent for lines.
+	HeaderEventKind = "event.kind"
 )
+
+// KindMetric is HeaderEventKind's value for host metrics (ECS event.kind).
+const KindMetric = "metric"
 
 // PipelineNameRule says what may name a pipeline (HeaderPipeline): a
 // collect entry's "pipeline", a custom pipeline's etcd key.
@@ -189,6 +197,7 @@ type View struct {
 	// IndexTime is HeaderIndexTime (zero if absent or malformed).
 	IndexTime time.Time
 	Pipeline  []byte
+	Kind      []byte // HeaderEventKind
 	// Sig is the HeaderSig value; Sigs counts HeaderSig headers (a record
 	// with more than one is malformed).
 	Sig  []byte
@@ -255,6 +264,8 @@ func Parse(headers []*Header) View {
 			v.Fields = h.Value
 		case HeaderPipeline:
 			v.Pipeline = h.Value
+		case HeaderEventKind:
+			v.Kind = h.Value
 		case HeaderSig:
 			v.Sig = h.Value
 			v.Sigs++

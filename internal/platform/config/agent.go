@@ -37,6 +37,9 @@ type Etcd struct {
 	Timeout   time.Duration
 	// CollectKey is a fmt pattern with one %s for the agent's IP.
 	CollectKey string
+	// MetricsKey is where the agent's host metrics config is (a fmt
+	// pattern with one %s for the agent's IP).
+	MetricsKey string
 	// InventoryKey is where the agent keeps its status alive under a
 	// lease (a fmt pattern with one %s for the agent's IP).
 	InventoryKey string
@@ -168,6 +171,10 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	e.CollectKey = c.Str("etcd", "collect_log_key", "/logagent/%s/collect_config")
 	if strings.Count(e.CollectKey, "%s") != 1 || strings.Count(e.CollectKey, "%") != 1 || !strings.HasPrefix(e.CollectKey, "/") {
 		c.Fail("etcd", "collect_log_key", "%q must start with / and contain exactly one %%s (the agent's IP)", e.CollectKey)
+	}
+	e.MetricsKey = c.Str("etcd", "metrics_key", "/logagent/%s/metrics_config")
+	if strings.Count(e.MetricsKey, "%s") != 1 || strings.Count(e.MetricsKey, "%") != 1 || !strings.HasPrefix(e.MetricsKey, "/") || e.MetricsKey == e.CollectKey {
+		c.Fail("etcd", "metrics_key", "%q must start with /, contain exactly one %%s (the agent's IP) and differ from collect_log_key", e.MetricsKey)
 	}
 	e.InventoryKey = c.Str("etcd", "inventory_key", "/logagent/agents/%s")
 	e.InventoryTTL = c.Duration("etcd", "inventory_ttl", 10*time.Second, 5*time.Second, 10*time.Minute)
@@ -305,3 +312,6 @@ func keysKey(c *iniFile) string {
 
 // CollectKeyFor returns the etcd key of ip's collect config.
 func (e Etcd) CollectKeyFor(ip string) string { return fmt.Sprintf(e.CollectKey, ip) }
+
+// MetricsKeyFor returns the etcd key of ip's host metrics config.
+func (e Etcd) MetricsKeyFor(ip string) string { return fmt.Sprintf(e.MetricsKey, ip) }

@@ -68,7 +68,8 @@ var badFiles = map[string]string{
 
 	"collect_key_two_verbs.bad.ini": `testdata/collect_key_two_verbs.bad.ini:2: [etcd] collect_log_key: "/logagent/%s/%d" must start with / and contain exactly one %s (the agent's IP)`,
 
-	"collect_key_relative.bad.ini": `testdata/collect_key_relative.bad.ini:2: [etcd] collect_log_key: "logagent/%s/collect_config" must start with / and contain exactly one %s (the agent's IP)`,
+	"collect_key_relative.bad.ini":        `testdata/collect_key_relative.bad.ini:2: [etcd] collect_log_key: "logagent/%s/collect_config" must start with / and contain exactly one %s (the agent's IP)`,
+	"metrics_key_same_as_collect.bad.ini": `testdata/metrics_key_same_as_collect.bad.ini:2: [etcd] metrics_key: "/logagent/%s/collect_config" must start with /, contain exactly one %s (the agent's IP) and differ from collect_log_key`,
 
 	"keys_key_not_last.bad.ini": `testdata/keys_key_not_last.bad.ini:2: [etcd] keys_key: "/logagent/keys/%s/key" must start with / and end with /%s (the agent's IP)`,
 
@@ -217,6 +218,7 @@ func TestLoadAgentGood(t *testing.T) {
 			Endpoints:    []string{"etcd1:2379", "https://etcd2:2379"},
 			Timeout:      3 * time.Second,
 			CollectKey:   "/agents/%s/collect",
+			MetricsKey:   "/logagent/%s/metrics_config",
 			InventoryKey: "/agents/live/%s", InventoryTTL: 10 * time.Second, InventoryRefresh: time.Minute, KeysKey: "/logagent/keys/%s",
 			Security: EtcdSecurity{
 				TLS:      TLS{Enabled: true, Files: files("etcd.internal")},
@@ -300,6 +302,7 @@ func TestLoadAgentDefaults(t *testing.T) {
 				Endpoints:    []string{"127.0.0.1:2379"},
 				Timeout:      5 * time.Second,
 				CollectKey:   "/logagent/%s/collect_config",
+				MetricsKey:   "/logagent/%s/metrics_config",
 				InventoryKey: "/logagent/agents/%s", InventoryTTL: 10 * time.Second, InventoryRefresh: time.Minute, KeysKey: "/logagent/keys/%s",
 			},
 			Agent: Agent{Sign: true,

@@ -46,6 +46,9 @@ type Discovery struct {
 	// CollectKey is the agents' key pattern; only keys matching it are
 	// read as collect configs.
 	CollectKey string
+	// MetricsKey is the agents' host metrics key pattern (its topics are
+	// discovered too); it shares CollectKey's prefix, which is watched.
+	MetricsKey string
 	// Pattern, if set, is what a discovered topic must match (besides
 	// never starting with _ or .).
 	Pattern *regexp.Regexp
@@ -168,6 +171,11 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	d.CollectKey = c.Str("etcd", "collect_log_key", "/logagent/%s/collect_config")
 	if strings.Count(d.CollectKey, "%s") != 1 || strings.Count(d.CollectKey, "%") != 1 || !strings.HasPrefix(d.CollectKey, "/") || strings.HasPrefix(d.CollectKey, "/%s") {
 		c.Fail("etcd", "collect_log_key", "%q must start with a /-prefix and contain exactly one %%s (the agent's IP)", d.CollectKey)
+	}
+	d.MetricsKey = c.Str("etcd", "metrics_key", "/logagent/%s/metrics_config")
+	collectPrefix, _, _ := strings.Cut(d.CollectKey, "%s")
+	if strings.Count(d.MetricsKey, "%s") != 1 || strings.Count(d.MetricsKey, "%") != 1 || !strings.HasPrefix(d.MetricsKey, collectPrefix) || d.MetricsKey == d.CollectKey {
+		c.Fail("etcd", "metrics_key", "%q must start with collect_log_key's prefix %q, contain exactly one %%s (the agent's IP) and differ from collect_log_key", d.MetricsKey, collectPrefix)
 	}
 	if p := c.Str("etcd", "discover_pattern", ""); p != "" {
 		re, err := regexp.Compile("^(?:" + p + ")$")

@@ -28,8 +28,23 @@ type Report struct {
 	ConfigRevision int64     `json:"config_revision"`
 	ConfigError    string    `json:"config_error,omitempty"`
 	Tasks          []Task    `json:"tasks"`
+	// Metrics is the host metrics' state (nil: none configured).
+	Metrics *Metrics `json:"metrics,omitempty"`
 	// Updated is when the report last changed.
 	Updated time.Time `json:"updated"`
+}
+
+// Metrics is what an agent's host metrics are doing: the config in force
+// (its etcd revision, interval and active outputs), the last config
+// rejected, and the last collection and its problems.
+type Metrics struct {
+	Revision       int64     `json:"config_revision"`
+	ConfigError    string    `json:"config_error,omitempty"`
+	Interval       string    `json:"interval"`
+	Outputs        []string  `json:"outputs"`
+	LastCollection time.Time `json:"last_collection,omitzero"`
+	CollectError   string    `json:"collect_error,omitempty"`
+	InfluxError    string    `json:"influx_error,omitempty"`
 }
 
 // Task is one tailed file.
@@ -166,7 +181,18 @@ func (p *Publisher) session(ctx context.Context) error {
 // its whole report every Interval to find it unchanged.
 func sameShape(r, last Report) bool {
 	return r.Host == last.Host && r.IP == last.IP && r.Version == last.Version && r.Started.Equal(last.Started) &&
-		r.ConfigRevision == last.ConfigRevision && r.ConfigError == last.ConfigError && slices.Equal(r.Tasks, last.Tasks)
+		r.ConfigRevision == last.ConfigRevision && r.ConfigError == last.ConfigError && slices.Equal(r.Tasks, last.Tasks) &&
+		sameMetrics(r.Metrics, last.Metrics)
+}
+
+// sameMetrics compares host metrics states but for the last collection's
+// time, which moves every interval (it goes out with the refreshes).
+func sameMetrics(a, b *Metrics) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Revision == b.Revision && a.ConfigError == b.ConfigError && a.Interval == b.Interval && slices.Equal(a.Outputs, b.Outputs) &&
+		a.CollectError == b.CollectError && a.InfluxError == b.InfluxError
 }
 
 // List reads every agent's report under prefix (e.g. /logagent/agents/).

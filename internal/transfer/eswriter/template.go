@@ -25,8 +25,8 @@ func TemplatePriority(pattern string) int { return 200 + len(pattern) }
 // pattern: @timestamp as date, message as text, the pipeline's host, log
 // and kafka fields as keyword/long, the built-in processing pipelines'
 // fields with their types (long, ip, keyword, date), and other strings
-// (the agents' static fields) as keyword, so a Kibana data view
-// "<topic>-*" works at once.
+// (the agents' static fields) as keyword, host metrics' shares and load
+// as scaled floats, so a Kibana data view "<topic>-*" works at once.
 func TemplateBody(pattern string) []byte {
 	kw := map[string]any{"type": "keyword"}
 	long := map[string]any{"type": "long"}
@@ -38,6 +38,17 @@ func TemplateBody(pattern string) []byte {
 		"template": map[string]any{
 			"mappings": map[string]any{
 				"dynamic_templates": []any{
+					// Host metrics (Metricbeat's names): shares and load are
+					// fractions, whatever the first value happened to be (0
+					// and 1 are JSON integers, which would map them long).
+					map[string]any{"pct_as_scaled_float": map[string]any{
+						"path_match": "*.pct",
+						"mapping":    map[string]any{"type": "scaled_float", "scaling_factor": 1000},
+					}},
+					map[string]any{"load_as_scaled_float": map[string]any{
+						"path_match": "system.load.*",
+						"mapping":    map[string]any{"type": "scaled_float", "scaling_factor": 100},
+					}},
 					map[string]any{"strings_as_keyword": map[string]any{
 						"match_mapping_type": "string",
 						"mapping":            map[string]any{"type": "keyword", "ignore_above": 1024},

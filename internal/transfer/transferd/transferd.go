@@ -96,7 +96,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		Pipeline:        cfg.ES.Pipeline,
 	}, es, d.dlq, log, d.prom)
 	d.pipes = pipeline.NewSet(cfg.Discovery.PipelinesKey, log, d.prom)
-	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, log, d.prom)
+	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, cfg.Discovery.MetricsKey, log, d.prom)
 	d.topics.SetPattern(cfg.Discovery.Pattern)
 
 	if cfg.Discovery.Enabled || cfg.Discovery.Pipelines || cfg.VerifySignatures {
