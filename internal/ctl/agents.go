@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -69,6 +70,19 @@ func (c *cmd) status(args []string) error {
 		fmt.Fprintf(c.stdout, "agent %s (%s), version %s, up %s, config revision %d\n", r.IP, r.Host, r.Version, since(r.Started), r.ConfigRevision)
 		if r.ConfigError != "" {
 			fmt.Fprintf(c.stdout, "last collect config put was rejected: %s\n", r.ConfigError)
+		}
+		if m := r.Metrics; m != nil {
+			outputs := strings.Join(m.Outputs, ", ")
+			if outputs == "" {
+				outputs = "no output"
+			}
+			fmt.Fprintf(c.stdout, "host metrics: every %s to %s (config revision %d), last collection %s ago\n", m.Interval, outputs, m.Revision, since(m.LastCollection))
+			for _, e := range []struct{ what, err string }{{"last host metrics config put was rejected", m.ConfigError},
+				{"last collection missed", m.CollectError}, {"InfluxDB", m.InfluxError}} {
+				if e.err != "" {
+					fmt.Fprintf(c.stdout, "%s: %s\n", e.what, e.err)
+				}
+			}
 		}
 		w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(w, "PATH\tTOPIC\tSTATE\tACKED OFFSET\tBEHIND\tREASON")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/metricsconf"
 )
 
 const usage = `usage: logctl [flags] <command>
@@ -31,6 +32,9 @@ commands:
   config get <ip>              print the collect config of the agent at <ip>
   config put <ip> [file|-]     validate a collect config (file or stdin) and write it
   config validate <ip> [file]  validate a file, or the config stored for <ip>
+  metrics get <ip>             print the host metrics config of the agent at <ip>
+  metrics put <ip> [file|-]    validate a host metrics config (file or stdin) and write it
+  metrics validate <ip> [file] validate a file, or the host metrics config stored for <ip>
   pipeline list                the built-in and custom processing pipelines (custom ones checked)
   pipeline get <name>          print a custom pipeline
   pipeline put <name> [file|-] validate a custom pipeline (a JSON list of processors) and write it
@@ -49,6 +53,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	endpoints := fs.String("endpoints", envOr("ETCDCTL_ENDPOINTS", "127.0.0.1:2379"), "etcd endpoints, comma separated (like etcdctl)")
 	keyPattern := fs.String("key-pattern", "/logagent/%s/collect_config", "collect config key; %s is the agent IP")
+	metricsPattern := fs.String("metrics-key-pattern", "/logagent/%s/metrics_config", "host metrics config key; %s is the agent IP")
 	timeout := fs.Duration("timeout", 5*time.Second, "etcd request timeout")
 	agentsPrefix := fs.String("agents-prefix", "/logagent/agents/", "where agents keep their inventory entries")
 	jsonOut := fs.Bool("json", false, "print agents and status as JSON")
@@ -69,7 +74,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr,
+	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, metricsPattern: *metricsPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr,
 		agentsPrefix: *agentsPrefix, json: *jsonOut, pipelinesPrefix: *pipelinesPrefix, keysPrefix: *keysPrefix}
 	c.etcd = etcdSec
 	var err error
@@ -78,18 +83,22 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.agents(rest[1:])
 	case "status":
 		err = c.status(rest[1:])
-	case "config":
+	case "config", "metrics":
 		if len(rest) < 2 {
 			fs.Usage()
 			return 2
 		}
+		k := c.collectKind()
+		if rest[0] == "metrics" {
+			k = c.metricsKind()
+		}
 		switch sub, args := rest[1], rest[2:]; sub {
 		case "get":
-			err = c.get(args)
+			err = c.get(k, args)
 		case "put":
-			err = c.put(args)
+			err = c.put(k, args)
 		case "validate":
-			err = c.validate(args)
+			err = c.validate(k, args)
 		default:
 			fs.Usage()
 			return 2
@@ -132,6 +141,7 @@ func envOr(k, def string) string {
 type cmd struct {
 	endpoints      []string
 	keyPattern     string
+	metricsPattern string
 	timeout        time.Duration
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -144,7 +154,43 @@ type cmd struct {
 	keysPrefix string
 }
 
-func (c *cmd) key(ip string) string { return fmt.Sprintf(c.keyPattern, ip) }
+// kind is one of the per-agent configs logctl manages: where it lives and
+// how the agent parses it (check returns a summary of a valid one).
+type kind struct {
+	cmd, what string
+	pattern   string
+	check     func([]byte) (string, error)
+}
+
+func (k kind) key(ip string) string { return fmt.Sprintf(k.pattern, ip) }
+
+func (c *cmd) collectKind() kind {
+	return kind{cmd: "config", what: "collect config", pattern: c.keyPattern, check: func(data []byte) (string, error) {
+		entries, err := collectconf.Parse(data)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d entries, topics %s", len(entries), strings.Join(collectconf.Topics(entries), ", ")), nil
+	}}
+}
+
+func (c *cmd) metricsKind() kind {
+	return kind{cmd: "metrics", what: "host metrics config", pattern: c.metricsPattern, check: func(data []byte) (string, error) {
+		m, err := metricsconf.Parse(data)
+		if err != nil {
+			return "", err
+		}
+		outputs := strings.Join(m.Outputs(), ", ")
+		if outputs == "" {
+			outputs = "none (nothing is collected)"
+		}
+		s := fmt.Sprintf("every %s, outputs %s", m.Interval, outputs)
+		if m.Topic != "" {
+			s += ", topic " + m.Topic
+		}
+		return s, nil
+	}}
+}
 
 func (c *cmd) client() (*clientv3.Client, error) {
 	cfg, err := c.etcd.clientConfig(c.endpoints, c.timeout, zap.NewNop())
@@ -197,8 +243,8 @@ func (c *cmd) putKey(key string, data []byte) (int64, error) {
 	return rev, err
 }
 
-func (c *cmd) fetch(ip string) ([]byte, bool, error) {
-	resp, err := c.getKey(c.key(ip))
+func (c *cmd) fetch(k kind, ip string) ([]byte, bool, error) {
+	resp, err := c.getKey(k.key(ip))
 	if err != nil {
 		return nil, false, err
 	}
@@ -208,16 +254,16 @@ func (c *cmd) fetch(ip string) ([]byte, bool, error) {
 	return resp.Kvs[0].Value, true, nil
 }
 
-func (c *cmd) get(args []string) error {
+func (c *cmd) get(k kind, args []string) error {
 	if len(args) != 1 {
-		return usageError("config get <ip>")
+		return usageError(k.cmd + " get <ip>")
 	}
-	v, ok, err := c.fetch(args[0])
+	v, ok, err := c.fetch(k, args[0])
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%s is not set", c.key(args[0]))
+		return fmt.Errorf("%s is not set", k.key(args[0]))
 	}
 	var out bytes.Buffer
 	if json.Indent(&out, v, "", "  ") != nil {
@@ -243,29 +289,29 @@ func (c *cmd) read(args []string) ([]byte, error) {
 	return b, nil
 }
 
-func (c *cmd) put(args []string) error {
+func (c *cmd) put(k kind, args []string) error {
 	if len(args) < 1 || len(args) > 2 {
-		return usageError("config put <ip> [file|-]")
+		return usageError(k.cmd + " put <ip> [file|-]")
 	}
 	data, err := c.read(args[1:])
 	if err != nil {
 		return err
 	}
-	entries, err := collectconf.Parse(data)
+	summary, err := k.check(data)
 	if err != nil {
-		return fmt.Errorf("refusing invalid collect config (nothing written):\n%w", err)
+		return fmt.Errorf("refusing invalid %s (nothing written):\n%w", k.what, err)
 	}
-	rev, err := c.putKey(c.key(args[0]), data)
+	rev, err := c.putKey(k.key(args[0]), data)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "OK %s: %d entries, revision %d\n", c.key(args[0]), len(entries), rev)
+	fmt.Fprintf(c.stdout, "OK %s: %s, revision %d\n", k.key(args[0]), summary, rev)
 	return nil
 }
 
-func (c *cmd) validate(args []string) error {
+func (c *cmd) validate(k kind, args []string) error {
 	if len(args) < 1 || len(args) > 2 {
-		return usageError("config validate <ip> [file]")
+		return usageError(k.cmd + " validate <ip> [file]")
 	}
 	var data []byte
 	var err error
@@ -273,18 +319,18 @@ func (c *cmd) validate(args []string) error {
 		data, err = c.read(args[1:])
 	} else {
 		var ok bool
-		data, ok, err = c.fetch(args[0])
+		data, ok, err = c.fetch(k, args[0])
 		if err == nil && !ok {
-			err = fmt.Errorf("%s is not set", c.key(args[0]))
+			err = fmt.Errorf("%s is not set", k.key(args[0]))
 		}
 	}
 	if err != nil {
 		return err
 	}
-	entries, err := collectconf.Parse(data)
+	summary, err := k.check(data)
 	if err != nil {
-		return fmt.Errorf("invalid collect config:\n%w", err)
+		return fmt.Errorf("invalid %s:\n%w", k.what, err)
 	}
-	fmt.Fprintf(c.stdout, "valid: %d entries, topics %s\n", len(entries), strings.Join(collectconf.Topics(entries), ", "))
+	fmt.Fprintf(c.stdout, "valid: %s\n", summary)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
+	"github.com/logpipe/logpipe/internal/platform/metricsconf"
 )
 
 func run(t *testing.T, stdin string, args ...string) (code int, out, errOut string) {
@@ -93,4 +94,34 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// logctl metrics refuses what the agent would refuse, with its message,
+// and writes nothing then.
+func TestMetricsPutGetValidate(t *testing.T) {
+	etcd := testutil.StartEtcd(t)
+	ep := "--endpoints=" + etcd.Endpoint()
+	good := `{"interval":"10s","topic":"host_metrics","prometheus":true}`
+	code, out, errOut := run(t, good, ep, "metrics", "put", "10.0.0.1", "-")
+	if code != 0 || !strings.Contains(out, "OK /logagent/10.0.0.1/metrics_config: every 10s, outputs kafka, prometheus, topic host_metrics") {
+		t.Fatalf("put: %d %q %q", code, out, errOut)
+	}
+	code, out, _ = run(t, "", ep, "metrics", "get", "10.0.0.1")
+	if code != 0 || !strings.Contains(out, `"interval": "10s"`) {
+		t.Fatalf("get: %d %q", code, out)
+	}
+	code, out, _ = run(t, "", ep, "metrics", "validate", "10.0.0.1")
+	if code != 0 || !strings.Contains(out, "valid: every 10s") {
+		t.Fatalf("validate: %d %q", code, out)
+	}
+	bad := `{"interval":"10s","influx":{"url":"http://x/write?db=a","token":"s3cret"}}`
+	_, want := metricsconf.Parse([]byte(bad))
+	code, _, errOut = run(t, bad, ep, "metrics", "put", "10.0.0.1", "-")
+	if code != 1 || !strings.Contains(errOut, want.Error()) || !strings.Contains(errOut, "nothing written") || strings.Contains(errOut, "s3cret") {
+		t.Fatalf("bad put: %d %q", code, errOut)
+	}
+	resp, err := etcd.Client().Get(context.Background(), "/logagent/10.0.0.1/metrics_config")
+	if err != nil || string(resp.Kvs[0].Value) != good {
+		t.Fatalf("stored value changed: %v %q", err, resp.Kvs[0].Value)
+	}
 }
