@@ -4,8 +4,8 @@
 # there already. Both make targets call it; run it by hand to prepare ahead.
 #
 #   scripts/deps.sh test   everything the tests use: Chromium (UI test), kcat
-#                          and etcdctl, docker-compose, shellcheck, promtool
-#                          (CI only, see below), systemd-analyze, curl,
+#                          and etcdctl, docker-compose, shellcheck, InfluxDB
+#                          and Prometheus (with promtool), systemd-analyze, curl,
 #                          VictoriaLogs, and the real servers (Apache Kafka
 #                          and Elasticsearch jars, resolved by Maven into
 #                          .cache/realstack)
@@ -26,19 +26,33 @@ if [ "$what" = test ]; then
   need etcdctl etcd-client
   need docker-compose docker-compose
   need shellcheck shellcheck
-  # promtool comes with Debian's prometheus package, which on a normal host
-  # also starts a Prometheus server: install it only in CI (the deploy test
-  # skips its promtool checks without it).
-  if [ -n "${CI:-}" ]; then need promtool prometheus; fi
   need systemd-analyze systemd
 fi
 # The real servers run on a JDK (17 is enough) and are assembled by Maven.
 need java openjdk-17-jdk-headless
 need mvn maven
+# The monitoring servers the host metrics tests push to and scrape with
+# (InfluxDB 1.x, Prometheus with promtool), from Debian. On a host that runs
+# systemd their packages start services: those are stopped and disabled
+# again, the tests start their own.
+servers=()
+if [ "$what" = test ]; then
+  command -v influxd >/dev/null || servers+=(influxdb)
+  command -v prometheus >/dev/null || servers+=(prometheus)
+fi
+if [ ${#missing[@]} -gt 0 ] || [ ${#servers[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]} (apt)"
-  $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ${#servers[@]} -gt 0 ]; then
+  echo "deps: installing ${servers[*]} (apt, without their recommended exporters)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${servers[@]}" >/dev/null
+  if [ -d /run/systemd/system ]; then
+    for s in "${servers[@]}"; do $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true; done
+  fi
 fi
 if ! command -v victoria-logs >/dev/null && [ ! -x "$(go env GOPATH)/bin/victoria-logs" ]; then
   echo "deps: installing VictoriaLogs $VL_VERSION (go install, once)"

@@ -136,3 +136,70 @@ func TestHostMetricsTokenMustBeGiven(t *testing.T) {
 		t.Errorf("outputs %v after the rejected config", st.Outputs)
 	}
 }
+
+// The real servers: Debian's InfluxDB 1.x receives the agent's pushes and
+// answers InfluxQL in Telegraf's names, Debian's Prometheus scrapes the
+// agent and answers PromQL in node_exporter's names, and the figures are
+// the kernel's (memory total within 1 %, the CPU count exactly, the root
+// file system's size exactly statfs's).
+func TestHostMetricsOnRealInfluxDBAndPrometheus(t *testing.T) {
+	influx := testutil.StartInfluxDB(t)
+	influx.Query("", "CREATE DATABASE telegraf")
+	e := newEnv(t)
+	a, _ := e.start(e.config(""))
+	prom := testutil.StartPrometheus(t, "logagent", a.HTTPAddr())
+	e.etcd.Put("/logagent/10.1.2.3/metrics_config",
+		fmt.Sprintf(`{"interval":"1s","prometheus":true,"influx":{"url":"http://%s/write?db=telegraf"}}`, influx.Addr))
+
+	cpus, _ := testutil.HostCPUs(t)
+	memTotal := float64(testutil.HostMemTotal(t))
+	rootSize := float64(testutil.FSSize(t, "/"))
+	last := func(q string) (float64, bool) {
+		rows := influx.Query("telegraf", q)
+		if len(rows) == 0 || len(rows[0]) < 2 {
+			return 0, false
+		}
+		v, ok := rows[0][1].(float64)
+		return v, ok
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		_, ok := last(`SELECT count("usage_idle") FROM "cpu" WHERE "cpu"='cpu-total' AND "host"='testhost'`)
+		return ok
+	}, testutil.Msg("cpu points in InfluxDB"))
+	if v, _ := last(`SELECT last("total") FROM "mem" WHERE "host"='testhost'`); !testutil.Within(v, memTotal, 0.01) {
+		t.Errorf("InfluxDB mem total %v, /proc/meminfo %v", v, memTotal)
+	}
+	if v, _ := last(`SELECT last("n_cpus") FROM "system" WHERE "host"='testhost'`); v != float64(cpus) {
+		t.Errorf("InfluxDB system n_cpus %v, /proc/stat %d", v, cpus)
+	}
+	if v, _ := last(`SELECT last("total") FROM "disk" WHERE "path"='/'`); v != rootSize {
+		t.Errorf("InfluxDB disk total of / %v, statfs %v", v, rootSize)
+	}
+	if v, _ := last(`SELECT last("usage_idle") FROM "cpu" WHERE "cpu"='cpu-total'`); v < 0 || v > 100 {
+		t.Errorf("InfluxDB cpu-total usage_idle %v", v)
+	}
+
+	one := func(q string) (float64, bool) {
+		s := prom.Query(q)
+		if len(s) != 1 {
+			return 0, false
+		}
+		return s[0].Value, true
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool { _, ok := one(`node_memory_MemTotal_bytes{job="logagent"}`); return ok },
+		testutil.Msg("Prometheus scraped the agent's host metrics"))
+	if v, _ := one(`node_memory_MemTotal_bytes{job="logagent"}`); !testutil.Within(v, memTotal, 0.01) {
+		t.Errorf("node_memory_MemTotal_bytes %v, /proc/meminfo %v", v, memTotal)
+	}
+	if v, _ := one(`count(node_cpu_seconds_total{job="logagent",mode="idle"})`); v != float64(cpus) {
+		t.Errorf("count(node_cpu_seconds_total{mode=idle}) %v, /proc/stat %d", v, cpus)
+	}
+	if v, _ := one(`node_filesystem_size_bytes{job="logagent",mountpoint="/"}`); v != rootSize {
+		t.Errorf("node_filesystem_size_bytes{mountpoint=/} %v, statfs %v", v, rootSize)
+	}
+	// Counters: a rate comes once two scrapes are in.
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		v, ok := one(`sum(rate(node_cpu_seconds_total{job="logagent"}[10s]))`)
+		return ok && v > 0
+	}, testutil.Msg("a rate of node_cpu_seconds_total"))
+}

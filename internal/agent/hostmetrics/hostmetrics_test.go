@@ -1,12 +1,9 @@
 package hostmetrics
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"math"
-	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,43 +15,9 @@ import (
 	"github.com/shirou/gopsutil/v4/cpu"
 	"github.com/shirou/gopsutil/v4/load"
 	"github.com/shirou/gopsutil/v4/mem"
+
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
-
-// procStat reads /proc/stat's cpuN lines and btime.
-func procStat(t *testing.T) (cpus int, btime uint64) {
-	f, err := os.Open("/proc/stat")
-	if err != nil {
-		t.Skipf("no /proc/stat: %v", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	cpuN := regexp.MustCompile(`^cpu\d+ `)
-	for sc.Scan() {
-		line := sc.Text()
-		if cpuN.MatchString(line) {
-			cpus++
-		}
-		if v, ok := strings.CutPrefix(line, "btime "); ok {
-			btime, _ = strconv.ParseUint(v, 10, 64)
-		}
-	}
-	return cpus, btime
-}
-
-func memTotal(t *testing.T) uint64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		t.Skipf("no /proc/meminfo: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			n, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n * 1024
-		}
-	}
-	t.Fatal("no MemTotal in /proc/meminfo")
-	return 0
-}
 
 // The figures are the kernel's: memory total within 1 % of /proc/meminfo,
 // the CPU count and boot time exactly /proc/stat's, the root file system's
@@ -67,7 +30,7 @@ func TestCollectAgreesWithTheKernel(t *testing.T) {
 	for _, e := range s.Errs {
 		t.Logf("not collected: %v", e)
 	}
-	cpus, btime := procStat(t)
+	cpus, btime := testutil.HostCPUs(t)
 	if s.NumCPU != cpus || len(s.CPUs) != cpus {
 		t.Errorf("%d CPUs (%d time sets), /proc/stat has %d", s.NumCPU, len(s.CPUs), cpus)
 	}
@@ -82,7 +45,7 @@ func TestCollectAgreesWithTheKernel(t *testing.T) {
 	if s.Mem == nil {
 		t.Fatal("no memory figures")
 	}
-	if want := memTotal(t); math.Abs(float64(s.Mem.Total)-float64(want)) > 0.01*float64(want) {
+	if want := testutil.HostMemTotal(t); !testutil.Within(float64(s.Mem.Total), float64(want), 0.01) {
 		t.Errorf("memory total %d, /proc/meminfo %d", s.Mem.Total, want)
 	}
 	if s.Load == nil || s.Procs == nil || s.Procs.ProcsTotal == 0 {
