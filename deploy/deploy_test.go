@@ -103,17 +103,20 @@ type panel struct {
 	Targets    []struct {
 		RefID      string         `json:"refId"`
 		Expr       string         `json:"expr"`
+		Query      string         `json:"query"` // InfluxQL
 		Datasource *datasourceRef `json:"datasource"`
 	} `json:"targets"`
 	Panels []panel `json:"panels"` // collapsed rows
 }
 
-func loadDashboard(t *testing.T) dashboard {
+func loadDashboard(t *testing.T) dashboard { return loadDashboardFile(t, "grafana/logpipe-dashboard.json") }
+
+func loadDashboardFile(t *testing.T, name string) dashboard {
 	t.Helper()
 	var d dashboard
-	dec := json.NewDecoder(bytes.NewReader(readFile(t, "grafana/logpipe-dashboard.json")))
+	dec := json.NewDecoder(bytes.NewReader(readFile(t, name)))
 	if err := dec.Decode(&d); err != nil {
-		t.Fatalf("grafana/logpipe-dashboard.json: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	return d
 }
@@ -300,7 +303,12 @@ func TestDashboard(t *testing.T) {
 // recording rules, with Grafana's variables substituted).
 func TestDashboardPromQL(t *testing.T) {
 	promtool := tool(t, "promtool")
-	d := loadDashboard(t)
+	for _, name := range []string{"grafana/logpipe-dashboard.json", "grafana/host-node-exporter.json"} {
+		t.Run(filepath.Base(name), func(t *testing.T) { checkPromQL(t, promtool, loadDashboardFile(t, name)) })
+	}
+}
+
+func checkPromQL(t *testing.T, promtool string, d dashboard) {
 	repl := strings.NewReplacer("$__rate_interval", "1m", "${instance}", ".*", "$instance", ".*")
 	type rule struct {
 		Record string `json:"record"`
