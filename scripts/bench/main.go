@@ -17,6 +17,8 @@
 //	transfer         records from the broker into the sink, offsets committed after ack
 //	transfer nginx   the same with the nginx pipeline: parsed fields, the line's own time
 //	end to end       10k lines/s appended → documents acknowledged by the sink
+//	host metrics     CPU per collection (every output) and RSS added, beside
+//	                 node_exporter's CPU per scrape and RSS
 package main
 
 import (
@@ -59,7 +61,7 @@ var (
 	lines      = flag.Int("lines", 5_000_000, "lines in the generated file")
 	lineSize   = flag.Int("size", 200, "bytes per line, newline included")
 	out        = flag.String("out", "scripts/bench/RESULTS.md", "where to write the table")
-	only       = flag.String("only", "", "comma-separated scenario names to run (kcat,sarama,agent,idle,many,transfer,nginx,e2e; fluentbit adds Fluent Bit's rows to agent, idle and transfer when -fluent-bit is found; fleet only when named); empty: all but fleet")
+	only       = flag.String("only", "", "comma-separated scenario names to run (kcat,sarama,agent,idle,many,transfer,nginx,e2e,hostmetrics; fluentbit adds Fluent Bit's rows to agent, idle and transfer when -fluent-bit is found; fleet only when named); empty: all but fleet")
 	binDir     = flag.String("bin", "bin", "directory with logagent and logtransfer (built by make build)")
 	profile    = flag.String("profile", "", "directory: save a 5 s CPU profile of each agent file→kafka and transfer run there, and the transfer's allocation profile (enables [http] pprof)")
 	transferN  = flag.Int("transfer-records", 2_000_000, "records for the transfer scenario")
@@ -86,6 +88,9 @@ type result struct {
 	// are what was offered, and keptUp says whether the pipeline followed.
 	inputRate bool
 	keptUp    bool
+	// hostPer and hostRSS are a host metrics row's CPU seconds per
+	// collection (or scrape) and the RSS it adds (or has).
+	hostPer, hostRSS float64
 }
 
 func main() {
@@ -145,9 +150,16 @@ func main() {
 	if want("e2e") {
 		rows = append(rows, repeat("end to end 10k lines/s", b.endToEnd))
 	}
+	var host [][]result
+	if want("hostmetrics") {
+		host = append(host, repeat("agent host metrics, 1 s", b.hostMetrics), repeat("node_exporter "+NodeExporterVersion+", scraped 1 s", b.nodeExporter))
+	}
 	table := ""
 	if len(rows) > 0 {
 		table = render(rows, kcat)
+	}
+	if len(host) > 0 {
+		table += renderHost(host)
 	}
 	if strings.Contains(","+*only+",", ",fleet,") { // only on demand: it takes minutes and hundreds of processes
 		table += b.fleet()
