@@ -109,7 +109,9 @@ type panel struct {
 	Panels []panel `json:"panels"` // collapsed rows
 }
 
-func loadDashboard(t *testing.T) dashboard { return loadDashboardFile(t, "grafana/logpipe-dashboard.json") }
+func loadDashboard(t *testing.T) dashboard {
+	return loadDashboardFile(t, "grafana/logpipe-dashboard.json")
+}
 
 func loadDashboardFile(t *testing.T, name string) dashboard {
 	t.Helper()
