@@ -2,8 +2,10 @@
 # make demo: run the whole pipeline locally.
 #   devstack (etcd + Kafka-protocol broker) -> logagent -> Kafka -> logtransfer
 #   -> VictoriaLogs (its Elasticsearch bulk endpoint; web UI for browsing logs)
-# It writes sample logs, puts the collect config with logctl, and shows lines
-# written vs lines searchable until they match. Everything it starts is
+# and the agent's host metrics (InfluxDB line protocol) -> VictoriaMetrics
+# (web UI with graphs). It writes sample logs, puts the collect and host
+# metrics configs with logctl, and shows lines written vs lines searchable
+# until they match. Everything it starts is
 # recorded by PID in .demo/pids; `make demo-stop` (or Ctrl-C while this runs)
 # stops it. Running it again starts from a clean slate.
 #
@@ -16,12 +18,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=.demo
 VL_VERSION=v1.108.1
+VM_VERSION=v1.151.0
 mkdir -p "$DEMO"
 
 trap 'echo; echo "interrupted: stopping"; scripts/demo-stop.sh; exit 130' INT TERM
 
 scripts/demo-stop.sh >/dev/null 2>&1 || true
-rm -rf "$DEMO/logs" "$DEMO/devstack" "$DEMO/victoria-logs" "$DEMO/real" data/logagent
+rm -rf "$DEMO/logs" "$DEMO/devstack" "$DEMO/victoria-logs" "$DEMO/victoria-metrics" "$DEMO/real" data/logagent
 mkdir -p "$DEMO/logs"
 
 VL=$(command -v victoria-logs || true)
@@ -30,8 +33,14 @@ if [ ! -x "$VL" ]; then
   echo "installing VictoriaLogs $VL_VERSION (go install, once) ..."
   go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-logs@$VL_VERSION"
 fi
+VM=$(command -v victoria-metrics || true)
+[ -n "$VM" ] || VM="$(go env GOPATH)/bin/victoria-metrics"
+if [ ! -x "$VM" ]; then
+  echo "installing VictoriaMetrics $VM_VERSION (go install, once; a few minutes) ..."
+  go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$VM_VERSION"
+fi
 
-ports="2379 2380 9092 9428 9731 9732"
+ports="2379 2380 9092 9428 8428 9731 9732"
 [ -n "${REAL:-}" ] && ports="2379 2380 9092 10092 9200 9300 9731 9732"
 for port in $ports; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -69,9 +78,14 @@ if [ -n "${REAL:-}" ]; then
 else
   start devstack bin/devstack -data "$DEMO/devstack"
   start victoria-logs "$VL" -storageDataPath "$DEMO/victoria-logs" -httpListenAddr 127.0.0.1:9428 -retentionPeriod 100y
+  # -search.latencyOffset: VictoriaMetrics hides the last 30 s by default
+  # (points that may still be arriving); the demo's points are its own.
+  start victoria-metrics "$VM" -storageDataPath "$DEMO/victoria-metrics" -httpListenAddr 127.0.0.1:8428 -retentionPeriod 100y \
+    -search.latencyOffset=1s -search.disableCache
   wait_port 2379 etcd
   wait_port 9092 "kafka broker"
   wait_port 9428 VictoriaLogs
+  wait_port 8428 VictoriaMetrics
   TRANSFER_INI=conf/logtransfer-victorialogs.ini
 fi
 start logtransfer bin/logtransfer -config "$TRANSFER_INI"
@@ -84,6 +98,12 @@ bin/logctl --endpoints 127.0.0.1:2379 config put 127.0.0.1 - <<JSON
 [{"path":"$LOGS/access.log","topic":"web_log","fields":{"service":"nginx"}},
  {"path":"$LOGS/app.log","topic":"app_log","multiline":"^\\\\d{4}-\\\\d{2}-\\\\d{2}T","fields":{"service":"shop"}}]
 JSON
+if [ -z "${REAL:-}" ]; then
+  # The host's figures every 2 s: on the agent's /metrics (node_exporter's
+  # names) and into VictoriaMetrics as InfluxDB line protocol (Telegraf's).
+  echo '{"interval":"2s","prometheus":true,"influx":{"url":"http://127.0.0.1:8428/write?db=telegraf"}}' |
+    bin/logctl --endpoints 127.0.0.1:2379 metrics put 127.0.0.1 -
+fi
 
 echo "writing sample logs to $LOGS ..."
 go run ./scripts/demowriter -dir "$DEMO/logs" -n 3000 -rate 600 >"$DEMO/written.txt"
@@ -133,6 +153,9 @@ cat <<MSG
 
 The pipeline is running (PIDs in $DEMO/pids, logs in $DEMO/*.log).
   browse the logs:   http://127.0.0.1:9428/select/vmui/   (query e.g.: service:shop AND ERROR)
+  host metrics:      $(scripts/demo-graph-url.sh)
+                     (CPU busy, memory used and network in, % and bytes/s; the agent also shows them
+                     at 127.0.0.1:9731/metrics as node_* series)
   collect another file with etcdctl (or bin/logctl config put 127.0.0.1 -):
     ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 put /logagent/127.0.0.1/collect_config '[{"path":"$LOGS/access.log","topic":"web_log"},{"path":"$LOGS/app.log","topic":"app_log","multiline":"^\\\\d{4}-"},{"path":"$LOGS/other.log","topic":"other_log"}]'
   agent status:      curl -s 127.0.0.1:9731/status

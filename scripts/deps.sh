@@ -6,15 +6,17 @@
 #   scripts/deps.sh test   everything the tests use: Chromium (UI test), kcat
 #                          and etcdctl, docker-compose, shellcheck, InfluxDB
 #                          and Prometheus (with promtool), systemd-analyze, curl,
-#                          VictoriaLogs, and the real servers (Apache Kafka
-#                          and Elasticsearch jars, resolved by Maven into
-#                          .cache/realstack)
-#   scripts/deps.sh demo   what the demo uses: curl, VictoriaLogs, the real
-#                          servers' jars (for `make demo-real`)
+#                          VictoriaLogs and VictoriaMetrics, and the real
+#                          servers (Apache Kafka and Elasticsearch jars,
+#                          resolved by Maven into .cache/realstack)
+#   scripts/deps.sh demo   what the demo uses: curl, VictoriaLogs,
+#                          VictoriaMetrics, the real servers' jars (for
+#                          `make demo-real`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-test}
 VL_VERSION=v1.108.1
+VM_VERSION=v1.151.0
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=()
@@ -57,6 +59,10 @@ fi
 if ! command -v victoria-logs >/dev/null && [ ! -x "$(go env GOPATH)/bin/victoria-logs" ]; then
   echo "deps: installing VictoriaLogs $VL_VERSION (go install, once)"
   go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-logs@$VL_VERSION"
+fi
+if ! command -v victoria-metrics >/dev/null && [ ! -x "$(go env GOPATH)/bin/victoria-metrics" ]; then
+  echo "deps: installing VictoriaMetrics $VM_VERSION (go install, once; a few minutes)"
+  go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$VM_VERSION"
 fi
 # Maven resolves the pinned jars once; afterwards this is offline and quick.
 go run ./cmd/devstack real provision >/dev/null
