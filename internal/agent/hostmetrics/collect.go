@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shirou/gopsutil/v4/cpu"
@@ -89,11 +90,20 @@ func DefaultFilters() Filters {
 type Collector struct {
 	filters Filters
 	now     func() time.Time
+	// statfs reads a mount point's usage (disk.UsageWithContext; tests
+	// replace it). A call that takes longer than mountTimeout (a hung NFS
+	// server) is left running and its mount point skipped until it
+	// returns, as node_exporter does with its stuck mounts: a collection
+	// never hangs on one.
+	statfs       func(ctx context.Context, path string) (*disk.UsageStat, error)
+	mountTimeout time.Duration
+	mu           sync.Mutex
+	stuck        map[string]bool
 }
 
 // NewCollector returns a Collector with the given filters.
 func NewCollector(f Filters) *Collector {
-	return &Collector{filters: f, now: time.Now}
+	return &Collector{filters: f, now: time.Now, statfs: disk.UsageWithContext, mountTimeout: 5 * time.Second, stuck: map[string]bool{}}
 }
 
 // Collect reads every metricset once. It fails only if ctx ended; a
@@ -133,9 +143,9 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 	} else {
 		fail("processes", err)
 	}
-	if fs, err := c.filesystems(ctx); err == nil {
-		s.FS = fs
-	} else {
+	fs, err := c.filesystems(ctx)
+	s.FS = fs
+	if err != nil {
 		fail("filesystems", err)
 	}
 	if d, err := disk.IOCountersWithContext(ctx); err == nil {
@@ -173,7 +183,7 @@ func (c *Collector) Collect(ctx context.Context) (*Snapshot, error) {
 }
 
 // filesystems reads the mounts and each one's statfs(2), once per device
-// and mount point.
+// and mount point: those that could be read, and why the others could not.
 func (c *Collector) filesystems(ctx context.Context) ([]Filesystem, error) {
 	parts, err := disk.PartitionsWithContext(ctx, true)
 	if err != nil && len(parts) == 0 {
@@ -188,7 +198,7 @@ func (c *Collector) filesystems(ctx context.Context) ([]Filesystem, error) {
 			continue
 		}
 		seen[p.Mountpoint] = true
-		u, err := disk.UsageWithContext(ctx, p.Mountpoint)
+		u, err := c.usage(ctx, p.Mountpoint)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.Mountpoint, err))
 			continue
@@ -202,10 +212,41 @@ func (c *Collector) filesystems(ctx context.Context) ([]Filesystem, error) {
 		})
 	}
 	slices.SortFunc(out, func(a, b Filesystem) int { return strings.Compare(a.Mount, b.Mount) })
-	if len(out) == 0 && len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	return out, errors.Join(errs...)
+}
+
+// usage is statfs of mount, given at most mountTimeout; a mount whose
+// last call has not returned yet is skipped.
+func (c *Collector) usage(ctx context.Context, mount string) (*disk.UsageStat, error) {
+	c.mu.Lock()
+	if c.stuck[mount] {
+		c.mu.Unlock()
+		return nil, errors.New("statfs did not return yet (a hung file system?): skipped until it does")
 	}
-	return out, nil
+	c.stuck[mount] = true
+	c.mu.Unlock()
+	type answer struct {
+		u   *disk.UsageStat
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		u, err := c.statfs(context.WithoutCancel(ctx), mount)
+		c.mu.Lock()
+		delete(c.stuck, mount)
+		c.mu.Unlock()
+		done <- answer{u, err}
+	}()
+	t := time.NewTimer(c.mountTimeout)
+	defer t.Stop()
+	select {
+	case a := <-done:
+		return a.u, a.err
+	case <-t.C:
+		return nil, fmt.Errorf("statfs took more than %s (a hung file system?): skipped until it returns", c.mountTimeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func sumTimes(ts []cpu.TimesStat) cpu.TimesStat {

@@ -6,13 +6,16 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/shirou/gopsutil/v4/cpu"
+	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/load"
 	"github.com/shirou/gopsutil/v4/mem"
 
@@ -326,4 +329,59 @@ func TestPrometheusShowsTheLastCollectionInNodeExporterNames(t *testing.T) {
 	if t2 := one("node_time_seconds", nil).GetGauge().GetValue(); t2 != t1 || t1 != float64(s.Time.UnixNano())/1e9 {
 		t.Errorf("node_time_seconds %v then %v: a scrape collected", t1, t2)
 	}
+}
+
+// A mount whose statfs hangs (an NFS server gone) costs a collection at
+// most the timeout, is reported, and is skipped while the call hangs; the
+// other file systems are still collected.
+func TestHungMountDoesNotHangCollections(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewCollector(DefaultFilters())
+		release := make(chan struct{})
+		var mu sync.Mutex
+		calls := map[string]int{}
+		real := c.statfs
+		c.statfs = func(ctx context.Context, path string) (*disk.UsageStat, error) {
+			mu.Lock()
+			calls[path]++
+			mu.Unlock()
+			if path == "/" {
+				<-release // hangs until released
+			}
+			return real(ctx, path)
+		}
+		c.mountTimeout = 5 * time.Second
+		start := time.Now()
+		fs, err := c.filesystems(context.Background())
+		if took := time.Since(start); took != 5*time.Second {
+			t.Errorf("a collection with a hung mount took %v, want the timeout", took)
+		}
+		for _, f := range fs {
+			if f.Mount == "/" {
+				t.Errorf("the hung mount was reported: %+v", f)
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), "/: statfs took more than 5s") {
+			t.Errorf("the hung mount is not reported: %v", err)
+		}
+		// The next collection skips it at once.
+		start = time.Now()
+		c.filesystems(context.Background())
+		mu.Lock()
+		n := calls["/"]
+		mu.Unlock()
+		if took := time.Since(start); took != 0 || n != 1 {
+			t.Errorf("second collection took %v and called statfs on / %d times, want at once and once", took, n)
+		}
+		close(release)
+		synctest.Wait()
+		fs, _ = c.filesystems(context.Background())
+		found := false
+		for _, f := range fs {
+			found = found || f.Mount == "/"
+		}
+		if !found {
+			t.Error("/ is not collected once its statfs returned")
+		}
+	})
 }
