@@ -3,8 +3,11 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/logpipe/logpipe/internal/agent/influx"
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
+	"github.com/logpipe/logpipe/internal/platform/fsutil"
 	"github.com/logpipe/logpipe/internal/platform/inventory"
 	"github.com/logpipe/logpipe/internal/platform/metricsconf"
 )
@@ -34,6 +38,7 @@ type hostMetrics struct {
 	log      *logrus.Entry
 	host, ip string
 	key      string
+	cache    string // the last good config, for a start while etcd is down
 	watch    *confwatch.Watcher
 	coll     *hostmetrics.Collector
 	prom     *hostmetrics.Prom
@@ -60,7 +65,7 @@ type hostMetrics struct {
 func newHostMetrics(a *Agent, key string) *hostMetrics {
 	h := &hostMetrics{
 		log:  a.log.WithField("component", "hostmetrics"),
-		host: a.host, ip: a.ip, key: key,
+		host: a.host, ip: a.ip, key: key, cache: filepath.Join(a.cfg.Agent.DataDir, "metrics_config.json"),
 		// No metrics of its own: the collect config's watcher has them.
 		watch:   confwatch.New(a.cli, key, false, a.cfg.Etcd.Timeout, a.log, nil, "logagent"),
 		coll:    hostmetrics.NewCollector(hostmetrics.DefaultFilters()),
@@ -99,6 +104,7 @@ func (h *hostMetrics) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = f(wctx) }()
 	}
+	h.loadCache()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var prev *hostmetrics.Snapshot
@@ -257,23 +263,68 @@ func (h *hostMetrics) handle(s *confwatch.Snapshot) {
 			return
 		}
 		cfg = c
-	} else if err := h.applyInflux(cfg); err != nil {
-		log.WithError(err).Error("stopping the InfluxDB output")
+		h.saveCache(kv.Value, kv.ModRevision)
+	} else {
+		if err := h.applyInflux(cfg); err != nil {
+			log.WithError(err).Error("stopping the InfluxDB output")
+		}
+		if err := os.Remove(h.cache); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.WithError(err).Warn("removing the host metrics config cache")
+		}
 	}
+	h.apply(cfg, kv.ModRevision)
+	if exists {
+		log.WithFields(logrus.Fields{"interval": cfg.Interval, "outputs": cfg.Outputs()}).Info("host metrics config accepted")
+	} else {
+		log.Info("host metrics config key is absent: no host metrics")
+	}
+}
+
+// apply puts cfg in force (its InfluxDB target already set).
+func (h *hostMetrics) apply(cfg *metricsconf.Config, rev int64) {
 	if !cfg.Prometheus {
 		h.prom.Set(nil)
 	}
 	h.mu.Lock()
-	h.cfg, h.appliedRev, h.lastErr = cfg, kv.ModRevision, ""
+	h.cfg, h.appliedRev, h.lastErr = cfg, rev, ""
 	h.mu.Unlock()
 	select {
 	case h.changed <- struct{}{}:
 	default:
 	}
-	if exists {
-		log.WithFields(logrus.Fields{"interval": cfg.Interval, "outputs": cfg.Outputs()}).Info("host metrics config accepted")
-	} else {
-		log.Info("host metrics config key is absent: no host metrics")
+}
+
+// loadCache puts the cached config in force until etcd answers (an agent
+// restarted while etcd is down keeps reporting its host).
+func (h *hostMetrics) loadCache() {
+	data, err := os.ReadFile(h.cache)
+	if err != nil {
+		return
+	}
+	var c cacheFile
+	if err := json.Unmarshal(data, &c); err != nil || c.Key != h.key {
+		h.log.WithError(err).Warn("ignoring an unreadable or foreign host metrics config cache")
+		return
+	}
+	cfg, err := metricsconf.Parse(c.Value)
+	if err == nil {
+		err = h.applyInflux(cfg)
+	}
+	if err != nil {
+		h.log.WithError(err).Warn("ignoring an invalid host metrics config cache")
+		return
+	}
+	h.apply(cfg, c.Revision)
+	h.log.WithField("revision", c.Revision).Info("host metrics with the cached config until etcd answers")
+}
+
+func (h *hostMetrics) saveCache(value []byte, rev int64) {
+	data, err := json.Marshal(cacheFile{Key: h.key, Revision: rev, Value: json.RawMessage(value)})
+	if err == nil {
+		err = fsutil.WriteAtomic(h.cache, data, 0o600)
+	}
+	if err != nil {
+		h.log.WithError(err).Warn("saving the host metrics config cache")
 	}
 }
 

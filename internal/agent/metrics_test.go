@@ -203,3 +203,24 @@ func TestHostMetricsOnRealInfluxDBAndPrometheus(t *testing.T) {
 		return ok && v > 0
 	}, testutil.Msg("a rate of node_cpu_seconds_total"))
 }
+
+// An agent restarted while etcd is down reports its host with the last
+// good host metrics config, cached in data_dir.
+func TestHostMetricsCachedConfigWhenEtcdDownAtStart(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config("")
+	a, stop := e.start(cfg)
+	e.etcd.Put("/logagent/10.1.2.3/metrics_config", `{"interval":"1s","prometheus":true}`)
+	testutil.Eventually(t, 10*time.Second, func() bool { return a.Status().Metrics != nil }, testutil.Msg("metrics config applied"))
+	stop()
+	checkPrivate(t, e.data)
+
+	e.etcd.Stop()
+	a, _ = e.start(cfg)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return testutil.MetricValue(a.Prometheus(), "node_memory_MemTotal_bytes", nil) > 0
+	}, func() string { return fmt.Sprintf("host metrics from the cached config; status %+v", a.Status().Metrics) })
+	if st := a.Status().Metrics; st == nil || strings.Join(st.Outputs, ",") != "prometheus" {
+		t.Errorf("status %+v", st)
+	}
+}
