@@ -219,7 +219,9 @@ func TestHostMetricsCachedConfigWhenEtcdDownAtStart(t *testing.T) {
 	a, _ = e.start(cfg)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return testutil.MetricValue(a.Prometheus(), "node_memory_MemTotal_bytes", nil) > 0
-	}, func() string { return fmt.Sprintf("host metrics from the cached config; status %+v", a.Status().Metrics) })
+	}, func() string {
+		return fmt.Sprintf("host metrics from the cached config; status %+v", a.Status().Metrics)
+	})
 	if st := a.Status().Metrics; st == nil || strings.Join(st.Outputs, ",") != "prometheus" {
 		t.Errorf("status %+v", st)
 	}
