@@ -79,7 +79,7 @@ func newHostMetrics(a *Agent, key string) *hostMetrics {
 		collections: prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_hostmetrics_collections_total",
 			Help: "Host metric collections made."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_hostmetrics_skipped_total",
-			Help: "Collection times passed over because the previous collection was still being handed on (Kafka's buffer full)."}),
+			Help: "Collections not sent to Kafka because 16 earlier ones were still waiting for it (its buffer full, or the topic refused)."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_hostmetrics_config_rejected_total",
 			Help: "Host metrics configs from etcd rejected as invalid (the running one stayed)."}),
 		docs: prometheus.NewCounter(prometheus.CounterOpts{Name: "logagent_hostmetrics_docs_sent_total",
@@ -100,11 +100,13 @@ func (h *hostMetrics) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, f := range []func(context.Context) error{h.watch.Run, h.influx.Run, h.configLoop} {
+	h.loadCache() // before the watch: etcd's answer, when it comes, is newer
+	kafka := make(chan collected, kafkaQueue)
+	for _, f := range []func(context.Context) error{h.watch.Run, h.influx.Run, h.configLoop,
+		func(ctx context.Context) error { return h.sendLoop(ctx, kafka) }} {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = f(wctx) }()
 	}
-	h.loadCache()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var prev *hostmetrics.Snapshot
@@ -144,13 +146,38 @@ func (h *hostMetrics) Run(ctx context.Context) error {
 			h.influx.Add(hostmetrics.AppendInflux(nil, h.host, snap, rates))
 		}
 		if cfg.Topic != "" {
-			if err := h.send(ctx, cfg, snap, rates); err != nil {
-				return nil
+			// Kafka's sends wait while its buffer is full or the topic is
+			// refused; the other outputs do not wait for them. A collection
+			// that finds kafkaQueue collections still waiting is not sent,
+			// counted.
+			select {
+			case kafka <- collected{cfg: cfg, snap: snap, rates: rates}:
+			default:
+				h.skipped.Inc()
 			}
-			// A send held up by a full buffer may have taken past the next
-			// collection times: those are passed over, counted.
-			if missed := time.Since(snap.Time) / cfg.Interval; missed > 0 {
-				h.skipped.Add(float64(missed))
+		}
+	}
+}
+
+// kafkaQueue is how many collections wait for the Kafka output at most.
+const kafkaQueue = 16
+
+// collected is a collection on its way to Kafka.
+type collected struct {
+	cfg   *metricsconf.Config
+	snap  *hostmetrics.Snapshot
+	rates hostmetrics.Rates
+}
+
+// sendLoop hands the collections to the producer, in order.
+func (h *hostMetrics) sendLoop(ctx context.Context, in <-chan collected) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-in:
+			if err := h.send(ctx, c.cfg, c.snap, c.rates); err != nil {
+				return nil // ctx ended
 			}
 		}
 	}
