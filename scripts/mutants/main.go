@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -737,6 +738,7 @@ func main() {
 	verbose := flag.Bool("v", false, "print the test output of each mutant")
 	pkgs := flag.String("pkg", "", "run only the mutants of packages under this path (e.g. internal/agent)")
 	with := flag.String("with", "", "instead of each mutant's own tests, run these: package:pattern[:go test args, space separated] (how many mutants a simulation kills alone)")
+	jobs := flag.Int("j", 2, "mutants run at once (their tests mostly wait on clocks and servers, not on the CPU)")
 	flag.Parse()
 	root, err := repoRoot()
 	if err != nil {
@@ -748,9 +750,8 @@ func main() {
 		outcome string
 		took    time.Duration
 	}
-	var results []result
 	var extraArgs []string // go test arguments -with adds to every run
-	failed := false
+	var todo []mutant
 	for _, m := range mutants {
 		if *only != "" && !strings.Contains(m.name, *only) || *pkgs != "" && !strings.HasPrefix(m.pkg, *pkgs) {
 			continue
@@ -766,20 +767,39 @@ func main() {
 			}
 			m.tests = []target{tg}
 		}
-		start := time.Now()
-		outcome, out, err := runMutant(root, m, extraArgs)
-		if err != nil {
-			outcome = "ERROR: " + err.Error()
-		}
-		if outcome != "caught" {
-			failed = true
-		}
-		results = append(results, result{m, outcome, time.Since(start).Round(time.Second)})
-		fmt.Printf("mutant %-90s %s (%s)\n", m.name, outcome, time.Since(start).Round(time.Second))
-		if *verbose || outcome != "caught" {
-			os.Stdout.Write(tail(out, 40))
-		}
+		todo = append(todo, m)
 	}
+	// Each mutant runs in a copy of its own; -j of them at once. Results
+	// are printed as they come and tabled in the mutants' order.
+	results := make([]result, len(todo))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(*jobs, 1))
+	failed := false
+	for i, m := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			start := time.Now()
+			outcome, out, err := runMutant(root, m, extraArgs)
+			if err != nil {
+				outcome = "ERROR: " + err.Error()
+			}
+			took := time.Since(start).Round(time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if outcome != "caught" {
+				failed = true
+			}
+			results[i] = result{m, outcome, took}
+			fmt.Printf("mutant %-90s %s (%s)\n", m.name, outcome, took)
+			if *verbose || outcome != "caught" {
+				os.Stdout.Write(tail(out, 40))
+			}
+		}()
+	}
+	wg.Wait()
 	fmt.Printf("\nMUTANTS\n%-95s %-10s %s\n", "guarantee broken on purpose", "result", "tests that must catch it (each fails)")
 	for _, r := range results {
 		var ts []string
