@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# Prints the URL of the demo's host graph in VictoriaMetrics' UI: CPU busy
-# and memory used (%) and network bytes received per second, from the
-# agent's host metrics (Telegraf's names: measurement_field).
-set -euo pipefail
-enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
-q0='100 - cpu_usage_idle{cpu="cpu-total"}'
-q1='mem_used_percent'
-q2='rate(net_bytes_recv{interface!="lo"}[1m])'
-echo "http://127.0.0.1:8428/vmui/#/?g0.expr=$(enc "$q0")&g0.range_input=5m&g0.tab=0&g1.expr=$(enc "$q1")&g1.range_input=5m&g1.tab=0&g2.expr=$(enc "$q2")&g2.range_input=5m&g2.tab=0"
+# Prints the URL of the demo's host graph in VictoriaMetrics' UI, from the
+# agent's host metrics (Telegraf's names, measurement_field):
+#   CPU busy %         100 - cpu_usage_idle{cpu="cpu-total"}
+#   memory used %      mem_used_percent
+#   network in, KiB/s  rate(net_bytes_recv{interface!="lo"}[1m]) / 1024
+echo 'http://127.0.0.1:8428/vmui/#/?g0.expr=100%20-%20cpu_usage_idle%7Bcpu%3D%22cpu-total%22%7D&g0.range_input=2m&g0.tab=0&g1.expr=mem_used_percent&g1.range_input=2m&g1.tab=0&g2.expr=rate%28net_bytes_recv%7Binterface%21%3D%22lo%22%7D%5B1m%5D%29%20%2F%201024&g2.range_input=2m&g2.tab=0'

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # UI test: run the demo, open VictoriaLogs' log UI in headless Chromium and
-# check that a known line written by the demo is visible. The screenshot is
-# kept at .ci/artifacts/demo-ui.png (and the rendered page next to it).
+# check that a known line written by the demo is visible, then open the host
+# graph in VictoriaMetrics' UI and check that it draws the agent's host
+# metrics. The screenshots are kept at .ci/artifacts/demo-ui.png and
+# demo-hosts.png (and the rendered pages next to them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ART=.ci/artifacts
@@ -17,10 +19,11 @@ scripts/demo.sh
 # The demo's first application event is an error with a stack trace.
 KNOWN='ERROR request failed seq=0'
 URL='http://127.0.0.1:9428/select/vmui/#/?query=%22request%20failed%20seq%3D0%22&g0.range_input=1d'
+# shellcheck disable=SC2054 # the window size is one argument
 flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking
        --disable-component-update --disable-sync --hide-scrollbars --window-size=1400,900 --virtual-time-budget=15000)
 found=
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   profile=$(mktemp -d)
   "$CHROME" "${flags[@]}" --user-data-dir="$profile" --dump-dom "$URL" >"$ART/demo-ui.html" 2>/dev/null || true
   rm -rf "$profile"
@@ -40,3 +43,31 @@ if [ -z "$found" ]; then
   exit 1
 fi
 echo "ui-test: OK: the log UI shows \"$KNOWN\" (screenshot: $ART/demo-ui.png)"
+
+# The host graph: VictoriaMetrics' UI draws the agent's host metrics (CPU,
+# memory, network). Its legend lists a row per series drawn, each with its
+# min/median/max/last: the memory series must be drawn with a value.
+GRAPH=$(scripts/demo-graph-url.sh)
+drawn=
+for _ in $(seq 1 10); do
+  profile=$(mktemp -d)
+  "$CHROME" "${flags[@]}" --user-data-dir="$profile" --dump-dom "$GRAPH" >"$ART/demo-hosts.html" 2>/dev/null || true
+  rm -rf "$profile"
+  rows=$(grep -o 'class="vm-legend-item vm-legend-row"' "$ART/demo-hosts.html" | wc -l)
+  # "last" of the memory series: a number above zero.
+  mem=$(tr '<' '\n' <"$ART/demo-hosts.html" | grep -A40 'vm-legend-item-info__label">mem_used_percent' |
+        grep -A2 'row__key">last' | sed -n 's/.*row__value">\([0-9.]*\).*/\1/p' | head -1)
+  if [ "$rows" -ge 2 ] && [ -n "$mem" ] && awk -v m="$mem" 'BEGIN { exit !(m > 0) }'; then
+    drawn=1
+    break
+  fi
+  sleep 2
+done
+profile=$(mktemp -d)
+"$CHROME" "${flags[@]}" --user-data-dir="$profile" --screenshot="$ART/demo-hosts.png" "$GRAPH" >/dev/null 2>&1 || true
+rm -rf "$profile"
+if [ -z "$drawn" ]; then
+  echo "ui-test: FAIL: the host graph draws no host metrics ($rows series; memory last \"$mem\"; page saved in $ART/demo-hosts.html)" >&2
+  exit 1
+fi
+echo "ui-test: OK: the host graph draws $rows series, memory used ${mem} % (screenshot: $ART/demo-hosts.png)"
