@@ -76,7 +76,7 @@ var resendBounds = map[string]int{
 	// the transfer rejoins its group when the missing topic appears and
 	// re-reads what was in flight then
 	"missing topic+overlapping names+401 5s": 10 * rate,
-	"host metrics, broker down 10s":          10 * rate,
+	"host metrics through broker down 10s":   10 * rate,
 }
 
 // row is one line of the result table.
@@ -524,7 +524,7 @@ func TestFaultSuite(t *testing.T) {
 		{"transfer SIGKILL x5 across pipeline changes", pipelineChanges},
 		{"one topic refused 10s under load", topicRefused},
 		{"forged records ahead of the agent", forgedRecords},
-		{"host metrics, broker down 10s", metricsOutage},
+		{"host metrics through broker down 10s", metricsOutage},
 	}
 	for _, be := range backends {
 		t.Run(be, func(t *testing.T) {

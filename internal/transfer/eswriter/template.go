@@ -26,7 +26,7 @@ func TemplatePriority(pattern string) int { return 200 + len(pattern) }
 // and kafka fields as keyword/long, the built-in processing pipelines'
 // fields with their types (long, ip, keyword, date), and other strings
 // (the agents' static fields) as keyword, host metrics' shares and load
-// as scaled floats, so a Kibana data view "<topic>-*" works at once.
+// as floats, so a Kibana data view "<topic>-*" works at once.
 func TemplateBody(pattern string) []byte {
 	kw := map[string]any{"type": "keyword"}
 	long := map[string]any{"type": "long"}
@@ -41,13 +41,21 @@ func TemplateBody(pattern string) []byte {
 					// Host metrics (Metricbeat's names): shares and load are
 					// fractions, whatever the first value happened to be (0
 					// and 1 are JSON integers, which would map them long).
-					map[string]any{"pct_as_scaled_float": map[string]any{
-						"path_match": "*.pct",
-						"mapping":    map[string]any{"type": "scaled_float", "scaling_factor": 1000},
+					// float, not Metricbeat's scaled_float: that type lives in
+					// a module (mapper-extras) an engine may be built without
+					// (the Maven Central assembly the tests run is).
+					// Only JSON integers need it: other numbers map as float
+					// by default, and objects under these paths
+					// (system.load.norm) stay objects.
+					map[string]any{"pct_as_float": map[string]any{
+						"path_match":         "*.pct",
+						"match_mapping_type": "long",
+						"mapping":            map[string]any{"type": "float"},
 					}},
-					map[string]any{"load_as_scaled_float": map[string]any{
-						"path_match": "system.load.*",
-						"mapping":    map[string]any{"type": "scaled_float", "scaling_factor": 100},
+					map[string]any{"load_as_float": map[string]any{
+						"path_match":         "system.load.*",
+						"match_mapping_type": "long",
+						"mapping":            map[string]any{"type": "float"},
 					}},
 					map[string]any{"strings_as_keyword": map[string]any{
 						"match_mapping_type": "string",
