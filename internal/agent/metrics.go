@@ -18,6 +18,7 @@ import (
 	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/agent/hostmetrics"
 	"github.com/logpipe/logpipe/internal/agent/influx"
+	"github.com/logpipe/logpipe/internal/agent/producer"
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
 	"github.com/logpipe/logpipe/internal/platform/fsutil"
@@ -45,6 +46,7 @@ type hostMetrics struct {
 	influx   *influx.Writer
 	sink     interface {
 		Send(context.Context, *event.Batch) error
+		Topics() []producer.TopicStatus
 	}
 
 	mu         sync.Mutex
@@ -383,6 +385,13 @@ func (h *hostMetrics) status() *inventory.Metrics {
 		Interval: h.cfg.Interval.String(), LastCollection: h.last, CollectError: h.collectErr}
 	if h.cfg.Influx != nil {
 		m.InfluxError = h.influx.Err()
+	}
+	if h.cfg.Topic != "" {
+		for _, t := range h.sink.Topics() {
+			if t.Topic == h.cfg.Topic && t.State == producer.TopicBlocked {
+				m.KafkaError = "topic " + t.Topic + " refused by Kafka: " + t.Reason
+			}
+		}
 	}
 	return m
 }

@@ -78,7 +78,7 @@ func (c *cmd) status(args []string) error {
 			}
 			fmt.Fprintf(c.stdout, "host metrics: every %s to %s (config revision %d), last collection %s ago\n", m.Interval, outputs, m.Revision, since(m.LastCollection))
 			for _, e := range []struct{ what, err string }{{"last host metrics config put was rejected", m.ConfigError},
-				{"last collection missed", m.CollectError}, {"InfluxDB", m.InfluxError}} {
+				{"last collection missed", m.CollectError}, {"InfluxDB", m.InfluxError}, {"Kafka", m.KafkaError}} {
 				if e.err != "" {
 					fmt.Fprintf(c.stdout, "%s: %s\n", e.what, e.err)
 				}

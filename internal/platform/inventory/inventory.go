@@ -45,6 +45,7 @@ type Metrics struct {
 	LastCollection time.Time `json:"last_collection,omitzero"`
 	CollectError   string    `json:"collect_error,omitempty"`
 	InfluxError    string    `json:"influx_error,omitempty"`
+	KafkaError     string    `json:"kafka_error,omitempty"`
 }
 
 // Task is one tailed file.
@@ -192,7 +193,7 @@ func sameMetrics(a, b *Metrics) bool {
 		return a == b
 	}
 	return a.Revision == b.Revision && a.ConfigError == b.ConfigError && a.Interval == b.Interval && slices.Equal(a.Outputs, b.Outputs) &&
-		a.CollectError == b.CollectError && a.InfluxError == b.InfluxError
+		a.CollectError == b.CollectError && a.InfluxError == b.InfluxError && a.KafkaError == b.KafkaError
 }
 
 // List reads every agent's report under prefix (e.g. /logagent/agents/).
