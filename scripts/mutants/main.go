@@ -693,7 +693,14 @@ var mutants = []mutant{
 		name:  "a drainer whose deleted file was copied and truncated stops without reading the rest from the copy (those lines are lost)",
 		pkg:   "internal/agent/tailer",
 		fn:    "Tailer.drain",
-		edits: []edit{{old: "found, err := t.restFromCopy(ctx, r, t.now())", new: "found, err := false, error(nil)"}},
+		edits: []edit{{old: "if err := t.regenerate(ctx, r, t.now()); err != nil {", new: "if err := error(context.Canceled); err != nil {"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "a drainer reads on from its offset in a file truncated and written again (the new content is sent cut at the old offset)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.drain",
+		edits: []edit{{old: "\t\t\tif same, err = r.unchanged(); err != nil {", new: "\t\t\tif _, err = r.unchanged(); err != nil {"}},
 		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
 	},
 	{

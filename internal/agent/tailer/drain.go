@@ -117,22 +117,33 @@ func (t *Tailer) drain(r *reader, detach func() bool) {
 	defer stopWatch()
 	r.ctx = ctx
 	idle := time.Now()
-	copied := false
 	for ctx.Err() == nil {
 		fi, err := r.f.Stat()
 		if err != nil {
 			break
 		}
-		if fi.Size() < r.pos {
+		same := fi.Size() >= r.pos
+		if same && fi.Size() > r.pos {
+			// Read on from pos only while the file still starts as this
+			// generation: truncated and written again past pos (unseen:
+			// its tailer stopped first), pos would fall anywhere in the
+			// new content (the agentsim found a long line's pieces cut
+			// at the old offset).
+			if same, err = r.unchanged(); err != nil {
+				break
+			}
+		}
+		if !same {
 			// Truncated after it was rotated or deleted (copytruncate
 			// of a file its tailer had stopped following, or had
-			// stopped with): the rest is in the copy, if there is one.
-			found, err := t.restFromCopy(ctx, r, t.now())
-			if err != nil {
-				t.thr.Log("copy-read", t.logger().WithError(err), logrus.WarnLevel, "reading the copy of a truncated file did not finish")
+			// stopped with): the rest is in the copy, if there is one;
+			// then what the file holds now is read from its start.
+			if err := t.regenerate(ctx, r, t.now()); err != nil {
+				t.thr.Log("drain-truncated", t.logger().WithError(err), logrus.WarnLevel, "a drained file was truncated; reading it again did not finish")
+				break
 			}
-			copied = found && err == nil
-			break
+			idle = time.Now()
+			continue
 		}
 		if fi.Size() > r.pos {
 			if err := r.readAvailable(ctx, fi.Size()); err != nil {
@@ -146,7 +157,7 @@ func (t *Tailer) drain(r *reader, detach func() bool) {
 		}
 		backoff.Sleep(ctx, t.cfg.PollInterval)
 	}
-	if ctx.Err() == nil && !copied {
+	if ctx.Err() == nil {
 		if err := r.finish(t.now()); err != nil {
 			t.logger().WithError(err).Warn("sending the end of a rotated file")
 		}

@@ -25,22 +25,8 @@ import (
 func (t *Tailer) truncated(r *reader) error {
 	t.m.Truncations.Inc()
 	now := t.now()
-	found, err := t.restFromCopy(t.ctx, r, now)
-	if err != nil {
-		return err
-	}
-	if !found {
-		// The bytes in memory are all that is left of the old content.
-		if err := r.finish(now); err != nil {
-			return err
-		}
-		t.logger().WithField("offset", r.pos).Info("file truncated or replaced; reading it from the start")
-		if err := waitAcked(t.ctx, r); err != nil {
-			return err
-		}
-	}
 	since := r.since
-	if err := t.startGeneration(r, 0); err != nil {
+	if err := t.regenerate(t.ctx, r, now); err != nil {
 		return err
 	}
 	r.since = now
@@ -49,6 +35,27 @@ func (t *Tailer) truncated(r *reader) error {
 	// only in copies nobody has seen.
 	t.recoverSkipped(since, r.key)
 	return nil
+}
+
+// regenerate ends r's generation, truncated or rewritten in place: its
+// unsent rest is read from a copy next to the file (copytruncate) when one
+// is found, else the bytes in memory are all that is left of it; once all
+// of it is acknowledged, a new generation starts at 0.
+func (t *Tailer) regenerate(ctx context.Context, r *reader, now time.Time) error {
+	found, err := t.restFromCopy(ctx, r, now)
+	if err != nil {
+		return err
+	}
+	if !found {
+		if err := r.finish(now); err != nil {
+			return err
+		}
+		t.logger().WithField("offset", r.pos).Info("file truncated or replaced; reading it from the start")
+		if err := waitAcked(ctx, r); err != nil {
+			return err
+		}
+	}
+	return t.startGeneration(r, 0)
 }
 
 // restFromCopy reads what r's generation held past where reading resumes
