@@ -25,7 +25,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	"pgregory.net/rapid"
@@ -363,37 +362,7 @@ func (w *world) plantOutside(t *testing.T) {
 	if err := os.Link(other, w.path("h.log")); err != nil {
 		w.failf("%v", err)
 	}
-	w.opens = watchOpens(t, secret)
-}
-
-// watchOpens watches path for opens (inotify, read without blocking); the
-// returned func counts those seen since the last call.
-func watchOpens(t *testing.T, path string) func() int {
-	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
-	if err != nil {
-		t.Fatalf("inotify: %v", err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if _, err := syscall.InotifyAddWatch(fd, path, syscall.IN_OPEN); err != nil {
-		t.Fatal(err)
-	}
-	return func() int {
-		n := 0
-		buf := make([]byte, 4096)
-		for {
-			m, err := syscall.Read(fd, buf)
-			if m <= 0 || err != nil {
-				return n
-			}
-			for off := 0; off+syscall.SizeofInotifyEvent <= m; {
-				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				if ev.Mask&syscall.IN_OPEN != 0 {
-					n++
-				}
-				off += syscall.SizeofInotifyEvent + int(ev.Len)
-			}
-		}
-	}
+	w.opens = testutil.WatchOpens(t, secret)
 }
 
 func (w *world) path(name string) string { return filepath.Join(w.dir, name) }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // NeedBinary is the path of a server binary Debian packages
@@ -231,3 +232,35 @@ func FSSize(t testing.TB, path string) uint64 {
 
 // Within reports whether got is within frac of want.
 func Within(got, want, frac float64) bool { return math.Abs(got-want) <= frac*want }
+
+// WatchOpens watches path for opens (inotify, read without blocking, so it
+// works on a fake clock too); the returned func counts those seen since
+// its last call. Without inotify the test is skipped.
+func WatchOpens(t testing.TB, path string) func() int {
+	t.Helper()
+	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
+	if err != nil {
+		t.Skipf("no inotify: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if _, err := syscall.InotifyAddWatch(fd, path, syscall.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	return func() int {
+		n := 0
+		buf := make([]byte, 4096)
+		for {
+			m, err := syscall.Read(fd, buf)
+			if m <= 0 || err != nil {
+				return n
+			}
+			for off := 0; off+syscall.SizeofInotifyEvent <= m; {
+				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				if ev.Mask&syscall.IN_OPEN != 0 {
+					n++
+				}
+				off += syscall.SizeofInotifyEvent + int(ev.Len)
+			}
+		}
+	}
+}

@@ -188,7 +188,7 @@ func Parse(data []byte) ([]Entry, error) {
 	dec.DisallowUnknownFields()
 	var raw []json.RawMessage
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("collect config is not a JSON list of entries: %w", jsonErr(data, err))
+		return nil, fmt.Errorf("collect config is not a JSON list of entries: %w", JSONError(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("collect config has trailing data after the JSON list")
@@ -208,7 +208,7 @@ func Parse(data []byte) ([]Entry, error) {
 		d := json.NewDecoder(bytes.NewReader(r))
 		d.DisallowUnknownFields()
 		if err := d.Decode(e); err != nil {
-			errs = append(errs, fmt.Errorf("entry %d: %w", i, jsonErr(r, err)))
+			errs = append(errs, fmt.Errorf("entry %d: %w", i, JSONError(err)))
 			continue
 		}
 		if err := e.validate(&left); err != nil {
@@ -227,9 +227,10 @@ func Parse(data []byte) ([]Entry, error) {
 	return entries, nil
 }
 
-// jsonErr adds the byte offset to syntax errors, which json leaves out of
-// its message.
-func jsonErr(data []byte, err error) error {
+// JSONError says where a JSON document went wrong, in an operator's
+// words: the byte of a syntax error (json leaves it out of its message),
+// the field of a type mismatch.
+func JSONError(err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Errorf("invalid JSON at byte %d: %w", se.Offset, err)
@@ -499,7 +500,7 @@ func ParseTopics(data []byte) ([]string, error) {
 		Topic string `json:"topic"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("collect config is not a JSON list of entries: %w", jsonErr(data, err))
+		return nil, fmt.Errorf("collect config is not a JSON list of entries: %w", JSONError(err))
 	}
 	if len(raw) > MaxEntries {
 		return nil, fmt.Errorf("collect config has %d entries, more than the limit of %d", len(raw), MaxEntries)

@@ -104,7 +104,7 @@ func Parse(data []byte) (*Config, error) {
 	dec.DisallowUnknownFields()
 	var raw *rawConfig
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("metrics config is not a JSON object of the expected fields: %w", jsonErr(err))
+		return nil, fmt.Errorf("metrics config is not a JSON object of the expected fields: %w", collectconf.JSONError(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("metrics config has trailing data after the JSON object")
@@ -196,21 +196,6 @@ func parseInflux(r *rawInflux) (*Influx, error) {
 		}
 	}
 	return in, errors.Join(errs...)
-}
-
-func jsonErr(err error) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("invalid JSON at byte %d: %w", se.Offset, err)
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		if te.Field != "" {
-			return fmt.Errorf("field %q: want %s, got JSON %s", te.Field, te.Type, te.Value)
-		}
-		return fmt.Errorf("want %s, got JSON %s", te.Type, te.Value)
-	}
-	return err
 }
 
 // ParseTopic returns the topic of a metrics config ("" for none), for the

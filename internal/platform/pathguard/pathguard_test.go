@@ -8,7 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
+
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 func TestEntries(t *testing.T) {
@@ -188,7 +189,7 @@ func TestOpenDoesNotTouchWhatASymlinkLeadsOutTo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opens := watchOpens(t, shadow)
+	opens := testutil.WatchOpens(t, shadow)
 	for _, p := range []string{filepath.Join(logs, "evil.log"), filepath.Join(logs, "dirlink", "shadow")} {
 		if f, _, err := g.Open(p); err == nil || !strings.Contains(err.Error(), "resolves to "+shadow) {
 			if f != nil {
@@ -205,35 +206,5 @@ func TestOpenDoesNotTouchWhatASymlinkLeadsOutTo(t *testing.T) {
 	}
 	if n := opens(); n != 1 {
 		t.Fatalf("the watch saw %d opens of an open file, want 1", n)
-	}
-}
-
-// watchOpens watches path for opens; the returned func counts those since
-// the last call.
-func watchOpens(t *testing.T, path string) func() int {
-	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
-	if err != nil {
-		t.Skipf("no inotify: %v", err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if _, err := syscall.InotifyAddWatch(fd, path, syscall.IN_OPEN); err != nil {
-		t.Fatal(err)
-	}
-	return func() int {
-		n := 0
-		buf := make([]byte, 4096)
-		for {
-			m, err := syscall.Read(fd, buf)
-			if m <= 0 || err != nil {
-				return n
-			}
-			for off := 0; off+syscall.SizeofInotifyEvent <= m; {
-				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				if ev.Mask&syscall.IN_OPEN != 0 {
-					n++
-				}
-				off += syscall.SizeofInotifyEvent + int(ev.Len)
-			}
-		}
 	}
 }
