@@ -22,11 +22,16 @@ URL='http://127.0.0.1:9428/select/vmui/#/?query=%22request%20failed%20seq%3D0%22
 # shellcheck disable=SC2054 # the window size is one argument
 flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking
        --disable-component-update --disable-sync --hide-scrollbars --window-size=1400,900 --virtual-time-budget=15000)
+# chrome URL ARG...: one headless Chromium run on a profile of its own.
+chrome() {
+  local url=$1 profile; shift
+  profile=$(mktemp -d)
+  "$CHROME" "${flags[@]}" --user-data-dir="$profile" "$@" "$url" 2>/dev/null || true
+  rm -rf "$profile"
+}
 found=
 for _ in 1 2 3 4 5; do
-  profile=$(mktemp -d)
-  "$CHROME" "${flags[@]}" --user-data-dir="$profile" --dump-dom "$URL" >"$ART/demo-ui.html" 2>/dev/null || true
-  rm -rf "$profile"
+  chrome "$URL" --dump-dom >"$ART/demo-ui.html"
   # The line must be in a rendered log row, not just echoed in the query box.
   if grep -q "vm-group-logs-row-content__msg\">[^<]*$KNOWN" "$ART/demo-ui.html" &&
      grep -q 'IllegalStateException: cart is empty' "$ART/demo-ui.html"; then
@@ -35,9 +40,7 @@ for _ in 1 2 3 4 5; do
   fi
   sleep 1
 done
-profile=$(mktemp -d)
-"$CHROME" "${flags[@]}" --user-data-dir="$profile" --screenshot="$ART/demo-ui.png" "$URL" >/dev/null 2>&1 || true
-rm -rf "$profile"
+chrome "$URL" --screenshot="$ART/demo-ui.png" >/dev/null
 if [ -z "$found" ]; then
   echo "ui-test: FAIL: \"$KNOWN\" is not shown by the log UI (page saved in $ART/demo-ui.html)" >&2
   exit 1
@@ -50,9 +53,7 @@ echo "ui-test: OK: the log UI shows \"$KNOWN\" (screenshot: $ART/demo-ui.png)"
 GRAPH=$(scripts/demo-graph-url.sh)
 drawn=
 for _ in $(seq 1 10); do
-  profile=$(mktemp -d)
-  "$CHROME" "${flags[@]}" --user-data-dir="$profile" --dump-dom "$GRAPH" >"$ART/demo-hosts.html" 2>/dev/null || true
-  rm -rf "$profile"
+  chrome "$GRAPH" --dump-dom >"$ART/demo-hosts.html"
   rows=$(grep -o 'class="vm-legend-item vm-legend-row"' "$ART/demo-hosts.html" | wc -l)
   # "last" of the memory series: a number above zero.
   mem=$(tr '<' '\n' <"$ART/demo-hosts.html" | grep -A40 'vm-legend-item-info__label">mem_used_percent' |
@@ -63,9 +64,7 @@ for _ in $(seq 1 10); do
   fi
   sleep 2
 done
-profile=$(mktemp -d)
-"$CHROME" "${flags[@]}" --user-data-dir="$profile" --screenshot="$ART/demo-hosts.png" "$GRAPH" >/dev/null 2>&1 || true
-rm -rf "$profile"
+chrome "$GRAPH" --screenshot="$ART/demo-hosts.png" >/dev/null
 if [ -z "$drawn" ]; then
   echo "ui-test: FAIL: the host graph draws no host metrics ($rows series; memory last \"$mem\"; page saved in $ART/demo-hosts.html)" >&2
   exit 1
