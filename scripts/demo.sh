@@ -74,7 +74,9 @@ if [ -n "${REAL:-}" ]; then
     exit 1
   fi
   wait_port 2379 etcd
-  TRANSFER_INI=conf/logtransfer.ini
+  # One Elasticsearch node: indices without replicas, so the cluster is green.
+  TRANSFER_INI="$DEMO/logtransfer.ini"
+  sed 's/^replicas = 1$/replicas = 0/' conf/logtransfer.ini >"$TRANSFER_INI"
 else
   start devstack bin/devstack -data "$DEMO/devstack"
   start victoria-logs "$VL" -storageDataPath "$DEMO/victoria-logs" -httpListenAddr 127.0.0.1:9428 -retentionPeriod 100y
@@ -133,6 +135,10 @@ if [ "$n" -lt "$written" ]; then
   exit 1
 fi
 if [ -n "${REAL:-}" ]; then
+  echo
+  echo "cluster health: $(curl -s 'http://127.0.0.1:9200/_cluster/health' | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')"
+  echo "indices (the transfer's GET /indices: age, size, what retention makes of each):"
+  curl -s 'http://127.0.0.1:9732/indices' | sed -n 's/.*"index": "\(.*\)",/  \1/p'
   echo
   echo "one document, read back with _search (service:shop AND ERROR):"
   curl -s 'http://127.0.0.1:9200/app_log-*/_search?size=1&q=service:shop%20AND%20message:ERROR&pretty' | sed -n '/"_source"/,/^      }/p'

@@ -152,6 +152,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 	a.watch = confwatch.New(cli, a.key, false, cfg.Etcd.Timeout, log, a.prom, "logagent")
 	a.metrics = newHostMetrics(a, cfg.Etcd.MetricsKeyFor(a.ip))
 	a.mem = &memtune.Governor{Activity: a.prod.Sent, IdleGCPercent: opts.IdleGCPercent, IdleAfter: 10 * time.Second, Check: 2 * time.Second,
+		Scheduled: a.metrics.running, ScheduledGCPercent: 50, // see scripts/bench/RESULTS.md, Host metrics
 		Log: log.WithField("component", "memtune")}
 	a.inv = inventory.New(cli, inventory.Options{Key: fmt.Sprintf(cfg.Etcd.InventoryKey, a.ip), TTL: cfg.Etcd.InventoryTTL,
 		RefreshEvery: cfg.Etcd.InventoryRefresh, Progress: a.reportProgress}, a.report, log)

@@ -200,7 +200,7 @@ func (h *hostMetrics) send(ctx context.Context, cfg *metricsconf.Config, snap *h
 		return nil
 	}
 	src := h.source(cfg.Topic)
-	b := &event.Batch{Events: make([]event.Event, len(docs))}
+	b := &event.Batch{Events: make([]event.Event, len(docs)), Background: true}
 	for i, d := range docs {
 		b.Events[i] = event.Event{Source: src, Value: d.JSON, Offset: snap.Time.UnixMilli(), Instance: metricInstance(h.host, d),
 			Time: snap.Time, Stamp: snap.Time, Acker: h, Seq: uint64(i)}
@@ -239,6 +239,15 @@ func (h *hostMetrics) config() *metricsconf.Config {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.cfg
+}
+
+// running reports whether host metrics are collected at least once a
+// minute: the memory governor then gives the idle heap room for each
+// collection's garbage (memtune.Governor.Scheduled). Rarer collections
+// are not worth the resident memory.
+func (h *hostMetrics) running() bool {
+	c := h.config()
+	return c.Active() && c.Interval <= time.Minute
 }
 
 func (h *hostMetrics) noteCollected(s *hostmetrics.Snapshot) {

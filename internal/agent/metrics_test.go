@@ -41,6 +41,9 @@ func TestHostMetricsFollowTheirConfig(t *testing.T) {
 	// Two collections at least: the cpu set needs two.
 	testutil.Eventually(t, 30*time.Second, func() bool { return sets(t, cons)["cpu"] >= 2 },
 		func() string { return fmt.Sprintf("two cpu documents; sets so far %v", sets(t, cons)) })
+	if n := a.prod.Sent(); n != 0 {
+		t.Errorf("host metrics alone count as activity (%d sent): the idle agent would keep its busy heap", n)
+	}
 	byTime := map[string]map[string]int{} // @timestamp -> metricset -> documents
 	ids := map[string]bool{}
 	for _, r := range cons.Records() {

@@ -42,6 +42,8 @@ commands:
   keys                         the agents' signing key ids (never the secrets), and invalid key documents
   keys rotate <ip>             give the agent at <ip> a new signing key; the old ones still verify
   keys retire <ip>             drop every key of <ip> but its signing one (once Kafka holds nothing older)
+  indices [--expired]          the indices of the topics a transfer serves, and what its retention makes
+                               of each (asks the transfer at -transfer; deletes nothing)
 
 flags:
 `
@@ -58,6 +60,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	agentsPrefix := fs.String("agents-prefix", "/logagent/agents/", "where agents keep their inventory entries")
 	jsonOut := fs.Bool("json", false, "print agents and status as JSON")
 	keysPrefix := fs.String("keys-prefix", "/logagent/keys/", "where the agents' signing keys live (the prefix of [etcd] keys_key)")
+	transfer := fs.String("transfer", envOr("LOGCTL_TRANSFER", "http://127.0.0.1:9732"), "a transfer's HTTP address, for indices (or LOGCTL_TRANSFER)")
 	pipelinesPrefix := fs.String("pipelines-prefix", "/logtransfer/pipelines/", "where custom pipelines live in etcd (logtransfer's [etcd] pipelines_key)")
 	etcdSec := etcdFlags{
 		cacert: fs.String("cacert", "", "verify etcd's certificate with this CA bundle; enables TLS (or ETCDCTL_CACERT)"),
@@ -75,7 +78,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, metricsPattern: *metricsPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr,
-		agentsPrefix: *agentsPrefix, json: *jsonOut, pipelinesPrefix: *pipelinesPrefix, keysPrefix: *keysPrefix}
+		agentsPrefix: *agentsPrefix, json: *jsonOut, transfer: *transfer, pipelinesPrefix: *pipelinesPrefix, keysPrefix: *keysPrefix}
 	c.etcd = etcdSec
 	var err error
 	switch rest[0] {
@@ -105,6 +108,8 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	case "keys":
 		err = c.keysCmd(rest[1:])
+	case "indices":
+		err = c.indices(rest[1:])
 	case "pipeline":
 		if len(rest) < 2 {
 			fs.Usage()
@@ -149,6 +154,8 @@ type cmd struct {
 	agentsPrefix   string
 	json           bool
 	// pipelinesPrefix is where custom pipelines live.
+	// transfer is a transfer's HTTP address (indices).
+	transfer        string
 	pipelinesPrefix string
 	// keysPrefix is where the agents' key documents live.
 	keysPrefix string

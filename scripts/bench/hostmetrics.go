@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,7 +25,10 @@ var nodeExporterBin = flag.String("node-exporter", "", "node_exporter binary for
 
 // hostWindow is how long host metrics are measured (one collection or
 // scrape a second), after hostSettle.
-const hostWindow, hostSettle = 30 * time.Second, 10 * time.Second
+// hostSettle is past the agent's memory governor's idle release (10 s
+// without activity, checked every 2 s), so the agent without host metrics
+// is measured as it rests.
+const hostWindow, hostSettle = 60 * time.Second, 15 * time.Second
 
 // hostMetrics measures what host metrics add to an agent at rest: its CPU
 // over hostWindow with no host metrics, then with a collection every second
@@ -48,41 +53,64 @@ func (b *bench) hostMetrics(run int) result {
 	a := b.startAgent(run, broker.ListenAddrs()[0], "hostmetrics")
 	pid := a.cmd.Process.Pid
 	time.Sleep(hostSettle)
-	c0, t0 := procCPU(pid), time.Now()
-	scrapeFor(a.http, hostWindow, false) // /metrics is scraped either way
-	c1, t1 := procCPU(pid), time.Now()
-	rss0 := procStatus(pid, "VmRSS:")
+	c0, t0, i0 := procCPU(pid), time.Now(), metrics(a.http)
+	_, rss0, anon0 := scrapeFor(a.http, pid, hostWindow, false) // /metrics is scraped either way
+	c1, t1, i1 := procCPU(pid), time.Now(), metrics(a.http)
 
 	ip := strings.TrimSuffix(strings.TrimPrefix(a.key, "/logagent/"), "/collect_config")
 	b.put("/logagent/"+ip+"/metrics_config", fmt.Sprintf(`{"interval":"1s","topic":"hostmetrics","prometheus":true,"influx":{"url":"http://%s/write?db=bench"}}`, ln.Addr()))
 	time.Sleep(hostSettle)
 	m0 := metrics(a.http)
 	c2, t2 := procCPU(pid), time.Now()
-	series := scrapeFor(a.http, hostWindow, true)
+	var profiled sync.WaitGroup
+	if *profile != "" { // the profiler's own CPU counts in this run's figure
+		profiled.Go(func() {
+			saveProfile(a.http, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(hostWindow.Seconds())-5), filepath.Join(*profile, fmt.Sprintf("hostmetrics-%d.cpu.pprof", run)))
+		})
+	}
+	series, rss1, anon1 := scrapeFor(a.http, pid, hostWindow, true)
 	c3, t3 := procCPU(pid), time.Now()
+	profiled.Wait()
 	m1 := metrics(a.http)
-	rss1 := procStatus(pid, "VmRSS:")
 	_, peakRSS := a.stop()
 
 	collections := m1["logagent_hostmetrics_collections_total"] - m0["logagent_hostmetrics_collections_total"]
 	idle := (c1 - c0) / t1.Sub(t0).Seconds()
 	per := ((c3 - c2) - idle*t3.Sub(t2).Seconds()) / collections
+	const allocs, gcs = "go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count"
+	idleAlloc := (i1[allocs] - i0[allocs]) / t1.Sub(t0).Seconds()
+	alloc := ((m1[allocs] - m0[allocs]) - idleAlloc*t3.Sub(t2).Seconds()) / collections
+	gcPer := ((m1[gcs] - m0[gcs]) - (i1[gcs]-i0[gcs])/t1.Sub(t0).Seconds()*t3.Sub(t2).Seconds()) / collections
 	acked := m1["logagent_hostmetrics_docs_acked_total"] - m0["logagent_hostmetrics_docs_acked_total"]
 	return result{seconds: t3.Sub(t2).Seconds(), cpu: c3 - c2, rss: peakRSS, p50: math.NaN(), p99: math.NaN(), cpuPercent: math.NaN(),
 		hostPer: per, hostRSS: rss1 - rss0,
 		note: fmt.Sprintf("%.2f ms CPU per collection (%.0f collections, every output, /metrics scraped each second: %d node_ series; %.0f documents acked by the broker, %.0f KB of line protocol taken), "+
-			"%.3f %% of a core at a 10 s interval; RSS %+.1f MB over the same agent without host metrics (%.1f MB)",
-			per*1000, collections, series, acked, float64(points.Load())/1024, per/10*100, (rss1-rss0)/(1<<20), rss0/(1<<20))}
+			"%.0f KB allocated and %.2f collections of the Go heap per collection, "+
+			"%.3f %% of a core at a 10 s interval; RSS %+.1f MB (anonymous %+.1f MB) over the same agent without host metrics (%.1f MB; medians over each window)",
+			per*1000, collections, series, acked, float64(points.Load())/1024, alloc/1024, gcPer, per/10*100, (rss1-rss0)/(1<<20), (anon1-anon0)/(1<<20), rss0/(1<<20))}
 }
 
 // scrapeFor fetches /metrics from addr every second for d and returns how
-// many node_ series the last page had (node only: count them).
-func scrapeFor(addr string, d time.Duration, node bool) int {
-	series := 0
+// many node_ series the last page had (node only: count them), and the
+// median of process pid's resident and anonymous resident memory, read
+// after each scrape: the agent's idle governor returns memory now and
+// then, and a single reading would say when it last did.
+func scrapeFor(addr string, pid int, d time.Duration, node bool) (series int, rss, anon float64) {
+	var rs, as []float64
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Second) {
 		series = scrape(addr, node)
+		rs = append(rs, procStatus(pid, "VmRSS:"))
+		as = append(as, procStatus(pid, "RssAnon:"))
 	}
-	return series
+	return series, medianOf(rs), medianOf(as)
+}
+
+func medianOf(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // scrape fetches one /metrics page and counts its series (those named
@@ -171,8 +199,8 @@ func findNodeExporter() string {
 
 // nodeExporterIs reports whether p is node_exporter NodeExporterVersion.
 func nodeExporterIs(p string) bool {
-	out, err := exec.Command(p, "--version").CombinedOutput()
-	return err == nil && strings.Contains(string(out), strings.TrimPrefix(NodeExporterVersion, "v"))
+	out, err := exec.Command("go", "version", "-m", p).Output() // go install sets no version flag: read the module's
+	return err == nil && strings.Contains(string(out), "github.com/prometheus/node_exporter\t"+NodeExporterVersion)
 }
 
 // renderHost is the host metrics table: the agent's rows beside the

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,8 @@ func (o op) String() string {
 	switch o.kind {
 	case "append":
 		return fmt.Sprintf("append %d lines to %s", o.n, o.file)
+	case "trace", "trace-wide":
+		return fmt.Sprintf("append a line and %d %scontinuation lines to %s", o.n, map[bool]string{true: "wide "}[o.kind == "trace-wide"], o.file)
 	case "long":
 		return fmt.Sprintf("append a line of %d bytes to %s", o.n, o.file)
 	case "sleep", "delay":
@@ -73,7 +76,7 @@ var (
 
 func drawOp(t *rapid.T) op {
 	file := rapid.SampledFrom([]string{"a.log", "b.log"}).Draw(t, "file")
-	switch k := rapid.IntRange(0, 17).Draw(t, "op"); {
+	switch k := rapid.IntRange(0, 18).Draw(t, "op"); {
 	case k <= 3:
 		if rapid.IntRange(0, 7).Draw(t, "long") == 0 {
 			return op{kind: "long", file: file, n: rapid.IntRange(simMaxLine+1, 3*simMaxLine).Draw(t, "length")}
@@ -99,6 +102,8 @@ func drawOp(t *rapid.T) op {
 		return op{kind: "delete", file: file}
 	case k == 17:
 		return op{kind: "config", file: rapid.SampledFrom(configNames).Draw(t, "config")}
+	case k == 18:
+		return op{kind: rapid.SampledFrom([]string{"trace", "trace-wide"}).Draw(t, "trace"), file: file, n: rapid.IntRange(1, 9).Draw(t, "continuations")}
 	default:
 		return op{kind: "delay", d: rapid.SampledFrom(delays).Draw(t, "delay")}
 	}
@@ -125,15 +130,25 @@ var configs = map[string]struct {
 	"c": {"a", func(d string) string {
 		return fmt.Sprintf(`[{"path":%q,"topic":"logs"},{"path":%q,"topic":"logs"}]`, filepath.Join(d, "a.log"), filepath.Join(d, "c.log"))
 	}},
+	// multi joins continuation lines (a tab first) to the line before
+	// them, at most simMultiLines lines and simMultiBytes bytes an event.
+	"multi": {"ab", func(d string) string {
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs","multiline":{"pattern":"^[^\\t]","max_lines":%d,"max_bytes":%d,"timeout":"1s"}}]`,
+			filepath.Join(d, "*.log"), simMultiLines, simMultiBytes)
+	}},
 }
 
-var configNames = []string{"glob", "a", "ab", "fields", "c"}
+var configNames = []string{"glob", "a", "ab", "fields", "c", "multi"}
+
+// The multi config's limits: a trace's lines are up to about 200 bytes.
+const simMultiLines, simMultiBytes = 4, 300
 
 // line is one line the writer wrote, known by its content ("a.log-17 …").
 type line struct {
 	id      string
 	text    string
 	long    bool // longer than simMaxLine: sent in pieces
+	cont    bool // a continuation line (a tab first), joined under multi
 	exempt  bool // its only copy was deleted before Kafka acknowledged it
 	written bool // complete in its file
 }
@@ -257,12 +272,26 @@ var found = []struct {
 			{kind: "copytruncate", file: "a.log"}, {kind: "crash"}, {kind: "append", file: "b.log", n: 18}, {kind: "copytruncate", file: "b.log"}}},
 }
 
+// reached are schedules that reach, at once, states the generator draws
+// only now and then (a trace past the multi config's limits, a joined
+// event last in its file), kept as they shrank when a breakage of the
+// tailer's joining was first seen to fail in them.
+var reached = []struct {
+	name string
+	ops  []op
+}{
+	{"a trace past max_lines", []op{{kind: "trace", file: "a.log", n: 4}, {kind: "config", file: "multi"}}},
+	{"a joined event last in its file", []op{{kind: "config", file: "multi"}, {kind: "trace", file: "a.log", n: 1}}},
+	{"lines that start events, under multi", []op{{kind: "config", file: "multi"}, {kind: "append", file: "a.log", n: 2}}},
+	{"a trace past max_bytes", []op{{kind: "config", file: "multi"}, {kind: "trace-wide", file: "b.log", n: 9}}},
+}
+
 // foundReplays is how many times each found schedule replays.
 const foundReplays = 12
 
 // The schedules found keep the guarantees (each replays in milliseconds).
 func TestAgentFilePathFound(t *testing.T) {
-	for _, f := range found {
+	for _, f := range append(found, reached...) {
 		t.Run(f.name, func(t *testing.T) {
 			for range foundReplays {
 				var w *world
@@ -479,20 +508,35 @@ func (w *world) pieces() map[string]piece {
 // nPieces is how many records a long line takes.
 func nPieces(l *line) int { return (len(l.text) + simMaxLine - 1) / simMaxLine }
 
-// idOf is the id of the line a record's value is (or is a piece of).
-func idOf(ix map[string]piece, v []byte) string {
+// idsOf is the ids of the lines a record's value is (joined by multi), or
+// of the long line it is a piece of.
+func idsOf(ix map[string]piece, v []byte) []string {
 	if p, ok := ix[string(v)]; ok {
-		return p.l.id
+		return []string{p.l.id}
 	}
-	return lineID(v)
+	var ids []string
+	for l := range bytes.SplitSeq(v, []byte{'\n'}) {
+		ids = append(ids, lineID(l))
+	}
+	return ids
 }
 
-func (w *world) appendLines(f *wfile, n int) {
+func (w *world) appendLines(f *wfile, n int) { w.appendTrace(f, n, false, false) }
+
+// appendTrace appends n lines, all but the first continuation lines if
+// cont is set (short ones, under 40 bytes, unless wide), in one write.
+func (w *world) appendTrace(f *wfile, n int, cont, wide bool) {
 	w.complete(f)
 	var buf bytes.Buffer
 	off := w.size(f)
 	for i := 0; i < n; i++ {
 		l := w.newLine(f)
+		if cont && i > 0 {
+			if !wide {
+				l.text = l.text[:min(len(l.text), len(l.id)+1+(f.next*7)%24)]
+			}
+			l.text, l.cont = "\t"+l.text, true
+		}
 		start := off + int64(buf.Len())
 		buf.WriteString(l.text)
 		buf.WriteByte('\n')
@@ -600,6 +644,8 @@ func (w *world) do(o op) {
 		w.appendLines(w.files[o.file], o.n)
 	case "long":
 		w.appendLong(w.files[o.file], o.n)
+	case "trace", "trace-wide":
+		w.appendTrace(w.files[o.file], o.n+1, true, o.kind == "trace-wide")
 	case "partial":
 		w.partial(w.files[o.file])
 	case "rename", "rename-cut":
@@ -858,7 +904,9 @@ func (w *world) crashState(dir string) crashState {
 	}
 	ix := w.pieces()
 	for _, r := range w.b.records() {
-		cs.delivered[idOf(ix, r.value)]++
+		for _, id := range idsOf(ix, r.value) {
+			cs.delivered[id]++
+		}
 	}
 	return cs
 }
@@ -871,8 +919,10 @@ func short(v []byte) string {
 	return string(v)
 }
 
+// lineID is the id a line starts with (after the tab of a continuation
+// line).
 func lineID(v []byte) string {
-	id, _, _ := strings.Cut(string(v), " ")
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(v), "\t"), " ")
 	return id
 }
 
@@ -892,7 +942,9 @@ func (w *world) acked() map[string]bool {
 				got[p] = true
 				continue
 			}
-			out[lineID(r.value)] = true
+			for _, id := range idsOf(nil, r.value) {
+				out[id] = true
+			}
 		}
 	}
 	// A long line is acknowledged once every piece of it is.
@@ -914,7 +966,9 @@ func (w *world) deliveredIDs() map[string]bool {
 	ix := w.pieces()
 	out := map[string]bool{}
 	for _, r := range w.b.records() {
-		out[idOf(ix, r.value)] = true
+		for _, id := range idsOf(ix, r.value) {
+			out[id] = true
+		}
 	}
 	return out
 }
@@ -947,22 +1001,27 @@ func (w *world) check() {
 			}
 			continue
 		}
-		id := lineID(r.value)
-		l, ok := w.lines[id]
-		if ok && l.exempt && len(r.value) < len(l.text) && strings.HasPrefix(l.text, string(r.value)) {
-			// What the agent had read of a line whose rest went with its
-			// deleted file: sent as the file's unterminated last line.
-			continue
-		}
 		if strings.HasPrefix(string(r.value), "secret-") {
 			w.failf("Kafka holds %q, from a file outside the allowlist", short(r.value))
 			continue
 		}
-		if !ok || string(r.value) != l.text {
-			w.failf("Kafka holds %q, which is no line written", short(r.value))
-			continue
+		parts := strings.Split(string(r.value), "\n")
+		for i, part := range parts {
+			id := lineID([]byte(part))
+			l, ok := w.lines[id]
+			if ok && l.exempt && i == len(parts)-1 && len(part) < len(l.text) && strings.HasPrefix(l.text, part) {
+				// What the agent had read of a line whose rest went with
+				// its deleted file: sent as the file's unterminated last
+				// line.
+				continue
+			}
+			if !ok || part != l.text {
+				w.failf("Kafka holds %q, which is no line written (line %d of %d of a record)", short([]byte(part)), i+1, len(parts))
+				continue
+			}
+			count[id]++
 		}
-		count[id]++
+		w.checkSpan(r, parts)
 	}
 	for p, n := range pieceCount {
 		count[p.l.id] = max(count[p.l.id], n)
@@ -990,12 +1049,87 @@ func (w *world) check() {
 	for i, cs := range w.crashes {
 		w.checkRegistry(i, cs, recs)
 	}
+	// 4b. After the clean stop, with every line acknowledged, the registry
+	// has each collected file at its end: its offsets move over whole
+	// events, to where each ends, as Kafka acknowledges them.
+	if final := w.crashState(w.data); len(w.errs) == 0 {
+		for name := range w.files {
+			size := w.size(w.files[name])
+			if !w.collects(name) || size == 0 {
+				continue
+			}
+			var at []int64
+			for _, e := range final.files {
+				if e.Path == w.path(name) {
+					at = append(at, e.Offset)
+				}
+			}
+			if !slices.Contains(at, size) {
+				w.failf("after the last stop the registry has %s at %v, not at its end (%d), though every line in it was acknowledged", name, at, size)
+			}
+		}
+	}
 	// 5. Nothing outside the allowlist was opened: the file c.log leads
 	// to was not (the one h.log links to is opened by its allowed name,
 	// and refused; 1. shows neither was read).
 	if n := w.opens(); n > 0 {
 		w.failf("the file outside the allowlist that c.log leads to was opened (%d opens seen)", n)
 	}
+}
+
+// checkSpan: a record starts where its first line starts in the file it
+// was read from (its event id's offset), and a joined one (multi) is the
+// lines that follow it there, each a continuation line, within the
+// limits, and flagged multiline.
+func (w *world) checkSpan(r *stored, parts []string) {
+	_, start, ok := eventID(r)
+	if !ok {
+		w.failf("record %q has no event id", short(r.value))
+		return
+	}
+	if len(parts) > 1 {
+		if !strings.Contains(r.headers[record.HeaderFlags], record.FlagMultiline) {
+			w.failf("a joined event of %d lines is not flagged multiline: %q", len(parts), r.headers[record.HeaderFlags])
+		}
+		if len(parts) > simMultiLines || len(r.value) > simMultiBytes {
+			w.failf("a joined event of %d lines and %d bytes, past the limits (%d lines, %d bytes): %q", len(parts), len(r.value), simMultiLines, simMultiBytes, short(r.value))
+		}
+		for _, p := range parts[1:] {
+			if !strings.HasPrefix(p, "\t") {
+				w.failf("line %s, which starts an event, was joined to the one before it", lineID([]byte(p)))
+			}
+		}
+	}
+	first := w.lines[lineID([]byte(parts[0]))]
+	if first == nil {
+		return // reported by check
+	}
+	for _, g := range w.gens {
+		for i, sp := range g.lines {
+			if sp.l != first || sp.start != start {
+				continue
+			}
+			if w.follow(g, i, parts) {
+				return
+			}
+		}
+	}
+	w.failf("record of %d line(s) from %s says it starts at offset %d: no file held those lines, one after the other, from there", len(parts), first.id, start)
+}
+
+// follow reports whether parts are g's lines from i on, each starting
+// where the one before it ended.
+func (w *world) follow(g *gen, i int, parts []string) bool {
+	for j := 1; j < len(parts); j++ {
+		if i+j >= len(g.lines) {
+			return false
+		}
+		prev, sp := g.lines[i+j-1], g.lines[i+j]
+		if sp.l.id != lineID([]byte(parts[j])) || sp.start != prev.end {
+			return false
+		}
+	}
+	return true
 }
 
 // resentAfterCrash: some crash found the line delivered and not covered
@@ -1007,7 +1141,7 @@ func (w *world) resentAfterCrash(id string, recs []*stored) bool {
 		}
 		covered := false
 		for _, r := range recs {
-			if lineID(r.value) != id {
+			if !slices.Contains(idsOf(nil, r.value), id) {
 				continue
 			}
 			inst, start, ok := eventID(r)

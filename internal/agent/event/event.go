@@ -157,4 +157,9 @@ type Batch struct {
 	// batch is acknowledged: from then on nothing refers to the batch or
 	// its events, and whoever made it may reuse their memory.
 	Done func(*Batch)
+	// Background marks a batch sent on a schedule of the agent's own
+	// (host metrics): its events are not activity (Producer.Sent), so an
+	// agent whose only traffic is its host metrics stays idle to its
+	// memory governor.
+	Background bool
 }

@@ -15,6 +15,9 @@ import (
 type Prom struct {
 	mu   sync.Mutex
 	last *Snapshot
+	// descs are the series' descriptions by name and label names, made
+	// once: a description costs more to build than its series.
+	descs map[string]*prometheus.Desc
 }
 
 // Set makes s the snapshot scrapes show.
@@ -36,17 +39,39 @@ func (p *Prom) Collect(ch chan<- prometheus.Metric) {
 	if s == nil {
 		return
 	}
+	var names, values []string
+	var key strings.Builder
 	renderProm(s, func(name, help string, kind prometheus.ValueType, v float64, labels ...string) {
-		var names, values []string
+		names, values = names[:0], values[:0]
+		key.Reset()
+		key.WriteString(name)
 		for i := 0; i+1 < len(labels); i += 2 {
 			names = append(names, labels[i])
 			values = append(values, labels[i+1])
+			key.WriteByte(0)
+			key.WriteString(labels[i])
 		}
-		m, err := prometheus.NewConstMetric(prometheus.NewDesc(name, help, names, nil), kind, v, values...)
+		m, err := prometheus.NewConstMetric(p.desc(key.String(), name, help, names), kind, v, values...)
 		if err == nil {
 			ch <- m
 		}
 	})
+}
+
+// desc returns the description of name with the label names, keyed by
+// key.
+func (p *Prom) desc(key, name, help string, names []string) *prometheus.Desc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.descs[key]
+	if d == nil {
+		if p.descs == nil {
+			p.descs = map[string]*prometheus.Desc{}
+		}
+		d = prometheus.NewDesc(name, help, append([]string(nil), names...), nil)
+		p.descs[key] = d
+	}
+	return d
 }
 
 // emit is one series: name, help, type, value, then label name/value

@@ -94,6 +94,19 @@ func (s *reqSet) events() int {
 	return n
 }
 
+// activity is how many of the set's events are not Background.
+func (s *reqSet) activity() int {
+	n := 0
+	for _, ps := range s.parts {
+		for _, c := range ps.chunks {
+			if !c.st.batch.Background {
+				n += c.to - c.from
+			}
+		}
+	}
+	return n
+}
+
 // result is what became of a request: a response, an error, or (without
 // acks) nothing to wait for. A conn of a closed connection comes back as
 // closed.
@@ -412,7 +425,7 @@ func (e *engine) send(s *sender, cn conn) {
 		req := e.request(set, s)
 		n := set.events()
 		e.p.m.sent.Add(float64(n))
-		e.p.m.sentN.Add(uint64(n))
+		e.p.m.sentN.Add(uint64(set.activity()))
 		err := cn.produce(req, set, func(resp *sarama.ProduceResponse, err error) {
 			e.res.push(result{set: set, resp: resp, err: err})
 		})

@@ -243,8 +243,9 @@ func New(cfg Config, log *logrus.Entry, reg prometheus.Registerer) *Producer {
 	return p
 }
 
-// Sent is how many events were handed to Kafka (re-sends included): it
-// stands still while there is nothing to send.
+// Sent is how many events were handed to Kafka (re-sends included), less
+// those of Background batches: it stands still while there is nothing to
+// send but the agent's own scheduled documents.
 func (p *Producer) Sent() uint64 { return p.m.sentN.Load() }
 
 // Ready reports whether the producer is connected and its most recent send

@@ -412,3 +412,26 @@ func TestFailingTopicLeavesTheOthersTheirShare(t *testing.T) {
 		t.Fatalf("the failing topic's offset moved to %d", a)
 	}
 }
+
+// Only the lines' events are activity: a Background batch (host metrics
+// on their schedule) is written and acknowledged like any other but
+// leaves Sent where it was, so the agent's memory governor stays idle on
+// a host whose files are quiet.
+func TestBackgroundBatchesAreNotActivity(t *testing.T) {
+	r := newRig(t, "")
+	lines, metrics := newFile("lines"), newFile("metrics")
+	bg := metrics.batch(3)
+	bg.Background = true
+	r.send(bg)
+	r.k.take(t).ack()
+	waitAcked(t, metrics, 30)
+	if n := r.p.Sent(); n != 0 {
+		t.Fatalf("Sent = %d after a background batch of 3, want 0", n)
+	}
+	r.send(lines.batch(2))
+	r.k.take(t).ack()
+	waitAcked(t, lines, 20)
+	if n := r.p.Sent(); n != 2 {
+		t.Fatalf("Sent = %d after 2 lines, want 2", n)
+	}
+}

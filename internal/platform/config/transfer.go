@@ -60,6 +60,13 @@ type Discovery struct {
 	// KeysKey is the agents' signing keys' pattern (see [etcd] keys_key
 	// of logagent); the transfer watches every key under its prefix.
 	KeysKey string
+	// ElectionKey is the prefix the transfers elect their leader under
+	// (retention, index templates) when they use etcd; "" (or no etcd):
+	// each acts alone.
+	ElectionKey string
+	// ElectionTTL is the leader's lease: how long a dead leader keeps the
+	// lead.
+	ElectionTTL time.Duration
 }
 
 // ES is logtransfer's [es].
@@ -90,6 +97,34 @@ type ES struct {
 	MaxFuture, MaxAge time.Duration
 }
 
+// IndexSettings are what the transfer gives the indices of a topic: set
+// in its index template, so they apply to the indices created after.
+type IndexSettings struct {
+	Shards, Replicas int
+	// RefreshInterval is how soon a document is searchable (-1: only on
+	// an explicit refresh).
+	RefreshInterval time.Duration
+	// RetentionDays deletes a topic's indices once every day they can
+	// hold is older than this many days (0: kept for ever).
+	RetentionDays int
+}
+
+// Indices are [index] and its per-topic overrides, [index.<topic>].
+type Indices struct {
+	Default  IndexSettings
+	PerTopic map[string]IndexSettings // by topic as written in the section name
+	// RetentionEvery is the time between two retention sweeps.
+	RetentionEvery time.Duration
+}
+
+// For is topic's settings.
+func (x Indices) For(topic string) IndexSettings {
+	if s, ok := x.PerTopic[topic]; ok {
+		return s
+	}
+	return x.Default
+}
+
 // TransferConfig is the whole of logtransfer.ini.
 type TransferConfig struct {
 	Path      string
@@ -97,6 +132,7 @@ type TransferConfig struct {
 	Kafka     Consumer
 	Discovery Discovery
 	ES        ES
+	Indices   Indices
 	Log       Log
 	HTTP      HTTP
 	// MemoryLimit is the memory logtransfer aims to stay under (a soft
@@ -190,6 +226,11 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	if !strings.HasPrefix(d.PipelinesKey, "/") || !strings.HasSuffix(d.PipelinesKey, "/") {
 		c.Fail("etcd", "pipelines_key", "%q must start and end with /", d.PipelinesKey)
 	}
+	d.ElectionKey = c.Str("etcd", "election_key", "/logtransfer/leader")
+	if d.ElectionKey != "" && (!strings.HasPrefix(d.ElectionKey, "/") || strings.HasSuffix(d.ElectionKey, "/")) {
+		c.Fail("etcd", "election_key", "%q must start with / and not end with one", d.ElectionKey)
+	}
+	d.ElectionTTL = c.Duration("etcd", "election_ttl", 10*time.Second, 2*time.Second, 5*time.Minute)
 	d.Security = etcdSecurity(c, d.Endpoints)
 	if !d.Enabled && len(k.Topics) == 0 {
 		c.Fail("kafka", "topics", "no topics to consume: list them here or set [etcd] discover_topics = true")
@@ -271,6 +312,8 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	e.RetryBackoffMax = c.Duration("es", "retry_backoff_max", 30*time.Second, 10*time.Millisecond, 10*time.Minute)
 	e.ShutdownTimeout = c.Duration("es", "shutdown_timeout", 10*time.Second, 0, 10*time.Minute)
 
+	cfg.Indices = decodeIndices(c)
+
 	cfg.MemoryLimit = c.Int("transfer", "memory_limit", 112<<20, 32<<20, 1<<40)
 	cfg.DataDir = c.Str("transfer", "data_dir", "./data/logtransfer")
 	if cfg.DataDir == "" {
@@ -296,4 +339,37 @@ func (c *TransferConfig) Where(section, key string) string {
 		return fmt.Sprintf("%s: [%s] %s", c.Path, section, key)
 	}
 	return c.ini.where(section, key)
+}
+
+// decodeIndices reads [index], then every [index.<topic>], each key of
+// which falls back to [index]'s.
+func decodeIndices(c *iniFile) Indices {
+	read := func(section string, def IndexSettings) IndexSettings {
+		x := IndexSettings{
+			Shards:          c.Int(section, "shards", def.Shards, 1, 1024),
+			Replicas:        c.Int(section, "replicas", def.Replicas, 0, 64),
+			RefreshInterval: c.Duration(section, "refresh_interval", def.RefreshInterval, -time.Second, time.Hour),
+			RetentionDays:   c.Int(section, "retention_days", def.RetentionDays, 0, 100*366),
+		}
+		if r := x.RefreshInterval; r != def.RefreshInterval && (r < 0 && r != -time.Second || r >= 0 && r < time.Millisecond) {
+			c.Fail(section, "refresh_interval", "%s: want at least 1ms, or -1 (refresh only when asked)", r)
+			x.RefreshInterval = def.RefreshInterval
+		}
+		return x
+	}
+	x := Indices{Default: read("index", IndexSettings{Shards: 1, Replicas: 1, RefreshInterval: time.Second}), PerTopic: map[string]IndexSettings{},
+		RetentionEvery: c.Duration("index", "retention_interval", time.Hour, time.Second, 24*time.Hour)}
+	for _, s := range c.f.Sections() {
+		topic, ok := strings.CutPrefix(s.Name(), "index.")
+		if !ok {
+			continue
+		}
+		if err := collectconf.ValidTopic(topic); err != nil {
+			c.used[lineKey(s.Name(), "")] = true // reported here, not again as unknown
+			c.Fail(s.Name(), "", "%v", err)
+			continue
+		}
+		x.PerTopic[topic] = read(s.Name(), x.Default)
+	}
+	return x
 }

@@ -140,3 +140,41 @@ func TestCredentialsInCleartextRefused(t *testing.T) {
 		t.Errorf("scram without tls refused: %v", err)
 	}
 }
+
+// [index] sets every topic's indices; [index.<topic>] overrides it key by
+// key; a bad value or topic name stops the start with its line.
+func TestIndexSettingsPerTopic(t *testing.T) {
+	const head = "[kafka]\ntopics = web_log\n"
+	cfg, err := ParseTransfer("t.ini", []byte(head+"[index]\nreplicas = 0\nretention_days = 7\n[index.web_log]\nshards = 3\nrefresh_interval = 30s\n[index.audit]\nretention_days = 0\nrefresh_interval = -1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]IndexSettings{
+		"web_log": {Shards: 3, Replicas: 0, RefreshInterval: 30 * time.Second, RetentionDays: 7},
+		"audit":   {Shards: 1, Replicas: 0, RefreshInterval: -time.Second, RetentionDays: 0},
+		"other":   {Shards: 1, Replicas: 0, RefreshInterval: time.Second, RetentionDays: 7},
+	} {
+		if got := cfg.Indices.For(topic); got != want {
+			t.Errorf("%s: %+v, want %+v", topic, got, want)
+		}
+	}
+	def, err := ParseTransfer("t.ini", []byte(head))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := def.Indices.For("x"); got != (IndexSettings{Shards: 1, Replicas: 1, RefreshInterval: time.Second}) {
+		t.Errorf("defaults %+v", got)
+	}
+	for _, bad := range []struct{ ini, want string }{
+		{"[index]\nreplicas = -1\n", "t.ini:4: [index] replicas"},
+		{"[index]\nrefresh_interval = 0s\n", "t.ini:4: [index] refresh_interval"},
+		{"[index.web_log]\nshards = 0\n", "t.ini:4: [index.web_log] shards"},
+		{"[index.web_log]\nretention = 7\n", "t.ini:4: [index.web_log] retention: unknown key"},
+		{"[index.bad topic]\nshards = 2\n", "[index.bad topic]"},
+	} {
+		_, err := ParseTransfer("t.ini", []byte(head+bad.ini))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: error %v, want one with %q", bad.ini, err, bad.want)
+		}
+	}
+}

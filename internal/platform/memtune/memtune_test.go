@@ -19,6 +19,7 @@ type recorder struct {
 	mu    sync.Mutex
 	gc    int
 	frees int
+	sets  []int // every setting, in order
 }
 
 func (r *recorder) setGC(p int) int {
@@ -26,6 +27,7 @@ func (r *recorder) setGC(p int) int {
 	defer r.mu.Unlock()
 	old := r.gc
 	r.gc = p
+	r.sets = append(r.sets, p)
 	return old
 }
 
@@ -60,6 +62,48 @@ func TestIdleReturnsMemoryAndWorkRestoresHeadroom(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() bool { gc, _ := rec.state(); return gc == 400 }, testutil.Msg("busy setting restored"))
 	// Idle again, then stop while idle: the busy setting is left in place.
 	testutil.Eventually(t, 5*time.Second, func() bool { gc, frees := rec.state(); return gc == 100 && frees == 2 }, testutil.Msg("idle again"))
+	cancel()
+	<-done
+	if gc, _ := rec.state(); gc != 400 {
+		t.Fatalf("stopped with GC %d, want the busy 400", gc)
+	}
+}
+
+// A job on a schedule of the daemon's own (host metrics) gives the idle
+// heap room for its garbage while it runs, and only while it runs; work
+// still restores the busy setting.
+func TestScheduledJobRaisesTheIdlePercentage(t *testing.T) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	var activity atomic.Uint64
+	var scheduled atomic.Bool
+	rec := &recorder{gc: 400}
+	g := &Governor{Activity: activity.Load, IdleGCPercent: 25, Scheduled: scheduled.Load, ScheduledGCPercent: 100,
+		IdleAfter: 10 * time.Millisecond, Check: 2 * time.Millisecond, Log: logrus.NewEntry(l), setGC: rec.setGC, free: rec.free}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); g.Run(ctx) }()
+	gcIs := func(want int) func() bool { return func() bool { gc, _ := rec.state(); return gc == want } }
+	testutil.Eventually(t, 5*time.Second, gcIs(25), testutil.Msg("the idle setting"))
+	scheduled.Store(true)
+	testutil.Eventually(t, 5*time.Second, gcIs(100), testutil.Msg("room for the scheduled job"))
+	rec.mu.Lock()
+	n := len(rec.sets)
+	rec.mu.Unlock()
+	activity.Add(1)
+	// Busy for IdleAfter, then idle again: 400, then 100 (the job is on).
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.sets) >= n+2
+	}, testutil.Msg("busy, then idle again"))
+	rec.mu.Lock()
+	if got := rec.sets[n : n+2]; got[0] != 400 || got[1] != 100 {
+		t.Errorf("after work: settings %v, want the busy 400 then the scheduled job's 100", got)
+	}
+	rec.mu.Unlock()
+	scheduled.Store(false)
+	testutil.Eventually(t, 5*time.Second, gcIs(25), testutil.Msg("the job stopped: the plain idle setting"))
 	cancel()
 	<-done
 	if gc, _ := rec.state(); gc != 400 {

@@ -7,7 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/olivere/elastic/v7"
 	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
 // TemplateName is the composable index template logtransfer manages for
@@ -21,22 +24,35 @@ func TemplateName(topic string) string { return "logpipe-" + strings.ToLower(top
 // higher priority ("nginx-error-*" over "nginx-*").
 func TemplatePriority(pattern string) int { return 200 + len(pattern) }
 
-// TemplateBody is the composable index template for indices matching
-// pattern: @timestamp as date, message as text, the pipeline's host, log
+// ManagedBy is the marker the transfer leaves in the mapping of every
+// index it creates (_meta.managed_by, through its template): retention
+// deletes no index without it.
+const ManagedBy = "logtransfer"
+
+// TemplateBody is the composable index template for topic's indices,
+// matching pattern: the settings the operator gave the topic (shards,
+// replicas, refresh interval), the marker (_meta: managed_by ManagedBy and
+// the topic, copied into each index's mapping), @timestamp as date, message as text, the pipeline's host, log
 // and kafka fields as keyword/long, the built-in processing pipelines'
 // fields with their types (long, ip, keyword, date), and other strings
 // (the agents' static fields) as keyword, host metrics' shares and load
 // as floats, so a Kibana data view "<topic>-*" works at once.
-func TemplateBody(pattern string) []byte {
+func TemplateBody(topic, pattern string, set config.IndexSettings) []byte {
 	kw := map[string]any{"type": "keyword"}
 	long := map[string]any{"type": "long"}
 	date := map[string]any{"type": "date", "format": "strict_date_optional_time_nanos||strict_date_optional_time"}
 	t := map[string]any{
 		"index_patterns": []string{pattern},
 		"priority":       TemplatePriority(pattern),
-		"_meta":          map[string]any{"managed_by": "logtransfer"},
+		"_meta":          map[string]any{"managed_by": ManagedBy, "topic": topic},
 		"template": map[string]any{
+			"settings": map[string]any{"index": map[string]any{
+				"number_of_shards":   set.Shards,
+				"number_of_replicas": set.Replicas,
+				"refresh_interval":   esDuration(set.RefreshInterval),
+			}},
 			"mappings": map[string]any{
+				"_meta": map[string]any{"managed_by": ManagedBy, "topic": topic},
 				"dynamic_templates": []any{
 					// Host metrics (Metricbeat's names): shares and load are
 					// fractions, whatever the first value happened to be (0
@@ -101,16 +117,45 @@ func TemplateBody(pattern string) []byte {
 	return b
 }
 
+// esDuration writes d as Elasticsearch reads a time value ("-1": never).
+func esDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-1"
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	default:
+		return fmt.Sprintf("%dms", d/time.Millisecond)
+	}
+}
+
 // EnsureTemplate installs (or updates) the template named name for
 // pattern, retrying until Elasticsearch accepts it or ctx ends.
 // TryTemplate makes one attempt at installing the template (bounded by
 // 10 s), for callers that keep other work going while it fails.
-func (w *Writer) TryTemplate(ctx context.Context, name, pattern string) error {
+func (w *Writer) TryTemplate(ctx context.Context, topic, pattern string, set config.IndexSettings) error {
+	name := TemplateName(topic)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := w.client.IndexPutIndexTemplate(name).BodyString(string(TemplateBody(pattern))).Do(ctx); err != nil {
+	if _, err := w.client.IndexPutIndexTemplate(name).BodyString(string(TemplateBody(topic, pattern, set))).Do(ctx); err != nil {
 		return fmt.Errorf("installing index template %s for %s: %w", name, pattern, err)
 	}
 	w.log.WithFields(logrus.Fields{"template": name, "pattern": pattern}).Info("index template installed")
+	return nil
+}
+
+// HasTemplate reports (nil) that topic's index template is installed: a
+// transfer that does not lead waits for the leader's (bounded by 10 s).
+func (w *Writer) HasTemplate(ctx context.Context, topic string) error {
+	name := TemplateName(topic)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := w.client.IndexGetIndexTemplate(name).Do(ctx)
+	if elastic.IsNotFound(err) {
+		return fmt.Errorf("index template %s is not installed yet (the leading transfer installs it)", name)
+	}
+	if err != nil {
+		return fmt.Errorf("looking for index template %s: %w", name, err)
+	}
 	return nil
 }

@@ -90,6 +90,17 @@ func (n *Name) sameAllDay() bool {
 	return true
 }
 
+// HasTopic reports whether names carry the topic (%{topic}): only then
+// are a topic's indices its own.
+func (n *Name) HasTopic() bool {
+	for _, p := range n.parts {
+		if p.topic {
+			return true
+		}
+	}
+	return false
+}
+
 // Period returns a key of t such that every time with the same key gets
 // the same name: its UTC day for a daily pattern, else its second.
 func (n *Name) Period(t time.Time) int64 {
@@ -137,4 +148,53 @@ func (n *Name) Pattern(topic string) string {
 		}
 	}
 	return b.String()
+}
+
+// Time is the start of the period an index of topic named name holds
+// (what Name gave for it), and whether name is such an index: the topic,
+// the pattern's literal text, and a time in each date part, nothing else.
+// Retention reads an index's age from it. A name that merely matches
+// Pattern (another topic "<topic>-x", someone else's index) is not.
+func (n *Name) Time(topic, name string) (time.Time, bool) {
+	rest := name
+	var layouts, values []string
+	for i, p := range n.parts {
+		switch {
+		case p.topic:
+			t := strings.ToLower(topic)
+			if !strings.HasPrefix(rest, t) {
+				return time.Time{}, false
+			}
+			rest = rest[len(t):]
+		case p.layout != "":
+			// The date runs to the next literal text (or the end): the
+			// layouts the pattern allows format times without it.
+			end := len(rest)
+			if i+1 < len(n.parts) {
+				next := n.parts[i+1]
+				if next.lit == "" {
+					return time.Time{}, false // two variable parts in a row: ambiguous
+				}
+				if end = strings.Index(rest, next.lit); end < 0 {
+					return time.Time{}, false
+				}
+			}
+			layouts, values = append(layouts, p.layout), append(values, rest[:end])
+			rest = rest[end:]
+		default:
+			if !strings.HasPrefix(rest, p.lit) {
+				return time.Time{}, false
+			}
+			rest = rest[len(p.lit):]
+		}
+	}
+	if rest != "" || len(layouts) == 0 {
+		return time.Time{}, false
+	}
+	// The parts parse as one layout, "|" (no layout element) between them.
+	t, err := time.Parse(strings.Join(layouts, "|"), strings.Join(values, "|"))
+	if err != nil || n.Name(topic, t) != name {
+		return time.Time{}, false
+	}
+	return t, true
 }

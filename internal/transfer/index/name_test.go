@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"pgregory.net/rapid"
+
 	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
@@ -65,4 +67,31 @@ func TestIndexNames(t *testing.T) {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
 	}
+}
+
+// Time reads back what Name wrote: for any topic and time, the index
+// named for them gives a time that names the same index, no later than
+// the time itself; an index of another topic, even one the pattern
+// matches ("<topic>-x"), or a name with anything added, gives none.
+func TestIndexTimeReadsBackName(t *testing.T) {
+	patterns := []string{config.DefaultIndex, "logs-%{topic}-%{+2006.01}", "%{topic}-%{+2006.01.02.15}", "%{topic}.%{+2006}.%{+01}.%{+02}", "x-%{topic}-%{+2006-01-02t1504}", "%{topic}-%{+2006.002}"}
+	rapid.Check(t, func(t *rapid.T) {
+		n, err := Parse(rapid.SampledFrom(patterns).Draw(t, "pattern"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		topic := rapid.StringMatching(`[a-z0-9][a-z0-9_.]{0,12}`).Draw(t, "topic")
+		at := time.Unix(rapid.Int64Range(0, 4102444800).Draw(t, "unix"), 0).UTC()
+		name := n.Name(topic, at)
+		got, ok := n.Time(topic, name)
+		if !ok || got.After(at) || n.Name(topic, got) != name {
+			t.Fatalf("Time(%q, %q) = %v, %v; want a time no later than %v that names it", topic, name, got, ok, at)
+		}
+		if _, ok := n.Time(topic, n.Name(topic+"-x", at)); ok {
+			t.Fatalf("an index of topic %q read as one of %q", topic+"-x", topic)
+		}
+		if _, ok := n.Time(topic, name+"-restored"); ok {
+			t.Fatalf("%q read as an index of %q", name+"-restored", topic)
+		}
+	})
 }

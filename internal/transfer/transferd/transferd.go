@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/olivere/elastic/v7"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
+	"github.com/logpipe/logpipe/internal/platform/election"
 	"github.com/logpipe/logpipe/internal/platform/etcdclient"
 	"github.com/logpipe/logpipe/internal/platform/fsutil"
 	"github.com/logpipe/logpipe/internal/platform/httpserver"
@@ -36,6 +38,7 @@ import (
 	"github.com/logpipe/logpipe/internal/transfer"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/index"
+	"github.com/logpipe/logpipe/internal/transfer/indexlife"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
 
@@ -63,8 +66,13 @@ type Daemon struct {
 	pipes     *pipeline.Set
 	ring      *keyring.Ring // nil: signatures not checked
 	http      *httpserver.Server
-	mem       *memtune.Floor // nil: the memory limit is left alone
-	thr       *logging.Throttle
+	mem       *memtune.Floor       // nil: the memory limit is left alone
+	retention *indexlife.Retention // nil: the index pattern names no topic
+	// elector elects the transfer that runs retention and installs index
+	// templates; nil: this one acts alone (no etcd, or no election_key).
+	elector *election.Elector
+	thr     *logging.Throttle
+	install func(ctx context.Context, topic string) error
 	// savedPipes is the pipeline cache last written.
 	savedPipes []byte
 }
@@ -118,11 +126,25 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 			AcceptUnsigned: cfg.AcceptUnsigned,
 		}, log, d.prom)
 	}
+	if d.cli != nil && cfg.Discovery.ElectionKey != "" {
+		d.elector = election.New(d.cli, election.Options{Key: cfg.Discovery.ElectionKey, ID: instanceName(cfg), TTL: cfg.Discovery.ElectionTTL,
+			Timeout: cfg.Discovery.Timeout, Metric: "logtransfer"}, log, d.prom)
+	}
+	d.install = func(ctx context.Context, topic string) error {
+		return d.writer.TryTemplate(ctx, topic, idx.Pattern(topic), cfg.Indices.For(topic))
+	}
 	var prepare func(context.Context, string) error
 	if cfg.ES.ManageTemplates {
-		prepare = func(ctx context.Context, topic string) error {
-			return d.writer.TryTemplate(ctx, eswriter.TemplateName(topic), idx.Pattern(topic))
+		prepare = d.prepare
+	}
+	if idx.HasTopic() {
+		rc := indexlife.Config{Client: es, Index: idx, Topics: d.topics.List, Settings: cfg.Indices.For, Every: cfg.Indices.RetentionEvery}
+		if d.elector != nil {
+			rc.Confirm = d.elector.Confirm
 		}
+		d.retention = indexlife.New(rc, log, d.prom)
+	} else if cfg.Indices.Default.RetentionDays > 0 || len(cfg.Indices.PerTopic) > 0 {
+		log.WithField("index", cfg.ES.Index).Warn("the index pattern names no topic (%{topic}): retention and per-topic index settings cannot tell topics' indices apart, and are off")
 	}
 	d.consumer = transfer.NewConsumer(transfer.Options{
 		Kafka:          cfg.Kafka,
@@ -156,6 +178,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		}
 		d.http = httpserver.New(cfg.HTTP.Addr, cfg.HTTP.Pprof, d.prom, checks, log)
 		d.http.Handle("/status", http.HandlerFunc(d.serveStatus))
+		d.http.Handle("/indices", http.HandlerFunc(d.serveIndices))
 		if err := d.http.Listen(); err != nil {
 			d.close()
 			return nil, err
@@ -248,6 +271,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.mem != nil {
 		write.Go("memory limit", d.mem.Run)
 	}
+	switch {
+	case d.elector != nil:
+		write.Go("election", func(ctx context.Context) error { return d.elector.Run(ctx, d.lead) })
+	case d.retention != nil:
+		write.Go("retention", d.retention.Run)
+	}
 	read := r.Stage("read")
 	if d.watch != nil {
 		read.Go("etcd watch", d.watch.Run)
@@ -272,6 +301,75 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("stopped")
 	return err
+}
+
+// instanceName names this transfer to the others: its Kafka instance_id,
+// else its host and HTTP address.
+func instanceName(cfg *config.TransferConfig) string {
+	if cfg.Kafka.InstanceID != "" {
+		return cfg.Kafka.InstanceID
+	}
+	host, _ := os.Hostname()
+	if cfg.HTTP.Addr != "" {
+		return host + " " + cfg.HTTP.Addr
+	}
+	return fmt.Sprintf("%s pid %d", host, os.Getpid())
+}
+
+// prepare readies a topic before its records are indexed: its index
+// template installed by this transfer if it leads or acts alone; else by
+// the leader, which this one waits for (the topic is held meanwhile).
+// With no leader known (etcd unreachable, or an etcd role that does not
+// let the transfers campaign) it installs the template itself rather than
+// hold the topic: installing is idempotent, unlike retention, which only
+// a leader runs.
+func (d *Daemon) prepare(ctx context.Context, topic string) error {
+	if d.elector == nil {
+		return d.install(ctx, topic)
+	}
+	d.elector.Known(ctx, d.cfg.Discovery.Timeout)
+	if d.elector.Confirm(ctx) == nil || d.elector.Status().Leader == "" {
+		return d.install(ctx, topic)
+	}
+	return d.writer.HasTemplate(ctx, topic)
+}
+
+// lead runs the leader's jobs until ctx ends (the lead lost, or the
+// daemon stopping): retention, and the index template of every topic
+// served, installed once per term (the leader's [index] settings win).
+func (d *Daemon) lead(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if d.retention != nil {
+		wg.Go(func() { _ = d.retention.Run(ctx) })
+	}
+	defer wg.Wait()
+	if !d.cfg.ES.ManageTemplates {
+		<-ctx.Done()
+		return nil
+	}
+	installed := map[string]bool{}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		for _, topic := range d.topics.List() {
+			if installed[topic] {
+				continue
+			}
+			if err := d.elector.Confirm(ctx); err != nil {
+				break
+			}
+			if err := d.install(ctx, topic); err != nil {
+				d.thr.Log("template", d.log.WithError(err).WithField("topic", topic), logrus.WarnLevel, "leader: installing an index template failed; retrying")
+				continue
+			}
+			installed[topic] = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 func (d *Daemon) discover(ctx context.Context) error {
@@ -369,5 +467,32 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	sort.Strings(claims)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined(), "pipelines": d.pipes.Status(), "elasticsearch": d.writer.Status()})
+	st := map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined(), "pipelines": d.pipes.Status(), "elasticsearch": d.writer.Status()}
+	if d.retention != nil {
+		st["retention"] = d.retention.Status()
+	}
+	if d.elector != nil {
+		st["leader"] = d.elector.Status()
+	} else {
+		st["leader"] = map[string]any{"id": instanceName(d.cfg), "leading": true, "alone": true}
+	}
+	_ = enc.Encode(st)
+}
+
+// serveIndices lists the indices of the topics served and what retention
+// makes of each (logctl indices): nothing is deleted.
+func (d *Daemon) serveIndices(w http.ResponseWriter, r *http.Request) {
+	if d.retention == nil {
+		http.Error(w, "the index pattern names no topic: the transfer cannot tell its indices apart", http.StatusNotImplemented)
+		return
+	}
+	list, err := d.retention.List(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(map[string]any{"indices": list})
 }

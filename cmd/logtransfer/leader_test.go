@@ -1,0 +1,169 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logpipe/logpipe/internal/dev/testutil"
+)
+
+// leaderStatus is what /status says of the election and retention.
+type leaderStatus struct {
+	Leader struct {
+		ID      string
+		Leading bool
+		Leader  string
+	}
+	Retention struct {
+		Deleted []struct{ Index string }
+	}
+}
+
+func statusOf(addr string) (leaderStatus, bool) {
+	var st leaderStatus
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + addr + "/status")
+	if err != nil {
+		return st, false
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st) == nil
+}
+
+// Three transfers elect one leader in etcd: it alone deletes what expires.
+// SIGKILLed, its lease runs out and a follower takes over within the
+// lease's TTL and deletes what expires next. Watched all along (every
+// 50 ms), at no moment do two say they lead, and each expired index is
+// deleted by the one leading then (Apache Kafka, Elasticsearch 7.17,
+// embedded etcd).
+func TestRealLeaderRunsRetentionAndAFollowerTakesOver(t *testing.T) {
+	kafka := testutil.SharedRealKafka(t)
+	node := testutil.SharedRealES(t)
+	es := testutil.ESClient{URL: node.URL()}
+	etcd := testutil.StartEtcd(t)
+	const topic = "leadret"
+	addrs := make([]string, 3)
+	procs := make([]*testutil.Proc, 3)
+	for i := range procs {
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+		ini := filepath.Join(t.TempDir(), "logtransfer.ini")
+		err := os.WriteFile(ini, []byte(fmt.Sprintf(`[kafka]
+address = %s
+topics = %s
+session_timeout = 6s
+[etcd]
+address = %s
+discover_topics = true
+election_ttl = 2s
+[es]
+address = %s
+flush_interval = 50ms
+[index]
+replicas = 0
+retention_days = 7
+retention_interval = 1s
+[transfer]
+verify_signatures = false
+data_dir = %s
+[http]
+addr = %s
+[log]
+level = %s
+`, kafka.Addr(), topic, etcd.Endpoint(), node.URL(), t.TempDir(), addrs[i], logLevel())), 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = start(t, ini, i)
+	}
+	// The watcher: who says it leads, every 50 ms, until the test ends.
+	var mu sync.Mutex
+	var both []string
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			var leading []string
+			for i, a := range addrs {
+				if st, ok := statusOf(a); ok && st.Leader.Leading && procs[i].Running() {
+					leading = append(leading, st.Leader.ID)
+				}
+			}
+			if len(leading) > 1 {
+				mu.Lock()
+				both = append(both, strings.Join(leading, " and "))
+				mu.Unlock()
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-watched
+		mu.Lock()
+		defer mu.Unlock()
+		if len(both) > 0 {
+			t.Errorf("two transfers led at once %d times: %v", len(both), both[0])
+		}
+	}()
+
+	leader := func() int {
+		for i, a := range addrs {
+			if st, ok := statusOf(a); ok && st.Leader.Leading && procs[i].Running() {
+				return i
+			}
+		}
+		return -1
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool { return leader() >= 0 }, testutil.Msg("a leader"))
+	// The leader installs the topic's template; an index created from it
+	// carries the marker, as the transfer's own do.
+	testutil.Eventually(t, 30*time.Second, func() bool { st, _ := es.Do(t, "GET", "/_index_template/logpipe-"+topic, ""); return st == 200 },
+		testutil.Msg("the leader installed the template"))
+	deletedBy := func(index string) int {
+		for i, a := range addrs {
+			if st, ok := statusOf(a); ok && slices.ContainsFunc(st.Retention.Deleted, func(d struct{ Index string }) bool { return d.Index == index }) {
+				return i
+			}
+		}
+		return -1
+	}
+	expire := func(daysAgo int) string {
+		name := topic + "-" + time.Now().UTC().AddDate(0, 0, -daysAgo).Format("2006.01.02")
+		es.JSON(t, 200, "PUT", "/"+name, `{}`, nil)
+		return name
+	}
+	first := leader()
+	idx1 := expire(10)
+	testutil.Eventually(t, 30*time.Second, func() bool { return deletedBy(idx1) >= 0 }, testutil.Msg("%s deleted", idx1))
+	if by := deletedBy(idx1); by != first {
+		t.Fatalf("%s deleted by transfer %d; transfer %d leads", idx1, by, first)
+	}
+
+	procs[first].Kill()
+	killed := time.Now()
+	testutil.Eventually(t, 30*time.Second, func() bool { l := leader(); return l >= 0 && l != first }, testutil.Msg("a follower leads"))
+	took := time.Since(killed)
+	second := leader()
+	idx2 := expire(11)
+	testutil.Eventually(t, 30*time.Second, func() bool { return deletedBy(idx2) >= 0 }, testutil.Msg("%s deleted", idx2))
+	if by := deletedBy(idx2); by != second {
+		t.Fatalf("%s deleted by transfer %d; transfer %d leads", idx2, by, second)
+	}
+	t.Logf("transfer %d led and deleted %s; SIGKILLed, transfer %d led %v later (lease 2 s) and deleted %s", first, idx1, second, took.Round(10*time.Millisecond), idx2)
+	if took > 10*time.Second {
+		t.Errorf("the take-over took %v for a 2 s lease", took)
+	}
+}
