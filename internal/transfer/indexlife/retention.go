@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -263,7 +264,7 @@ func (r *Retention) list(ctx context.Context, topic string) ([]Index, error) {
 		if c := a.From.Compare(b.From); c != 0 {
 			return c
 		}
-		return compareStrings(a.Name, b.Name)
+		return strings.Compare(a.Name, b.Name)
 	})
 	return out, nil
 }
@@ -292,16 +293,6 @@ func judge(n *index.Name, topic, name, managedBy, markTopic string, days int, no
 		ix.Expired = !now.Before(ix.Expires)
 	}
 	return ix
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // periodEnd is the first instant after from that the pattern names other
