@@ -284,6 +284,7 @@ var reached = []struct {
 	{"a joined event last in its file", []op{{kind: "config", file: "multi"}, {kind: "trace", file: "a.log", n: 1}}},
 	{"lines that start events, under multi", []op{{kind: "config", file: "multi"}, {kind: "append", file: "a.log", n: 2}}},
 	{"a trace past max_bytes", []op{{kind: "config", file: "multi"}, {kind: "trace-wide", file: "b.log", n: 9}}},
+	{"a line written before its file was collected, under multi", []op{{kind: "config", file: "a"}, {kind: "append", file: "b.log", n: 1}, {kind: "config", file: "multi"}}},
 }
 
 // foundReplays is how many times each found schedule replays.
@@ -974,6 +975,19 @@ func (w *world) deliveredIDs() map[string]bool {
 }
 
 // missing counts the lines that must be in Kafka and are not yet.
+// allAcked reports whether Kafka acknowledged every line f holds now.
+func (w *world) allAcked(f *wfile, acked map[string]bool) bool {
+	if f.partial != nil || f.gen == nil {
+		return f.partial == nil
+	}
+	for _, sp := range f.gen.lines {
+		if !acked[sp.l.id] {
+			return false
+		}
+	}
+	return true
+}
+
 func (w *world) missing() int {
 	acked := w.acked()
 	n := 0
@@ -1049,13 +1063,15 @@ func (w *world) check() {
 	for i, cs := range w.crashes {
 		w.checkRegistry(i, cs, recs)
 	}
-	// 4b. After the clean stop, with every line acknowledged, the registry
-	// has each collected file at its end: its offsets move over whole
-	// events, to where each ends, as Kafka acknowledges them.
+	// 4b. After the clean stop, each collected file whose every line
+	// Kafka acknowledged is at its end in the registry: its offsets move
+	// over whole events, to where each ends, as Kafka acknowledges them.
+	// (A line written while its file was not collected need not have
+	// been read before the stop, and then the registry is short of it.)
 	if final := w.crashState(w.data); len(w.errs) == 0 {
-		for name := range w.files {
-			size := w.size(w.files[name])
-			if !w.collects(name) || size == 0 {
+		for name, f := range w.files {
+			size := w.size(f)
+			if !w.collects(name) || size == 0 || !w.allAcked(f, acked) {
 				continue
 			}
 			var at []int64
