@@ -140,8 +140,8 @@ if [ -n "${REAL:-}" ]; then
   echo "indices (the transfer's GET /indices: age, size, what retention makes of each):"
   curl -s 'http://127.0.0.1:9732/indices' | sed -n 's/.*"index": "\(.*\)",/  \1/p'
   echo
-  echo "one document, read back with _search (service:shop AND ERROR):"
-  curl -s 'http://127.0.0.1:9200/app_log-*/_search?size=1&q=service:shop%20AND%20message:ERROR&pretty' | sed -n '/"_source"/,/^      }/p'
+  echo "one document, read back with _search (fields.service:shop AND ERROR):"
+  curl -s 'http://127.0.0.1:9200/app_log-*/_search?size=1&q=fields.service:shop%20AND%20message:ERROR&pretty' | sed -n '/"_source"/,/^      }/p'
   cat <<MSG
 
 The pipeline is running on Apache Kafka and Elasticsearch (PIDs in $DEMO/pids
@@ -158,7 +158,7 @@ fi
 cat <<MSG
 
 The pipeline is running (PIDs in $DEMO/pids, logs in $DEMO/*.log).
-  browse the logs:   http://127.0.0.1:9428/select/vmui/   (query e.g.: service:shop AND ERROR)
+  browse the logs:   http://127.0.0.1:9428/select/vmui/   (query e.g.: fields.service:shop AND ERROR)
   host metrics:      $(scripts/demo-graph-url.sh)
                      (CPU busy, memory used and network in, % and bytes/s; the agent also shows them
                      at 127.0.0.1:9731/metrics as node_* series)

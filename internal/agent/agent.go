@@ -59,6 +59,7 @@ type Agent struct {
 	prom *prometheus.Registry
 
 	host, ip string
+	id       string // agent.id (loadAgentID)
 	started  time.Time
 	guard    *pathguard.Guard
 	inv      *inventory.Publisher
@@ -119,6 +120,11 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		return nil, err
 	}
 	a.reg = reg
+	// After the registry: it holds the data directory's lock.
+	if a.id, err = loadAgentID(cfg.Agent.DataDir); err != nil {
+		reg.Close()
+		return nil, err
+	}
 	cli, err := etcdclient.New(cfg.Etcd.Endpoints, cfg.Etcd.Timeout, cfg.Etcd.Security)
 	if err != nil {
 		reg.Close()
@@ -140,7 +146,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 		Signer:          signer,
 	}, log, a.prom)
 	a.coll = collector.New(collector.Config{
-		Host: a.host, IP: a.ip,
+		Host: a.host, IP: a.ip, AgentID: a.id, AgentVersion: opts.Version,
 		MaxLineBytes: cfg.Agent.MaxLineBytes,
 		PollInterval: cfg.Agent.PollInterval,
 		ScanInterval: cfg.Agent.ScanInterval,
@@ -179,7 +185,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 			return nil, err
 		}
 	}
-	log.WithFields(logrus.Fields{"host": a.host, "ip": a.ip, "key": a.key, "data_dir": cfg.Agent.DataDir, "version": opts.Version}).Info("logagent configured")
+	log.WithFields(logrus.Fields{"host": a.host, "ip": a.ip, "agent_id": a.id, "key": a.key, "data_dir": cfg.Agent.DataDir, "version": opts.Version}).Info("logagent configured")
 	return a, nil
 }
 
@@ -417,6 +423,7 @@ func (a *Agent) removeCache() {
 type Status struct {
 	Host        string                 `json:"host"`
 	IP          string                 `json:"ip"`
+	AgentID     string                 `json:"agent_id"`
 	Key         string                 `json:"key"`
 	Revision    int64                  `json:"config_revision"`
 	ConfigError string                 `json:"config_error,omitempty"`
@@ -432,7 +439,7 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	rev, lastErr := a.appliedRev, a.lastErr
 	a.mu.Unlock()
-	return Status{Host: a.host, IP: a.ip, Key: a.key, Revision: rev, ConfigError: lastErr, Tasks: a.tasks(), Topics: a.prod.Topics(),
+	return Status{Host: a.host, IP: a.ip, AgentID: a.id, Key: a.key, Revision: rev, ConfigError: lastErr, Tasks: a.tasks(), Topics: a.prod.Topics(),
 		Metrics: a.metrics.status()}
 }
 

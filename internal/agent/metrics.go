@@ -38,6 +38,8 @@ const metricsSource = "hostmetrics"
 type hostMetrics struct {
 	log      *logrus.Entry
 	host, ip string
+	agentID  string // agent.id and agent.version in its records
+	version  string
 	key      string
 	cache    string // the last good config, for a start while etcd is down
 	watch    *confwatch.Watcher
@@ -67,7 +69,7 @@ type hostMetrics struct {
 func newHostMetrics(a *Agent, key string) *hostMetrics {
 	h := &hostMetrics{
 		log:  a.log.WithField("component", "hostmetrics"),
-		host: a.host, ip: a.ip, key: key, cache: filepath.Join(a.cfg.Agent.DataDir, "metrics_config.json"),
+		host: a.host, ip: a.ip, agentID: a.id, version: a.opts.Version, key: key, cache: filepath.Join(a.cfg.Agent.DataDir, "metrics_config.json"),
 		// No metrics of its own: the collect config's watcher has them.
 		watch:   confwatch.New(a.cli, key, false, a.cfg.Etcd.Timeout, a.log, nil, "logagent"),
 		coll:    hostmetrics.NewCollector(hostmetrics.DefaultFilters()),
@@ -229,7 +231,7 @@ func (h *hostMetrics) source(topic string) *event.Source {
 	defer h.mu.Unlock()
 	s := h.sources[topic]
 	if s == nil {
-		s = event.NewSource(topic, metricsSource, h.host, h.ip, nil).WithKind(record.KindMetric)
+		s = event.NewSource(topic, metricsSource, h.host, h.ip, nil).WithAgent(h.agentID, h.version).WithKind(record.KindMetric)
 		h.sources[topic] = s
 	}
 	return s

@@ -3,9 +3,7 @@ package transfer
 import (
 	"context"
 	"encoding/json"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -13,24 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/logpipe/logpipe/internal/contract/record"
-	"github.com/logpipe/logpipe/internal/platform/jsonenc"
 	"github.com/logpipe/logpipe/internal/platform/kafka"
 	"github.com/logpipe/logpipe/internal/transfer/document"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/pipeline"
 )
-
-// reservedField reports whether a static field would collide with a
-// document field the pipeline sets itself (an agent validates this; other
-// producers might not).
-func reservedField(k string) bool {
-	for _, r := range []string{"@timestamp", "message", "host", "log", "kafka", "event"} {
-		if k == r || strings.HasPrefix(k, r+".") {
-			return true
-		}
-	}
-	return k == ""
-}
 
 // docID is the Elasticsearch _id of a record: the producing host and the
 // agent's event id (record.DocID), so a re-delivered line lands on its
@@ -87,9 +72,9 @@ func eventTime(msg *sarama.ConsumerMessage) time.Time {
 
 // fieldsCache renders a "fields" header (a JSON object of the collect
 // entry's static fields) into the document fragment it becomes
-// (`,"k":"v",…`, reserved names dropped), once per distinct header value:
-// every record of one file carries the same one. Not safe for concurrent
-// use; each claim has its own.
+// (document.FieldsFragment), once per distinct header value: every record
+// of one file carries the same one. Not safe for concurrent use; each
+// claim has its own.
 type fieldsCache struct {
 	m     map[string][]byte
 	bytes int
@@ -98,38 +83,32 @@ type fieldsCache struct {
 // maxFieldsCacheBytes bounds one claim's fields cache.
 const maxFieldsCacheBytes = 1 << 20
 
-func (c *fieldsCache) fragment(raw []byte) []byte {
+func (c *fieldsCache) fragment(raw []byte, root bool) []byte {
 	if len(raw) == 0 {
 		return nil
 	}
-	if f, ok := c.m[string(raw)]; ok {
+	// The two placements are cached apart: a byte that cannot start a
+	// JSON object marks the root's.
+	key := string(raw)
+	if root {
+		key = "\x00" + key
+	}
+	if f, ok := c.m[key]; ok {
 		return f
 	}
 	var fields map[string]string
 	var frag []byte
 	if json.Unmarshal(raw, &fields) == nil {
-		keys := make([]string, 0, len(fields))
-		for k := range fields {
-			if !reservedField(k) {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			frag = append(frag, ',')
-			frag = jsonenc.AppendString(frag, k)
-			frag = append(frag, ':')
-			frag = jsonenc.AppendString(frag, fields[k])
-		}
+		frag = document.FieldsFragment(fields, root)
 	}
 	// Bounded in entries and bytes: a producer sending a different large
 	// header on every record must not grow it without end.
-	if c.m == nil || len(c.m) >= 1024 || c.bytes+len(raw)+len(frag) > maxFieldsCacheBytes {
+	if c.m == nil || len(c.m) >= 1024 || c.bytes+len(key)+len(frag) > maxFieldsCacheBytes {
 		c.m, c.bytes = map[string][]byte{}, 0
 	}
-	if len(raw)+len(frag) <= maxFieldsCacheBytes/4 {
-		c.m[string(raw)] = frag
-		c.bytes += len(raw) + len(frag)
+	if len(key)+len(frag) <= maxFieldsCacheBytes/4 {
+		c.m[key] = frag
+		c.bytes += len(key) + len(frag)
 	}
 	return frag
 }
@@ -165,9 +144,11 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 	if len(meta.Pipeline) > 0 && !c.knowsPipeline(ctx, meta.Pipeline) {
 		return nil, false
 	}
-	parts := partsOf(msg, &meta, st.fields.fragment(meta.Fields), ts)
+	parts := partsOf(msg, &meta, st.fields.fragment(meta.Fields, meta.RootFields), ts)
+	parts.Ingested = time.Now()
 	reject := ""
 	if len(meta.Pipeline) > 0 {
+		parts.Dataset = pipeline.Dataset(string(meta.Pipeline), msg.Topic)
 		res := &st.res
 		res.Reset()
 		c.runPipeline(meta.Pipeline, msg.Value, ts, res, st)
@@ -225,7 +206,7 @@ func (c *Consumer) document(ctx context.Context, r *gated, st *claimState) (*esw
 // pipeline adds what it made.
 func partsOf(msg *sarama.ConsumerMessage, meta *record.View, fields []byte, at time.Time) document.Parts {
 	return document.Parts{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Value: msg.Value,
-		Head: document.HeadOf(meta), Time: at, Fields: fields}
+		Head: document.HeadOf(meta), Time: at, Fields: fields, RootFields: meta.RootFields, Dataset: msg.Topic}
 }
 
 // origin is a consumed record as the dead-letter target sees it

@@ -16,6 +16,7 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
 	"github.com/logpipe/logpipe/internal/platform/kafka"
+	"github.com/logpipe/logpipe/internal/transfer/document"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 	"github.com/logpipe/logpipe/internal/transfer/index"
 )
@@ -34,7 +35,7 @@ func TestDocuments(t *testing.T) {
 		t.Helper()
 		meta := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
 		var fc fieldsCache
-		p := partsOf(msg, &meta, fc.fragment(meta.Fields), eventTime(msg))
+		p := partsOf(msg, &meta, fc.fragment(meta.Fields, meta.RootFields), eventTime(msg))
 		body := p.Render(nil)
 		var got map[string]any
 		if err := json.Unmarshal(body, &got); err != nil {
@@ -43,6 +44,15 @@ func TestDocuments(t *testing.T) {
 		if id := docID(msg, &meta, &claimState{}); id != wantID {
 			t.Errorf("%s: _id %q, want %q", name, id, wantID)
 		}
+		// Every document says its ECS version and its dataset (here the
+		// topic: no pipeline).
+		want["ecs"] = map[string]any{"version": document.ECSVersion}
+		ev, _ := want["event"].(map[string]any)
+		if ev == nil {
+			ev = map[string]any{}
+			want["event"] = ev
+		}
+		ev["dataset"] = msg.Topic
 		gj, _ := json.Marshal(got)
 		wj, _ := json.Marshal(want)
 		if string(gj) != string(wj) {
@@ -60,7 +70,19 @@ func TestDocuments(t *testing.T) {
 		"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": `GET /x "q" 200`,
 		"host":  map[string]any{"name": "web-1", "ip": "10.0.0.1"},
 		"log":   map[string]any{"file": map[string]any{"path": "/var/log/a.log"}, "offset": 1024.0, "flags": []any{"multiline", "split"}},
-		"kafka": kafka("web_log", 3, 42), "service": "shop", "env": "prod",
+		"kafka": kafka("web_log", 3, 42), "fields": map[string]any{"service": "shop", "env": "prod"},
+	})
+	f("agent record: its agent, fields at the root, nested", &sarama.ConsumerMessage{
+		Topic: "web_log", Partition: 3, Offset: 43, Timestamp: ts, Value: []byte(`x`),
+		Headers: hdrs("host.name", "web-1", "host.ip", "10.0.0.1", "agent.id", "3f2a", "agent.version", "1.2.3",
+			"event.id", "abc-1025", "fields.root", `{"service.name":"shop","labels.env":"prod","host":"evil","event.kind":"x"}`),
+	}, record.DocID([]byte("web-1"), []byte("10.0.0.1"), []byte("abc-1025")), map[string]any{
+		"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "x",
+		"host":  map[string]any{"name": "web-1", "ip": "10.0.0.1"},
+		"agent": map[string]any{"type": "logagent", "id": "3f2a", "name": "web-1", "version": "1.2.3"},
+		"log":   map[string]any{"offset": 1025.0},
+		"kafka": kafka("web_log", 3, 43), "service": map[string]any{"name": "shop"}, "labels": map[string]any{"env": "prod"},
+		"event": map[string]any{"kind": "x"},
 	})
 	f("agent record: path from the key, offset from the event id", &sarama.ConsumerMessage{
 		Topic: "web_log", Partition: 1, Offset: 9, Timestamp: ts, Value: []byte("x"), Key: []byte("/var/log/b.log"),
@@ -79,9 +101,14 @@ func TestDocuments(t *testing.T) {
 		Value: []byte("bad \xff\xfe utf8\ttab\x01\u2028 é"), Headers: hdrs("log.offset", "not-a-number", "host.ip", "1.2.3.4")},
 		"t-0-1", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "bad \ufffd\ufffd utf8\ttab\x01\u2028 é",
 			"host": map[string]any{"ip": "1.2.3.4"}, "kafka": kafka("t", 0, 1)})
-	f("reserved static fields are not overwritten", &sarama.ConsumerMessage{Topic: "t", Offset: 2, Timestamp: ts, Value: []byte("x"),
+	f("static fields under fields overwrite nothing", &sarama.ConsumerMessage{Topic: "t", Offset: 2, Timestamp: ts, Value: []byte("x"),
 		Headers: hdrs("fields", `{"message":"evil","host.name":"evil","ok":"yes"}`)},
-		"t-0-2", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "x", "kafka": kafka("t", 0, 2), "ok": "yes"})
+		"t-0-2", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "x", "kafka": kafka("t", 0, 2),
+			"fields": map[string]any{"message": "evil", "host": map[string]any{"name": "evil"}, "ok": "yes"}})
+	f("static fields at the root overwrite nothing", &sarama.ConsumerMessage{Topic: "t", Offset: 4, Timestamp: ts, Value: []byte("x"),
+		Headers: hdrs("host.name", "h", "fields.root", `{"message":"evil","host.name":"evil","ok":"yes"}`)},
+		"t-0-4", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "x", "kafka": kafka("t", 0, 4),
+			"host": map[string]any{"name": "h"}, "ok": "yes"})
 	f("empty value", &sarama.ConsumerMessage{Topic: "t", Offset: 3, Timestamp: ts},
 		"t-0-3", map[string]any{"@timestamp": "2026-11-23T10:11:12.345000000Z", "message": "", "kafka": kafka("t", 0, 3)})
 }
@@ -116,7 +143,7 @@ func BenchmarkDocument(b *testing.B) {
 	var fc fieldsCache
 	for i := 0; i < b.N; i++ {
 		meta := record.ParseRecord(msg.Key, kafka.Headers(msg.Headers))
-		p := partsOf(msg, &meta, fc.fragment(meta.Fields), msg.Timestamp)
+		p := partsOf(msg, &meta, fc.fragment(meta.Fields, meta.RootFields), msg.Timestamp)
 		buf = p.Render(buf[:0])
 	}
 	b.SetBytes(int64(len(buf)))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/contract/record"
 	"github.com/logpipe/logpipe/internal/platform/jsonenc"
+	"github.com/logpipe/logpipe/internal/transfer/document"
 	"github.com/logpipe/logpipe/internal/transfer/eswriter"
 )
 
@@ -54,13 +55,19 @@ func metricBody(meta *record.View, value []byte) ([]byte, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(v))
 	dec.Token() // {
+	var namesAgent, namesECS bool
 	for dec.More() {
 		k, err := dec.Token()
 		if err != nil {
 			return nil, errors.New("not a JSON object")
 		}
-		if k == "host" {
+		switch k {
+		case "host":
 			return nil, errors.New(`it names "host" itself (the record's headers say which host)`)
+		case "agent":
+			namesAgent = true
+		case "ecs":
+			namesECS = true
 		}
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
@@ -73,7 +80,7 @@ func metricBody(meta *record.View, value []byte) ([]byte, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("trailing data after the JSON object")
 	}
-	out := make([]byte, 0, len(v)+len(meta.HostName)+len(meta.HostIP)+32)
+	out := make([]byte, 0, len(v)+2*len(meta.HostName)+len(meta.HostIP)+len(meta.AgentID)+len(meta.AgentVersion)+128)
 	out = append(out, `{"host":{"name":`...)
 	out = jsonenc.AppendString(out, meta.HostName)
 	if len(meta.HostIP) > 0 {
@@ -81,6 +88,20 @@ func metricBody(meta *record.View, value []byte) ([]byte, error) {
 		out = jsonenc.AppendString(out, meta.HostIP)
 	}
 	out = append(out, '}')
+	if len(meta.AgentID) > 0 && !namesAgent {
+		out = append(out, `,"agent":{"type":"`+document.AgentType+`","id":`...)
+		out = jsonenc.AppendString(out, meta.AgentID)
+		out = append(out, `,"name":`...)
+		out = jsonenc.AppendString(out, meta.HostName)
+		if len(meta.AgentVersion) > 0 {
+			out = append(out, `,"version":`...)
+			out = jsonenc.AppendString(out, meta.AgentVersion)
+		}
+		out = append(out, '}')
+	}
+	if !namesECS {
+		out = append(out, `,"ecs":{"version":"`+document.ECSVersion+`"}`...)
+	}
 	if len(v) > 2 {
 		out = append(out, ',')
 	}

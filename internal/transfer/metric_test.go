@@ -25,9 +25,10 @@ func TestMetricBody(t *testing.T) {
 		}
 	}
 	f(`{"@timestamp":"2026-12-07T12:00:00.000Z","system":{"load":{"1":0.5}}}`,
-		`{"host":{"name":"web \"1\"","ip":"10.0.0.1"},"@timestamp":"2026-12-07T12:00:00.000Z","system":{"load":{"1":0.5}}}`, "")
-	f("{\n  \"a\": 1\n}", `{"host":{"name":"web \"1\"","ip":"10.0.0.1"},"a":1}`, "") // one line, whatever came
-	f(`{}`, `{"host":{"name":"web \"1\"","ip":"10.0.0.1"}}`, "")
+		`{"host":{"name":"web \"1\"","ip":"10.0.0.1"},"ecs":{"version":"8.17.0"},"@timestamp":"2026-12-07T12:00:00.000Z","system":{"load":{"1":0.5}}}`, "")
+	f("{\n  \"a\": 1\n}", `{"host":{"name":"web \"1\"","ip":"10.0.0.1"},"ecs":{"version":"8.17.0"},"a":1}`, "") // one line, whatever came
+	f(`{}`, `{"host":{"name":"web \"1\"","ip":"10.0.0.1"},"ecs":{"version":"8.17.0"}}`, "")
+	f(`{"ecs":{"version":"1.0.0"}}`, `{"host":{"name":"web \"1\"","ip":"10.0.0.1"},"ecs":{"version":"1.0.0"}}`, "") // its own kept
 	f(`{"host":{"name":"other"}}`, "", `names "host"`)
 	f(`[1]`, "", "not a JSON object")
 	f(`{"a":1}{"b":2}`, "", "not valid JSON")

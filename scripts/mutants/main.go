@@ -790,6 +790,41 @@ var mutants = []mutant{
 		edits: []edit{{old: "\tif signed && !stamp.IsZero() {\n", new: "\tif false {\n"}},
 		tests: []target{{"./internal/transfer", "^TestSignedRecordsArePlacedByTheirStamp$"}, {"./internal/transfer/transferd", "^TestForgedRecordsAreQuarantinedAndMakeNoIndex$"}},
 	},
+	{
+		name:  "of a value and fields under it, the value stays whatever their ranks (a pipeline's \"host\" replaces the transfer's host object)",
+		pkg:   "internal/transfer/document",
+		fn:    "settle",
+		edits: []edit{{old: "\t\tif l.rank >= top {", new: "\t\tif true {"}},
+		tests: []target{{"./internal/transfer/document", "^TestRenderShowsItsParts$"}},
+	},
+	{
+		name:  "documents keep dotted names (a pipeline's http.request.method beside the log object)",
+		pkg:   "internal/transfer/document",
+		fn:    "Parts.Render",
+		edits: []edit{{old: "\tif p.RootFields || (p.More != nil && len(p.More.Parsed) > 0) {", new: "\tif p.RootFields {"}},
+		tests: []target{{"./internal/transfer/document", "^TestRenderShowsItsParts$"}, {"./internal/transfer", "^TestDocumentsFollowECS$"}},
+	},
+	{
+		name:  "host.ip is mapped keyword (no CIDR or range queries; not ECS's type)",
+		pkg:   "internal/transfer/eswriter",
+		fn:    "TemplateBody",
+		edits: []edit{{old: `"ip": map[string]any{"type": "ip", "ignore_malformed": true}`, new: `"ip": kw`}},
+		tests: []target{{"./internal/transfer", "^TestDocumentsFollowECS$"}},
+	},
+	{
+		name:  "an agent draws a new id at every start",
+		pkg:   "internal/agent",
+		fn:    "loadAgentID",
+		edits: []edit{{old: "\tif err == nil && validAgentID(strings.TrimSpace(string(b))) {", new: "\tif err == nil && validAgentID(strings.TrimSpace(string(b))) && b == nil {"}},
+		tests: []target{{"./internal/agent", "^TestAgentIDStaysWithItsDataDirectory$"}},
+	},
+	{
+		name:  "fields_under_root is not carried to the transfer",
+		pkg:   "internal/agent/event",
+		fn:    "Source.FieldsUnderRoot",
+		edits: []edit{{old: "\tif !root {\n\t\treturn s\n\t}", new: "\tif root || !root {\n\t\treturn s\n\t}"}},
+		tests: []target{{"./internal/agent/event", "^TestSourceNamesItsAgentAndPlacesItsFields$"}},
+	},
 }
 
 func main() {

@@ -28,8 +28,12 @@ import (
 
 // Config is what every task shares.
 type Config struct {
-	Host         string
-	IP           string
+	Host string
+	IP   string
+	// AgentID and AgentVersion name the agent in every record
+	// (record.HeaderAgentID).
+	AgentID      string
+	AgentVersion string
 	MaxLineBytes int
 	PollInterval time.Duration
 	ScanInterval time.Duration
@@ -256,7 +260,8 @@ func (t *task) remove(path string) {
 }
 
 func (c *Collector) newTailer(e collectconf.Entry, path string, fromEnd, glob bool, log *logrus.Entry) *tailer.Tailer {
-	src := event.NewSource(e.Topic, path, c.cfg.Host, c.cfg.IP, e.Fields).WithPipeline(e.Pipeline)
+	src := event.NewSource(e.Topic, path, c.cfg.Host, c.cfg.IP, e.Fields).FieldsUnderRoot(e.FieldsUnderRoot).
+		WithAgent(c.cfg.AgentID, c.cfg.AgentVersion).WithPipeline(e.Pipeline)
 	var keep func([]byte) bool
 	if e.Filtered() {
 		keep = e.Keep

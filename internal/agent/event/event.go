@@ -55,6 +55,31 @@ func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
 	return s
 }
 
+// WithAgent adds the agent's id and version headers (none for an empty
+// id), and returns s. Call before the source is used.
+func (s *Source) WithAgent(id, version string) *Source {
+	if id != "" {
+		s.static = append(s.static, record.Header{Key: []byte(record.HeaderAgentID), Value: []byte(id)},
+			record.Header{Key: []byte(record.HeaderAgentVersion), Value: []byte(version)})
+	}
+	return s
+}
+
+// FieldsUnderRoot has the transfer put s's fields at the document's root
+// rather than under "fields" (the entry's fields_under_root), and
+// returns s. Call before the source is used.
+func (s *Source) FieldsUnderRoot(root bool) *Source {
+	if !root {
+		return s
+	}
+	for i := range s.static {
+		if string(s.static[i].Key) == record.HeaderFields {
+			s.static[i].Key = []byte(record.HeaderRootFields)
+		}
+	}
+	return s
+}
+
 // WithPipeline adds the pipeline header (none for ""), and returns s.
 // Call before the source is used.
 func (s *Source) WithPipeline(name string) *Source {
@@ -108,8 +133,9 @@ func (e *Event) Headers() []record.Header {
 }
 
 // MaxHeaders is the most headers a record of the agent carries:
-// AppendHeaders' and the signature.
-const MaxHeaders = 8
+// AppendHeaders' (host name and ip, fields, pipeline or kind, agent id
+// and version, event id, flags, index time) and the signature.
+const MaxHeaders = 10
 
 // HeaderCount is how many headers AppendHeaders adds for e.
 func (e *Event) HeaderCount() int {

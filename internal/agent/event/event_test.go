@@ -163,3 +163,34 @@ func BenchmarkHeaders(b *testing.B) {
 	line := &Event{Source: plain, Value: make([]byte, 199), Offset: 123456789, Instance: record.NewInstance(), Stamp: time.Now()}
 	b.ReportMetric(float64(recordSize(plain.Key(), line.Value, line.Headers())-len(line.Value)), "overhead-bytes/line")
 }
+
+// A source names its agent in every record, among the headers a signed
+// chunk shares, and its fields go where the entry says: the most headers
+// an event then carries is what the producer sizes for.
+func TestSourceNamesItsAgentAndPlacesItsFields(t *testing.T) {
+	for _, root := range []bool{false, true} {
+		src := NewSource("logs", "/var/log/app.log", "web-1", "10.0.0.7", map[string]string{"service": "shop"}).
+			FieldsUnderRoot(root).WithAgent("0f8e3b52-6e0d-4c8a-9d43-9f1f0c7e2a11", "1.4.0").WithPipeline("nginx")
+		e := &Event{Source: src, Offset: 7, Instance: record.NewInstance(), Flags: record.Multiline | record.Split, Stamp: time.Unix(1, 0)}
+		hs := e.Headers()
+		if len(hs) != e.HeaderCount() || len(hs)+1 > MaxHeaders {
+			t.Fatalf("%d headers, HeaderCount %d, MaxHeaders %d (with the signature)", len(hs), e.HeaderCount(), MaxHeaders)
+		}
+		v := record.ParseRecord(src.Key(), ptrs(hs))
+		if string(v.AgentID) != "0f8e3b52-6e0d-4c8a-9d43-9f1f0c7e2a11" || string(v.AgentVersion) != "1.4.0" {
+			t.Errorf("agent %q %q", v.AgentID, v.AgentVersion)
+		}
+		if string(v.Fields) != `{"service":"shop"}` || v.RootFields != root {
+			t.Errorf("root %v: fields %s, root %v", root, v.Fields, v.RootFields)
+		}
+		m := headerMap(t, hs)
+		if _, ok := m[record.HeaderAgentID]; !ok || src.ContextHeaders() < 6 {
+			t.Errorf("the agent's id is not among the %d context headers", src.ContextHeaders())
+		}
+	}
+	// An agent without an id (tests, other tools) adds nothing.
+	src := NewSource("logs", "/a", "h", "1.2.3.4", nil).WithAgent("", "1.4.0")
+	if n := src.ContextHeaders(); n != 2 {
+		t.Errorf("%d context headers, want host name and ip", n)
+	}
+}

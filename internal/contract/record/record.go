@@ -31,8 +31,18 @@ const (
 	HeaderEventID = "event.id"
 	// HeaderFlags is a comma separated list of FlagMultiline, FlagSplit.
 	HeaderFlags = "log.flags"
-	// HeaderFields is the collect entry's static fields as a JSON object.
-	HeaderFields = "fields"
+	// HeaderFields is the collect entry's static fields as a JSON object,
+	// shown under "fields" in the document (Filebeat's fields.*);
+	// HeaderRootFields carries them instead when the entry puts them at
+	// the document's root (fields_under_root). A record has one or the
+	// other.
+	HeaderFields     = "fields"
+	HeaderRootFields = "fields.root"
+	// HeaderAgentID is the producing agent's id (ECS agent.id): drawn
+	// once and kept in its data directory, so it stays across restarts
+	// and changes of address. HeaderAgentVersion is its version.
+	HeaderAgentID      = "agent.id"
+	HeaderAgentVersion = "agent.version"
 	// HeaderIndexTime is the time (Unix milliseconds) that picks the
 	// record's index: the same for every copy of a line the agent sends,
 	// re-sends after a crash included, unlike the read time. It is not
@@ -192,8 +202,11 @@ type Header struct {
 // the headers. Absent headers (a producer other than logagent) are empty.
 type View struct {
 	HostName, HostIP, Path, EventID, Flags, Fields []byte
-	Offset                                         int64
-	HasOffset                                      bool
+	// RootFields says Fields came as HeaderRootFields.
+	RootFields            bool
+	AgentID, AgentVersion []byte
+	Offset                int64
+	HasOffset             bool
 	// IndexTime is HeaderIndexTime (zero if absent or malformed).
 	IndexTime time.Time
 	Pipeline  []byte
@@ -261,7 +274,13 @@ func Parse(headers []*Header) View {
 		case HeaderFlags:
 			v.Flags = h.Value
 		case HeaderFields:
-			v.Fields = h.Value
+			v.Fields, v.RootFields = h.Value, false
+		case HeaderRootFields:
+			v.Fields, v.RootFields = h.Value, true
+		case HeaderAgentID:
+			v.AgentID = h.Value
+		case HeaderAgentVersion:
+			v.AgentVersion = h.Value
 		case HeaderPipeline:
 			v.Pipeline = h.Value
 		case HeaderEventKind:

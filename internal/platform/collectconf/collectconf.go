@@ -64,8 +64,12 @@ type Entry struct {
 	From string `json:"from,omitempty"`
 	// Multiline joins continuation lines to the line that starts an event.
 	Multiline *Multiline `json:"multiline,omitempty"`
-	// Fields are static key/values attached to every event.
-	Fields map[string]string `json:"fields,omitempty"`
+	// Fields are static key/values attached to every event: under
+	// "fields" in the document (fields.service), or at its root when
+	// FieldsUnderRoot is set (as Filebeat's fields_under_root). A dotted
+	// name is a path of objects: "service.name" is {"service":{"name":…}}.
+	Fields          map[string]string `json:"fields,omitempty"`
+	FieldsUnderRoot bool              `json:"fields_under_root,omitempty"`
 	// IncludeLines and ExcludeLines are RE2 patterns matched against each
 	// whole event (after multiline joining): with IncludeLines only events
 	// matching one of them are sent; then events matching one of
@@ -253,8 +257,9 @@ var (
 	fieldKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
 )
 
-// reservedFields are document fields the pipeline sets itself.
-var reservedFields = []string{"@timestamp", "message", "host", "log", "kafka", "event"}
+// reservedFields are the document's objects and fields the transfer sets
+// itself: fields under the root may not name them.
+var reservedFields = []string{"@timestamp", "message", "host", "log", "kafka", "event", "agent", "ecs", "error", "fields"}
 
 // ValidTopic reports why name is not a legal Kafka topic name, or nil.
 func ValidTopic(name string) error {
@@ -350,14 +355,25 @@ func (e *Entry) validate(left *int) error {
 		// told that it starts with the wrong character.
 		reserved := false
 		for _, r := range reservedFields {
-			if k == r || strings.HasPrefix(k, r+".") {
-				errs = append(errs, fmt.Errorf("field name %q is reserved: the pipeline sets %q itself", k, r))
+			if e.FieldsUnderRoot && (k == r || strings.HasPrefix(k, r+".")) {
+				errs = append(errs, fmt.Errorf("field name %q is reserved under fields_under_root: the transfer sets %q itself", k, r))
 				reserved = true
 			}
 		}
-		if !reserved && !fieldKeyRE.MatchString(k) {
-			errs = append(errs, fmt.Errorf("field name %q must start with a letter or _ and hold only letters, digits, _ . -", k))
+		if !reserved && (!fieldKeyRE.MatchString(k) || strings.Contains(k, "..") || strings.HasSuffix(k, ".")) {
+			errs = append(errs, fmt.Errorf("field name %q must start with a letter or _ and hold only letters, digits, _ . - (no empty part between dots)", k))
 			continue
+		}
+		// "a" and "a.b" would make a both a value and an object.
+		for p := k; ; {
+			i := strings.LastIndexByte(p, '.')
+			if i < 0 {
+				break
+			}
+			p = p[:i]
+			if _, ok := e.Fields[p]; ok {
+				errs = append(errs, fmt.Errorf("field names %q and %q conflict: %q would be both a value and an object", p, k, p))
+			}
 		}
 		if len(v) > MaxFieldValueLen {
 			errs = append(errs, fmt.Errorf("field %q value is %d bytes, at most %d allowed", k, len(v), MaxFieldValueLen))

@@ -69,17 +69,23 @@ func TestParseBad(t *testing.T) {
 		{"multiline wrong type", `[{"path":"/a.log","topic":"t","multiline":5}]`, `entry 0: multiline must be a pattern string or an object such as {"pattern": "^\\S", "max_lines": 500}, got 5`},
 		{"multiline list", `[{"path":"/a.log","topic":"t","multiline":["^x"]}]`, `multiline must be a pattern string or an object`},
 		{"multiline pattern wrong type", `[{"path":"/a.log","topic":"t","multiline":{"pattern":5}}]`, `entry 0: field "multiline.pattern": want string, got JSON number`},
-		{"reserved message", `[{"path":"/a.log","topic":"t","fields":{"message":"x"}}]`, `field name "message" is reserved: the pipeline sets "message" itself`},
-		{"reserved host.name", `[{"path":"/a.log","topic":"t","fields":{"host.name":"x"}}]`, `field name "host.name" is reserved: the pipeline sets "host" itself`},
-		{"reserved @timestamp", `[{"path":"/a.log","topic":"t","fields":{"@timestamp":"x"}}]`, `field name "@timestamp" is reserved: the pipeline sets "@timestamp" itself`},
-		{"reserved kafka", `[{"path":"/a.log","topic":"t","fields":{"kafka":"x"}}]`, `field name "kafka" is reserved`},
+		{"reserved message", `[{"path":"/a.log","topic":"t","fields_under_root":true,"fields":{"message":"x"}}]`, `field name "message" is reserved under fields_under_root: the transfer sets "message" itself`},
+		{"reserved host.name", `[{"path":"/a.log","topic":"t","fields_under_root":true,"fields":{"host.name":"x"}}]`, `field name "host.name" is reserved under fields_under_root: the transfer sets "host" itself`},
+		{"reserved @timestamp", `[{"path":"/a.log","topic":"t","fields_under_root":true,"fields":{"@timestamp":"x"}}]`, `field name "@timestamp" is reserved under fields_under_root: the transfer sets "@timestamp" itself`},
+		{"reserved kafka", `[{"path":"/a.log","topic":"t","fields_under_root":true,"fields":{"kafka":"x"}}]`, `field name "kafka" is reserved`},
+		{"reserved agent", `[{"path":"/a.log","topic":"t","fields_under_root":true,"fields":{"agent.name":"x"}}]`, `field name "agent.name" is reserved`},
+		{"reserved fields", `[{"path":"/a.log","topic":"t","fields_under_root":true,"fields":{"fields":"x"}}]`, `field name "fields" is reserved`},
 		{"field key digit", `[{"path":"/a.log","topic":"t","fields":{"1abc":"x"}}]`, `field name "1abc" must start with a letter or _ and hold only letters, digits, _ . -`},
 		{"field key space", `[{"path":"/a.log","topic":"t","fields":{"a b":"x"}}]`, `field name "a b" must start with a letter or _`},
 		{"field key empty", `[{"path":"/a.log","topic":"t","fields":{"":"x"}}]`, `field name "" must start with a letter or _`},
-		{"several bad fields", `[{"path":"/a.log","topic":"t","fields":{"z z":"x","a a":"x","host":"x","event.kind":"x"}}]`,
-			`entry 0 (path "/a.log", topic "t"): field name "a a" must start with a letter or _ and hold only letters, digits, _ . -` + "\n" +
-				`field name "event.kind" is reserved: the pipeline sets "event" itself` + "\n" +
-				`field name "host" is reserved: the pipeline sets "host" itself` + "\n" +
+		{"field key empty part", `[{"path":"/a.log","topic":"t","fields":{"a..b":"x"}}]`, `field name "a..b" must start with a letter or _ and hold only letters, digits, _ . - (no empty part between dots)`},
+		{"field key ends in a dot", `[{"path":"/a.log","topic":"t","fields":{"a.":"x"}}]`, `field name "a." must start`},
+		{"field value and object", `[{"path":"/a.log","topic":"t","fields":{"service":"x","service.name":"y"}}]`, `field names "service" and "service.name" conflict: "service" would be both a value and an object`},
+		{"field value and deeper object", `[{"path":"/a.log","topic":"t","fields":{"a":"x","a.b.c":"y"}}]`, `field names "a" and "a.b.c" conflict`},
+		{"several bad fields", `[{"path":"/a.log","topic":"t","fields_under_root":true,"fields":{"z z":"x","a a":"x","host":"x","event.kind":"x"}}]`,
+			`entry 0 (path "/a.log", topic "t"): field name "a a" must start with a letter or _ and hold only letters, digits, _ . - (no empty part between dots)` + "\n" +
+				`field name "event.kind" is reserved under fields_under_root: the transfer sets "event" itself` + "\n" +
+				`field name "host" is reserved under fields_under_root: the transfer sets "host" itself` + "\n" +
 				`field name "z z" must start with a letter or _ and hold only letters, digits, _ . -`},
 		{"field key too long", `[{"path":"/a.log","topic":"t","fields":{"` + strings.Repeat("k", 129) + `":"x"}}]`, "must start with a letter or _"},
 		{"field value too long", `[{"path":"/a.log","topic":"t","fields":{"env":"` + strings.Repeat("v", MaxFieldValueLen+1) + `"}}]`, `field "env" value is 1025 bytes, at most 1024 allowed`},

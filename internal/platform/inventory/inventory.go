@@ -23,6 +23,7 @@ import (
 type Report struct {
 	Host           string    `json:"host"`
 	IP             string    `json:"ip"`
+	AgentID        string    `json:"agent_id,omitempty"`
 	Version        string    `json:"version"`
 	Started        time.Time `json:"started"`
 	ConfigRevision int64     `json:"config_revision"`

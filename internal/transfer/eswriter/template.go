@@ -81,7 +81,12 @@ func TemplateBody(topic, pattern string, set config.IndexSettings) []byte {
 				"properties": map[string]any{
 					"@timestamp": date,
 					"message":    map[string]any{"type": "text"},
-					"host":       map[string]any{"properties": map[string]any{"name": kw, "ip": kw, "hostname": kw}},
+					// host.ip is an ip (ECS), so range and CIDR queries work; a
+					// producer's value that is not one is kept in _source
+					// rather than costing the document.
+					"host":  map[string]any{"properties": map[string]any{"name": kw, "ip": map[string]any{"type": "ip", "ignore_malformed": true}, "hostname": kw}},
+					"agent": map[string]any{"properties": map[string]any{"type": kw, "id": kw, "name": kw, "version": kw}},
+					"ecs":   map[string]any{"properties": map[string]any{"version": kw}},
 					"log": map[string]any{"properties": map[string]any{
 						"file":   map[string]any{"properties": map[string]any{"path": kw}},
 						"offset": long,
@@ -94,7 +99,8 @@ func TemplateBody(topic, pattern string, set config.IndexSettings) []byte {
 					}},
 					"kafka": map[string]any{"properties": map[string]any{"topic": kw, "partition": long, "offset": long}},
 					// The built-in pipelines' fields (internal/transfer/pipeline).
-					"event":  map[string]any{"properties": map[string]any{"created": date}},
+					"event": map[string]any{"properties": map[string]any{"created": date, "ingested": date, "dataset": kw, "module": kw, "kind": kw,
+						"timestamp_out_of_range": kw}},
 					"error":  map[string]any{"properties": map[string]any{"message": map[string]any{"type": "text"}}},
 					"source": map[string]any{"properties": map[string]any{"ip": map[string]any{"type": "ip"}, "address": kw}},
 					"user":   map[string]any{"properties": map[string]any{"name": kw}},

@@ -35,6 +35,21 @@ func Builtin(name string) (Func, bool) {
 	return nil, false
 }
 
+// Dataset is event.dataset for records of topic run through the pipeline
+// named name: the built-ins' own (as Filebeat's modules name them), else
+// the topic.
+func Dataset(name, topic string) string {
+	switch name {
+	case "nginx":
+		return "nginx.access"
+	case "apache":
+		return "apache.access"
+	case "syslog":
+		return "system.syslog"
+	}
+	return topic
+}
+
 // Builtins lists the built-in pipelines' names.
 func Builtins() []string { return []string{"apache", "json", "nginx", "syslog"} }
 

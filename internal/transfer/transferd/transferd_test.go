@@ -184,14 +184,16 @@ func (e *env) checkDocs(topic string, n int, skip map[int]bool) {
 			Kafka struct {
 				Topic string
 			}
-			Service string `json:"service"`
-			TS      string `json:"@timestamp"`
+			Fields struct {
+				Service string `json:"service"`
+			} `json:"fields"`
+			TS string `json:"@timestamp"`
 		}
 		if err := json.Unmarshal(raw, &d); err != nil {
 			e.t.Fatalf("%s: %v", id, err)
 		}
 		if d.Message != fmt.Sprintf("line %d of %s", i, topic) || d.Host.Name != "web-1" || d.Host.IP != "10.0.0.1" ||
-			d.Log.File.Path != "/var/log/"+topic+".log" || d.Log.Offset != int64(i*100) || d.Kafka.Topic != topic || d.Service != "shop" ||
+			d.Log.File.Path != "/var/log/"+topic+".log" || d.Log.Offset != int64(i*100) || d.Kafka.Topic != topic || d.Fields.Service != "shop" ||
 			!strings.HasPrefix(d.TS, "2026-11-23T12:") {
 			e.t.Fatalf("%s: unexpected document %s", id, raw)
 		}
