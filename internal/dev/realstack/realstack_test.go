@@ -2,11 +2,15 @@ package realstack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -155,6 +159,179 @@ func TestESNode(t *testing.T) {
 	if e.Process().Alive() {
 		t.Fatal("still running after Stop")
 	}
+}
+
+// The same REST cases against both search engines, one node at a time:
+// GET /, a composable index template with ip and date mappings, _bulk
+// (one good document, one the ip mapping refuses), a term query on the ip
+// field and the index's health.
+func TestSearchNode(t *testing.T) {
+	for _, engine := range []string{Elasticsearch, OpenSearch} {
+		t.Run(engine, func(t *testing.T) { testSearchNode(t, engine) })
+	}
+}
+
+func testSearchNode(t *testing.T, engine string) {
+	d := dist(t)
+	if engine == OpenSearch {
+		start := time.Now()
+		if err := d.ProvisionOpenSearch(context.Background(), testWriter{t}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("opensearch provisioned in %s", time.Since(start))
+	}
+	ps := freePorts(t, 2)
+	e, err := NewES(d, ESOptions{Engine: engine, Dir: t.TempDir(), HTTPPort: ps[0], TransportPort: ps[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		start := time.Now()
+		if err := e.Stop(); err != nil {
+			t.Error(err)
+		}
+		t.Logf("%s stopped in %s", engine, time.Since(start))
+	})
+	start := time.Now()
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s %s ready in %s, RSS %s", engine, e.Version(), time.Since(start), rss(e.Process().PID))
+
+	status, hdr, root := call(t, "GET", e.URL()+"/", "")
+	t.Logf("GET / %d, X-Elastic-Product %q: %s", status, hdr.Get("X-Elastic-Product"), root)
+	var info struct {
+		Version struct {
+			Number       string `json:"number"`
+			Distribution string `json:"distribution"`
+		} `json:"version"`
+	}
+	if err := json.Unmarshal(root, &info); err != nil {
+		t.Fatalf("decoding GET /: %v", err)
+	}
+	if info.Version.Number != e.Version() {
+		t.Errorf("version %q, want %q", info.Version.Number, e.Version())
+	}
+	wantDist := "" // Elasticsearch has no distribution field
+	if engine == OpenSearch {
+		wantDist = "opensearch"
+	}
+	if info.Version.Distribution != wantDist {
+		t.Errorf("distribution %q, want %q", info.Version.Distribution, wantDist)
+	}
+
+	status, _, body := call(t, "PUT", e.URL()+"/_index_template/logpipe-realstack", `{
+		"index_patterns": ["rs-*"],
+		"priority": 200,
+		"template": {
+			"settings": {"number_of_shards": 1, "number_of_replicas": 0},
+			"mappings": {"properties": {
+				"@timestamp": {"type": "date"},
+				"client": {"type": "ip"},
+				"message": {"type": "keyword"}
+			}}
+		}
+	}`)
+	if status != http.StatusOK || !strings.Contains(string(body), `"acknowledged":true`) {
+		t.Fatalf("PUT _index_template: %d %s", status, body)
+	}
+
+	status, _, body = call(t, "POST", e.URL()+"/_bulk?refresh=wait_for",
+		`{"index":{"_index":"rs-1","_id":"1"}}`+"\n"+
+			`{"@timestamp":"2024-05-01T10:00:00Z","client":"10.1.2.3","message":"hello"}`+"\n"+
+			`{"index":{"_index":"rs-1","_id":"2"}}`+"\n"+
+			`{"@timestamp":"2024-05-01T10:00:01Z","client":"not-an-ip","message":"refused"}`+"\n")
+	var bulk struct {
+		Errors bool `json:"errors"`
+		Items  []struct {
+			Index struct {
+				Status int `json:"status"`
+				Error  struct {
+					Type string `json:"type"`
+				} `json:"error"`
+			} `json:"index"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(body, &bulk); err != nil || status != http.StatusOK || len(bulk.Items) != 2 {
+		t.Fatalf("_bulk: %d %s (%v)", status, body, err)
+	}
+	if !bulk.Errors || bulk.Items[0].Index.Status != http.StatusCreated ||
+		bulk.Items[1].Index.Status != http.StatusBadRequest || bulk.Items[1].Index.Error.Type != "mapper_parsing_exception" {
+		t.Errorf("_bulk items: %s", body)
+	}
+	t.Logf("_bulk: %s", body)
+
+	// A CIDR term matches only if the template made client an ip field.
+	for _, term := range []string{"10.1.2.3", "10.1.0.0/16"} {
+		status, _, body = call(t, "POST", e.URL()+"/rs-1/_search", `{"query":{"term":{"client":"`+term+`"}}}`)
+		var res struct {
+			Hits struct {
+				Total struct {
+					Value int `json:"value"`
+				} `json:"total"`
+				Hits []struct {
+					ID     string         `json:"_id"`
+					Source map[string]any `json:"_source"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := json.Unmarshal(body, &res); err != nil || status != http.StatusOK {
+			t.Fatalf("_search: %d %s (%v)", status, body, err)
+		}
+		if res.Hits.Total.Value != 1 || len(res.Hits.Hits) != 1 || res.Hits.Hits[0].ID != "1" || res.Hits.Hits[0].Source["message"] != "hello" {
+			t.Errorf("term client=%s: %s", term, body)
+		}
+	}
+
+	status, _, body = call(t, "GET", e.URL()+"/_cluster/health/rs-1?wait_for_status=green&timeout=30s", "")
+	if status != http.StatusOK || !strings.Contains(string(body), `"status":"green"`) {
+		t.Errorf("health of rs-1: %d %s", status, body)
+	}
+
+	status, _, body = call(t, "GET", e.URL()+"/rs-missing/_search", "")
+	t.Logf("search of a missing index: %d %s", status, body)
+	if status != http.StatusNotFound || !strings.Contains(string(body), `"type":"index_not_found_exception"`) {
+		t.Errorf("search of a missing index: %d %s", status, body)
+	}
+	t.Logf("%s at rest: RSS %s", engine, rss(e.Process().PID))
+}
+
+// call sends a JSON (or, to _bulk, NDJSON) request and returns the status,
+// headers and body.
+func call(t *testing.T, method, url, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if strings.Contains(url, "/_bulk") {
+		req.Header.Set("Content-Type", "application/x-ndjson")
+	}
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading %s %s: %v", method, url, err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// rss is a process's resident set size, from /proc.
+func rss(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }
 
 // A cluster id that starts with "-" (base64url allows it) still formats.

@@ -121,7 +121,7 @@ func (r *RealKafka) Stop() {
 	}
 }
 
-// RealES is an Elasticsearch node.
+// RealES is a search node: Elasticsearch or OpenSearch (E.Engine()).
 type RealES struct {
 	E *realstack.ES
 }
@@ -129,49 +129,89 @@ type RealES struct {
 // URL is the node's REST address.
 func (r *RealES) URL() string { return r.E.URL() }
 
-// StartRealES starts a search node of this test with extra settings; it is
-// killed at cleanup.
+// StartRealES starts an Elasticsearch node of this test with extra
+// settings; it is killed at cleanup.
 func StartRealES(t testing.TB, settings map[string]string) *RealES {
 	t.Helper()
-	d := NeedReal(t)
-	e, err := realstack.NewES(d, realstack.ESOptions{Dir: t.TempDir(), HTTPPort: FreePort(t), TransportPort: FreePort(t), Settings: settings})
+	return StartRealSearch(t, realstack.Elasticsearch, settings)
+}
+
+// StartRealSearch starts a node of engine (realstack.Elasticsearch or
+// realstack.OpenSearch; "" is Elasticsearch) with extra settings; it is
+// killed at cleanup.
+func StartRealSearch(t testing.TB, engine string, settings map[string]string) *RealES {
+	t.Helper()
+	d := needSearch(t, engine)
+	e, err := realstack.NewES(d, realstack.ESOptions{Engine: engine, Dir: t.TempDir(), HTTPPort: FreePort(t), TransportPort: FreePort(t), Settings: settings})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Kill)
 	if err := e.Start(context.Background()); err != nil {
-		t.Fatalf("starting elasticsearch: %v", err)
+		t.Fatalf("starting %s: %v", e.Engine(), err)
 	}
 	return &RealES{E: e}
 }
 
-// shared holds the servers started once per test binary.
-var shared struct {
-	mu    sync.Mutex
-	es    *realstack.ES
-	kafka *realstack.Kafka
-	dir   string
-}
-
-// SharedRealES is one search node for the whole package run (tests keep
-// apart by index names); StopShared, called by MainWithBinaries, stops it.
-func SharedRealES(t testing.TB) *RealES {
+// needSearch is NeedReal, plus OpenSearch's jars when engine is OpenSearch
+// (a no-op once they are in the cache).
+func needSearch(t testing.TB, engine string) *realstack.Dist {
 	t.Helper()
 	d := NeedReal(t)
+	if engine == realstack.OpenSearch {
+		err := d.ProvisionOpenSearch(context.Background(), os.Stderr)
+		if errors.Is(err, realstack.ErrNoJava) && os.Getenv("CI") != "true" {
+			t.Skipf("real servers: %v", err)
+		}
+		if err != nil {
+			t.Fatalf("real servers: %v", err)
+		}
+	}
+	return d
+}
+
+// shared holds the servers started once per test binary.
+var shared struct {
+	mu     sync.Mutex
+	search map[string]*realstack.ES // by engine
+	kafka  *realstack.Kafka
+	dir    string
+}
+
+// SharedRealES is one Elasticsearch node for the whole package run (tests
+// keep apart by index names); StopShared, called by MainWithBinaries, stops
+// it.
+func SharedRealES(t testing.TB) *RealES {
+	t.Helper()
+	return SharedRealSearch(t, realstack.Elasticsearch)
+}
+
+// SharedRealSearch is SharedRealES for engine (realstack.Elasticsearch or
+// realstack.OpenSearch; "" is Elasticsearch): one node per engine for the
+// whole package run.
+func SharedRealSearch(t testing.TB, engine string) *RealES {
+	t.Helper()
+	if engine == "" {
+		engine = realstack.Elasticsearch
+	}
+	d := needSearch(t, engine)
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
-	if shared.es == nil {
-		e, err := realstack.NewES(d, realstack.ESOptions{Dir: sharedDir(t, "es"), HTTPPort: FreePort(t), TransportPort: FreePort(t)})
+	if shared.search[engine] == nil {
+		e, err := realstack.NewES(d, realstack.ESOptions{Engine: engine, Dir: sharedDir(t, engine), HTTPPort: FreePort(t), TransportPort: FreePort(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Start(context.Background()); err != nil {
 			e.Kill()
-			t.Fatalf("starting elasticsearch: %v", err)
+			t.Fatalf("starting %s: %v", engine, err)
 		}
-		shared.es = e
+		if shared.search == nil {
+			shared.search = make(map[string]*realstack.ES)
+		}
+		shared.search[engine] = e
 	}
-	return &RealES{E: shared.es}
+	return &RealES{E: shared.search[engine]}
 }
 
 // SharedRealKafka is one Apache Kafka node (auto-created topics with
@@ -212,9 +252,9 @@ func sharedDir(t testing.TB, name string) string {
 func StopShared() {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
-	if shared.es != nil {
-		shared.es.Kill()
-		shared.es = nil
+	for engine, e := range shared.search {
+		e.Kill()
+		delete(shared.search, engine)
 	}
 	if shared.kafka != nil {
 		shared.kafka.KillNode(0)
