@@ -362,8 +362,14 @@ func run(t *testing.T, ops []op) *world {
 	if w.inc == nil {
 		w.start()
 	}
+	// Every line acknowledged is not enough: acknowledgements of an
+	// incarnation a crash ended count, and the running one may still be
+	// sending again what its registry did not cover. So the agent runs on
+	// until, besides, Kafka has acknowledged to it every collected file
+	// whose lines are all in (its registry in memory at the file's end);
+	// a registry that never gets there fails 4b below, at the deadline.
 	deadline := time.Now().Add(30 * time.Minute)
-	for w.missing() > 0 && time.Now().Before(deadline) {
+	for (w.missing() > 0 || !w.caughtUp()) && time.Now().Before(deadline) {
 		time.Sleep(time.Second)
 	}
 	if w.missing() > 0 && os.Getenv("SIMLOG") != "" {
@@ -975,6 +981,29 @@ func (w *world) deliveredIDs() map[string]bool {
 }
 
 // missing counts the lines that must be in Kafka and are not yet.
+// caughtUp reports whether the running agent's registry (in memory) has
+// each collected file whose every line Kafka acknowledged at its end.
+func (w *world) caughtUp() bool {
+	if w.inc == nil {
+		return true
+	}
+	acked := w.acked()
+	for name, f := range w.files {
+		size := w.size(f)
+		if !w.collects(name) || size == 0 || !w.allAcked(f, acked) {
+			continue
+		}
+		at := false
+		for _, st := range w.inc.reg.OfPath("logs", w.path(name)) {
+			at = at || st.Offset == size
+		}
+		if !at {
+			return false
+		}
+	}
+	return true
+}
+
 // allAcked reports whether Kafka acknowledged every line f holds now.
 func (w *world) allAcked(f *wfile, acked map[string]bool) bool {
 	if f.partial != nil || f.gen == nil {
