@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpipe/logpipe/internal/dev/realstack"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
@@ -42,11 +43,17 @@ func statusOf(addr string) (leaderStatus, bool) {
 // SIGKILLed, its lease runs out and a follower takes over within the
 // lease's TTL and deletes what expires next. Watched all along (every
 // 50 ms), at no moment do two say they lead, and each expired index is
-// deleted by the one leading then (Apache Kafka, Elasticsearch 7.17,
-// embedded etcd).
+// deleted by the one leading then (Apache Kafka, embedded etcd, on
+// Elasticsearch 7.17 and on OpenSearch 2.19).
 func TestRealLeaderRunsRetentionAndAFollowerTakesOver(t *testing.T) {
+	for _, engine := range []string{realstack.Elasticsearch, realstack.OpenSearch} {
+		t.Run(engine, func(t *testing.T) { leaderTakeOver(t, engine) })
+	}
+}
+
+func leaderTakeOver(t *testing.T, engine string) {
 	kafka := testutil.SharedRealKafka(t)
-	node := testutil.SharedRealES(t)
+	node := testutil.SharedRealSearch(t, engine)
 	es := testutil.ESClient{URL: node.URL()}
 	etcd := testutil.StartEtcd(t)
 	const topic = "leadret"
@@ -162,7 +169,7 @@ level = %s
 	if by := deletedBy(idx2); by != second {
 		t.Fatalf("%s deleted by transfer %d; transfer %d leads", idx2, by, second)
 	}
-	t.Logf("transfer %d led and deleted %s; SIGKILLed, transfer %d led %v later (lease 2 s) and deleted %s", first, idx1, second, took.Round(10*time.Millisecond), idx2)
+	t.Logf("%s: transfer %d led and deleted %s; SIGKILLed, transfer %d led %v later (lease 2 s) and deleted %s", engine, first, idx1, second, took.Round(10*time.Millisecond), idx2)
 	if took > 10*time.Second {
 		t.Errorf("the take-over took %v for a 2 s lease", took)
 	}

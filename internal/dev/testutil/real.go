@@ -173,8 +173,8 @@ func needSearch(t testing.TB, engine string) *realstack.Dist {
 // shared holds the servers started once per test binary.
 var shared struct {
 	mu     sync.Mutex
-	search map[string]*realstack.ES // by engine
-	kafka  *realstack.Kafka
+	search map[string]*realstack.ES    // by engine
+	kafka  map[string]*realstack.Kafka // by name
 	dir    string
 }
 
@@ -219,11 +219,19 @@ func SharedRealSearch(t testing.TB, engine string) *RealES {
 // their own with StartRealKafka.
 func SharedRealKafka(t testing.TB) *RealKafka {
 	t.Helper()
+	return SharedRealKafkaFor(t, "kafka")
+}
+
+// SharedRealKafkaFor is SharedRealKafka by name: one node per name for
+// the whole package run, so that a test run against a second search
+// engine meets topics, groups and offsets of its own under the same names.
+func SharedRealKafkaFor(t testing.TB, name string) *RealKafka {
+	t.Helper()
 	d := NeedReal(t)
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
-	if shared.kafka == nil {
-		k, err := realstack.NewKafka(d, realstack.KafkaOptions{Dir: sharedDir(t, "kafka"), Partitions: 4,
+	if shared.kafka[name] == nil {
+		k, err := realstack.NewKafka(d, realstack.KafkaOptions{Dir: sharedDir(t, name), Partitions: 4,
 			BrokerPorts: []int{FreePort(t)}, ControllerPorts: []int{FreePort(t)}})
 		if err != nil {
 			t.Fatal(err)
@@ -232,9 +240,12 @@ func SharedRealKafka(t testing.TB) *RealKafka {
 			k.KillNode(0)
 			t.Fatalf("starting kafka: %v", err)
 		}
-		shared.kafka = k
+		if shared.kafka == nil {
+			shared.kafka = make(map[string]*realstack.Kafka)
+		}
+		shared.kafka[name] = k
 	}
-	return &RealKafka{t: t, K: shared.kafka}
+	return &RealKafka{t: t, K: shared.kafka[name]}
 }
 
 func sharedDir(t testing.TB, name string) string {
@@ -256,9 +267,9 @@ func StopShared() {
 		e.Kill()
 		delete(shared.search, engine)
 	}
-	if shared.kafka != nil {
-		shared.kafka.KillNode(0)
-		shared.kafka = nil
+	for name, k := range shared.kafka {
+		k.KillNode(0)
+		delete(shared.kafka, name)
 	}
 	if shared.dir != "" && !strings.Contains(shared.dir, "..") {
 		os.RemoveAll(shared.dir)

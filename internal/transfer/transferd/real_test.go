@@ -2,7 +2,8 @@ package transferd
 
 // The transfer against the real servers: Apache Kafka (one node shared by
 // the package run) and Elasticsearch 7.17 (one node shared by the package
-// run, tests keep apart by topic and index names; the 429 test has its own
+// run; OpenSearch 2.19 too, with a Kafka node of its own, for the tests
+// run on both engines; tests keep apart by topic and index names; the 429 test has its own
 // node with a tiny write queue). What is checked is read back through the
 // search node's own REST API.
 
@@ -17,12 +18,35 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/logpipe/logpipe/internal/dev/realstack"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 func newRealEnv(t *testing.T) (*env, testutil.ESClient) {
-	es := testutil.SharedRealES(t)
-	return newEnvOn(t, testutil.SharedRealKafka(t), nil, es.URL()), testutil.ESClient{URL: es.URL()}
+	return newRealEnvOn(t, realstack.Elasticsearch)
+}
+
+// newRealEnvOn is newRealEnv on engine's shared node, with a Kafka node of
+// the engine's own (topics, groups and offsets under the same names).
+func newRealEnvOn(t *testing.T, engine string) (*env, testutil.ESClient) {
+	es := testutil.SharedRealSearch(t, engine)
+	return newEnvOn(t, realKafka(t, engine), nil, es.URL()), testutil.ESClient{URL: es.URL()}
+}
+
+func realKafka(t *testing.T, engine string) *testutil.RealKafka {
+	if engine == realstack.Elasticsearch {
+		return testutil.SharedRealKafka(t)
+	}
+	return testutil.SharedRealKafkaFor(t, "kafka-"+engine)
+}
+
+// bothEngines runs f against Elasticsearch 7.17 and OpenSearch 2.19, one
+// subtest each: for what the engines could answer differently (templates
+// and their priorities, mappings, error shapes, 409 and 429, deletes).
+func bothEngines(t *testing.T, f func(t *testing.T, engine string)) {
+	for _, engine := range []string{realstack.Elasticsearch, realstack.OpenSearch} {
+		t.Run(engine, func(t *testing.T) { f(t, engine) })
+	}
 }
 
 func waitCount(t *testing.T, es testutil.ESClient, index, query string, n int, timeout time.Duration) {
@@ -36,31 +60,33 @@ func waitCount(t *testing.T, es testutil.ESClient, index, query string, n int, t
 // "nginx-error") both get their template installed, and both are consumed,
 // each index created from its own template.
 func TestRealOverlappingTemplatesBothConsumed(t *testing.T) {
-	e, es := newRealEnv(t)
-	e.produce("nginx", 0, 300)
-	e.produce("nginx-error", 0, 200)
-	e.start(e.config("[kafka]\ntopics = nginx, nginx-error\n"))
-	waitCount(t, es, "nginx-2026.11.23", "", 300, 60*time.Second)
-	waitCount(t, es, "nginx-error-2026.11.23", "", 200, 60*time.Second)
-	for _, name := range []string{"logpipe-nginx", "logpipe-nginx-error"} {
-		if st, b := es.Do(t, "GET", "/_index_template/"+name, ""); st != 200 {
-			t.Fatalf("template %s: %d %s", name, st, b)
+	bothEngines(t, func(t *testing.T, engine string) {
+		e, es := newRealEnvOn(t, engine)
+		e.produce("nginx", 0, 300)
+		e.produce("nginx-error", 0, 200)
+		e.start(e.config("[kafka]\ntopics = nginx, nginx-error\n"))
+		waitCount(t, es, "nginx-2026.11.23", "", 300, 60*time.Second)
+		waitCount(t, es, "nginx-error-2026.11.23", "", 200, 60*time.Second)
+		for _, name := range []string{"logpipe-nginx", "logpipe-nginx-error"} {
+			if st, b := es.Do(t, "GET", "/_index_template/"+name, ""); st != 200 {
+				t.Fatalf("template %s: %d %s", name, st, b)
+			}
 		}
-	}
-	// The more specific template wins for nginx-error's index.
-	var sim struct {
-		Template struct {
-			Mappings json.RawMessage
+		// The more specific template wins for nginx-error's index.
+		var sim struct {
+			Template struct {
+				Mappings json.RawMessage
+			}
+			Overlapping []struct{ Name string }
 		}
-		Overlapping []struct{ Name string }
-	}
-	es.JSON(t, 200, "POST", "/_index_template/_simulate_index/nginx-error-2026.11.24", "", &sim)
-	if len(sim.Overlapping) != 1 || sim.Overlapping[0].Name != "logpipe-nginx" {
-		t.Fatalf("nginx-error's index should come from logpipe-nginx-error, overlapping logpipe-nginx: %+v", sim)
-	}
-	if n := es.Count(t, "nginx-2026.11.23", `{"match_phrase":{"message":"of nginx-error"}}`); n != 0 {
-		t.Fatalf("%d nginx-error records in nginx's index", n)
-	}
+		es.JSON(t, 200, "POST", "/_index_template/_simulate_index/nginx-error-2026.11.24", "", &sim)
+		if len(sim.Overlapping) != 1 || sim.Overlapping[0].Name != "logpipe-nginx" {
+			t.Fatalf("nginx-error's index should come from logpipe-nginx-error, overlapping logpipe-nginx: %+v", sim)
+		}
+		if n := es.Count(t, "nginx-2026.11.23", `{"match_phrase":{"message":"of nginx-error"}}`); n != 0 {
+			t.Fatalf("%d nginx-error records in nginx's index", n)
+		}
+	})
 }
 
 // A field first a value, then an object (static fields "app" on one host,
@@ -68,79 +94,83 @@ func TestRealOverlappingTemplatesBothConsumed(t *testing.T) {
 // to the dead-letter topic with the engine's own reason, and the documents
 // before and after it are stored.
 func TestRealMappingConflictGoesToDLQ(t *testing.T) {
-	e, es := newRealEnv(t)
-	topic := "conflict"
-	dlq := testutil.Consume(t, e.kafka.Addr(), topic+".dlq")
-	rec := func(i int, fields string) *kgo.Record {
-		return &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("line %d", i)), Timestamp: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC),
-			Headers: []kgo.RecordHeader{{Key: "event.id", Value: []byte(fmt.Sprintf("conflict-%d", i))}, {Key: "fields", Value: []byte(fields)}}}
-	}
-	produce := func(r *kgo.Record) {
-		if err := e.prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-			t.Fatal(err)
+	bothEngines(t, func(t *testing.T, engine string) {
+		e, es := newRealEnvOn(t, engine)
+		topic := "conflict"
+		dlq := testutil.Consume(t, e.kafka.Addr(), topic+".dlq")
+		rec := func(i int, fields string) *kgo.Record {
+			return &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("line %d", i)), Timestamp: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC),
+				Headers: []kgo.RecordHeader{{Key: "event.id", Value: []byte(fmt.Sprintf("conflict-%d", i))}, {Key: "fields", Value: []byte(fields)}}}
 		}
-	}
-	cfg := e.config("[kafka]\ntopics = " + topic + "\n")
-	e.start(cfg)
-	produce(rec(0, `{"app":"shop"}`))
-	waitCount(t, es, topic+"-2026.11.23", "", 1, 60*time.Second)
-	produce(rec(1, `{"app.name":"shop"}`))
-	produce(rec(2, `{"app":"cart"}`))
-	waitCount(t, es, topic+"-2026.11.23", "", 2, 60*time.Second)
-	testutil.Eventually(t, 30*time.Second, func() bool { return dlq.Len() >= 1 }, testutil.Msg("a dead letter"))
-	r := dlq.Records()[0]
-	if string(r.Value) != "line 1" || r.Headers["event.id"] != "conflict-1" {
-		t.Fatalf("dead letter %q %v", r.Value, r.Headers)
-	}
-	reason := r.Headers["dlq.reason"]
-	if !strings.Contains(reason, "mapper_parsing_exception") || !strings.Contains(reason, "Existing mapping for [app] must be of type object but found [keyword]") {
-		t.Fatalf("dead letter reason is not the engine's: %q", reason)
-	}
-	if n := es.Count(t, topic+"-*", `{"term":{"app":"cart"}}`); n != 1 {
-		t.Fatalf("the record after the refused one: %d documents", n)
-	}
-	t.Logf("RESULT %-28s dead letter reason %q", "real mapping conflict", reason)
+		produce := func(r *kgo.Record) {
+			if err := e.prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := e.config("[kafka]\ntopics = " + topic + "\n")
+		e.start(cfg)
+		produce(rec(0, `{"app":"shop"}`))
+		waitCount(t, es, topic+"-2026.11.23", "", 1, 60*time.Second)
+		produce(rec(1, `{"app.name":"shop"}`))
+		produce(rec(2, `{"app":"cart"}`))
+		waitCount(t, es, topic+"-2026.11.23", "", 2, 60*time.Second)
+		testutil.Eventually(t, 30*time.Second, func() bool { return dlq.Len() >= 1 }, testutil.Msg("a dead letter"))
+		r := dlq.Records()[0]
+		if string(r.Value) != "line 1" || r.Headers["event.id"] != "conflict-1" {
+			t.Fatalf("dead letter %q %v", r.Value, r.Headers)
+		}
+		reason := r.Headers["dlq.reason"]
+		if !strings.Contains(reason, "mapper_parsing_exception") || !strings.Contains(reason, "failed to parse field [fields.app] of type [keyword]") {
+			t.Fatalf("dead letter reason is not the engine's: %q", reason)
+		}
+		if n := es.Count(t, topic+"-*", `{"term":{"fields.app":"cart"}}`); n != 1 {
+			t.Fatalf("the record after the refused one: %d documents", n)
+		}
+		t.Logf("RESULT %-28s dead letter reason %q", engine+" mapping conflict", reason)
+	})
 }
 
 // The same records delivered twice (as after a crash before the commit)
 // leave one document each, never rewritten: the second copies are creates
 // answered 409 and counted as already stored.
 func TestRealRedeliveryNoSecondDocument(t *testing.T) {
-	e, es := newRealEnv(t)
-	const n = 1000
-	e.produce("redeliver", 0, n)
-	d, stop := e.start(e.config("[kafka]\ntopics = redeliver\n"))
-	waitCount(t, es, "redeliver-*", "", n, 60*time.Second)
-	e.produce("redeliver", 0, n) // the same ids again
-	exists := func() float64 {
-		return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_indexed_total", map[string]string{"result": "exists"})
-	}
-	testutil.Eventually(t, 60*time.Second, func() bool {
-		return exists() == n && consumedAll(t, e, "redeliver", 2*n)
-	}, func() string { return fmt.Sprintf("re-delivered records consumed (exists=%v)", exists()) })
-	stop()
-	if c := es.Count(t, "redeliver-*", ""); c != n {
-		t.Fatalf("%d documents after re-delivering %d records", c, n)
-	}
-	es.Scan(t, "redeliver-*", `[{"_id":"asc"}]`, false, func(h testutil.Hit) {
-		if h.Version != 1 {
-			t.Fatalf("document %s at version %d: a re-delivery rewrote it", h.ID, h.Version)
+	bothEngines(t, func(t *testing.T, engine string) {
+		e, es := newRealEnvOn(t, engine)
+		const n = 1000
+		e.produce("redeliver", 0, n)
+		d, stop := e.start(e.config("[kafka]\ntopics = redeliver\n"))
+		waitCount(t, es, "redeliver-*", "", n, 60*time.Second)
+		e.produce("redeliver", 0, n) // the same ids again
+		exists := func() float64 {
+			return testutil.MetricValue(d.Prometheus(), "logtransfer_docs_indexed_total", map[string]string{"result": "exists"})
 		}
+		testutil.Eventually(t, 60*time.Second, func() bool {
+			return exists() == n && consumedAll(t, e, "redeliver", 2*n)
+		}, func() string { return fmt.Sprintf("re-delivered records consumed (exists=%v)", exists()) })
+		stop()
+		if c := es.Count(t, "redeliver-*", ""); c != n {
+			t.Fatalf("%d documents after re-delivering %d records", c, n)
+		}
+		es.Scan(t, "redeliver-*", `[{"_id":"asc"}]`, false, func(h testutil.Hit) {
+			if h.Version != 1 {
+				t.Fatalf("document %s at version %d: a re-delivery rewrote it", h.ID, h.Version)
+			}
+		})
+		e.checkRealDocs(es, "redeliver", n)
+		var st struct {
+			All struct {
+				Total struct {
+					Indexing struct {
+						IndexTotal  int64 `json:"index_total"`
+						IndexFailed int64 `json:"index_failed"`
+					} `json:"indexing"`
+				} `json:"total"`
+			} `json:"_all"`
+		}
+		es.JSON(t, 200, "GET", "/redeliver-*/_stats/indexing", "", &st)
+		t.Logf("RESULT %-28s stored=%d already-stored=%v index_total=%d index_failed=%d", engine+" re-delivery", n, exists(),
+			st.All.Total.Indexing.IndexTotal, st.All.Total.Indexing.IndexFailed)
 	})
-	e.checkRealDocs(es, "redeliver", n)
-	var st struct {
-		All struct {
-			Total struct {
-				Indexing struct {
-					IndexTotal  int64 `json:"index_total"`
-					IndexFailed int64 `json:"index_failed"`
-				} `json:"indexing"`
-			} `json:"total"`
-		} `json:"_all"`
-	}
-	es.JSON(t, 200, "GET", "/redeliver-*/_stats/indexing", "", &st)
-	t.Logf("RESULT %-28s stored=%d already-stored=%v index_total=%d index_failed=%d", "real re-delivery", n, exists(),
-		st.All.Total.Indexing.IndexTotal, st.All.Total.Indexing.IndexFailed)
 }
 
 // consumedAll reports whether the group committed offsets covering n
@@ -154,75 +184,82 @@ func consumedAll(t *testing.T, e *env, topic string, n int) bool {
 // A real 429: a write queue of one and eight bulk workers. Every record
 // arrives once.
 func TestRealTooManyRequestsRetried(t *testing.T) {
-	node := testutil.StartRealES(t, map[string]string{"thread_pool.write.size": "1", "thread_pool.write.queue_size": "1"})
-	es := testutil.ESClient{URL: node.URL()}
-	e := newEnvOn(t, testutil.SharedRealKafka(t), nil, node.URL())
-	const n = 20_000
-	e.produce("t429real", 0, n)
-	cfg := e.config("[kafka]\ntopics = t429real\n")
-	cfg.ES.Workers, cfg.ES.BulkActions = 8, 100
-	e.start(cfg)
-	waitCount(t, es, "t429real-*", "", n, 180*time.Second)
-	var stats struct {
-		Nodes map[string]struct {
-			ThreadPool map[string]struct{ Rejected int64 } `json:"thread_pool"`
+	bothEngines(t, func(t *testing.T, engine string) {
+		node := testutil.StartRealSearch(t, engine, map[string]string{"thread_pool.write.size": "1", "thread_pool.write.queue_size": "1"})
+		es := testutil.ESClient{URL: node.URL()}
+		e := newEnvOn(t, realKafka(t, engine), nil, node.URL())
+		const n = 20_000
+		e.produce("t429real", 0, n)
+		cfg := e.config("[kafka]\ntopics = t429real\n")
+		cfg.ES.Workers, cfg.ES.BulkActions = 8, 100
+		e.start(cfg)
+		waitCount(t, es, "t429real-*", "", n, 180*time.Second)
+		var stats struct {
+			Nodes map[string]struct {
+				ThreadPool map[string]struct{ Rejected int64 } `json:"thread_pool"`
+			}
 		}
-	}
-	es.JSON(t, 200, "GET", "/_nodes/stats/thread_pool", "", &stats)
-	var rejected int64
-	for _, nd := range stats.Nodes {
-		rejected += nd.ThreadPool["write"].Rejected
-	}
-	if rejected == 0 {
-		t.Fatal("the write pool rejected nothing: no 429 was produced")
-	}
-	if c := es.Count(t, "t429real-*", ""); c != n {
-		t.Fatalf("%d documents for %d records", c, n)
-	}
-	e.checkRealDocs(es, "t429real", n)
-	t.Logf("RESULT %-28s produced=%d stored=%d write_rejections=%d", "real 429 (queue 1, 8 workers)", n, n, rejected)
+		es.JSON(t, 200, "GET", "/_nodes/stats/thread_pool", "", &stats)
+		var rejected int64
+		for _, nd := range stats.Nodes {
+			rejected += nd.ThreadPool["write"].Rejected
+		}
+		if rejected == 0 {
+			t.Fatal("the write pool rejected nothing: no 429 was produced")
+		}
+		if c := es.Count(t, "t429real-*", ""); c != n {
+			t.Fatalf("%d documents for %d records", c, n)
+		}
+		e.checkRealDocs(es, "t429real", n)
+		t.Logf("RESULT %-28s produced=%d stored=%d write_rejections=%d", engine+" 429 (queue 1, 8 workers)", n, n, rejected)
+	})
 }
 
 // Documents are found by full-text search on message and filtered by
 // host.name, log.file.path and an @timestamp range, and the mapping has
 // the promised types.
 func TestRealSearchAndMapping(t *testing.T) {
-	e, es := newRealEnv(t)
-	const n = 500
-	e.produce("searchable", 0, n)
-	e.start(e.config("[kafka]\ntopics = searchable\n"))
-	idx := "searchable-2026.11.23"
-	waitCount(t, es, idx, "", n, 60*time.Second)
-	for q, want := range map[string]int{
-		`{"match":{"message":"line 42"}}`:                                                             n, // "line" is in every message; 42 scores highest
-		`{"match_phrase":{"message":"line 42 of"}}`:                                                   1,
-		`{"term":{"host.name":"web-1"}}`:                                                              n,
-		`{"term":{"host.name":"web-2"}}`:                                                              0,
-		`{"term":{"log.file.path":"/var/log/searchable.log"}}`:                                        n,
-		`{"range":{"@timestamp":{"gte":"2026-11-23T12:00:00.100Z","lt":"2026-11-23T12:00:00.200Z"}}}`: 100,
-		`{"range":{"log.offset":{"gte":1000,"lt":2000}}}`:                                             10,
-	} {
-		if got := es.Count(t, idx, q); got != want {
-			t.Errorf("%s: %d documents, want %d", q, got, want)
+	bothEngines(t, func(t *testing.T, engine string) {
+		e, es := newRealEnvOn(t, engine)
+		const n = 500
+		e.produce("searchable", 0, n)
+		e.start(e.config("[kafka]\ntopics = searchable\n"))
+		idx := "searchable-2026.11.23"
+		waitCount(t, es, idx, "", n, 60*time.Second)
+		for q, want := range map[string]int{
+			`{"match":{"message":"line 42"}}`:                                                             n, // "line" is in every message; 42 scores highest
+			`{"match_phrase":{"message":"line 42 of"}}`:                                                   1,
+			`{"term":{"host.name":"web-1"}}`:                                                              n,
+			`{"term":{"host.name":"web-2"}}`:                                                              0,
+			`{"term":{"host.ip":"10.0.0.0/8"}}`:                                                           n, // an ip: CIDR
+			`{"range":{"host.ip":{"gte":"10.0.0.2"}}}`:                                                    0,
+			`{"term":{"log.file.path":"/var/log/searchable.log"}}`:                                        n,
+			`{"range":{"@timestamp":{"gte":"2026-11-23T12:00:00.100Z","lt":"2026-11-23T12:00:00.200Z"}}}`: 100,
+			`{"range":{"log.offset":{"gte":1000,"lt":2000}}}`:                                             10,
+		} {
+			if got := es.Count(t, idx, q); got != want {
+				t.Errorf("%s: %d documents, want %d", q, got, want)
+			}
 		}
-	}
-	hits := es.Search(t, idx, `{"match_phrase":{"message":"line 42 of"}}`, 1)
-	if len(hits) != 1 || hits[0].ID != genID("searchable", 42) {
-		t.Fatalf("search hit %+v", hits)
-	}
-	var mapping map[string]struct {
-		Mappings struct {
-			Properties map[string]json.RawMessage
+		hits := es.Search(t, idx, `{"match_phrase":{"message":"line 42 of"}}`, 1)
+		if len(hits) != 1 || hits[0].ID != genID("searchable", 42) {
+			t.Fatalf("search hit %+v", hits)
 		}
-	}
-	es.JSON(t, 200, "GET", "/"+idx+"/_mapping", "", &mapping)
-	props := mapping[idx].Mappings.Properties
-	for path, want := range map[string]string{"@timestamp": "date", "message": "text", "host.name": "keyword",
-		"host.ip": "keyword", "log.file.path": "keyword", "log.offset": "long", "kafka.partition": "long", "service": "keyword"} {
-		if got := fieldType(props, path); got != want {
-			t.Errorf("mapping of %s: %q, want %q", path, got, want)
+		var mapping map[string]struct {
+			Mappings struct {
+				Properties map[string]json.RawMessage
+			}
 		}
-	}
+		es.JSON(t, 200, "GET", "/"+idx+"/_mapping", "", &mapping)
+		props := mapping[idx].Mappings.Properties
+		for path, want := range map[string]string{"@timestamp": "date", "message": "text", "host.name": "keyword",
+			"host.ip": "ip", "log.file.path": "keyword", "log.offset": "long", "kafka.partition": "long", "fields.service": "keyword",
+			"ecs.version": "keyword", "event.dataset": "keyword", "event.ingested": "date"} {
+			if got := fieldType(props, path); got != want {
+				t.Errorf("mapping of %s: %q, want %q", path, got, want)
+			}
+		}
+	})
 }
 
 func fieldType(props map[string]json.RawMessage, path string) string {
