@@ -40,6 +40,7 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/logpipe/logpipe/internal/dev/fakees"
+	"github.com/logpipe/logpipe/internal/dev/realstack"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
@@ -95,9 +96,9 @@ func printTable(t *testing.T) {
 	tableMu.Lock()
 	defer tableMu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-40s %-7s %9s %9s %5s %11s %15s %11s %13s\n", "scenario", "backend", "written", "stored", "lost", "duplicated", "already stored", "overwrites", "agent RSS MB")
+	fmt.Fprintf(&b, "\n%-40s %-10s %9s %9s %5s %11s %15s %11s %13s\n", "scenario", "backend", "written", "stored", "lost", "duplicated", "already stored", "overwrites", "agent RSS MB")
 	for _, r := range table {
-		fmt.Fprintf(&b, "%-40s %-7s %9d %9d %5d %11d %15d %11d %13.1f\n", r.scenario, r.backend, r.written, r.stored, r.lost, r.dups, r.resent, r.overwrites, float64(r.agentRSS)/(1<<20))
+		fmt.Fprintf(&b, "%-40s %-10s %9d %9d %5d %11d %15d %11d %13.1f\n", r.scenario, r.backend, r.written, r.stored, r.lost, r.dups, r.resent, r.overwrites, float64(r.agentRSS)/(1<<20))
 	}
 	t.Log(b.String())
 	fmt.Print("E2E RESULTS" + b.String())
@@ -106,7 +107,7 @@ func printTable(t *testing.T) {
 // sys is one running pipeline.
 type sys struct {
 	t          *testing.T
-	backend    string // "fake" or "real"
+	backend    string // "fake", "real" (Elasticsearch) or "opensearch"
 	topic      string
 	dir        string
 	logs       string
@@ -150,11 +151,15 @@ func newSysWith(t *testing.T, backend string, o sysOpts) *sys {
 	transferExtra := o.transferExtra
 	s := &sys{t: t, backend: backend, topic: "e2e_log", dir: t.TempDir(), stopSample: make(chan struct{})}
 	var esURL string
-	if backend == "real" {
+	if backend != "fake" {
 		// One search node for the run: each scenario gets its own topic,
 		// hence its own indices.
 		s.topic = "e2e_" + strings.ToLower(strings.NewReplacer("/", "_", "+", "_", "%", "").Replace(t.Name()[strings.LastIndex(t.Name(), "/")+1:]))
-		s.realES = testutil.SharedRealES(t)
+		engine := realstack.Elasticsearch
+		if backend == "opensearch" {
+			engine = realstack.OpenSearch
+		}
+		s.realES = testutil.SharedRealSearch(t, engine)
 		esURL = s.realES.URL()
 		s.store = &realStore{es: testutil.ESClient{URL: esURL}, t: t, index: s.topic + "-*"}
 	} else {
@@ -213,7 +218,7 @@ addr = 127.0.0.1:0
 %s`, s.kafkaPort, s.etcdAddr, esURL, filepath.Join(s.dir, "transfer-data"), transferExtra)), 0o644)
 	s.startEtcd()
 	s.noAutoCreate = o.noAutoCreate
-	if backend == "real" {
+	if backend != "fake" {
 		ko := testutil.RealKafkaOpts{Partitions: 4}
 		if o.noAutoCreate {
 			ko.Props = map[string]string{"auto.create.topics.enable": "false"}
@@ -498,40 +503,48 @@ func (s *sys) verify(written map[string]int) row {
 	return r
 }
 
-// backends are run in this order; the real one needs Java and Maven (CI
-// installs them; elsewhere it is skipped without them).
-var backends = []string{"fake", "real"}
+// backends are run in this order; the real ones need Java and Maven (CI
+// installs them; elsewhere they are skipped without them). "real" is
+// Apache Kafka and Elasticsearch 7.17; "opensearch" is Apache Kafka and
+// OpenSearch 2.19, for the scenarios where the engine's answers are the
+// behaviour (templates, overlapping patterns, 401s, errors).
+var backends = []string{"fake", "real", "opensearch"}
 
 func TestFaultSuite(t *testing.T) {
 	defer printTable(t)
 	scenarios := []struct {
 		name string
 		run  func(t *testing.T, backend string)
+		// opensearch: run on the OpenSearch backend too.
+		opensearch bool
 	}{
-		{"agent SIGKILL+restart x10", agentKill},
-		{"transfer SIGKILL+restart x10", transferKill},
-		{"broker down 10s", brokerDown},
-		{"ES outage", esFaults},
-		{"rename+create rotation every 1s", renameRotation},
-		{"copytruncate every 1s", copyTruncate},
-		{"collect config changed every 1s", configChurn},
-		{"etcd down 10s", etcdDown},
-		{"copytruncate x2 while broker down", copyTruncateOutage},
-		{"rotated x2 while agent stopped", rotatedWhileStopped},
-		{"FIFO in glob during config changes", fifoInGlob},
-		{"bad inputs while running", badInputs},
-		{"missing topic+overlapping names+401", topicFaults},
-		{"transfer SIGKILL x5 across pipeline changes", pipelineChanges},
-		{"one topic refused 10s under load", topicRefused},
-		{"forged records ahead of the agent", forgedRecords},
-		{"host metrics through broker down 10s", metricsOutage},
+		{name: "agent SIGKILL+restart x10", run: agentKill},
+		{name: "transfer SIGKILL+restart x10", run: transferKill},
+		{name: "broker down 10s", run: brokerDown},
+		{name: "ES outage", run: esFaults},
+		{name: "rename+create rotation every 1s", run: renameRotation},
+		{name: "copytruncate every 1s", run: copyTruncate},
+		{name: "collect config changed every 1s", run: configChurn},
+		{name: "etcd down 10s", run: etcdDown},
+		{name: "copytruncate x2 while broker down", run: copyTruncateOutage},
+		{name: "rotated x2 while agent stopped", run: rotatedWhileStopped},
+		{name: "FIFO in glob during config changes", run: fifoInGlob},
+		{name: "bad inputs while running", run: badInputs},
+		{name: "missing topic+overlapping names+401", run: topicFaults, opensearch: true},
+		{name: "transfer SIGKILL x5 across pipeline changes", run: pipelineChanges},
+		{name: "one topic refused 10s under load", run: topicRefused},
+		{name: "forged records ahead of the agent", run: forgedRecords},
+		{name: "host metrics through broker down 10s", run: metricsOutage},
 	}
 	for _, be := range backends {
 		t.Run(be, func(t *testing.T) {
-			if be == "real" {
+			if be != "fake" {
 				testutil.NeedReal(t)
 			}
 			for _, sc := range scenarios {
+				if be == "opensearch" && !sc.opensearch {
+					continue
+				}
 				t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) { sc.run(t, be) })
 			}
 		})

@@ -31,7 +31,7 @@ import (
 func TestProcessingThroughBothDaemons(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be, func(t *testing.T) {
-			if be == "real" {
+			if be != "fake" {
 				testutil.NeedReal(t)
 			}
 			processing(t, be)
