@@ -94,13 +94,15 @@ deps-demo:
 	scripts/deps.sh demo
 
 # Run the pipeline locally (see README): embedded etcd, kfake, VictoriaLogs.
-# demo-real runs it on Apache Kafka and Elasticsearch instead. demo-stop stops
+# demo-real runs it on Apache Kafka and Elasticsearch instead (ENGINE=opensearch:
+# OpenSearch). demo-stop stops
 # what either started.
 demo: build deps-demo
 	scripts/demo.sh
 
+ENGINE ?= elasticsearch
 demo-real: build deps-demo
-	REAL=1 scripts/demo.sh
+	REAL=1 ENGINE=$(ENGINE) scripts/demo.sh
 
 demo-stop:
 	scripts/demo-stop.sh

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpipe/logpipe/internal/dev/realstack"
 	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
@@ -1014,16 +1015,32 @@ func TestComposeStructure(t *testing.T) {
 		}
 	}
 
+	// The servers are the versions the tests run against (realstack).
+	if img := asString(kafka["image"]); imageTag(img) != realstack.KafkaVersion {
+		t.Errorf("kafka image %q, want apache/kafka:%s (the version the tests run)", img, realstack.KafkaVersion)
+	}
 	es := asMap(services["elasticsearch"])
-	if img := asString(es["image"]); !strings.Contains(img, "elasticsearch:8.") {
-		t.Errorf("elasticsearch image %q, want Elasticsearch 8", img)
+	if img := asString(es["image"]); !strings.Contains(img, "elasticsearch:") || imageTag(img) != realstack.ESVersion {
+		t.Errorf("elasticsearch image %q, want Elasticsearch %s (the version the tests run)", img, realstack.ESVersion)
+	}
+	osearch := asMap(services["opensearch"])
+	if img := asString(osearch["image"]); !strings.Contains(img, "opensearchproject/opensearch:") || imageTag(img) != realstack.OpenSearchVersion {
+		t.Errorf("opensearch image %q, want OpenSearch %s (the version the tests run)", img, realstack.OpenSearchVersion)
+	}
+	if img := asString(asMap(services["opensearch-dashboards"])["image"]); imageTag(img) != realstack.OpenSearchVersion {
+		t.Errorf("opensearch-dashboards image %q: want the same version as OpenSearch", img)
+	}
+	for _, name := range []string{"opensearch", "opensearch-dashboards"} {
+		if p := asList(asMap(services[name])["profiles"]); len(p) != 1 || asString(p[0]) != "opensearch" {
+			t.Errorf("%s: want profile opensearch (Elasticsearch is the default engine), got %v", name, p)
+		}
 	}
 	eenv := envMap(es["environment"])
 	if eenv["discovery.type"] != "single-node" || !strings.Contains(eenv["ES_JAVA_OPTS"], "-Xmx") {
 		t.Errorf("elasticsearch: want discovery.type=single-node and a heap limit (-Xmx), got %v", eenv)
 	}
-	if img := asString(asMap(services["kibana"])["image"]); !strings.Contains(img, "kibana:8.") || imageTag(img) != imageTag(asString(es["image"])) {
-		t.Errorf("kibana image %q: want Kibana 8 of the same version as Elasticsearch", img)
+	if img := asString(asMap(services["kibana"])["image"]); !strings.Contains(img, "kibana:") || imageTag(img) != imageTag(asString(es["image"])) {
+		t.Errorf("kibana image %q: want Kibana of the same version as Elasticsearch", img)
 	}
 
 	etcd := asMap(services["etcd"])

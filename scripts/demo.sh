@@ -13,7 +13,8 @@
 #   etcd -> logagent -> Apache Kafka -> logtransfer -> Elasticsearch 7.17
 # (both assembled from Maven Central jars by scripts/deps.sh and started by
 # `devstack real`), and prints how many lines are searchable through _count
-# and one document read back through _search.
+# and one document read back through _search. ENGINE=opensearch (make
+# demo-real ENGINE=opensearch) puts OpenSearch 2.19.6 where Elasticsearch was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=.demo
@@ -65,16 +66,22 @@ wait_port() { # port, what
   exit 1
 }
 
+ENGINE=${ENGINE:-elasticsearch}
+case "$ENGINE" in
+  elasticsearch) SEARCH=es; STORE_NAME=Elasticsearch ;;
+  opensearch) SEARCH=opensearch; STORE_NAME=OpenSearch ;;
+  *) echo "ENGINE must be elasticsearch or opensearch, not $ENGINE" >&2; exit 2 ;;
+esac
 if [ -n "${REAL:-}" ]; then
   start devstack bin/devstack -data "$DEMO/devstack" -kafka-port 0
-  echo "starting Apache Kafka and Elasticsearch (devstack real; logs in $DEMO/real) ..."
-  if ! bin/devstack real start -dir "$DEMO/real" kafka es; then
+  echo "starting Apache Kafka and $STORE_NAME (devstack real; logs in $DEMO/real; the first run resolves their jars) ..."
+  if ! bin/devstack real start -dir "$DEMO/real" kafka "$SEARCH"; then
     echo "the real servers did not start; see $DEMO/real/*/*.log" >&2
     scripts/demo-stop.sh
     exit 1
   fi
   wait_port 2379 etcd
-  # One Elasticsearch node: indices without replicas, so the cluster is green.
+  # One search node: indices without replicas, so the cluster is green.
   TRANSFER_INI="$DEMO/logtransfer.ini"
   sed 's/^replicas = 1$/replicas = 0/' conf/logtransfer.ini >"$TRANSFER_INI"
 else
@@ -121,7 +128,7 @@ searchable() {
   fi
 }
 STORE="VictoriaLogs"
-[ -n "${REAL:-}" ] && STORE="Elasticsearch"
+[ -n "${REAL:-}" ] && STORE="$STORE_NAME"
 n=0
 for _ in $(seq 1 240); do
   n=$(searchable); n=${n:-0}
@@ -144,7 +151,7 @@ if [ -n "${REAL:-}" ]; then
   curl -s 'http://127.0.0.1:9200/app_log-*/_search?size=1&q=fields.service:shop%20AND%20message:ERROR&pretty' | sed -n '/"_source"/,/^      }/p'
   cat <<MSG
 
-The pipeline is running on Apache Kafka and Elasticsearch (PIDs in $DEMO/pids
+The pipeline is running on Apache Kafka and $STORE_NAME (PIDs in $DEMO/pids
 and $DEMO/real/*/*.pid, logs in $DEMO/*.log and $DEMO/real/).
   search:            curl -s '127.0.0.1:9200/web_log-*/_search?q=message:GET&size=3&pretty'
   count:             curl -s '127.0.0.1:9200/web_log-*,app_log-*/_count'

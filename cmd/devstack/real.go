@@ -5,13 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/logpipe/logpipe/internal/dev/realstack"
 )
 
-const realUsage = `usage: devstack real <command> [flags] [kafka|kafka3|es ...]
+const realUsage = `usage: devstack real <command> [flags] [kafka|kafka3|es|opensearch ...]
 
 Runs the real servers, assembled from Maven Central jars, as background JVM
 processes started and stopped by PID, with logs in files under -dir:
@@ -20,12 +21,15 @@ processes started and stopped by PID, with logs in files under -dir:
   kafka3  a three-node Apache Kafka cluster (replication factor 3,
           min.insync.replicas=2)
   es      one Elasticsearch %s node with HTTP
+  opensearch
+          one OpenSearch %s node with HTTP (on the same ports as es: one
+          search engine at a time; its jars are resolved when first named)
 
 commands:
   provision           resolve the jars with Maven (once; offline afterwards)
   start  [servers]    start (default: kafka es) and wait until ready
-  stop   [servers]    stop cleanly by PID (default: all)
-  status [servers]    show addresses, PIDs and log files (default: all)
+  stop   [servers]    stop cleanly by PID (default: all that ran under -dir)
+  status [servers]    show addresses, PIDs and log files (default: as stop)
 
 flags:
 `
@@ -45,7 +49,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("devstack real", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, realUsage, realstack.KafkaVersion, realstack.ESVersion)
+		fmt.Fprintf(stderr, realUsage, realstack.KafkaVersion, realstack.ESVersion, realstack.OpenSearchVersion)
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 {
@@ -63,7 +67,7 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.partitions, "partitions", 3, "partitions of auto-created topics")
 	fs.BoolVar(&f.autoCreate, "auto-create-topics", true, "auto.create.topics.enable")
 	fs.IntVar(&f.kafkaHeap, "kafka-heap-mb", 256, "heap of each Kafka node")
-	fs.IntVar(&f.esHeap, "es-heap-mb", 384, "heap of the search node")
+	fs.IntVar(&f.esHeap, "es-heap-mb", 0, "heap of the search node (0: 384 for es, 256 for opensearch)")
 	fs.StringVar(&f.kafkaProps, "kafka-props", "", "extra broker properties, comma-separated key=value")
 	fs.StringVar(&f.esSettings, "es-settings", "", "extra node settings, comma-separated key=value")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -71,8 +75,8 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	}
 	servers := fs.Args()
 	for _, s := range servers {
-		if s != "kafka" && s != "kafka3" && s != "es" {
-			fmt.Fprintf(stderr, "unknown server %q (want kafka, kafka3 or es)\n", s)
+		if s != "kafka" && s != "kafka3" && s != "es" && s != "opensearch" {
+			fmt.Fprintf(stderr, "unknown server %q (want kafka, kafka3, es or opensearch)\n", s)
 			return 2
 		}
 	}
@@ -97,10 +101,21 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	case "stop", "status":
 		if len(servers) == 0 {
 			servers = []string{"kafka", "kafka3", "es"}
+			if _, err := os.Stat(filepath.Join(f.dir, "opensearch")); err == nil {
+				servers = append(servers, "opensearch")
+			}
 		}
 	default:
 		fs.Usage()
 		return 2
+	}
+	for _, s := range servers {
+		if s == "opensearch" {
+			if err := d.ProvisionOpenSearch(ctx, stderr); err != nil {
+				fmt.Fprintf(stderr, "provisioning opensearch: %v\n", err)
+				return 1
+			}
+		}
 	}
 	code := 0
 	for _, s := range servers {
@@ -147,8 +162,12 @@ func realOne(ctx context.Context, d *realstack.Dist, f *realFlags, cmd, server s
 			return err
 		}
 		r = k
-	case "es":
-		e, err := realstack.NewES(d, realstack.ESOptions{Dir: filepath.Join(f.dir, "es"), HTTPPort: f.esPort,
+	case "es", "opensearch":
+		engine := realstack.Elasticsearch
+		if server == "opensearch" {
+			engine = realstack.OpenSearch
+		}
+		e, err := realstack.NewES(d, realstack.ESOptions{Engine: engine, Dir: filepath.Join(f.dir, server), HTTPPort: f.esPort,
 			TransportPort: f.esPort + 100, HeapMB: f.esHeap, Detach: true, Settings: splitKV(f.esSettings)})
 		if err != nil {
 			return err
