@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpipe/logpipe/internal/ctl"
 	"github.com/logpipe/logpipe/internal/dev/realstack"
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
@@ -152,7 +154,26 @@ level = %s
 		es.JSON(t, 200, "PUT", "/"+name, `{}`, nil)
 		return name
 	}
+	// logctl transfers reads the election: the three, the leader first.
+	transfers := func(want int, leaderID string) string {
+		var out string
+		testutil.Eventually(t, 30*time.Second, func() bool {
+			var o, e bytes.Buffer
+			if ctl.Run([]string{"-endpoints", etcd.Endpoint(), "transfers"}, nil, &o, &e) != 0 {
+				out = e.String()
+				return false
+			}
+			out = o.String()
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			return len(lines) == want+1 && strings.HasPrefix(lines[1], leaderID+" ") && strings.Contains(lines[1], "leader")
+		}, func() string {
+			return fmt.Sprintf("logctl transfers: %d live, %s leading; have:\n%s", want, leaderID, out)
+		})
+		return out
+	}
+	idOf := func(i int) string { st, _ := statusOf(addrs[i]); return st.Leader.ID }
 	first := leader()
+	t.Logf("logctl transfers:\n%s", transfers(3, idOf(first)))
 	idx1 := expire(10)
 	testutil.Eventually(t, 30*time.Second, func() bool { return deletedBy(idx1) >= 0 }, testutil.Msg("%s deleted", idx1))
 	if by := deletedBy(idx1); by != first {
@@ -164,6 +185,7 @@ level = %s
 	testutil.Eventually(t, 30*time.Second, func() bool { l := leader(); return l >= 0 && l != first }, testutil.Msg("a follower leads"))
 	took := time.Since(killed)
 	second := leader()
+	t.Logf("logctl transfers after the SIGKILL:\n%s", transfers(2, idOf(second)))
 	idx2 := expire(11)
 	testutil.Eventually(t, 30*time.Second, func() bool { return deletedBy(idx2) >= 0 }, testutil.Msg("%s deleted", idx2))
 	if by := deletedBy(idx2); by != second {

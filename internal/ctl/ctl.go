@@ -28,6 +28,7 @@ const usage = `usage: logctl [flags] <command>
 
 commands:
   agents                       list live agents (from their inventory leases)
+  transfers                    list live transfers (from their election leases) and which one leads
   status <ip>                  the files one agent follows: state, acked offset, bytes behind
   config get <ip>              print the collect config of the agent at <ip>
   config put <ip> [file|-]     validate a collect config (file or stdin) and write it
@@ -61,6 +62,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	jsonOut := fs.Bool("json", false, "print agents and status as JSON")
 	keysPrefix := fs.String("keys-prefix", "/logagent/keys/", "where the agents' signing keys live (the prefix of [etcd] keys_key)")
 	transfer := fs.String("transfer", envOr("LOGCTL_TRANSFER", "http://127.0.0.1:9732"), "a transfer's HTTP address, for indices (or LOGCTL_TRANSFER)")
+	electionKey := fs.String("election-key", "/logtransfer/leader", "the transfers' election (logtransfer's [etcd] election_key)")
 	pipelinesPrefix := fs.String("pipelines-prefix", "/logtransfer/pipelines/", "where custom pipelines live in etcd (logtransfer's [etcd] pipelines_key)")
 	etcdSec := etcdFlags{
 		cacert: fs.String("cacert", "", "verify etcd's certificate with this CA bundle; enables TLS (or ETCDCTL_CACERT)"),
@@ -78,12 +80,14 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, metricsPattern: *metricsPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr,
-		agentsPrefix: *agentsPrefix, json: *jsonOut, transfer: *transfer, pipelinesPrefix: *pipelinesPrefix, keysPrefix: *keysPrefix}
+		agentsPrefix: *agentsPrefix, json: *jsonOut, transfer: *transfer, pipelinesPrefix: *pipelinesPrefix, keysPrefix: *keysPrefix, electionKey: *electionKey}
 	c.etcd = etcdSec
 	var err error
 	switch rest[0] {
 	case "agents":
 		err = c.agents(rest[1:])
+	case "transfers":
+		err = c.transfers(rest[1:])
 	case "status":
 		err = c.status(rest[1:])
 	case "config", "metrics":
@@ -157,6 +161,8 @@ type cmd struct {
 	// transfer is a transfer's HTTP address (indices).
 	transfer        string
 	pipelinesPrefix string
+	// electionKey is the transfers' election (logctl transfers).
+	electionKey string
 	// keysPrefix is where the agents' key documents live.
 	keysPrefix string
 }

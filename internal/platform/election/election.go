@@ -252,3 +252,47 @@ func (e *Elector) Confirm(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Candidate is one live instance in an election: its key holds its ID
+// under its lease. Candidates are kept in campaign order, the first one
+// leads (etcd's election is the oldest key under the prefix).
+type Candidate struct {
+	ID      string `json:"id"`
+	Leading bool   `json:"leading"`
+	// LeaseTTL is what is left of the candidate's lease (-1: unknown).
+	LeaseTTL time.Duration `json:"lease_ttl"`
+	// Revision is when it began to campaign (its key's create revision).
+	Revision int64 `json:"revision"`
+}
+
+// Candidates lists the live candidates of the election at key, the leader
+// first: what an operator reads to see who leads (logctl transfers). A
+// candidate's lease is looked up for its TTL; one gone meanwhile is left
+// out.
+func Candidates(ctx context.Context, cli *clientv3.Client, key string) ([]Candidate, error) {
+	prefix := key
+	if prefix == "" || prefix[len(prefix)-1] != '/' {
+		prefix += "/"
+	}
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("reading the election at %s: %w", key, err)
+	}
+	var out []Candidate
+	for _, kv := range resp.Kvs {
+		c := Candidate{ID: string(kv.Value), Revision: kv.CreateRevision, LeaseTTL: -1}
+		if kv.Lease != 0 {
+			if ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
+				if ttl.TTL < 0 {
+					continue // expired since the Get
+				}
+				c.LeaseTTL = time.Duration(ttl.TTL) * time.Second
+			}
+		}
+		out = append(out, c)
+	}
+	if len(out) > 0 {
+		out[0].Leading = true
+	}
+	return out, nil
+}
