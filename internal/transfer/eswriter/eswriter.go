@@ -154,6 +154,7 @@ type Writer struct {
 	bufs    bufStack   // the workers' body buffers
 	params  url.Values // of every bulk request
 	up      atomic.Bool
+	engine  atomic.Pointer[Engine] // nil until identified
 	// noPipeline is set while Elasticsearch answers that the ingest
 	// pipeline does not exist.
 	noPipeline  atomic.Bool
@@ -260,11 +261,14 @@ type Status struct {
 	// HeldTopics are the topics whose documents Elasticsearch holds back
 	// (parked, retried with backoff; the others flow), with why.
 	HeldTopics map[string]string `json:"held_topics,omitempty"`
+	// Engine is the search engine, once it said which (GET /).
+	Engine *Engine `json:"engine,omitempty"`
 }
 
 // Status reports the writer's state.
 func (w *Writer) Status() Status {
-	return Status{Up: w.up.Load(), IngestPipeline: w.cfg.Pipeline, IngestPipelineMissing: w.missing(), Queued: int(w.queued.Load()), HeldTopics: w.park.held()}
+	return Status{Up: w.up.Load(), IngestPipeline: w.cfg.Pipeline, IngestPipelineMissing: w.missing(), Queued: int(w.queued.Load()), HeldTopics: w.park.held(),
+		Engine: w.engine.Load()}
 }
 
 // Submit queues docs (the writer owns the slice from then on), blocking
@@ -308,6 +312,12 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	identified := make(chan struct{})
+	go func() {
+		defer close(identified)
+		w.identify(ctx)
+	}()
+	defer func() { <-identified }()
 	parker := make(chan struct{})
 	go func() {
 		defer close(parker)

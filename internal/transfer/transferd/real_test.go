@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -223,7 +224,29 @@ func TestRealSearchAndMapping(t *testing.T) {
 		e, es := newRealEnvOn(t, engine)
 		const n = 500
 		e.produce("searchable", 0, n)
-		e.start(e.config("[kafka]\ntopics = searchable\n"))
+		d, _ := e.start(e.config("[kafka]\ntopics = searchable\n"))
+		// The transfer tells the engines apart by what they say at GET /
+		// (OpenSearch names itself in version.distribution), and shows it.
+		want := "Elasticsearch " + realstack.ESVersion
+		if engine == realstack.OpenSearch {
+			want = "OpenSearch " + realstack.OpenSearchVersion
+		}
+		var got string
+		testutil.Eventually(t, 30*time.Second, func() bool {
+			var st struct {
+				Elasticsearch struct {
+					Engine *struct {
+						Product, Version string
+						Tested           bool
+					}
+				}
+			}
+			if getJSON("http://"+d.HTTPAddr()+"/status", &st) != nil || st.Elasticsearch.Engine == nil {
+				return false
+			}
+			got = st.Elasticsearch.Engine.Product + " " + st.Elasticsearch.Engine.Version
+			return got == want && st.Elasticsearch.Engine.Tested
+		}, func() string { return fmt.Sprintf("/status says the engine is %s (tested), have %q", want, got) })
 		idx := "searchable-2026.11.23"
 		waitCount(t, es, idx, "", n, 60*time.Second)
 		for q, want := range map[string]int{
@@ -465,4 +488,18 @@ func TestRealIngestPipelineHeldUntilCreated(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { _, ready = readyz(t, d); return !strings.Contains(ready, "does not exist") },
 		func() string { return "/readyz still failing: " + ready })
+}
+
+// getJSON decodes what a GET of url answers.
+func getJSON(url string, out any) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
