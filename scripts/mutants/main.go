@@ -791,6 +791,20 @@ var mutants = []mutant{
 		tests: []target{{"./internal/transfer", "^TestSignedRecordsArePlacedByTheirStamp$"}, {"./internal/transfer/transferd", "^TestForgedRecordsAreQuarantinedAndMakeNoIndex$"}},
 	},
 	{
+		name:  "an invalid retention document from etcd replaces the one in force (its topics fall back to the ini's days)",
+		pkg:   "internal/transfer/indexlife",
+		fn:    "Overrides.Update",
+		edits: []edit{{old: "\t\to.lastErr, o.errRev = err.Error(), rev\n", new: "\t\to.lastErr, o.errRev, o.doc = err.Error(), rev, nil\n"}},
+		tests: []target{{"./internal/transfer/indexlife", "^TestOverridesKeepTheLastGoodDocument$"}},
+	},
+	{
+		name:  "retention ignores the document in etcd (a changed retention needs a restart)",
+		pkg:   "internal/transfer/transferd",
+		fn:    "New",
+		edits: []edit{{old: "\t\t\t\ts.RetentionDays = d.retOver.Days(topic, s.RetentionDays)\n", new: ""}},
+		tests: []target{{"./internal/transfer/transferd", "^TestRealRetentionFollowsEtcd$"}},
+	},
+	{
 		name:  "of a value and fields under it, the value stays whatever their ranks (a pipeline's \"host\" replaces the transfer's host object)",
 		pkg:   "internal/transfer/document",
 		fn:    "settle",

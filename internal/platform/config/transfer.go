@@ -67,6 +67,9 @@ type Discovery struct {
 	// ElectionTTL is the leader's lease: how long a dead leader keeps the
 	// lead.
 	ElectionTTL time.Duration
+	// RetentionKey is where operators set retention without a restart
+	// (JSON: default_days, topics); "": the ini's only.
+	RetentionKey string
 }
 
 // ES is logtransfer's [es].
@@ -225,6 +228,10 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	d.PipelinesKey = c.Str("etcd", "pipelines_key", "/logtransfer/pipelines/")
 	if !strings.HasPrefix(d.PipelinesKey, "/") || !strings.HasSuffix(d.PipelinesKey, "/") {
 		c.Fail("etcd", "pipelines_key", "%q must start and end with /", d.PipelinesKey)
+	}
+	d.RetentionKey = c.Str("etcd", "retention_key", "/logtransfer/retention")
+	if d.RetentionKey != "" && (!strings.HasPrefix(d.RetentionKey, "/") || strings.HasSuffix(d.RetentionKey, "/")) {
+		c.Fail("etcd", "retention_key", "%q must start with / and not end with one", d.RetentionKey)
 	}
 	d.ElectionKey = c.Str("etcd", "election_key", "/logtransfer/leader")
 	if d.ElectionKey != "" && (!strings.HasPrefix(d.ElectionKey, "/") || strings.HasSuffix(d.ElectionKey, "/")) {

@@ -124,3 +124,90 @@ func TestRealRetentionDeletesOnlyItsOwnExpiredIndices(t *testing.T) {
 		}
 	})
 }
+
+// Retention follows the document in etcd ([etcd] retention_key) without a
+// restart: a topic's days there replace the ini's; an invalid document is
+// refused whole (shown in /status, counted) and the one in force stays;
+// deleting it brings the ini's back (Apache Kafka, Elasticsearch 7.17,
+// embedded etcd).
+func TestRealRetentionFollowsEtcd(t *testing.T) {
+	e, es := newRealEnv(t)
+	etcd := testutil.StartEtcd(t)
+	const topic = "retetcd"
+	day := func(daysAgo int) string {
+		return topic + "-" + time.Now().UTC().AddDate(0, 0, -daysAgo).Format("2006.01.02")
+	}
+	oldIdx, freshIdx := day(20), day(0)
+	var recs []*kgo.Record
+	for i := range 20 {
+		ts := time.Now().UTC()
+		if i%2 == 0 {
+			ts = ts.AddDate(0, 0, -20)
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("line %d", i)), Timestamp: ts,
+			Headers: []kgo.RecordHeader{{Key: "event.id", Value: []byte(fmt.Sprintf("retetcd-%d", i))}}})
+	}
+	if err := e.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := e.start(e.config(fmt.Sprintf("[kafka]\ntopics = %s\n[etcd]\naddress = %s\ndiscover_topics = true\n[index]\nreplicas = 0\nretention_days = 30\nretention_interval = 1s\n",
+		topic, etcd.Endpoint())))
+	waitCount(t, es, oldIdx, "", 10, 60*time.Second)
+	waitCount(t, es, freshIdx, "", 10, 60*time.Second)
+	exists := func(name string) bool { st, _ := es.Do(t, "HEAD", "/"+name, ""); return st == 200 }
+	sweptAfter := func(at time.Time) func() bool {
+		return func() bool { return d.retention.Status().LastSweep.After(at) }
+	}
+	// Under the ini's 30 days the 20-day-old index stays.
+	now := time.Now()
+	testutil.Eventually(t, 30*time.Second, sweptAfter(now), testutil.Msg("a sweep"))
+	if !exists(oldIdx) {
+		t.Fatalf("%s deleted under the ini's 30 days", oldIdx)
+	}
+	type retStatus struct {
+		RetentionConfig indexlife.OverrideStatus `json:"retention_config"`
+	}
+	status := func() retStatus {
+		var st retStatus
+		if err := getJSON("http://"+d.HTTPAddr()+"/status", &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	// An invalid document: refused whole, shown and counted; nothing
+	// deleted.
+	etcd.Put("/logtransfer/retention", `{"topics":{"`+topic+`":7,"bad topic":3},"default_days":-1}`)
+	testutil.Eventually(t, 30*time.Second, func() bool { return status().RetentionConfig.Error != "" },
+		testutil.Msg("/status shows the refused retention document"))
+	st := status().RetentionConfig
+	for _, want := range []string{`"bad topic"`, "default_days -1"} {
+		if !strings.Contains(st.Error, want) {
+			t.Errorf("refusal %q does not name %s", st.Error, want)
+		}
+	}
+	if n := testutil.MetricValue(d.Prometheus(), "logtransfer_retention_config_errors_total", nil); n != 1 {
+		t.Errorf("refusals counted %v, want 1", n)
+	}
+	now = time.Now()
+	testutil.Eventually(t, 30*time.Second, sweptAfter(now), testutil.Msg("a sweep"))
+	if !exists(oldIdx) {
+		t.Fatalf("%s deleted after an invalid retention document", oldIdx)
+	}
+	// A valid one: the topic's 7 days apply at the next sweep.
+	etcd.Put("/logtransfer/retention", `{"topics":{"`+topic+`":7}}`)
+	testutil.Eventually(t, 30*time.Second, func() bool { return !exists(oldIdx) }, testutil.Msg("%s deleted under etcd's 7 days", oldIdx))
+	if !exists(freshIdx) {
+		t.Errorf("%s deleted", freshIdx)
+	}
+	st = status().RetentionConfig
+	if st.Error != "" || st.Revision == 0 || st.InForce == nil || st.InForce.Topics[topic] != 7 {
+		t.Errorf("retention_config %+v, want the 7-day document in force and no error", st)
+	}
+	// Deleted: the ini's retention again.
+	etcd.Delete("/logtransfer/retention")
+	testutil.Eventually(t, 30*time.Second, func() bool { return status().RetentionConfig.InForce == nil },
+		testutil.Msg("the document gone from /status"))
+	if got := d.retOver.Days(topic, 30); got != 30 {
+		t.Errorf("retention after the delete: %d days, want the ini's 30", got)
+	}
+}

@@ -63,6 +63,10 @@ type Daemon struct {
 	cli       *clientv3.Client
 	watch     *confwatch.Watcher
 	pipeWatch *confwatch.Watcher
+	// retWatch watches the retention document ([etcd] retention_key),
+	// retOver holds the one in force (nil: the ini's retention only).
+	retWatch  *confwatch.Watcher
+	retOver   *indexlife.Overrides
 	pipes     *pipeline.Set
 	ring      *keyring.Ring // nil: signatures not checked
 	http      *httpserver.Server
@@ -138,7 +142,17 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		prepare = d.prepare
 	}
 	if idx.HasTopic() {
-		rc := indexlife.Config{Client: es, Index: idx, Topics: d.topics.List, Settings: cfg.Indices.For, Every: cfg.Indices.RetentionEvery}
+		settings := cfg.Indices.For
+		if d.cli != nil && cfg.Discovery.RetentionKey != "" {
+			d.retOver = indexlife.NewOverrides(log, d.prom)
+			d.retWatch = confwatch.New(d.cli, cfg.Discovery.RetentionKey, false, cfg.Discovery.Timeout, log, d.prom, "logtransfer_retention")
+			settings = func(topic string) config.IndexSettings {
+				s := cfg.Indices.For(topic)
+				s.RetentionDays = d.retOver.Days(topic, s.RetentionDays)
+				return s
+			}
+		}
+		rc := indexlife.Config{Client: es, Index: idx, Topics: d.topics.List, Settings: settings, Every: cfg.Indices.RetentionEvery}
 		if d.elector != nil {
 			rc.Confirm = d.elector.Confirm
 		}
@@ -289,6 +303,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.ring != nil {
 		read.Go("agent keys", d.ring.Run)
 	}
+	if d.retWatch != nil {
+		read.Go("retention watch", d.retWatch.Run)
+		read.Go("retention document", d.loadRetention)
+	}
 	read.Go("consumer", d.consumer.Run)
 
 	err := r.Wait(ctx, func(s *lifecycle.Stage) {
@@ -383,6 +401,20 @@ func (d *Daemon) discover(ctx context.Context) error {
 	}
 }
 
+// loadRetention applies the retention document from etcd as it changes.
+func (d *Daemon) loadRetention(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.retWatch.Changed():
+			snap := d.retWatch.Latest()
+			kv, ok := snap.KVs[d.cfg.Discovery.RetentionKey]
+			d.retOver.Update(kv.Value, kv.ModRevision, ok)
+		}
+	}
+}
+
 func (d *Daemon) loadPipelines(ctx context.Context) error {
 	for {
 		select {
@@ -470,6 +502,9 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	st := map[string]any{"topics": d.topics.List(), "missing_topics": d.consumer.Missing(), "held_topics": d.consumer.Held(), "claims": claims, "joined": d.consumer.Joined(), "pipelines": d.pipes.Status(), "elasticsearch": d.writer.Status()}
 	if d.retention != nil {
 		st["retention"] = d.retention.Status()
+	}
+	if d.retOver != nil {
+		st["retention_config"] = d.retOver.Status(d.cfg.Discovery.RetentionKey)
 	}
 	if d.elector != nil {
 		st["leader"] = d.elector.Status()
