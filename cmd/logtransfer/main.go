@@ -27,6 +27,9 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "test" {
+		return runTest(os.Args[2:])
+	}
 	cfgPath := flag.String("config", "conf/logtransfer.ini", "path of the ini config file")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
@@ -78,4 +81,53 @@ func tuneGC(limit int) int64 {
 	}
 	// Leave room for what the runtime does not count (binary, stacks).
 	return int64(limit) * 11 / 16
+}
+
+const testUsage = `usage: logtransfer test config|output [-config file]
+
+  config   validate the ini file; print the effective settings (secrets
+           redacted, each with the line that set it or "default")
+  output   connect to etcd, Kafka and the search engine as configured (TLS,
+           auth) and check, one line a step, what the transfer would use:
+           the engine and its version, the topics, the index templates
+Exit status 0 when everything checks out, 1 otherwise.
+`
+
+// runTest is "logtransfer test config|output".
+func runTest(args []string) int {
+	fs := flag.NewFlagSet("logtransfer test", flag.ContinueOnError)
+	cfgPath := fs.String("config", "conf/logtransfer.ini", "path of the ini config file")
+	fs.Usage = func() { fmt.Fprint(os.Stderr, testUsage); fs.PrintDefaults() }
+	if len(args) == 0 || (args[0] != "config" && args[0] != "output") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Print(testUsage)
+			return 0
+		}
+		fs.Usage()
+		return 2
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := config.LoadTransfer(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logtransfer: invalid config:\n%v\n", err)
+		return 1
+	}
+	if args[0] == "config" {
+		fmt.Printf("config %s: OK\n\n", cfg.Path)
+		if err := config.WriteSettings(os.Stdout, cfg.Path, cfg.Settings); err != nil {
+			return 1
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if transferd.TestOutput(ctx, cfg, os.Stdout) != nil {
+		return 1
+	}
+	return 0
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/logpipe/logpipe/internal/agent/registry"
 	"github.com/logpipe/logpipe/internal/agent/tailer"
 	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/buildinfo"
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
@@ -95,7 +96,7 @@ func New(cfg *config.AgentConfig, opts Options, log *logrus.Entry) (*Agent, erro
 	}
 	guard.HardLinks = cfg.Agent.AllowHardLinks
 	a.guard = guard
-	a.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Gauge("logagent", opts.Version))
 
 	a.host = cfg.Agent.Hostname
 	if a.host == "" {

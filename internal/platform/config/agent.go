@@ -121,6 +121,9 @@ type AgentConfig struct {
 	Agent Agent
 	Log   Log
 	HTTP  HTTP
+	// Settings are the effective settings, defaults included and secrets
+	// redacted (logagent test config).
+	Settings []Setting
 }
 
 // maxRecordOverhead is room for headers on top of the largest value.
@@ -220,6 +223,7 @@ func decodeAgent(c *iniFile) (*AgentConfig, error) {
 	if err := c.finish(); err != nil {
 		return nil, err
 	}
+	cfg.Settings = c.eff
 	return cfg, nil
 }
 

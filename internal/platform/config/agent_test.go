@@ -1,12 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -242,6 +244,7 @@ func TestLoadAgentGood(t *testing.T) {
 		Log:  Log{Level: "debug", Format: "json"},
 		HTTP: HTTP{Addr: ":9732"},
 	}
+	want.Settings = cfg.Settings // TestEffectiveSettings
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("LoadAgent(good.ini):\n got: %+v\nwant: %+v", cfg, want)
 	}
@@ -319,6 +322,7 @@ func TestLoadAgentDefaults(t *testing.T) {
 			Log:  Log{Level: "info", Format: "text"},
 			HTTP: HTTP{Addr: "127.0.0.1:9731"},
 		}
+		want.Settings = cfg.Settings
 		if !reflect.DeepEqual(cfg, want) {
 			t.Errorf("LoadAgent(%q):\n got: %+v\nwant: %+v", content, cfg, want)
 		}
@@ -516,4 +520,64 @@ func TestSyntaxErrorDoesNotEchoTheLine(t *testing.T) {
 			t.Fatalf("the error does not name the line: %v", err)
 		}
 	}
+}
+
+// The effective settings are every key the file may hold, with the value
+// in force (the file's, at its line, or the default) and no secret: what
+// logagent test config prints.
+func TestEffectiveSettings(t *testing.T) {
+	t.Setenv("LOGPIPE_TEST_ETCD_PASSWORD", "etcd-secret")
+	cfg, err := LoadAgent("testdata/good.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteSettings(&b, cfg.Path, cfg.Settings); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, secret := range []string{"kafka-secret", "etcd-secret"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("a secret is printed:\n%s", out)
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^sasl_password = \[redacted\] +; testdata/good\.ini:21$`),
+		regexp.MustCompile(`(?m)^password = \[redacted\] +; testdata/good\.ini:34$`),
+		regexp.MustCompile(`(?m)^poll_interval = 100ms +; testdata/good\.ini:41$`),
+		regexp.MustCompile(`(?m)^rotate_wait = 5s +; default$`),
+		regexp.MustCompile(`(?m)^\[etcd\]$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("no line matching %s in:\n%s", want, out)
+		}
+	}
+	// Every key set in the file is among the settings, at its line.
+	seen := map[string]int{}
+	for _, s := range cfg.Settings {
+		seen[s.Section+"."+s.Key] = s.Line
+	}
+	section := ""
+	for i, line := range strings.Split(string(readFileT(t, "testdata/good.ini")), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "["):
+			section = strings.Trim(line, "[]")
+		case line == "" || strings.HasPrefix(line, ";") || strings.HasPrefix(line, "#"):
+		default:
+			k, _, _ := strings.Cut(line, "=")
+			if got := seen[section+"."+strings.TrimSpace(k)]; got != i+1 {
+				t.Errorf("%s.%s (line %d) shown at line %d", section, strings.TrimSpace(k), i+1, got)
+			}
+		}
+	}
+}
+
+func readFileT(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

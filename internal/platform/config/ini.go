@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -28,6 +29,74 @@ type iniFile struct {
 	lines map[string]int // "section\x00key" or "section" -> 1-based line
 	used  map[string]bool
 	errs  []error
+	// eff is every setting read, in the order first read, with its
+	// effective value (Settings).
+	eff   []Setting
+	effAt map[string]int
+}
+
+// Setting is one effective setting: its value after defaults and
+// parsing, secrets redacted, and the line that set it (0: the default).
+type Setting struct {
+	Section, Key, Value string
+	Line                int
+}
+
+// note records the effective value of section.key.
+func (c *iniFile) note(section, key, value string) {
+	if c.effAt == nil {
+		c.effAt = map[string]int{}
+	}
+	st := Setting{Section: section, Key: key, Value: value, Line: c.lines[lineKey(section, key)]}
+	if i, ok := c.effAt[lineKey(section, key)]; ok {
+		c.eff[i] = st
+		return
+	}
+	c.effAt[lineKey(section, key)] = len(c.eff)
+	c.eff = append(c.eff, st)
+}
+
+// Str returns a string value or def when unset.
+func (c *iniFile) Str(section, key, def string) string {
+	v := c.strValue(section, key, def)
+	c.note(section, key, v)
+	return v
+}
+
+// Int parses an integer in [min, max].
+func (c *iniFile) Int(section, key string, def, min, max int) int {
+	v := c.intValue(section, key, def, min, max)
+	c.note(section, key, strconv.Itoa(v))
+	return v
+}
+
+// Duration parses a Go duration ("5s", "250ms"); a bare integer means
+// seconds.
+func (c *iniFile) Duration(section, key string, def, min, max time.Duration) time.Duration {
+	v := c.durationValue(section, key, def, min, max)
+	c.note(section, key, v.String())
+	return v
+}
+
+// Bool parses true/false (and 1/0, yes/no, on/off).
+func (c *iniFile) Bool(section, key string, def bool) bool {
+	v := c.boolValue(section, key, def)
+	c.note(section, key, strconv.FormatBool(v))
+	return v
+}
+
+// Enum returns one of allowed (case-insensitive, normalised to lower case).
+func (c *iniFile) Enum(section, key, def string, allowed ...string) string {
+	v := c.enumValue(section, key, def, allowed...)
+	c.note(section, key, v)
+	return v
+}
+
+// List splits a value on ';' or ',' and drops empty items.
+func (c *iniFile) List(section, key string, def []string) []string {
+	v := c.listValue(section, key, def)
+	c.note(section, key, strings.Join(v, ", "))
+	return v
 }
 
 func lineKey(section, key string) string { return section + "\x00" + key }
@@ -147,8 +216,8 @@ func (c *iniFile) raw(section, key string) (string, bool) {
 	return strings.TrimSpace(s.Key(key).String()), true
 }
 
-// Str returns a string value or def when unset.
-func (c *iniFile) Str(section, key, def string) string {
+// strValue is Str without noting the setting.
+func (c *iniFile) strValue(section, key, def string) string {
 	v, ok := c.raw(section, key)
 	if !ok {
 		return def
@@ -156,8 +225,8 @@ func (c *iniFile) Str(section, key, def string) string {
 	return v
 }
 
-// Int parses an integer in [min, max].
-func (c *iniFile) Int(section, key string, def, min, max int) int {
+// intValue is Int without noting the setting.
+func (c *iniFile) intValue(section, key string, def, min, max int) int {
 	v, ok := c.raw(section, key)
 	if !ok {
 		return def
@@ -203,9 +272,8 @@ func parseSize(v string) (int64, error) {
 	return n * mult, nil
 }
 
-// Duration parses a Go duration ("5s", "250ms"); a bare integer means
-// seconds, as in the seed's `timeout=5`.
-func (c *iniFile) Duration(section, key string, def, min, max time.Duration) time.Duration {
+// durationValue is Duration without noting the setting.
+func (c *iniFile) durationValue(section, key string, def, min, max time.Duration) time.Duration {
 	v, ok := c.raw(section, key)
 	if !ok {
 		return def
@@ -231,8 +299,8 @@ func (c *iniFile) Duration(section, key string, def, min, max time.Duration) tim
 	return d
 }
 
-// Bool parses true/false (and 1/0, yes/no, on/off).
-func (c *iniFile) Bool(section, key string, def bool) bool {
+// boolValue is Bool without noting the setting.
+func (c *iniFile) boolValue(section, key string, def bool) bool {
 	v, ok := c.raw(section, key)
 	if !ok {
 		return def
@@ -247,8 +315,8 @@ func (c *iniFile) Bool(section, key string, def bool) bool {
 	return def
 }
 
-// Enum returns one of allowed (case-insensitive, normalised to lower case).
-func (c *iniFile) Enum(section, key, def string, allowed ...string) string {
+// enumValue is Enum without noting the setting.
+func (c *iniFile) enumValue(section, key, def string, allowed ...string) string {
 	v, ok := c.raw(section, key)
 	if !ok {
 		return def
@@ -263,8 +331,8 @@ func (c *iniFile) Enum(section, key, def string, allowed ...string) string {
 	return def
 }
 
-// List splits a value on ';' or ',' and drops empty items.
-func (c *iniFile) List(section, key string, def []string) []string {
+// listValue is List without noting the setting.
+func (c *iniFile) listValue(section, key string, def []string) []string {
 	v, ok := c.raw(section, key)
 	if !ok {
 		return def
@@ -378,4 +446,39 @@ func (c *iniFile) finish() error {
 		}
 	}
 	return errors.Join(append(unknown, c.errs...)...)
+}
+
+// WriteSettings writes settings as an ini file would hold them, section by
+// section in the order first read, each with where its value came from:
+// the file's line, or the default. Secrets are already redacted.
+func WriteSettings(w io.Writer, path string, settings []Setting) error {
+	order := []string{}
+	by := map[string][]Setting{}
+	for _, s := range settings {
+		if _, ok := by[s.Section]; !ok {
+			order = append(order, s.Section)
+		}
+		by[s.Section] = append(by[s.Section], s)
+	}
+	width := 0
+	for _, s := range settings {
+		width = max(width, len(s.Key)+3+len(s.Value))
+	}
+	for i, sec := range order {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "[%s]\n", sec)
+		for _, s := range by[sec] {
+			from := "default"
+			if s.Line > 0 {
+				from = fmt.Sprintf("%s:%d", path, s.Line)
+			}
+			kv := s.Key + " = " + s.Value
+			if _, err := fmt.Fprintf(w, "%-*s  ; %s\n", width, kv, from); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

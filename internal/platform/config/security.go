@@ -104,6 +104,12 @@ type EtcdSecurity struct {
 // Secret reads a secret-bearing key: a literal, env:NAME or file:/path.
 // Errors name the key and the variable or file, never the value.
 func (c *iniFile) Secret(section, key string) Secret {
+	s := c.secretValue(section, key)
+	c.note(section, key, s.String())
+	return s
+}
+
+func (c *iniFile) secretValue(section, key string) Secret {
 	v, ok := c.raw(section, key)
 	if !ok || v == "" {
 		return Secret{}

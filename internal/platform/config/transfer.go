@@ -144,6 +144,9 @@ type TransferConfig struct {
 	// DataDir keeps the last good custom pipelines, so a transfer started
 	// while etcd is unreachable knows them at once.
 	DataDir string
+	// Settings are the effective settings, defaults included and secrets
+	// redacted (logtransfer test config).
+	Settings []Setting
 	// VerifySignatures checks every record's signature against its
 	// agent's key and quarantines those that fail.
 	VerifySignatures bool
@@ -183,6 +186,8 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	}
 	if _, ok := c.raw("kafka", "topics"); ok {
 		k.Topics = c.List("kafka", "topics", nil)
+	} else {
+		c.note("kafka", "topics", "")
 	}
 	for _, t := range k.Topics {
 		if err := collectconf.ValidTopic(t); err != nil {
@@ -302,6 +307,8 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	e.MaxAge = c.Duration("es", "max_age", 7*24*time.Hour, 0, 100*366*24*time.Hour)
 	e.Headers = map[string]string{}
 	if v, ok := c.raw("es", "headers"); ok {
+		var names []string
+		defer func() { c.note("es", "headers", strings.Join(names, "; ")) }()
 		for _, part := range strings.Split(v, ";") {
 			part = strings.TrimSpace(part)
 			if part == "" {
@@ -314,6 +321,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 				continue
 			}
 			e.Headers[name] = strings.TrimSpace(val)
+			names = append(names, name+": [redacted]") // may carry a token
 		}
 	}
 	e.RetryBackoffMax = c.Duration("es", "retry_backoff_max", 30*time.Second, 10*time.Millisecond, 10*time.Minute)
@@ -335,6 +343,7 @@ func decodeTransfer(c *iniFile) (*TransferConfig, error) {
 	if err := c.finish(); err != nil {
 		return nil, err
 	}
+	cfg.Settings = c.eff
 	return cfg, nil
 }
 

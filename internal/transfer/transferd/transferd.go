@@ -25,6 +25,7 @@ import (
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/logpipe/logpipe/internal/platform/buildinfo"
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/confwatch"
 	"github.com/logpipe/logpipe/internal/platform/election"
@@ -87,7 +88,7 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 	if opts.MemoryLimit > 0 {
 		d.mem = &memtune.Floor{Limit: opts.MemoryLimit, Ratio: 2, Check: 500 * time.Millisecond, Log: log.WithField("component", "memtune")}
 	}
-	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Gauge("logtransfer", opts.Version))
 
 	idx, err := index.Parse(cfg.ES.Index)
 	if err != nil {
