@@ -66,4 +66,8 @@ if ! command -v victoria-metrics >/dev/null && [ ! -x "$(go env GOPATH)/bin/vict
 fi
 # Maven resolves the pinned jars once; afterwards this is offline and quick.
 go run ./cmd/devstack real provision >/dev/null
+if [ "$what" = test ]; then
+  # The tests run OpenSearch beside Elasticsearch (46 MB of jars, once).
+  go run ./cmd/devstack real provision opensearch >/dev/null
+fi
 echo "deps ($what): ready"

@@ -26,7 +26,8 @@ processes started and stopped by PID, with logs in files under -dir:
           search engine at a time; its jars are resolved when first named)
 
 commands:
-  provision           resolve the jars with Maven (once; offline afterwards)
+  provision [opensearch]  resolve the jars with Maven (once; offline afterwards);
+                      OpenSearch's only when named
   start  [servers]    start (default: kafka es) and wait until ready
   stop   [servers]    stop cleanly by PID (default: all that ran under -dir)
   status [servers]    show addresses, PIDs and log files (default: as stop)
@@ -90,6 +91,14 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "provisioning the real servers: %v\n", err)
 		return 1
 	}
+	for _, s := range servers {
+		if s == "opensearch" {
+			if err := d.ProvisionOpenSearch(ctx, stderr); err != nil {
+				fmt.Fprintf(stderr, "provisioning opensearch: %v\n", err)
+				return 1
+			}
+		}
+	}
 	switch cmd {
 	case "provision":
 		fmt.Fprintf(stdout, "kafka %s and elasticsearch %s ready in %s\n", realstack.KafkaVersion, realstack.ESVersion, d.Cache)
@@ -108,14 +117,6 @@ func runReal(args []string, stdout, stderr io.Writer) int {
 	default:
 		fs.Usage()
 		return 2
-	}
-	for _, s := range servers {
-		if s == "opensearch" {
-			if err := d.ProvisionOpenSearch(ctx, stderr); err != nil {
-				fmt.Fprintf(stderr, "provisioning opensearch: %v\n", err)
-				return 1
-			}
-		}
 	}
 	code := 0
 	for _, s := range servers {

@@ -70,7 +70,7 @@ const noFiles = "no matching files"
 func (a *Agent) report() inventory.Report {
 	st := a.Status()
 	return inventory.Report{
-		Host: a.host, IP: a.ip, AgentID: a.id, Version: a.opts.Version, Started: a.started,
+		Host: a.host, IP: a.ip, AgentID: a.id, AllowedPaths: a.guard.Patterns(), Version: a.opts.Version, Started: a.started,
 		ConfigRevision: st.Revision, ConfigError: st.ConfigError, Tasks: a.fileStates(), Metrics: st.Metrics,
 	}
 }

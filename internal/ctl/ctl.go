@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,120 +19,40 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/internal/platform/collectconf"
-	"github.com/logpipe/logpipe/internal/platform/config"
+	"github.com/logpipe/logpipe/internal/platform/inventory"
 	"github.com/logpipe/logpipe/internal/platform/metricsconf"
 )
 
-const usage = `usage: logctl [flags] <command>
+// defaultTimeout bounds each etcd request.
+const defaultTimeout = 5 * time.Second
 
-commands:
-  agents                       list live agents (from their inventory leases)
-  transfers                    list live transfers (from their election leases) and which one leads
-  status <ip>                  the files one agent follows: state, acked offset, bytes behind
-  config get <ip>              print the collect config of the agent at <ip>
-  config put <ip> [file|-]     validate a collect config (file or stdin) and write it
-  config validate <ip> [file]  validate a file, or the config stored for <ip>
-  metrics get <ip>             print the host metrics config of the agent at <ip>
-  metrics put <ip> [file|-]    validate a host metrics config (file or stdin) and write it
-  metrics validate <ip> [file] validate a file, or the host metrics config stored for <ip>
-  pipeline list                the built-in and custom processing pipelines (custom ones checked)
-  pipeline get <name>          print a custom pipeline
-  pipeline put <name> [file|-] validate a custom pipeline (a JSON list of processors) and write it
-  pipeline test <name> [file|-] run sample lines through a pipeline; print the documents it would index
-  keys                         the agents' signing key ids (never the secrets), and invalid key documents
-  keys rotate <ip>             give the agent at <ip> a new signing key; the old ones still verify
-  keys retire <ip>             drop every key of <ip> but its signing one (once Kafka holds nothing older)
-  indices [--expired]          the indices of the topics a transfer serves, and what its retention makes
-                               of each (asks the transfer at -transfer; deletes nothing)
-
-flags:
-`
-
-// Run executes logctl with args and returns the exit code.
+// Run executes logctl with args and returns the exit code: 0, 1 when the
+// command failed, 2 for a usage error (the help is printed with it).
 func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	stdout, stderr = safeWriter{stdout}, safeWriter{stderr}
-	fs := flag.NewFlagSet("logctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	endpoints := fs.String("endpoints", envOr("ETCDCTL_ENDPOINTS", "127.0.0.1:2379"), "etcd endpoints, comma separated (like etcdctl)")
-	keyPattern := fs.String("key-pattern", "/logagent/%s/collect_config", "collect config key; %s is the agent IP")
-	metricsPattern := fs.String("metrics-key-pattern", "/logagent/%s/metrics_config", "host metrics config key; %s is the agent IP")
-	timeout := fs.Duration("timeout", 5*time.Second, "etcd request timeout")
-	agentsPrefix := fs.String("agents-prefix", "/logagent/agents/", "where agents keep their inventory entries")
-	jsonOut := fs.Bool("json", false, "print agents and status as JSON")
-	keysPrefix := fs.String("keys-prefix", "/logagent/keys/", "where the agents' signing keys live (the prefix of [etcd] keys_key)")
-	transfer := fs.String("transfer", envOr("LOGCTL_TRANSFER", "http://127.0.0.1:9732"), "a transfer's HTTP address, for indices (or LOGCTL_TRANSFER)")
-	electionKey := fs.String("election-key", "/logtransfer/leader", "the transfers' election (logtransfer's [etcd] election_key)")
-	pipelinesPrefix := fs.String("pipelines-prefix", "/logtransfer/pipelines/", "where custom pipelines live in etcd (logtransfer's [etcd] pipelines_key)")
-	etcdSec := etcdFlags{
-		cacert: fs.String("cacert", "", "verify etcd's certificate with this CA bundle; enables TLS (or ETCDCTL_CACERT)"),
-		cert:   fs.String("cert", "", "client certificate for etcd TLS (or ETCDCTL_CERT)"),
-		key:    fs.String("key", "", "client key for etcd TLS (or ETCDCTL_KEY)"),
-		user:   fs.String("user", "", "etcd user as name:password, or name with the password in ETCDCTL_PASSWORD (or ETCDCTL_USER)"),
-	}
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	c := &cmd{stdin: stdin, stdout: stdout, stderr: stderr, timeout: defaultTimeout}
+	root := c.commands()
+	root.SetArgs(longFlags(root, args))
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if len(args) == 0 {
+		root.SetOut(stderr)
+		_ = root.Help()
 		return 2
 	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		fs.Usage()
-		return 2
-	}
-	c := &cmd{endpoints: config.SplitList(*endpoints), keyPattern: *keyPattern, metricsPattern: *metricsPattern, timeout: *timeout, stdin: stdin, stdout: stdout, stderr: stderr,
-		agentsPrefix: *agentsPrefix, json: *jsonOut, transfer: *transfer, pipelinesPrefix: *pipelinesPrefix, keysPrefix: *keysPrefix, electionKey: *electionKey}
-	c.etcd = etcdSec
-	var err error
-	switch rest[0] {
-	case "agents":
-		err = c.agents(rest[1:])
-	case "transfers":
-		err = c.transfers(rest[1:])
-	case "status":
-		err = c.status(rest[1:])
-	case "config", "metrics":
-		if len(rest) < 2 {
-			fs.Usage()
-			return 2
-		}
-		k := c.collectKind()
-		if rest[0] == "metrics" {
-			k = c.metricsKind()
-		}
-		switch sub, args := rest[1], rest[2:]; sub {
-		case "get":
-			err = c.get(k, args)
-		case "put":
-			err = c.put(k, args)
-		case "validate":
-			err = c.validate(k, args)
-		default:
-			fs.Usage()
-			return 2
-		}
-	case "keys":
-		err = c.keysCmd(rest[1:])
-	case "indices":
-		err = c.indices(rest[1:])
-	case "pipeline":
-		if len(rest) < 2 {
-			fs.Usage()
-			return 2
-		}
-		err = c.pipelineCmd(rest[1], rest[2:])
-	default:
-		fs.Usage()
-		return 2
-	}
+	err := root.Execute()
 	var ue usageError
-	if errors.As(err, &ue) {
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "arg(s)"):
 		fmt.Fprintln(stderr, "logctl:", err)
+		fmt.Fprintln(stderr, "(logctl --help, or logctl <command> --help)")
 		return 2
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "logctl:", err)
-		return 1
-	}
-	return 0
+	fmt.Fprintln(stderr, "logctl:", err)
+	return 1
 }
 
 type usageError string
@@ -284,7 +203,40 @@ func (c *cmd) get(k kind, args []string) error {
 		out.Write(v)
 	}
 	fmt.Fprintln(c.stdout, strings.TrimSpace(out.String()))
+	c.appliedNote(k, args[0])
 	return nil
+}
+
+// appliedNote says on stderr (stdout stays the value, for a pipe) whether
+// the agent at ip applied the value stored, from its inventory entry: the
+// revision it runs, or the last one it refused and why.
+func (c *cmd) appliedNote(k kind, ip string) {
+	resp, err := c.getKey(k.key(ip))
+	if err != nil || len(resp.Kvs) == 0 {
+		return
+	}
+	stored := resp.Kvs[0].ModRevision
+	inv, err := c.getKey(c.agentsPrefix + ip)
+	var r inventory.Report
+	if err != nil || len(inv.Kvs) == 0 || json.Unmarshal(inv.Kvs[0].Value, &r) != nil {
+		fmt.Fprintf(c.stderr, "# revision %d; the agent at %s is not live, so whether it applied it is unknown\n", stored, ip)
+		return
+	}
+	applied, rejected := r.ConfigRevision, r.ConfigError
+	if k.cmd == "metrics" {
+		applied, rejected = 0, ""
+		if r.Metrics != nil {
+			applied, rejected = r.Metrics.Revision, r.Metrics.ConfigError
+		}
+	}
+	switch {
+	case applied == stored:
+		fmt.Fprintf(c.stderr, "# revision %d: the one the agent at %s applied\n", stored, ip)
+	case rejected != "":
+		fmt.Fprintf(c.stderr, "# revision %d: NOT applied by the agent at %s, which runs revision %d; it refused the last one put:\n#   %s\n", stored, ip, applied, strings.ReplaceAll(rejected, "\n", "\n#   "))
+	default:
+		fmt.Fprintf(c.stderr, "# revision %d: the agent at %s runs revision %d (it may not have seen this one yet; its entry is refreshed when it changes)\n", stored, ip, applied)
+	}
 }
 
 func (c *cmd) read(args []string) ([]byte, error) {
@@ -310,16 +262,19 @@ func (c *cmd) put(k kind, args []string) error {
 	if err != nil {
 		return err
 	}
-	summary, err := k.check(data)
-	if err != nil {
-		return fmt.Errorf("refusing invalid %s (nothing written):\n%w", k.what, err)
-	}
-	rev, err := c.putKey(k.key(args[0]), data)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "OK %s: %s, revision %d\n", k.key(args[0]), summary, rev)
-	return nil
+	return c.withEtcd(func(ctx context.Context, cli *clientv3.Client) error {
+		summary, err := c.checkFor(ctx, cli, k, args[0], data)
+		if err != nil {
+			return fmt.Errorf("refusing invalid %s (nothing written):\n%w", k.what, err)
+		}
+		key := k.key(args[0])
+		resp, err := cli.Put(ctx, key, string(bytes.TrimSpace(data)))
+		if err != nil {
+			return fmt.Errorf("putting %s: %w", key, err)
+		}
+		fmt.Fprintf(c.stdout, "OK %s: %s, revision %d\n", key, summary, resp.Header.Revision)
+		return nil
+	})
 }
 
 func (c *cmd) validate(k kind, args []string) error {
@@ -340,10 +295,12 @@ func (c *cmd) validate(k kind, args []string) error {
 	if err != nil {
 		return err
 	}
-	summary, err := k.check(data)
-	if err != nil {
-		return fmt.Errorf("invalid %s:\n%w", k.what, err)
-	}
-	fmt.Fprintf(c.stdout, "valid: %s\n", summary)
-	return nil
+	return c.withEtcd(func(ctx context.Context, cli *clientv3.Client) error {
+		summary, err := c.checkFor(ctx, cli, k, args[0], data)
+		if err != nil {
+			return fmt.Errorf("invalid %s:\n%w", k.what, err)
+		}
+		fmt.Fprintf(c.stdout, "valid: %s\n", summary)
+		return nil
+	})
 }

@@ -90,16 +90,27 @@ func TestTLSAndAuth(t *testing.T) {
 	}
 }
 
-// TestUsageHidesEnvironment: -h must not print ETCDCTL_* values (a
-// password would end up in a terminal or a CI log).
+// TestUsageHidesEnvironment: --help (and -h, and logctl alone) must not
+// print ETCDCTL_* values (a password would end up in a terminal or a CI
+// log); help asked for exits 0, help for a missing command 2.
 func TestUsageHidesEnvironment(t *testing.T) {
 	t.Setenv("ETCDCTL_USER", "root:env-secret-pw")
 	t.Setenv("ETCDCTL_PASSWORD", "env-secret-pw")
-	code, _, errOut := run(t, "", "-h")
-	if code != 2 || !strings.Contains(errOut, "-cacert") || !strings.Contains(errOut, "-user") {
-		t.Fatalf("usage: %d %q", code, errOut)
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"config", "put", "--help"}, {}} {
+		code, out, errOut := run(t, "", args...)
+		want := 0
+		if len(args) == 0 {
+			want = 2
+		}
+		if code != want || !strings.Contains(out+errOut, "--cacert") || !strings.Contains(out+errOut, "--user") {
+			t.Fatalf("logctl %v: %d %q %q", args, code, out, errOut)
+		}
+		if strings.Contains(out+errOut, "env-secret-pw") {
+			t.Fatalf("logctl %v printed the password: %s%s", args, out, errOut)
+		}
 	}
-	if strings.Contains(errOut, "env-secret-pw") {
-		t.Fatalf("usage printed the password: %s", errOut)
+	// config put --help is help, not an agent named --help waiting on stdin.
+	if code, out, _ := run(t, "", "config", "put", "--help"); code != 0 || !strings.Contains(out, "put <ip> [file|-]") {
+		t.Fatalf("config put --help: %d %q", code, out)
 	}
 }

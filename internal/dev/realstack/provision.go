@@ -187,8 +187,10 @@ func (d *Dist) resolve(ctx context.Context, name string, post func(context.Conte
 	cmd := exec.CommandContext(ctx, "mvn", "-q", "-B", "-Dstyle.color=never", "-f", filepath.Join(srcDir, "pom.xml"),
 		"-Dmaven.repo.local="+filepath.Join(d.Cache, "m2"),
 		"dependency:copy-dependencies", "-DoutputDirectory="+lib)
+	// One writer for both: exec then writes from one goroutine at a time.
 	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.MultiWriter(out, &buf), io.MultiWriter(out, &buf)
+	w := io.MultiWriter(out, &buf)
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("resolving %s with maven: %w\n%s", name, err, lastLines(buf.String(), 20))
 	}

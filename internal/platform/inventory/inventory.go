@@ -21,9 +21,12 @@ import (
 
 // Report is one agent's entry, stored as JSON at /logagent/agents/<ip>.
 type Report struct {
-	Host           string    `json:"host"`
-	IP             string    `json:"ip"`
-	AgentID        string    `json:"agent_id,omitempty"`
+	Host    string `json:"host"`
+	IP      string `json:"ip"`
+	AgentID string `json:"agent_id,omitempty"`
+	// AllowedPaths is the agent's [agent] allowed_paths: logctl checks a
+	// collect config against it before writing one.
+	AllowedPaths   []string  `json:"allowed_paths,omitempty"`
 	Version        string    `json:"version"`
 	Started        time.Time `json:"started"`
 	ConfigRevision int64     `json:"config_revision"`

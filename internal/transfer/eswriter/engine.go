@@ -53,7 +53,7 @@ func ParseEngine(body []byte) (Engine, error) {
 // says so once in the log (warning for a version the tests do not run)
 // and keeps it for Status.
 func (w *Writer) identify(ctx context.Context) {
-	if w.client == nil {
+	if w.client == nil || !w.cfg.Identify {
 		return
 	}
 	b := backoff.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second}

@@ -132,6 +132,9 @@ type Config struct {
 	// Pipeline names an Elasticsearch ingest pipeline for every document
 	// ("": none).
 	Pipeline string
+	// Identify asks the engine which it is (GET /) for the log and
+	// Status; off for stores that answer the bulk API only.
+	Identify bool
 }
 
 // bulkDoer is what the writer needs of the Elasticsearch client to send a

@@ -107,6 +107,8 @@ func New(cfg *config.TransferConfig, opts Options, log *logrus.Entry) (*Daemon, 
 		RetryBackoffMax: cfg.ES.RetryBackoffMax,
 		ShutdownTimeout: cfg.ES.ShutdownTimeout,
 		Pipeline:        cfg.ES.Pipeline,
+		// Stores that take only the bulk API run without templates.
+		Identify: cfg.ES.ManageTemplates,
 	}, es, d.dlq, log, d.prom)
 	d.pipes = pipeline.NewSet(cfg.Discovery.PipelinesKey, log, d.prom)
 	d.topics = transfer.NewTopics(cfg.Kafka.Topics, cfg.Discovery.CollectKey, cfg.Discovery.MetricsKey, log, d.prom)

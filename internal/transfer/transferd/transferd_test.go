@@ -709,16 +709,22 @@ func TestNginxPipelineFieldsAndOwnDay(t *testing.T) {
 	if len(docs) != 1 || len(docs["tpipe-2026.11.23"]) != n+1 {
 		t.Fatalf("indices %v: want all %d documents in tpipe-2026.11.23, the records' day", keys(docs), n+1)
 	}
+	// Nested objects, as every document (ECS): http.response.status_code
+	// is {"http":{"response":{"status_code":…}}}.
 	var d0 struct {
-		TS      string  `json:"@timestamp"`
-		Message string  `json:"message"`
-		Status  float64 `json:"http.response.status_code"`
-		IP      string  `json:"source.ip"`
-		URL     string  `json:"url.original"`
-		Event   struct{ Created string }
+		TS      string `json:"@timestamp"`
+		Message string `json:"message"`
+		HTTP    struct {
+			Response struct {
+				Status float64 `json:"status_code"`
+			}
+		}
+		Source struct{ IP string }
+		URL    struct{ Original string }
+		Event  struct{ Created, Dataset string }
 	}
 	json.Unmarshal(docs["tpipe-2026.11.23"][genID("tpipe", 1)], &d0)
-	if d0.TS != "2019-11-23T06:25:01.000000000Z" || d0.Status != 404 || d0.IP != "203.0.113.1" || d0.URL != "/item/1" ||
+	if d0.TS != "2019-11-23T06:25:01.000000000Z" || d0.HTTP.Response.Status != 404 || d0.Source.IP != "203.0.113.1" || d0.URL.Original != "/item/1" || d0.Event.Dataset != "nginx.access" ||
 		!strings.HasPrefix(d0.Event.Created, "2026-11-23T12:00:00.001") || !strings.HasPrefix(d0.Message, "203.0.113.1 - - [23/Nov/2019") {
 		t.Fatalf("parsed document %+v", d0)
 	}
@@ -780,9 +786,17 @@ func TestCustomPipelineFromEtcd(t *testing.T) {
 	}
 	e.waitDocs(3, 30*time.Second)
 	docs := e.es.Docs()["tcust-2026.11.23"]
-	for i, want := range []string{`"level":"INFO","msg":"started","v":1`, `"level":"WARN","msg":"slow","v":1`, `"level":"ERROR","msg":"disk full","v":2`} {
-		if raw := string(docs[genID("tcust", i)]); !strings.Contains(raw, want) {
-			t.Errorf("document %d is %s, want %s", i, raw, want)
+	for i, want := range []struct {
+		Level, Msg string
+		V          float64
+	}{{"INFO", "started", 1}, {"WARN", "slow", 1}, {"ERROR", "disk full", 2}} {
+		var got struct {
+			Level, Msg string
+			V          float64
+		}
+		raw := docs[genID("tcust", i)]
+		if err := json.Unmarshal(raw, &got); err != nil || got != want {
+			t.Errorf("document %d is %s, want level %s, msg %s, v %v", i, raw, want.Level, want.Msg, want.V)
 		}
 	}
 	if v := testutil.MetricValue(d.Prometheus(), "logtransfer_pipeline_config_errors_total", nil); v != 1 {
