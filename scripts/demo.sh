@@ -169,8 +169,12 @@ The pipeline is running (PIDs in $DEMO/pids, logs in $DEMO/*.log).
   host metrics:      $(scripts/demo-graph-url.sh)
                      (CPU busy, memory used and network in, % and bytes/s; the agent also shows them
                      at 127.0.0.1:9731/metrics as node_* series)
-  collect another file with etcdctl (or bin/logctl config put 127.0.0.1 -):
-    ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 put /logagent/127.0.0.1/collect_config '[{"path":"$LOGS/access.log","topic":"web_log"},{"path":"$LOGS/app.log","topic":"app_log","multiline":"^\\\\d{4}-"},{"path":"$LOGS/other.log","topic":"other_log"}]'
+  collect another file (one entry added, the others left as they are; checked against the agent's allowlist first):
+    bin/logctl config add 127.0.0.1 '{"path":"$LOGS/other.log","topic":"other_log","fields":{"service":"other"}}'
+  and stop collecting it:
+    bin/logctl config remove 127.0.0.1 $LOGS/other.log
+  what the agent runs, and whether it applied the last put:
+    bin/logctl config get 127.0.0.1
   agent status:      curl -s 127.0.0.1:9731/status
   metrics:           curl -s 127.0.0.1:9731/metrics | grep ^logagent_ ; curl -s 127.0.0.1:9732/metrics | grep ^logtransfer_
   read a topic:      kcat -b 127.0.0.1:9092 -C -t web_log -e -f '%h %s\\n'
