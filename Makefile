@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-e2e test-mutants test-ui test-sim soak bench bench-fleet deps deps-demo vet fmt clean demo demo-real demo-stop
+.PHONY: all build test test-e2e test-mutants test-ui test-sim soak bench bench-fleet deps deps-demo deps-demo-real vet fmt clean demo demo-real demo-stop
 
 all: build
 
@@ -12,6 +12,7 @@ all: build
 # builds them; an idle logagent maps 1.3 MB less.
 build:
 	@mkdir -p bin
+	@test -x bin/logagent || echo "building logagent, logtransfer, logctl and devstack into bin/ (the first time Go downloads the modules and compiles them: a few minutes) ..."
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 # Every test. It first installs what the tests need (scripts/deps.sh: seconds
@@ -93,6 +94,9 @@ deps:
 deps-demo:
 	scripts/deps.sh demo
 
+deps-demo-real:
+	scripts/deps.sh demo-real
+
 # Run the pipeline locally (see README): embedded etcd, kfake, VictoriaLogs.
 # demo-real runs it on Apache Kafka and Elasticsearch instead (ENGINE=opensearch:
 # OpenSearch). demo-stop stops
@@ -101,7 +105,7 @@ demo: build deps-demo
 	scripts/demo.sh
 
 ENGINE ?= elasticsearch
-demo-real: build deps-demo
+demo-real: build deps-demo-real
 	REAL=1 ENGINE=$(ENGINE) scripts/demo.sh
 
 demo-stop:

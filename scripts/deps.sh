@@ -9,9 +9,10 @@
 #                          VictoriaLogs and VictoriaMetrics, and the real
 #                          servers (Apache Kafka and Elasticsearch jars,
 #                          resolved by Maven into .cache/realstack)
-#   scripts/deps.sh demo   what the demo uses: curl, VictoriaLogs,
-#                          VictoriaMetrics, the real servers' jars (for
-#                          `make demo-real`)
+#   scripts/deps.sh demo   what `make demo` uses: curl, VictoriaLogs,
+#                          VictoriaMetrics (nothing of Java)
+#   scripts/deps.sh demo-real  what `make demo-real` uses: curl, Java and
+#                          Maven, the real servers' jars
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-test}
@@ -31,8 +32,10 @@ if [ "$what" = test ]; then
   need systemd-analyze systemd
 fi
 # The real servers run on a JDK (17 is enough) and are assembled by Maven.
-need java openjdk-17-jdk-headless
-need mvn maven
+if [ "$what" != demo ]; then
+  need java openjdk-17-jdk-headless
+  need mvn maven
+fi
 # The monitoring servers the host metrics tests push to and scrape with
 # (InfluxDB 1.x, Prometheus with promtool), from Debian. On a host that runs
 # systemd their packages start services: those are stopped and disabled
@@ -56,17 +59,21 @@ if [ ${#servers[@]} -gt 0 ]; then
     for s in "${servers[@]}"; do $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true; done
   fi
 fi
-if ! command -v victoria-logs >/dev/null && [ ! -x "$(go env GOPATH)/bin/victoria-logs" ]; then
+if [ "$what" != demo-real ] && ! command -v victoria-logs >/dev/null && [ ! -x "$(go env GOPATH)/bin/victoria-logs" ]; then
   echo "deps: installing VictoriaLogs $VL_VERSION (go install, once)"
   go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-logs@$VL_VERSION"
 fi
-if ! command -v victoria-metrics >/dev/null && [ ! -x "$(go env GOPATH)/bin/victoria-metrics" ]; then
+if [ "$what" != demo-real ] && ! command -v victoria-metrics >/dev/null && [ ! -x "$(go env GOPATH)/bin/victoria-metrics" ]; then
   echo "deps: installing VictoriaMetrics $VM_VERSION (go install, once; a few minutes)"
   go install "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$VM_VERSION"
 fi
 # Maven resolves the pinned jars once; afterwards this is offline and quick.
-go run ./cmd/devstack real provision >/dev/null
+if [ "$what" != demo ]; then
+  [ -f .cache/realstack/es/stamp ] || echo "deps: resolving Apache Kafka and Elasticsearch jars with Maven (about 75 MB, once) ..."
+  go run ./cmd/devstack real provision >/dev/null
+fi
 if [ "$what" = test ]; then
+  [ -f .cache/realstack/opensearch/stamp ] || echo "deps: resolving OpenSearch jars with Maven (about 46 MB, once) ..."
   # The tests run OpenSearch beside Elasticsearch (46 MB of jars, once).
   go run ./cmd/devstack real provision opensearch >/dev/null
 fi

@@ -188,8 +188,9 @@ func (d *Dist) resolve(ctx context.Context, name string, post func(context.Conte
 		"-Dmaven.repo.local="+filepath.Join(d.Cache, "m2"),
 		"dependency:copy-dependencies", "-DoutputDirectory="+lib)
 	// One writer for both: exec then writes from one goroutine at a time.
+	// Maven 3.8 writes colour resets even in batch mode: they are dropped.
 	var buf bytes.Buffer
-	w := io.MultiWriter(out, &buf)
+	w := noANSI{io.MultiWriter(out, &buf)}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("resolving %s with maven: %w\n%s", name, err, lastLines(buf.String(), 20))
@@ -271,4 +272,32 @@ func Locate() (src, cache string, err error) {
 		}
 		dir = parent
 	}
+}
+
+// noANSI drops terminal escape sequences (ESC [ ... letter) from what it
+// writes on; a sequence cut between two writes passes in pieces, harmless.
+type noANSI struct{ w io.Writer }
+
+func (n noANSI) Write(p []byte) (int, error) {
+	if bytes.IndexByte(p, 0x1b) < 0 {
+		return n.w.Write(p)
+	}
+	out := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == 0x1b && i+1 < len(p) && p[i+1] == '[' {
+			j := i + 2
+			for j < len(p) && (p[j] >= '0' && p[j] <= '9' || p[j] == ';') {
+				j++
+			}
+			if j < len(p) {
+				i = j // the final letter
+				continue
+			}
+		}
+		out = append(out, p[i])
+	}
+	if _, err := n.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

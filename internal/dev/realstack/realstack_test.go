@@ -1,6 +1,7 @@
 package realstack
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -348,5 +349,19 @@ func TestClusterIDStartingWithDash(t *testing.T) {
 	}
 	if _, err := k.prepare(context.Background(), 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Maven's colour resets never reach the terminal of someone running make.
+func TestNoANSIDropsEscapeSequences(t *testing.T) {
+	var b bytes.Buffer
+	w := noANSI{&b}
+	for _, in := range []string{"\x1b[0m\x1b[0mrealstack: x\n", "plain\n", "a\x1b[1;31mred\x1b[m b\n"} {
+		if n, err := w.Write([]byte(in)); n != len(in) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", in, n, err)
+		}
+	}
+	if got := b.String(); got != "realstack: x\nplain\nared b\n" {
+		t.Fatalf("got %q", got)
 	}
 }
