@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CMDS    := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test test-e2e test-mutants test-ui test-sim soak bench bench-fleet deps deps-demo deps-demo-real vet fmt clean demo demo-real demo-stop
+.PHONY: all build package test-package test test-e2e test-mutants test-ui test-sim soak bench bench-fleet deps deps-demo deps-demo-real vet fmt clean demo demo-real demo-stop
 
 all: build
 
@@ -31,6 +31,7 @@ test: deps
 	$(MAKE) test-e2e
 	$(MAKE) test-mutants
 	$(MAKE) test-ui
+	$(MAKE) test-package
 
 # Generated schedules (rapid: a failing one is shrunk and its seed printed;
 # -rapid.seed=N replays it) over the agent's file path
@@ -45,6 +46,15 @@ test-sim:
 
 soak:
 	LOGPIPE_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim -rapid.checks=1000
+
+# .deb and .rpm packages of logagent, logtransfer and logctl in dist/ (nfpm).
+package:
+	scripts/package.sh
+
+# Install the logagent .deb here, run its test config from the installed
+# paths, remove it and check only its config is left (root or sudo).
+test-package:
+	scripts/package-test.sh
 
 # Break each guarantee on purpose (scripts/mutants) and check that the tests
 # named for it fail.

@@ -1136,8 +1136,16 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(df, "FROM golang:${GO_VERSION}") || !strings.Contains(df, " AS build") {
 		t.Error("Dockerfile: want a golang:${GO_VERSION} build stage")
 	}
-	if !regexp.MustCompile(`go build [^\n]*\./cmd/logtransfer`).MatchString(strings.ReplaceAll(df, "\\\n", " ")) {
-		t.Error("Dockerfile does not build ./cmd/logtransfer")
+	for _, cmd := range []string{"logtransfer", "logagent"} {
+		if !regexp.MustCompile(`go build [^\n]*\./cmd/`+cmd).MatchString(strings.ReplaceAll(df, "\\\n", " ")) {
+			t.Errorf("Dockerfile does not build ./cmd/%s", cmd)
+		}
+		if !regexp.MustCompile(`(?m)^FROM \S+ AS ` + cmd + `$`).MatchString(df) || !strings.Contains(df, "COPY --from=build /out/"+cmd+" /usr/local/bin/"+cmd) {
+			t.Errorf("Dockerfile has no %s stage with its binary", cmd)
+		}
+	}
+	if last := regexp.MustCompile(`(?m)^FROM \S+ AS (\S+)$`).FindAllStringSubmatch(df, -1); len(last) == 0 || last[len(last)-1][1] != "logtransfer" {
+		t.Error("Dockerfile: the last stage (what compose builds) must be logtransfer")
 	}
 	ignore := strings.Fields(string(readFile(t, "Dockerfile.dockerignore")))
 	var copied []string
@@ -1156,9 +1164,9 @@ func TestDockerfile(t *testing.T) {
 			copied = append(copied, src)
 		}
 	}
-	out, err := run(root, nil, goTool(), "list", "-deps", "-f", "{{if .Module}}{{if eq .Module.Path \"github.com/logpipe/logpipe\"}}{{.Dir}}{{end}}{{end}}", "./cmd/logtransfer")
+	out, err := run(root, nil, goTool(), "list", "-deps", "-f", "{{if .Module}}{{if eq .Module.Path \"github.com/logpipe/logpipe\"}}{{.Dir}}{{end}}{{end}}", "./cmd/logtransfer", "./cmd/logagent")
 	if err != nil {
-		t.Fatalf("go list -deps ./cmd/logtransfer: %v\n%s", err, out)
+		t.Fatalf("go list -deps ./cmd/logtransfer ./cmd/logagent: %v\n%s", err, out)
 	}
 	for _, dir := range strings.Fields(out) {
 		rel, err := filepath.Rel(root, dir)
