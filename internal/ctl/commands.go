@@ -110,6 +110,26 @@ daemons' own parsers before anything is written, and shows what they are doing
 		}}
 	indices.Flags().BoolVar(&expired, "expired", false, "only the indices retention would delete now")
 	root.AddCommand(indices)
+	to := &traceOpts{}
+	trace := &cobra.Command{Use: "trace <ip> <path> [offset|line-text]",
+		Short: "Follow one line end to end: read by the agent, its Kafka record, the transfer's commit, its document or dead letter",
+		Long: `trace finds one line of a file an agent follows: the line at a byte offset, the
+last one holding a text, or the last one read. It shows where the agent is in the
+file (acknowledged by Kafka or not), the line's record in Kafka (topic, partition,
+offset, event id), whether the transfer's group committed past it, and then its
+document (index and _id) or, when there is none, its record in the dead-letter or
+quarantine topic with the reason. Kafka and the search engine are asked directly
+(--kafka, --es); the agent through its inventory entry in etcd.`,
+		DisableFlagsInUseLine: true,
+		RunE:                  func(_ *cobra.Command, args []string) error { return c.trace(to, args) }}
+	tf := trace.Flags()
+	tf.StringVar(&to.brokers, "kafka", envOr("LOGCTL_KAFKA", "127.0.0.1:9092"), "Kafka brokers, comma separated (or LOGCTL_KAFKA)")
+	tf.StringVar(&to.es, "es", envOr("LOGCTL_ES", "http://127.0.0.1:9200"), "the search engine's URL (or LOGCTL_ES)")
+	tf.StringVar(&to.group, "group", "logtransfer", "the transfers' consumer group ([kafka] group_id)")
+	tf.IntVar(&to.scan, "scan", 200000, "read at most this many of the newest records of each partition")
+	tf.StringVar(&to.dlqSuffix, "dlq-suffix", ".dlq", "the dead-letter topics' suffix ([kafka] dlq_suffix)")
+	tf.StringVar(&to.quarSuffix, "quarantine-suffix", ".quarantine", "the quarantine topics' suffix")
+	root.AddCommand(trace)
 	pipe := group("pipeline", "The transfer's processing pipelines: built-in and custom (in etcd)")
 	for _, p := range []struct{ use, short, sub string }{
 		{"list", "The built-in and custom processing pipelines (custom ones checked)", "list"},

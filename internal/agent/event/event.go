@@ -6,7 +6,6 @@ package event
 
 import (
 	"encoding/json"
-	"hash/fnv"
 	"strconv"
 	"time"
 
@@ -41,9 +40,7 @@ func (s *Source) ContextHeaders() int { return len(s.static) }
 func NewSource(topic, path, host, ip string, fields map[string]string) *Source {
 	s := &Source{Topic: topic, Path: path, Host: host, IP: ip, Fields: fields, key: []byte(path),
 		idKey: []byte(record.HeaderEventID), flagKey: []byte(record.HeaderFlags), stampKey: []byte(record.HeaderIndexTime)}
-	h := fnv.New32a()
-	h.Write(s.key)
-	s.hash = h.Sum32()
+	s.hash = record.KeyHash(s.key)
 	s.static = []record.Header{
 		{Key: []byte(record.HeaderHostName), Value: []byte(host)},
 		{Key: []byte(record.HeaderHostIP), Value: []byte(ip)},

@@ -325,3 +325,17 @@ func Decode(key []byte, headers []*Header) Meta {
 	}
 	return m
 }
+
+// KeyHash is the hash that picks a record's partition: FNV-1a (32 bits)
+// of its key (the file path), as sarama's hash partitioner computes it.
+// logagent sends a file's records to partition KeyHash(key) mod the
+// topic's partition count (of its partitions in ascending order), so
+// logctl trace knows where to look.
+func KeyHash(key []byte) uint32 {
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for _, c := range key {
+		h = (h ^ uint32(c)) * prime32
+	}
+	return h
+}

@@ -843,6 +843,12 @@ func (s *Server) route(c *reqCtx) {
 			return
 		}
 		s.refresh(c)
+	case segs[0] == "_search" && len(segs) == 1, len(segs) == 2 && segs[1] == "_search":
+		if m != http.MethodPost && m != http.MethodGet {
+			s.methodNotAllowed(c, "GET", "POST")
+			return
+		}
+		s.search(c)
 	case segs[0] == "_count" && len(segs) == 1, len(segs) == 2 && segs[1] == "_count":
 		if m != http.MethodPost && m != http.MethodGet {
 			s.methodNotAllowed(c, "GET", "POST")
@@ -959,6 +965,48 @@ func (s *Server) count(c *reqCtx) {
 		return
 	}
 	s.writeJSON(c, http.StatusOK, map[string]any{"count": n, "_shards": shardsInfo{Total: len(names), Successful: len(names)}})
+}
+
+// search answers _search over an index expression for an ids query only
+// (logctl trace looks a document up by its _id across a topic's indices).
+func (s *Server) search(c *reqCtx) {
+	target := "_all"
+	if len(c.segs) == 2 {
+		target = c.segs[0]
+	}
+	var q struct {
+		Query struct {
+			IDs *struct {
+				Values []string `json:"values"`
+			} `json:"ids"`
+		} `json:"query"`
+	}
+	if err := json.Unmarshal(c.body, &q); err != nil || q.Query.IDs == nil {
+		s.writeError(c, http.StatusBadRequest, errDetail{Type: "parsing_exception", Reason: "the fake searches only by an ids query"})
+		return
+	}
+	type hit struct {
+		Index  string          `json:"_index"`
+		ID     string          `json:"_id"`
+		Source json.RawMessage `json:"_source"`
+	}
+	var hits []hit
+	s.mu.Lock()
+	names, missing := s.resolveIndicesLocked(target)
+	for _, name := range names {
+		for _, id := range q.Query.IDs.Values {
+			if d, ok := s.indices[name].docs[id]; ok {
+				hits = append(hits, hit{Index: name, ID: id, Source: d.source})
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(missing) > 0 && c.r.URL.Query().Get("ignore_unavailable") != "true" {
+		s.writeError(c, http.StatusNotFound, indexNotFound(missing[0]))
+		return
+	}
+	s.writeJSON(c, http.StatusOK, map[string]any{"hits": map[string]any{"total": map[string]any{"value": len(hits), "relation": "eq"}, "hits": hits},
+		"_shards": shardsInfo{Total: len(names), Successful: len(names)}})
 }
 
 type shardsInfo struct {
