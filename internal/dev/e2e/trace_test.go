@@ -36,7 +36,9 @@ func TestTraceFollowsALine(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 60*time.Second, func() bool { return s.store.Count() >= 2 && s.records(s.topic+".dlq") >= 1 },
-		func() string { return fmt.Sprintf("2 lines stored (%d) and 1 dead-lettered (%d)", s.store.Count(), s.records(s.topic+".dlq")) })
+		func() string {
+			return fmt.Sprintf("2 lines stored (%d) and 1 dead-lettered (%d)", s.store.Count(), s.records(s.topic+".dlq"))
+		})
 	trace := func(what string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
