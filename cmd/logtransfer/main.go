@@ -16,6 +16,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/platform/config"
 	"github.com/logpipe/logpipe/internal/platform/logging"
+	"github.com/logpipe/logpipe/internal/platform/termsafe"
 	"github.com/logpipe/logpipe/internal/transfer/transferd"
 )
 
@@ -119,7 +120,7 @@ func runTest(args []string) int {
 	}
 	if args[0] == "config" {
 		fmt.Printf("config %s: OK\n\n", cfg.Path)
-		if err := config.WriteSettings(os.Stdout, cfg.Path, cfg.Settings); err != nil {
+		if err := config.WriteSettings(termsafe.Writer{W: os.Stdout}, cfg.Path, cfg.Settings); err != nil {
 			return 1
 		}
 		return 0

@@ -130,6 +130,24 @@ quarantine topic with the reason. Kafka and the search engine are asked directly
 	tf.StringVar(&to.dlqSuffix, "dlq-suffix", ".dlq", "the dead-letter topics' suffix ([kafka] dlq_suffix)")
 	tf.StringVar(&to.quarSuffix, "quarantine-suffix", ".quarantine", "the quarantine topics' suffix")
 	root.AddCommand(trace)
+	tp := &tapOpts{}
+	tap := &cobra.Command{Use: "tap <ip> [path] | tap --topic T",
+		Short: "Follow the records flowing now, as they sit in Kafka with their headers (Ctrl-C stops)",
+		Long: `tap reads every partition from its end and prints each record as it arrives: topic,
+partition and offset, timestamp, key, headers and the line itself (control
+characters escaped). With an agent's IP it reads the topics of the agent's collect
+config and shows that host's records (of one file, with a path); with --topic, every
+record of the topics named.`,
+		DisableFlagsInUseLine: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			tp.jsonOut = c.json
+			return c.tap(tp, args)
+		}}
+	tpf := tap.Flags()
+	tpf.StringVar(&tp.brokers, "kafka", envOr("LOGCTL_KAFKA", "127.0.0.1:9092"), "Kafka brokers, comma separated (or LOGCTL_KAFKA)")
+	tpf.StringSliceVar(&tp.topics, "topic", nil, "tap these topics, every host's records")
+	tpf.IntVar(&tp.count, "count", 0, "stop after this many records (0: at Ctrl-C)")
+	root.AddCommand(tap)
 	pipe := group("pipeline", "The transfer's processing pipelines: built-in and custom (in etcd)")
 	for _, p := range []struct{ use, short, sub string }{
 		{"list", "The built-in and custom processing pipelines (custom ones checked)", "list"},
