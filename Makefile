@@ -64,7 +64,7 @@ test-mutants:
 # The process-level fault suite: real binaries, devstack processes, fake ES.
 # (No race detector: the daemons under test are separate processes.)
 test-e2e:
-	$(GO) test -count=1 -timeout 30m -v -run 'TestFaultSuite|TestTraceFollowsALine' ./internal/dev/e2e/
+	$(GO) test -count=1 -timeout 30m -v -run 'TestFaultSuite|TestTraceFollowsALine|TestTopShowsLiveRates' ./internal/dev/e2e/
 
 vet:
 	$(GO) vet ./...

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"net"
 	"os"
 	"sort"
 	"syscall"
@@ -70,7 +71,7 @@ const noFiles = "no matching files"
 func (a *Agent) report() inventory.Report {
 	st := a.Status()
 	return inventory.Report{
-		Host: a.host, IP: a.ip, AgentID: a.id, AllowedPaths: a.guard.Patterns(), Version: a.opts.Version, Started: a.started,
+		Host: a.host, IP: a.ip, AgentID: a.id, AllowedPaths: a.guard.Patterns(), HTTPAddr: a.reachableHTTP(), Version: a.opts.Version, Started: a.started,
 		ConfigRevision: st.Revision, ConfigError: st.ConfigError, Tasks: a.fileStates(), Metrics: st.Metrics,
 	}
 }
@@ -108,4 +109,18 @@ func (c *fileCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(t.BytesBehind), t.Path, t.Topic)
 		ch <- prometheus.MustNewConstMetric(c.acked, prometheus.GaugeValue, float64(t.AckedOffset), t.Path, t.Topic)
 	}
+}
+
+// reachableHTTP is the HTTP address as another host reaches it: a
+// wildcard listen address ([http] addr = :9731) becomes the agent's IP.
+func (a *Agent) reachableHTTP() string {
+	addr := a.HTTPAddr()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		return net.JoinHostPort(a.ip, port)
+	}
+	return addr
 }

@@ -3,6 +3,7 @@ package ctl
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -148,6 +149,16 @@ record of the topics named.`,
 	tpf.StringSliceVar(&tp.topics, "topic", nil, "tap these topics, every host's records")
 	tpf.IntVar(&tp.count, "count", 0, "stop after this many records (0: at Ctrl-C)")
 	root.AddCommand(tap)
+	top := &topOpts{}
+	topCmd := &cobra.Command{Use: "top", Short: "Live per-agent and per-file rates (bytes Kafka acknowledged a second) and lag (bytes behind)",
+		Long: `top scrapes every live agent's /metrics (the address its inventory entry publishes)
+twice, an interval apart, and shows per file the bytes Kafka acknowledged a second
+and the bytes still behind, and per agent the totals, again every interval until
+Ctrl-C (--once: one table).`,
+		Args: cobra.NoArgs, RunE: func(_ *cobra.Command, args []string) error { return c.top(top, args) }}
+	topCmd.Flags().DurationVar(&top.interval, "interval", 5*time.Second, "time between two scrapes")
+	topCmd.Flags().BoolVar(&top.once, "once", false, "print one table and exit")
+	root.AddCommand(topCmd)
 	pipe := group("pipeline", "The transfer's processing pipelines: built-in and custom (in etcd)")
 	for _, p := range []struct{ use, short, sub string }{
 		{"list", "The built-in and custom processing pipelines (custom ones checked)", "list"},

@@ -71,3 +71,24 @@ func TestTraceFollowsALine(t *testing.T) {
 	s.agent.Term()
 	s.transfer.Term()
 }
+
+// logctl top shows the live agent's file with the bytes Kafka
+// acknowledged a second while lines are written, read from the agent's
+// /metrics at the address its inventory entry publishes.
+func TestTopShowsLiveRates(t *testing.T) {
+	s := newSys(t, "fake", "")
+	w := s.start("a.log")
+	var out, errOut bytes.Buffer
+	var got string
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		out.Reset()
+		errOut.Reset()
+		code := ctl.Run([]string{"--endpoints", s.etcdAddr, "top", "--once", "--interval", "2s"}, nil, &out, &errOut)
+		got = out.String() + errOut.String()
+		// A rate of whole kilobytes or more a second: lines are flowing.
+		return code == 0 && strings.Contains(got, filepath.Join(s.logs, "a.log")) && strings.Contains(got, "all files") &&
+			(strings.Contains(got, "KiB/s") || strings.Contains(got, "MiB/s"))
+	}, func() string { return "logctl top --once:\n" + got })
+	t.Logf("logctl top --once:\n%s", got)
+	s.finish("logctl top", w, nil)
+}

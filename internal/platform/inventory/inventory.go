@@ -26,7 +26,11 @@ type Report struct {
 	AgentID string `json:"agent_id,omitempty"`
 	// AllowedPaths is the agent's [agent] allowed_paths: logctl checks a
 	// collect config against it before writing one.
-	AllowedPaths   []string  `json:"allowed_paths,omitempty"`
+	AllowedPaths []string `json:"allowed_paths,omitempty"`
+	// HTTPAddr is where the agent's /metrics and /status listen, as
+	// another host reaches them (logctl top): an unspecified listen
+	// address is given the agent's IP.
+	HTTPAddr       string    `json:"http_addr,omitempty"`
 	Version        string    `json:"version"`
 	Started        time.Time `json:"started"`
 	ConfigRevision int64     `json:"config_revision"`
