@@ -141,6 +141,10 @@ func explainKafka(err error, sec config.KafkaSecurity) error {
 	switch {
 	case strings.Contains(msg, "SASL") || errors.Is(err, sarama.ErrSASLAuthenticationFailed):
 		return fmt.Errorf("SASL %s as %q refused (check sasl_user and sasl_password): %w", sec.SASL.Mechanism, sec.SASL.User, err)
+	case errors.Is(err, sarama.ErrOutOfBrokers) && sec.SASL.Mechanism != "":
+		// A broker that refuses SASL credentials closes the connection.
+		return fmt.Errorf("the brokers closed the connection: SASL %s as %q refused (check sasl_user and sasl_password), or TLS on one side only: %w",
+			sec.SASL.Mechanism, sec.SASL.User, err)
 	case errors.Is(err, sarama.ErrOutOfBrokers):
 		return fmt.Errorf("no broker answered the Kafka protocol (a TLS listener without tls = true, or the other way round?): %w", err)
 	}

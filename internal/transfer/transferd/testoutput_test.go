@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logpipe/logpipe/internal/dev/fakees"
@@ -82,5 +83,57 @@ verify_signatures = false
 				rest = rest[i+len(w):]
 			}
 		})
+	}
+}
+
+// Kafka with SASL: the right password passes the auth step and says as
+// whom; a wrong one stops there with what to check.
+func TestTestOutputChecksKafkaSASL(t *testing.T) {
+	const user, pass = "logtransfer", "transfer-sasl-pw-7"
+	kafka := testutil.StartKafka(t, 2, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", user, pass))
+	es := fakees.New(t)
+	for _, tc := range []struct {
+		password string
+		want     []string
+	}{
+		{pass, []string{"Kafka API and auth", "ok", "SASL scram-sha-512 as logtransfer", "topic sasl_topic"}},
+		{"not-the-password", []string{"Kafka API and auth", "FAIL", `SASL scram-sha-512 as "logtransfer" refused (check sasl_user and sasl_password)`}},
+	} {
+		cfg, err := config.ParseTransfer("test.ini", []byte(fmt.Sprintf(`[kafka]
+address = %s
+topics = sasl_topic
+sasl_mechanism = scram-sha-512
+sasl_user = %s
+sasl_password = %s
+allow_insecure_auth = true
+[es]
+address = %s
+[transfer]
+verify_signatures = false
+`, kafka.Addr(), user, tc.password, es.URL())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		var out bytes.Buffer
+		err = TestOutput(ctx, cfg, &out)
+		cancel()
+		t.Logf("logtransfer test output (password %q):\n%s", tc.password, out.String())
+		if strings.Contains(out.String(), tc.password) {
+			t.Errorf("the password is printed")
+		}
+		rest := out.String()
+		for _, w := range tc.want {
+			i := strings.Index(rest, w)
+			if i < 0 {
+				t.Fatalf("output lacks %q (in order)", w)
+			}
+			rest = rest[i+len(w):]
+		}
+		// The right password gets past auth (the topic, never written,
+		// does not exist: the next step's failure); the wrong one does not.
+		if err == nil || strings.Contains(err.Error(), "Kafka API and auth") != (tc.password != pass) {
+			t.Errorf("error %v", err)
+		}
 	}
 }
