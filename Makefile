@@ -24,13 +24,21 @@ build:
 # schedules of both simulations run for SIM_SHARE. Then the process-level
 # fault suite (test-e2e) prints its table, on both backends.
 test: deps
+	@echo "make test [1/8]: go vet"
 	$(GO) vet ./...
+	@echo "make test [2/8]: every package's tests, race detector on (about 10 minutes on 2 cores; real servers start as JVMs)"
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v /internal/dev/e2e)
+	@echo "make test [3/8]: idle stacks without the race detector"
 	$(GO) test -count=1 -run '^TestIdleTailerStacksShrink$$' ./internal/agent/collector
+	@echo "make test [4/8]: generated schedules of both simulations, $(SIM_SHARE)"
 	LOGPIPE_SOAK=$(SIM_SHARE) $(GO) test -count=1 -timeout 10m -v -run 'PathSoak$$' ./internal/agent/agentsim ./internal/transfer/transfersim -rapid.checks=500
+	@echo "make test [5/8]: the process-level fault suite on the fake, the real and the OpenSearch backends (about 12 minutes)"
 	$(MAKE) test-e2e
+	@echo "make test [6/8]: every guarantee broken on purpose (scripts/mutants, about 15 minutes)"
 	$(MAKE) test-mutants
+	@echo "make test [7/8]: the demo's UI in headless Chromium"
 	$(MAKE) test-ui
+	@echo "make test [8/8]: the logagent .deb installed, checked and removed"
 	$(MAKE) test-package
 
 # Generated schedules (rapid: a failing one is shrunk and its seed printed;

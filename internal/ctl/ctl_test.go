@@ -125,3 +125,19 @@ func TestMetricsPutGetValidate(t *testing.T) {
 		t.Fatalf("stored value changed: %v %q", err, resp.Kvs[0].Value)
 	}
 }
+
+// logctl completion prints a shell completion script (exit 0), for the
+// commands and their flags.
+func TestCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		code, out, errOut := run(t, "", "completion", sh)
+		if code != 0 || !strings.Contains(out, "logctl") || len(out) < 500 {
+			t.Errorf("completion %s: %d %q %q", sh, code, out[:min(len(out), 200)], errOut)
+		}
+	}
+	// The completion it gives for "config a" names the add command.
+	code, out, _ := run(t, "", "__complete", "config", "a")
+	if code != 0 || !strings.Contains(out, "add") {
+		t.Errorf("__complete config a: %d %q", code, out)
+	}
+}
