@@ -982,7 +982,8 @@ func (s *Server) search(c *reqCtx) {
 		} `json:"query"`
 	}
 	if err := json.Unmarshal(c.body, &q); err != nil || q.Query.IDs == nil {
-		s.writeError(c, http.StatusBadRequest, errDetail{Type: "parsing_exception", Reason: "the fake searches only by an ids query"})
+		// Any other search is not served, as before ids were.
+		s.noHandler(c)
 		return
 	}
 	type hit struct {
