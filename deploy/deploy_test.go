@@ -1137,10 +1137,10 @@ func TestDockerfile(t *testing.T) {
 		t.Error("Dockerfile: want a golang:${GO_VERSION} build stage")
 	}
 	for _, cmd := range []string{"logtransfer", "logagent"} {
-		if !regexp.MustCompile(`go build [^\n]*\./cmd/`+cmd).MatchString(strings.ReplaceAll(df, "\\\n", " ")) {
+		if !regexp.MustCompile(`go build [^\n]*\./cmd/` + cmd).MatchString(strings.ReplaceAll(df, "\\\n", " ")) {
 			t.Errorf("Dockerfile does not build ./cmd/%s", cmd)
 		}
-		if !regexp.MustCompile(`(?m)^FROM \S+ AS ` + cmd + `$`).MatchString(df) || !strings.Contains(df, "COPY --from=build /out/"+cmd+" /usr/local/bin/"+cmd) {
+		if !regexp.MustCompile(`(?m)^FROM \S+ AS `+cmd+`$`).MatchString(df) || !strings.Contains(df, "COPY --from=build /out/"+cmd+" /usr/local/bin/"+cmd) {
 			t.Errorf("Dockerfile has no %s stage with its binary", cmd)
 		}
 	}

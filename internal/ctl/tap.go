@@ -60,14 +60,9 @@ func (c *cmd) tap(o *tapOpts, args []string) error {
 			}
 		}
 	}
-	conf := sarama.NewConfig()
-	conf.ClientID = "logctl-tap"
-	conf.Version = sarama.V2_8_0_0
-	conf.Metadata.AllowAutoTopicCreation = false
-	kafka.NoMetrics(conf)
-	cl, err := sarama.NewClient(strings.Split(o.brokers, ","), conf)
+	cl, err := kafkaClient(o.brokers, "logctl-tap")
 	if err != nil {
-		return fmt.Errorf("connecting to Kafka at %s (--kafka): %w", o.brokers, err)
+		return err
 	}
 	defer cl.Close()
 	cons, err := sarama.NewConsumerFromClient(cl)

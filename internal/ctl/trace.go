@@ -129,14 +129,9 @@ func (c *cmd) trace(o *traceOpts, args []string) error {
 	}
 
 	// 2. The record in Kafka.
-	conf := sarama.NewConfig()
-	conf.ClientID = "logctl-trace"
-	conf.Version = sarama.V2_8_0_0
-	conf.Metadata.AllowAutoTopicCreation = false
-	kafka.NoMetrics(conf)
-	cl, err := sarama.NewClient(strings.Split(o.brokers, ","), conf)
+	cl, err := kafkaClient(o.brokers, "logctl-trace")
 	if err != nil {
-		return fmt.Errorf("connecting to Kafka at %s (--kafka): %w", o.brokers, err)
+		return err
 	}
 	defer cl.Close()
 	match := func(m *sarama.ConsumerMessage, v record.View) bool {
@@ -333,4 +328,19 @@ func excerpt(b []byte) string {
 		s = s[:300] + "…"
 	}
 	return strings.ReplaceAll(s, "\n", "\\n")
+}
+
+// kafkaClient is a plain client of brokers (comma separated) for logctl's
+// own reads (trace, tap): it never creates a topic.
+func kafkaClient(brokers, id string) (sarama.Client, error) {
+	conf := sarama.NewConfig()
+	conf.ClientID = id
+	conf.Version = sarama.V2_8_0_0
+	conf.Metadata.AllowAutoTopicCreation = false
+	kafka.NoMetrics(conf)
+	cl, err := sarama.NewClient(strings.Split(brokers, ","), conf)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Kafka at %s (--kafka): %w", brokers, err)
+	}
+	return cl, nil
 }
