@@ -61,7 +61,7 @@ set -e
 if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
 SH
 
-daemon_yaml() { # name description
+yaml_head() { # name description: what every package's nfpm config starts with
   cat <<YAML
 name: $1
 arch: $ARCH
@@ -77,6 +77,11 @@ contents:
   - src: $STAGE/$1
     dst: /usr/bin/$1
     file_info: {mode: 0755}
+YAML
+}
+daemon_yaml() { # name description
+  yaml_head "$1" "$2"
+  cat <<YAML
   - src: $STAGE/$1.service
     dst: /usr/lib/systemd/system/$1.service
     file_info: {mode: 0644}
@@ -98,22 +103,7 @@ for d in logagent logtransfer; do
 done
 daemon_yaml logagent "logpipe's agent: follows the log files etcd lists for this host and ships every line to Kafka" >"$STAGE/logagent.yaml"
 daemon_yaml logtransfer "logpipe's transfer: consumes the agents' Kafka topics and indexes every line into Elasticsearch or OpenSearch" >"$STAGE/logtransfer.yaml"
-cat >"$STAGE/logctl.yaml" <<YAML
-name: logctl
-arch: $ARCH
-platform: linux
-version: $PKG_VERSION
-section: admin
-priority: optional
-maintainer: logpipe <logpipe@localhost>
-description: "logpipe's operator command line (collect configs, pipelines, keys, agents, transfers, indices)"
-homepage: https://github.com/logpipe/logpipe
-license: Apache-2.0
-contents:
-  - src: $STAGE/logctl
-    dst: /usr/bin/logctl
-    file_info: {mode: 0755}
-YAML
+yaml_head logctl "logpipe's operator command line (collect configs, pipelines, keys, agents, transfers, indices)" >"$STAGE/logctl.yaml"
 
 nfpm() { go run "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION" "$@"; }
 for p in logagent logtransfer logctl; do

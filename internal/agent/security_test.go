@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,31 +21,13 @@ import (
 	"github.com/logpipe/logpipe/internal/platform/config"
 )
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // secAgent is one in-process agent of the security tests, with its own IP
 // (so its own collect config key), data dir, log file and log sink.
 type secAgent struct {
 	a    *Agent
 	ip   string
 	file string
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 }
 
 // startSecAgent starts an agent; extra adds keys to [kafka] and [etcd]
@@ -55,7 +35,7 @@ type secAgent struct {
 func startSecAgent(t *testing.T, ip, kafkaAddr, etcdAddr, kafkaExtra, etcdExtra string) *secAgent {
 	t.Helper()
 	cfg := secAgentConfig(t, ip, kafkaAddr, etcdAddr, kafkaExtra, etcdExtra)
-	s := &secAgent{ip: ip, file: filepath.Join(t.TempDir(), "app.log"), logs: &syncBuffer{}}
+	s := &secAgent{ip: ip, file: filepath.Join(t.TempDir(), "app.log"), logs: &testutil.SyncBuffer{}}
 	a, err := newSecAgent(cfg, s.logs)
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +262,7 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	t.Setenv("LOGPIPE_TEST_ETCD_PASSWORD", "etcd-agent-pw")
 
 	// A wrong password: New fails, naming the problem but not the password.
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	_, err := newSecAgent(secAgentConfig(t, "10.9.2.9", kafka.Addr(), etcd.Endpoint(), "", tlsKeys+"username = logagent\npassword = wrong-etcd-pw\n"), logs)
 	if err == nil || !strings.Contains(err.Error(), "authentication failed") {
 		t.Fatalf("New with a wrong etcd password: %v", err)

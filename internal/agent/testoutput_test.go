@@ -89,13 +89,8 @@ ip = %s
 			if (err == nil) != (last == "all checks passed") {
 				t.Fatalf("error %v", err)
 			}
-			rest := out.String()
-			for _, w := range tc.want {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("output lacks %q (in order) after what came before", w)
-				}
-				rest = rest[i+len(w):]
+			if w := testutil.MissingInOrder(out.String(), tc.want...); w != "" {
+				t.Fatalf("output lacks %q (in order) after what came before", w)
 			}
 			if err != nil && !strings.Contains(out.String(), "FAILED: ") {
 				t.Error("a failed run does not end with FAILED")

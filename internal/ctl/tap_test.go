@@ -1,10 +1,8 @@
 package ctl
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,19 +10,6 @@ import (
 
 	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // logctl tap <ip> follows what one agent's host sends now, from the topics
 // of its collect config, with the headers; another host's records in the
@@ -47,7 +32,7 @@ func TestTapFollowsOneHostsRecordsFromNow(t *testing.T) {
 	if err := cl.ProduceSync(ctx, rec("10.0.0.1", "before the tap")).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	done := make(chan int)
 	go func() {
 		done <- Run([]string{"--endpoints", etcd.Endpoint(), "tap", "--kafka", kafka.Addr(), "--count", "2", "10.0.0.1"}, nil, &out, &errOut)

@@ -74,13 +74,8 @@ verify_signatures = false
 			if (err == nil) != (tc.want[len(tc.want)-1] == "all checks passed") {
 				t.Fatalf("error %v", err)
 			}
-			rest := out.String()
-			for _, w := range tc.want {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("output lacks %q (in order) after what came before", w)
-				}
-				rest = rest[i+len(w):]
+			if w := testutil.MissingInOrder(out.String(), tc.want...); w != "" {
+				t.Fatalf("output lacks %q (in order) after what came before", w)
 			}
 		})
 	}
@@ -122,13 +117,8 @@ verify_signatures = false
 		if strings.Contains(out.String(), tc.password) {
 			t.Errorf("the password is printed")
 		}
-		rest := out.String()
-		for _, w := range tc.want {
-			i := strings.Index(rest, w)
-			if i < 0 {
-				t.Fatalf("output lacks %q (in order)", w)
-			}
-			rest = rest[i+len(w):]
+		if w := testutil.MissingInOrder(out.String(), tc.want...); w != "" {
+			t.Fatalf("output lacks %q (in order) after what came before", w)
 		}
 		// The right password gets past auth (the topic, never written,
 		// does not exist: the next step's failure); the wrong one does not.
