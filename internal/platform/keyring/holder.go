@@ -109,12 +109,14 @@ func (h *Holder) setErr(err error) {
 
 // use puts the signing key of doc in force.
 func (h *Holder) use(p *Parsed, raw []byte, source string) {
+	// The document is cached before its key signs anything, so that a
+	// restart finds the key every signed record names.
+	h.save(raw)
 	k := p.Signing()
 	if old := h.cur.Swap(k); old == nil || old.ID != k.ID {
 		h.log.WithFields(logrus.Fields{"key_id": k.ID.String(), "from": source}).Info("signing records with this key")
 	}
 	h.once.Do(func() { close(h.ready) })
-	h.save(raw)
 }
 
 // Run loads the cache, then follows the document in etcd until ctx ends.
