@@ -6,12 +6,15 @@ package agentsim
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/logpipe/logpipe/internal/agent/producer"
+	"github.com/logpipe/logpipe/internal/contract/record"
+	"github.com/logpipe/logpipe/internal/platform/kafka"
 )
 
 // stored is one record the broker appended.
@@ -19,6 +22,12 @@ type stored struct {
 	key, value []byte
 	headers    map[string]string
 	acked      bool // its produce request was answered with success
+	// epoch is the incarnation that sent it; ackedAt, when its answer
+	// reached that incarnation (on the fake clock).
+	epoch   int
+	ackedAt time.Time
+	// due is when its answer was to come (the broker's delay then).
+	due time.Time
 }
 
 type tp struct {
@@ -45,10 +54,54 @@ type broker struct {
 	epoch int
 	// answers counts requests answered, for the schedule's waits.
 	answers int
+	// key is the agent's signing key: every record taken must be in a
+	// chunk whose signature verifies (what the transfer will check);
+	// unsigned is what the broker found otherwise.
+	key      *record.SigningKey
+	unsigned []string
 }
 
-func newBroker(parts int32) *broker {
-	return &broker{parts: parts, log: map[tp][]*stored{}, refuse: map[tp]int{}, omit: map[tp]int{}}
+func newBroker(parts int32, key *record.SigningKey) *broker {
+	return &broker{parts: parts, log: map[tp][]*stored{}, refuse: map[tp]int{}, omit: map[tp]int{}, key: key}
+}
+
+// verify checks a record batch's signatures: its records are chunks, the
+// last record of each carrying the signature of the chunk, which must
+// verify with the agent's key over every record of the chunk, headers and
+// all. It says what is wrong, if anything.
+func (b *broker) verify(bt producer.Batch) string {
+	start := 0
+	for i, r := range bt.Records {
+		var sig []byte
+		for _, h := range r.Headers {
+			if h != nil && string(h.Key) == record.HeaderSig {
+				sig = h.Value
+			}
+		}
+		if sig == nil {
+			continue
+		}
+		_, n, cx, _, err := record.ParseSig(sig)
+		if err != nil {
+			return fmt.Sprintf("a signature that does not parse: %v", err)
+		}
+		if n != i+1-start {
+			return fmt.Sprintf("a signature for %d records ends a chunk of %d", n, i+1-start)
+		}
+		var c record.Chunk
+		c.Reset(b.key, bt.Topic, cx)
+		for _, r := range bt.Records[start : i+1] {
+			c.Add(r.Key, r.Value, kafka.Headers(r.Headers))
+		}
+		if err := c.Verify(sig); err != nil {
+			return fmt.Sprintf("a chunk of %d records whose signature does not verify: %v", n, err)
+		}
+		start = i + 1
+	}
+	if start != len(bt.Records) {
+		return fmt.Sprintf("%d records after the last signature of their record batch", len(bt.Records)-start)
+	}
+	return ""
 }
 
 // crash ends an incarnation: answers still due are never delivered (the
@@ -129,7 +182,8 @@ func (c *simConn) Produce(_ *sarama.ProduceRequest, batches []producer.Batch, cb
 		b.mu.Unlock()
 		return errors.New("simulated outage: connection refused")
 	}
-	epoch, delay := c.epoch, b.delay
+	delay := b.delay
+	epoch := c.epoch
 	resp := &sarama.ProduceResponse{}
 	var taken []*stored
 	for _, bt := range batches {
@@ -143,10 +197,13 @@ func (c *simConn) Produce(_ *sarama.ProduceRequest, batches []producer.Batch, cb
 			b.omit[t]--
 			continue
 		}
+		if bad := b.verify(bt); bad != "" && len(b.unsigned) < 3 {
+			b.unsigned = append(b.unsigned, bad)
+		}
 		for _, r := range bt.Records {
 			// The records are the producer's memory, reused once
 			// answered: the broker keeps copies.
-			s := &stored{key: append([]byte(nil), r.Key...), value: append([]byte(nil), r.Value...), headers: map[string]string{}}
+			s := &stored{key: append([]byte(nil), r.Key...), value: append([]byte(nil), r.Value...), headers: map[string]string{}, epoch: epoch, due: time.Now().Add(delay)}
 			for _, h := range r.Headers {
 				if h != nil {
 					s.headers[string(h.Key)] = string(h.Value)
@@ -167,8 +224,9 @@ func (c *simConn) Produce(_ *sarama.ProduceRequest, batches []producer.Batch, cb
 			b.mu.Unlock()
 			return // the process that sent it is gone
 		}
+		now := time.Now()
 		for _, s := range taken {
-			s.acked = true
+			s.acked, s.ackedAt = true, now
 		}
 		b.answers++
 		b.mu.Unlock()

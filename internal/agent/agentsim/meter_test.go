@@ -8,6 +8,7 @@ import (
 
 	"github.com/logpipe/logpipe/internal/agent/event"
 	"github.com/logpipe/logpipe/internal/agent/producer"
+	"github.com/logpipe/logpipe/internal/contract/acktrack"
 )
 
 // meter stands between the tailers and the producer and measures, from
@@ -30,6 +31,7 @@ type meter struct {
 	n             int   // batches admitted and not done
 	peak          int64 // most bytes seen in flight with more than one batch
 	errs          []string
+	stopping      bool
 }
 
 type flight struct {
@@ -37,6 +39,52 @@ type flight struct {
 	events         int64
 	admitted, done bool
 	orig           func(*event.Batch)
+	// acked counts the batch's events acknowledged (their Ackers are
+	// wrapped): Done before all of them is a batch handed back for reuse
+	// while a re-send may still read it.
+	acked  []bool
+	nAcked int
+	ackers []acktrack.Acker
+}
+
+// evAck stands for one of a batch's Ackers (one per stream) as the meter
+// hands it to the producer: it counts the events acknowledged, by their
+// sequence numbers, and passes the acknowledgements on as they came (one
+// by one or several at once).
+type evAck struct {
+	m    *meter
+	f    *flight
+	orig acktrack.Acker
+	idx  map[uint64]int // seq -> event
+}
+
+func (a *evAck) Ack(seq uint64) {
+	a.count(seq)
+	a.orig.Ack(seq)
+}
+
+// AckBatch is the producer's batchAcker, passed on as such if the
+// stream's own Acker is one.
+func (a *evAck) AckBatch(seqs []uint64) {
+	for _, s := range seqs {
+		a.count(s)
+	}
+	if b, ok := a.orig.(interface{ AckBatch([]uint64) }); ok {
+		b.AckBatch(seqs)
+		return
+	}
+	for _, s := range seqs {
+		a.orig.Ack(s)
+	}
+}
+
+func (a *evAck) count(seq uint64) {
+	a.m.mu.Lock()
+	defer a.m.mu.Unlock()
+	if i, ok := a.idx[seq]; ok && !a.f.acked[i] {
+		a.f.acked[i] = true
+		a.f.nAcked++
+	}
 }
 
 type array struct{ size, refs int }
@@ -48,17 +96,35 @@ func newMeter(p *producer.Producer, maxBytes, maxEvents int64) *meter {
 // Send hands b to the producer and, once the producer took it, counts it
 // in flight until its Done.
 func (m *meter) Send(ctx context.Context, b *event.Batch) error {
-	f := &flight{ends: pinned(b), events: int64(len(b.Events)), orig: b.Done}
+	f := &flight{ends: pinned(b), events: int64(len(b.Events)), orig: b.Done,
+		acked: make([]bool, len(b.Events)), ackers: make([]acktrack.Acker, len(b.Events))}
 	m.mu.Lock()
 	m.flights[b] = f
 	b.Done = m.done
+	wraps := map[acktrack.Acker]*evAck{}
+	for i := range b.Events {
+		orig := b.Events[i].Acker
+		f.ackers[i] = orig
+		if orig == nil {
+			f.acked[i] = true
+			f.nAcked++
+			continue
+		}
+		a := wraps[orig]
+		if a == nil {
+			a = &evAck{m: m, f: f, orig: orig, idx: map[uint64]int{}}
+			wraps[orig] = a
+		}
+		a.idx[b.Events[i].Seq] = i
+		b.Events[i].Acker = a
+	}
 	m.mu.Unlock()
 	err := m.prod.Send(ctx, b)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
 		delete(m.flights, b)
-		b.Done = f.orig
+		m.unwrap(b, f)
 		return err
 	}
 	if f.done {
@@ -99,6 +165,9 @@ func (m *meter) done(b *event.Batch) {
 		return
 	}
 	f.done = true
+	if f.nAcked < len(f.acked) && !m.stopping {
+		m.failf("a batch was handed back for reuse with %d of its %d events not acknowledged by Kafka (a re-send would read reused memory)", len(f.acked)-f.nAcked, len(f.acked))
+	}
 	if f.admitted {
 		m.n--
 		for end := range f.ends {
@@ -110,11 +179,29 @@ func (m *meter) done(b *event.Batch) {
 		}
 		m.events -= f.events
 	}
-	b.Done = f.orig
+	m.unwrap(b, f)
 	m.mu.Unlock()
 	if f.orig != nil {
 		f.orig(b)
 	}
+}
+
+// unwrap gives b back its own Done and Ackers; m.mu is held.
+func (m *meter) unwrap(b *event.Batch, f *flight) {
+	b.Done = f.orig
+	for i := range b.Events {
+		if i < len(f.ackers) {
+			b.Events[i].Acker = f.ackers[i]
+		}
+	}
+}
+
+// stop tells the meter the agent is stopping: batches handed back from
+// then on need not be acknowledged (the process ends; nothing re-sends).
+func (m *meter) stop() {
+	m.mu.Lock()
+	m.stopping = true
+	m.mu.Unlock()
 }
 
 // pinned is the memory b's values keep reachable: each distinct backing

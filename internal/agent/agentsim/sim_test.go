@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -62,6 +63,8 @@ func (o op) String() string {
 		return fmt.Sprintf("%s partition %d for %d requests", o.kind, o.n, o.n+1)
 	case "config":
 		return "collect " + o.file
+	case "down-day":
+		return "kill the agent, a day passes"
 	}
 	if o.file != "" {
 		return o.kind + " " + o.file
@@ -75,11 +78,16 @@ var (
 )
 
 func drawOp(t *rapid.T) op {
-	file := rapid.SampledFrom([]string{"a.log", "b.log"}).Draw(t, "file")
-	switch k := rapid.IntRange(0, 18).Draw(t, "op"); {
+	// a.log more often than b.log: steps on one file come in sequences
+	// (written, truncated, written again, rotated while the agent is down).
+	file := rapid.SampledFrom([]string{"a.log", "a.log", "a.log", "b.log"}).Draw(t, "file")
+	switch k := rapid.IntRange(0, 19).Draw(t, "op"); {
 	case k <= 3:
-		if rapid.IntRange(0, 7).Draw(t, "long") == 0 {
+		switch rapid.IntRange(0, 7).Draw(t, "long") {
+		case 0:
 			return op{kind: "long", file: file, n: rapid.IntRange(simMaxLine+1, 3*simMaxLine).Draw(t, "length")}
+		case 1: // a burst: more than one request's worth, and buffer_bytes fill up
+			return op{kind: "append", file: file, n: rapid.IntRange(150, 900).Draw(t, "burst")}
 		}
 		return op{kind: "append", file: file, n: rapid.IntRange(1, 60).Draw(t, "lines")}
 	case k == 4:
@@ -104,6 +112,8 @@ func drawOp(t *rapid.T) op {
 		return op{kind: "config", file: rapid.SampledFrom(configNames).Draw(t, "config")}
 	case k == 18:
 		return op{kind: rapid.SampledFrom([]string{"trace", "trace-wide"}).Draw(t, "trace"), file: file, n: rapid.IntRange(1, 9).Draw(t, "continuations")}
+	case k == 19:
+		return op{kind: rapid.SampledFrom([]string{"kill", "start", "start", "restart", "down-day"}).Draw(t, "lifecycle")}
 	default:
 		return op{kind: "delay", d: rapid.SampledFrom(delays).Draw(t, "delay")}
 	}
@@ -119,26 +129,41 @@ var configs = map[string]struct {
 	collects string // of a.log and b.log
 	entries  func(dir string) string
 }{
-	"glob": {"ab", func(d string) string { return fmt.Sprintf(`[{"path":%q,"topic":"logs"}]`, filepath.Join(d, "*.log")) }},
-	"a":    {"a", func(d string) string { return fmt.Sprintf(`[{"path":%q,"topic":"logs"}]`, filepath.Join(d, "a.log")) }},
+	"glob": {"ab", func(d string) string {
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs",`+dropFilter+`}]`, filepath.Join(d, "*.log"))
+	}},
+	"a": {"a", func(d string) string {
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs",`+dropFilter+`}]`, filepath.Join(d, "a.log"))
+	}},
 	"ab": {"ab", func(d string) string {
-		return fmt.Sprintf(`[{"path":%q,"topic":"logs"},{"path":%q,"topic":"logs"}]`, filepath.Join(d, "a.log"), filepath.Join(d, "b.log"))
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs",`+dropFilter+`},{"path":%q,"topic":"logs",`+dropFilter+`}]`, filepath.Join(d, "a.log"), filepath.Join(d, "b.log"))
 	}},
 	"fields": {"ab", func(d string) string {
-		return fmt.Sprintf(`[{"path":%q,"topic":"logs","fields":{"env":"sim"}}]`, filepath.Join(d, "*.log"))
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs","fields":{"env":"sim"},`+dropFilter+`}]`, filepath.Join(d, "*.log"))
 	}},
 	"c": {"a", func(d string) string {
-		return fmt.Sprintf(`[{"path":%q,"topic":"logs"},{"path":%q,"topic":"logs"}]`, filepath.Join(d, "a.log"), filepath.Join(d, "c.log"))
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs",`+dropFilter+`},{"path":%q,"topic":"logs",`+dropFilter+`}]`, filepath.Join(d, "a.log"), filepath.Join(d, "c.log"))
 	}},
 	// multi joins continuation lines (a tab first) to the line before
 	// them, at most simMultiLines lines and simMultiBytes bytes an event.
 	"multi": {"ab", func(d string) string {
-		return fmt.Sprintf(`[{"path":%q,"topic":"logs","multiline":{"pattern":"^[^\\t]","max_lines":%d,"max_bytes":%d,"timeout":"1s"}}]`,
+		return fmt.Sprintf(`[{"path":%q,"topic":"logs","multiline":{"pattern":"^[^\\t]","max_lines":%d,"max_bytes":%d,"timeout":"1s"},`+dropFilter+`}]`,
 			filepath.Join(d, "*.log"), simMultiLines, simMultiBytes)
 	}},
 }
 
 var configNames = []string{"glob", "a", "ab", "fields", "c", "multi"}
+
+// dropFilter is every entry's exclude_lines: an event whose first line
+// carries the mark is read past and not sent. Every eleventh plain line
+// carries it (see newLine).
+const dropFilter = `"exclude_lines":["^[^\\t\\n]*#drop"]`
+
+var dropRE = regexp.MustCompile(`^[^\t\n]*#drop`)
+
+// dropped reports whether l is a line the filter drops: never sent, and
+// read past (its offset acknowledged with the line before it).
+func (l *line) dropped() bool { return dropRE.MatchString(l.text) }
 
 // The multi config's limits: a trace's lines are up to about 200 bytes.
 const simMultiLines, simMultiBytes = 4, 300
@@ -200,7 +225,19 @@ type crashState struct {
 	files     []diskEntry    // the registry on disk
 	delivered map[string]int // line id -> records of it in Kafka
 	acked     map[string]bool
+	// at is when it happened, to incarnation epoch, which had started
+	// from the registry from.
+	at    time.Time
+	epoch int
+	from  []diskEntry
+	clean bool // a clean stop, not a crash
 }
+
+// saveBound is how long an acknowledgement may wait to be on disk: the
+// registry's save interval (a second, the bound the README states for
+// what a kill -9 sends again), and the short wait a save for index-time
+// stamps may hold the save lock for.
+const saveBound = time.Second + 100*time.Millisecond
 
 type diskEntry struct {
 	Path     string `json:"path"`
@@ -329,7 +366,7 @@ func run(t *testing.T, ops []op) *world {
 		l.SetOutput(os.Stderr)
 		l.SetLevel(logrus.DebugLevel)
 	}
-	w := &world{dir: t.TempDir(), b: newBroker(2), files: map[string]*wfile{}, lines: map[string]*line{}, rotated: map[string]*gen{}, log: logrus.NewEntry(l),
+	w := &world{dir: t.TempDir(), b: newBroker(2, simKey), files: map[string]*wfile{}, lines: map[string]*line{}, rotated: map[string]*gen{}, log: logrus.NewEntry(l),
 		config: "glob", outside: t.TempDir()}
 	w.data = filepath.Join(t.TempDir(), "data0")
 	for _, f := range []string{"a.log", "b.log"} {
@@ -451,6 +488,9 @@ func (w *world) newLine(f *wfile) *line {
 	pad := strings.Repeat(string(rune('a'+f.next%26)), (f.next*37)%150)
 	// A line written while no config collects its file need not arrive.
 	l := &line{id: id, text: id + " " + pad, exempt: !w.collects(f.name)}
+	if f.next%11 == 0 {
+		l.text = id + " #drop " + pad
+	}
 	w.lines[id] = l
 	return l
 }
@@ -538,6 +578,9 @@ func (w *world) appendTrace(f *wfile, n int, cont, wide bool) {
 	off := w.size(f)
 	for i := 0; i < n; i++ {
 		l := w.newLine(f)
+		if cont && i == 0 {
+			l.text = strings.Replace(l.text, " #drop", "", 1) // an event the filter keeps
+		}
 		if cont && i > 0 {
 			if !wide {
 				l.text = l.text[:min(len(l.text), len(l.id)+1+(f.next*7)%24)]
@@ -724,6 +767,21 @@ func (w *world) do(o op) {
 	case "crash":
 		w.crash()
 		w.start()
+	case "kill": // the agent stays down until a start (the writer goes on)
+		w.crash()
+	case "down-day": // down for a day: a restart finds a registry that old
+		w.crash()
+		time.Sleep(25 * time.Hour)
+	case "start":
+		if w.inc == nil {
+			w.start()
+		}
+	case "restart": // a clean stop (SIGTERM), and a start
+		if w.inc != nil {
+			w.stop()
+			w.ended()
+		}
+		w.start()
 	case "outage", "recover":
 		w.b.mu.Lock()
 		w.b.outage = o.kind == "outage"
@@ -823,7 +881,7 @@ func (w *world) start() {
 	prod := producer.New(producer.Config{
 		Kafka: config.Kafka{Brokers: []string{"sim:9092"}, ChanMaxSize: simChanMaxSize, BufferBytes: simBufferBytes, Compression: "none", RequiredAcks: config.AcksAll,
 			Version: "2.8.0", FlushInterval: 10 * time.Millisecond, FlushBytes: 16 << 10, RetryBackoffMax: 2 * time.Second},
-		MaxRecordBytes: 1 << 20, ShutdownTimeout: 5 * time.Second, Cluster: w.b.cluster,
+		MaxRecordBytes: 1 << 20, ShutdownTimeout: simShutdownTimeout, Cluster: w.b.cluster, Signer: func() *record.SigningKey { return simKey },
 	}, w.log, nil)
 	m := newMeter(prod, simBufferBytes, simChanMaxSize)
 	coll := collector.New(collector.Config{Host: "sim", IP: "10.0.0.1", MaxLineBytes: simMaxLine, PollInterval: 100 * time.Millisecond,
@@ -849,8 +907,11 @@ func (w *world) stop() {
 	}
 	inc.readStop()
 	<-inc.readDone
+	stopping := time.Now()
+	inc.meter.stop()
 	inc.sendStop()
 	<-inc.sendDone
+	w.drained(stopping)
 	inc.storeStop()
 	<-inc.storeDone
 	if err := inc.reg.Save(); err != nil {
@@ -859,6 +920,49 @@ func (w *world) stop() {
 	inc.reg.Close()
 	w.metered(inc)
 	w.inc = nil
+}
+
+// simKey is the agent's signing key.
+var simKey = func() *record.SigningKey {
+	k, err := record.NewSigningKey(record.KeyID{1, 2, 3}, []byte("the simulated agent key, 32 byte"))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// simShutdownTimeout is the producer's shutdown_timeout in the simulation.
+const simShutdownTimeout = 5 * time.Second
+
+// drained: a clean stop waits for Kafka's answers, up to the shutdown
+// timeout; every record whose answer came within it is acknowledged to
+// the stopping agent (else, Kafka holding it, it comes again after the
+// restart).
+func (w *world) drained(stopping time.Time) {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	by := stopping.Add(simShutdownTimeout - 100*time.Millisecond)
+	for _, l := range w.b.log {
+		for _, r := range l {
+			if r.epoch == w.b.epoch && !r.acked && r.due.Before(by) {
+				w.failf("a clean stop did not wait for the answer to %q, due %v after it began (shutdown timeout %v)", short(r.value), r.due.Sub(stopping), simShutdownTimeout)
+				return
+			}
+		}
+	}
+}
+
+// ended closes the epoch of an incarnation that stopped cleanly before a
+// restart: its answers still due reach nothing, and what it left on disk
+// is the next one's start (as a crash's is).
+func (w *world) ended() {
+	w.b.crash()
+	cs := w.crashState(w.data)
+	cs.at, cs.epoch, cs.clean = time.Now(), len(w.crashes), true
+	if len(w.crashes) > 0 {
+		cs.from = w.crashes[len(w.crashes)-1].files
+	}
+	w.crashes = append(w.crashes, cs)
 }
 
 // metered takes what an incarnation's meter found, once it has stopped.
@@ -886,7 +990,13 @@ func (w *world) crash() {
 			os.WriteFile(filepath.Join(next, name), b, 0o600)
 		}
 	}
-	w.crashes = append(w.crashes, w.crashState(next))
+	cs := w.crashState(next)
+	cs.at, cs.epoch = time.Now(), len(w.crashes)
+	if len(w.crashes) > 0 {
+		cs.from = w.crashes[len(w.crashes)-1].files
+	}
+	w.crashes = append(w.crashes, cs)
+	inc.meter.stop()
 	inc.readStop()
 	inc.sendStop()
 	inc.storeStop()
@@ -1004,13 +1114,14 @@ func (w *world) caughtUp() bool {
 	return true
 }
 
-// allAcked reports whether Kafka acknowledged every line f holds now.
+// allAcked reports whether Kafka acknowledged every line f holds now
+// (but those the filter drops).
 func (w *world) allAcked(f *wfile, acked map[string]bool) bool {
 	if f.partial != nil || f.gen == nil {
 		return f.partial == nil
 	}
 	for _, sp := range f.gen.lines {
-		if !acked[sp.l.id] {
+		if !acked[sp.l.id] && !sp.l.dropped() {
 			return false
 		}
 	}
@@ -1021,7 +1132,7 @@ func (w *world) missing() int {
 	acked := w.acked()
 	n := 0
 	for _, l := range w.lines {
-		if l.written && !l.exempt && !acked[l.id] {
+		if l.written && !l.exempt && !l.dropped() && !acked[l.id] {
 			n++
 		}
 	}
@@ -1073,8 +1184,14 @@ func (w *world) check() {
 	// copy was deleted before they were acknowledged).
 	acked := w.acked()
 	for _, l := range w.lines {
-		if l.written && !l.exempt && !acked[l.id] {
+		if l.written && !l.exempt && !l.dropped() && !acked[l.id] {
 			w.failf("line %s was never delivered", l.id)
+		}
+	}
+	// 7. No line the filter drops is sent.
+	for id, n := range count {
+		if l := w.lines[id]; l != nil && l.dropped() && n > 0 {
+			w.failf("line %s, which exclude_lines drops, is in Kafka", id)
 		}
 	}
 	// 2. A run without a crash delivers nothing twice; 3. after crashes,
@@ -1084,10 +1201,32 @@ func (w *world) check() {
 		if n < 2 {
 			continue
 		}
-		if !w.resentAfterCrash(id, recs) {
-			w.failf("line %s delivered %d times, and no crash explains it (crashes: %d)", id, n, len(w.crashes))
+		if ok, why := w.resentAfterCrash(id, recs); !ok {
+			w.failf("line %s delivered %d times, and no crash explains it (crashes: %d)%s", id, n, len(w.crashes), why)
 		}
 	}
+	// 6. Every copy of an event (its event id) carries the index-time
+	// stamp the first did: the transfer places a re-sent line in the
+	// daily index of the first copy, where its _id meets it.
+	stamps := map[string]string{}
+	for _, r := range recs {
+		ev, st := r.headers[record.HeaderEventID], r.headers[record.HeaderIndexTime]
+		if st == "" {
+			w.failf("record %q (event %s) has no index-time stamp", short(r.value), ev)
+			break
+		}
+		if old, ok := stamps[ev]; ok && old != st {
+			w.failf("event %s was sent stamped %s and, again, %s (%q)", ev, old, st, short(r.value))
+			break
+		}
+		stamps[ev] = st
+	}
+	// 8. Every record Kafka took is in a chunk whose signature verifies.
+	w.b.mu.Lock()
+	for _, u := range w.b.unsigned {
+		w.failf("Kafka took %s", u)
+	}
+	w.b.mu.Unlock()
 	// 4. The registry on disk is never ahead of Kafka's acknowledgements.
 	for i, cs := range w.crashes {
 		w.checkRegistry(i, cs, recs)
@@ -1177,14 +1316,19 @@ func (w *world) follow(g *gen, i int, parts []string) bool {
 	return true
 }
 
-// resentAfterCrash: some crash found the line delivered and not covered
-// by the registry it left on disk.
-func (w *world) resentAfterCrash(id string, recs []*stored) bool {
+// resentAfterCrash: some crash found the line delivered, not covered by
+// the registry it left on disk, and not durably due (see due): lines
+// acknowledged more than saveBound before a crash, with every line before
+// them in their stream, are on disk by then and never come again. If a
+// crash had the line uncovered but due, why says so.
+func (w *world) resentAfterCrash(id string, recs []*stored) (bool, string) {
+	why := ""
 	for _, cs := range w.crashes {
 		if cs.delivered[id] == 0 {
 			continue
 		}
 		covered := false
+		var before []*stored // its records the crashed incarnation or one before it sent
 		for _, r := range recs {
 			if !slices.Contains(idsOf(nil, r.value), id) {
 				continue
@@ -1193,17 +1337,121 @@ func (w *world) resentAfterCrash(id string, recs []*stored) bool {
 			if !ok {
 				continue
 			}
+			if r.epoch <= cs.epoch {
+				before = append(before, r)
+			}
 			for _, e := range cs.files {
 				if e.Instance == inst && e.Offset >= start+int64(len(r.value))+1 {
 					covered = true
 				}
 			}
 		}
-		if !covered {
+		if covered {
+			continue
+		}
+		if l := w.lines[id]; l != nil && !l.long && len(before) > 0 {
+			var at time.Time
+			due := true
+			for _, r := range before {
+				t, ok := w.due(cs, r, recs)
+				due, at = due && ok, later(at, t)
+			}
+			if due {
+				why = fmt.Sprintf(": crash %d came %v after its incarnation had Kafka's acknowledgement of it and of every line before it in its stream (the registry saves every second), yet the registry on disk did not cover it", cs.epoch, cs.at.Sub(at))
+				continue
+			}
+		}
+		return true, ""
+	}
+	return false, why
+}
+
+// due reports whether the event r is was durable by crash cs: every line
+// of its stream up to its end either covered by the registry the crashed
+// incarnation started from, or acknowledged to that incarnation more than
+// saveBound before the crash; at is the latest such acknowledgement.
+func (w *world) due(cs crashState, r *stored, recs []*stored) (time.Time, bool) {
+	inst, start, _ := eventID(r)
+	end := start + int64(len(r.value)) + 1
+	g, first := w.genOf(inst, recs)
+	if g == nil {
+		return time.Time{}, false
+	}
+	acks := w.ackTimes(cs.epoch, recs)
+	var latest time.Time
+	for _, s := range g.lines {
+		if s.start < first || s.end > end {
+			continue
+		}
+		if coveredBy(cs.from, inst, s.end) || s.l.dropped() {
+			continue
+		}
+		t, ok := acks[s.l.id]
+		if !ok || !t.Before(cs.at.Add(-saveBound)) {
+			return time.Time{}, false
+		}
+		latest = later(latest, t)
+	}
+	return latest, !latest.IsZero()
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func coveredBy(files []diskEntry, inst string, end int64) bool {
+	for _, e := range files {
+		if e.Instance == inst && e.Offset >= end {
 			return true
 		}
 	}
 	return false
+}
+
+// ackTimes is when each line was first acknowledged to incarnation epoch
+// (a long line: once its last piece was).
+func (w *world) ackTimes(epoch int, recs []*stored) map[string]time.Time {
+	ix := w.pieces()
+	out := map[string]time.Time{}
+	pieces := map[piece]time.Time{}
+	earliest := func(m map[string]time.Time, k string, t time.Time) {
+		if old, ok := m[k]; !ok || t.Before(old) {
+			m[k] = t
+		}
+	}
+	for _, r := range recs {
+		if !r.acked || r.epoch != epoch {
+			continue
+		}
+		if p, ok := ix[string(r.value)]; ok {
+			if old, ok := pieces[p]; !ok || r.ackedAt.Before(old) {
+				pieces[p] = r.ackedAt
+			}
+			continue
+		}
+		for _, id := range idsOf(nil, r.value) {
+			earliest(out, id, r.ackedAt)
+		}
+	}
+	for _, l := range w.lines {
+		if !l.long {
+			continue
+		}
+		var last time.Time
+		all := true
+		for i := range nPieces(l) {
+			t, ok := pieces[piece{l, i}]
+			all = all && ok
+			last = later(last, t)
+		}
+		if all {
+			out[l.id] = last
+		}
+	}
+	return out
 }
 
 func eventID(r *stored) (string, int64, bool) {
@@ -1228,7 +1476,7 @@ func (w *world) checkRegistry(i int, cs crashState, recs []*stored) {
 			continue
 		}
 		for _, s := range g.lines {
-			if s.start >= first && s.end <= e.Offset && !cs.acked[s.l.id] {
+			if s.start >= first && s.end <= e.Offset && !cs.acked[s.l.id] && !s.l.dropped() {
 				w.failf("crash %d: the registry had %s at offset %d, past line %s (ends at %d), which Kafka had not acknowledged", i, e.Path, e.Offset, s.l.id, s.end)
 				return
 			}

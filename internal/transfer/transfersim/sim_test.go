@@ -64,12 +64,16 @@ type op struct {
 	d      time.Duration
 	source string // produce: "agent" (signed chunks of up to chunk records), "foreign" (no host, unsigned), "forger" (an agent's host and event ids, unsigned)
 	chunk  int
+	// late: the agent's records are stamped before midnight, the day
+	// before their Kafka timestamp (lines first sent then, and sent again
+	// after a crash: their copies must meet in the first day's index).
+	late bool
 }
 
 func (o op) String() string {
 	switch o.kind {
 	case "produce":
-		return fmt.Sprintf("produce %d %s records to partition %d (chunks of %d, poison at %d)", o.n, o.source, o.part, o.chunk, o.status)
+		return fmt.Sprintf("produce %d %s records to partition %d (chunks of %d, poison at %d%s)", o.n, o.source, o.part, o.chunk, o.status, map[bool]string{true: ", stamped the day before"}[o.late])
 	case "sleep":
 		return fmt.Sprintf("sleep %v", o.d)
 	case "items", "request":
@@ -91,7 +95,8 @@ func drawOp(t *rapid.T) op {
 			poison = rapid.IntRange(0, n-1).Draw(t, "poison")
 		}
 		return op{kind: "produce", part: rapid.IntRange(0, partitions-1).Draw(t, "partition"), n: n, status: poison,
-			source: rapid.SampledFrom([]string{"agent", "agent", "foreign", "forger"}).Draw(t, "source"), chunk: rapid.IntRange(1, 40).Draw(t, "chunk")}
+			source: rapid.SampledFrom([]string{"agent", "agent", "foreign", "forger"}).Draw(t, "source"), chunk: rapid.IntRange(1, 40).Draw(t, "chunk"),
+			late: rapid.IntRange(0, 2).Draw(t, "late") == 0}
 	case k <= 6:
 		return op{kind: "sleep", d: rapid.SampledFrom(sleeps).Draw(t, "sleep")}
 	case k == 7:
@@ -117,6 +122,9 @@ type rec struct {
 	id     string // its document's _id
 	poison bool   // Elasticsearch refuses it for good (mapping error)
 	forged bool   // claims the agent's host without its signature: quarantined
+	// place is the day whose index its document belongs in: the agent's
+	// index-time stamp (signed) if it has one, else its Kafka timestamp.
+	place time.Time
 }
 
 // letter is what the dead-letter target took.
@@ -232,7 +240,7 @@ func (s *session) Commit() {
 // settledLocked says whether r has its outcome: its document in
 // Elasticsearch, or a dead letter.
 func (w *world) settledLocked(r *rec) bool {
-	if raw, ok := w.es.Doc(w.idx.Name(topic, day), r.id); ok && showsRecord(raw, r) {
+	if raw, ok := w.es.Doc(w.idx.Name(topic, r.place), r.id); ok && showsRecord(raw, r) {
 		return true
 	}
 	for _, l := range w.letters {
@@ -453,7 +461,7 @@ func (w *world) produce(o op) {
 	for i := 0; i < o.n; i++ {
 		off := int64(len(w.log[p]))
 		value := fmt.Sprintf("p%d-%d %s", p, off, o.source)
-		r := &rec{poison: i == o.status && o.source != "forger", forged: o.source == "forger"}
+		r := &rec{poison: i == o.status && o.source != "forger", forged: o.source == "forger", place: day}
 		if r.poison {
 			value = "poison " + value
 		}
@@ -469,6 +477,13 @@ func (w *world) produce(o op) {
 			}
 			msg.Headers = []*sarama.RecordHeader{{Key: []byte(record.HeaderHostName), Value: []byte(agentHost)},
 				{Key: []byte(record.HeaderHostIP), Value: []byte(agentIP)}, {Key: []byte(record.HeaderEventID), Value: []byte(ev)}}
+			if o.late {
+				stamp := day.Add(-12*time.Hour - time.Duration(i)*time.Millisecond) // 23:59:59.9… the day before
+				msg.Headers = append(msg.Headers, &sarama.RecordHeader{Key: []byte(record.HeaderIndexTime), Value: strconv.AppendInt(nil, stamp.UnixMilli(), 10)})
+				if o.source == "agent" {
+					r.place = stamp
+				}
+			}
 			r.id = record.DocID([]byte(agentHost), []byte(agentIP), []byte(ev))
 		}
 		r.msg = msg
@@ -686,7 +701,6 @@ func (w *world) lens() [partitions]int {
 func (w *world) check() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	name := w.idx.Name(topic, day)
 	docs := w.es.Docs()
 	letters := map[[2]int64]int{}
 	for _, l := range w.letters {
@@ -699,11 +713,14 @@ func (w *world) check() {
 		}
 		letters[[2]int64{int64(l.part), l.offset}]++
 	}
-	ids := map[string]bool{}
+	ids := map[string]string{} // _id -> its index
 	again := w.crashed || w.rebalanced
 	for p := range w.log {
 		for _, r := range w.log[p] {
-			ids[r.id] = true
+			name := w.idx.Name(topic, r.place)
+			if _, ok := ids[r.id]; !ok || !r.forged { // a forger's _id is an agent record's
+				ids[r.id] = name
+			}
 			raw, indexed := docs[name][r.id]
 			dead := letters[[2]int64{int64(p), r.msg.Offset}]
 			where := fmt.Sprintf("partition %d offset %d (%s)", p, r.msg.Offset, r.msg.Value)
@@ -737,7 +754,7 @@ func (w *world) check() {
 	}
 	for ix, byID := range docs {
 		for id := range byID {
-			if ix != name || !ids[id] {
+			if want, ok := ids[id]; !ok || ix != want {
 				w.errs = append(w.errs, fmt.Sprintf("document %s/%s is no record's", ix, id))
 			}
 		}
