@@ -38,6 +38,7 @@ type flight struct {
 	ends           map[uintptr]int // backing arrays: end -> bytes seen
 	events         int64
 	admitted, done bool
+	landed         bool // out of flight: every event acknowledged, or done
 	orig           func(*event.Batch)
 	// acked counts the batch's events acknowledged (their Ackers are
 	// wrapped): Done before all of them is a batch handed back for reuse
@@ -83,7 +84,9 @@ func (a *evAck) count(seq uint64) {
 	defer a.m.mu.Unlock()
 	if i, ok := a.idx[seq]; ok && !a.f.acked[i] {
 		a.f.acked[i] = true
-		a.f.nAcked++
+		if a.f.nAcked++; a.f.nAcked == len(a.f.acked) {
+			a.m.land(a.f)
+		}
 	}
 }
 
@@ -127,7 +130,7 @@ func (m *meter) Send(ctx context.Context, b *event.Batch) error {
 		m.unwrap(b, f)
 		return err
 	}
-	if f.done {
+	if f.done || f.landed {
 		return nil // acknowledged before Send returned
 	}
 	f.admitted = true
@@ -168,22 +171,34 @@ func (m *meter) done(b *event.Batch) {
 	if f.nAcked < len(f.acked) && !m.stopping {
 		m.failf("a batch was handed back for reuse with %d of its %d events not acknowledged by Kafka (a re-send would read reused memory)", len(f.acked)-f.nAcked, len(f.acked))
 	}
-	if f.admitted {
-		m.n--
-		for end := range f.ends {
-			a := m.arrays[end]
-			if a.refs--; a.refs == 0 {
-				m.bytes -= int64(a.size)
-				delete(m.arrays, end)
-			}
-		}
-		m.events -= f.events
-	}
+	m.land(f)
 	m.unwrap(b, f)
 	m.mu.Unlock()
 	if f.orig != nil {
 		f.orig(b)
 	}
+}
+
+// land takes f out of flight, at its last acknowledgement (the producer
+// releases its budget then, just before it calls Done) or at its Done;
+// m.mu is held.
+func (m *meter) land(f *flight) {
+	if f.landed {
+		return
+	}
+	f.landed = true
+	if !f.admitted {
+		return
+	}
+	m.n--
+	for end := range f.ends {
+		a := m.arrays[end]
+		if a.refs--; a.refs == 0 {
+			m.bytes -= int64(a.size)
+			delete(m.arrays, end)
+		}
+	}
+	m.events -= f.events
 }
 
 // unwrap gives b back its own Done and Ackers; m.mu is held.

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -80,7 +81,8 @@ var (
 func drawOp(t *rapid.T) op {
 	// a.log more often than b.log: steps on one file come in sequences
 	// (written, truncated, written again, rotated while the agent is down).
-	file := rapid.SampledFrom([]string{"a.log", "a.log", "a.log", "b.log"}).Draw(t, "file")
+	// d.log appears when first written: only a glob's rescans find it.
+	file := rapid.SampledFrom([]string{"a.log", "a.log", "a.log", "b.log", "d.log"}).Draw(t, "file")
 	switch k := rapid.IntRange(0, 19).Draw(t, "op"); {
 	case k <= 3:
 		switch rapid.IntRange(0, 7).Draw(t, "long") {
@@ -126,10 +128,10 @@ func drawOp(t *rapid.T) op {
 // matches both, "c" names c.log. Neither may be read, and the one outside
 // behind the symlink may not even be opened.
 var configs = map[string]struct {
-	collects string // of a.log and b.log
+	collects string // of a.log, b.log and d.log
 	entries  func(dir string) string
 }{
-	"glob": {"ab", func(d string) string {
+	"glob": {"abd", func(d string) string {
 		return fmt.Sprintf(`[{"path":%q,"topic":"logs",`+dropFilter+`}]`, filepath.Join(d, "*.log"))
 	}},
 	"a": {"a", func(d string) string {
@@ -138,7 +140,7 @@ var configs = map[string]struct {
 	"ab": {"ab", func(d string) string {
 		return fmt.Sprintf(`[{"path":%q,"topic":"logs",`+dropFilter+`},{"path":%q,"topic":"logs",`+dropFilter+`}]`, filepath.Join(d, "a.log"), filepath.Join(d, "b.log"))
 	}},
-	"fields": {"ab", func(d string) string {
+	"fields": {"abd", func(d string) string {
 		return fmt.Sprintf(`[{"path":%q,"topic":"logs","fields":{"env":"sim"},`+dropFilter+`}]`, filepath.Join(d, "*.log"))
 	}},
 	"c": {"a", func(d string) string {
@@ -146,7 +148,7 @@ var configs = map[string]struct {
 	}},
 	// multi joins continuation lines (a tab first) to the line before
 	// them, at most simMultiLines lines and simMultiBytes bytes an event.
-	"multi": {"ab", func(d string) string {
+	"multi": {"abd", func(d string) string {
 		return fmt.Sprintf(`[{"path":%q,"topic":"logs","multiline":{"pattern":"^[^\\t]","max_lines":%d,"max_bytes":%d,"timeout":"1s"},`+dropFilter+`}]`,
 			filepath.Join(d, "*.log"), simMultiLines, simMultiBytes)
 	}},
@@ -196,7 +198,16 @@ type wfile struct {
 	next    int
 	gen     *gen
 	partial *line // begun, its rest not yet written
+	born    time.Time
 }
+
+// simScan is the collector's scan_interval in the simulation, and
+// findWithin how long a glob may take to find a new file it matches (a
+// scan, and the second in which a directory's time is not trusted).
+const (
+	simScan    = time.Second
+	findWithin = 3 * simScan
+)
 
 type world struct {
 	dir, data string
@@ -212,11 +223,12 @@ type world struct {
 	// config is the collect config in force (see configs); outside is the
 	// directory the allowlist leaves out; opens counts opens of the file
 	// c.log leads to; peak is the most the meters saw in flight.
-	config  string
-	outside string
-	opens   func() int
-	peak    int64
-	log     *logrus.Entry
+	config   string
+	configAt time.Time
+	outside  string
+	opens    func() int
+	peak     int64
+	log      *logrus.Entry
 	// deliveries at each crash
 }
 
@@ -382,13 +394,14 @@ func run(t *testing.T, ops []op) *world {
 	for _, o := range ops {
 		w.do(o)
 		synctest.Wait()
+		w.found()
 		if len(w.errs) > 0 {
 			break
 		}
 	}
 	// The end: every line complete, Kafka well, the agent running until
 	// every line is in.
-	for _, f := range []string{"a.log", "b.log"} {
+	for _, f := range slices.Sorted(maps.Keys(w.files)) {
 		w.complete(w.files[f])
 	}
 	w.b.mu.Lock()
@@ -436,6 +449,7 @@ func (w *world) plantOutside(t *testing.T) {
 		w.failf("%v", err)
 	}
 	w.opens = testutil.WatchOpens(t, secret)
+	w.touch("")
 }
 
 func (w *world) path(name string) string { return filepath.Join(w.dir, name) }
@@ -448,6 +462,8 @@ func (w *world) create(name string) {
 		return
 	}
 	fh.Close()
+	w.touch("")
+	f.born = time.Now()
 	f.gen = &gen{ino: inode(w.path(name))}
 	w.gens = append(w.gens, f.gen)
 }
@@ -466,9 +482,23 @@ func (w *world) write(f *wfile, b []byte) {
 		w.failf("open %s: %v", f.name, err)
 		return
 	}
-	defer fh.Close()
 	if _, err := fh.Write(b); err != nil {
 		w.failf("write %s: %v", f.name, err)
+	}
+	fh.Close()
+}
+
+// touch sets the modification time of the writer's file name ("": its
+// directory) to now on the fake clock, as the kernel would on the real
+// one: the collector compares a directory's time with its own clock (a
+// glob is scanned again only if its directory changed). Files keep the
+// kernel's times: the tailer compares them with the registry file's
+// (when it was written, for rotations made while the agent was down),
+// which the kernel stamps too.
+func (w *world) touch(name string) {
+	now := time.Now()
+	if err := os.Chtimes(w.path(name), now, now); err != nil {
+		w.failf("touching %s: %v", name, err)
 	}
 }
 
@@ -689,6 +719,10 @@ func hasLine(g *gen, l *line) bool {
 }
 
 func (w *world) do(o op) {
+	if o.kind != "config" && strings.HasSuffix(o.file, ".log") && w.files[o.file] == nil {
+		w.files[o.file] = &wfile{name: o.file}
+		w.create(o.file)
+	}
 	switch o.kind {
 	case "append":
 		w.appendLines(w.files[o.file], o.n)
@@ -704,10 +738,18 @@ func (w *world) do(o op) {
 			w.cut(f)
 		}
 		w.complete(f)
+		if !w.known(o.file) && w.collects(o.file) {
+			// A file renamed out of the glob's reach before the agent
+			// found it (d.log, between two scans): nothing can know it was
+			// ever there. (The agent running, the glob finds a new file
+			// within findWithin: see found.)
+			w.dropped(o.file)
+		}
 		w.shift(o.file)
 		if err := os.Rename(w.path(o.file), w.path(o.file+".1")); err != nil {
 			w.failf("rename %s: %v", o.file, err)
 		}
+		w.touch("")
 		w.rotated[o.file+".1"] = f.gen
 		w.create(o.file)
 	case "copytruncate":
@@ -737,6 +779,7 @@ func (w *world) do(o op) {
 		if err := os.WriteFile(w.path(o.file+".1"), data, 0o644); err != nil {
 			w.failf("copy %s: %v", o.file, err)
 		}
+		w.touch("")
 		cp := &gen{ino: inode(w.path(o.file + ".1")), lines: append([]span(nil), f.gen.lines...)}
 		w.gens = append(w.gens, cp)
 		w.rotated[o.file+".1"] = cp
@@ -761,6 +804,7 @@ func (w *world) do(o op) {
 		if err := os.Remove(w.path(o.file)); err != nil {
 			w.failf("delete %s: %v", o.file, err)
 		}
+		w.touch("")
 		w.create(o.file)
 	case "sleep":
 		time.Sleep(o.d)
@@ -807,6 +851,9 @@ func (w *world) do(o op) {
 				w.dropped(name)
 			}
 		}
+		if w.config != o.file {
+			w.configAt = time.Now()
+		}
 		w.config = o.file
 		if w.inc != nil {
 			w.apply(w.inc.coll)
@@ -832,6 +879,52 @@ func (w *world) dropped(name string) {
 	if l := w.files[name].partial; l != nil {
 		l.exempt = true
 	}
+}
+
+// found: the agent running, a file its config collects is found (its
+// stream registered) within findWithin of when it could first have been.
+func (w *world) found() {
+	if w.inc == nil {
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(w.files)) {
+		f := w.files[name]
+		if d := time.Since(w.followable(f)); w.collects(name) && d >= findWithin && !w.known(name) {
+			w.failf("%s was there for %v, the agent running and collecting it, and it had not found it", name, d)
+		}
+	}
+}
+
+// followable is since when the running agent could have found f: since
+// it was created, the agent started, and the config collecting it came.
+func (w *world) followable(f *wfile) time.Time {
+	t := f.born
+	for _, u := range []time.Time{w.inc.started, w.configAt} {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
+}
+
+// known reports whether the agent knows the writer's file name: the
+// running agent's registry has a stream for it, or, the agent down, the
+// registry on disk has.
+func (w *world) known(name string) bool {
+	if w.inc != nil {
+		return len(w.inc.reg.OfPath("logs", w.path(name))) > 0
+	}
+	b, err := os.ReadFile(filepath.Join(w.data, "registry.json"))
+	if err != nil {
+		return false
+	}
+	var d struct {
+		Files []diskEntry `json:"files"`
+	}
+	if json.Unmarshal(b, &d) != nil {
+		return false
+	}
+	return slices.ContainsFunc(d.Files, func(e diskEntry) bool { return e.Path == w.path(name) })
 }
 
 // apply hands the config in force to a collector, validated as the agent
@@ -863,6 +956,7 @@ func (w *world) guard() *pathguard.Guard {
 
 // incarnation is one run of the agent's file path.
 type incarnation struct {
+	started            time.Time
 	reg                *registry.Registry
 	coll               *collector.Collector
 	meter              *meter
@@ -885,9 +979,9 @@ func (w *world) start() {
 	}, w.log, nil)
 	m := newMeter(prod, simBufferBytes, simChanMaxSize)
 	coll := collector.New(collector.Config{Host: "sim", IP: "10.0.0.1", MaxLineBytes: simMaxLine, PollInterval: 100 * time.Millisecond,
-		ScanInterval: time.Second, RotateWait: 5 * time.Second, PollOnly: true, Guard: w.guard()}, reg, m, w.log, nil)
+		ScanInterval: simScan, RotateWait: 5 * time.Second, PollOnly: true, Guard: w.guard()}, reg, m, w.log, nil)
 	w.apply(coll)
-	inc := &incarnation{reg: reg, coll: coll, meter: m, readDone: make(chan struct{}), sendDone: make(chan struct{}), storeDone: make(chan struct{})}
+	inc := &incarnation{started: time.Now(), reg: reg, coll: coll, meter: m, readDone: make(chan struct{}), sendDone: make(chan struct{}), storeDone: make(chan struct{})}
 	var rctx, sctx, stctx context.Context
 	rctx, inc.readStop = context.WithCancel(context.Background())
 	sctx, inc.sendStop = context.WithCancel(context.Background())
