@@ -679,6 +679,20 @@ var mutants = []mutant{
 		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
 	},
 	{
+		name:  "a new path's file that took the inode number of another path's deleted file takes its stream as its own (read as truncated, the copy's rest goes out twice)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.position",
+		edits: []edit{{old: "\t\tif t.reg.SetAside(key, t.cfg.Path) {", new: "\t\tif false && t.reg.SetAside(key, t.cfg.Path) {"}},
+		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "a stream set aside for another path's file is kept as long as that file exists (never dropped)",
+		pkg:   "internal/agent/registry",
+		fn:    "Registry.Prune",
+		edits: []edit{{old: "if c.k.Orphan != 0 || !r.exists(c.path, c.k) {", new: "if !r.exists(c.path, c.k) {"}},
+		tests: []target{{"./internal/agent/registry", "^TestSetAsideKeepsTheStreamForItsPath$"}},
+	},
+	{
 		name:  "a copy whose inode number a deleted file's registry entry still holds is not registered (read again from that entry's offset)",
 		pkg:   "internal/agent/tailer",
 		fn:    "Tailer.registerCopy",

@@ -321,6 +321,17 @@ var found = []struct {
 			{kind: "copytruncate", file: "a.log"}, {kind: "crash"}, {kind: "append", file: "b.log", n: 18}, {kind: "copytruncate", file: "b.log"}}},
 }
 
+// found2 are schedules found after the generator wrote d.log, a file of a
+// path that appears mid-schedule (kept apart: they need d.log).
+var found2 = []struct {
+	name string
+	ops  []op
+}{
+	{"a new path's file that took the inode number of a deleted file took its stream as its own: read as truncated, it sent the copytruncate copy's rest, which the stream's path then read again from its start",
+		[]op{{kind: "trace", file: "a.log", n: 1}, {kind: "sleep", d: time.Second}, {kind: "long", file: "a.log", n: 16385}, {kind: "copytruncate", file: "a.log"},
+			{kind: "delete", file: "a.log"}, {kind: "kill"}, {kind: "append", file: "d.log", n: 1}}},
+}
+
 // reached are schedules that reach, at once, states the generator draws
 // only now and then (a trace past the multi config's limits, a joined
 // event last in its file), kept as they shrank when a breakage of the
@@ -341,7 +352,7 @@ const foundReplays = 12
 
 // The schedules found keep the guarantees (each replays in milliseconds).
 func TestAgentFilePathFound(t *testing.T) {
-	for _, f := range append(found, reached...) {
+	for _, f := range slices.Concat(found, found2, reached) {
 		t.Run(f.name, func(t *testing.T) {
 			for range foundReplays {
 				var w *world

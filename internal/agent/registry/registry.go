@@ -44,14 +44,23 @@ const (
 	pruneEvery = 10 * time.Minute
 )
 
-// Key identifies a stream: one file identity read into one topic.
+// Key identifies a stream: one file identity read into one topic. Orphan
+// is set (non-zero) on a stream set aside (SetAside): its file was deleted
+// and its inode number taken by another path's file, which now has the
+// plain key; no file has an orphan's key.
 type Key struct {
-	Dev   uint64 `json:"dev"`
-	Ino   uint64 `json:"ino"`
-	Topic string `json:"topic"`
+	Dev    uint64 `json:"dev"`
+	Ino    uint64 `json:"ino"`
+	Topic  string `json:"topic"`
+	Orphan uint64 `json:"orphan,omitempty"`
 }
 
-func (k Key) String() string { return fmt.Sprintf("%d:%d:%s", k.Dev, k.Ino, k.Topic) }
+func (k Key) String() string {
+	if k.Orphan != 0 {
+		return fmt.Sprintf("%d:%d:%s:set-aside-%x", k.Dev, k.Ino, k.Topic, k.Orphan)
+	}
+	return fmt.Sprintf("%d:%d:%s", k.Dev, k.Ino, k.Topic)
+}
 
 // fileState is one stream. Fields other than tr are guarded by
 // Registry.mu; tr has its own lock because acks arrive on the producer's
@@ -377,7 +386,7 @@ func (r *Registry) Prune(now time.Time) int {
 	r.mu.Unlock()
 	var gone []cand
 	for _, c := range cands {
-		if !r.exists(c.path, c.k) {
+		if c.k.Orphan != 0 || !r.exists(c.path, c.k) {
 			gone = append(gone, c)
 		}
 	}
@@ -648,6 +657,34 @@ func (r *Registry) Claim(k Key, path string) (*Handle, bool) {
 		s.tr = acktrack.New(s.restored)
 	}
 	return &Handle{r: r, s: s}, true
+}
+
+// SetAside moves the stream of k, if nobody reads it and it was last read
+// at another path than path, out of k's way: to a key of its own (Key.
+// Orphan) that no file has, keeping its path, generation and offsets. A
+// file at path took the inode number of that stream's deleted file and is
+// read as new under k; the stream's own path can still find its
+// copytruncate copy by its fingerprint (OfPath) and read the rest from
+// where it stopped. The agentsim found this: the new file took the stream
+// for its own, as truncated, and sent the copy's rest, which the stream's
+// path then read again from its start. A set-aside stream is dropped like
+// one whose file is gone. It reports whether a stream was set aside.
+func (r *Registry) SetAside(k Key, path string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.files[k]
+	if !ok || s.claimed || s.path == path || s.inst.IsZero() {
+		return false
+	}
+	o := k
+	o.Orphan = binary.LittleEndian.Uint64(s.inst[:8]) | 1
+	if _, taken := r.files[o]; taken {
+		return false
+	}
+	delete(r.files, k)
+	s.key = o
+	r.files[o] = s
+	return true
 }
 
 // Rotated returns streams of topic last read at path, other than except,

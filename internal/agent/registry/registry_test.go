@@ -882,3 +882,58 @@ func TestFailedStartLeavesTheStreamAsItWas(t *testing.T) {
 		t.Fatalf("failed Start of a new stream: err %v, known %v", err, fresh.Known())
 	}
 }
+
+// A stream set aside for a file of another path that took its inode
+// number keeps, under a key no file has, its path, generation, offset and
+// fingerprint (its path can still find its copytruncate copy), survives a
+// restart, leaves its key to the new file, and is dropped like a stream
+// whose file is gone.
+func TestSetAsideKeepsTheStreamForItsPath(t *testing.T) {
+	r := open(t, t.TempDir())
+	h := claim(t, r, keyA, "/logs/a.log")
+	if err := h.Start(0, 16, 0xfeed); err != nil {
+		t.Fatal(err)
+	}
+	inst := h.Instance()
+	acker, seq := h.Emit(70)
+	acker.Ack(seq)
+	h.Release()
+
+	if r.SetAside(keyA, "/logs/a.log") {
+		t.Fatal("set aside for its own path")
+	}
+	other := claim(t, r, keyA, "/logs/b.log")
+	other.Release()
+	if r.SetAside(keyA, "/logs/b.log") {
+		t.Fatal("set aside a stream whose last path is the one asking")
+	}
+	// Back at its own path's name, as it was before the other file came.
+	claim(t, r, keyA, "/logs/a.log").Release()
+	if !r.SetAside(keyA, "/logs/d.log") {
+		t.Fatal("not set aside for another path's file")
+	}
+	if h := claim(t, r, keyA, "/logs/d.log"); h.Known() {
+		t.Fatal("the new file got the old stream")
+	} else {
+		h.Release()
+	}
+	for range 2 {
+		var got []Stream
+		for _, s := range r.OfPath("logs", "/logs/a.log") {
+			if s.Key.Orphan != 0 {
+				got = append(got, s)
+			}
+		}
+		if len(got) != 1 || got[0].Offset != 70 || got[0].FPLen != 16 || got[0].FP != 0xfeed || got[0].Key.Ino != keyA.Ino {
+			t.Fatalf("a.log's set-aside stream: %+v", got)
+		}
+		if st := findStream(t, r, got[0].Key); st.Instance != inst {
+			t.Fatalf("instance %v, want %v", st.Instance, inst)
+		}
+		r = reopen(t, r)
+	}
+	r.exists = func(string, Key) bool { return true } // its inode is d.log's
+	if n := r.Prune(time.Now().Add(pruneAfter + time.Minute)); n != 1 {
+		t.Fatalf("pruned %d, want the set-aside stream (d.log's is unread)", n)
+	}
+}

@@ -336,6 +336,14 @@ func (t *Tailer) position(f *os.File, first bool) (r *reader, err error) {
 		return nil, errors.New("no device/inode for file")
 	}
 	since := t.reg.FollowedSince(t.cfg.Path) // before this claim counts
+	if t.staleEntry(key, f) {
+		// Another path's stream, whose file was deleted and whose inode
+		// number f took: f is new, and that path may still need the
+		// stream (to find its copytruncate copy).
+		if t.reg.SetAside(key, t.cfg.Path) {
+			t.logger().WithField("was", key.String()).Info("this file took the inode number of another path's deleted file; reading it as new")
+		}
+	}
 	h, ok := t.reg.Claim(key, t.cfg.Path)
 	if !ok {
 		return nil, nil // a drainer or another glob's tailer still reads it
