@@ -153,9 +153,6 @@ type world struct {
 	incs     int
 	// what the schedule did that allows a record to come again
 	crashed, rebalanced bool
-	// a whole request was refused as unauthorized: its documents may be
-	// dead-lettered (the writer takes it as about them)
-	unauthorized bool
 }
 
 func (w *world) failf(format string, a ...any) {
@@ -360,7 +357,8 @@ func (w *world) start(t *testing.T) {
 		defer close(inc.wdone)
 		_ = inc.writer.Run(ctx)
 	}()
-	inc.cons = transfer.NewConsumer(transfer.Options{Index: w.idx, Out: inc.writer, DrainTimeout: 2 * time.Second, Verify: verifier{w.key}}, w.logger, nil)
+	inc.cons = transfer.NewConsumer(transfer.Options{Index: w.idx, Out: inc.writer, DrainTimeout: 2 * time.Second, Verify: verifier{w.key},
+		MaxAge: simMaxAge, MaxFuture: time.Hour}, w.logger, nil)
 	w.inc = inc
 	w.session()
 }
@@ -469,6 +467,10 @@ func (w *world) produce(o op) {
 		switch o.source {
 		case "foreign":
 			r.id = topic + "-" + strconv.Itoa(p) + "-" + strconv.FormatInt(off, 10)
+			if o.late { // unsigned, too old to be taken: placed by its Kafka timestamp
+				stamp := day.Add(-12 * time.Hour)
+				msg.Headers = []*sarama.RecordHeader{{Key: []byte(record.HeaderIndexTime), Value: strconv.AppendInt(nil, stamp.UnixMilli(), 10)}}
+			}
 		default:
 			ev := fmt.Sprintf("inst%d-%d", p, off*100)
 			if r.forged {
@@ -499,6 +501,11 @@ func (w *world) produce(o op) {
 	close(w.grew)
 	w.grew = make(chan struct{})
 }
+
+// simMaxAge is how far before its Kafka timestamp an unsigned record's
+// stamp is taken; the late stamps are older (a signed one is taken
+// whatever its age).
+const simMaxAge = 6 * time.Hour
 
 const (
 	agentHost = "web-1"
@@ -574,7 +581,6 @@ func (w *world) apply(t *testing.T, o op) {
 			w.es.SetMaxContentLength(2000)
 		default:
 			code := o.status
-			w.unauthorized = w.unauthorized || code == 401
 			w.es.SetRequestFault(func(method, path string) int {
 				if method == http.MethodPost {
 					return code
@@ -691,9 +697,12 @@ func (w *world) lens() [partitions]int {
 // check holds the guarantees over the whole run:
 //   - every record ends as its document (by index and _id, showing the
 //     record) or a dead letter with a reason; a poison record never as a
-//     document, and no other as a dead letter unless a whole request was
-//     refused as unauthorized (what passes is retried);
-//   - nothing is stored that is no record's;
+//     document, and no other as a dead letter (what passes, a whole
+//     request refused as unauthorized included, is retried);
+//   - nothing is stored that is no record's, each document in the daily
+//     index of its record's signed index-time stamp (or of its Kafka
+//     timestamp: unsigned, a stamp older than MaxAge is not taken);
+//   - a stored document is never overwritten;
 //   - without a crash or a rebalance (nothing comes again), every record
 //     ends exactly once: one document or one dead letter, never both;
 //   - (at every commit, see session.Commit) a commit passes no record
@@ -740,7 +749,7 @@ func (w *world) check() {
 				w.errs = append(w.errs, where+": lost, neither indexed nor dead-lettered")
 			case indexed && r.poison:
 				w.errs = append(w.errs, where+": a record Elasticsearch refuses was indexed")
-			case dead > 0 && !r.poison && !w.unauthorized:
+			case dead > 0 && !r.poison:
 				w.errs = append(w.errs, where+": dead-lettered, though Elasticsearch refused it only for a while")
 			case !again && indexed && dead > 0:
 				w.errs = append(w.errs, where+": indexed and dead-lettered, with nothing delivered again")
@@ -751,6 +760,9 @@ func (w *world) check() {
 				w.errs = append(w.errs, fmt.Sprintf("%s: its document does not show it: %s", where, raw))
 			}
 		}
+	}
+	if n := w.es.Stats().Updated; n > 0 {
+		w.errs = append(w.errs, fmt.Sprintf("%d stored documents were overwritten (a stored _id is only ever created)", n))
 	}
 	for ix, byID := range docs {
 		for id := range byID {
