@@ -44,6 +44,10 @@ type broker struct {
 	log   map[tp][]*stored
 	// outage: metadata, leaders and produce requests fail.
 	outage bool
+	// vanished: the topic is gone (deleted, or not yet created where
+	// brokers do not create topics): metadata does not show it, and
+	// produce requests for it are answered UNKNOWN_TOPIC_OR_PARTITION.
+	vanished bool
 	// refuse: the next n requests for a partition are answered with an
 	// error code for it (nothing appended); omit: left out of the answer
 	// (nothing appended either: a broker that did not take them).
@@ -148,6 +152,9 @@ func (c *simCluster) Partitions(string) ([]int32, error) {
 	if c.b.dead(c.epoch) {
 		return nil, errors.New("simulated outage")
 	}
+	if c.b.vanished {
+		return nil, sarama.ErrUnknownTopicOrPartition
+	}
 	ps := make([]int32, c.b.parts)
 	for i := range ps {
 		ps[i] = int32(i)
@@ -189,6 +196,9 @@ func (c *simConn) Produce(_ *sarama.ProduceRequest, batches []producer.Batch, cb
 	for _, bt := range batches {
 		t := tp{bt.Topic, bt.Partition}
 		switch {
+		case b.vanished:
+			resp.AddTopicPartition(bt.Topic, bt.Partition, sarama.ErrUnknownTopicOrPartition)
+			continue
 		case b.refuse[t] > 0:
 			b.refuse[t]--
 			resp.AddTopicPartition(bt.Topic, bt.Partition, sarama.ErrNotLeaderForPartition)

@@ -103,7 +103,7 @@ func drawOp(t *rapid.T) op {
 	case k == 10:
 		return op{kind: "crash"}
 	case k == 11:
-		return op{kind: rapid.SampledFrom([]string{"outage", "recover"}).Draw(t, "outage")}
+		return op{kind: rapid.SampledFrom([]string{"outage", "recover", "outage", "recover", "vanish", "reappear"}).Draw(t, "outage")}
 	case k == 12:
 		return op{kind: rapid.SampledFrom([]string{"refuse", "omit"}).Draw(t, "error"), n: rapid.IntRange(0, 1).Draw(t, "partition")}
 	case k == 15:
@@ -416,7 +416,7 @@ func run(t *testing.T, ops []op) *world {
 		w.complete(w.files[f])
 	}
 	w.b.mu.Lock()
-	w.b.outage, w.b.delay = false, 0
+	w.b.outage, w.b.vanished, w.b.delay = false, false, 0
 	clear(w.b.refuse)
 	clear(w.b.omit)
 	w.b.mu.Unlock()
@@ -840,6 +840,10 @@ func (w *world) do(o op) {
 	case "outage", "recover":
 		w.b.mu.Lock()
 		w.b.outage = o.kind == "outage"
+		w.b.mu.Unlock()
+	case "vanish", "reappear": // the topic deleted, and created again
+		w.b.mu.Lock()
+		w.b.vanished = o.kind == "vanish"
 		w.b.mu.Unlock()
 	case "refuse", "omit":
 		w.b.mu.Lock()
