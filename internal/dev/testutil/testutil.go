@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,6 +62,9 @@ func FreePort(t testing.TB) int {
 		if _, taken := handedOut.LoadOrStore(p, true); taken {
 			continue // handed to another server of this process, maybe not bound yet
 		}
+		if !reservePort(p) {
+			continue // another test process holds it (its server may be stopped a while)
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
 			continue
@@ -71,6 +75,33 @@ func FreePort(t testing.TB) int {
 	t.Fatal("no free port between 20000 and 32000")
 	return 0
 }
+
+// reservePort takes p for this test process among all of them (go test
+// runs packages side by side): an exclusive flock on a file named for it,
+// held until the process exits (the kernel then releases it, however the
+// process ended). A server a test stops and starts again on its port
+// would otherwise lose the port, while stopped, to another package's
+// FreePort (CI saw kfake's restart fail: "bind: address already in use").
+// Where the lock directory cannot be used, every port counts as free.
+func reservePort(p int) bool {
+	dir := filepath.Join(os.TempDir(), "logpipe-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return !errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	heldPorts.Store(p, f) // kept open: the lock lasts as long as the process
+	return true
+}
+
+// heldPorts keeps the lock files of reservePort open.
+var heldPorts sync.Map
 
 // handedOut is every port FreePort returned in this test process: a port
 // is free when asked for but bound only later (a JVM takes seconds), so
