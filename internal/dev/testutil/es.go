@@ -56,6 +56,28 @@ func (c ESClient) JSON(t testing.TB, want int, method, path, body string, out an
 	}
 }
 
+// shardsUp is JSON for a search that an index created a moment ago
+// answers 503 (no shard available) until its shard has started (CI saw
+// it): it asks again until the shard is up, 30 s at most.
+func (c ESClient) shardsUp(t testing.TB, path, body string, out any) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, b := c.Do(t, "POST", path, body)
+		if st == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond) // polling the server's state, not waiting for our own code
+			continue
+		}
+		if st != http.StatusOK {
+			t.Fatalf("POST %s: status %d, want 200: %s", path, st, b)
+		}
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("POST %s: decoding %s: %v", path, b, err)
+		}
+		return
+	}
+}
+
 // Count refreshes index (a pattern may be given) and counts the documents
 // matching query (a JSON query clause; "" for all). A missing index counts 0.
 func (c ESClient) Count(t testing.TB, index, query string) int {
@@ -128,7 +150,7 @@ func (c ESClient) Scan(t testing.TB, index, sort string, source bool, f func(Hit
 				}
 			}
 		}
-		c.JSON(t, http.StatusOK, "POST", "/"+index+"/_search?ignore_unavailable=true&allow_no_indices=true", body, &res)
+		c.shardsUp(t, "/"+index+"/_search?ignore_unavailable=true&allow_no_indices=true", body, &res)
 		hits := res.Hits.Hits
 		if len(hits) == 0 {
 			return
