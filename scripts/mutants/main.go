@@ -749,6 +749,20 @@ var mutants = []mutant{
 		tests: []target{{"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
 	},
 	{
+		name:  "a file truncated and written again to exactly the offset read is taken as unchanged (its new lines are never read)",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.step",
+		edits: []edit{{old: "\t} else if !same {\n\t\tif err := t.truncated(r); err != nil {", new: "\t} else if !same && false {\n\t\tif err := t.truncated(r); err != nil {"}},
+		tests: []target{{"./internal/agent/tailer", "^TestRefilledToItsOffsetIsDetected$"}, {"./internal/agent/agentsim", "^TestAgentFilePathFound$"}},
+	},
+	{
+		name:  "a drainer takes a rotated file truncated and written again to exactly its offset as unchanged",
+		pkg:   "internal/agent/tailer",
+		fn:    "Tailer.drain",
+		edits: []edit{{old: "\t\tif same {\n\t\t\t// Read on from pos", new: "\t\tif same && false {\n\t\t\t// Read on from pos"}},
+		tests: []target{{"./internal/agent/tailer", "^TestRotatedFileRefilledToItsOffsetIsDetected$"}},
+	},
+	{
 		name:  "a symlink that leads outside the allowlist is opened before it is refused",
 		pkg:   "internal/platform/pathguard",
 		fn:    "Guard.Open",

@@ -330,6 +330,8 @@ var found2 = []struct {
 	{"a new path's file that took the inode number of a deleted file took its stream as its own: read as truncated, it sent the copytruncate copy's rest, which the stream's path then read again from its start",
 		[]op{{kind: "trace", file: "a.log", n: 1}, {kind: "sleep", d: time.Second}, {kind: "long", file: "a.log", n: 16385}, {kind: "copytruncate", file: "a.log"},
 			{kind: "delete", file: "a.log"}, {kind: "kill"}, {kind: "append", file: "d.log", n: 1}}},
+	{"a file truncated and written again to exactly the offset read, and then left alone: its new content was never read (size and the coarse modification time cannot tell)",
+		[]op{{kind: "long", file: "d.log", n: 16385}, {kind: "sleep", d: 20 * time.Second}, {kind: "truncate", file: "d.log"}, {kind: "long", file: "d.log", n: 16385}}},
 }
 
 // reached are schedules that reach, at once, states the generator draws

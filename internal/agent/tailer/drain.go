@@ -123,12 +123,13 @@ func (t *Tailer) drain(r *reader, detach func() bool) {
 			break
 		}
 		same := fi.Size() >= r.pos
-		if same && fi.Size() > r.pos {
+		if same {
 			// Read on from pos only while the file still starts as this
 			// generation: truncated and written again past pos (unseen:
 			// its tailer stopped first), pos would fall anywhere in the
 			// new content (the agentsim found a long line's pieces cut
-			// at the old offset).
+			// at the old offset); written again to exactly pos, its new
+			// content would never be read.
 			if same, err = r.unchanged(); err != nil {
 				break
 			}

@@ -515,6 +515,20 @@ func (t *Tailer) step(r *reader) (int, error) {
 		}
 		return stepAgain, nil
 	}
+	// Nothing new by size, but the file may have been truncated and
+	// written again to exactly where reading is (the agentsim found a
+	// long line written again after a truncation never read). Its
+	// modification time cannot tell: it ticks at the kernel's coarse
+	// clock, so a truncation soon after the last read keeps it. The
+	// leading bytes tell, for one pread of at most a KiB per look.
+	if same, err := r.unchanged(); err != nil {
+		return stepFailed, err
+	} else if !same {
+		if err := t.truncated(r); err != nil {
+			return stepFailed, err
+		}
+		return stepAgain, nil
+	}
 	now := t.now()
 	if r.ml != nil && r.ml.expired(now) {
 		if err := r.ml.flush(r.emitter(now)); err != nil {

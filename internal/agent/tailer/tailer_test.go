@@ -502,6 +502,48 @@ func TestRefilledPastOffsetIsDetected(t *testing.T) {
 	checkExactlyOnce(t, got[1:], "new", 20)
 }
 
+func TestRefilledToItsOffsetIsDetected(t *testing.T) {
+	// Truncated and written again to exactly the offset read so far, and
+	// then never written to: neither size nor (at the kernel's coarse
+	// clock) the modification time tells; the leading bytes do. Both
+	// while following and across a restart.
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			h := newHarness(t)
+			p := filepath.Join(h.dir, "a.log")
+			write(t, p, numbered("old", 0, 2))
+			stop := h.run(Config{Path: p})
+			h.waitN(2)
+			if restart {
+				stop()
+			}
+			os.WriteFile(p, []byte(numbered("new", 0, 2)), 0o644) // same inode, same size
+			if restart {
+				h.run(Config{Path: p})
+			}
+			got := h.waitN(4)
+			checkExactlyOnce(t, got[2:], "new", 2)
+		})
+	}
+}
+
+func TestRotatedFileRefilledToItsOffsetIsDetected(t *testing.T) {
+	// The same for a rotated file its drainer is reading to its end.
+	h := newHarness(t)
+	p := filepath.Join(h.dir, "a.log")
+	write(t, p, numbered("old", 0, 2))
+	h.run(Config{Path: p, RotateWait: time.Hour})
+	h.waitN(2)
+	if err := os.Rename(p, p+".1"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, p, numbered("next", 0, 1))
+	h.waitN(3) // the new file is read: the old one is its drainer's
+	os.WriteFile(p+".1", []byte(numbered("new", 0, 2)), 0o644)
+	got := h.waitN(5)
+	checkExactlyOnce(t, got[3:], "new", 2)
+}
+
 func TestResumeAfterRestart(t *testing.T) {
 	h := newHarness(t)
 	p := filepath.Join(h.dir, "a.log")
