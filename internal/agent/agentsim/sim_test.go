@@ -56,6 +56,8 @@ func (o op) String() string {
 		return fmt.Sprintf("append %d lines to %s", o.n, o.file)
 	case "trace", "trace-wide":
 		return fmt.Sprintf("append a line and %d %scontinuation lines to %s", o.n, map[bool]string{true: "wide "}[o.kind == "trace-wide"], o.file)
+	case "trace-slow":
+		return fmt.Sprintf("append a line and %d continuation lines to %s, %v apart", o.n, o.file, o.d)
 	case "long":
 		return fmt.Sprintf("append a line of %d bytes to %s", o.n, o.file)
 	case "sleep", "delay":
@@ -76,15 +78,37 @@ func (o op) String() string {
 var (
 	sleeps = []time.Duration{0, 10 * time.Millisecond, 100 * time.Millisecond, time.Second, 3 * time.Second, 20 * time.Second}
 	delays = []time.Duration{0, 50 * time.Millisecond, 2 * time.Second, 20 * time.Second}
+	// traceGaps are the gaps between a slow trace's lines: all within
+	// the multi config's timeout (1 s), most past half of it.
+	traceGaps = []time.Duration{600 * time.Millisecond, 900 * time.Millisecond, 300 * time.Millisecond}
 )
 
-func drawOp(t *rapid.T) op {
+// opKinds are the kinds of step a schedule draws from, with their
+// weights (see testutil.Swarm: a schedule may leave any but the writes
+// out).
+var opKinds, opWeights = []string{"write", "partial", "rename", "copytruncate", "sleep", "crash", "outage", "error", "delay", "truncate", "delete", "config", "trace", "lifecycle"},
+	[]int{4, 1, 1, 1, 3, 1, 1, 1, 2, 1, 1, 1, 1, 1}
+
+// drawSchedule draws what a schedule is made of: the kinds of step it
+// uses and, for half of them, the one file every file step goes to.
+func drawSchedule(t *rapid.T) func(*rapid.T) op {
+	kind := testutil.Swarm(t, "op", opKinds, opWeights)
 	// a.log more often than b.log: steps on one file come in sequences
 	// (written, truncated, written again, rotated while the agent is down).
 	// d.log appears when first written: only a glob's rescans find it.
-	file := rapid.SampledFrom([]string{"a.log", "a.log", "a.log", "b.log", "d.log"}).Draw(t, "file")
-	switch k := rapid.IntRange(0, 19).Draw(t, "op"); {
-	case k <= 3:
+	files := []string{"a.log", "a.log", "a.log", "b.log", "d.log"}
+	if rapid.Bool().Draw(t, "one file") {
+		files = []string{rapid.SampledFrom([]string{"a.log", "b.log", "d.log"}).Draw(t, "the file")}
+	}
+	// The configs it switches to: some schedules only some of them (the
+	// multi config always among them: its joins meet the file steps).
+	config := testutil.Swarm(t, "config", configNames, slices.Repeat([]int{1}, len(configNames)))
+	return func(t *rapid.T) op { return drawOp(t, kind(t), rapid.SampledFrom(files).Draw(t, "file"), config) }
+}
+
+func drawOp(t *rapid.T, kind, file string, config func(*rapid.T) string) op {
+	switch kind {
+	case "write":
 		switch rapid.IntRange(0, 7).Draw(t, "long") {
 		case 0:
 			return op{kind: "long", file: file, n: rapid.IntRange(simMaxLine+1, 3*simMaxLine).Draw(t, "length")}
@@ -92,33 +116,37 @@ func drawOp(t *rapid.T) op {
 			return op{kind: "append", file: file, n: rapid.IntRange(150, 900).Draw(t, "burst")}
 		}
 		return op{kind: "append", file: file, n: rapid.IntRange(1, 60).Draw(t, "lines")}
-	case k == 4:
+	case "partial":
 		return op{kind: "partial", file: file}
-	case k == 5:
+	case "rename":
 		return op{kind: rapid.SampledFrom([]string{"rename", "rename", "rename-cut"}).Draw(t, "rename"), file: file}
-	case k == 6:
+	case "copytruncate":
 		return op{kind: "copytruncate", file: file}
-	case k <= 9:
+	case "sleep":
 		return op{kind: "sleep", d: rapid.SampledFrom(sleeps).Draw(t, "sleep")}
-	case k == 10:
+	case "crash":
 		return op{kind: "crash"}
-	case k == 11:
+	case "outage":
 		return op{kind: rapid.SampledFrom([]string{"outage", "recover", "outage", "recover", "vanish", "reappear"}).Draw(t, "outage")}
-	case k == 12:
+	case "error":
 		return op{kind: rapid.SampledFrom([]string{"refuse", "omit"}).Draw(t, "error"), n: rapid.IntRange(0, 1).Draw(t, "partition")}
-	case k == 15:
+	case "truncate":
 		return op{kind: "truncate", file: file}
-	case k == 16:
+	case "delete":
 		return op{kind: "delete", file: file}
-	case k == 17:
-		return op{kind: "config", file: rapid.SampledFrom(configNames).Draw(t, "config")}
-	case k == 18:
+	case "config":
+		return op{kind: "config", file: config(t)}
+	case "trace":
+		if rapid.Bool().Draw(t, "slow") { // lines that come slower than half the timeout
+			return op{kind: "trace-slow", file: file, n: rapid.IntRange(1, simMultiLines-1).Draw(t, "continuations"), d: rapid.SampledFrom(traceGaps).Draw(t, "gap")}
+		}
 		return op{kind: rapid.SampledFrom([]string{"trace", "trace-wide"}).Draw(t, "trace"), file: file, n: rapid.IntRange(1, 9).Draw(t, "continuations")}
-	case k == 19:
+	case "lifecycle":
 		return op{kind: rapid.SampledFrom([]string{"kill", "start", "start", "restart", "down-day"}).Draw(t, "lifecycle")}
-	default:
+	case "delay":
 		return op{kind: "delay", d: rapid.SampledFrom(delays).Draw(t, "delay")}
 	}
+	panic("unknown kind " + kind)
 }
 
 // configs are the collect configs a schedule switches between (all to one
@@ -154,7 +182,7 @@ var configs = map[string]struct {
 	}},
 }
 
-var configNames = []string{"glob", "a", "ab", "fields", "c", "multi"}
+var configNames = []string{"multi", "glob", "a", "ab", "fields", "c"}
 
 // dropFilter is every entry's exclude_lines: an event whose first line
 // carries the mark is read past and not sent. Every eleventh plain line
@@ -216,6 +244,7 @@ type world struct {
 	files     map[string]*wfile
 	lines     map[string]*line
 	gens      []*gen
+	slow      []*slowTrace
 	rotated   map[string]*gen // a.log.1 etc. -> its generation
 	inc       *incarnation
 	crashes   []crashState
@@ -346,6 +375,7 @@ var reached = []struct {
 	{"a joined event last in its file", []op{{kind: "config", file: "multi"}, {kind: "trace", file: "a.log", n: 1}}},
 	{"lines that start events, under multi", []op{{kind: "config", file: "multi"}, {kind: "append", file: "a.log", n: 2}}},
 	{"a trace past max_bytes", []op{{kind: "config", file: "multi"}, {kind: "trace-wide", file: "b.log", n: 9}}},
+	{"a trace whose lines come slowly, under multi", []op{{kind: "config", file: "multi"}, {kind: "trace-slow", file: "a.log", n: 2, d: 600 * time.Millisecond}}},
 	{"a line written before its file was collected, under multi", []op{{kind: "config", file: "a"}, {kind: "append", file: "b.log", n: 1}, {kind: "config", file: "multi"}}},
 }
 
@@ -380,7 +410,7 @@ func TestAgentFilePathSoak(t *testing.T) {
 // schedules is the property: a drawn schedule, played, keeps the
 // guarantees. n, if set, counts the schedules played.
 func schedules(t *testing.T, n *int) func(*rapid.T) {
-	return testutil.Schedules(t, drawOp, 40, func(t *testing.T, ops []op) []string { return run(t, ops).errs }, n)
+	return testutil.Schedules(t, drawSchedule, 40, func(t *testing.T, ops []op) []string { return run(t, ops).errs }, n)
 }
 
 // run plays ops, lets the agent finish what the files hold, and checks.
@@ -620,16 +650,7 @@ func (w *world) appendTrace(f *wfile, n int, cont, wide bool) {
 	var buf bytes.Buffer
 	off := w.size(f)
 	for i := 0; i < n; i++ {
-		l := w.newLine(f)
-		if cont && i == 0 {
-			l.text = strings.Replace(l.text, " #drop", "", 1) // an event the filter keeps
-		}
-		if cont && i > 0 {
-			if !wide {
-				l.text = l.text[:min(len(l.text), len(l.id)+1+(f.next*7)%24)]
-			}
-			l.text, l.cont = "\t"+l.text, true
-		}
+		l := w.traceLine(f, i, cont, wide)
 		start := off + int64(buf.Len())
 		buf.WriteString(l.text)
 		buf.WriteByte('\n')
@@ -637,6 +658,70 @@ func (w *world) appendTrace(f *wfile, n int, cont, wide bool) {
 		f.gen.lines = append(f.gen.lines, span{l, start, off + int64(buf.Len())})
 	}
 	w.write(f, buf.Bytes())
+}
+
+// traceLine is the i-th line of a trace (of lines if not cont).
+func (w *world) traceLine(f *wfile, i int, cont, wide bool) *line {
+	l := w.newLine(f)
+	if cont && i == 0 {
+		l.text = strings.Replace(l.text, " #drop", "", 1) // an event the filter keeps
+	}
+	if cont && i > 0 {
+		if !wide {
+			l.text = l.text[:min(len(l.text), len(l.id)+1+(f.next*7)%24)]
+		}
+		l.text, l.cont = "\t"+l.text, true
+	}
+	return l
+}
+
+// slowTrace is a trace written a line at a time, each less than the multi
+// config's timeout after the one before it: under multi it is one event,
+// whatever the agent was doing meanwhile (reading it as it comes, or all
+// at once later), unless its file was rotated, truncated or deleted, or
+// the config changed, before the event was sent.
+type slowTrace struct {
+	ids       []string
+	file      string
+	disturbed bool
+}
+
+// appendSlowTrace appends a trace of n lines to f, gap apart on the
+// fake clock, each line in a write of its own.
+func (w *world) appendSlowTrace(f *wfile, n int, gap time.Duration) {
+	w.complete(f)
+	tr := &slowTrace{file: f.name, disturbed: w.config != "multi"}
+	size := 0
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			time.Sleep(gap)
+		}
+		l := w.traceLine(f, i, true, false)
+		off := w.size(f)
+		w.write(f, []byte(l.text+"\n"))
+		l.written = true
+		f.gen.lines = append(f.gen.lines, span{l, off, off + int64(len(l.text)) + 1})
+		tr.ids = append(tr.ids, l.id)
+		size += len(l.text) + 1
+		synctest.Wait()
+	}
+	// Within the limits (a byte short of them, whichever way the joiner
+	// counts the newlines), the trace is one event.
+	tr.disturbed = tr.disturbed || n > simMultiLines || size >= simMultiBytes
+	w.slow = append(w.slow, tr)
+}
+
+// disturb marks the slow traces an op may cut: rotations, truncations and
+// deletions of their file, and config changes.
+func (w *world) disturb(o op) {
+	for _, tr := range w.slow {
+		switch o.kind {
+		case "config":
+			tr.disturbed = true
+		case "rename", "rename-cut", "copytruncate", "truncate", "delete":
+			tr.disturbed = tr.disturbed || o.file == tr.file
+		}
+	}
 }
 
 // partial writes the first half of f's next line.
@@ -732,6 +817,7 @@ func hasLine(g *gen, l *line) bool {
 }
 
 func (w *world) do(o op) {
+	w.disturb(o)
 	if o.kind != "config" && strings.HasSuffix(o.file, ".log") && w.files[o.file] == nil {
 		w.files[o.file] = &wfile{name: o.file}
 		w.create(o.file)
@@ -743,6 +829,8 @@ func (w *world) do(o op) {
 		w.appendLong(w.files[o.file], o.n)
 	case "trace", "trace-wide":
 		w.appendTrace(w.files[o.file], o.n+1, true, o.kind == "trace-wide")
+	case "trace-slow":
+		w.appendSlowTrace(w.files[o.file], o.n+1, o.d)
 	case "partial":
 		w.partial(w.files[o.file])
 	case "rename", "rename-cut":
@@ -1297,6 +1385,20 @@ func (w *world) check() {
 	for _, l := range w.lines {
 		if l.written && !l.exempt && !l.dropped() && !acked[l.id] {
 			w.failf("line %s was never delivered", l.id)
+		}
+	}
+	// 5b. A trace whose lines came within the timeout of each other is
+	// one event (each of its records is the whole trace).
+	for _, tr := range w.slow {
+		if tr.disturbed {
+			continue
+		}
+		for _, r := range recs {
+			ids := idsOf(ix, r.value)
+			if slices.Contains(ids, tr.ids[0]) && !slices.Equal(ids, tr.ids) || !slices.Contains(ids, tr.ids[0]) && slices.Contains(ids, tr.ids[len(tr.ids)-1]) {
+				w.failf("the trace %v, its lines within the timeout of each other, was sent cut: a record holds %v", tr.ids, ids)
+				break
+			}
 		}
 	}
 	// 7. No line the filter drops is sent.

@@ -12,16 +12,17 @@ import (
 )
 
 // Schedules is a simulation's property: a schedule of 1 to maxOps
-// operations drawn with draw, played by play in a synctest bubble, keeps
+// operations, drawn with the drawer draw returns for it (drawn once per
+// schedule: see Swarm), played by play in a synctest bubble, keeps
 // every guarantee; play returns the ones broken. n, if set, counts the
 // schedules played. The first failure's errors also go to stderr: a
 // schedule that fails only with some file system states (inode numbers
 // reused) may pass when rapid replays it, and rapid then prints nothing of
 // it.
-func Schedules[Op any](t *testing.T, draw func(*rapid.T) Op, maxOps int, play func(*testing.T, []Op) []string, n *int) func(*rapid.T) {
+func Schedules[Op any](t *testing.T, draw func(*rapid.T) func(*rapid.T) Op, maxOps int, play func(*testing.T, []Op) []string, n *int) func(*rapid.T) {
 	printed := false // the first failure only: shrinking fails many times
 	return func(rt *rapid.T) {
-		ops := rapid.SliceOfN(rapid.Custom(draw), 1, maxOps).Draw(rt, "schedule")
+		ops := rapid.SliceOfN(rapid.Custom(draw(rt)), 1, maxOps).Draw(rt, "schedule")
 		var errs []string
 		synctest.Test(t, func(t *testing.T) { errs = play(t, ops) })
 		if n != nil {
@@ -55,4 +56,25 @@ func Soak(t *testing.T, name string, prop func(n *int) func(*rapid.T)) {
 	}
 	el := time.Since(start)
 	t.Logf("%s: %d schedules in %v, %.0f a second", name, n, el.Round(time.Second), float64(n)/el.Seconds())
+}
+
+// Swarm draws, once per schedule, which kinds of operation it uses, and
+// returns a drawer of kinds among those, each as often as its weight
+// (swarm testing, Groce et al. 2012). Half the schedules use every kind;
+// the other half leave each kind but the first out with even odds, so the
+// kinds kept come in denser runs: a rare combination (a rename, a crash
+// and a copytruncate of the same file, with nothing else in between) is
+// drawn far more often than when every kind always competes. Shrinking
+// goes towards every kind kept, then towards the first.
+func Swarm(t *rapid.T, label string, kinds []string, weights []int) func(*rapid.T) string {
+	var on []string
+	all := !rapid.Bool().Draw(t, label+": leave some out")
+	for i, k := range kinds {
+		if all || i == 0 || rapid.Bool().Draw(t, label+" "+k) {
+			for range weights[i] {
+				on = append(on, k)
+			}
+		}
+	}
+	return func(t *rapid.T) string { return rapid.SampledFrom(on).Draw(t, label) }
 }

@@ -86,9 +86,20 @@ func (o op) String() string {
 
 var sleeps = []time.Duration{0, 10 * time.Millisecond, 100 * time.Millisecond, time.Second, 3 * time.Second, 20 * time.Second}
 
-func drawOp(t *rapid.T) op {
-	switch k := rapid.IntRange(0, 15).Draw(t, "op"); {
-	case k <= 3:
+// opKinds are the kinds of step a schedule draws from, with their
+// weights (see testutil.Swarm: a schedule may leave any but produce out).
+var opKinds, opWeights = []string{"produce", "sleep", "items", "request", "es", "latency", "dlq", "rebalance", "crash"},
+	[]int{4, 3, 1, 1, 1, 1, 1, 2, 2}
+
+// drawSchedule draws the kinds of step a schedule uses.
+func drawSchedule(t *rapid.T) func(*rapid.T) op {
+	kind := testutil.Swarm(t, "op", opKinds, opWeights)
+	return func(t *rapid.T) op { return drawOp(t, kind(t)) }
+}
+
+func drawOp(t *rapid.T, kind string) op {
+	switch kind {
+	case "produce":
 		n := rapid.IntRange(1, 80).Draw(t, "records")
 		poison := -1 // the record Elasticsearch refuses for good (400), if any
 		if rapid.IntRange(0, 3).Draw(t, "poisoned") == 0 {
@@ -97,23 +108,24 @@ func drawOp(t *rapid.T) op {
 		return op{kind: "produce", part: rapid.IntRange(0, partitions-1).Draw(t, "partition"), n: n, status: poison,
 			source: rapid.SampledFrom([]string{"agent", "agent", "foreign", "forger"}).Draw(t, "source"), chunk: rapid.IntRange(1, 40).Draw(t, "chunk"),
 			late: rapid.IntRange(0, 2).Draw(t, "late") == 0}
-	case k <= 6:
+	case "sleep":
 		return op{kind: "sleep", d: rapid.SampledFrom(sleeps).Draw(t, "sleep")}
-	case k == 7:
+	case "items":
 		return op{kind: "items", status: rapid.SampledFrom([]int{429, 500, 502, 503, 504}).Draw(t, "item status")}
-	case k == 8:
+	case "request":
 		return op{kind: "request", status: rapid.SampledFrom([]int{401, 413, 503}).Draw(t, "request status")}
-	case k == 9:
+	case "es":
 		return op{kind: rapid.SampledFrom([]string{"es down", "es ok", "es drops answers", "es drops requests"}).Draw(t, "es")}
-	case k == 10:
+	case "latency":
 		return op{kind: "latency", d: rapid.SampledFrom([]time.Duration{0, 2 * time.Second, 40 * time.Second}).Draw(t, "latency")}
-	case k == 11:
+	case "dlq":
 		return op{kind: rapid.SampledFrom([]string{"dlq fails", "dlq ok"}).Draw(t, "dlq")}
-	case k <= 13:
+	case "rebalance":
 		return op{kind: "rebalance"}
-	default:
+	case "crash":
 		return op{kind: "crash"}
 	}
+	panic("unknown kind " + kind)
 }
 
 // rec is a record in the simulated log, and what must become of it.
@@ -790,5 +802,5 @@ func TestTransferPathSoak(t *testing.T) {
 // schedules is the property: a drawn schedule, played, keeps the
 // guarantees. n, if set, counts the schedules played.
 func schedules(t *testing.T, n *int) func(*rapid.T) {
-	return testutil.Schedules(t, drawOp, 30, func(t *testing.T, ops []op) []string { return run(t, ops).errs }, n)
+	return testutil.Schedules(t, drawSchedule, 30, func(t *testing.T, ops []op) []string { return run(t, ops).errs }, n)
 }
