@@ -2,7 +2,10 @@ package ctl
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,5 +64,76 @@ func TestTapFollowsOneHostsRecordsFromNow(t *testing.T) {
 		if strings.Contains(got, not) {
 			t.Errorf("tap printed %q", not)
 		}
+	}
+}
+
+// tap --topic follows whole topics, every host's records; tap <ip> <path>
+// one file's; Ctrl-C (SIGINT) ends a tap with exit 0.
+func TestTapByTopicAndByFileStopsOnCtrlC(t *testing.T) {
+	etcd := testutil.StartEtcd(t)
+	kafka := testutil.StartKafka(t, 2)
+	etcd.Put("/logagent/10.0.0.1/collect_config", `[{"path":"/var/log/a.log","topic":"web"},{"path":"/var/log/b.log","topic":"web"}]`)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.Addr()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rec := func(ip, path, value string) *kgo.Record {
+		return &kgo.Record{Topic: "web", Key: []byte(path), Value: []byte(value),
+			Headers: []kgo.RecordHeader{{Key: "host.ip", Value: []byte(ip)}, {Key: "host.name", Value: []byte("h-" + ip)}, {Key: "event.id", Value: []byte("abc-" + strconv.Itoa(len(value)))}}}
+	}
+	ctx := context.Background()
+	if err := cl.ProduceSync(ctx, rec("10.0.0.1", "/var/log/a.log", "created the topic")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	type tapRun struct {
+		out, errOut testutil.SyncBuffer
+		done        chan int
+	}
+	start := func(args ...string) *tapRun {
+		r := &tapRun{done: make(chan int, 1)}
+		go func() {
+			r.done <- Run(append([]string{"--endpoints", etcd.Endpoint(), "tap", "--kafka", kafka.Addr()}, args...), nil, &r.out, &r.errOut)
+		}()
+		testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(r.errOut.String(), "Ctrl-C stops") },
+			func() string { return "tap started: " + r.errOut.String() })
+		return r
+	}
+	byTopic := start("--topic", "web")
+	byFile := start("--count", "1", "10.0.0.1", "/var/log/b.log")
+	if err := cl.ProduceSync(ctx, rec("10.0.0.2", "/var/log/a.log", "from another host"), rec("10.0.0.1", "/var/log/a.log", "from a.log"),
+		rec("10.0.0.1", "/var/log/b.log", "from b.log")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-byFile.done:
+		if code != 0 {
+			t.Fatalf("tap 10.0.0.1 /var/log/b.log: exit %d: %s", code, byFile.errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tap of one file did not stop after its record:\n%s%s\nthe tap of the topic:\n%s%s", byFile.out.String(), byFile.errOut.String(), byTopic.out.String(), byTopic.errOut.String())
+	}
+	t.Logf("logctl tap 10.0.0.1 /var/log/b.log:\n%s", byFile.out.String())
+	if got := byFile.out.String(); !strings.Contains(got, "from b.log") || strings.Contains(got, "from a.log") || strings.Contains(got, "another host") {
+		t.Errorf("tap of b.log printed:\n%s", got)
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		got := byTopic.out.String()
+		return strings.Contains(got, "from another host") && strings.Contains(got, "from a.log") && strings.Contains(got, "from b.log")
+	}, func() string { return "tap --topic web: " + byTopic.out.String() })
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-byTopic.done:
+		if code != 0 {
+			t.Fatalf("tap --topic after Ctrl-C: exit %d: %s", code, byTopic.errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("tap --topic did not stop on Ctrl-C")
+	}
+	t.Logf("logctl tap --topic web, then Ctrl-C:\n%s%s", byTopic.out.String(), byTopic.errOut.String())
+	if strings.Contains(byTopic.out.String(), "created the topic") {
+		t.Error("tap --topic printed a record from before it started")
 	}
 }
