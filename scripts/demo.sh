@@ -52,13 +52,14 @@ done
 
 start() { # name, command...
   local name=$1; shift
+  echo "starting $name (log: $DEMO/$name.log) ..."
   "$@" >"$DEMO/$name.log" 2>&1 &
   echo "$name $!" >>"$DEMO/pids"
 }
 
 wait_port() { # port, what
   for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then echo "  $2 is up on 127.0.0.1:$1"; return 0; fi
     sleep 0.1
   done
   echo "$2 did not start; see $DEMO/*.log" >&2
@@ -143,7 +144,11 @@ if [ "$n" -lt "$written" ]; then
 fi
 if [ -n "${REAL:-}" ]; then
   echo
-  echo "cluster health: $(curl -s 'http://127.0.0.1:9200/_cluster/health' | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')"
+  # Green once every index has its shards (the demo's have no replicas);
+  # anything else after 30 s is shown as it is, and said to be wrong.
+  health=$(curl -s 'http://127.0.0.1:9200/_cluster/health?wait_for_status=green&timeout=30s' | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
+  echo "cluster health: $health"
+  [ "$health" = green ] || echo "  the cluster is not green: every index should have its shards on this one node (see GET _cluster/allocation/explain)" >&2
   echo "indices (the transfer's GET /indices: age, size, what retention makes of each):"
   curl -s 'http://127.0.0.1:9732/indices' | sed -n 's/.*"index": "\(.*\)",/  \1/p'
   echo
@@ -156,6 +161,8 @@ and $DEMO/real/*/*.pid, logs in $DEMO/*.log and $DEMO/real/).
   search:            curl -s '127.0.0.1:9200/web_log-*/_search?q=message:GET&size=3&pretty'
   count:             curl -s '127.0.0.1:9200/web_log-*,app_log-*/_count'
   servers:           bin/devstack real status -dir $DEMO/real
+  ports:             etcd 2379 (peers 2380), Kafka 9092 (controller 10092), $STORE_NAME 9200 (transport 9300),
+                     logagent 9731, logtransfer 9732 (/status, /metrics, /indices)
   agent status:      curl -s 127.0.0.1:9731/status
   read a topic:      kcat -b 127.0.0.1:9092 -C -t web_log -e -f '%h %s\\n'
   stop everything:   make demo-stop
@@ -176,6 +183,8 @@ The pipeline is running (PIDs in $DEMO/pids, logs in $DEMO/*.log).
   what the agent runs, and whether it applied the last put:
     bin/logctl config get 127.0.0.1
   agent status:      curl -s 127.0.0.1:9731/status
+  ports:             etcd 2379 (peers 2380), Kafka (kfake) 9092, VictoriaLogs 9428, VictoriaMetrics 8428,
+                     logagent 9731, logtransfer 9732 (/status, /metrics)
   metrics:           curl -s 127.0.0.1:9731/metrics | grep ^logagent_ ; curl -s 127.0.0.1:9732/metrics | grep ^logtransfer_
   read a topic:      kcat -b 127.0.0.1:9092 -C -t web_log -e -f '%h %s\\n'
   stop everything:   make demo-stop
