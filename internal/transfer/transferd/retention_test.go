@@ -38,6 +38,9 @@ func TestRealRetentionDeletesOnlyItsOwnExpiredIndices(t *testing.T) {
 		es.JSON(t, 200, "PUT", "/"+otherTopic, `{}`, nil)
 		es.JSON(t, 200, "PUT", "/"+markedOther, `{"mappings":{"_meta":{"managed_by":"logtransfer","topic":"someone-else"}}}`, nil)
 		es.JSON(t, 200, "PUT", "/unrelated-retain-target", `{"aliases":{"`+aliased+`":{}}}`, nil)
+		// Kibana's own index, marked as if by us (a marker is not enough:
+		// the name must be the topic's pattern too).
+		es.JSON(t, 200, "PUT", "/.kibana_1", `{"mappings":{"_meta":{"managed_by":"logtransfer","topic":"retain"}}}`, nil)
 
 		at := func(ts time.Time, i int) *kgo.Record {
 			return &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("line %d", i)), Timestamp: ts,
@@ -56,7 +59,7 @@ func TestRealRetentionDeletesOnlyItsOwnExpiredIndices(t *testing.T) {
 		testutil.Eventually(t, 30*time.Second, func() bool {
 			return !exists(oldIdx) && testutil.MetricValue(d.Prometheus(), "logtransfer_indices_deleted_total", nil) >= 1
 		}, testutil.Msg("the expired index %s deleted and counted", oldIdx))
-		for _, name := range []string{freshIdx, foreign, otherTopic, markedOther, "unrelated-retain-target"} {
+		for _, name := range []string{freshIdx, foreign, otherTopic, markedOther, "unrelated-retain-target", ".kibana_1"} {
 			if !exists(name) {
 				t.Errorf("%s was deleted", name)
 			}
