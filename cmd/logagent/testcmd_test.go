@@ -2,10 +2,11 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 // logagent test config: 0 and the effective settings (no secret) for a
@@ -21,16 +22,7 @@ func TestTestConfigCommand(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("[agent]\nmax_line_bytes = lots\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) (string, int) {
-		out, err := exec.Command(bins["logagent"], args...).CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), code
-	}
+	run := func(args ...string) (string, int) { return testutil.Output(t, bins["logagent"], args...) }
 	out, code := run("test", "config", "-config", good)
 	t.Logf("logagent test config -config good.ini (exit %d):\n%s", code, out)
 	if code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "password = [redacted]") || strings.Contains(out, secret) ||

@@ -2,10 +2,11 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/logpipe/logpipe/internal/dev/testutil"
 )
 
 // logtransfer test config prints the effective settings, secrets redacted,
@@ -23,16 +24,7 @@ func TestTestConfigCommand(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("[kafka]\ntopics = nginx\n[transfer]\ndata_dir = "+dir+"\n[index]\nreplicas = many\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) (string, int) {
-		out, err := exec.Command(bins["logtransfer"], args...).CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), code
-	}
+	run := func(args ...string) (string, int) { return testutil.Output(t, bins["logtransfer"], args...) }
 	out, code := run("test", "config", "-config", good)
 	t.Logf("logtransfer test config -config good.ini (exit %d):\n%s", code, out)
 	if code != 0 || strings.Contains(out, secret) {

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -114,4 +115,20 @@ func (p *Proc) PeakRSS() int64 {
 func (p *Proc) LogText() string {
 	b, _ := os.ReadFile(p.Log)
 	return string(b)
+}
+
+// Output runs bin with args to its end and returns what it printed
+// (stdout and stderr) and its exit status; a binary that cannot be run
+// fails the test.
+func Output(t testing.TB, bin string, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	case err != nil:
+		t.Fatalf("running %s: %v", bin, err)
+	}
+	return string(out), 0
 }
